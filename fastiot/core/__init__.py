@@ -1,0 +1,23 @@
+"""The FastIoT core: broker connection, data models, serialization and services.
+
+Example:
+    >>> from fastiot.core import FastIoTService, FastIoTPublish, subscribe, reply, loop
+"""
+
+from __future__ import annotations
+
+from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, FastIoTResponse, ReplySubject, Subject
+from fastiot.core.service import FastIoTService
+from fastiot.core.service_annotations import loop, reply, subscribe
+
+__all__ = [
+    "FastIoTPublish",
+    "FastIoTRequest",
+    "FastIoTResponse",
+    "FastIoTService",
+    "ReplySubject",
+    "Subject",
+    "loop",
+    "reply",
+    "subscribe",
+]

@@ -1,0 +1,782 @@
+"""The connection to the NATS broker: publish, subscribe, request and reply with FastIoT data models.
+
+Example:
+    >>> import asyncio
+    >>> from fastiot.core.broker_connection import NatsBrokerConnection
+    >>> from fastiot.msg.thing import Thing
+    >>> async def main():
+    ...     broker = await NatsBrokerConnection.connect()
+    ...     async def on_thing(subject_name: str, thing: Thing) -> None:
+    ...         print(subject_name, thing.value)
+    ...     await broker.subscribe(Thing.get_subject(">"), on_thing)
+    ...     await broker.publish(Thing.get_subject("press_1.temp"),
+    ...                          Thing(machine="press_1", name="temp", value=21.5))
+    ...     await broker.close()
+    >>> asyncio.run(main())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import inspect
+import ssl
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import nats
+import nats.errors
+import pydantic
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from fastiot.core.data_models import ReplySubject, Subject
+from fastiot.core.logger import setup_logger
+from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
+from fastiot.env import env_broker
+from fastiot.exceptions import (
+    BrokerAuthenticationError,
+    BrokerUnavailableError,
+    DeserializationError,
+    MessageHandlingError,
+    ReplyHandlerError,
+    SyncCallOnLoopThreadError,
+)
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_PENDING_ERRORS",
+    "DEFAULT_PENDING_BYTES_LIMIT",
+    "DEFAULT_PENDING_MSGS_LIMIT",
+    "ERROR_HEADER",
+    "BrokerConnection",
+    "BrokerConnectionDummy",
+    "ConnectionState",
+    "NatsBrokerConnection",
+    "NatsBrokerSubscription",
+    "NatsBrokerSubscriptionReplySubject",
+    "NatsBrokerSubscriptionSubject",
+    "StateCallback",
+    "Subscription",
+    "SubscriptionCallback",
+    "SubscriptionDummy",
+    "SubscriptionErrorCallback",
+    "SubscriptionReplyCallback",
+    "callback_arity",
+]
+
+# A subscription callback is ``async def cb(msg)`` or ``async def cb(subject_name, msg)``.
+SubscriptionCallback = Callable[..., Coroutine[Any, Any, None]]
+# A reply callback has the same arguments and returns the reply message.
+SubscriptionReplyCallback = Callable[..., Coroutine[Any, Any, Any]]
+# Receives every error raised while decoding or handling a message (a MessageHandlingError).
+SubscriptionErrorCallback = Callable[[Exception], Awaitable[None]]
+# Receives the new ConnectionState string.
+StateCallback = Callable[[str], None]
+ConnectionState = str  # "connected", "reconnecting", "disconnected" or "closed"
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_PENDING_ERRORS = 1000
+# A subscription whose handler is slower than the message rate buffers at most this much in the client;
+# beyond it nats-py drops messages and reports a slow consumer.
+DEFAULT_PENDING_MSGS_LIMIT = 65_536
+DEFAULT_PENDING_BYTES_LIMIT = 64 * 1024 * 1024
+# A replier that fails answers with an empty payload and this header, so the requester fails at once.
+ERROR_HEADER = "Fastiot-Error"
+
+_logger = setup_logger("broker")
+
+
+def _is_coroutine_callable(cb: Any) -> bool:
+    if inspect.iscoroutinefunction(cb):
+        return True
+    call = getattr(cb, "__call__", None)  # noqa: B004 - async callable objects are allowed
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def callback_arity(cb: Any, *, what: str = "callback", skip_self: bool = False) -> int:
+    """Check a message callback and return how many arguments it takes (1 or 2).
+
+    Raises:
+        TypeError: If ``cb`` is not an ``async def`` or does not take ``(msg)`` or ``(subject_name, msg)``.
+    """
+    name = getattr(cb, "__qualname__", repr(cb))
+    if not _is_coroutine_callable(cb):
+        raise TypeError(f"{what} {name} must be an async function (async def ...), got {type(cb).__name__}")
+    params = list(inspect.signature(cb).parameters.values())
+    if skip_self and params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    for n in (2, 1):
+        if len(required) <= n <= len(positional):
+            return n
+    raise TypeError(
+        f"{what} {name} must take (msg) or (subject_name, msg), but its signature is {inspect.signature(cb)}"
+    )
+
+
+class Subscription(ABC):
+    """A running subscription."""
+
+    @abstractmethod
+    async def unsubscribe(self) -> None:
+        """Cancels the subscription"""
+
+    def check_pending_error(self) -> None:  # noqa: B027 - optional hook with a no-op default
+        """Raise the oldest error of a message handler that has not been raised yet, if any."""
+
+    async def raise_pending_error(self, timeout: float | None = None) -> None:
+        """Wait for the next error of a message handler and raise it. Useful in tests."""
+        await asyncio.sleep(timeout if timeout is not None else 0)
+
+
+class NatsBrokerSubscription(Subscription):
+    """Common part of NATS subscriptions: error bookkeeping and unsubscribe.
+
+    Handler errors never stop a subscription. Each is logged with its subject, handed to
+    ``subscription_error_cb`` and kept (the newest ``DEFAULT_MAX_PENDING_ERRORS``) for
+    :meth:`check_pending_error`; ``errors_dropped`` counts those that fell out of that buffer.
+    """
+
+    def __init__(self, subscription_error_cb: SubscriptionErrorCallback | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if subscription_error_cb is not None and not _is_coroutine_callable(subscription_error_cb):
+            raise TypeError("subscription_error_cb must be an async function taking the exception")
+        self._subscription: NatsSubscription | None = None
+        self._subscription_error_cb: SubscriptionErrorCallback | None = subscription_error_cb
+        self._pending_errors: collections.deque[Exception] = collections.deque(maxlen=DEFAULT_MAX_PENDING_ERRORS)
+        self._error_event: asyncio.Event = asyncio.Event()
+        self.received: int = 0
+        self.errors: int = 0
+        self.errors_dropped: int = 0
+        self.slow_consumer_events: int = 0
+
+    def _set_subscription(self, subscription: NatsSubscription) -> None:
+        self._subscription = subscription
+
+    @property
+    def pending_msgs(self) -> int:
+        """Messages received by the client and not handled yet (the backlog)."""
+        return self._subscription.pending_msgs if self._subscription is not None else 0
+
+    async def unsubscribe(self) -> None:
+        if self._subscription is None:
+            return
+        sub, self._subscription = self._subscription, None
+        try:
+            await sub.unsubscribe()
+        except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+            pass  # the connection is gone, and the subscription with it
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Stop receiving and wait (at most ``timeout`` s) until already received messages are handled."""
+        if self._subscription is None:
+            return
+        sub, self._subscription = self._subscription, None
+        try:
+            await asyncio.wait_for(sub.drain(), timeout)
+        except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+            pass
+        except asyncio.TimeoutError:
+            _logger.warning("subscription %s did not drain within %.1f s; dropping its backlog", sub.subject, timeout)
+            await sub.unsubscribe()
+
+    async def _report_error(self, err: Exception) -> None:
+        self.errors += 1
+        if len(self._pending_errors) == self._pending_errors.maxlen:
+            self.errors_dropped += 1
+        self._pending_errors.append(err)
+        self._error_event.set()
+        # A stream of bad messages must not flood the log: the first ten, then every thousandth.
+        if self.errors <= 10 or self.errors % 1000 == 0:
+            cause = err.cause if isinstance(err, MessageHandlingError) else err
+            decode_failure = isinstance(cause, (DeserializationError, pydantic.ValidationError))
+            _logger.error("%s%s", err, f" (error {self.errors} on this subscription)" if self.errors > 10 else "",
+                          exc_info=None if decode_failure else cause)
+        if self._subscription_error_cb is not None:
+            try:
+                await self._subscription_error_cb(err)
+            except Exception:
+                _logger.exception("subscription_error_cb raised while handling %s", err)
+
+    def check_pending_error(self) -> None:
+        if self._pending_errors:
+            raise self._pending_errors.popleft()
+
+    async def raise_pending_error(self, timeout: float | None = None) -> None:
+        while not self._pending_errors:
+            self._error_event.clear()
+            await asyncio.wait_for(self._error_event.wait(), timeout)
+        raise self._pending_errors.popleft()
+
+
+class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
+    """A subscription that decodes each message to the subject's model and calls ``cb``."""
+
+    def __init__(self, subject: Subject, cb: SubscriptionCallback, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._num_cb_params: int = callback_arity(cb, what="subscription callback")
+        self._subject: Subject = subject
+        self._cb: SubscriptionCallback = cb
+
+    async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        self.received += 1
+        try:
+            msg = serialize_from_bin(self._subject.msg_cls, nats_msg.data)
+            if self._num_cb_params == 1:
+                result = await self._cb(msg)
+            else:
+                result = await self._cb(nats_msg.subject, msg)
+            if result is not None:
+                raise TypeError(
+                    f"a subscription callback must return None, got {type(result).__name__}; "
+                    f"use @reply and request() if the message should be answered"
+                )
+        except Exception as e:
+            await self._report_error(MessageHandlingError(nats_msg.subject, nats_msg.data, e))
+
+
+class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
+    """A subscription that answers each request with what ``cb`` returns.
+
+    If decoding, the handler or the reply's type fails, the requester gets an empty reply with the
+    ``Fastiot-Error`` header, so its ``request()`` raises :class:`ReplyHandlerError` at once.
+    """
+
+    def __init__(
+        self,
+        subject: ReplySubject,
+        cb: SubscriptionReplyCallback,
+        send_reply_fn: Callable[..., Awaitable[None]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._num_cb_params: int = callback_arity(cb, what="reply callback")
+        self._subject: ReplySubject = subject
+        self._cb: SubscriptionReplyCallback = cb
+        self._send_reply_fn: Callable[..., Awaitable[None]] = send_reply_fn
+
+    def _check_reply_type(self, reply_msg: Any) -> None:
+        reply_cls = self._subject.reply_cls
+        if not isinstance(reply_msg, reply_cls):
+            raise TypeError(
+                f"the reply handler returned {type(reply_msg).__name__}, but subject "
+                f"{self._subject.name!r} expects {reply_cls.__name__}"
+            )
+
+    async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        self.received += 1
+        try:
+            msg = serialize_from_bin(self._subject.msg_cls, nats_msg.data)
+            if self._num_cb_params == 1:
+                reply_msg = await self._cb(msg)
+            else:
+                reply_msg = await self._cb(nats_msg.subject, msg)
+            self._check_reply_type(reply_msg)
+            if nats_msg.reply:
+                await self._send_reply_fn(self._subject.get_reply_inbox(nats_msg.reply), reply_msg)
+        except Exception as e:
+            if nats_msg.reply:
+                try:
+                    await self._send_reply_fn(
+                        Subject(name=nats_msg.reply, msg_cls=dict),
+                        {},
+                        headers={ERROR_HEADER: f"{type(e).__name__}: {e}"[:4000].replace("\r", " ").replace("\n", " ")},
+                    )
+                except Exception:
+                    _logger.exception("could not send the error reply for subject %s", nats_msg.subject)
+            await self._report_error(MessageHandlingError(nats_msg.subject, nats_msg.data, e))
+
+
+class BrokerConnection(ABC):
+    """What every broker connection offers; see :class:`NatsBrokerConnection`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._loop_mutex: threading.RLock = threading.RLock()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
+    def _set_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._loop_mutex:
+            self._loop = loop
+
+    @abstractmethod
+    async def subscribe(self, subject: Subject, cb: SubscriptionCallback) -> Subscription:
+        """Subscribe to a subject.
+
+        Args:
+            subject: The subject to subscribe to.
+            cb: ``async def cb(msg)`` or ``async def cb(subject_name, msg)``, called for each message.
+
+        Raises:
+            TypeError: If ``cb`` is not async or has another signature.
+        """
+
+    async def subscribe_msg_queue(self, subject: Subject, msg_queue: asyncio.Queue[Any]) -> Subscription:
+        """Subscribe to a subject, putting each received message into ``msg_queue``.
+
+        A bounded queue that is full holds the subscription back; the client's pending limits then
+        bound the backlog and report a slow consumer.
+        """
+
+        async def cb(msg: Any) -> None:
+            await msg_queue.put(msg)
+
+        return await self.subscribe(subject=subject, cb=cb)
+
+    @abstractmethod
+    async def subscribe_reply_cb(self, subject: ReplySubject, cb: SubscriptionReplyCallback) -> Subscription:
+        """Subscribe to a reply subject: ``cb`` answers each request by returning the reply message."""
+
+    @abstractmethod
+    async def _send(
+        self, subject: Subject, msg: Any, reply: Subject | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Serialize and send one message."""
+
+    @abstractmethod
+    async def _request(self, subject: ReplySubject, msg: Any, timeout: float) -> Any:
+        """Send a request and return the decoded reply."""
+
+    async def publish(self, subject: Subject, msg: Any) -> None:
+        """Publish a message on a subject.
+
+        Raises:
+            TypeError: If ``msg`` is not of the subject's model.
+        """
+        await self._send(subject=subject, msg=msg)
+
+    async def request(self, subject: ReplySubject, msg: Any, timeout: float | None = None) -> Any:
+        """Send a request and wait for the reply.
+
+        Args:
+            subject: The request subject, e.g. ``MyRequest.get_reply_subject()``.
+            msg: The request message.
+            timeout: Seconds to wait for the reply; ``None`` means ``FASTIOT_NATS_DEFAULT_TIMEOUT`` (30 s).
+
+        Raises:
+            nats.errors.TimeoutError: No reply in time (an ``asyncio.TimeoutError``).
+            nats.errors.NoRespondersError: Nobody subscribes to the subject.
+            ReplyHandlerError: The replying service failed; the message says how.
+        """
+        return await self._request(subject, msg, env_broker.default_timeout if timeout is None else timeout)
+
+    @property
+    @abstractmethod
+    def is_connected(self) -> bool:
+        """Return the connection status e.g. for health checks"""
+
+    def _on_loop_thread(self) -> bool:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return False
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    def run_threadsafe_nowait(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Schedule a coroutine on the broker's event loop from any thread and return its future."""
+        with self._loop_mutex:
+            if self._loop is None:
+                coro.close()
+                raise RuntimeError(
+                    "this connection has no event loop: create it inside a running asyncio loop "
+                    "(e.g. with `await NatsBrokerConnection.connect()`)"
+                )
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def run_threadsafe(self, coro: Coroutine[Any, Any, Any], timeout: float = 0.0) -> Any:
+        """Run a coroutine on the broker's event loop and wait for its result; callable from any thread.
+
+        Args:
+            coro: e.g. ``broker.publish(...)``.
+            timeout: Seconds to wait; 0 waits until it is done.
+
+        On the loop's own thread (e.g. a Jupyter cell) blocking would deadlock, so: if the loop
+        allows nesting (``import fastiot.workbench`` enables it in a notebook), the coroutine runs to
+        completion right here; otherwise :class:`SyncCallOnLoopThreadError` says to ``await`` instead.
+
+        Raises:
+            concurrent.futures.TimeoutError: The result was not ready within ``timeout``.
+        """
+        if self._on_loop_thread():
+            loop = self._loop
+            assert loop is not None
+            if not getattr(loop, "_nest_patched", False):
+                name = getattr(coro, "__qualname__", "the coroutine")
+                coro.close()
+                raise SyncCallOnLoopThreadError(
+                    f"{name} was called synchronously on the event loop's own thread, where waiting would "
+                    f"deadlock. Use `await` on the async method instead, or `import fastiot.workbench` "
+                    f"first (it enables nested loops, as in a Jupyter kernel)."
+                )
+            task = loop.create_task(coro)
+            try:
+                return loop.run_until_complete(asyncio.wait_for(task, timeout) if timeout else task)
+            except asyncio.TimeoutError as e:
+                raise concurrent.futures.TimeoutError(f"no result within {timeout} s") from e
+        future = self.run_threadsafe_nowait(coro=coro)
+        return future.result(timeout=timeout if timeout else None)
+
+    def publish_sync(self, subject: Subject, msg: Any, timeout: float = 0.0) -> None:
+        """Publish from synchronous code (any thread); see :meth:`run_threadsafe`."""
+        return self.run_threadsafe(self.publish(subject=subject, msg=msg), timeout=timeout)
+
+    def publish_sync_nowait(self, subject: Subject, msg: Any) -> concurrent.futures.Future[Any]:
+        """Publish from another thread without waiting; returns the future."""
+        return self.run_threadsafe_nowait(self.publish(subject=subject, msg=msg))
+
+    def request_sync(self, subject: ReplySubject, msg: Any, timeout: float | None = None) -> Any:
+        """Request from synchronous code (any thread); see :meth:`request` and :meth:`run_threadsafe`.
+
+        It times out after ``timeout`` (the request's own timeout); it may wait longer if the loop is
+        too busy to schedule the request.
+        """
+        return self.run_threadsafe(self.request(subject=subject, msg=msg, timeout=timeout))
+
+
+class _InitialConnectAbort(Exception):
+    def __init__(self, err: Exception) -> None:
+        self.err = err
+        super().__init__(str(err))
+
+
+class NatsBrokerConnection(BrokerConnection):
+    """A :class:`BrokerConnection` over nats-py. Create it with :meth:`connect`.
+
+    Settings come from ``FASTIOT_NATS_*`` (servers, credentials, TLS). After the first connect it
+    reconnects forever with backoff; :attr:`state` and :meth:`on_state_change` tell about it.
+    """
+
+    @classmethod
+    async def connect(
+        cls,
+        closed_cb: Callable[[], Awaitable[None]] | None = None,
+        subscription_error_cb: SubscriptionErrorCallback | None = None,
+        *,
+        servers: list[str] | str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        name: str | None = None,
+        **nats_options: Any,
+    ) -> NatsBrokerConnection:
+        """Connect to NATS and return the connection.
+
+        Args:
+            closed_cb: Awaited when the connection is closed for good.
+            subscription_error_cb: Awaited with every message handling error of every subscription.
+            servers: URLs; default from ``FASTIOT_NATS_SERVERS`` or ``FASTIOT_NATS_HOST``/``_PORT``.
+            connect_timeout: Seconds the first connect may take in all.
+            name: The client name shown in NATS monitoring.
+            nats_options: Passed on to ``nats.connect`` (e.g. ``reconnect_time_wait``).
+
+        Raises:
+            BrokerAuthenticationError: The server rejected the credentials.
+            BrokerUnavailableError: No server accepted a connection within ``connect_timeout``.
+        """
+        if closed_cb is not None and not _is_coroutine_callable(closed_cb):
+            raise TypeError("closed_cb must be an async function without arguments")
+        if isinstance(servers, str):
+            servers = [s.strip() for s in servers.split(",") if s.strip()]
+        server_list = servers or env_broker.servers
+        client = NatsClient()
+        conn = cls(client=client, subscription_error_cb=subscription_error_cb)
+        conn._closed_cb = closed_cb
+        options = conn._nats_options_from_env()
+        options.update(nats_options)
+        failures: list[Exception] = []
+
+        async def initial_error_cb(err: Exception) -> None:
+            failures.append(err)
+            if isinstance(err, nats.errors.AuthorizationError) or "authorization" in str(err).lower():
+                raise _InitialConnectAbort(err)
+            if len(failures) >= len(server_list):
+                raise _InitialConnectAbort(err)
+
+        conn._error_handler = initial_error_cb
+        urls = ", ".join(server_list)
+        try:
+            await asyncio.wait_for(
+                client.connect(
+                    servers=server_list,
+                    name=name,
+                    error_cb=conn._on_error,
+                    disconnected_cb=conn._on_disconnected,
+                    reconnected_cb=conn._on_reconnected,
+                    closed_cb=conn._on_closed,
+                    connect_timeout=max(1, int(min(connect_timeout, 2.0))),
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    **options,
+                ),
+                connect_timeout,
+            )
+        except (_InitialConnectAbort, asyncio.TimeoutError, OSError, nats.errors.Error) as e:
+            err = e.err if isinstance(e, _InitialConnectAbort) else (failures[-1] if failures else e)
+            await conn._abandon()
+            text = f"{type(err).__name__}: {err}".strip()
+            if isinstance(err, nats.errors.AuthorizationError) or "authorization" in text.lower():
+                raise BrokerAuthenticationError(
+                    f"the NATS server at {urls} rejected the credentials ({text}); check FASTIOT_NATS_USER / "
+                    f"FASTIOT_NATS_PASSWORD, FASTIOT_NATS_TOKEN or FASTIOT_NATS_CREDS"
+                ) from None
+            if isinstance(err, ssl.SSLError) or "ssl" in text.lower() or "tls" in text.lower():
+                raise BrokerUnavailableError(
+                    f"TLS with the NATS server at {urls} failed ({text}); check FASTIOT_NATS_TLS_CA, "
+                    f"FASTIOT_NATS_TLS_CERT and FASTIOT_NATS_TLS_KEY"
+                ) from None
+            raise BrokerUnavailableError(
+                f"no NATS server accepted a connection at {urls} ({text}); "
+                f"start one or set FASTIOT_NATS_SERVERS / FASTIOT_NATS_HOST / FASTIOT_NATS_PORT"
+            ) from None
+        conn._error_handler = None
+        conn._set_state("connected")
+        return conn
+
+    @staticmethod
+    def _nats_options_from_env() -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if env_broker.user is not None:
+            options["user"] = env_broker.user
+            options["password"] = env_broker.password or ""
+        if env_broker.token is not None:
+            options["token"] = env_broker.token
+        if env_broker.creds is not None:
+            options["user_credentials"] = env_broker.creds
+        if env_broker.tls_ca is not None or env_broker.tls_cert is not None:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=env_broker.tls_ca)
+            if env_broker.tls_cert is not None:
+                context.load_cert_chain(env_broker.tls_cert, env_broker.tls_key)
+            options["tls"] = context
+        return options
+
+    def __init__(self, client: NatsClient, subscription_error_cb: SubscriptionErrorCallback | None = None) -> None:
+        super().__init__()
+        if subscription_error_cb is not None and not _is_coroutine_callable(subscription_error_cb):
+            raise TypeError("subscription_error_cb must be an async function taking the exception")
+        self._client: NatsClient = client
+        self._subscription_error_cb: SubscriptionErrorCallback | None = subscription_error_cb
+        self._closed_cb: Callable[[], Awaitable[None]] | None = None
+        self._error_handler: Callable[[Exception], Awaitable[None]] | None = None
+        self._state: ConnectionState = "disconnected"
+        self._state_callbacks: list[StateCallback] = []
+        self._subscriptions_by_sid: dict[int, NatsBrokerSubscription] = {}
+        self.reconnects: int = 0
+        self.slow_consumer_events: int = 0
+        self.last_error: Exception | None = None
+        self._closing: bool = False
+
+    @property
+    def client(self) -> NatsClient:
+        """The underlying nats-py client, e.g. for JetStream (``connection.client.jetstream()``)."""
+        return self._client
+
+    @property
+    def state(self) -> ConnectionState:
+        """``connected``, ``reconnecting``, ``disconnected`` (not connected yet) or ``closed``."""
+        return self._state
+
+    @property
+    def connected_url(self) -> str | None:
+        """The URL of the server this connection is attached to now."""
+        url = self._client.connected_url
+        return None if url is None else f"{url.scheme}://{url.hostname}:{url.port}"
+
+    def on_state_change(self, callback: StateCallback, remove: bool = False) -> None:
+        """Call ``callback(state)`` (a plain function, run on the loop) whenever :attr:`state` changes."""
+        if remove:
+            self._state_callbacks.remove(callback)
+        else:
+            self._state_callbacks.append(callback)
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        for callback in list(self._state_callbacks):
+            try:
+                callback(state)
+            except Exception:
+                _logger.exception("state callback %r failed", callback)
+
+    async def _on_error(self, err: Exception) -> None:
+        self.last_error = err
+        if self._error_handler is not None:
+            await self._error_handler(err)
+            return
+        if isinstance(err, nats.errors.SlowConsumerError):
+            self.slow_consumer_events += 1
+            sub = self._subscriptions_by_sid.get(err.sid)
+            if sub is not None:
+                sub.slow_consumer_events += 1
+            # One line per burst is enough: a firehose reports this for every dropped message.
+            if self.slow_consumer_events in (1, 10, 100, 1000) or self.slow_consumer_events % 10_000 == 0:
+                _logger.warning(
+                    "slow consumer on subject %s: its handler is slower than the message rate and the client "
+                    "dropped messages (%d so far)",
+                    err.subject,
+                    self.slow_consumer_events,
+                )
+            return
+        _logger.warning("NATS: %s: %s", type(err).__name__, err)
+
+    async def _on_disconnected(self) -> None:
+        if self._state == "connected" and not self._client.is_closed and not self._closing:
+            _logger.warning("lost the connection to NATS; reconnecting")
+            self._set_state("reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        self.reconnects += 1
+        _logger.info("reconnected to NATS at %s", self.connected_url)
+        self._set_state("connected")
+
+    async def _on_closed(self) -> None:
+        self._set_state("closed")
+        if self._closed_cb is not None:
+            await self._closed_cb()
+
+    async def _abandon(self) -> None:
+        self._closed_cb = None
+        try:
+            await self._client.close()
+        except Exception:  # a client that never connected may fail to close; nothing is left to clean
+            pass
+
+    async def close(self) -> None:
+        """Flush what was published and close the connection."""
+        if self._client.is_closed:
+            return
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._client.flush(), 2.0)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            pass
+        await self._client.close()
+        self._set_state("closed")
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client.is_connected
+
+    async def _subscribe_nats(self, result: NatsBrokerSubscription, name: str) -> NatsBrokerSubscription:
+        subscription = await self._client.subscribe(
+            subject=name,
+            cb=result.received_nats_msg_cb,  # type: ignore[attr-defined]
+            pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
+            pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT,
+        )
+        result._set_subscription(subscription)
+        self._subscriptions_by_sid[subscription._id] = result
+        return result
+
+    async def subscribe(self, subject: Subject, cb: SubscriptionCallback) -> Subscription:
+        result = NatsBrokerSubscriptionSubject(
+            subject=subject, cb=cb, subscription_error_cb=self._subscription_error_cb
+        )
+        return await self._subscribe_nats(result, subject.name)
+
+    async def subscribe_reply_cb(self, subject: ReplySubject, cb: SubscriptionReplyCallback) -> Subscription:
+        if not isinstance(subject, ReplySubject):
+            raise TypeError("subscribe_reply_cb needs a ReplySubject, e.g. MyRequest.get_reply_subject()")
+        result = NatsBrokerSubscriptionReplySubject(
+            subject=subject, cb=cb, send_reply_fn=self._send, subscription_error_cb=self._subscription_error_cb
+        )
+        return await self._subscribe_nats(result, subject.name)
+
+    async def subscribe_raw(
+        self,
+        pattern: str,
+        cb: Callable[[NatsMsg], Awaitable[None]],
+        *,
+        pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
+        pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
+    ) -> NatsSubscription:
+        """Subscribe to a NATS pattern and get the undecoded nats-py messages (used by captures)."""
+        if not _is_coroutine_callable(cb):
+            raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
+        return await self._client.subscribe(
+            subject=pattern, cb=cb, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+        )
+
+    async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """Publish bytes as they are (no serialization)."""
+        await self._client.publish(subject, payload, headers=headers)
+
+    async def _send(
+        self, subject: Subject, msg: Any, reply: Subject | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        payload = serialize_to_bin(subject.msg_cls, msg)
+        await self._client.publish(subject.name, payload, reply="" if reply is None else reply.name, headers=headers)
+
+    async def _request(self, subject: ReplySubject, msg: Any, timeout: float) -> Any:
+        payload = serialize_to_bin(subject.msg_cls, msg)
+        try:
+            response = await self._client.request(subject.name, payload, timeout=timeout)
+        except nats.errors.TimeoutError:
+            raise nats.errors.TimeoutError() from None
+        if response.headers and ERROR_HEADER in response.headers:
+            raise ReplyHandlerError(subject.name, response.headers[ERROR_HEADER])
+        return serialize_from_bin(subject.reply_cls, response.data)
+
+
+class SubscriptionDummy(Subscription):
+    """A subscription that never receives anything (for :class:`BrokerConnectionDummy`)."""
+
+    async def unsubscribe(self) -> None:
+        pass
+
+    def check_pending_error(self) -> None:
+        pass
+
+    async def raise_pending_error(self, timeout: float | None = None) -> None:
+        """There are never errors: waits for ``timeout`` (forever if None) and returns."""
+        if timeout is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(timeout or 0)
+
+
+class BrokerConnectionDummy(BrokerConnection):
+    """A dummy broker implementation to mock dependencies.
+
+    Publishing records the last ``max_published`` messages in :attr:`published`; requests raise
+    ``nats.errors.NoRespondersError``, as a real broker with nobody listening would.
+    """
+
+    def __init__(self, max_published: int = 1000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.published: collections.deque[tuple[str, Any]] = collections.deque(maxlen=max_published)
+
+    @property
+    def is_connected(self) -> bool:
+        return True
+
+    async def subscribe(self, subject: Subject, cb: SubscriptionCallback) -> Subscription:
+        callback_arity(cb, what="subscription callback")
+        return SubscriptionDummy()
+
+    async def subscribe_reply_cb(self, subject: ReplySubject, cb: SubscriptionReplyCallback) -> Subscription:
+        callback_arity(cb, what="reply callback")
+        return SubscriptionDummy()
+
+    async def _send(
+        self, subject: Subject, msg: Any, reply: Subject | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        serialize_to_bin(subject.msg_cls, msg)  # the same type check a real broker applies
+        self.published.append((subject.name, msg))
+
+    async def _request(self, subject: ReplySubject, msg: Any, timeout: float) -> Any:
+        serialize_to_bin(subject.msg_cls, msg)
+        raise nats.errors.NoRespondersError()
+
+    async def close(self) -> None:
+        pass

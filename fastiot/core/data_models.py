@@ -1,0 +1,176 @@
+"""Data models sent over the broker: pydantic v2 models that know their subject.
+
+Example:
+    >>> from fastiot.core.data_models import FastIoTPublish
+    >>> class MachineState(FastIoTPublish):
+    ...     machine: str
+    ...     running: bool
+    >>> MachineState.get_subject().name
+    'v1.machine_state'
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any, ClassVar, Union
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from fastiot.core.subject_helper import MSG_FORMAT_VERSION, camel_to_snake
+from fastiot.core.time import ensure_tzinfo
+
+__all__ = [
+    "FastIoTData",
+    "FastIoTPublish",
+    "FastIoTRequest",
+    "FastIoTResponse",
+    "Msg",
+    "MsgCls",
+    "ReplySubject",
+    "Subject",
+]
+
+
+class FastIoTData(BaseModel):
+    """Base model of everything sent between services.
+
+    The subject is made from the class name: ``MySpecialModel`` publishes on ``v1.my_special_model``.
+    Every datetime field is normalized to timezone-aware UTC (naive values are taken as UTC).
+    Any pydantic model works as long as its fields serialize with msgpack (plain Python types,
+    datetimes, nested models).
+    """
+
+    @classmethod
+    def _get_subject_name(cls, name: str = "") -> str:
+        subject_name = f"{MSG_FORMAT_VERSION}.{camel_to_snake(cls.__name__)}"
+        if name:
+            subject_name += "." + name
+        return subject_name
+
+    @model_validator(mode="after")
+    def set_timezones(self) -> FastIoTData:
+        """Convert every datetime field to UTC (naive datetimes are taken as UTC)."""
+        values = self.__dict__
+        for key, value in values.items():
+            if isinstance(value, datetime):
+                values[key] = ensure_tzinfo(value)
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Keep the UTC guarantee for assignments after construction too.
+        super().__setattr__(name, ensure_tzinfo(value))
+
+
+Msg = Union[FastIoTData, dict]
+MsgCls = type
+
+
+class FastIoTPublish(FastIoTData):
+    """Base model for data that is published (fire and forget).
+
+    Example:
+        >>> class Temperature(FastIoTPublish):
+        ...     celsius: float
+        >>> Temperature.get_subject("oven_1").name
+        'v1.temperature.oven_1'
+    """
+
+    @classmethod
+    def get_subject(cls, name: str = "") -> Subject:
+        """The subject this model is published on.
+
+        Args:
+            name: An optional hierarchy below the model's subject, e.g. ``"my_sensor"`` gives
+                ``v1.my_model.my_sensor``; ``"*"`` or ``">"`` subscribe to all of them.
+        """
+        return Subject(name=cls._get_subject_name(name=name), msg_cls=cls)
+
+
+class FastIoTResponse(FastIoTData):
+    """Base model of an answer to a :class:`FastIoTRequest`."""
+
+    @classmethod
+    def get_subject(cls, name: str = "") -> Subject:
+        raise NotImplementedError(
+            f"{cls.__name__} is a response; it is sent to a requester's inbox and has no subject of its own. "
+            f"Use the request model's get_reply_subject() instead."
+        )
+
+
+class FastIoTRequest(FastIoTData):
+    """Base model of a request. Set ``_reply_cls`` to the response model.
+
+    Example:
+        >>> class StatusReply(FastIoTResponse):
+        ...     ok: bool
+        >>> class StatusRequest(FastIoTRequest):
+        ...     _reply_cls = StatusReply
+        >>> StatusRequest.get_reply_subject("press_1").name
+        'v1.status_request.press_1'
+    """
+
+    _reply_cls: ClassVar[type[FastIoTData] | type[dict] | None] = None
+
+    @classmethod
+    def get_reply_subject(cls, name: str = "") -> ReplySubject:
+        """The subject requests of this model are sent on, with the reply model attached."""
+        if cls._reply_cls is None:
+            raise TypeError(
+                f"{cls.__name__} has no reply class: add `_reply_cls = MyResponse` to the class body"
+            )
+        return ReplySubject(name=cls._get_subject_name(name=name), msg_cls=cls, reply_cls=cls._reply_cls)
+
+
+def _check_msg_cls(value: Any) -> type:
+    if isinstance(value, type) and (issubclass(value, BaseModel) or issubclass(value, dict)):
+        return value
+    raise TypeError(f"msg_cls must be a pydantic model class (e.g. a FastIoTData subclass) or dict, got {value!r}")
+
+
+class Subject(BaseModel):
+    """A subject to publish or subscribe to, and the model its messages decode to.
+
+    Example:
+        >>> Subject(name="v1.thing.>", msg_cls=dict).name
+        'v1.thing.>'
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """The NATS subject, e.g. ``v1.thing.press_1.temp`` or a wildcard pattern ``v1.thing.>``."""
+    msg_cls: Any
+    """The model messages are decoded to: a pydantic model class or ``dict``."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not v or " " in v or ".." in v or v.startswith(".") or v.endswith("."):
+            raise ValueError(f"{v!r} is not a valid NATS subject; use dot separated tokens like 'v1.thing.press_1'")
+        return v
+
+    @field_validator("msg_cls")
+    @classmethod
+    def _check_msg_cls_field(cls, v: Any) -> type:
+        return _check_msg_cls(v)
+
+
+class ReplySubject(Subject):
+    """A request subject that also knows the model of its reply."""
+
+    reply_cls: Any
+    """The model replies decode to: a pydantic model class or ``dict``."""
+
+    @field_validator("reply_cls")
+    @classmethod
+    def _check_reply_cls(cls, v: Any) -> type:
+        return _check_msg_cls(v)
+
+    def make_generic_reply_inbox(self) -> Subject:
+        """A fresh, unique inbox subject for one reply."""
+        return Subject(name=f"_INBOX.{secrets.token_hex(11)}", msg_cls=self.reply_cls)
+
+    def get_reply_inbox(self, reply_to: str) -> Subject:
+        """The subject to send a reply to, given a request's ``reply_to`` inbox."""
+        return Subject(name=reply_to, msg_cls=self.reply_cls)

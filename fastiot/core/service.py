@@ -1,0 +1,304 @@
+"""FastIoTService, the base class of every service.
+
+Example:
+    >>> import asyncio
+    >>> from fastiot.core import FastIoTService, loop
+    >>> from fastiot.msg.thing import Thing
+    >>> class Sensor(FastIoTService):
+    ...     @loop
+    ...     async def measure(self):
+    ...         thing = Thing(machine="press_1", name="temp", value=21.5, unit="degC")
+    ...         await self.broker_connection.publish(Thing.get_subject("press_1.temp"), thing)
+    ...         return asyncio.sleep(1.0)
+    >>> if __name__ == "__main__":
+    ...     Sensor.main()  # runs until SIGTERM or Ctrl-C
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
+from fastiot.core.logger import setup_logger
+from fastiot.env import env_basic
+from fastiot.exceptions import BrokerUnavailableError, ShutdownRequestedInterruption
+
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DEFAULT_STOP_TIMEOUT", "FastIoTService"]
+
+# How long stopping may wait for subscriptions to drain and for tasks to finish before they are cancelled.
+DEFAULT_DRAIN_TIMEOUT = 5.0
+DEFAULT_STOP_TIMEOUT = 10.0
+
+
+class FastIoTService:
+    """Base class for all FastIoT services.
+
+    Declare behaviour with ``@subscribe``, ``@reply`` and ``@loop`` methods, and optionally override
+    :meth:`_start` and :meth:`_stop`. Run it with :meth:`main` in production, or with
+    ``async with MyService(broker_connection=...)`` (as the notebook workbench does).
+    """
+
+    @classmethod
+    def main(cls, **kwargs: Any) -> None:
+        """Connect with the ``FASTIOT_NATS_*`` settings and run the service until SIGTERM or SIGINT.
+
+        On either signal the service shuts down gracefully (subscriptions drained, ``_stop()``
+        awaited, loops finished) and ``main`` returns, so the process exits 0. If the broker is
+        unreachable or a loop or task failed, it exits with status 1.
+
+        Args:
+            kwargs: Passed to the class constructor.
+        """
+        try:
+            ok = asyncio.run(cls._run_main(**kwargs))
+        except KeyboardInterrupt:  # a second Ctrl-C while stopping
+            ok = True
+        if not ok:
+            raise SystemExit(1)
+
+    @classmethod
+    async def _run_main(cls, **kwargs: Any) -> bool:
+        logger = setup_logger(cls.__name__)
+        service: FastIoTService | None = None
+
+        async def closed_cb() -> None:
+            if service is not None:
+                await service.request_shutdown("the connection to the broker was closed")
+
+        try:
+            broker = await NatsBrokerConnection.connect(closed_cb=closed_cb, name=cls.__name__)
+        except BrokerUnavailableError as e:
+            logger.error("%s", e)
+            return False
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        try:
+            service = cls(broker_connection=broker, **kwargs)
+
+            def on_signal(sig: signal.Signals) -> None:
+                assert service is not None
+                loop.create_task(service.request_shutdown(f"received {sig.name}"))
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, on_signal, sig)
+                    handled.append(sig)
+                except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+                    pass
+            await service.run()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            await broker.close()
+        return service.shutdown_exception is None
+
+    def __init__(self, broker_connection: BrokerConnection | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.broker_connection: BrokerConnection | None = broker_connection
+        self.service_id: str = env_basic.service_id
+        self._logger: logging.Logger = setup_logger(type(self).__name__)
+        self._shutdown_event: asyncio.Event = asyncio.Event()
+        self._owns_connection: bool = False
+        self._subscription_fns: list[Callable[..., Coroutine[Any, Any, Any]]] = []
+        self._reply_subscription_fns: list[Callable[..., Coroutine[Any, Any, Any]]] = []
+        self._loop_fns: list[Callable[[], Coroutine[Any, Any, Awaitable[Any]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subs: list[Subscription] = []
+        self.subscriptions: dict[str, Subscription] = {}
+        """The running subscriptions by handler name (their ``received`` and ``errors`` counters)."""
+        self.shutdown_reason: str = ""
+        self.shutdown_exception: BaseException | None = None
+        """The exception that made the service shut down (a failed loop or task), else None."""
+
+    def _setup_annotations(self) -> None:
+        # Done at start, not in __init__: a service's properties may depend on its __init__ having finished.
+        self._subscription_fns, self._reply_subscription_fns, self._loop_fns = [], [], []
+        for name in dir(type(self)):
+            if name.startswith("__"):
+                continue
+            fn = getattr(type(self), name, None)
+            if hasattr(fn, "_fastiot_subject"):
+                self._subscription_fns.append(getattr(self, name))
+            if hasattr(fn, "_fastiot_reply_subject"):
+                self._reply_subscription_fns.append(getattr(self, name))
+            if hasattr(fn, "_fastiot_is_loop"):
+                self._loop_fns.append(getattr(self, name))
+
+    async def _start(self) -> None:
+        """Override to run async start-up code, e.g. ``await self._server.start()``."""
+
+    async def _stop(self) -> None:
+        """Override to run async clean-up code, e.g. ``await self._server.stop()``."""
+
+    def run_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task owned by the service.
+
+        If it raises, the exception is logged and a shutdown is requested; if it returns, it is
+        dropped and the service goes on. Tasks are awaited after :meth:`_stop` when the service stops.
+        """
+        task = asyncio.get_running_loop().create_task(self._exec_task(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _exec_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+        name = getattr(coro, "__qualname__", "task")
+        try:
+            await coro
+        except ShutdownRequestedInterruption:
+            pass
+        except Exception as e:
+            self._logger.exception("%s of %s failed; shutting the service down", name, type(self).__name__)
+            await self.request_shutdown(f"{name} failed: {type(e).__name__}: {e}", exception=e)
+
+    async def wait_for_shutdown(self, timeout: float = 0.0) -> bool:
+        """Wait until a shutdown is requested.
+
+        Args:
+            timeout: Seconds to wait at most; 0 waits indefinitely.
+
+        Returns:
+            True if a shutdown was requested, False if the timeout passed first.
+
+        Example:
+            >>> while await self.wait_for_shutdown(1.0) is False:  # doctest: +SKIP
+            ...     print("Still running...")
+        """
+        if timeout < 0:
+            raise ValueError("timeout must be >= 0 (0 waits indefinitely)")
+        if timeout == 0:
+            await self._shutdown_event.wait()
+            return True
+        try:
+            await asyncio.wait_for(self._shutdown_event.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def run_coro(self, coro: Awaitable[Any]) -> Any:
+        """Await ``coro``, or raise :class:`ShutdownRequestedInterruption` (cancelling it) on shutdown.
+
+        Returns:
+            The result of the coroutine.
+        """
+        if self._shutdown_event.is_set():
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise ShutdownRequestedInterruption()
+        work = asyncio.ensure_future(coro)
+        waiter = asyncio.ensure_future(self._shutdown_event.wait())
+        try:
+            await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if work.cancelled() and self._shutdown_event.is_set():
+            raise ShutdownRequestedInterruption()
+        return work.result()
+
+    async def __aenter__(self) -> FastIoTService:
+        self._shutdown_event.clear()
+        self.shutdown_reason, self.shutdown_exception = "", None
+        self.subscriptions = {}
+        self._setup_annotations()
+        if self.broker_connection is None:
+            self.broker_connection = await NatsBrokerConnection.connect(name=type(self).__name__)
+            self._owns_connection = True
+        try:
+            await self._start()
+            await self._start_annotated_subs()
+            self._start_annotated_loops()
+        except BaseException:
+            await self._shutdown()
+            raise
+        await asyncio.sleep(0)  # let loops and subscriptions start before the caller goes on
+        self._logger.info("started %s", type(self).__name__)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool:
+        await self._shutdown()
+        return False
+
+    async def _shutdown(self) -> None:
+        await self.request_shutdown()
+        await self._stop_subs()
+        try:
+            await self._stop()
+        finally:
+            await self._stop_tasks()
+            if self._owns_connection and isinstance(self.broker_connection, NatsBrokerConnection):
+                await self.broker_connection.close()
+                self.broker_connection = None
+                self._owns_connection = False
+        self._logger.info("stopped %s", type(self).__name__)
+
+    async def run(self) -> None:
+        """Start the service, run until a shutdown is requested, then stop it gracefully."""
+        async with self:
+            await self.wait_for_shutdown()
+
+    async def request_shutdown(self, reason: str = "", exception: BaseException | None = None) -> None:
+        """Ask all loops and tasks of the service to stop."""
+        if not self._shutdown_event.is_set():
+            if reason:
+                self._logger.info("shutdown requested: %s", reason)
+            self.shutdown_reason = reason
+            self.shutdown_exception = exception
+        self._shutdown_event.set()
+
+    def _start_annotated_loops(self) -> None:
+        for loop_fn in self._loop_fns:
+            self.run_task(self._loop_task_cb(loop_fn))
+
+    async def _start_annotated_subs(self) -> None:
+        assert self.broker_connection is not None
+        for fn in self._subscription_fns:
+            sub = await self.broker_connection.subscribe(subject=fn._fastiot_subject, cb=fn)  # type: ignore[attr-defined]
+            self._subs.append(sub)
+            self.subscriptions[fn.__name__] = sub
+        for fn in self._reply_subscription_fns:
+            sub = await self.broker_connection.subscribe_reply_cb(
+                subject=fn._fastiot_reply_subject,  # type: ignore[attr-defined]
+                cb=fn,
+            )
+            self._subs.append(sub)
+            self.subscriptions[fn.__name__] = sub
+
+    async def _loop_task_cb(self, loop_fn: Callable[[], Coroutine[Any, Any, Awaitable[Any]]]) -> None:
+        while not self._shutdown_event.is_set():
+            awaitable = await loop_fn()
+            if not hasattr(awaitable, "__await__"):
+                raise TypeError(
+                    f"@loop method {loop_fn.__name__} must return an awaitable such as asyncio.sleep(1.0), "
+                    f"got {type(awaitable).__name__}"
+                )
+            try:
+                await self.run_coro(awaitable)
+            except ShutdownRequestedInterruption:
+                break
+
+    async def _stop_subs(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            drain = getattr(sub, "drain", None)
+            if drain is not None:
+                await drain(DEFAULT_DRAIN_TIMEOUT)
+            else:
+                await sub.unsubscribe()
+
+    async def _stop_tasks(self) -> None:
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=DEFAULT_STOP_TIMEOUT)
+        for task in pending:
+            self._logger.warning("task %s did not finish within %.0f s; cancelling it", task, DEFAULT_STOP_TIMEOUT)
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=DEFAULT_STOP_TIMEOUT)

