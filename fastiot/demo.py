@@ -1,0 +1,345 @@
+"""A small simulated plant: machines that publish Thing values and answer status requests.
+
+Two presses and an oven publish ``temperature``, ``pressure``, ``vibration`` and ``state`` on
+``v1.thing.<machine>.<sensor>`` with realistic noise and occasional anomalies, and answer a
+:class:`MachineStatusRequest` on ``v1.machine_status_request.<machine>``. A :class:`PlantStatusService`
+answers ``v1.plant_status_request`` with every machine's state.
+
+From a notebook cell::
+
+    from fastiot import demo
+    plant = await demo.start_demo(rate=5.0)      # 5 values per second per sensor
+    ...
+    await plant.stop()
+
+From a shell (against FASTIOT_NATS_* or a local server it starts)::
+
+    python -m fastiot.demo --rate 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
+from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
+from fastiot.core.service import FastIoTService
+from fastiot.core.service_annotations import loop, reply
+from fastiot.msg.thing import Thing
+
+__all__ = [
+    "DEFAULT_MACHINES",
+    "DemoPlant",
+    "MachineSimulator",
+    "MachineStatus",
+    "MachineStatusRequest",
+    "Oven",
+    "PlantStatus",
+    "PlantStatusRequest",
+    "PlantStatusService",
+    "Press",
+    "main",
+    "start_demo",
+]
+
+
+class MachineStatus(FastIoTResponse):
+    """A machine's answer to a status request."""
+
+    machine: str
+    state: str
+    uptime_s: float
+    messages_published: int
+    anomalies: int
+    last_values: dict[str, float]
+
+
+class MachineStatusRequest(FastIoTRequest):
+    """Ask one machine for its status: ``MachineStatusRequest.get_reply_subject("press_1")``."""
+
+    _reply_cls = MachineStatus
+
+
+class PlantStatus(FastIoTResponse):
+    """The status of every machine of the plant."""
+
+    machines: dict[str, str]
+
+
+class PlantStatusRequest(FastIoTRequest):
+    """Ask the plant for all machines' states: ``PlantStatusRequest.get_reply_subject()``."""
+
+    _reply_cls = PlantStatus
+
+
+@dataclass
+class _Sensor:
+    name: str
+    unit: str
+    base: float
+    noise: float
+    drift: float = 0.0
+    anomaly: float = 0.0
+    value: float = field(default=0.0)
+
+
+class MachineSimulator(FastIoTService):
+    """One machine publishing noisy sensor values ``rate`` times per second per sensor.
+
+    Args:
+        machine: Its name, the second token of its subjects (``v1.thing.<machine>.<sensor>``).
+        rate: Values per second per sensor (0 < rate <= 10,000).
+        anomaly_probability: Chance per value of a spike of several standard deviations.
+        seed: Seed of its random numbers, for repeatable data.
+    """
+
+    SENSORS: tuple[tuple[str, str, float, float, float], ...] = ()
+    """(name, unit, base value, noise standard deviation, anomaly size) of each numeric sensor."""
+
+    def __init__(
+        self,
+        machine: str,
+        rate: float = 2.0,
+        anomaly_probability: float = 0.01,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not machine or "." in machine or " " in machine:
+            raise ValueError(f"machine must be one subject token like 'press_1', got {machine!r}")
+        if not 0 < rate <= 10_000:
+            raise ValueError(f"rate must be between 0 and 10000 values per second, got {rate}")
+        if not 0 <= anomaly_probability <= 1:
+            raise ValueError("anomaly_probability must be between 0 and 1")
+        self.machine: str = machine
+        self.rate: float = rate
+        self.anomaly_probability: float = anomaly_probability
+        self._random: random.Random = random.Random(seed)
+        self._sensors: list[_Sensor] = [
+            _Sensor(name, unit, base, noise, anomaly=anomaly, value=base) for name, unit, base, noise, anomaly in self.SENSORS
+        ]
+        self.state: str = "running"
+        self.started_at: float = time.monotonic()
+        self.messages_published: int = 0
+        self.anomalies: int = 0
+        self._tick: int = 0
+        self._status_subscription: Any = None
+
+    async def _start(self) -> None:
+        self.started_at = time.monotonic()
+        assert self.broker_connection is not None
+        self._status_subscription = await self.broker_connection.subscribe_reply_cb(
+            MachineStatusRequest.get_reply_subject(self.machine), self.status
+        )
+
+    async def _stop(self) -> None:
+        if self._status_subscription is not None:
+            await self._status_subscription.unsubscribe()
+            self._status_subscription = None
+
+    def _next_state(self) -> str:
+        # Mostly running; now and then a short idle or a fault, like a real line.
+        roll = self._random.random()
+        if self.state == "running":
+            if roll < 0.002:
+                return "fault"
+            if roll < 0.01:
+                return "idle"
+        elif roll < 0.1:
+            return "running"
+        return self.state
+
+    def _next_value(self, sensor: _Sensor) -> float:
+        running = self.state == "running"
+        target = sensor.base if running else sensor.base * 0.6
+        # Mean-reverting random walk plus a slow daily-like oscillation.
+        sensor.value += 0.1 * (target - sensor.value) + self._random.gauss(0.0, sensor.noise)
+        value = sensor.value + sensor.noise * 2 * math.sin(self._tick / 50.0)
+        if self._random.random() < self.anomaly_probability:
+            self.anomalies += 1
+            value += sensor.anomaly * self._random.choice((-1, 1))
+        return round(value, 3)
+
+    @loop
+    async def publish_values(self) -> Any:
+        assert self.broker_connection is not None
+        self._tick += 1
+        new_state = self._next_state()
+        if new_state != self.state or self._tick == 1 or self._tick % 20 == 0:
+            self.state = new_state
+            await self._publish("state", self.state, "")
+        for sensor in self._sensors:
+            await self._publish(sensor.name, self._next_value(sensor), sensor.unit)
+        return asyncio.sleep(1.0 / self.rate)
+
+    async def _publish(self, sensor: str, value: Any, unit: str) -> None:
+        assert self.broker_connection is not None
+        thing = Thing(machine=self.machine, name=sensor, value=value, unit=unit)
+        await self.broker_connection.publish(Thing.get_subject(f"{self.machine}.{sensor}"), thing)
+        self.messages_published += 1
+
+    async def status(self, request: MachineStatusRequest) -> MachineStatus:
+        """Answer a status request."""
+        return MachineStatus(
+            machine=self.machine,
+            state=self.state,
+            uptime_s=round(time.monotonic() - self.started_at, 3),
+            messages_published=self.messages_published,
+            anomalies=self.anomalies,
+            last_values={s.name: round(s.value, 3) for s in self._sensors},
+        )
+
+
+class Press(MachineSimulator):
+    """A hydraulic press: oil temperature, pressure and vibration."""
+
+    SENSORS = (
+        ("temperature", "degC", 55.0, 0.4, 25.0),
+        ("pressure", "bar", 180.0, 2.0, 60.0),
+        ("vibration", "mm/s", 2.5, 0.15, 6.0),
+    )
+
+
+class Oven(MachineSimulator):
+    """A curing oven: chamber temperature, pressure and fan vibration."""
+
+    SENSORS = (
+        ("temperature", "degC", 220.0, 1.0, 40.0),
+        ("pressure", "bar", 1.05, 0.005, 0.3),
+        ("vibration", "mm/s", 1.2, 0.08, 4.0),
+    )
+
+
+DEFAULT_MACHINES: tuple[tuple[str, type[MachineSimulator]], ...] = (
+    ("press_1", Press),
+    ("press_2", Press),
+    ("oven_1", Oven),
+)
+
+
+class PlantStatusService(FastIoTService):
+    """Answers ``v1.plant_status_request`` with the state of each machine of a :class:`DemoPlant`."""
+
+    def __init__(self, machines: list[MachineSimulator], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.machines: list[MachineSimulator] = machines
+
+    @reply(subject=PlantStatusRequest.get_reply_subject())
+    async def plant_status(self, request: PlantStatusRequest) -> PlantStatus:
+        return PlantStatus(machines={m.machine: m.state for m in self.machines})
+
+
+class DemoPlant:
+    """The machines of the demo plant plus its status service, started and stopped together.
+
+    Example:
+        >>> plant = DemoPlant(connection=broker, rate=5.0)  # doctest: +SKIP
+        >>> await plant.start()                             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        connection: BrokerConnection | None = None,
+        *,
+        rate: float = 2.0,
+        machines: tuple[tuple[str, type[MachineSimulator]], ...] = DEFAULT_MACHINES,
+        anomaly_probability: float = 0.01,
+        seed: int | None = None,
+    ) -> None:
+        self.connection: BrokerConnection | None = connection
+        self.rate: float = rate
+        self._machine_specs = machines
+        self.anomaly_probability: float = anomaly_probability
+        self.seed: int | None = seed
+        self.machines: list[MachineSimulator] = []
+        self.services: list[FastIoTService] = []
+
+    @property
+    def is_running(self) -> bool:
+        return bool(self.services)
+
+    async def start(self) -> DemoPlant:
+        """Start every machine and the status service on the running loop."""
+        if self.is_running:
+            return self
+        if self.connection is None:
+            from fastiot import workbench
+
+            self.connection = await workbench.connection()
+        self.machines = [
+            cls(
+                machine=name,
+                rate=self.rate,
+                anomaly_probability=self.anomaly_probability,
+                seed=None if self.seed is None else self.seed + i,
+                broker_connection=self.connection,
+            )
+            for i, (name, cls) in enumerate(self._machine_specs)
+        ]
+        self.services = [*self.machines, PlantStatusService(self.machines, broker_connection=self.connection)]
+        for service in self.services:
+            await service.__aenter__()  # the services run on the loop until stop() exits them
+        from fastiot import workbench
+
+        workbench.register(self)
+        return self
+
+    async def stop(self) -> None:
+        """Stop every machine and the status service."""
+        services, self.services = self.services, []
+        for service in services:
+            await service.__aexit__(None, None, None)
+        from fastiot import workbench
+
+        workbench.unregister(self)
+
+    async def __aenter__(self) -> DemoPlant:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+async def start_demo(connection: BrokerConnection | None = None, *, rate: float = 2.0, seed: int | None = None) -> DemoPlant:
+    """Start the demo plant (see :class:`DemoPlant`) and return it; ``await plant.stop()`` ends it."""
+    return await DemoPlant(connection, rate=rate, seed=seed).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m fastiot.demo``: run the demo plant until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(description="Run the fastiot demo plant (two presses and an oven).")
+    parser.add_argument("--rate", type=float, default=2.0, help="values per second per sensor (default 2)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for repeatable data")
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        import signal
+
+        from fastiot import workbench
+
+        await workbench.ensure_broker()
+        broker = await NatsBrokerConnection.connect(name="fastiot-demo")
+        plant = await DemoPlant(broker, rate=args.rate, seed=args.seed).start()
+        print(f"demo plant publishing on {workbench.broker_url()} (v1.thing.>); Ctrl-C stops it", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await plant.stop()
+            await broker.close()
+            await workbench.shutdown()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
