@@ -323,14 +323,14 @@ def main(argv: list[str] | None = None) -> None:
 
         from fastiot import workbench
 
-        await workbench.ensure_broker()
-        broker = await NatsBrokerConnection.connect(name="fastiot-demo")
-        plant = await DemoPlant(broker, rate=args.rate, seed=args.seed).start()
-        print(f"demo plant publishing on {workbench.broker_url()} (v1.thing.>); Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await workbench.ensure_broker()
+        broker = await NatsBrokerConnection.connect(name="fastiot-demo")
+        plant = await DemoPlant(broker, rate=args.rate, seed=args.seed).start()
+        print(f"demo plant publishing on {workbench.broker_url()} (v1.thing.>); Ctrl-C stops it", flush=True)
         try:
             await stop.wait()
         finally:

@@ -110,6 +110,7 @@ class ServiceRunner:
         self._status_callbacks: list[StatusCallback] = []
         self._log_callbacks: list[Callable[[str], None]] = []
         self._log_handler: _LogBuffer | None = None
+        self._reached_running: bool = False
 
     @property
     def name(self) -> str:
@@ -184,6 +185,7 @@ class ServiceRunner:
         self.error = None
         self._attach_log()
         self._started = asyncio.Event()
+        self._reached_running = False
         self._set_status("starting")
         self._task = asyncio.get_running_loop().create_task(self._run(self.service, self._started))
         try:
@@ -191,7 +193,7 @@ class ServiceRunner:
         except asyncio.TimeoutError:
             await self.stop()
             raise
-        if self.status == "crashed":
+        if self.status == "crashed" and not self._reached_running:
             raise ServiceStartError(f"{self.name} crashed while starting:\n{self.error}")
         from fastiot import workbench
 
@@ -200,6 +202,7 @@ class ServiceRunner:
     async def _run(self, service: FastIoTService, started: asyncio.Event) -> None:
         try:
             async with service:
+                self._reached_running = True
                 self._set_status("running")
                 started.set()
                 await service.wait_for_shutdown()

@@ -1,0 +1,64 @@
+"""The demo plant publishes realistic Thing values and answers status requests."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from fastiot import workbench
+from fastiot.demo import DemoPlant, MachineStatusRequest, PlantStatusRequest, Press
+from fastiot.msg.thing import Thing
+
+
+@pytest.fixture(autouse=True)
+async def clean_workbench():
+    yield
+    await workbench.shutdown()
+
+
+async def test_plant_publishes_every_sensor_and_answers(broker) -> None:
+    seen: dict[str, Thing] = {}
+    all_seen = asyncio.Event()
+    expected = {f"v1.thing.{m}.{s}" for m in ("press_1", "press_2", "oven_1") for s in
+                ("temperature", "pressure", "vibration", "state")}
+
+    async def on_thing(subject_name: str, thing: Thing) -> None:
+        seen[subject_name] = thing
+        if expected <= seen.keys():
+            all_seen.set()
+
+    await broker.subscribe(Thing.get_subject(">"), on_thing)
+    async with DemoPlant(broker, rate=50, seed=1) as plant:
+        await asyncio.wait_for(all_seen.wait(), 10)
+        assert seen["v1.thing.press_1.temperature"].unit == "degC"
+        assert 30 < seen["v1.thing.press_1.temperature"].value < 100
+        assert seen["v1.thing.oven_1.state"].value in ("running", "idle", "fault")
+        status = await broker.request(MachineStatusRequest.get_reply_subject("press_2"), MachineStatusRequest(), 5)
+        assert status.machine == "press_2"
+        assert status.messages_published > 0
+        plant_status = await broker.request(PlantStatusRequest.get_reply_subject(), PlantStatusRequest(), 5)
+        assert set(plant_status.machines) == {"press_1", "press_2", "oven_1"}
+    assert not plant.is_running
+
+
+def test_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Press(machine="p", rate=0)
+    with pytest.raises(ValueError, match="token"):
+        Press(machine="press.1")
+
+
+async def test_demo_module_runs_as_a_script_and_stops_on_sigterm(nats_server) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fastiot.demo", "--rate", "20",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert b"demo plant publishing" in line
+        assert nats_server.url.encode() in line
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0

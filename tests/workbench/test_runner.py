@@ -1,0 +1,97 @@
+"""ServiceRunner: the headless model behind ServiceControl and %%service."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fastiot import workbench
+from fastiot.core import FastIoTService, loop, subscribe
+from fastiot.msg.thing import Thing
+from fastiot.runner import ServiceRunner, ServiceStartError
+
+
+class Counter(FastIoTService):
+    @subscribe(subject=Thing.get_subject("runner.>"))
+    async def on_thing(self, thing: Thing) -> None:
+        self._logger.info("got %s", thing.value)
+
+
+class CrashingLoop(FastIoTService):
+    @loop
+    async def explode(self):
+        raise RuntimeError("sensor unplugged")
+
+
+class CrashingStart(FastIoTService):
+    async def _start(self) -> None:
+        raise ValueError("bad configuration")
+
+
+@pytest.fixture(autouse=True)
+async def clean_workbench():
+    yield
+    await workbench.shutdown()
+
+
+async def test_start_count_stop(broker) -> None:
+    runner = ServiceRunner(Counter, connection=broker)
+    statuses: list[str] = []
+    runner.on_status_change(statuses.append)
+    await runner.start()
+    assert runner.status == "running"
+    assert runner in workbench.registered()
+    for i in range(3):
+        await broker.publish(Thing.get_subject("runner.a"), Thing(machine="m", name="a", value=i))
+    await broker.client.flush()
+    for _ in range(200):
+        if runner.handler_counts().get("on_thing", {}).get("received") == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert runner.handler_counts() == {"on_thing": {"received": 3, "errors": 0}}
+    assert any("got 2" in line for line in runner.log_lines)
+    await runner.stop()
+    assert runner.status == "stopped"
+    assert statuses == ["starting", "running", "stopped"]
+    assert runner not in workbench.registered()
+
+
+async def test_restart_makes_a_fresh_instance(broker) -> None:
+    runner = ServiceRunner(Counter, connection=broker)
+    await runner.start()
+    first = runner.service
+    await runner.restart()
+    assert runner.status == "running"
+    assert runner.service is not first
+    await runner.stop()
+
+
+async def test_crashing_loop_shows_crashed_with_traceback(broker) -> None:
+    runner = ServiceRunner(CrashingLoop, connection=broker)
+    await runner.start()
+    await runner.wait_for_status("crashed", timeout=10)
+    assert "RuntimeError: sensor unplugged" in runner.error
+    assert "Traceback" in runner.error
+
+
+async def test_crash_during_start_raises_and_shows_crashed(broker) -> None:
+    runner = ServiceRunner(CrashingStart, connection=broker)
+    with pytest.raises(ServiceStartError, match="bad configuration"):
+        await runner.start()
+    assert runner.status == "crashed"
+    assert "ValueError: bad configuration" in runner.error
+
+
+async def test_uses_the_workbench_connection_by_default() -> None:
+    runner = ServiceRunner(Counter)
+    await runner.start()
+    assert runner.service.broker_connection is await workbench.connection()
+    await runner.stop()
+
+
+def test_rejects_what_is_not_a_service() -> None:
+    with pytest.raises(TypeError, match="FastIoTService"):
+        ServiceRunner(object)
+    with pytest.raises(TypeError, match="instance"):
+        ServiceRunner(Counter(), rate=3)
