@@ -24,7 +24,14 @@ from typing import Any
 
 from fastiot.exceptions import FastIoTError, NatsServerBinaryNotFound
 
-__all__ = ["DEFAULT_STARTUP_TIMEOUT", "NatsServer", "NatsServerStartError", "find_free_port", "find_nats_server_binary"]
+__all__ = [
+    "DEFAULT_STARTUP_TIMEOUT",
+    "NatsServer",
+    "NatsServerStartError",
+    "die_with_parent",
+    "find_free_port",
+    "find_nats_server_binary",
+]
 
 DEFAULT_STARTUP_TIMEOUT = 10.0
 DEFAULT_STOP_TIMEOUT = 5.0
@@ -64,7 +71,7 @@ def find_nats_server_binary() -> str:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Linux only: the server gets SIGTERM if the process that started it dies, even by SIGKILL,
     # so no nats-server outlives a crashed kernel.
     try:
@@ -231,7 +238,7 @@ class NatsServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
             )
         self._wait_until_ready()
 
