@@ -97,7 +97,7 @@ class BrokerEnv:
             raise ValueError(
                 f"{FASTIOT_NATS_DEFAULT_TIMEOUT}={raw!r} is not a number of seconds; set it to e.g. 30"
             ) from None
-        if value <= 0:
+        if not value > 0:  # also rejects nan, which float() accepts
             raise ValueError(f"{FASTIOT_NATS_DEFAULT_TIMEOUT} must be positive, got {value}")
         return value
 

@@ -50,16 +50,39 @@ class FastIoTData(BaseModel):
 
     @model_validator(mode="after")
     def set_timezones(self) -> FastIoTData:
-        """Convert every datetime field to UTC (naive datetimes are taken as UTC)."""
+        """Convert every datetime field to UTC (naive datetimes are taken as UTC).
+
+        This includes datetimes inside list, tuple and dict fields, e.g. ``list[datetime]``.
+        """
         values = self.__dict__
         for key, value in values.items():
-            if isinstance(value, datetime):
-                values[key] = ensure_tzinfo(value)
+            if isinstance(value, (datetime, list, tuple, dict)):
+                values[key] = _to_utc(value)
         return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Keep the UTC guarantee for assignments after construction too.
-        super().__setattr__(name, ensure_tzinfo(value))
+        super().__setattr__(name, _to_utc(value))
+
+
+def _to_utc(value: Any) -> Any:
+    """``ensure_tzinfo`` for a value and for the datetimes in its lists, tuples and dicts.
+
+    A container without a datetime to change is returned as it is (the same object).
+    """
+    # Exact types only: subclasses (a namedtuple, a defaultdict) keep their type untouched.
+    kind = type(value)
+    if kind is list or kind is tuple:
+        items = [_to_utc(v) for v in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if kind is list else tuple(items)
+    if kind is dict:
+        converted = {k: _to_utc(v) for k, v in value.items()}
+        if all(converted[k] is v for k, v in value.items()):
+            return value
+        return converted
+    return ensure_tzinfo(value)
 
 
 Msg = Union[FastIoTData, dict]

@@ -31,6 +31,8 @@ def _default(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, _dt.date):
         return obj.isoformat()
+    if isinstance(obj, int):  # msgpack hands back only the ints it cannot hold
+        raise TypeError(f"the integer {obj} does not fit into 64 bits; send it as a str or float instead")
     raise TypeError(
         f"cannot serialize {type(obj).__name__} with msgpack; convert it to a plain Python type "
         f"(int, float, str, bytes, list, dict, datetime) first"

