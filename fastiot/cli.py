@@ -122,7 +122,10 @@ class _Stack:
                 try:
                     process.wait(_STOP_TIMEOUT)
                 except subprocess.TimeoutExpired:
-                    print(f"fastiot-workbench: {name} did not stop in {_STOP_TIMEOUT:g} s; killing it", file=sys.stderr)
+                    print(
+                        f"fastiot-workbench: {name} did not stop in {_STOP_TIMEOUT:g} s; killing it",
+                        file=sys.stderr,
+                    )
                     process.kill()
                     process.wait(_STOP_TIMEOUT)
         self.processes.clear()
@@ -193,8 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastiot-workbench: NATS broker {broker}", flush=True)
 
         if not args.no_demo:
-            stack.spawn("demo plant", [sys.executable, "-m", "fastiot.demo", "--rate", str(args.demo_rate)], env)
-            print(f"fastiot-workbench: demo plant publishing {args.demo_rate:g} values/s per sensor", flush=True)
+            stack.spawn(
+                "demo plant", [sys.executable, "-m", "fastiot.demo", "--rate", str(args.demo_rate)], env
+            )
+            print(
+                f"fastiot-workbench: demo plant publishing {args.demo_rate:g} values/s per sensor", flush=True
+            )
 
         lab: subprocess.Popen[bytes] | None = None
         if not args.no_lab:
@@ -204,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             token = secrets.token_hex(16) if args.token is None else args.token
             lab_args = [
-                sys.executable, "-m", "jupyterlab",
+                sys.executable,
+                "-m",
+                "jupyterlab",
                 f"--ServerApp.root_dir={notebook_dir}",
                 f"--ServerApp.port={args.port}",
                 "--ServerApp.port_retries=0",
@@ -229,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping.wait(0.2):
             for name, process in stack.processes:
                 if process.poll() is not None:
-                    print(f"fastiot-workbench: {name} exited with status {process.returncode}", file=sys.stderr)
+                    print(
+                        f"fastiot-workbench: {name} exited with status {process.returncode}", file=sys.stderr
+                    )
                     return 0 if process is lab and process.returncode == 0 else 1
         return 0
     finally:

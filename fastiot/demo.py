@@ -122,7 +122,8 @@ class MachineSimulator(FastIoTService):
         self.anomaly_probability: float = anomaly_probability
         self._random: random.Random = random.Random(seed)
         self._sensors: list[_Sensor] = [
-            _Sensor(name, unit, base, noise, anomaly=anomaly, value=base) for name, unit, base, noise, anomaly in self.SENSORS
+            _Sensor(name, unit, base, noise, anomaly=anomaly, value=base)
+            for name, unit, base, noise, anomaly in self.SENSORS
         ]
         self.state: str = "running"
         self.started_at: float = time.monotonic()
@@ -306,7 +307,9 @@ class DemoPlant:
         await self.stop()
 
 
-async def start_demo(connection: BrokerConnection | None = None, *, rate: float = 2.0, seed: int | None = None) -> DemoPlant:
+async def start_demo(
+    connection: BrokerConnection | None = None, *, rate: float = 2.0, seed: int | None = None
+) -> DemoPlant:
     """Start the demo plant (see :class:`DemoPlant`) and return it; ``await plant.stop()`` ends it."""
     return await DemoPlant(connection, rate=rate, seed=seed).start()
 

@@ -80,7 +80,9 @@ class BrokerEnv:
         try:
             port = int(raw)
         except ValueError:
-            raise ValueError(f"{FASTIOT_NATS_PORT}={raw!r} is not a port number; set it to e.g. 4222") from None
+            raise ValueError(
+                f"{FASTIOT_NATS_PORT}={raw!r} is not a port number; set it to e.g. 4222"
+            ) from None
         if not 0 < port < 65536:
             raise ValueError(f"{FASTIOT_NATS_PORT}={port} is out of range; use a port from 1 to 65535")
         return port
@@ -160,7 +162,9 @@ class BasicEnv:
             return int(raw)
         level = logging.getLevelName(raw.upper())
         if not isinstance(level, int):
-            raise ValueError(f"{FASTIOT_LOG_LEVEL}={raw!r} is not a log level; use DEBUG, INFO, WARNING or ERROR")
+            raise ValueError(
+                f"{FASTIOT_LOG_LEVEL}={raw!r} is not a log level; use DEBUG, INFO, WARNING or ERROR"
+            )
         return level
 
     @property

@@ -88,7 +88,9 @@ class ServiceRunner:
             self.service_cls: type[FastIoTService] = type(service_cls_or_instance)
             self.service: FastIoTService | None = service_cls_or_instance
             self._given_instance: bool = True
-        elif isinstance(service_cls_or_instance, type) and issubclass(service_cls_or_instance, FastIoTService):
+        elif isinstance(service_cls_or_instance, type) and issubclass(
+            service_cls_or_instance, FastIoTService
+        ):
             self.service_cls = service_cls_or_instance
             self.service = None
             self._given_instance = False
@@ -187,6 +189,7 @@ class ServiceRunner:
         self._started = asyncio.Event()
         self._reached_running = False
         self._set_status("starting")
+        assert self.service is not None
         self._task = asyncio.get_running_loop().create_task(self._run(self.service, self._started))
         try:
             await asyncio.wait_for(asyncio.shield(self._started.wait()), timeout)

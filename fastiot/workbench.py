@@ -75,7 +75,7 @@ _wb = _Workbench()
 
 
 def enable_nested_loop(loop: asyncio.AbstractEventLoop | None = None) -> bool:
-    """Let blocking calls (``publish_sync``, ``request_sync``, ``run_threadsafe``) complete on ``loop``'s thread.
+    """Let blocking calls (``publish_sync``, ``request_sync``, ``run_threadsafe``) complete on the loop.
 
     A Jupyter cell runs on the kernel's running loop, where blocking on that loop would deadlock;
     nest-asyncio makes the loop re-entrant so the call runs to completion instead. Called

@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 # A subscription callback is ``async def cb(msg)`` or ``async def cb(subject_name, msg)``.
-SubscriptionCallback = Callable[..., Coroutine[Any, Any, None]]
+SubscriptionCallback = Callable[..., Coroutine[Any, Any, Any]]  # returning anything but None is reported
 # A reply callback has the same arguments and returns the reply message.
 SubscriptionReplyCallback = Callable[..., Coroutine[Any, Any, Any]]
 # Receives every error raised while decoding or handling a message (a MessageHandlingError).
@@ -151,7 +151,9 @@ class NatsBrokerSubscription(Subscription):
             raise TypeError("subscription_error_cb must be an async function taking the exception")
         self._subscription: NatsSubscription | None = None
         self._subscription_error_cb: SubscriptionErrorCallback | None = subscription_error_cb
-        self._pending_errors: collections.deque[Exception] = collections.deque(maxlen=DEFAULT_MAX_PENDING_ERRORS)
+        self._pending_errors: collections.deque[Exception] = collections.deque(
+            maxlen=DEFAULT_MAX_PENDING_ERRORS
+        )
         self._error_event: asyncio.Event = asyncio.Event()
         self.received: int = 0
         self.errors: int = 0
@@ -185,7 +187,9 @@ class NatsBrokerSubscription(Subscription):
         except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
             pass
         except asyncio.TimeoutError:
-            _logger.warning("subscription %s did not drain within %.1f s; dropping its backlog", sub.subject, timeout)
+            _logger.warning(
+                "subscription %s did not drain within %.1f s; dropping its backlog", sub.subject, timeout
+            )
             await sub.unsubscribe()
 
     async def _report_error(self, err: Exception) -> None:
@@ -198,8 +202,12 @@ class NatsBrokerSubscription(Subscription):
         if self.errors <= 10 or self.errors % 1000 == 0:
             cause = err.cause if isinstance(err, MessageHandlingError) else err
             decode_failure = isinstance(cause, (DeserializationError, pydantic.ValidationError))
-            _logger.error("%s%s", err, f" (error {self.errors} on this subscription)" if self.errors > 10 else "",
-                          exc_info=None if decode_failure else cause)
+            _logger.error(
+                "%s%s",
+                err,
+                f" (error {self.errors} on this subscription)" if self.errors > 10 else "",
+                exc_info=None if decode_failure else cause,
+            )
         if self._subscription_error_cb is not None:
             try:
                 await self._subscription_error_cb(err)
@@ -230,10 +238,10 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
         self.received += 1
         try:
             msg = serialize_from_bin(self._subject.msg_cls, nats_msg.data)
-            if self._num_cb_params == 1:
-                result = await self._cb(msg)
-            else:
-                result = await self._cb(nats_msg.subject, msg)
+            # A callback that returns something is reported: it was probably meant to be a @reply.
+            result: Any = await (
+                self._cb(msg) if self._num_cb_params == 1 else self._cb(nats_msg.subject, msg)
+            )
             if result is not None:
                 raise TypeError(
                     f"a subscription callback must return None, got {type(result).__name__}; "
@@ -288,7 +296,11 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
                     await self._send_reply_fn(
                         Subject(name=nats_msg.reply, msg_cls=dict),
                         {},
-                        headers={ERROR_HEADER: f"{type(e).__name__}: {e}"[:4000].replace("\r", " ").replace("\n", " ")},
+                        headers={
+                            ERROR_HEADER: f"{type(e).__name__}: {e}"[:4000]
+                            .replace("\r", " ")
+                            .replace("\n", " ")
+                        },
                     )
                 except Exception:
                     _logger.exception("could not send the error reply for subject %s", nats_msg.subject)
@@ -560,7 +572,9 @@ class NatsBrokerConnection(BrokerConnection):
             options["tls"] = context
         return options
 
-    def __init__(self, client: NatsClient, subscription_error_cb: SubscriptionErrorCallback | None = None) -> None:
+    def __init__(
+        self, client: NatsClient, subscription_error_cb: SubscriptionErrorCallback | None = None
+    ) -> None:
         super().__init__()
         if subscription_error_cb is not None and not _is_coroutine_callable(subscription_error_cb):
             raise TypeError("subscription_error_cb must be an async function taking the exception")
@@ -689,7 +703,10 @@ class NatsBrokerConnection(BrokerConnection):
         if not isinstance(subject, ReplySubject):
             raise TypeError("subscribe_reply_cb needs a ReplySubject, e.g. MyRequest.get_reply_subject()")
         result = NatsBrokerSubscriptionReplySubject(
-            subject=subject, cb=cb, send_reply_fn=self._send, subscription_error_cb=self._subscription_error_cb
+            subject=subject,
+            cb=cb,
+            send_reply_fn=self._send,
+            subscription_error_cb=self._subscription_error_cb,
         )
         return await self._subscribe_nats(result, subject.name)
 
@@ -705,7 +722,10 @@ class NatsBrokerConnection(BrokerConnection):
         if not _is_coroutine_callable(cb):
             raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
         return await self._client.subscribe(
-            subject=pattern, cb=cb, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+            subject=pattern,
+            cb=cb,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
         )
 
     async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
@@ -716,7 +736,9 @@ class NatsBrokerConnection(BrokerConnection):
         self, subject: Subject, msg: Any, reply: Subject | None = None, headers: dict[str, str] | None = None
     ) -> None:
         payload = serialize_to_bin(subject.msg_cls, msg)
-        await self._client.publish(subject.name, payload, reply="" if reply is None else reply.name, headers=headers)
+        await self._client.publish(
+            subject.name, payload, reply="" if reply is None else reply.name, headers=headers
+        )
 
     async def _request(self, subject: ReplySubject, msg: Any, timeout: float) -> Any:
         payload = serialize_to_bin(subject.msg_cls, msg)

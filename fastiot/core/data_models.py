@@ -85,7 +85,7 @@ def _to_utc(value: Any) -> Any:
     return ensure_tzinfo(value)
 
 
-Msg = Union[FastIoTData, dict]
+Msg = Union[FastIoTData, dict]  # noqa: UP007 - a runtime alias, kept importable on Python 3.10
 MsgCls = type
 
 
@@ -148,7 +148,9 @@ class FastIoTRequest(FastIoTData):
 def _check_msg_cls(value: Any) -> type:
     if isinstance(value, type) and (issubclass(value, BaseModel) or issubclass(value, dict)):
         return value
-    raise TypeError(f"msg_cls must be a pydantic model class (e.g. a FastIoTData subclass) or dict, got {value!r}")
+    raise TypeError(
+        f"msg_cls must be a pydantic model class (e.g. a FastIoTData subclass) or dict, got {value!r}"
+    )
 
 
 class Subject(BaseModel):
@@ -170,7 +172,9 @@ class Subject(BaseModel):
     @classmethod
     def _check_name(cls, v: str) -> str:
         if not v or " " in v or ".." in v or v.startswith(".") or v.endswith("."):
-            raise ValueError(f"{v!r} is not a valid NATS subject; use dot separated tokens like 'v1.thing.press_1'")
+            raise ValueError(
+                f"{v!r} is not a valid NATS subject; use dot separated tokens like 'v1.thing.press_1'"
+            )
         return v
 
     @field_validator("msg_cls")

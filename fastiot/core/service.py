@@ -76,12 +76,16 @@ class FastIoTService:
             return False
         loop = asyncio.get_running_loop()
         handled: list[signal.Signals] = []
+        signal_tasks: set[asyncio.Task[None]] = set()
         try:
             service = cls(broker_connection=broker, **kwargs)
 
             def on_signal(sig: signal.Signals) -> None:
                 assert service is not None
-                loop.create_task(service.request_shutdown(f"received {sig.name}"))
+                # request_shutdown only sets an event, so the task finishes at once; the set keeps it alive.
+                task = loop.create_task(service.request_shutdown(f"received {sig.name}"))
+                signal_tasks.add(task)
+                task.add_done_callback(signal_tasks.discard)
 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
@@ -298,7 +302,9 @@ class FastIoTService:
             return
         _, pending = await asyncio.wait(tasks, timeout=DEFAULT_STOP_TIMEOUT)
         for task in pending:
-            self._logger.warning("task %s did not finish within %.0f s; cancelling it", task, DEFAULT_STOP_TIMEOUT)
+            self._logger.warning(
+                "task %s did not finish within %.0f s; cancelling it", task, DEFAULT_STOP_TIMEOUT
+            )
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=DEFAULT_STOP_TIMEOUT)

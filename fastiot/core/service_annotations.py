@@ -55,7 +55,8 @@ def reply(subject: ReplySubject) -> Callable[[F], F]:
     """
     if not isinstance(subject, ReplySubject):
         raise TypeError(
-            f"@reply needs a ReplySubject, e.g. @reply(subject=MyRequest.get_reply_subject()), got {subject!r}"
+            f"@reply needs a ReplySubject, e.g. @reply(subject=MyRequest.get_reply_subject()), "
+            f"got {subject!r}"
         )
 
     def decorator(fn: F) -> F:
@@ -81,9 +82,13 @@ def loop(fn: F) -> F:
         ...         return asyncio.sleep(10.0)
     """
     if not inspect.iscoroutinefunction(fn):
-        raise TypeError(f"@loop method {getattr(fn, '__qualname__', fn)!r} must be an async function (async def)")
+        raise TypeError(
+            f"@loop method {getattr(fn, '__qualname__', fn)!r} must be an async function (async def)"
+        )
     params = [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
     if len(params) > 1:
-        raise TypeError(f"@loop method {fn.__qualname__} must take only self, its signature is {inspect.signature(fn)}")
+        raise TypeError(
+            f"@loop method {fn.__qualname__} must take only self, its signature is {inspect.signature(fn)}"
+        )
     fn._fastiot_is_loop = True  # type: ignore[attr-defined]
     return fn

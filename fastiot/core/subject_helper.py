@@ -55,8 +55,11 @@ def sanitize_pub_subject_name(subject_name: str) -> str:
     tokens = subject_name.strip().split(".")
     if any(t == "" for t in tokens):
         raise ValueError(
-            f"subject name {subject_name!r} has an empty token; write it like 'v1.my_message' or 'MyMessage.*'"
+            f"subject name {subject_name!r} has an empty token; "
+            f"write it like 'v1.my_message' or 'MyMessage.*'"
         )
     if tokens[0] != MSG_FORMAT_VERSION:
         tokens.insert(0, MSG_FORMAT_VERSION)
-    return ".".join([tokens[0], *(t if t in (HIERARCHY, WILDCARD_SAME_LEVEL) else camel_to_snake(t) for t in tokens[1:])])
+    return ".".join(
+        [tokens[0], *(t if t in (HIERARCHY, WILDCARD_SAME_LEVEL) else camel_to_snake(t) for t in tokens[1:])]
+    )

@@ -49,7 +49,8 @@ class Thing(FastIoTPublish):
         """
         if not name:
             raise ValueError(
-                "Thing subjects are hierarchical: give a name, e.g. Thing.get_subject('press_1.temperature'), "
+                "Thing subjects are hierarchical: give a name, "
+                "e.g. Thing.get_subject('press_1.temperature'), "
                 "or Thing.get_subject('>') to subscribe to all of them"
             )
         return super().get_subject(name)
