@@ -1,0 +1,37 @@
+"""fastiot_widgets: ipywidgets views over the headless fastiot models, and the ``%%service`` magics.
+
+Every widget is a thin view: the state lives in a model from :mod:`fastiot` (a ServiceRunner, ...),
+the widget renders it and forwards clicks to the kernel's loop, so no cell is ever blocked.
+
+Example:
+    >>> from fastiot_widgets import Publisher, ServiceControl
+    >>> ServiceControl(MyService)        # doctest: +SKIP
+    >>> Publisher(Thing)                 # doctest: +SKIP
+
+In a notebook, ``%load_ext fastiot_widgets`` registers ``%%service``, ``%service_stop`` and
+``%services`` (see :mod:`fastiot_widgets.magics`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .publisher import Publisher
+from .service_control import ServiceControl
+
+# Reserved names: SubjectBrowser (a view over fastiot.subjects.SubjectIndex) and MessageTable (a view
+# over fastiot.capture.MessageCapture) are the package's other two exports (issue 4). They land with
+# those headless models: import them above and add them to __all__ then; nothing else uses the names.
+__all__ = [
+    "Publisher",
+    "ServiceControl",
+    "load_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext fastiot_widgets``: register ``%%service``, ``%service_stop`` and ``%services``."""
+    # Imported here, not at the top: importing the package must not need a running IPython.
+    from .magics import register_magics
+
+    register_magics(ipython)

@@ -1,0 +1,177 @@
+"""%%service, %service_stop and %services in a real ipykernel, driven cell by cell through nbclient."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+from fastiot.nats_server import NatsServer
+
+
+@dataclass
+class Outputs:
+    text: str  # stdout and the text/plain of results and displays
+    stderr: str
+    errors: list[str]
+
+
+class Kernel:
+    """One kernel; :meth:`run` executes a cell (a given cell again, like re-running an edited cell)."""
+
+    def __init__(self, client: nbclient.NotebookClient) -> None:
+        self.client = client
+
+    def run(self, source: str, cell: nbformat.NotebookNode | None = None) -> Outputs:
+        nb = self.client.nb
+        if cell is None:
+            cell = nbformat.v4.new_code_cell(source)
+            nb.cells.append(cell)
+        else:
+            cell.source = source
+        self.client.execute_cell(cell, nb.cells.index(cell))
+        text, stderr, errors = [], [], []
+        for output in cell.outputs:
+            if output.output_type == "stream":
+                (stderr if output.name == "stderr" else text).append(output.text)
+            elif output.output_type in ("execute_result", "display_data"):
+                text.append(output.get("data", {}).get("text/plain", ""))
+            elif output.output_type == "error":
+                errors.append(f"{output.ename}: {output.evalue}")
+        return Outputs("\n".join(text), "".join(stderr), errors)
+
+    def run_ok(self, source: str, cell: nbformat.NotebookNode | None = None) -> Outputs:
+        out = self.run(source, cell)
+        assert not out.errors, f"cell failed: {out.errors}\n{out.stderr}"
+        return out
+
+
+@pytest.fixture
+def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
+    client = nbclient.NotebookClient(
+        nbformat.v4.new_notebook(),
+        timeout=60,
+        startup_timeout=60,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    env = {**os.environ, "FASTIOT_NATS_SERVERS": nats_server.url}
+    with client.setup_kernel(env=env, cwd=str(tmp_path)):
+        yield Kernel(client)
+
+
+MODELS = """
+from fastiot import workbench
+from fastiot.core import FastIoTRequest, FastIoTResponse, FastIoTService, reply
+
+class Answer(FastIoTResponse):
+    text: str
+
+class Ask(FastIoTRequest):
+    _reply_cls = Answer
+    text: str
+"""
+
+SERVICE = """%%service
+class EchoService(FastIoTService):
+    @reply(subject=Ask.get_reply_subject())
+    async def echo(self, request: Ask) -> Answer:
+        self._logger.info("asked %s", request.text)
+        return Answer(text="{version}:" + request.text)
+"""
+
+ASK = """
+broker = await workbench.connection()
+answer = await broker.request(Ask.get_reply_subject(), Ask(text="x"), timeout=5)
+print("reply", answer.text)
+print("running", sorted((s.name, s.status) for s in workbench.registered()))
+"""
+
+
+def test_service_cell_starts_hot_reloads_lists_and_stops(kernel: Kernel) -> None:
+    kernel.run_ok("%load_ext fastiot_widgets")
+    kernel.run_ok(MODELS)
+
+    service_cell = nbformat.v4.new_code_cell()
+    kernel.client.nb.cells.append(service_cell)
+    out = kernel.run_ok(SERVICE.format(version="v1"), service_cell)
+    assert "ServiceControl(EchoService, running)" in out.text
+    assert "reply v1:x" in kernel.run_ok(ASK).text, "the service answers from the kernel loop between cells"
+
+    # Hot reload: the same cell, edited and run again.
+    out = kernel.run_ok(SERVICE.format(version="v2"), service_cell)
+    assert "ServiceControl(EchoService, running)" in out.text
+    asked = kernel.run_ok(ASK).text
+    assert "reply v2:x" in asked, "the new definition answers"
+    assert "running [('EchoService', 'running')]" in asked, "the previous instance was stopped"
+
+    table = kernel.run_ok("%services").text
+    assert table.count("EchoService") == 1 and "running" in table
+    assert "asked x" in table, "the table shows the last log line"
+
+    out = kernel.run_ok("%service_stop EchoService")
+    assert "stopped EchoService" in out.text
+    assert "EchoService" not in kernel.run_ok("%services").text
+    out = kernel.run_ok("%service_stop EchoService")
+    assert "no service named EchoService is running" in out.stderr
+
+
+def test_service_cell_mistakes_are_reported(kernel: Kernel) -> None:
+    kernel.run_ok("%load_ext fastiot_widgets")
+    kernel.run_ok(MODELS)
+
+    out = kernel.run("%%service\nx = 1")
+    assert out.errors and "defines no FastIoTService subclass" in out.errors[0]
+
+    out = kernel.run(
+        "%%service\n"
+        "class Broken(FastIoTService):\n"
+        "    async def _start(self):\n"
+        "        raise ValueError('bad config')"
+    )
+    assert not out.errors, "a crash is shown in the control, the cell itself succeeds"
+    assert "ServiceControl(Broken, crashed)" in out.text
+    assert "Broken did not start" in out.stderr and "bad config" in out.stderr
+
+    # Of several classes in one cell only the most derived start (or the ones named on the magic line).
+    out = kernel.run_ok(
+        "%%service\n"
+        "class Base(FastIoTService):\n    pass\n"
+        "class Child(Base):\n    pass\n"
+        "class Other(FastIoTService):\n    pass\n"
+    )
+    assert "ServiceControl(Child, running)" in out.text and "ServiceControl(Other, running)" in out.text
+    assert "ServiceControl(Base" not in out.text
+    out = kernel.run("%%service Nope\nclass Another(FastIoTService):\n    pass")
+    assert out.errors and "no service named Nope" in out.errors[0]
+    listed = kernel.run_ok("%services").text
+    assert "Child" in listed and "Other" in listed and "Another" not in listed
+
+
+def test_a_click_from_the_front_end_runs_on_the_kernel_loop(kernel: Kernel) -> None:
+    """A button click arrives as a comm message; the start runs as a task and the kernel stays free."""
+    model_id = kernel.run_ok(
+        "import threading\n"
+        "from fastiot.core import FastIoTService\n"
+        "from fastiot_widgets import ServiceControl\n"
+        "class Clicked(FastIoTService):\n"
+        "    async def _start(self):\n"
+        "        self._logger.info('started on %s', threading.current_thread().name)\n"
+        "ctl = ServiceControl(Clicked)\n"
+        "print(ctl.start_button.model_id)"
+    ).text.strip()
+    kc = kernel.client.kc
+    click = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    out = kernel.run_ok(
+        "await ctl.wait_for_status('running', timeout=10)\n"
+        "await ctl.wait_idle()\n"
+        "print(ctl.status, ctl.error == '', [line.split(' ', 2)[2] for line in ctl.runner.log_lines])"
+    ).text
+    assert "running True ['started on MainThread', 'started Clicked']" in out

@@ -1,0 +1,335 @@
+"""ServiceControl: start, stop and watch a FastIoTService from a notebook.
+
+A thin view over :class:`fastiot.runner.ServiceRunner`, which owns the service's life cycle; this
+widget renders the runner's status, handler counters, log lines and crash traceback, and turns
+button clicks into runner calls scheduled on the kernel loop.
+
+Example:
+    >>> from fastiot_widgets import ServiceControl
+    >>> ctl = ServiceControl(MyService)     # doctest: +SKIP
+    >>> ctl                                  # doctest: +SKIP
+    >>> await ctl.start()                    # or click Start
+    >>> ctl.status, ctl.handler_counts       # doctest: +SKIP
+    ('running', {'on_thing': {'received': 12, 'errors': 0}})
+    >>> await ctl.stop()                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+
+from fastiot.core.broker_connection import BrokerConnection
+from fastiot.core.service import FastIoTService
+from fastiot.runner import (
+    DEFAULT_START_TIMEOUT,
+    DEFAULT_STOP_TIMEOUT,
+    SERVICE_STATUSES,
+    ServiceRunner,
+    ServiceStartError,
+)
+
+from ._common import (
+    BackgroundTasks,
+    ConnectionStatus,
+    follow_connection,
+    format_exception,
+    pre_html,
+)
+
+__all__ = [
+    "DEFAULT_MAX_SHOWN_LOG_LINES",
+    "DEFAULT_REFRESH_INTERVAL",
+    "ServiceControl",
+]
+
+# Counters and log are re-rendered at most this often while the service runs, however busy it is.
+DEFAULT_REFRESH_INTERVAL = 0.25
+DEFAULT_MAX_SHOWN_LOG_LINES = 200
+
+_STATUS_COLORS = {"stopped": "#757575", "starting": "#ef6c00", "running": "#2e7d32", "crashed": "#c62828"}
+
+
+class ServiceControl(widgets.VBox):
+    """A status light, start / stop / restart buttons, handler counters, log and traceback of a service.
+
+    Args:
+        service_cls_or_instance: A FastIoTService subclass (a fresh instance at each start), an
+            instance, or a :class:`~fastiot.runner.ServiceRunner` to view.
+        connection: The broker connection; ``None`` means the workbench connection.
+        service_kwargs: Passed to the service class when it is instantiated.
+
+    The runner (the headless model) is :attr:`runner`. Buttons never block the cell: a click
+    schedules the action on the kernel loop, and a failure shows up in the widget (``error``).
+    From code, ``await ctl.start()`` / ``await ctl.stop()`` / ``await ctl.restart()`` wait for the
+    action and raise its error.
+    """
+
+    status = traitlets.Enum(
+        SERVICE_STATUSES,
+        default_value="stopped",
+        help="The service's status: stopped, starting, running or crashed.",
+    )
+    error = traitlets.Unicode(
+        "", help="The traceback of the crash, or the error of the last action that failed; '' if none."
+    )
+    handler_counts = traitlets.Dict(
+        help="Messages received and errors per @subscribe / @reply handler, as last rendered."
+    )
+    busy = traitlets.Bool(False, help="An action (start, stop, restart) is in progress.")
+    refresh_interval = traitlets.Float(
+        DEFAULT_REFRESH_INTERVAL,
+        help="Seconds between re-renders of counters and log while the service runs.",
+    )
+    max_log_lines = traitlets.Int(
+        DEFAULT_MAX_SHOWN_LOG_LINES, help="How many of the newest log lines are shown."
+    )
+    renders = traitlets.Int(
+        0, help="How many times counters and log were rendered (the refresh rate, for tests)."
+    )
+
+    def __init__(
+        self,
+        service_cls_or_instance: type[FastIoTService] | FastIoTService | ServiceRunner,
+        connection: BrokerConnection | None = None,
+        **service_kwargs: Any,
+    ) -> None:
+        if isinstance(service_cls_or_instance, ServiceRunner):
+            if connection is not None or service_kwargs:
+                raise TypeError(
+                    "give connection and service_kwargs to the ServiceRunner, not to ServiceControl"
+                )
+            runner = service_cls_or_instance
+        else:
+            runner = ServiceRunner(service_cls_or_instance, connection, **service_kwargs)
+        self.runner: ServiceRunner = runner
+        # Click-started actions (wait_idle waits for them), and the refresh task that lives as long as
+        # the service runs (which wait_idle must not wait for).
+        self._tasks: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        self._refresher: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._log_dirty: bool = True
+        self._action_error: str = ""
+
+        self.status_light = widgets.HTML()
+        self.connection_status = ConnectionStatus()
+        self.start_button = widgets.Button(description="Start", icon="play", tooltip=f"Start {runner.name}")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", tooltip=f"Stop {runner.name}")
+        self.restart_button = widgets.Button(
+            description="Restart", icon="refresh", tooltip=f"Stop {runner.name} and start a fresh instance"
+        )
+        for button in (self.start_button, self.stop_button, self.restart_button):
+            button.layout = widgets.Layout(width="auto")
+        self.counters_view = widgets.HTML()
+        self.log_view = widgets.HTML()
+        self.error_view = widgets.HTML()
+
+        self.start_button.on_click(lambda _b: self._click(self.start, "start"))
+        self.stop_button.on_click(lambda _b: self._click(self.stop, "stop"))
+        self.restart_button.on_click(lambda _b: self._click(self.restart, "restart"))
+
+        super().__init__(
+            children=[
+                widgets.HBox(
+                    [self.status_light, self.start_button, self.stop_button, self.restart_button],
+                    layout=widgets.Layout(align_items="center"),
+                ),
+                self.connection_status,
+                self.counters_view,
+                self.log_view,
+                self.error_view,
+            ]
+        )
+        runner.on_status_change(self._on_status_change)
+        runner.on_log(self._on_log_line)
+        follow_connection(self.connection_status, runner.connection, self._tasks)
+        self.status = runner.status
+        self.refresh()
+        self._render_status()
+        if runner.is_running:
+            self._start_refreshing()
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    async def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        """Start the service and wait until it runs.
+
+        Raises:
+            ServiceStartError: It crashed while starting (the widget shows the traceback).
+            asyncio.TimeoutError: It did not finish starting within ``timeout`` seconds.
+        """
+        await self._act(lambda: self.runner.start(timeout))
+
+    async def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+        """Stop the service and wait until it has stopped."""
+        await self._act(lambda: self.runner.stop(timeout))
+
+    async def restart(self) -> None:
+        """Stop the service (if it runs) and start a fresh instance."""
+        await self._act(self.runner.restart)
+
+    async def wait_for_status(self, status: str, timeout: float = 10.0) -> None:
+        """Wait until the service reaches ``status``; see :meth:`ServiceRunner.wait_for_status`."""
+        await self.runner.wait_for_status(status, timeout)
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until the actions started by clicks so far are done (their errors are in ``error``)."""
+        await self._tasks.wait(timeout)
+
+    async def _act(self, action: Callable[[], Awaitable[None]]) -> None:
+        # One action at a time, in click order: a Stop clicked during a start waits for the start.
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            self.busy = True
+            self._action_error = ""
+            self._render_status()
+            try:
+                await action()
+            except ServiceStartError:
+                raise  # the runner holds the traceback; the status render shows it
+            except Exception as e:
+                self._action_error = format_exception(e)
+                raise
+            finally:
+                self.busy = False
+                self._attach_service_connection()
+                self.refresh()
+                self._render_status()
+
+    def _click(self, action: Callable[[], Awaitable[None]], what: str) -> None:
+        async def run() -> None:
+            try:
+                await action()
+            except Exception:
+                pass  # _act has put it into the widget (error / the crash traceback): shown, not lost
+
+        self._tasks.spawn(run(), what=what)
+
+    def _on_task_error(self, exc: BaseException, what: str) -> None:
+        self._action_error = f"{what} failed:\n{format_exception(exc)}"
+        self._render_status()
+
+    def _attach_service_connection(self) -> None:
+        service = self.runner.service
+        connection = service.broker_connection if service is not None else None
+        if connection is not None:
+            self.connection_status.attach(connection)
+
+    # -- model -> view -----------------------------------------------------------------------------
+
+    def _on_status_change(self, status: str) -> None:
+        self.status = status
+        if status in ("starting", "running"):
+            self._attach_service_connection()
+            self._start_refreshing()
+        else:
+            self._stop_refreshing()
+        self.refresh()
+        self._render_status()
+
+    def _on_log_line(self, _line: str) -> None:
+        # May come from any thread that logs; only mark, the refresh task renders on the loop.
+        self._log_dirty = True
+
+    def _start_refreshing(self) -> None:
+        if self._refresh_task is not None and not self._refresh_task.done():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._refresh_task = self._refresher.spawn(self._refresh_periodically(), what="refresh")
+
+    def _stop_refreshing(self) -> None:
+        task, self._refresh_task = self._refresh_task, None
+        if task is not None:
+            task.cancel()
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.refresh_interval, 0.05))
+            self.refresh()
+
+    @property
+    def is_refreshing(self) -> bool:
+        """True while the periodic refresh task runs (only while the service starts or runs)."""
+        return self._refresh_task is not None and not self._refresh_task.done()
+
+    def refresh(self) -> None:
+        """Render the handler counters and the log now, if they changed."""
+        counts = self.runner.handler_counts()
+        changed = False
+        if counts != self.handler_counts:
+            self.handler_counts = counts
+            self.counters_view.value = self._counters_html(counts)
+            changed = True
+        if self._log_dirty:
+            self._log_dirty = False
+            self.log_view.value = self._log_html()
+            changed = True
+        if changed:
+            self.renders += 1
+
+    def _counters_html(self, counts: dict[str, dict[str, int]]) -> str:
+        if not counts:
+            return ""
+        rows = "".join(
+            f"<tr><td style='padding:0 1em 0 0'><code>{html.escape(name)}</code></td>"
+            f"<td style='text-align:right;padding:0 1em 0 0'>{c.get('received', 0)}</td>"
+            f"<td style='text-align:right;color:{'#c62828' if c.get('errors') else 'inherit'}'>"
+            f"{c.get('errors', 0)}</td></tr>"
+            for name, c in counts.items()
+        )
+        return (
+            "<table style='font-size:90%'><tr><th style='text-align:left'>handler</th>"
+            "<th style='text-align:right;padding:0 1em 0 0'>received</th><th>errors</th></tr>"
+            f"{rows}</table>"
+        )
+
+    def _log_html(self) -> str:
+        lines = list(self.runner.log_lines)
+        shown = lines[-self.max_log_lines :] if self.max_log_lines > 0 else []
+        hidden = len(lines) - len(shown) + self.runner.log_lines_dropped
+        text = "\n".join(shown)
+        if hidden:
+            text = f"({hidden} older lines not shown)\n{text}"
+        return pre_html(text, max_height="12em")
+
+    def _render_status(self) -> None:
+        status = self.status
+        crashed = status == "crashed"
+        self.error = self.runner.error if crashed and self.runner.error else self._action_error
+        color = _STATUS_COLORS[status]
+        self.status_light.value = (
+            f"<span style='font-size:120%;color:{color}'>&#9679;</span> "
+            f"<b>{html.escape(self.runner.name)}</b> <span style='color:{color}'>{status}</span>"
+        )
+        self.start_button.disabled = self.busy or status in ("starting", "running")
+        self.stop_button.disabled = self.busy or status not in ("starting", "running")
+        self.restart_button.disabled = self.busy or status == "starting"
+        self.error_view.value = pre_html(self.error, color="#c62828", max_height="20em")
+
+    def close(self) -> None:
+        """Stop following the runner and cancel the widget's tasks; the service itself keeps running."""
+        if "connection_status" not in self.__dict__:  # __init__ failed (ipywidgets closes on __del__)
+            return
+        self._stop_refreshing()
+        self._tasks.cancel_all()
+        self._refresher.cancel_all()
+        try:
+            self.runner.on_status_change(self._on_status_change, remove=True)
+            self.runner.on_log(self._on_log_line, remove=True)
+        except ValueError:  # closed twice
+            pass
+        self.connection_status.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"ServiceControl({self.runner.name}, {self.status})"
