@@ -224,6 +224,9 @@ class ServiceRunner:
             self._set_status("crashed")
         finally:
             started.set()
+            # Detach from the class's logger, or every hot reload would leave one more handler behind.
+            if self._log_handler is not None and self._log_handler in service._logger.handlers:
+                service._logger.removeHandler(self._log_handler)
 
     def _attach_log(self) -> None:
         if self._log_handler is None:

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 from typing import Any
 
 import msgpack
@@ -27,6 +28,8 @@ def _default(obj: Any) -> Any:
         return msgpack.Timestamp.from_datetime(ensure_tzinfo(obj))
     if isinstance(obj, BaseModel):
         return obj.model_dump()
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, _dt.date):

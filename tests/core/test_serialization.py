@@ -152,3 +152,14 @@ def test_integers_beyond_64_bits_say_so(big: int) -> None:
 @pytest.mark.parametrize("edge", [2**64 - 1, -(2**63)])
 def test_integers_at_the_64_bit_edges_round_trip(edge: int) -> None:
     assert serialize_from_bin(dict, serialize_to_bin(dict, {"v": edge})) == {"v": edge}
+
+
+def test_enum_values_travel_as_their_value() -> None:
+    import enum
+
+    class Mode(enum.Enum):
+        AUTO = "auto"
+        MANUAL = 2
+
+    data = serialize_to_bin(dict, {"mode": Mode.AUTO, "other": Mode.MANUAL})
+    assert serialize_from_bin(dict, data) == {"mode": "auto", "other": 2}

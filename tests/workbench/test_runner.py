@@ -95,3 +95,15 @@ def test_rejects_what_is_not_a_service() -> None:
         ServiceRunner(object)
     with pytest.raises(TypeError, match="instance"):
         ServiceRunner(Counter(), rate=3)
+
+
+async def test_restarts_leave_no_log_handlers_behind(broker) -> None:
+    runner = ServiceRunner(Counter, connection=broker)
+    await runner.start()
+    logger = runner.service._logger
+    before = len(logger.handlers)
+    for _ in range(3):
+        await runner.restart()
+    assert len(logger.handlers) == before
+    await runner.stop()
+    assert len(logger.handlers) == before - 1
