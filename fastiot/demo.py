@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
+
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
 from fastiot.core.service import FastIoTService
@@ -44,6 +46,7 @@ __all__ = [
     "PlantStatusRequest",
     "PlantStatusService",
     "Press",
+    "ensure_demo",
     "main",
     "start_demo",
 ]
@@ -312,6 +315,29 @@ async def start_demo(
 ) -> DemoPlant:
     """Start the demo plant (see :class:`DemoPlant`) and return it; ``await plant.stop()`` ends it."""
     return await DemoPlant(connection, rate=rate, seed=seed).start()
+
+
+async def ensure_demo(
+    connection: BrokerConnection | None = None, *, rate: float = 2.0, timeout: float = 1.0
+) -> DemoPlant | None:
+    """Start the demo plant unless one already answers on this broker (e.g. ``fastiot-workbench``'s).
+
+    Notebooks call this so they run the same inside the workbench and on their own.
+
+    Returns:
+        The plant it started (stop it with ``await plant.stop()``), or None if one was running.
+    """
+    if connection is None:
+        from fastiot import workbench
+
+        connection = await workbench.connection()
+    try:
+        await connection.request(
+            PlantStatusRequest.get_reply_subject(), PlantStatusRequest(), timeout=timeout
+        )
+        return None
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return await start_demo(connection, rate=rate)
 
 
 def main(argv: list[str] | None = None) -> None:

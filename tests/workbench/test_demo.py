@@ -62,3 +62,14 @@ async def test_demo_module_runs_as_a_script_and_stops_on_sigterm(nats_server) ->
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+async def test_ensure_demo_starts_one_only_when_none_answers(broker) -> None:
+    from fastiot.demo import ensure_demo
+
+    plant = await ensure_demo(broker, rate=20)
+    assert plant is not None and plant.is_running
+    try:
+        assert await ensure_demo(broker) is None, "a running plant must not be started twice"
+    finally:
+        await plant.stop()
