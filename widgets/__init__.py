@@ -1,10 +1,13 @@
 """fastiot_widgets: ipywidgets views over the headless fastiot models, and the ``%%service`` magics.
 
-Every widget is a thin view: the state lives in a model from :mod:`fastiot` (a ServiceRunner, ...),
-the widget renders it and forwards clicks to the kernel's loop, so no cell is ever blocked.
+Every widget is a thin view: the state lives in a model from :mod:`fastiot` (a SubjectIndex, a
+MessageCapture, a ServiceRunner); the widget renders it and forwards clicks to the kernel's loop, so
+no cell is ever blocked.
 
 Example:
-    >>> from fastiot_widgets import Publisher, ServiceControl
+    >>> from fastiot_widgets import MessageTable, Publisher, ServiceControl, SubjectBrowser
+    >>> SubjectBrowser("v1.>")           # doctest: +SKIP
+    >>> MessageTable("v1.thing.>")       # doctest: +SKIP
     >>> ServiceControl(MyService)        # doctest: +SKIP
     >>> Publisher(Thing)                 # doctest: +SKIP
 
@@ -16,15 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .message_table import MessageTable
 from .publisher import Publisher
 from .service_control import ServiceControl
+from .subject_browser import SubjectBrowser
 
-# Reserved names: SubjectBrowser (a view over fastiot.subjects.SubjectIndex) and MessageTable (a view
-# over fastiot.capture.MessageCapture) are the package's other two exports (issue 4). They land with
-# those headless models: import them above and add them to __all__ then; nothing else uses the names.
 __all__ = [
+    "MessageTable",
     "Publisher",
     "ServiceControl",
+    "SubjectBrowser",
     "load_ipython_extension",
 ]
 
