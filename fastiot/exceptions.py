@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import nats.errors
+
 __all__ = [
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
@@ -9,8 +11,11 @@ __all__ = [
     "FastIoTError",
     "MessageHandlingError",
     "NatsServerBinaryNotFound",
+    "PayloadTooLargeError",
+    "PublishBufferFullError",
     "ReplyHandlerError",
     "ShutdownRequestedInterruption",
+    "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
 ]
 
@@ -77,3 +82,68 @@ class SyncCallOnLoopThreadError(FastIoTError, RuntimeError):
 
 class NatsServerBinaryNotFound(FastIoTError, FileNotFoundError):
     """The ``nats-server`` executable is not installed."""
+
+
+class PublishBufferFullError(FastIoTError, nats.errors.OutboundBufferLimitError):
+    """A publish was refused: the connection is down and its reconnect buffer is full.
+
+    While reconnecting, nats-py keeps publishes in a buffer of ``pending_size`` bytes (2 MiB by default)
+    and sends them once connected again; what does not fit is refused with this error, never dropped
+    silently. It is a ``nats.errors.OutboundBufferLimitError``, so code written for nats-py still catches it.
+
+    Attributes:
+        subject: The subject of the refused message.
+        size: Its payload size in bytes.
+        buffer_size: The reconnect buffer's capacity in bytes.
+    """
+
+    def __init__(self, subject: str, size: int, buffer_size: int) -> None:
+        self.subject = subject
+        self.size = size
+        self.buffer_size = buffer_size
+        self._text = (
+            f"the message on subject {subject!r} ({size} bytes) was NOT sent: the connection to NATS is down "
+            f"(reconnecting) and its reconnect buffer of {buffer_size} bytes is full. Wait until the "
+            f"connection's state is 'connected' again (see on_state_change), publish less during outages, "
+            f"or connect with a larger buffer: NatsBrokerConnection.connect(pending_size=...)"
+        )
+        super().__init__(self._text)
+
+    def __str__(self) -> str:
+        return self._text
+
+
+class PayloadTooLargeError(FastIoTError, nats.errors.MaxPayloadError):
+    """A message is larger than the server's ``max_payload``; it was not sent.
+
+    A ``nats.errors.MaxPayloadError``, so code written for nats-py still catches it.
+
+    Attributes:
+        subject: The subject of the message.
+        size: Its payload size in bytes.
+        max_payload: The largest payload the server accepts, in bytes.
+    """
+
+    def __init__(self, subject: str, size: int, max_payload: int) -> None:
+        self.subject = subject
+        self.size = size
+        self.max_payload = max_payload
+        self._text = (
+            f"the message on subject {subject!r} is {size} bytes, more than the NATS server's max_payload "
+            f"of {max_payload} bytes, and was NOT sent. Split it into smaller messages, send a reference "
+            f"to the data instead (a file path or object-store key), or raise max_payload in the "
+            f"nats-server configuration"
+        )
+        super().__init__(self._text)
+
+    def __str__(self) -> str:
+        return self._text
+
+
+class SubjectTooLongError(FastIoTError, ValueError):
+    """A subject is too long for a NATS protocol line; it was refused before reaching the server.
+
+    nats-server closes a connection whose protocol line exceeds its ``max_control_line`` (4 KiB by
+    default), and nats-py then closes the connection for good: one long subject would end every
+    subscription on it. So fastiot refuses such subjects up front.
+    """

@@ -282,6 +282,8 @@ class NatsServer:
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), keeping its port and store for :meth:`start` (fault tests)."""
         self._terminate(signal.SIGKILL)
+        # Clients reconnect to the URL they know: start() must come back on this port, not a free one.
+        self._requested_port = self.port
 
     def restart(self) -> NatsServer:
         """Stop and start again on the same port (and the same JetStream store)."""

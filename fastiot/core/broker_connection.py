@@ -23,6 +23,7 @@ import concurrent.futures
 import inspect
 import ssl
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import nats
 import nats.errors
 import pydantic
+from nats.aio.client import DEFAULT_PENDING_SIZE as NATS_DEFAULT_PENDING_SIZE
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -43,7 +45,10 @@ from fastiot.exceptions import (
     BrokerUnavailableError,
     DeserializationError,
     MessageHandlingError,
+    PayloadTooLargeError,
+    PublishBufferFullError,
     ReplyHandlerError,
+    SubjectTooLongError,
     SyncCallOnLoopThreadError,
 )
 
@@ -52,7 +57,11 @@ __all__ = [
     "DEFAULT_MAX_PENDING_ERRORS",
     "DEFAULT_PENDING_BYTES_LIMIT",
     "DEFAULT_PENDING_MSGS_LIMIT",
+    "DEFAULT_RECONNECT_BUFFER_SIZE",
+    "DEFAULT_RECONNECT_TIME_WAIT",
+    "DEFAULT_SLOW_CONSUMER_BURST_GAP",
     "ERROR_HEADER",
+    "MAX_SUBJECT_BYTES",
     "BrokerConnection",
     "BrokerConnectionDummy",
     "ConnectionState",
@@ -67,6 +76,7 @@ __all__ = [
     "SubscriptionErrorCallback",
     "SubscriptionReplyCallback",
     "callback_arity",
+    "check_subject_length",
 ]
 
 # A subscription callback is ``async def cb(msg)`` or ``async def cb(subject_name, msg)``.
@@ -80,15 +90,48 @@ StateCallback = Callable[[str], None]
 ConnectionState = str  # "connected", "reconnecting", "disconnected" or "closed"
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+# How long closing a client whose first connect failed may take before it is given up.
+DEFAULT_ABANDON_TIMEOUT = 1.0
+# Seconds between two reconnect attempts to the same server (nats-py adds jitter); others are tried at once.
+DEFAULT_RECONNECT_TIME_WAIT = 1.0
 DEFAULT_MAX_PENDING_ERRORS = 1000
 # A subscription whose handler is slower than the message rate buffers at most this much in the client;
 # beyond it nats-py drops messages and reports a slow consumer.
 DEFAULT_PENDING_MSGS_LIMIT = 65_536
 DEFAULT_PENDING_BYTES_LIMIT = 64 * 1024 * 1024
+# While reconnecting, publishes are buffered up to this many bytes (nats-py's ``pending_size``) and sent
+# once connected again; beyond it publish() raises PublishBufferFullError.
+DEFAULT_RECONNECT_BUFFER_SIZE = NATS_DEFAULT_PENDING_SIZE
+# Slow-consumer events on one subscription closer together than this (seconds) are one burst, logged once.
+DEFAULT_SLOW_CONSUMER_BURST_GAP = 1.0
+# nats-server closes a connection whose protocol line exceeds max_control_line (4096 bytes by default),
+# and nats-py then closes the connection for good. A subject plus the rest of a PUB/HPUB line (command,
+# reply inbox, sizes) must fit, so longer subjects are refused before they are sent.
+MAX_SUBJECT_BYTES = 3840
 # A replier that fails answers with an empty payload and this header, so the requester fails at once.
 ERROR_HEADER = "Fastiot-Error"
 
 _logger = setup_logger("broker")
+
+
+def _is_authorization_error(err: BaseException) -> bool:
+    # nats-py raises AuthorizationError at the first connect but a plain Error while reconnecting.
+    return isinstance(err, nats.errors.AuthorizationError) or "authorization" in str(err).lower()
+
+
+def check_subject_length(subject: str) -> None:
+    """Refuse a subject that would make nats-server close the connection.
+
+    Raises:
+        SubjectTooLongError: If ``subject`` is longer than :data:`MAX_SUBJECT_BYTES` in UTF-8.
+    """
+    size = len(subject.encode("utf-8", "surrogatepass"))
+    if size > MAX_SUBJECT_BYTES:
+        raise SubjectTooLongError(
+            f"the subject {subject[:40]!r}... is {size} bytes long; NATS subjects must stay below "
+            f"{MAX_SUBJECT_BYTES} bytes (nats-server closes a connection whose protocol line exceeds 4 KiB, "
+            f"ending every subscription on it). Use shorter tokens, or put the detail into the payload"
+        )
 
 
 def _is_coroutine_callable(cb: Any) -> bool:
@@ -167,6 +210,16 @@ class NatsBrokerSubscription(Subscription):
     def pending_msgs(self) -> int:
         """Messages received by the client and not handled yet (the backlog)."""
         return self._subscription.pending_msgs if self._subscription is not None else 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes of the backlog."""
+        return self._subscription.pending_bytes if self._subscription is not None else 0
+
+    @property
+    def pending_msgs_limit(self) -> int:
+        """The most messages the backlog may hold; beyond it the client drops and reports a slow consumer."""
+        return self._subscription._pending_msgs_limit if self._subscription is not None else 0
 
     async def unsubscribe(self) -> None:
         if self._subscription is None:
@@ -504,13 +557,19 @@ class NatsBrokerConnection(BrokerConnection):
         client = NatsClient()
         conn = cls(client=client, subscription_error_cb=subscription_error_cb)
         conn._closed_cb = closed_cb
-        options = conn._nats_options_from_env()
+        # Defaults first, so that nats_options (e.g. reconnect_time_wait) may override any of them.
+        options: dict[str, Any] = {
+            "connect_timeout": max(1, int(min(connect_timeout, 2.0))),
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": DEFAULT_RECONNECT_TIME_WAIT,
+        }
+        options.update(conn._nats_options_from_env())
         options.update(nats_options)
         failures: list[Exception] = []
 
         async def initial_error_cb(err: Exception) -> None:
             failures.append(err)
-            if isinstance(err, nats.errors.AuthorizationError) or "authorization" in str(err).lower():
+            if _is_authorization_error(err):
                 raise _InitialConnectAbort(err)
             if len(failures) >= len(server_list):
                 raise _InitialConnectAbort(err)
@@ -526,15 +585,13 @@ class NatsBrokerConnection(BrokerConnection):
                     disconnected_cb=conn._on_disconnected,
                     reconnected_cb=conn._on_reconnected,
                     closed_cb=conn._on_closed,
-                    connect_timeout=max(1, int(min(connect_timeout, 2.0))),
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
                     **options,
                 ),
                 connect_timeout,
             )
         except (_InitialConnectAbort, asyncio.TimeoutError, OSError, nats.errors.Error) as e:
             err = e.err if isinstance(e, _InitialConnectAbort) else (failures[-1] if failures else e)
+            server_info: dict[str, Any] = dict(getattr(client, "_server_info", None) or {})
             await conn._abandon()
             text = f"{type(err).__name__}: {err}".strip()
             if isinstance(err, nats.errors.AuthorizationError) or "authorization" in text.lower():
@@ -542,16 +599,37 @@ class NatsBrokerConnection(BrokerConnection):
                     f"the NATS server at {urls} rejected the credentials ({text}); check FASTIOT_NATS_USER / "
                     f"FASTIOT_NATS_PASSWORD, FASTIOT_NATS_TOKEN or FASTIOT_NATS_CREDS"
                 ) from None
-            if isinstance(err, ssl.SSLError) or "ssl" in text.lower() or "tls" in text.lower():
+            if server_info.get("tls_verify") and "tls" in options and env_broker.tls_cert is None:
                 raise BrokerUnavailableError(
-                    f"TLS with the NATS server at {urls} failed ({text}); check FASTIOT_NATS_TLS_CA, "
-                    f"FASTIOT_NATS_TLS_CERT and FASTIOT_NATS_TLS_KEY"
+                    f"the NATS server at {urls} requires a client certificate (mutual TLS) and closed the "
+                    f"connection ({text}); set FASTIOT_NATS_TLS_CERT and FASTIOT_NATS_TLS_KEY"
+                ) from None
+            if (
+                isinstance(err, ssl.SSLError)
+                or "ssl" in text.lower()
+                or "tls" in text.lower()
+                or server_info.get("tls_required")
+            ):
+                hint = "" if "tls" in options else " (the server requires TLS; no FASTIOT_NATS_TLS_* is set)"
+                raise BrokerUnavailableError(
+                    f"TLS with the NATS server at {urls} failed ({text}){hint}; check FASTIOT_NATS_TLS_CA "
+                    f"(the CA that signed the server's certificate), FASTIOT_NATS_TLS_CERT and "
+                    f"FASTIOT_NATS_TLS_KEY"
                 ) from None
             raise BrokerUnavailableError(
                 f"no NATS server accepted a connection at {urls} ({text}); "
                 f"start one or set FASTIOT_NATS_SERVERS / FASTIOT_NATS_HOST / FASTIOT_NATS_PORT"
             ) from None
+        if "tls" in options and not conn._uses_tls():
+            # nats-py upgrades to TLS only when the server asks for it; never fall back to plain text.
+            await conn._abandon()
+            raise BrokerUnavailableError(
+                f"FASTIOT_NATS_TLS_* is set, but the NATS server at {conn.connected_url or urls} does not "
+                f"offer TLS, so the connection would not be encrypted; enable TLS on the server or unset "
+                f"FASTIOT_NATS_TLS_CA / FASTIOT_NATS_TLS_CERT / FASTIOT_NATS_TLS_KEY"
+            )
         conn._error_handler = None
+        conn.reconnect_buffer_size = int(options.get("pending_size", DEFAULT_RECONNECT_BUFFER_SIZE))
         conn._set_state("connected")
         return conn
 
@@ -585,10 +663,26 @@ class NatsBrokerConnection(BrokerConnection):
         self._state: ConnectionState = "disconnected"
         self._state_callbacks: list[StateCallback] = []
         self._subscriptions_by_sid: dict[int, NatsBrokerSubscription] = {}
+        self.pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT
+        """Backlog limit (messages) of each subscription made from now on; see :meth:`subscribe`."""
+        self.pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT
+        """Backlog limit (bytes) of each subscription made from now on."""
+        self.reconnect_buffer_size: int = DEFAULT_RECONNECT_BUFFER_SIZE
+        """Bytes of publishes buffered while reconnecting (``connect(pending_size=...)``)."""
         self.reconnects: int = 0
         self.slow_consumer_events: int = 0
+        self.publish_buffer_overflows: int = 0
+        """Publishes refused with PublishBufferFullError because the reconnect buffer was full."""
         self.last_error: Exception | None = None
         self._closing: bool = False
+        self._disconnected_at: float | None = None
+        self.failed_reconnect_attempts: int = 0
+        """Reconnect attempts that failed during the current (or the last) outage."""
+        self.last_outage_seconds: float | None = None
+        """How long the last outage lasted, from losing the connection to reconnecting."""
+        self._overflows_this_outage: int = 0
+        self._auth_rejected_this_outage: bool = False
+        self._slow_consumer_last: dict[int, float] = {}
 
     @property
     def client(self) -> NatsClient:
@@ -605,6 +699,12 @@ class NatsBrokerConnection(BrokerConnection):
         """The URL of the server this connection is attached to now."""
         url = self._client.connected_url
         return None if url is None else f"{url.scheme}://{url.hostname}:{url.port}"
+
+    def _current_server_url(self) -> str | None:
+        # The server being tried while reconnecting (connected_url is None then).
+        server = getattr(self._client, "_current_server", None)
+        uri = getattr(server, "uri", None)
+        return None if uri is None else f"{uri.scheme}://{uri.hostname}:{uri.port}"
 
     def on_state_change(self, callback: StateCallback, remove: bool = False) -> None:
         """Call ``callback(state)`` (a plain function, run on the loop) whenever :attr:`state` changes."""
@@ -629,29 +729,75 @@ class NatsBrokerConnection(BrokerConnection):
             await self._error_handler(err)
             return
         if isinstance(err, nats.errors.SlowConsumerError):
-            self.slow_consumer_events += 1
-            sub = self._subscriptions_by_sid.get(err.sid)
-            if sub is not None:
-                sub.slow_consumer_events += 1
-            # One line per burst is enough: a firehose reports this for every dropped message.
-            if self.slow_consumer_events in (1, 10, 100, 1000) or self.slow_consumer_events % 10_000 == 0:
-                _logger.warning(
-                    "slow consumer on subject %s: its handler is slower than the message rate and the client "
-                    "dropped messages (%d so far)",
-                    err.subject,
-                    self.slow_consumer_events,
+            self._on_slow_consumer(err)
+            return
+        if self._state == "reconnecting":
+            # Every failed attempt lands here; the outage was already logged once, and the end will be.
+            self.failed_reconnect_attempts += 1
+            if _is_authorization_error(err) and not self._auth_rejected_this_outage:
+                # Unlike a server that is down, this will not go away by waiting: say so once.
+                self._auth_rejected_this_outage = True
+                _logger.error(
+                    "the NATS server at %s rejected the credentials while reconnecting (%s: %s); still "
+                    "retrying. Check FASTIOT_NATS_USER / FASTIOT_NATS_PASSWORD, FASTIOT_NATS_TOKEN or "
+                    "FASTIOT_NATS_CREDS",
+                    self._current_server_url(),
+                    type(err).__name__,
+                    err,
                 )
+            else:
+                _logger.debug("reconnect attempt failed: %s: %s", type(err).__name__, err)
             return
         _logger.warning("NATS: %s: %s", type(err).__name__, err)
 
+    def _on_slow_consumer(self, err: nats.errors.SlowConsumerError) -> None:
+        self.slow_consumer_events += 1
+        sub = self._subscriptions_by_sid.get(err.sid)
+        if sub is not None:
+            sub.slow_consumer_events += 1
+        # A firehose reports every dropped message; one line per burst (per subscription) is enough.
+        now = time.monotonic()
+        last = self._slow_consumer_last.get(err.sid)
+        self._slow_consumer_last[err.sid] = now
+        if last is None or now - last >= DEFAULT_SLOW_CONSUMER_BURST_GAP:
+            dropped = sub.slow_consumer_events if sub is not None else None
+            _logger.warning(
+                "slow consumer on subject %s: its handler is slower than the message rate, the client's "
+                "backlog for it is full (%s messages) and new messages are dropped%s (%d on this connection "
+                "so far); count them with slow_consumer_events, make the handler faster, or raise "
+                "pending_msgs_limit",
+                err.subject,
+                sub.pending_msgs_limit if sub is not None else "its limit of",
+                f" ({dropped} on this subscription so far)" if dropped is not None else "",
+                self.slow_consumer_events,
+            )
+
     async def _on_disconnected(self) -> None:
         if self._state == "connected" and not self._client.is_closed and not self._closing:
-            _logger.warning("lost the connection to NATS; reconnecting")
+            self._disconnected_at = time.monotonic()
+            self.failed_reconnect_attempts = 0
+            self._overflows_this_outage = 0
+            self._auth_rejected_this_outage = False
+            _logger.warning(
+                "lost the connection to NATS; reconnecting (publishes are buffered up to %d bytes meanwhile)",
+                self.reconnect_buffer_size,
+            )
             self._set_state("reconnecting")
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
-        _logger.info("reconnected to NATS at %s", self.connected_url)
+        outage = time.monotonic() - self._disconnected_at if self._disconnected_at is not None else 0.0
+        _logger.info(
+            "reconnected to NATS at %s after %.1f s (%d failed attempts)%s",
+            self.connected_url,
+            outage,
+            self.failed_reconnect_attempts,
+            f"; {self._overflows_this_outage} publishes were refused with PublishBufferFullError"
+            if self._overflows_this_outage
+            else "",
+        )
+        self._disconnected_at = None
+        self.last_outage_seconds = outage
         self._set_state("connected")
 
     async def _on_closed(self) -> None:
@@ -659,47 +805,114 @@ class NatsBrokerConnection(BrokerConnection):
         if self._closed_cb is not None:
             await self._closed_cb()
 
+    def _uses_tls(self) -> bool:
+        transport = getattr(self._client, "_transport", None)
+        writer = getattr(transport, "_io_writer", None)
+        return writer is not None and writer.get_extra_info("ssl_object") is not None
+
     async def _abandon(self) -> None:
         self._closed_cb = None
+        # After a failed TLS handshake nats-py's close() waits forever for the socket it handed to
+        # start_tls; abort the sockets first and bound the wait.
+        transport = getattr(self._client, "_transport", None)
+        for writer in {getattr(transport, "_bare_io_writer", None), getattr(transport, "_io_writer", None)}:
+            if writer is not None:
+                writer.transport.abort()
         try:
-            await self._client.close()
+            await asyncio.wait_for(self._client.close(), DEFAULT_ABANDON_TIMEOUT)
         except Exception:  # a client that never connected may fail to close; nothing is left to clean
             pass
 
     async def close(self) -> None:
-        """Flush what was published and close the connection."""
+        """Flush what was published and close the connection.
+
+        Closed while reconnecting, publishes still in the reconnect buffer cannot be sent; they are
+        discarded with a warning that says how many bytes.
+        """
         if self._client.is_closed:
             return
         self._closing = True
+        if self._client.is_connected:
+            try:
+                await asyncio.wait_for(self._client.flush(), 2.0)
+            except (nats.errors.Error, asyncio.TimeoutError):
+                pass
+        elif self._client.pending_data_size > 0:
+            # nats-py would write them into the dead socket and fail half-way through closing.
+            _logger.warning(
+                "closing the NATS connection while it is down: %d bytes of buffered publishes are discarded",
+                self._client.pending_data_size,
+            )
+            self._client._pending = []
+            self._client._pending_data_size = 0
         try:
-            await asyncio.wait_for(self._client.flush(), 2.0)
-        except (nats.errors.Error, asyncio.TimeoutError):
-            pass
-        await self._client.close()
+            await self._client.close()
+        except OSError as e:  # the old socket's error surfacing late; the client is closed regardless
+            _logger.debug("closing the NATS connection: %s", e)
         self._set_state("closed")
 
     @property
     def is_connected(self) -> bool:
         return self._client.is_connected
 
-    async def _subscribe_nats(self, result: NatsBrokerSubscription, name: str) -> NatsBrokerSubscription:
+    async def _subscribe_nats(
+        self,
+        result: NatsBrokerSubscription,
+        name: str,
+        pending_msgs_limit: int | None,
+        pending_bytes_limit: int | None,
+    ) -> NatsBrokerSubscription:
+        check_subject_length(name)
+        if pending_msgs_limit is None:
+            pending_msgs_limit = self.pending_msgs_limit
+        if pending_bytes_limit is None:
+            pending_bytes_limit = self.pending_bytes_limit
         subscription = await self._client.subscribe(
             subject=name,
             cb=result.received_nats_msg_cb,  # type: ignore[attr-defined]
-            pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
-            pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
         )
         result._set_subscription(subscription)
         self._subscriptions_by_sid[subscription._id] = result
         return result
 
-    async def subscribe(self, subject: Subject, cb: SubscriptionCallback) -> Subscription:
+    async def subscribe(
+        self,
+        subject: Subject,
+        cb: SubscriptionCallback,
+        *,
+        pending_msgs_limit: int | None = None,
+        pending_bytes_limit: int | None = None,
+    ) -> Subscription:
+        """Subscribe to a subject; see :meth:`BrokerConnection.subscribe`.
+
+        Args:
+            subject: The subject to subscribe to.
+            cb: ``async def cb(msg)`` or ``async def cb(subject_name, msg)``.
+            pending_msgs_limit: The most messages waiting for ``cb`` (the backlog of a handler slower
+                than the message rate); beyond it new messages are dropped and counted as slow-consumer
+                events. Default :attr:`pending_msgs_limit` of the connection.
+            pending_bytes_limit: The same in payload bytes; default :attr:`pending_bytes_limit`.
+
+        Raises:
+            TypeError: If ``cb`` is not async or has another signature.
+            SubjectTooLongError: If the subject is too long for NATS.
+        """
         result = NatsBrokerSubscriptionSubject(
             subject=subject, cb=cb, subscription_error_cb=self._subscription_error_cb
         )
-        return await self._subscribe_nats(result, subject.name)
+        return await self._subscribe_nats(result, subject.name, pending_msgs_limit, pending_bytes_limit)
 
-    async def subscribe_reply_cb(self, subject: ReplySubject, cb: SubscriptionReplyCallback) -> Subscription:
+    async def subscribe_reply_cb(
+        self,
+        subject: ReplySubject,
+        cb: SubscriptionReplyCallback,
+        *,
+        pending_msgs_limit: int | None = None,
+        pending_bytes_limit: int | None = None,
+    ) -> Subscription:
+        """Answer requests on ``subject``; the backlog limits are as in :meth:`subscribe`."""
         if not isinstance(subject, ReplySubject):
             raise TypeError("subscribe_reply_cb needs a ReplySubject, e.g. MyRequest.get_reply_subject()")
         result = NatsBrokerSubscriptionReplySubject(
@@ -708,7 +921,7 @@ class NatsBrokerConnection(BrokerConnection):
             send_reply_fn=self._send,
             subscription_error_cb=self._subscription_error_cb,
         )
-        return await self._subscribe_nats(result, subject.name)
+        return await self._subscribe_nats(result, subject.name, pending_msgs_limit, pending_bytes_limit)
 
     async def subscribe_raw(
         self,
@@ -721,6 +934,7 @@ class NatsBrokerConnection(BrokerConnection):
         """Subscribe to a NATS pattern and get the undecoded nats-py messages (used by captures)."""
         if not _is_coroutine_callable(cb):
             raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
+        check_subject_length(pattern)
         return await self._client.subscribe(
             subject=pattern,
             cb=cb,
@@ -729,23 +943,69 @@ class NatsBrokerConnection(BrokerConnection):
         )
 
     async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        """Publish bytes as they are (no serialization)."""
-        await self._client.publish(subject, payload, headers=headers)
+        """Publish bytes as they are (no serialization).
+
+        Raises:
+            PublishBufferFullError, PayloadTooLargeError, SubjectTooLongError: As :meth:`publish`.
+        """
+        await self._publish_nats(subject, payload, headers=headers)
+
+    def _publish_refused(self, subject: str, size: int) -> PublishBufferFullError:
+        self.publish_buffer_overflows += 1
+        self._overflows_this_outage += 1
+        if self._overflows_this_outage == 1:
+            _logger.warning(
+                "the reconnect buffer (%d bytes) is full: publishes are refused with PublishBufferFullError "
+                "until the connection to NATS is back",
+                self.reconnect_buffer_size,
+            )
+        return PublishBufferFullError(subject, size, self.reconnect_buffer_size)
+
+    async def _publish_nats(
+        self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        # nats-py's own errors here say neither which message nor what to do; ours do, and are counted.
+        check_subject_length(subject)
+        try:
+            await self._client.publish(subject, payload, reply=reply, headers=headers)
+        except nats.errors.OutboundBufferLimitError:
+            raise self._publish_refused(subject, len(payload)) from None
+        except nats.errors.MaxPayloadError:
+            raise PayloadTooLargeError(subject, len(payload), self._client.max_payload) from None
+
+    async def publish(self, subject: Subject, msg: Any) -> None:
+        """Publish a message on a subject.
+
+        While the connection is reconnecting, the message is buffered (up to :attr:`reconnect_buffer_size`
+        bytes in all) and sent once it is back.
+
+        Raises:
+            TypeError: If ``msg`` is not of the subject's model.
+            PublishBufferFullError: The connection is down and the reconnect buffer is full; not sent.
+            PayloadTooLargeError: The message is larger than the server's max_payload; not sent.
+            SubjectTooLongError: The subject is too long for NATS; not sent.
+        """
+        await self._send(subject=subject, msg=msg)
 
     async def _send(
         self, subject: Subject, msg: Any, reply: Subject | None = None, headers: dict[str, str] | None = None
     ) -> None:
         payload = serialize_to_bin(subject.msg_cls, msg)
-        await self._client.publish(
+        await self._publish_nats(
             subject.name, payload, reply="" if reply is None else reply.name, headers=headers
         )
 
     async def _request(self, subject: ReplySubject, msg: Any, timeout: float) -> Any:
         payload = serialize_to_bin(subject.msg_cls, msg)
+        check_subject_length(subject.name)
         try:
             response = await self._client.request(subject.name, payload, timeout=timeout)
         except nats.errors.TimeoutError:
             raise nats.errors.TimeoutError() from None
+        except nats.errors.OutboundBufferLimitError:
+            raise self._publish_refused(subject.name, len(payload)) from None
+        except nats.errors.MaxPayloadError:
+            raise PayloadTooLargeError(subject.name, len(payload), self._client.max_payload) from None
         if response.headers and ERROR_HEADER in response.headers:
             raise ReplyHandlerError(subject.name, response.headers[ERROR_HEADER])
         return serialize_from_bin(subject.reply_cls, response.data)

@@ -1,0 +1,76 @@
+"""Helpers of the fault tests: event-based waits on connection state and message counts, and figures."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Iterable
+
+import pytest
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+
+# Every wait in the fault tests is bounded by this unless a test says otherwise.
+WAIT = 10.0
+
+
+class StateLog:
+    """Records every state change of a connection and lets a test wait for the next one it expects."""
+
+    def __init__(self, connection: NatsBrokerConnection) -> None:
+        self.connection = connection
+        self.states: list[str] = []
+        self._changed = asyncio.Event()
+        connection.on_state_change(self._on_change)
+
+    def _on_change(self, state: str) -> None:
+        self.states.append(state)
+        self._changed.set()
+
+    async def wait_for(self, state: str, timeout: float = WAIT) -> None:
+        """Wait until the connection's state is ``state``."""
+
+        async def reached() -> None:
+            while self.connection.state != state:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(reached(), timeout)
+
+
+class Counter:
+    """Counts events and lets a test wait until there are at least n."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def add(self, n: int = 1) -> None:
+        self.count += n
+        self._changed.set()
+
+    async def wait_for(self, n: int, timeout: float = WAIT) -> None:
+        async def reached() -> None:
+            while self.count < n:
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"only {self.count} of {n} within {timeout} s") from None
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile (0..100) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
+
+
+def record_figure(request: pytest.FixtureRequest, name: str, value: object) -> None:
+    """Keep a measured figure; tests/core/conftest.py prints them at the end of the run."""
+    request.node.user_properties.append((f"figure:{name}", value))
