@@ -53,10 +53,16 @@ def _wait_gone(port: int) -> bool:
     return not alive
 
 
-def test_binder_start_runs_command_with_broker_and_demo_then_stops_them(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_binder_start_runs_command_with_broker_and_demo_then_stops_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("FASTIOT_NATS_SERVERS")
     port = find_free_port()
-    env = dict(os.environ, FASTIOT_BINDER_NATS_PORT=str(port), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        FASTIOT_BINDER_NATS_PORT=str(port),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
     process = subprocess.Popen(
         ["bash", str(START), sys.executable, "-c", CHECK], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -81,7 +87,10 @@ def test_binder_start_runs_command_with_broker_and_demo_then_stops_them(monkeypa
 
 def test_binder_start_returns_the_command_status(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FASTIOT_NATS_SERVERS")
-    env = dict(os.environ, FASTIOT_BINDER_NATS_PORT=str(find_free_port()),
-               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        FASTIOT_BINDER_NATS_PORT=str(find_free_port()),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
     result = subprocess.run(["bash", str(START), "sh", "-c", "exit 7"], env=env, timeout=90)
     assert result.returncode == 7

@@ -72,7 +72,9 @@ def test_broker_and_demo_without_lab_started_and_stopped(monkeypatch: pytest.Mon
     port = find_free_port()
     process = subprocess.Popen(
         [*CLI, "--no-lab", "--broker-port", str(port), "--demo-rate", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         _read_until(process, "running without JupyterLab", 30)
@@ -100,8 +102,20 @@ def test_broker_and_demo_without_lab_started_and_stopped(monkeypatch: pytest.Mon
 def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server, tmp_path: Path) -> None:
     port = find_free_port()
     process = subprocess.Popen(
-        [*CLI, "--no-browser", "--no-demo", "--port", str(port), "--notebook-dir", str(tmp_path), "--token", "t0k"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            *CLI,
+            "--no-browser",
+            "--no-demo",
+            "--port",
+            str(port),
+            "--notebook-dir",
+            str(tmp_path),
+            "--token",
+            "t0k",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         lines = _read_until(process, "JupyterLab at", 90)

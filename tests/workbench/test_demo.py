@@ -21,8 +21,11 @@ async def clean_workbench():
 async def test_plant_publishes_every_sensor_and_answers(broker) -> None:
     seen: dict[str, Thing] = {}
     all_seen = asyncio.Event()
-    expected = {f"v1.thing.{m}.{s}" for m in ("press_1", "press_2", "oven_1") for s in
-                ("temperature", "pressure", "vibration", "state")}
+    expected = {
+        f"v1.thing.{m}.{s}"
+        for m in ("press_1", "press_2", "oven_1")
+        for s in ("temperature", "pressure", "vibration", "state")
+    }
 
     async def on_thing(subject_name: str, thing: Thing) -> None:
         seen[subject_name] = thing
@@ -35,7 +38,9 @@ async def test_plant_publishes_every_sensor_and_answers(broker) -> None:
         assert seen["v1.thing.press_1.temperature"].unit == "degC"
         assert 30 < seen["v1.thing.press_1.temperature"].value < 100
         assert seen["v1.thing.oven_1.state"].value in ("running", "idle", "fault")
-        status = await broker.request(MachineStatusRequest.get_reply_subject("press_2"), MachineStatusRequest(), 5)
+        status = await broker.request(
+            MachineStatusRequest.get_reply_subject("press_2"), MachineStatusRequest(), 5
+        )
         assert status.machine == "press_2"
         assert status.messages_published > 0
         plant_status = await broker.request(PlantStatusRequest.get_reply_subject(), PlantStatusRequest(), 5)
@@ -52,8 +57,13 @@ def test_rejects_bad_settings() -> None:
 
 async def test_demo_module_runs_as_a_script_and_stops_on_sigterm(nats_server) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fastiot.demo", "--rate", "20",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "fastiot.demo",
+        "--rate",
+        "20",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)

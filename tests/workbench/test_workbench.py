@@ -49,7 +49,9 @@ async def test_closed_connection_is_recreated() -> None:
     assert second.is_connected
 
 
-async def test_configured_but_unreachable_server_raises_naming_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_configured_but_unreachable_server_raises_naming_its_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     url = f"nats://127.0.0.1:{find_free_port()}"
     monkeypatch.setenv("FASTIOT_NATS_SERVERS", url)
     with pytest.raises(BrokerUnavailableError, match=url.replace(".", r"\.")):
@@ -94,7 +96,9 @@ async def test_blocking_calls_complete_on_the_loop_thread(broker) -> None:
 
     await broker.subscribe(Thing.get_subject("wb.sync"), on_thing)
     await broker.client.flush()
-    connection.publish_sync(Thing.get_subject("wb.sync"), Thing(machine="wb", name="sync", value=7), timeout=5)
+    connection.publish_sync(
+        Thing.get_subject("wb.sync"), Thing(machine="wb", name="sync", value=7), timeout=5
+    )
     thing = await asyncio.wait_for(received.get(), 5)
     assert thing.value == 7
     assert connection.run_threadsafe(asyncio.sleep(0, result="done"), timeout=5) == "done"
