@@ -125,6 +125,8 @@ def check_subject_length(subject: str) -> None:
     Raises:
         SubjectTooLongError: If ``subject`` is longer than :data:`MAX_SUBJECT_BYTES` in UTF-8.
     """
+    if len(subject) * 4 <= MAX_SUBJECT_BYTES:  # a code point takes at most 4 bytes: no need to encode
+        return
     size = len(subject.encode("utf-8", "surrogatepass"))
     if size > MAX_SUBJECT_BYTES:
         raise SubjectTooLongError(
@@ -316,6 +318,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
         subject: ReplySubject,
         cb: SubscriptionReplyCallback,
         send_reply_fn: Callable[..., Awaitable[None]],
+        publish_reply_fn: Callable[[str, bytes], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -323,6 +326,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
         self._subject: ReplySubject = subject
         self._cb: SubscriptionReplyCallback = cb
         self._send_reply_fn: Callable[..., Awaitable[None]] = send_reply_fn
+        self._publish_reply_fn: Callable[[str, bytes], Awaitable[None]] | None = publish_reply_fn
 
     def _check_reply_type(self, reply_msg: Any) -> None:
         reply_cls = self._subject.reply_cls
@@ -342,7 +346,13 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
                 reply_msg = await self._cb(nats_msg.subject, msg)
             self._check_reply_type(reply_msg)
             if nats_msg.reply:
-                await self._send_reply_fn(self._subject.get_reply_inbox(nats_msg.reply), reply_msg)
+                if self._publish_reply_fn is not None:
+                    # The inbox comes from NATS: send to it by name, without building and validating a
+                    # Subject per request.
+                    payload = serialize_to_bin(self._subject.reply_cls, reply_msg)
+                    await self._publish_reply_fn(nats_msg.reply, payload)
+                else:
+                    await self._send_reply_fn(self._subject.get_reply_inbox(nats_msg.reply), reply_msg)
         except Exception as e:
             if nats_msg.reply:
                 try:
@@ -919,6 +929,7 @@ class NatsBrokerConnection(BrokerConnection):
             subject=subject,
             cb=cb,
             send_reply_fn=self._send,
+            publish_reply_fn=self._publish_nats,
             subscription_error_cb=self._subscription_error_cb,
         )
         return await self._subscribe_nats(result, subject.name, pending_msgs_limit, pending_bytes_limit)
@@ -985,7 +996,8 @@ class NatsBrokerConnection(BrokerConnection):
             PayloadTooLargeError: The message is larger than the server's max_payload; not sent.
             SubjectTooLongError: The subject is too long for NATS; not sent.
         """
-        await self._send(subject=subject, msg=msg)
+        # A producer's hot path: one coroutine less than going through _send().
+        await self._publish_nats(subject.name, serialize_to_bin(subject.msg_cls, msg))
 
     async def _send(
         self, subject: Subject, msg: Any, reply: Subject | None = None, headers: dict[str, str] | None = None
