@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -15,11 +15,16 @@ WAIT = 10.0
 
 
 class StateLog:
-    """Records every state change of a connection and lets a test wait for the next one it expects."""
+    """Records every state change of a connection and lets a test wait for the next one it expects.
+
+    Each :meth:`wait_for` consumes one occurrence of its state, so a change that came and went
+    before the test looked (a failover can take a millisecond) is not missed.
+    """
 
     def __init__(self, connection: NatsBrokerConnection) -> None:
         self.connection = connection
         self.states: list[str] = []
+        self._consumed: dict[str, int] = {}
         self._changed = asyncio.Event()
         connection.on_state_change(self._on_change)
 
@@ -28,14 +33,21 @@ class StateLog:
         self._changed.set()
 
     async def wait_for(self, state: str, timeout: float = WAIT) -> None:
-        """Wait until the connection's state is ``state``."""
+        """Wait until the connection has entered ``state`` once more than the waits so far consumed."""
+        wanted = self._consumed.get(state, 0) + 1
 
         async def reached() -> None:
-            while self.connection.state != state:
+            while self.states.count(state) < wanted:
                 self._changed.clear()
                 await self._changed.wait()
 
-        await asyncio.wait_for(reached(), timeout)
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"no change to {state!r} within {timeout} s; states so far {self.states}"
+            ) from None
+        self._consumed[state] = wanted
 
 
 class Counter:
@@ -50,15 +62,23 @@ class Counter:
         self._changed.set()
 
     async def wait_for(self, n: int, timeout: float = WAIT) -> None:
+        try:
+            await self.wait_until(lambda: self.count >= n, timeout)
+        except AssertionError:
+            raise AssertionError(f"only {self.count} of {n} within {timeout} s") from None
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+        """Wait until ``condition()`` holds, checking it after every count."""
+
         async def reached() -> None:
-            while self.count < n:
+            while not condition():
                 self._changed.clear()
                 await self._changed.wait()
 
         try:
             await asyncio.wait_for(reached(), timeout)
         except asyncio.TimeoutError:
-            raise AssertionError(f"only {self.count} of {n} within {timeout} s") from None
+            raise AssertionError(f"condition not reached within {timeout} s (count {self.count})") from None
 
 
 def percentile(values: Iterable[float], q: float) -> float:
