@@ -204,9 +204,12 @@ class Subject(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not v or " " in v or ".." in v or v.startswith(".") or v.endswith("."):
+        # Tabs and line breaks too: nats-py refuses them only when publishing, with a vaguer message.
+        whitespace = " " in v or "\t" in v or "\r" in v or "\n" in v
+        if not v or whitespace or ".." in v or v.startswith(".") or v.endswith("."):
             raise ValueError(
-                f"{v!r} is not a valid NATS subject; use dot separated tokens like 'v1.thing.press_1'"
+                f"{v!r} is not a valid NATS subject (no spaces, tabs, line breaks or empty tokens); "
+                f"use dot separated tokens like 'v1.thing.press_1'"
             )
         return v
 

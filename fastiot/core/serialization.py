@@ -110,7 +110,8 @@ def unpack(data: bytes) -> Any:
     """
     try:
         return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False)
-    except (ValueError, TypeError, msgpack.exceptions.ExtraData) as e:
+    # OverflowError: a Timestamp beyond what datetime holds (e.g. 2**62 seconds).
+    except (ValueError, TypeError, OverflowError, msgpack.exceptions.ExtraData) as e:
         kind = type(e).__name__
         detail = str(e) or "not valid msgpack"
         raise DeserializationError(f"payload is not valid msgpack ({kind}: {detail})") from e
@@ -144,11 +145,17 @@ def serialize_from_bin(msg_cls: type, data: bytes) -> Any:
     """Deserialize bytes to a message of ``msg_cls`` (a pydantic model, or dict).
 
     Raises:
-        DeserializationError: If the bytes are not msgpack (a ValueError).
+        DeserializationError: If the bytes are not msgpack, or nest too deeply (a ValueError).
         pydantic.ValidationError: If the payload does not fit the model.
     """
     unpacked = unpack(data)
     if _is_model_class(msg_cls):
         # model_validate() without its seven keyword arguments, which cost ~0.4 us per message.
-        return msg_cls.__pydantic_validator__.validate_python(unpacked)  # type: ignore[attr-defined]
+        try:
+            return msg_cls.__pydantic_validator__.validate_python(unpacked)  # type: ignore[attr-defined]
+        except RecursionError:
+            # msgpack nests up to 1024 levels; walking them for datetimes can exceed Python's stack.
+            raise DeserializationError(
+                f"payload for {msg_cls.__name__} is nested too deeply to validate; send flatter data"
+            ) from None
     return unpacked
