@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from collections.abc import Callable, Iterable
 
 import pytest
@@ -79,6 +80,15 @@ class Counter:
             await asyncio.wait_for(reached(), timeout)
         except asyncio.TimeoutError:
             raise AssertionError(f"condition not reached within {timeout} s (count {self.count})") from None
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
+    """Poll ``condition()`` every 10 ms until it holds: for counters nothing signals (nats-py's drops)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.01)
 
 
 def percentile(values: Iterable[float], q: float) -> float:
