@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 
 import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.nats_server import NatsServer, find_free_port
 
 # Every wait in the fault tests is bounded by this unless a test says otherwise.
 WAIT = 10.0
@@ -104,3 +107,38 @@ def percentile(values: Iterable[float], q: float) -> float:
 def record_figure(request: pytest.FixtureRequest, name: str, value: object) -> None:
     """Keep a measured figure; tests/core/conftest.py prints them at the end of the run."""
     request.node.user_properties.append((f"figure:{name}", value))
+
+
+def routes_of(server: NatsServer) -> int:
+    """How many routes the server has (from its /routez monitoring endpoint)."""
+    assert server.monitor_url is not None
+    with urllib.request.urlopen(f"{server.monitor_url}/routez", timeout=2) as response:
+        return int(json.load(response)["num_routes"])
+
+
+async def wait_for_routes(servers: list[NatsServer], timeout: float = WAIT) -> None:
+    """Wait until every server has a route to every other one (a full mesh)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        counts = [await asyncio.to_thread(routes_of, s) for s in servers if s.is_running]
+        if all(c >= len(counts) - 1 for c in counts):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"routes did not form: {counts}"
+        await asyncio.sleep(0.05)
+
+
+def start_cluster(size: int = 3) -> list[NatsServer]:
+    """Start ``size`` nats-servers on loopback, each with routes to all the others (stop them after use)."""
+    cluster_ports = [find_free_port() for _ in range(size)]
+    servers = []
+    for i, port in enumerate(cluster_ports):
+        routes = [f"nats-route://127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i]
+        servers.append(NatsServer(cluster_name="fastiot-test", cluster_port=port, routes=routes, http_port=0))
+    try:
+        for server in servers:
+            server.start()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
