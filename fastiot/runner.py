@@ -68,6 +68,9 @@ class ServiceRunner:
             or an instance.
         connection: The broker connection; ``None`` means the workbench connection.
         max_log_lines: How many of the service's log lines to keep (older ones are dropped and counted).
+        echo_log: Also pass the service's log lines on to the ``fastiot`` console handler. A view that
+            shows :attr:`log_lines` itself (ServiceControl) turns this off, so a notebook does not print
+            each line twice, once of them on stderr.
         service_kwargs: Passed to the class constructor.
 
     ``status`` is one of ``stopped``, ``starting``, ``running`` or ``crashed``; ``error`` holds the
@@ -80,6 +83,7 @@ class ServiceRunner:
         connection: BrokerConnection | None = None,
         *,
         max_log_lines: int = DEFAULT_MAX_LOG_LINES,
+        echo_log: bool = True,
         **service_kwargs: Any,
     ) -> None:
         if isinstance(service_cls_or_instance, FastIoTService):
@@ -102,6 +106,7 @@ class ServiceRunner:
             raise ValueError("max_log_lines must be at least 1")
         self.connection: BrokerConnection | None = connection
         self.service_kwargs: dict[str, Any] = service_kwargs
+        self.echo_log: bool = echo_log
         self.status: str = "stopped"
         self.error: str | None = None
         self.log_lines: collections.deque[str] = collections.deque(maxlen=max_log_lines)
@@ -227,6 +232,7 @@ class ServiceRunner:
             # Detach from the class's logger, or every hot reload would leave one more handler behind.
             if self._log_handler is not None and self._log_handler in service._logger.handlers:
                 service._logger.removeHandler(self._log_handler)
+                service._logger.propagate = True
 
     def _attach_log(self) -> None:
         if self._log_handler is None:
@@ -235,6 +241,7 @@ class ServiceRunner:
         logger = self.service._logger
         if self._log_handler not in logger.handlers:
             logger.addHandler(self._log_handler)
+        logger.propagate = self.echo_log
 
     async def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Ask the service to shut down and wait (at most ``timeout`` s, then cancel) until it has."""

@@ -107,3 +107,30 @@ async def test_restarts_leave_no_log_handlers_behind(broker) -> None:
     assert len(logger.handlers) == before
     await runner.stop()
     assert len(logger.handlers) == before - 1
+
+
+async def test_echo_log_off_keeps_lines_in_the_runner_only(broker) -> None:
+    import logging
+
+    seen_by_console: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen_by_console.append(record.getMessage())
+
+    recorder = Recorder()
+    logging.getLogger("fastiot").addHandler(recorder)  # where the console handler sits
+    try:
+        runner = ServiceRunner(Counter, connection=broker, echo_log=False)
+        await runner.start()
+        await broker.publish(Thing.get_subject("runner.quiet"), Thing(machine="m", name="quiet", value=42))
+        for _ in range(200):
+            if any("got 42" in line for line in runner.log_lines):
+                break
+            await asyncio.sleep(0.01)
+        await runner.stop()
+    finally:
+        logging.getLogger("fastiot").removeHandler(recorder)
+    assert any("got 42" in line for line in runner.log_lines)
+    assert "got 42" not in seen_by_console
+    assert runner.service._logger.propagate, "the logger is handed back as it was"
