@@ -106,7 +106,8 @@ class ServiceControl(widgets.VBox):
                 )
             runner = service_cls_or_instance
         else:
-            runner = ServiceRunner(service_cls_or_instance, connection, **service_kwargs)
+            # The log is shown in this widget; printing it on stderr too would show every line twice.
+            runner = ServiceRunner(service_cls_or_instance, connection, echo_log=False, **service_kwargs)
         self.runner: ServiceRunner = runner
         # Click-started actions (wait_idle waits for them), and the refresh task that lives as long as
         # the service runs (which wait_idle must not wait for).
