@@ -21,6 +21,7 @@ import asyncio
 import collections
 import concurrent.futures
 import inspect
+import random
 import ssl
 import threading
 import time
@@ -572,9 +573,11 @@ class NatsBrokerConnection(BrokerConnection):
             "connect_timeout": max(1, int(min(connect_timeout, 2.0))),
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": DEFAULT_RECONNECT_TIME_WAIT,
+            "reconnect_to_server_handler": conn._choose_reconnect_server,
         }
         options.update(conn._nats_options_from_env())
         options.update(nats_options)
+        conn._reconnect_time_wait = float(options["reconnect_time_wait"])
         failures: list[Exception] = []
 
         async def initial_error_cb(err: Exception) -> None:
@@ -693,6 +696,9 @@ class NatsBrokerConnection(BrokerConnection):
         self._overflows_this_outage: int = 0
         self._auth_rejected_this_outage: bool = False
         self._slow_consumer_last: dict[int, float] = {}
+        self._reconnect_time_wait: float = DEFAULT_RECONNECT_TIME_WAIT
+        self._lost_server: str | None = None
+        self._tried_this_round: set[str] = set()
 
     @property
     def client(self) -> NatsClient:
@@ -788,11 +794,33 @@ class NatsBrokerConnection(BrokerConnection):
             self.failed_reconnect_attempts = 0
             self._overflows_this_outage = 0
             self._auth_rejected_this_outage = False
+            lost = getattr(getattr(self._client, "_current_server", None), "uri", None)
+            self._lost_server = None if lost is None else lost.netloc
+            self._tried_this_round = set()
             _logger.warning(
                 "lost the connection to NATS; reconnecting (publishes are buffered up to %d bytes meanwhile)",
                 self.reconnect_buffer_size,
             )
             self._set_state("reconnecting")
+
+    def _choose_reconnect_server(self, servers: list[Any], server_info: dict[str, Any]) -> tuple[Any, float]:
+        """Pick the server for the next reconnect attempt (nats-py's ``reconnect_to_server_handler``).
+
+        In a round every known server is tried once, the one just lost last, without waiting; between
+        rounds it waits ``reconnect_time_wait``. nats-py's own choice may retry the dead server first
+        and then wait ``reconnect_time_wait`` before trying a live one, so a cluster failover took a
+        second in a third of the cases instead of milliseconds.
+        """
+        untried = [s for s in servers if s.uri.netloc not in self._tried_this_round]
+        delay = 0.0
+        if not untried:
+            self._tried_this_round.clear()
+            untried = list(servers)
+            delay = self._reconnect_time_wait
+        others = [s for s in untried if s.uri.netloc != self._lost_server]
+        choice = random.choice(others) if others else untried[0]
+        self._tried_this_round.add(choice.uri.netloc)
+        return choice, delay
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
@@ -855,11 +883,23 @@ class NatsBrokerConnection(BrokerConnection):
             )
             self._client._pending = []
             self._client._pending_data_size = 0
+        await self._stop_reconnecting()
         try:
             await self._client.close()
         except OSError as e:  # the old socket's error surfacing late; the client is closed regardless
             _logger.debug("closing the NATS connection: %s", e)
         self._set_state("closed")
+
+    async def _stop_reconnecting(self) -> None:
+        # A cancel that arrives as a connect attempt fails is lost inside asyncio.wait_for (Python < 3.12),
+        # and nats-py's close() would leave its reconnect loop running for good: cancel until it ends.
+        task: asyncio.Task[None] | None = getattr(self._client, "_reconnection_task", None)
+        for _ in range(50):
+            if task is None or task.done():
+                return
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        _logger.warning("the NATS reconnect loop did not stop; it may keep trying in the background")
 
     @property
     def is_connected(self) -> bool:

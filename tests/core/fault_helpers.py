@@ -7,7 +7,7 @@ import json
 import statistics
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 
@@ -92,6 +92,17 @@ async def eventually(condition: Callable[[], bool], timeout: float = WAIT, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+async def publish_until(
+    publish: Callable[[], Awaitable[object]], arrived: Callable[[], bool], timeout: float = WAIT
+) -> None:
+    """Publish a probe every 20 ms until ``arrived()``: interest crosses a cluster route asynchronously."""
+    deadline = time.monotonic() + timeout
+    while not arrived():
+        assert time.monotonic() < deadline, f"no probe arrived within {timeout} s"
+        await publish()
+        await asyncio.sleep(0.02)
 
 
 def percentile(values: Iterable[float], q: float) -> float:

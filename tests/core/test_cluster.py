@@ -10,7 +10,14 @@ import pytest
 from fastiot.core import FastIoTPublish
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
-from tests.core.fault_helpers import WAIT, Counter, StateLog, record_figure, start_cluster, wait_for_routes
+from tests.core.fault_helpers import (
+    Counter,
+    StateLog,
+    publish_until,
+    record_figure,
+    start_cluster,
+    wait_for_routes,
+)
 
 RECONNECT_WAIT = 0.1
 
@@ -44,12 +51,7 @@ async def test_cluster_forms_and_routes_messages_between_servers(cluster: list[N
     await last.client.flush()
 
     # Interest travels over the route asynchronously; publish until the first message arrives.
-    async def until_delivered() -> None:
-        while got.count == 0:
-            await first.publish(Tick.get_subject(), Tick(seq=0))
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(until_delivered(), WAIT)
+    await publish_until(lambda: first.publish(Tick.get_subject(), Tick(seq=0)), lambda: got.count > 0)
     await first.close()
     await last.close()
 
@@ -75,11 +77,12 @@ async def test_failover_to_another_server_keeps_subscriptions(
     got = Counter()
 
     async def on_tick(tick: Tick) -> None:
-        seen.append(tick.seq)
+        if tick.seq >= 0:
+            seen.append(tick.seq)
         got.add()
 
     subscription = await subscriber.subscribe(Tick.get_subject(), on_tick)
-    await subscriber.client.flush()
+    await publish_until(lambda: publisher.publish(Tick.get_subject(), Tick(seq=-1)), lambda: got.count > 0)
     sent: list[int] = []
     stop = asyncio.Event()
 

@@ -292,6 +292,7 @@ async def test_close_while_reconnecting_reports_discarded_publishes(
     await asyncio.wait_for(connection.close(), WAIT)
     assert connection.state == "closed"
     assert connection.client.is_closed
+    assert connection.client._reconnection_task.done(), "nats-py's reconnect loop must not outlive close()"
     await asyncio.wait_for(closed.wait(), WAIT)
     assert f"{pending} bytes of buffered publishes are discarded" in caplog.text
 

@@ -15,7 +15,7 @@ from fastiot.capture import MessageCapture
 from fastiot.core import FastIoTPublish
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
-from tests.core.fault_helpers import StateLog, record_figure, start_cluster, wait_for_routes
+from tests.core.fault_helpers import StateLog, publish_until, record_figure, start_cluster, wait_for_routes
 
 
 class Sample(FastIoTPublish):
@@ -87,6 +87,10 @@ async def test_a_workbench_capture_keeps_capturing_across_a_cluster_failover(
         victim = next(s for s in cluster if s.url == connection.connected_url)
         survivor = next(s for s in cluster if s is not victim)
         publisher = await NatsBrokerConnection.connect(servers=survivor.url)
+        await publish_until(
+            lambda: publisher.publish(Sample.get_subject(), Sample(seq=-1)), lambda: capture.received > 0
+        )
+        probes = capture.received
         sent = 0
         stop = asyncio.Event()
 
@@ -99,7 +103,7 @@ async def test_a_workbench_capture_keeps_capturing_across_a_cluster_failover(
 
         streaming = asyncio.create_task(stream())
         try:
-            await capture.wait_for(200, timeout=10)
+            await capture.wait_for(probes + 200, timeout=10)
             await asyncio.to_thread(victim.kill)
             await log.wait_for("reconnecting")
             await log.wait_for("connected")
@@ -116,7 +120,7 @@ async def test_a_workbench_capture_keeps_capturing_across_a_cluster_failover(
         async def caught_up() -> None:
             while last not in seen:
                 await capture.sync(timeout=5)
-                seen.update(capture.to_dataframe()["seq"].tolist())
+                seen.update(seq for seq in capture.to_dataframe()["seq"].tolist() if seq >= 0)
 
         await asyncio.wait_for(caught_up(), 10)
         assert connection.connected_url != victim.url
