@@ -554,11 +554,14 @@ class NatsBrokerConnection(BrokerConnection):
             servers: URLs; default from ``FASTIOT_NATS_SERVERS`` or ``FASTIOT_NATS_HOST``/``_PORT``.
             connect_timeout: Seconds the first connect may take in all.
             name: The client name shown in NATS monitoring.
-            nats_options: Passed on to ``nats.connect`` (e.g. ``reconnect_time_wait``).
+            nats_options: Passed on to ``nats.connect`` (e.g. ``reconnect_time_wait``, or ``pending_size``,
+                the bytes of publishes buffered while reconnecting).
 
         Raises:
             BrokerAuthenticationError: The server rejected the credentials.
-            BrokerUnavailableError: No server accepted a connection within ``connect_timeout``.
+            BrokerUnavailableError: No server accepted a connection within ``connect_timeout``, TLS failed,
+                or TLS is configured but the server does not offer it.
+            ValueError: A ``FASTIOT_NATS_TLS_*`` setting names a missing or unreadable file.
         """
         if closed_cb is not None and not _is_coroutine_callable(closed_cb):
             raise TypeError("closed_cb must be an async function without arguments")
@@ -656,10 +659,28 @@ class NatsBrokerConnection(BrokerConnection):
             options["token"] = env_broker.token
         if env_broker.creds is not None:
             options["user_credentials"] = env_broker.creds
-        if env_broker.tls_ca is not None or env_broker.tls_cert is not None:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=env_broker.tls_ca)
-            if env_broker.tls_cert is not None:
-                context.load_cert_chain(env_broker.tls_cert, env_broker.tls_key)
+        tls_ca, tls_cert, tls_key = env_broker.tls_ca, env_broker.tls_cert, env_broker.tls_key
+        if tls_key is not None and tls_cert is None:
+            raise ValueError(
+                "FASTIOT_NATS_TLS_KEY is set without FASTIOT_NATS_TLS_CERT; set both for a client "
+                "certificate (mutual TLS), or neither"
+            )
+        if tls_ca is not None or tls_cert is not None:
+            # ssl's own errors name neither the setting nor the file ("[SSL] PEM lib", "No such file").
+            try:
+                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls_ca)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(
+                    f"FASTIOT_NATS_TLS_CA={tls_ca!r} is not a readable PEM file of CA certificates ({e})"
+                ) from None
+            if tls_cert is not None:
+                try:
+                    context.load_cert_chain(tls_cert, tls_key)
+                except (OSError, ssl.SSLError) as e:
+                    raise ValueError(
+                        f"FASTIOT_NATS_TLS_CERT={tls_cert!r} and FASTIOT_NATS_TLS_KEY={tls_key!r} are not a "
+                        f"readable PEM certificate and its private key ({e})"
+                    ) from None
             options["tls"] = context
         return options
 

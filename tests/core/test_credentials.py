@@ -280,3 +280,33 @@ async def test_the_workbench_broker_binds_loopback_only(monkeypatch: pytest.Monk
         assert server.port in {address.port for address in listening}
     finally:
         await workbench.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        (
+            {"FASTIOT_NATS_TLS_CA": "/nonexistent/ca.pem"},
+            r"FASTIOT_NATS_TLS_CA='/nonexistent/ca.pem' is not a",
+        ),
+        ({"FASTIOT_NATS_TLS_CA": "garbage"}, r"FASTIOT_NATS_TLS_CA='.*garbage.pem' is not a readable PEM"),
+        (
+            {"FASTIOT_NATS_TLS_CERT": "garbage"},
+            r"FASTIOT_NATS_TLS_CERT='.*garbage.pem' and FASTIOT_NATS_TLS_KEY",
+        ),
+        (
+            {"FASTIOT_NATS_TLS_KEY": "/some/key.pem"},
+            "FASTIOT_NATS_TLS_KEY is set without FASTIOT_NATS_TLS_CERT",
+        ),
+    ],
+    ids=["missing-ca", "garbage-ca", "garbage-cert", "key-without-cert"],
+)
+async def test_unusable_tls_files_name_the_setting(
+    settings: dict[str, str], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, str(garbage) if value == "garbage" else value)
+    with pytest.raises(ValueError, match=match):
+        await asyncio.wait_for(NatsBrokerConnection.connect(), FAILS_WITHIN)
