@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 
 import nats.errors
@@ -17,7 +18,7 @@ from fastiot.core import FastIoTPublish, FastIoTRequest, FastIoTResponse, FastIo
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import PublishBufferFullError
 from fastiot.nats_server import NatsServer
-from tests.core.fault_helpers import WAIT, Counter, StateLog, record_figure
+from tests.core.fault_helpers import WAIT, Counter, StateLog, percentile, record_figure
 
 RECONNECT_WAIT = 0.1  # seconds between reconnect attempts to the same server
 OUTAGE = 0.4  # seconds the server stays down
@@ -103,9 +104,12 @@ async def test_service_survives_broker_restarts_mid_stream(
     refused: list[int] = []
     at_kill: list[int] = []
     recovered_at: list[int] = []
+    peak_buffered_bytes = 0
+    lateness: list[float] = []
     stop = asyncio.Event()
 
     async def stream() -> None:
+        nonlocal peak_buffered_bytes
         seq = 0
         while not stop.is_set():
             try:
@@ -114,14 +118,23 @@ async def test_service_survives_broker_restarts_mid_stream(
                 sent.append(seq)
                 if down:
                     buffered.add(seq)
+                    peak_buffered_bytes = max(peak_buffered_bytes, publisher.client.pending_data_size)
             except PublishBufferFullError:
                 refused.append(seq)
             seq += 1
             await asyncio.sleep(0.001)
 
+    async def ticker() -> None:
+        # The loop (a notebook kernel's) stays responsive through the outages.
+        while not stop.is_set():
+            start = time.monotonic()
+            await asyncio.sleep(0.01)
+            lateness.append(time.monotonic() - start - 0.01)
+
     async with service:
         await service_connection.client.flush()
         streaming = asyncio.create_task(stream())
+        ticking = asyncio.create_task(ticker())
         try:
             for _ in range(outages):
                 await service.counter.wait_for(service.counter.count + 200)
@@ -137,6 +150,7 @@ async def test_service_survives_broker_restarts_mid_stream(
         finally:
             stop.set()
             await streaming
+            await ticking
         await publisher.client.flush()
         # Everything published after the last recovery arrives: wait until the last message is in.
         await service.wait_for_seq(sent[-1])
@@ -164,6 +178,7 @@ async def test_service_survives_broker_restarts_mid_stream(
     assert len(lost_in_flight) <= 20 * outages, lost_in_flight
     assert publisher.publish_buffer_overflows == len(refused)
     assert service.subscriptions["on_reading"].errors == 0
+    assert percentile(lateness, 99) < 0.1
     record_figure(request, "messages sent", len(sent))
     record_figure(request, "messages received", len(seen))
     record_figure(request, "outages survived", outages)
@@ -174,6 +189,8 @@ async def test_service_survives_broker_restarts_mid_stream(
     )
     record_figure(request, "messages buffered during outages", len(buffered))
     record_figure(request, "publishes refused (buffer full)", len(refused))
+    record_figure(request, "peak reconnect buffer bytes", peak_buffered_bytes)
+    record_figure(request, "loop lateness p99 ms", round(percentile(lateness, 99) * 1000, 1))
     record_figure(
         request,
         "outage seconds (last, publisher)",
