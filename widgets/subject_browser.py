@@ -58,7 +58,7 @@ DEFAULT_LAST_MESSAGES = 3
 # More tree rows than this are not sent to the browser; the filter or folding narrows the tree down.
 DEFAULT_MAX_NODES = 500
 DEFAULT_TABLE_MAX_ROWS = 10_000
-DEFAULT_TREE_ROWS = 16
+DEFAULT_TREE_ROWS = 18
 _MAX_SPARKLINES = 6
 _MAX_PAYLOAD_CHARS = 2_000
 _MAX_HEXDUMP_BYTES = 256
@@ -646,7 +646,7 @@ class SubjectBrowser(LiveView):
             blocks.append(
                 f"<div style='color:{_MUTED};font-size:85%'>{head}</div><pre style='{_PRE}'>{body}</pre>"
             )
-        return "<div style='max-height:22em;overflow:auto'>" + "".join(blocks) + "</div>"
+        return "<div style='max-height:16em;overflow:auto'>" + "".join(blocks) + "</div>"
 
     def __repr__(self) -> str:
         return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
