@@ -198,22 +198,6 @@ def _pretty(payload: Any) -> str:
     return text if len(text) <= _MAX_PAYLOAD_CHARS else text[:_MAX_PAYLOAD_CHARS] + "\n..."
 
 
-def _recent_messages(index: SubjectIndex, subject: str, n: int) -> list[tuple[dt.datetime, bytes]]:
-    """The newest ``n`` (receive time, raw payload) pairs of ``subject``, newest first.
-
-    SubjectIndex keeps the last ``history`` raw payloads per subject but has no public reader for them
-    (only the last decoded one); read them here, in one place, until it has.
-    """
-    entry = getattr(index, "_entries", {}).get(subject)
-    times = getattr(entry, "times", None)
-    payloads = getattr(entry, "payloads", None)
-    if times is None or payloads is None or n <= 0:
-        return []
-    pairs = list(zip(list(times)[-n:], list(payloads)[-n:], strict=False))
-    pairs.reverse()
-    return [(dt.datetime.fromtimestamp(t / 1e9, tz=dt.timezone.utc), bytes(p)) for t, p in pairs]
-
-
 class SubjectBrowser(LiveView):
     """A live, collapsible tree of subjects with counts and rates, and the last messages of the selected one.
 
@@ -607,7 +591,7 @@ class SubjectBrowser(LiveView):
             ]
         )
         self.sparkline_view.value = self._sparklines_html(stats.history)
-        self.messages_view.value = self._messages_html(path, stats.last_payload, stats.last_error)
+        self.messages_view.value = self._messages_html(path)
 
     def _sparklines_html(self, history: dict[str, list[float]]) -> str:
         rows = []
@@ -627,13 +611,11 @@ class SubjectBrowser(LiveView):
             return ""
         return f"<table style='border-collapse:collapse;font-size:90%'>{''.join(rows)}</table>"
 
-    def _messages_html(self, subject: str, last_payload: Any, last_error: str | None) -> str:
-        recent = _recent_messages(self.index, subject, self.last_messages)
+    def _messages_html(self, subject: str) -> str:
+        recent = self.index.recent(subject, self.last_messages)
+        # The model of a Subject pattern decodes its payloads; SubjectIndex keeps it but does not expose it.
         msg_cls = getattr(self.index, "_msg_cls", None)
         blocks = []
-        if not recent:  # no raw payloads to read: show what the index decoded last
-            text = f"undecodable: {last_error}" if last_error else _pretty(last_payload)
-            blocks.append(f"<pre style='{_PRE}'>{html.escape(text)}</pre>")
         for received, raw in recent:
             payload, error = decode_payload(raw, msg_cls)
             head = f"{received.strftime('%H:%M:%S.%f')[:-3]} UTC · {len(raw):,} bytes"
@@ -646,6 +628,8 @@ class SubjectBrowser(LiveView):
             blocks.append(
                 f"<div style='color:{_MUTED};font-size:85%'>{head}</div><pre style='{_PRE}'>{body}</pre>"
             )
+        if not blocks:
+            return ""
         return "<div style='max-height:16em;overflow:auto'>" + "".join(blocks) + "</div>"
 
     def __repr__(self) -> str:

@@ -244,3 +244,17 @@ def test_bad_arguments_are_refused() -> None:
         MessageTable("a.>", max_rows=0)
     with pytest.raises(ValueError, match="NATS subject pattern"):
         MessageTable("a..b")
+
+
+async def test_undecodable_payloads_are_counted_and_shown_as_raw_bytes(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    table = MessageTable(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await table.start()
+    await broker.publish_raw(f"{prefix}.junk", b"\xc1\xff not msgpack")
+    await _publish(broker, prefix, 1)
+    await wait_for_trait(table, "received", lambda n: n == 2)
+    assert table.errors == 1 and "1 undecodable" in table.counters_view.value
+    assert {"raw", "error"} <= set(table.column_chooser.options)
+    assert "c1 ff 20 6e 6f 74" in table.table_view.value and "not msgpack" in table.table_view.value
+    await table.aclose()

@@ -335,3 +335,28 @@ def test_helpers() -> None:
     assert "<polyline" in sparkline_svg([1.0, 2.0, float("nan"), 1.5])
     assert "<polyline" not in sparkline_svg([])
     assert hexdump(bytes(range(40)), limit=32).splitlines()[-1] == "... 8 more bytes"
+
+
+async def test_undecodable_payloads_show_why(broker: NatsBrokerConnection, prefix: str) -> None:
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    await broker.publish_raw(f"{prefix}.junk", b"\xc1\xff not msgpack")
+    await wait_for_trait(browser, "subject_count", lambda n: n == 1)
+    browser.select(f"{prefix}.junk")
+    await wait_for_trait(browser.messages_view, "value", lambda v: "not msgpack" in v)
+    assert "#c62828" in browser.messages_view.value
+    assert browser.sparkline_view.value == ""
+    browser.show_raw = True
+    await wait_for_trait(browser.messages_view, "value", lambda v: "c1 ff 20 6e 6f 74" in v)
+    await browser.aclose()
+
+
+async def test_a_failed_start_is_shown_not_raised_into_the_cell(nats_server: NatsServer, prefix: str) -> None:
+    closed = await NatsBrokerConnection.connect(servers=nats_server.url)
+    await closed.close()
+    browser = SubjectBrowser(f"{prefix}.>", connection=closed)  # starts in the background
+    await wait_for_trait(browser, "error", lambda e: e.startswith("start failed"))
+    assert "#c62828" in browser.error_view.value
+    assert browser.connection_status.state == "disconnected"
+    assert not browser.running
+    browser.close()
