@@ -41,7 +41,14 @@ StatusCallback = Callable[[str], None]
 
 
 class ServiceStartError(RuntimeError):
-    """The service crashed while starting; the message holds its error."""
+    """The service crashed while starting.
+
+    The message names the error (e.g. ``ValueError: bad config``); ``traceback`` holds the whole text.
+    """
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback: str = traceback_text
 
 
 class _LogBuffer(logging.Handler):
@@ -202,7 +209,9 @@ class ServiceRunner:
             await self.stop()
             raise
         if self.status == "crashed" and not self._reached_running:
-            raise ServiceStartError(f"{self.name} crashed while starting:\n{self.error}")
+            error = self.error or ""
+            cause = next((line for line in reversed(error.splitlines()) if line.strip()), "unknown error")
+            raise ServiceStartError(f"{self.name} crashed while starting: {cause.strip()}", error)
         from fastiot import workbench
 
         workbench.register(self)

@@ -83,3 +83,25 @@ async def test_ensure_demo_starts_one_only_when_none_answers(broker) -> None:
         assert await ensure_demo(broker) is None, "a running plant must not be started twice"
     finally:
         await plant.stop()
+
+
+async def test_a_machine_drops_values_instead_of_crashing_when_the_buffer_is_full() -> None:
+    from fastiot.core.broker_connection import BrokerConnectionDummy
+    from fastiot.exceptions import PublishBufferFullError
+
+    class FullBuffer(BrokerConnectionDummy):
+        async def _send(self, subject, msg, reply=None, headers=None) -> None:
+            raise PublishBufferFullError(subject.name, 100, 8192)
+
+        async def publish(self, subject, msg) -> None:
+            await self._send(subject, msg)
+
+    press = Press(machine="press_9", rate=1000, broker_connection=FullBuffer())
+    async with press:
+        for _ in range(100):
+            if press.values_dropped >= 8:
+                break
+            await asyncio.sleep(0.01)
+        assert press.shutdown_exception is None
+    assert press.values_dropped >= 8
+    assert press.messages_published == 0
