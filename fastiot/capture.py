@@ -514,6 +514,9 @@ class _BrokerObserver:
         self._loop = asyncio.get_running_loop()
         self._active_connection = connection
         subscriptions: list[NatsSubscription] = []
+        # Counted before subscribing: messages handled while the flush below waits are this start's too,
+        # and counting them later would report them as lost.
+        self._handled_at_start = self._handled_total()
         try:
             for pattern, callback in self._subscription_plan():
                 subscriptions.append(
@@ -531,7 +534,6 @@ class _BrokerObserver:
                 await _unsubscribe(subscription)
             raise
         self._subscriptions = subscriptions
-        self._handled_at_start = self._handled_total()
         self._started_ns = _time_ns()
         if self._connection is None:
             from fastiot import workbench

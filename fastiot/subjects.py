@@ -348,6 +348,11 @@ class SubjectIndex(_BrokerObserver):
     # -- reading ------------------------------------------------------------------------------------
 
     @property
+    def msg_cls(self) -> type | None:
+        """The model payloads decode to when the index was made from a Subject, else None (msgpack/JSON)."""
+        return self._msg_cls
+
+    @property
     def pattern(self) -> str:
         """The NATS pattern watched."""
         return self._pattern

@@ -614,7 +614,7 @@ class SubjectBrowser(LiveView):
     def _messages_html(self, subject: str) -> str:
         recent = self.index.recent(subject, self.last_messages)
         # The model of a Subject pattern decodes its payloads; SubjectIndex keeps it but does not expose it.
-        msg_cls = getattr(self.index, "_msg_cls", None)
+        msg_cls = self.index.msg_cls
         blocks = []
         for received, raw in recent:
             payload, error = decode_payload(raw, msg_cls)

@@ -564,3 +564,30 @@ def test_decode_payload_and_flatten_payload_helpers() -> None:
     assert flatten_payload(5) == {"value": 5}
     assert flatten_payload(thing)["machine"] == thing.machine
     assert Subject(name="v1.x", msg_cls=dict).name == "v1.x"
+
+
+async def test_messages_arriving_while_starting_are_not_counted_as_lost(
+    broker: NatsBrokerConnection, publisher: NatsBrokerConnection
+) -> None:
+    stop = asyncio.Event()
+
+    async def publish_steadily() -> int:
+        sent = 0
+        while not stop.is_set():
+            for _ in range(50):
+                await publisher.publish_raw("v1.thing.steady.value", pack({"value": sent}))
+                sent += 1
+            await asyncio.sleep(0)
+        return sent
+
+    task = asyncio.create_task(publish_steadily())
+    try:
+        for _ in range(5):
+            capture = MessageCapture("v1.thing.steady.>", broker)
+            await capture.start()
+            await capture.sync()
+            assert capture.lost == 0, "nothing was dropped, so nothing may be reported lost"
+            await capture.stop()
+    finally:
+        stop.set()
+        await task
