@@ -125,7 +125,7 @@ async def test_service_survives_broker_restarts_mid_stream(
             await asyncio.sleep(0.001)
 
     async def ticker() -> None:
-        # The loop (a notebook kernel's) stays responsive through the outages.
+        # How late the loop (a notebook kernel's) gets back to a trivial task through the outages.
         while not stop.is_set():
             start = time.monotonic()
             await asyncio.sleep(0.01)
@@ -178,7 +178,9 @@ async def test_service_survives_broker_restarts_mid_stream(
     assert len(lost_in_flight) <= 20 * outages, lost_in_flight
     assert publisher.publish_buffer_overflows == len(refused)
     assert service.subscriptions["on_reading"].errors == 0
-    assert percentile(lateness, 99) < 0.1
+    # The loop's lateness through the outages is a figure here, not a check: speed targets are met in
+    # bench/firehose.py, never as timed assertions in tests. The ticker must have run all along, though.
+    assert lateness, "the ticker never got a turn on the loop"
     record_figure(request, "messages sent", len(sent))
     record_figure(request, "messages received", len(seen))
     record_figure(request, "outages survived", outages)

@@ -236,7 +236,11 @@ async def test_open_table_button_shows_a_message_table_of_the_subject(
 async def test_a_firehose_keeps_renders_few_and_the_loop_responsive(
     nats_server: NatsServer, broker: NatsBrokerConnection, prefix: str
 ) -> None:
-    """20,000 messages at 10,000/s, then 20,000 at full speed, into a browser and a table at once."""
+    """20,000 messages at 10,000/s, then 20,000 at full speed, into a browser and a table at once.
+
+    The loop's lateness is printed, not asserted: speed targets are met in bench/firehose.py, never as
+    timed assertions in tests.
+    """
     interval = 0.25
     browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=interval)
     await browser.start()
@@ -268,6 +272,7 @@ async def test_a_firehose_keeps_renders_few_and_the_loop_responsive(
     elapsed = time.perf_counter() - started
     browser_renders = browser.renders - renders_before[0]
     table_renders = table.renders - renders_before[1]
+    assert lateness, "the ticker never got a turn on the loop"
     lateness.sort()
     p99 = lateness[int(0.99 * (len(lateness) - 1))]
     p50 = lateness[len(lateness) // 2]
@@ -284,7 +289,6 @@ async def test_a_firehose_keeps_renders_few_and_the_loop_responsive(
     # At most one render per interval (plus the ones the selection and start asked for at once).
     assert browser_renders <= elapsed / interval + 3
     assert table_renders <= elapsed / interval + 3
-    assert p99 < 0.1, f"the loop was late by {p99 * 1e3:.0f} ms at p99"
     # What is shown is the final state once the throttle lets the last render through.
     await wait_for_trait(browser, "message_count", lambda n: n == sent)
     await wait_for_trait(table, "received", lambda n: n == sent)
