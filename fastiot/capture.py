@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import msgpack
+import nats.errors
 import numpy as np
 import pydantic
 
@@ -528,7 +529,7 @@ class _BrokerObserver:
                     )
                 )
             # After the flush the server knows the subscriptions: whatever is published next is seen.
-            await connection.client.flush()
+            await connection.flush()
         except BaseException:
             for subscription in subscriptions:
                 await _unsubscribe(subscription)
@@ -729,8 +730,9 @@ class _BrokerObserver:
     async def sync(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> None:
         """Wait until every message the server sent before this call has been handled.
 
-        Publish from the same connection (or flush the publisher's connection) first; after ``sync``
-        returns, those messages are in (or, while paused, were skipped by) this object.
+        Publish from the same connection (or ``await publisher.flush()`` on the publisher's
+        :class:`NatsBrokerConnection` first); after ``sync`` returns, those messages are in (or, while
+        paused, were skipped by) this object.
 
         Raises:
             WaitTimeoutError: If the backlog is not handled within ``timeout`` seconds.
@@ -739,8 +741,8 @@ class _BrokerObserver:
         if not self._subscriptions or self._active_connection is None:
             raise NotRunningError(f"the {self._what} is not running; await start() first")
         try:
-            await asyncio.wait_for(self._active_connection.client.flush(), timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait_for(self._active_connection.flush(), timeout)
+        except (asyncio.TimeoutError, nats.errors.TimeoutError):
             raise WaitTimeoutError(f"the NATS server did not answer a flush within {timeout} s") from None
         subscriptions = list(self._subscriptions)
         target = sum(s.delivered for s in subscriptions)

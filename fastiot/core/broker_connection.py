@@ -55,6 +55,7 @@ from fastiot.exceptions import (
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_FLUSH_TIMEOUT",
     "DEFAULT_MAX_PENDING_ERRORS",
     "DEFAULT_PENDING_BYTES_LIMIT",
     "DEFAULT_PENDING_MSGS_LIMIT",
@@ -91,6 +92,7 @@ StateCallback = Callable[[str], None]
 ConnectionState = str  # "connected", "reconnecting", "disconnected" or "closed"
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_FLUSH_TIMEOUT = 10.0
 # How long closing a client whose first connect failed may take before it is given up.
 DEFAULT_ABANDON_TIMEOUT = 1.0
 # Seconds between two reconnect attempts to the same server (nats-py adds jitter); others are tried at once.
@@ -893,7 +895,7 @@ class NatsBrokerConnection(BrokerConnection):
         self._closing = True
         if self._client.is_connected:
             try:
-                await asyncio.wait_for(self._client.flush(), 2.0)
+                await self.flush(2.0)
             except (nats.errors.Error, asyncio.TimeoutError):
                 pass
         elif self._client.pending_data_size > 0:
@@ -925,6 +927,26 @@ class NatsBrokerConnection(BrokerConnection):
     @property
     def is_connected(self) -> bool:
         return self._client.is_connected
+
+    async def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
+        """Wait until the server has received everything sent on this connection so far.
+
+        Use this, not ``connection.client.flush()``: nats-py (2.16) writes its PING straight to the
+        socket, ahead of publishes and subscriptions still in its write buffer, so its flush can return
+        before the server has them. Here the buffer is written out first.
+
+        Raises:
+            nats.errors.TimeoutError: The server did not answer within ``timeout`` seconds.
+            nats.errors.ConnectionClosedError: The connection is closed.
+        """
+        client = self._client
+        write_buffer = getattr(client, "_flush_pending", None)  # private, hence looked up defensively
+        if write_buffer is not None and client.is_connected:
+            try:
+                await asyncio.wait_for(write_buffer(force_flush=True), timeout)
+            except asyncio.TimeoutError:
+                raise nats.errors.FlushTimeoutError() from None
+        await client.flush(timeout)  # type: ignore[arg-type]  # annotated int, any number of seconds works
 
     async def _subscribe_nats(
         self,

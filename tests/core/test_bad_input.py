@@ -99,7 +99,7 @@ async def test_bad_payloads_are_errors_with_their_subject_and_nothing_else_is_lo
     connection, collector = collected
     subject = Thing.get_subject("press_1.temp")
     subscription = await connection.subscribe(subject, collector.on_thing)
-    await connection.client.flush()
+    await connection.flush()
     bad = bad_payloads()
     big_value = "x" * ONE_MB  # a valid Thing of about 1 MB
     sequence: list[tuple[str, bytes]] = []
@@ -142,7 +142,7 @@ async def test_a_payload_above_max_payload_is_refused_with_a_clear_error(
     connection, collector = collected
     subject = Thing.get_subject("press_1.temp")
     await connection.subscribe(subject, collector.on_thing)
-    await connection.client.flush()
+    await connection.flush()
     assert connection.client.max_payload == MAX_PAYLOAD
 
     with pytest.raises(PayloadTooLargeError) as info:
@@ -187,7 +187,7 @@ async def test_unusual_subject_tokens_are_delivered(
     exact = Collector()
     for name in UNUSUAL_NAMES.values():
         await connection.subscribe(Subject(name=name, msg_cls=Thing), exact.on_thing)
-    await connection.client.flush()
+    await connection.flush()
     for i, name in enumerate(UNUSUAL_NAMES.values()):
         await connection.publish(Subject(name=name, msg_cls=Thing), thing(i))
     await collector.thing_count.wait_for(len(UNUSUAL_NAMES))
@@ -206,7 +206,7 @@ async def test_a_too_long_subject_is_refused_and_the_connection_survives(
     good, taking every subscription with it; so such subjects never leave the client."""
     connection, collector = collected
     await connection.subscribe(Thing.get_subject(">"), collector.on_thing)
-    await connection.client.flush()
+    await connection.flush()
     too_long = Subject(name="v1.thing." + "x" * 5000, msg_cls=Thing)
     multibyte = Subject(name="v1.thing." + "ü" * (MAX_SUBJECT_BYTES // 2 + 1), msg_cls=Thing)  # bytes count
     for subject in (too_long, multibyte):
@@ -221,7 +221,7 @@ async def test_a_too_long_subject_is_refused_and_the_connection_survives(
             await connection.subscribe_raw(subject.name, collector.on_error)  # type: ignore[arg-type]
     with pytest.raises(SubjectTooLongError):
         await connection.request(Subject(name=too_long.name, msg_cls=dict), {}, timeout=1)
-    await connection.client.flush(2)  # a round trip: the server saw nothing it would close us for
+    await connection.flush(2)  # a round trip: the server saw nothing it would close us for
     assert connection.state == "connected"
     await connection.publish(Thing.get_subject("after"), thing(1))
     await collector.thing_count.wait_for(1)

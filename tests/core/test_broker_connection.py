@@ -152,7 +152,7 @@ async def test_messages_cross_connections(broker: NatsBrokerConnection, nats_ser
         await received.put(msg)
 
     await broker.subscribe(Thing.get_subject("press_1.*"), on_thing)
-    await broker.client.flush()  # the server knows the subscription before the other connection publishes
+    await broker.flush()  # the server knows the subscription before the other connection publishes
     publisher = await NatsBrokerConnection.connect()
     try:
         await publisher.publish(Thing.get_subject("press_1.temp"), thing(1))
@@ -215,7 +215,7 @@ async def test_unsubscribe_stops_delivery(broker: NatsBrokerConnection) -> None:
     await broker.publish(subject, Counter(n=2))
     # The control subscription got the message, so the unsubscribed one would have had it by now too.
     assert (await next_item(control)).n == 2
-    await broker.client.flush()
+    await broker.flush()
     assert received.empty()
 
 
@@ -493,7 +493,7 @@ async def test_request_across_connections(broker: NatsBrokerConnection) -> None:
     replier = await NatsBrokerConnection.connect()
     try:
         await replier.subscribe_reply_cb(SquareRequest.get_reply_subject("remote"), square)
-        await replier.client.flush()
+        await replier.flush()
         results = await asyncio.gather(
             *(
                 broker.request(SquareRequest.get_reply_subject("remote"), SquareRequest(x=i), timeout=WAIT)
@@ -665,3 +665,33 @@ async def test_broker_connection_dummy() -> None:
     with pytest.raises(TypeError):
         await dummy.request(SquareRequest.get_reply_subject(), Counter(n=1), timeout=1.0)
     await dummy.close()
+
+
+async def test_flush_means_the_server_has_every_publish_sent_before_it(broker, nats_server) -> None:
+    # nats-py's own flush() can overtake publishes still in its write buffer; ours must not.
+    from fastiot.core.broker_connection import NatsBrokerConnection
+    from fastiot.msg.thing import Thing
+
+    counted = 0
+
+    async def count(msg) -> None:
+        nonlocal counted
+        counted += 1
+
+    listener = await NatsBrokerConnection.connect(servers=nats_server.url)
+    try:
+        sub = await listener.subscribe_raw("v1.thing.flush_order.>", count)
+        await listener.flush()
+        for round_ in range(5):
+            for i in range(2_000):
+                await broker.publish(Thing.get_subject("flush_order.v"), Thing(machine="m", name="v", value=i))
+            await broker.flush()
+            # The listener's PONG comes after every message the server routed to it before its PING.
+            await listener.flush()
+            for _ in range(1000):  # let the callback task work through what already arrived
+                if sub.pending_msgs == 0:
+                    break
+                await asyncio.sleep(0.001)
+            assert counted == 2_000 * (round_ + 1)
+    finally:
+        await listener.close()

@@ -48,7 +48,7 @@ async def test_cluster_forms_and_routes_messages_between_servers(cluster: list[N
         got.add()
 
     await last.subscribe(Tick.get_subject(), on_tick)
-    await last.client.flush()
+    await last.flush()
 
     # Interest travels over the route asynchronously; publish until the first message arrives.
     await publish_until(lambda: first.publish(Tick.get_subject(), Tick(seq=0)), lambda: got.count > 0)
@@ -107,7 +107,7 @@ async def test_failover_to_another_server_keeps_subscriptions(
     finally:
         stop.set()
         await streaming
-    await publisher.client.flush()
+    await publisher.flush()
 
     # Allow the replayed interest a moment to cross the route; from then on nothing is lost.
     await got.wait_until(lambda: set(range(failed_over_at + 100, len(sent))) <= set(seen))
@@ -141,7 +141,7 @@ async def test_failover_of_both_ends_when_they_share_the_dying_server(cluster: l
         counter.add()
 
     await connection.subscribe(Tick.get_subject(), on_tick)
-    await connection.client.flush()
+    await connection.flush()
     await asyncio.to_thread(victim.kill)
     await log.wait_for("reconnecting")
     for seq in range(100):  # buffered while failing over, replayed after the SUB on the new server

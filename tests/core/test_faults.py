@@ -132,7 +132,7 @@ async def test_service_survives_broker_restarts_mid_stream(
             lateness.append(time.monotonic() - start - 0.01)
 
     async with service:
-        await service_connection.client.flush()
+        await service_connection.flush()
         streaming = asyncio.create_task(stream())
         ticking = asyncio.create_task(ticker())
         try:
@@ -151,7 +151,7 @@ async def test_service_survives_broker_restarts_mid_stream(
             stop.set()
             await streaming
             await ticking
-        await publisher.client.flush()
+        await publisher.flush()
         # Everything published after the last recovery arrives: wait until the last message is in.
         await service.wait_for_seq(sent[-1])
 
@@ -215,7 +215,7 @@ async def test_publishes_during_an_outage_are_buffered_and_delivered_in_order(
         counter.add()
 
     await connection.subscribe(Reading.get_subject(), on_reading)
-    await connection.client.flush()
+    await connection.flush()
     await asyncio.to_thread(server.kill)
     await log.wait_for("reconnecting")
     for seq in range(1000):
@@ -248,7 +248,7 @@ async def test_a_full_reconnect_buffer_is_reported_never_silent(
         counter.add()
 
     await connection.subscribe(Reading.get_subject(), on_reading)
-    await connection.client.flush()
+    await connection.flush()
     await asyncio.to_thread(server.kill)
     await log.wait_for("reconnecting")
     caplog.clear()

@@ -180,7 +180,7 @@ async def test_main_runs_and_stops_gracefully_on_signal(
 ) -> None:
     acks: asyncio.Queue[Thing] = asyncio.Queue()
     await broker.subscribe_msg_queue(Thing.get_subject("main_test.ack.>"), acks)
-    await broker.client.flush()
+    await broker.flush()
     process = start_service(service_script, nats_server.url)
     processes.append(process)
     await expect_ack(acks, "ready", process, START_TIMEOUT)

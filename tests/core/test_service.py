@@ -163,7 +163,7 @@ async def test_service_subscribes_replies_and_loops(broker: NatsBrokerConnection
         async with worker as entered:
             assert entered is worker
             assert worker.events == ["start"]
-            await service_connection.client.flush()  # subscriptions are known to the server
+            await service_connection.flush()  # subscriptions are known to the server
             await broker.publish(
                 Thing.get_subject("worker.press_1.temp"), Thing(machine="p", name="t", value=3)
             )

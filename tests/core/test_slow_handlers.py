@@ -84,7 +84,7 @@ class PublisherThread(threading.Thread):
             await connection.publish(FastWork.get_subject(), FastWork(seq=seq))
             if seq % self.per_batch == 0:
                 await asyncio.sleep(0.001)  # about 4000 messages per second in all
-        await connection.client.flush()
+        await connection.flush()
         self.seconds = time.monotonic() - start
         await connection.close()
 
@@ -104,7 +104,7 @@ async def test_a_slow_handler_blocks_neither_other_handlers_nor_the_loop(
         slow = plant.subscriptions["slow"]
         assert isinstance(slow, NatsBrokerSubscription)
         assert slow.pending_msgs_limit == BACKLOG_LIMIT
-        await connection.client.flush()
+        await connection.flush()
         publisher = PublisherThread(server.url, count)
         done = asyncio.Event()
 
@@ -177,12 +177,12 @@ async def test_backlog_is_bounded_and_dropped_counts_are_exact(
     subject = broker_module.Subject(name="v1.stuck", msg_cls=dict)
     subscription = await connection.subscribe(subject, stuck, **limits)
     assert isinstance(subscription, NatsBrokerSubscription)
-    await connection.client.flush()
+    await connection.flush()
     publisher = await NatsBrokerConnection.connect(servers=server.url)
     sent = 500
     for seq in range(sent):
         await publisher.publish(subject, {"seq": seq, "pad": "x" * payload})
-    await publisher.client.flush()
+    await publisher.flush()
     # Wait until every message reached the client: handled, waiting, or dropped.
     await eventually(
         lambda: subscription.received + subscription.pending_msgs + subscription.slow_consumer_events == sent,
@@ -217,7 +217,7 @@ async def test_each_burst_of_drops_is_logged_once(
     subject = broker_module.Subject(name="v1.bursty", msg_cls=dict)
     subscription = await connection.subscribe(subject, stuck, pending_msgs_limit=5)
     assert isinstance(subscription, NatsBrokerSubscription)
-    await connection.client.flush()
+    await connection.flush()
     for burst in range(2):
         target = subscription.slow_consumer_events + 190
         for seq in range(200):

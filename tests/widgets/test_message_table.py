@@ -37,7 +37,7 @@ async def _publish(broker: NatsBrokerConnection, prefix: str, count: int, start:
     for i in range(start, start + count):
         thing = Thing(machine="press_1", name="temperature", value=20.0 + i, unit="degC")
         await broker.publish_raw(f"{prefix}.press_1.temperature", pack(thing))
-    await broker.client.flush()
+    await broker.flush()
 
 
 def _exists(path: Path) -> bool:
@@ -224,7 +224,7 @@ async def test_close_stops_the_capture_and_the_renders(broker: NatsBrokerConnect
     assert not table.capture.is_running and not table.is_render_scheduled
     renders = table.renders
     await _publish(broker, prefix, 3)
-    await broker.client.flush()
+    await broker.flush()
     assert table.renders == renders
 
 

@@ -60,7 +60,7 @@ class Doubler(FastIoTService):
 async def _subscribe(broker: NatsBrokerConnection, subject: Subject) -> asyncio.Queue[Any]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     await broker.subscribe_msg_queue(subject, queue)
-    await broker.client.flush()
+    await broker.flush()
     return queue
 
 
@@ -238,7 +238,7 @@ async def test_no_responders_and_timeout_are_shown(broker) -> None:
         pass
 
     await broker.subscribe_raw("v1.double_request.silent", never_answer)
-    await broker.client.flush()
+    await broker.flush()
     pub.subject = "v1.double_request.silent"
     pub.timeout = 0.3
     assert pub.timeout_field.value == 0.3

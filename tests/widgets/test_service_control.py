@@ -48,7 +48,7 @@ class CrashingStart(FastIoTService):
 async def _publish(broker: NatsBrokerConnection, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
         await broker.publish(Thing.get_subject("ctl.temp"), Thing(machine="ctl", name="temp", value=i))
-    await broker.client.flush()
+    await broker.flush()
 
 
 async def test_buttons_start_restart_stop(broker) -> None:

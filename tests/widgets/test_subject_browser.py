@@ -39,7 +39,7 @@ async def _publish_plant(broker: NatsBrokerConnection, prefix: str) -> None:
                 f"{prefix}.{suffix}",
                 pack({"machine": suffix.split(".")[0], "value": 20.0 + i, "unit": "degC"}),
             )
-    await broker.client.flush()
+    await broker.flush()
 
 
 def _labels(browser: SubjectBrowser) -> dict[str, str]:
@@ -121,7 +121,7 @@ async def test_pause_and_resume(broker: NatsBrokerConnection, prefix: str) -> No
     browser.pause_button.click()
     assert browser.paused and browser.index.is_paused
     await broker.publish_raw(f"{prefix}.press_1.temperature", pack({"value": 1.0}))
-    await broker.client.flush()
+    await broker.flush()
     await browser.index.sync()
     assert browser.index.skipped == 1 and browser.index.received == 9
     await wait_for_trait(browser.summary_view, "value", lambda v: "paused" in v and "1 skipped" in v)

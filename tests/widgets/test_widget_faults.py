@@ -44,7 +44,7 @@ async def test_widgets_show_reconnecting_then_connected_and_resume() -> None:
                 await publisher.publish(
                     Thing.get_subject("restart.temp"), Thing(machine="m", name="t", value=i)
                 )
-            await publisher.client.flush()
+            await publisher.flush()
 
         await publish(10, 0)
         await table.capture.wait_for(10, timeout=WAIT)

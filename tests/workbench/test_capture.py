@@ -470,7 +470,7 @@ async def test_stop_keeps_the_rows_and_start_continues(broker: NatsBrokerConnect
     await capture.stop()
     assert not capture.is_running
     await broker.publish_raw(f"{prefix}.a", pack({"i": 2}))  # nobody listens
-    await broker.client.flush()
+    await broker.flush()
     async with capture:
         await broker.publish_raw(f"{prefix}.a", pack({"i": 3}))
         await capture.wait_for(2, timeout=5)

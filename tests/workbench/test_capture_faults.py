@@ -37,7 +37,7 @@ def server() -> Iterator[NatsServer]:
 async def publish(connection: NatsBrokerConnection, seqs: range) -> None:
     for seq in seqs:
         await connection.publish(Sample.get_subject(), Sample(seq=seq))
-    await connection.client.flush()
+    await connection.flush()
 
 
 async def test_a_capture_resumes_after_the_broker_is_killed_and_restarted(
@@ -112,7 +112,7 @@ async def test_a_workbench_capture_keeps_capturing_across_a_cluster_failover(
         finally:
             stop.set()
             await streaming
-        await publisher.client.flush()
+        await publisher.flush()
         # Everything from shortly after the failover on arrives (the replayed interest crosses a route).
         last = sent - 1
         seen: set[int] = set()

@@ -53,7 +53,7 @@ CELLS = [
     "runner = ServiceRunner(EchoService)\n"
     "await runner.start()\n"
     "print('reply', broker.request_sync(Say.get_reply_subject(), Say(text='hello'), timeout=5).text)\n"
-    "print('threadsafe', broker.run_threadsafe(broker.client.flush(), timeout=5))",
+    "print('threadsafe', broker.run_threadsafe(broker.flush(), timeout=5))",
     # 5: the capture saw everything.
     "await capture.wait_for(5, timeout=10)\n"
     "df = capture.to_dataframe()\n"

@@ -44,7 +44,7 @@ async def test_start_count_stop(broker) -> None:
     assert runner in workbench.registered()
     for i in range(3):
         await broker.publish(Thing.get_subject("runner.a"), Thing(machine="m", name="a", value=i))
-    await broker.client.flush()
+    await broker.flush()
     for _ in range(200):
         if runner.handler_counts().get("on_thing", {}).get("received") == 3:
             break

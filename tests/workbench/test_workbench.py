@@ -95,7 +95,7 @@ async def test_blocking_calls_complete_on_the_loop_thread(broker) -> None:
         await received.put(thing)
 
     await broker.subscribe(Thing.get_subject("wb.sync"), on_thing)
-    await broker.client.flush()
+    await broker.flush()
     connection.publish_sync(
         Thing.get_subject("wb.sync"), Thing(machine="wb", name="sync", value=7), timeout=5
     )
