@@ -34,6 +34,9 @@ __all__ = [
 
 # Field types that never hold a datetime, so set_timezones need not look at them.
 _NEVER_DATETIME: frozenset[Any] = frozenset((str, int, float, bool, bytes))
+# Values that are surely no datetime and no container, e.g. the float in an ``Any`` field: one set lookup.
+_PLAIN_VALUE_TYPES: frozenset[type] = frozenset((float, int, str, bool, bytes, type(None)))
+_UTC = timezone.utc
 
 
 class FastIoTData(BaseModel):
@@ -73,10 +76,11 @@ class FastIoTData(BaseModel):
         values = self.__dict__
         for key in self._fastiot_datetime_fields:
             value = values[key]
-            if type(value) is datetime:
-                if value.tzinfo is not timezone.utc:
+            kind = type(value)
+            if kind is datetime:
+                if value.tzinfo is not _UTC:
                     values[key] = ensure_tzinfo(value)
-            elif isinstance(value, (datetime, list, tuple, dict)):
+            elif kind not in _PLAIN_VALUE_TYPES and isinstance(value, (datetime, list, tuple, dict)):
                 values[key] = _to_utc(value)
         return self
 
