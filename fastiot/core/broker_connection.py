@@ -39,7 +39,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from fastiot.core.data_models import ReplySubject, Subject
 from fastiot.core.logger import setup_logger
-from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
+from fastiot.core.serialization import decoder_for, serialize_from_bin, serialize_to_bin
 from fastiot.env import env_broker
 from fastiot.exceptions import (
     BrokerAuthenticationError,
@@ -290,12 +290,13 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
         super().__init__(**kwargs)
         self._num_cb_params: int = callback_arity(cb, what="subscription callback")
         self._subject: Subject = subject
+        self._decode: Callable[[bytes], Any] = decoder_for(subject.msg_cls)
         self._cb: SubscriptionCallback = cb
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
         self.received += 1
         try:
-            msg = serialize_from_bin(self._subject.msg_cls, nats_msg.data)
+            msg = self._decode(nats_msg.data)
             # A callback that returns something is reported: it was probably meant to be a @reply.
             result: Any = await (
                 self._cb(msg) if self._num_cb_params == 1 else self._cb(nats_msg.subject, msg)
@@ -327,6 +328,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
         super().__init__(**kwargs)
         self._num_cb_params: int = callback_arity(cb, what="reply callback")
         self._subject: ReplySubject = subject
+        self._decode: Callable[[bytes], Any] = decoder_for(subject.msg_cls)
         self._cb: SubscriptionReplyCallback = cb
         self._send_reply_fn: Callable[..., Awaitable[None]] = send_reply_fn
         self._publish_reply_fn: Callable[[str, bytes], Awaitable[None]] | None = publish_reply_fn
@@ -342,7 +344,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
         self.received += 1
         try:
-            msg = serialize_from_bin(self._subject.msg_cls, nats_msg.data)
+            msg = self._decode(nats_msg.data)
             if self._num_cb_params == 1:
                 reply_msg = await self._cb(msg)
             else:
