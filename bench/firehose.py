@@ -404,9 +404,8 @@ async def widgets_run(
     url: str, publisher: Publisher, messages: int, rate: float, max_rows: int
 ) -> dict[str, Any]:
     """A SubjectBrowser and a MessageTable following the firehose, and the ticker."""
-    from fastiot_widgets import MessageTable, SubjectBrowser
-
     from fastiot.core.broker_connection import NatsBrokerConnection
+    from fastiot_widgets import MessageTable, SubjectBrowser
 
     connection = await NatsBrokerConnection.connect(servers=url, name="bench-firehose-widgets")
     browser = SubjectBrowser(">", connection=connection)
@@ -523,9 +522,8 @@ async def measure_responsiveness(url: str, publisher: Publisher, args: argparse.
 
 
 async def measure_memory(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
-    from fastiot_widgets import MessageTable
-
     from fastiot.core.broker_connection import NatsBrokerConnection
+    from fastiot_widgets import MessageTable
 
     checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
     log(

@@ -684,7 +684,8 @@ async def test_flush_means_the_server_has_every_publish_sent_before_it(broker, n
         await listener.flush()
         for round_ in range(5):
             for i in range(2_000):
-                await broker.publish(Thing.get_subject("flush_order.v"), Thing(machine="m", name="v", value=i))
+                thing = Thing(machine="m", name="v", value=i)
+                await broker.publish(Thing.get_subject("flush_order.v"), thing)
             await broker.flush()
             # The listener's PONG comes after every message the server routed to it before its PING.
             await listener.flush()

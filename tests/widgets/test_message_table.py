@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fastiot_widgets import MessageTable
 
 from fastiot import workbench
 from fastiot.capture import MessageCapture, ParquetUnavailableError
@@ -19,6 +18,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
+from fastiot_widgets import MessageTable
 
 from .firehose import run_firehose
 from .waits import wait_for_trait

@@ -9,14 +9,14 @@ from typing import Any, Literal, Optional
 
 import ipywidgets as widgets
 import pytest
-from fastiot_widgets import Publisher
-from fastiot_widgets.publisher import FormError
 
 from fastiot.core import FastIoTPublish, FastIoTRequest, FastIoTResponse, FastIoTService, reply
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.data_models import Subject
 from fastiot.msg.thing import Thing
 from fastiot.runner import ServiceRunner
+from fastiot_widgets import Publisher
+from fastiot_widgets.publisher import FormError
 
 from .waits import wait_for_trait
 

@@ -6,8 +6,6 @@ import asyncio
 import time
 
 import pytest
-from fastiot_widgets import ServiceControl
-from fastiot_widgets._common import ConnectionStatus
 
 from fastiot import workbench
 from fastiot.core import FastIoTService, loop, subscribe
@@ -15,6 +13,8 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStartError
+from fastiot_widgets import ServiceControl
+from fastiot_widgets._common import ConnectionStatus
 
 from .waits import wait_for_trait
 

@@ -8,14 +8,14 @@ import time
 import uuid
 
 import pytest
-from fastiot_widgets import MessageTable, SubjectBrowser
-from fastiot_widgets.subject_browser import hexdump, sparkline_svg, subject_matcher
 
 from fastiot import workbench
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.nats_server import NatsServer
 from fastiot.subjects import SubjectIndex
+from fastiot_widgets import MessageTable, SubjectBrowser
+from fastiot_widgets.subject_browser import hexdump, sparkline_svg, subject_matcher
 
 from .firehose import run_firehose
 from .waits import wait_for_trait

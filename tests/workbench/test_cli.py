@@ -46,7 +46,7 @@ def _stop_and_check_nothing_left(process: subprocess.Popen[str], sig: int) -> No
     assert children, "the command should have started child processes"
     process.send_signal(sig)
     assert process.wait(30) == 0
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
 
 

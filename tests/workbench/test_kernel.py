@@ -36,7 +36,8 @@ CELLS = [
     "await capture.start()",
     # 3: ...holds messages published with blocking calls in later cells.
     "for i in range(5):\n"
-    "    broker.publish_sync(Thing.get_subject('kernel.temp'), Thing(machine='kernel', name='temp', value=i), timeout=5)\n"
+    "    thing = Thing(machine='kernel', name='temp', value=i)\n"
+    "    broker.publish_sync(Thing.get_subject('kernel.temp'), thing, timeout=5)\n"
     "print('published')",
     # 4: request_sync from a cell, answered by a service running on the same kernel loop.
     "from fastiot.core import FastIoTService, FastIoTRequest, FastIoTResponse, reply\n"
