@@ -7,20 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.nats_server import NatsServer
-
-_NATS_ENV = (
-    "FASTIOT_NATS_SERVERS",
-    "FASTIOT_NATS_HOST",
-    "FASTIOT_NATS_PORT",
-    "FASTIOT_NATS_USER",
-    "FASTIOT_NATS_PASSWORD",
-    "FASTIOT_NATS_TOKEN",
-    "FASTIOT_NATS_CREDS",
-    "FASTIOT_NATS_TLS_CA",
-    "FASTIOT_NATS_TLS_CERT",
-    "FASTIOT_NATS_TLS_KEY",
-)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +21,7 @@ def nats_server() -> Iterator[NatsServer]:
 @pytest.fixture(autouse=True)
 def nats_env(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point every FASTIOT_NATS_* setting at the session's server, so nothing reaches localhost:4222."""
-    for name in _NATS_ENV:
+    for name in NATS_CONNECTION_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FASTIOT_NATS_SERVERS", nats_server.url)
     return nats_server.url

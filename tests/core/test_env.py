@@ -11,23 +11,7 @@ import pytest
 import fastiot
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import LOG_FORMAT, get_log_config, setup_logger
-from fastiot.env import env_basic, env_broker
-
-ALL_SETTINGS = (
-    "FASTIOT_NATS_SERVERS",
-    "FASTIOT_NATS_HOST",
-    "FASTIOT_NATS_PORT",
-    "FASTIOT_NATS_DEFAULT_TIMEOUT",
-    "FASTIOT_NATS_USER",
-    "FASTIOT_NATS_PASSWORD",
-    "FASTIOT_NATS_TOKEN",
-    "FASTIOT_NATS_CREDS",
-    "FASTIOT_NATS_TLS_CA",
-    "FASTIOT_NATS_TLS_CERT",
-    "FASTIOT_NATS_TLS_KEY",
-    "FASTIOT_LOG_LEVEL",
-    "FASTIOT_SERVICE_ID",
-)
+from fastiot.env import ALL_SETTINGS, env_basic, env_broker
 
 
 @pytest.fixture
