@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker
-from fastiot.nats_server import LOOPBACK, NatsServer, die_with_parent
+from fastiot.nats_server import LOOPBACK, NatsServer, die_with_parent, find_free_port
 
 __all__ = ["build_parser", "default_notebook_dir", "main"]
 
@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder JupyterLab opens (default: ./notebooks, else the project's notebooks folder)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_LAB_PORT, help=f"JupyterLab port (default {DEFAULT_LAB_PORT})"
+        "--port",
+        type=int,
+        default=None,
+        help=f"JupyterLab port (default {DEFAULT_LAB_PORT}, or a free one if that is taken)",
     )
     parser.add_argument("--ip", default=LOOPBACK, help=f"address JupyterLab listens on (default {LOOPBACK})")
     parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
@@ -146,6 +149,15 @@ def _reachable(urls: list[str]) -> bool:
     return False
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -210,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fastiot-workbench: --notebook-dir {notebook_dir} is not a folder", file=sys.stderr)
                 return 2
             token = secrets.token_hex(16) if args.token is None else args.token
+            host = "127.0.0.1" if args.ip in ("0.0.0.0", "", "*") else args.ip
+            if args.port is None:
+                # Another Jupyter often holds 8888 already; a port given explicitly is never changed.
+                args.port = DEFAULT_LAB_PORT if _port_is_free(host, DEFAULT_LAB_PORT) else find_free_port()
             lab_args = [
                 sys.executable,
                 "-m",
@@ -225,7 +241,6 @@ def main(argv: list[str] | None = None) -> int:
             if hasattr(os, "geteuid") and os.geteuid() == 0:
                 lab_args.append("--allow-root")  # containers and CI run as root
             lab = stack.spawn("JupyterLab", lab_args, env)
-            host = "127.0.0.1" if args.ip in ("0.0.0.0", "", "*") else args.ip
             if not _wait_for_port(host, args.port, lab, _READY_TIMEOUT):
                 print(f"fastiot-workbench: JupyterLab did not start on port {args.port}", file=sys.stderr)
                 return 1

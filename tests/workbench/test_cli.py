@@ -127,3 +127,34 @@ def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server, tmp_path:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_default_lab_port_moves_when_8888_is_taken(nats_server, tmp_path: Path) -> None:
+    import socket
+
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        blocker.bind(("127.0.0.1", 8888))
+        blocker.listen()
+    except OSError:
+        blocker.close()
+        blocker = None  # something on this machine holds 8888 already: the same situation
+    process = subprocess.Popen(
+        [*CLI, "--no-browser", "--no-demo", "--notebook-dir", str(tmp_path), "--token", "t0k"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines = _read_until(process, "JupyterLab at", 90)
+        url = lines[-1].split("JupyterLab at ", 1)[1].strip()
+        assert ":8888/" not in url
+        port = int(url.split(":")[2].split("/")[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t0k", timeout=10) as response:
+            assert "started" in json.load(response)
+        _stop_and_check_nothing_left(process, signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if blocker is not None:
+            blocker.close()
