@@ -63,6 +63,7 @@ __all__ = [
     "WaitTimeoutError",
     "decode_payload",
     "flatten_payload",
+    "string_array",
 ]
 
 DEFAULT_MAX_ROWS = 100_000
@@ -1326,7 +1327,7 @@ class MessageCapture(_BrokerObserver):
             "received_at": pd.array(
                 self._take(self._times, slices).view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC")
             ),
-            "subject": pd.array(self._take(self._subject_values, slices), dtype="str"),
+            "subject": string_array(self._take(self._subject_values, slices)),
         }
         for name in self._column_order():
             column = self._columns[name]
@@ -1348,7 +1349,7 @@ class MessageCapture(_BrokerObserver):
             raw_name = RAW_COLUMN if RAW_COLUMN not in data else f"_{RAW_COLUMN}"
             error_name = ERROR_COLUMN if ERROR_COLUMN not in data else f"_{ERROR_COLUMN}"
             data[raw_name] = raws
-            data[error_name] = pd.array(texts, dtype="str")
+            data[error_name] = string_array(texts)
         return pd.DataFrame(data, copy=False)
 
     def to_csv(self, path: str | Path, **kwargs: Any) -> Path:
@@ -1416,6 +1417,19 @@ def _text_or_none(value: Any) -> str | None:
     return str(value)
 
 
+def string_array(values: Any) -> Any:
+    """A pandas text array in which missing values stay missing (never the text ``'None'``).
+
+    pandas 3 does this for ``dtype="str"``; pandas 2 would turn ``None`` into ``'None'`` there, so
+    it gets its nullable ``StringDtype`` instead.
+    """
+    import pandas as pd
+
+    if int(pd.__version__.split(".", 1)[0]) >= 3:
+        return pd.array(values, dtype="str")
+    return pd.array(values, dtype=pd.StringDtype())
+
+
 def _column_to_pandas(kind: str, values: np.ndarray, mask: np.ndarray | None) -> Any:
     """Convert a copy of one column's rows to a pandas-ready array of the column's dtype."""
     import pandas as pd
@@ -1427,7 +1441,7 @@ def _column_to_pandas(kind: str, values: np.ndarray, mask: np.ndarray | None) ->
             return pd.arrays.IntegerArray(values, mask)
         return pd.arrays.BooleanArray(values, mask)
     if kind == "str":
-        return pd.array(values, dtype="str")
+        return string_array(values)
     if kind == "datetime":
         return _datetimes_to_pandas(values)
     return values

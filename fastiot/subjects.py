@@ -31,6 +31,7 @@ from fastiot.capture import (
     _Listener,
     decode_payload,
     flatten_payload,
+    string_array,
 )
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
@@ -511,7 +512,7 @@ class SubjectIndex(_BrokerObserver):
         utc = pd.DatetimeTZDtype("ns", "UTC")
         return pd.DataFrame(
             {
-                "subject": pd.array(subjects, dtype="str"),
+                "subject": string_array(subjects),
                 "count": np.array([e.count for e in entries], dtype=np.int64),
                 "rate": np.array([self._rate(e, now) for e in entries], dtype=np.float64),
                 "bytes": np.array([e.bytes for e in entries], dtype=np.int64),

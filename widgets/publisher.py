@@ -84,6 +84,11 @@ class _NoChoice:
 _NO_CHOICE = _NoChoice()
 
 
+def _is_class(annotation: Any) -> bool:
+    """A plain class, not a generic alias: Python 3.10 says ``isinstance(list[str], type)`` is True."""
+    return isinstance(annotation, type) and typing.get_origin(annotation) is None
+
+
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     """``(X, True)`` for ``X | None`` / ``Optional[X]``, else ``(annotation, False)``."""
     origin = typing.get_origin(annotation)
@@ -177,7 +182,7 @@ def _field_for(name: str, info: Any) -> _Field:
     choices: list[tuple[str, Any]] | None = None
     if typing.get_origin(annotation) is Literal:
         choices = [(str(v), v) for v in typing.get_args(annotation)]
-    elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+    elif _is_class(annotation) and issubclass(annotation, enum.Enum):
         choices = [(member.name, member) for member in annotation]
     if choices is not None:
         kind = "choice"
@@ -196,19 +201,19 @@ def _field_for(name: str, info: Any) -> _Field:
     elif annotation is str and not optional:
         kind = "str"
         widget = widgets.Text(value="", layout=layout, **common)
-    elif isinstance(annotation, type) and issubclass(annotation, dt.datetime):
+    elif _is_class(annotation) and issubclass(annotation, dt.datetime):
         kind = "datetime"
         # "now" is resolved when the message is sent, so a message published later is not stale.
         widget = widgets.Text(
             value=_NOW, placeholder="now, or e.g. 2024-01-31T12:00:00Z", layout=layout, **common
         )
-    elif isinstance(annotation, type) and annotation in (int, float, bool, dt.date, dt.time, dt.timedelta):
+    elif _is_class(annotation) and annotation in (int, float, bool, dt.date, dt.time, dt.timedelta):
         kind = "text"  # an optional scalar: empty means None, anything else pydantic parses
         widget = widgets.Text(
             value="", placeholder="empty for None" if optional else "", layout=layout, **common
         )
     elif (
-        isinstance(annotation, type)
+        _is_class(annotation)
         and not issubclass(annotation, (pydantic.BaseModel, dict, list, tuple, set, frozenset))
         and annotation is not typing.Any
     ):
