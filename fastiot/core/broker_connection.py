@@ -25,6 +25,7 @@ import random
 import ssl
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -700,7 +701,11 @@ class NatsBrokerConnection(BrokerConnection):
         self._error_handler: Callable[[Exception], Awaitable[None]] | None = None
         self._state: ConnectionState = "disconnected"
         self._state_callbacks: list[StateCallback] = []
-        self._subscriptions_by_sid: dict[int, NatsBrokerSubscription] = {}
+        # Weak: an entry goes with its subscription, so subscribing and unsubscribing for a kernel's
+        # lifetime (hot reloads, widgets opened and closed) does not grow this.
+        self._subscriptions_by_sid: weakref.WeakValueDictionary[int, NatsBrokerSubscription] = (
+            weakref.WeakValueDictionary()
+        )
         self.pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT
         """Backlog limit (messages) of each subscription made from now on; see :meth:`subscribe`."""
         self.pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT

@@ -696,3 +696,22 @@ async def test_flush_means_the_server_has_every_publish_sent_before_it(broker, n
             assert counted == 2_000 * (round_ + 1)
     finally:
         await listener.close()
+
+
+async def test_subscribing_and_unsubscribing_leaves_no_bookkeeping_behind(broker) -> None:
+    import gc
+
+    from fastiot.msg.thing import Thing
+
+    async def on_thing(thing: Thing) -> None:
+        pass
+
+    before = len(broker._subscriptions_by_sid)  # the slow-consumer lookup by subscription id
+    for _ in range(200):
+        subscription = await broker.subscribe(Thing.get_subject("churn.>"), on_thing)
+        await subscription.unsubscribe()
+    del subscription
+    for _ in range(10):  # nats-py's per-subscription tasks end on the next turns of the loop
+        await asyncio.sleep(0)
+    gc.collect()
+    assert len(broker._subscriptions_by_sid) == before
