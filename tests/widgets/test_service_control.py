@@ -8,13 +8,14 @@ import time
 import pytest
 
 from fastiot import workbench
-from fastiot.core import FastIoTService, loop, subscribe
+from fastiot.core import FastIoTService, subscribe
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStartError
 from fastiot_widgets import ServiceControl
 from fastiot_widgets._common import ConnectionStatus
+from tests.services import CrashingLoop, CrashingStart
 
 from .waits import wait_for_trait
 
@@ -32,17 +33,6 @@ class Greeter(FastIoTService):
 
     async def _start(self) -> None:
         self._logger.info("%s from %s", self.greeting, type(self).__name__)
-
-
-class CrashingLoop(FastIoTService):
-    @loop
-    async def explode(self):
-        raise RuntimeError("sensor unplugged")
-
-
-class CrashingStart(FastIoTService):
-    async def _start(self) -> None:
-        raise ValueError("bad configuration")
 
 
 async def _publish(broker: NatsBrokerConnection, count: int, start: int = 0) -> None:

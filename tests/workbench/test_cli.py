@@ -99,28 +99,24 @@ def test_broker_and_demo_without_lab_started_and_stopped(monkeypatch: pytest.Mon
             process.kill()
 
 
-def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server, tmp_path: Path) -> None:
-    port = find_free_port()
+def _run_lab(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start the command with JupyterLab and return it and the URL it printed."""
     process = subprocess.Popen(
-        [
-            *CLI,
-            "--no-browser",
-            "--no-demo",
-            "--port",
-            str(port),
-            "--notebook-dir",
-            str(tmp_path),
-            "--token",
-            "t0k",
-        ],
+        [*CLI, "--no-browser", "--no-demo", "--token", "t0k", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
         lines = _read_until(process, "JupyterLab at", 90)
-        assert any(nats_server.url in line for line in lines)
-        assert f"http://127.0.0.1:{port}/lab?token=t0k" in lines[-1]
+    except BaseException:
+        process.kill()
+        raise
+    return process, "".join(lines)
+
+
+def _check_lab_answers_then_stop(process: subprocess.Popen[str], port: int) -> None:
+    try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t0k", timeout=10) as response:
             assert "started" in json.load(response)
         _stop_and_check_nothing_left(process, signal.SIGTERM)
@@ -129,32 +125,29 @@ def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server, tmp_path:
             process.kill()
 
 
+def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server, tmp_path: Path) -> None:
+    port = find_free_port()
+    process, output = _run_lab(["--port", str(port), "--notebook-dir", str(tmp_path)])
+    assert nats_server.url in output
+    assert f"http://127.0.0.1:{port}/lab?token=t0k" in output.splitlines()[-1]
+    _check_lab_answers_then_stop(process, port)
+
+
 def test_default_lab_port_moves_when_8888_is_taken(nats_server, tmp_path: Path) -> None:
     import socket
 
-    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         blocker.bind(("127.0.0.1", 8888))
         blocker.listen()
     except OSError:
         blocker.close()
         blocker = None  # something on this machine holds 8888 already: the same situation
-    process = subprocess.Popen(
-        [*CLI, "--no-browser", "--no-demo", "--notebook-dir", str(tmp_path), "--token", "t0k"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
     try:
-        lines = _read_until(process, "JupyterLab at", 90)
-        url = lines[-1].split("JupyterLab at ", 1)[1].strip()
+        process, output = _run_lab(["--notebook-dir", str(tmp_path)])
+        url = output.splitlines()[-1].split("JupyterLab at ", 1)[1].strip()
         assert ":8888/" not in url
-        port = int(url.split(":")[2].split("/")[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t0k", timeout=10) as response:
-            assert "started" in json.load(response)
-        _stop_and_check_nothing_left(process, signal.SIGTERM)
+        _check_lab_answers_then_stop(process, int(url.split(":")[2].split("/")[0]))
     finally:
-        if process.poll() is None:
-            process.kill()
         if blocker is not None:
             blocker.close()

@@ -7,26 +7,16 @@ import asyncio
 import pytest
 
 from fastiot import workbench
-from fastiot.core import FastIoTService, loop, subscribe
+from fastiot.core import FastIoTService, subscribe
 from fastiot.msg.thing import Thing
 from fastiot.runner import ServiceRunner, ServiceStartError
+from tests.services import CrashingLoop, CrashingStart
 
 
 class Counter(FastIoTService):
     @subscribe(subject=Thing.get_subject("runner.>"))
     async def on_thing(self, thing: Thing) -> None:
         self._logger.info("got %s", thing.value)
-
-
-class CrashingLoop(FastIoTService):
-    @loop
-    async def explode(self):
-        raise RuntimeError("sensor unplugged")
-
-
-class CrashingStart(FastIoTService):
-    async def _start(self) -> None:
-        raise ValueError("bad configuration")
 
 
 @pytest.fixture(autouse=True)
