@@ -40,7 +40,7 @@ from fastiot.core.broker_connection import (
 )
 from fastiot.core.data_models import Subject
 from fastiot.core.logger import setup_logger
-from fastiot.exceptions import FastIoTError
+from fastiot.exceptions import NotRunningError, ParquetUnavailableError, WaitTimeoutError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,18 +106,6 @@ _time_ns = time.time_ns
 MessageCallback = Callable[[int], None]
 # What a capture listens to: a NATS pattern, a Subject, or a list of them.
 CaptureSubjects = Union[str, Subject, Sequence[Union[str, Subject]]]  # noqa: UP007 - a runtime alias
-
-
-class WaitTimeoutError(FastIoTError, TimeoutError):
-    """``wait_for`` or ``sync`` did not see what it waited for in time."""
-
-
-class NotRunningError(FastIoTError, RuntimeError):
-    """The capture (or subject index) is not started, so what was waited for cannot happen."""
-
-
-class ParquetUnavailableError(FastIoTError, ImportError):
-    """Parquet export needs pyarrow, which comes with the ``parquet`` extra."""
 
 
 class _DecodeFailure:

@@ -1,4 +1,28 @@
-"""Exception types of fastiot. Each says what went wrong and what to do next."""
+"""Every error type of fastiot, in one place. Each says what went wrong and what to do next.
+
+The hierarchy (``FastIoTError`` catches everything fastiot raises on purpose; the second base of
+each class lets code written for the standard library or nats-py catch it as before)::
+
+    FastIoTError
+    ├── ShutdownRequestedInterruption      a service is asked to shut down (run_coro)
+    ├── BrokerUnavailableError             (ConnectionError) no NATS server accepted the connection
+    │   └── BrokerAuthenticationError      the server rejected the credentials
+    ├── DeserializationError               (ValueError) a payload is not valid msgpack / not the model
+    ├── MessageHandlingError               a message could not be decoded, validated or handled
+    ├── ReplyHandlerError                  the replying service failed
+    ├── SyncCallOnLoopThreadError          (RuntimeError) a blocking call on the loop's own thread
+    ├── PublishBufferFullError             (nats OutboundBufferLimitError) reconnect buffer full
+    ├── PayloadTooLargeError               (nats MaxPayloadError) larger than max_payload
+    ├── SubjectTooLongError                (ValueError) too long for a NATS protocol line
+    ├── NatsServerBinaryNotFound           (FileNotFoundError) nats-server is not installed
+    ├── NatsServerStartError               (RuntimeError) nats-server did not come up
+    ├── WaitTimeoutError                   (TimeoutError) wait_for / sync saw too little in time
+    ├── NotRunningError                    (RuntimeError) a capture or index is not started
+    ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
+    ├── ServiceStartError                  (RuntimeError) a service crashed while starting
+    ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
+    └── FormError                          (ValueError) publisher form inputs do not convert
+"""
 
 from __future__ import annotations
 
@@ -9,14 +33,21 @@ __all__ = [
     "BrokerUnavailableError",
     "DeserializationError",
     "FastIoTError",
+    "FormError",
     "MessageHandlingError",
     "NatsServerBinaryNotFound",
+    "NatsServerStartError",
+    "NotRunningError",
+    "ParquetUnavailableError",
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
+    "ServiceCellError",
+    "ServiceStartError",
     "ShutdownRequestedInterruption",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
+    "WaitTimeoutError",
 ]
 
 
@@ -147,3 +178,46 @@ class SubjectTooLongError(FastIoTError, ValueError):
     default), and nats-py then closes the connection for good: one long subject would end every
     subscription on it. So fastiot refuses such subjects up front.
     """
+
+
+class NatsServerStartError(FastIoTError, RuntimeError):
+    """The nats-server process did not come up; the message holds the end of its log."""
+
+
+class WaitTimeoutError(FastIoTError, TimeoutError):
+    """``wait_for`` or ``sync`` did not see what it waited for in time."""
+
+
+class NotRunningError(FastIoTError, RuntimeError):
+    """The capture (or subject index) is not started, so what was waited for cannot happen."""
+
+
+class ParquetUnavailableError(FastIoTError, ImportError):
+    """Parquet export needs pyarrow, which comes with the ``parquet`` extra."""
+
+
+class ServiceStartError(FastIoTError, RuntimeError):
+    """The service crashed while starting.
+
+    The message names the error (e.g. ``ValueError: bad config``); ``traceback`` holds the whole text.
+    """
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback: str = traceback_text
+
+
+class ServiceCellError(FastIoTError):
+    """A ``%%service`` cell defines no service (or not the one named); the cell fails, so Run All stops."""
+
+
+class FormError(FastIoTError, ValueError):
+    """Some form inputs cannot be turned into the model's field values.
+
+    Attributes:
+        errors: The problem per field name.
+    """
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastiot.exceptions import FastIoTError, NatsServerBinaryNotFound
+from fastiot.exceptions import NatsServerBinaryNotFound, NatsServerStartError
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
@@ -36,10 +36,6 @@ __all__ = [
 DEFAULT_STARTUP_TIMEOUT = 10.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOOPBACK = "127.0.0.1"
-
-
-class NatsServerStartError(FastIoTError, RuntimeError):
-    """The nats-server process did not come up; the message holds the end of its log."""
 
 
 def find_free_port(host: str = LOOPBACK) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.service import FastIoTService
+from fastiot.exceptions import ServiceStartError
 
 __all__ = [
     "DEFAULT_MAX_LOG_LINES",
@@ -38,17 +39,6 @@ DEFAULT_STOP_TIMEOUT = 15.0
 SERVICE_STATUSES = ("stopped", "starting", "running", "crashed")
 
 StatusCallback = Callable[[str], None]
-
-
-class ServiceStartError(RuntimeError):
-    """The service crashed while starting.
-
-    The message names the error (e.g. ``ValueError: bad config``); ``traceback`` holds the whole text.
-    """
-
-    def __init__(self, message: str, traceback_text: str = "") -> None:
-        super().__init__(message)
-        self.traceback: str = traceback_text
 
 
 class _LogBuffer(logging.Handler):

@@ -26,6 +26,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fastiot.core.service import FastIoTService
+from fastiot.exceptions import ServiceCellError
 from fastiot.runner import ServiceRunner
 
 from .service_control import ServiceControl
@@ -38,10 +39,6 @@ __all__ = [
     "service_stop",
     "services",
 ]
-
-
-class ServiceCellError(Exception):
-    """A ``%%service`` cell defines no service (or not the one named); the cell fails, so Run All stops."""
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:

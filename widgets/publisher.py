@@ -42,7 +42,7 @@ from pydantic_core import PydanticUndefined
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.data_models import FastIoTRequest, ReplySubject, Subject
 from fastiot.core.time import get_time_now
-from fastiot.exceptions import ReplyHandlerError
+from fastiot.exceptions import FormError, ReplyHandlerError
 
 from ._common import (
     BackgroundTasks,
@@ -60,18 +60,6 @@ DEFAULT_REQUEST_TIMEOUT = 5.0
 _NOW = "now"
 _DESCRIPTION_STYLE = {"description_width": "10em"}
 _ERROR_COLOR = "#c62828"
-
-
-class FormError(ValueError):
-    """Some form inputs cannot be turned into the model's field values.
-
-    Attributes:
-        errors: The problem per field name.
-    """
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
 
 
 class _NoChoice:
