@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 __all__ = [
     "ALL_SETTINGS",
@@ -37,6 +38,7 @@ __all__ = [
     "BrokerEnv",
     "env_basic",
     "env_broker",
+    "redact_url",
 ]
 
 FASTIOT_NATS_HOST = "FASTIOT_NATS_HOST"
@@ -76,6 +78,25 @@ ALL_SETTINGS: tuple[str, ...] = (
 DEFAULT_NATS_HOST = "localhost"
 DEFAULT_NATS_PORT = 4222
 DEFAULT_NATS_TIMEOUT = 30.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user, password or token replaced by ``***``, for errors, logs and banners.
+
+    Example:
+        >>> redact_url("nats://alice:s3cret@broker:4222")
+        'nats://***:***@broker:4222'
+        >>> redact_url("nats://mytoken@broker:4222, nats://broker2:4222")
+        'nats://***@broker:4222, nats://broker2:4222'
+    """
+    return _CREDENTIALS_IN_URL.sub(
+        lambda m: f"{m['scheme']}***{':***' if m['password'] is not None else ''}@", url
+    )
+
+
+_CREDENTIALS_IN_URL = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:,]*(?::(?P<password>[^/@\s,]*))?@"
+)
 
 
 def _get(name: str) -> str | None:

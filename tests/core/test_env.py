@@ -11,7 +11,7 @@ import pytest
 import fastiot
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import LOG_FORMAT, get_log_config, setup_logger
-from fastiot.env import ALL_SETTINGS, env_basic, env_broker
+from fastiot.env import ALL_SETTINGS, env_basic, env_broker, redact_url
 
 
 @pytest.fixture
@@ -226,3 +226,16 @@ def test_get_log_config_is_a_valid_dict_config() -> None:
         root.setLevel(saved[0])
         for handler in saved[1]:
             root.addHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("nats://alice:s3cret@broker:4222", "nats://***:***@broker:4222"),
+        ("nats://mytoken@broker:4222", "nats://***@broker:4222"),
+        ("nats://broker:4222", "nats://broker:4222"),
+        ("tls://a:b@h:1, nats://c:d@e:2", "tls://***:***@h:1, nats://***:***@e:2"),
+    ],
+)
+def test_redact_url_hides_every_user_password_and_token(url: str, redacted: str) -> None:
+    assert redact_url(url) == redacted
