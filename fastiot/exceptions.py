@@ -21,7 +21,9 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
-    └── FormError                          (ValueError) publisher form inputs do not convert
+    ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── CodeGenerationError                (ValueError) an action has no Python code to copy
+    └── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import nats.errors
 __all__ = [
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
+    "CodeGenerationError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
+    "LivePlotError",
     "MessageHandlingError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
@@ -221,3 +225,11 @@ class FormError(FastIoTError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
+class CodeGenerationError(FastIoTError, ValueError):
+    """An action cannot be written as Python code ("copy as code"), e.g. a payload value without a literal."""
+
+
+class LivePlotError(FastIoTError, ValueError):
+    """A live plot was given no subjects, no fields, or a window or limit that cannot be plotted."""
