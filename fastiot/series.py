@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pydantic
 
-from fastiot.capture import DEFAULT_WAIT_TIMEOUT, _BrokerObserver, _Listener
+from fastiot.capture import DEFAULT_WAIT_TIMEOUT, BrokerObserver, Listener
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -154,15 +154,15 @@ class SeriesBuffer:
 def decimate(times: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_points`` of the points, keeping the shape: per bucket its lowest and highest value.
 
-    The points are cut into ``max_points // 2`` buckets of consecutive points; each bucket gives its
-    minimum and its maximum, in time order. Spikes survive (an average would flatten them).
+        The points are cut into ``max_points // 2`` buckets of consecutive points; each bucket gives its
+        minimum and its maximum, in time order. Spikes survive (an average would flatten them).
 
-    Example:
-        >>> import numpy as np
-import pydantic
-        >>> t, v = decimate(np.arange(10), np.array([0, 1, 9, 1, 0, 0, -5, 0, 0, 0.0]), 4)
-        >>> v.tolist()
-        [0.0, 9.0, -5.0, 0.0]
+        Example:
+            >>> import numpy as np
+    import pydantic
+            >>> t, v = decimate(np.arange(10), np.array([0, 1, 9, 1, 0, 0, -5, 0, 0, 0.0]), 4)
+            >>> v.tolist()
+            [0.0, 9.0, -5.0, 0.0]
     """
     n = len(values)
     if max_points < 2:
@@ -207,7 +207,7 @@ def _as_list(what: str, value: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-class LiveSeries(_BrokerObserver):
+class LiveSeries(BrokerObserver):
     """Numeric fields of the messages on NATS subjects, as bounded time series by receive time.
 
     Args:
@@ -483,7 +483,7 @@ class LiveSeries(_BrokerObserver):
         """
         self._add_listener(callback, remove, min_interval, mark=self._points)
 
-    def _listener_news(self, listener: _Listener) -> Any:
+    def _listener_news(self, listener: Listener) -> Any:
         new = self._points - listener.mark
         if new <= 0:
             return None

@@ -10,35 +10,27 @@ a plot button on each numeric one.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anywidget
 import traitlets
 
-from fastiot.payloads import MISSING, Decoded, decode, diff, flatten, model_for_subject, model_schema, to_text
+from fastiot.payloads import MISSING, Decoded, diff, flatten, model_for_subject, model_schema, to_text
 from fastiot.rates import describe_rate
 from fastiot.series import numeric_value
+from fastiot.subjects import SubjectMessage
 
-__all__ = ["DEFAULT_LAST_MESSAGES", "RecentMessage", "SubjectDetailView", "hexdump", "subject_detail"]
+__all__ = ["DEFAULT_LAST_MESSAGES", "SubjectDetailView", "folder_detail", "hexdump", "subject_detail"]
 
 DEFAULT_LAST_MESSAGES = 10
 _MAX_TEXT_CHARS = 2_000
 _MAX_FIELD_CHARS = 200
 _MAX_FIELDS = 200
 _MAX_HEXDUMP_BYTES = 256
-
-
-@dataclass(frozen=True)
-class RecentMessage:
-    """One of a subject's recent messages, as the index kept it."""
-
-    time_ns: int
-    data: bytes
-    headers: Mapping[str, str] | None = None
 
 
 def hexdump(data: bytes, limit: int = _MAX_HEXDUMP_BYTES) -> str:
@@ -73,6 +65,10 @@ def _pretty(decoded: Decoded) -> str:
     return text if len(text) <= _MAX_TEXT_CHARS else text[: _MAX_TEXT_CHARS - 1] + "…"
 
 
+def _ms(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
 def _short(value: Any) -> str:
     if value is MISSING:
         return ""
@@ -81,7 +77,7 @@ def _short(value: Any) -> str:
 
 def subject_detail(
     subject: str,
-    messages: Sequence[RecentMessage],
+    messages: Sequence[SubjectMessage],
     *,
     count: int,
     rate: float,
@@ -108,7 +104,7 @@ def subject_detail(
         fields: path, value, numeric, changed) and ``diff`` (``a``, ``b``, ``changes`` of path, old,
         new, change) or None with fewer than two messages.
     """
-    decoded = [decode(m.data, subject=subject, headers=m.headers) for m in messages]
+    decoded = [m.decoded for m in messages]
     model = model_for_subject(subject)
     schema = model_schema(subject) if model is not None else None
     detail: dict[str, Any] = {
@@ -128,7 +124,7 @@ def subject_detail(
         "messages": [
             {
                 "index": i,
-                "time": m.time_ns // 1_000_000,
+                "time": _ms(m.received_at),
                 "size": len(m.data),
                 "kind": d.kind,
                 "decoder": getattr(d, "decoder", "") or d.kind,
@@ -156,8 +152,8 @@ def subject_detail(
         detail["diff"] = {
             "a": a,
             "b": b,
-            "a_time": messages[a].time_ns // 1_000_000,
-            "b_time": messages[b].time_ns // 1_000_000,
+            "a_time": _ms(messages[a].received_at),
+            "b_time": _ms(messages[b].received_at),
             "changes": [
                 {
                     "path": path,

@@ -16,7 +16,6 @@ row count. Relative times ("3 s ago") tick in the browser, so an idle row costs 
 from __future__ import annotations
 
 import pathlib
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +23,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from fastiot.payloads import decode
 from fastiot.rates import describe_rate
-from fastiot.subjects import SubjectIndex
-
-from .subject_detail import RecentMessage
+from fastiot.subjects import SubjectIndex, SubjectMessage
 
 __all__ = [
     "DEFAULT_RESORT_INTERVAL",
@@ -372,6 +368,10 @@ class LiveSubjectTree(SubjectTree):
             counters = _counters(self.index, subject)
             if counters is not None:
                 self.add(subject, count=counters[0], last_seen_ns=counters[1])
+            elif subject in self.nodes and self.nodes[subject].is_subject:
+                # The index dropped it (a new pattern): rebuild the tree from what it keeps.
+                self.synced = False
+                return self.sync()
         return news
 
     def resort(self, now: float, interval: float) -> None:
@@ -427,28 +427,21 @@ class LiveSubjectTree(SubjectTree):
 
 def _counters(index: SubjectIndex, subject: str) -> tuple[int, int] | None:
     """A subject's message count and last-seen time (ns), without decoding anything."""
-    entry = index._entries.get(subject)  # TODO(viewer): index.counters() once capture's lands
+    entry = index._entries.get(subject)  # TODO(viewer): a public counters read (requested from capture)
     return None if entry is None else (entry.count, entry.last_seen)
 
 
 def _rate(index: SubjectIndex, subject: str) -> float:
-    entry = index._entries.get(subject)
-    return 0.0 if entry is None else index._rate(entry, time.time_ns())
+    return index.rate(subject) if subject in index else 0.0
 
 
 def _last_payload(index: SubjectIndex, subject: str) -> str | None:
-    recent = index.recent(subject, 1) if subject in index else []
-    if not recent:
-        return None
-    return decode(recent[0][1], subject=subject).to_text(max_chars=200)
+    return index.last(subject).to_text(max_chars=200) if subject in index else None
 
 
-def recent_messages(index: SubjectIndex, subject: str, n: int) -> list[RecentMessage]:
-    """The newest ``n`` messages of ``subject``, newest first."""
-    return [
-        RecentMessage(int(received.timestamp() * 1e9), data, None)
-        for received, data in index.recent(subject, n)
-    ]
+def recent_messages(index: SubjectIndex, subject: str, n: int) -> list[SubjectMessage]:
+    """The newest ``n`` messages of ``subject``, newest first, decoded, with their headers."""
+    return index.messages(subject, n) if subject in index else []
 
 
 class SubjectTreeView(anywidget.AnyWidget):

@@ -3,6 +3,7 @@ detail pane's content and traitlets; clicks as the ES modules send them (traitle
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from fastiot import workbench
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.data_models import FastIoTPublish
 from fastiot.core.serialization import pack
 from fastiot.nats_server import NatsServer
 from fastiot.subjects import SubjectIndex
@@ -46,7 +48,10 @@ async def _browser(broker: NatsBrokerConnection, prefix: str, **kwargs: Any) -> 
     await browser.start()
     await _publish_plant(broker, prefix)
     await browser.index.wait_for(sum(PLANT.values()), timeout=5)
-    await wait_for_trait(browser, "message_count", lambda n: n == sum(PLANT.values()))
+    # The tree shows every message (its counts come with the index's news, a moment after them).
+    await wait_for_trait(
+        browser, "renders", lambda _n: sum(r.count for r in browser.rows() if r.subject) == 9
+    )
     return browser
 
 
@@ -245,6 +250,45 @@ async def test_detail_shows_headers_decoded_messages_and_what_changed(
     browser.select(f"{prefix}.press_1")  # a folder: its totals
     detail = await wait_for_trait(browser.detail_view, "detail", lambda d: d.get("kind") == "folder")
     assert detail["summary"]["subjects"] == 1 and detail["summary"]["count"] == 2
+    await browser.aclose()
+
+
+class BrowserProbe(FastIoTPublish):
+    """A typed subject: its messages decode to this model, and the pane shows its JSON schema."""
+
+    value: float
+    unit: str = "degC"
+
+
+async def test_a_typed_subject_shows_its_model_and_schema(broker: NatsBrokerConnection) -> None:
+    subject = BrowserProbe.get_subject(uuid.uuid4().hex[:12])
+    browser = SubjectBrowser(f"{subject.name}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    leaf = f"{subject.name}.x"
+    await broker.publish_raw(leaf, pack({"value": 1.5, "unit": "degC"}))
+    await broker.publish_raw(leaf, pack({"value": 2.5, "unit": "degC"}))
+    await browser.index.wait_for(2, timeout=5)
+    browser.select(leaf)
+    detail = await wait_for_trait(browser.detail_view, "detail", lambda d: d.get("path") == leaf)
+    assert detail["model"]["name"] == "BrowserProbe"
+    assert json.loads(detail["model"]["schema"])["properties"]["value"]["type"] == "number"
+    assert detail["messages"][0]["kind"] == "model" and detail["messages"][0]["decoder"] == "BrowserProbe"
+    assert detail["diff"]["changes"] == [{"path": "value", "old": "1.5", "new": "2.5", "change": "changed"}]
+    await browser.aclose()
+
+
+async def test_the_pattern_field_changes_the_subscription(broker: NatsBrokerConnection, prefix: str) -> None:
+    browser = await _browser(broker, prefix)
+    browser.pattern_box.value = f"{prefix}.oven_1.>"  # typed and Enter
+    await browser._tasks.wait()
+    assert browser.index.pattern == f"{prefix}.oven_1.>" and browser.pattern == browser.index.pattern
+    await wait_for_trait(browser, "subject_count", lambda n: n == 1)
+    assert [r.path for r in browser.rows() if r.subject] == [f"{prefix}.oven_1.temperature"]
+    await broker.publish_raw(f"{prefix}.press_1.temperature", pack({"value": 1}))  # no longer subscribed
+    await broker.publish_raw(f"{prefix}.oven_1.door", pack({"open": True}))
+    await wait_for_trait(browser, "subject_count", lambda n: n == 2)
+    assert f"{prefix}.press_1.temperature" not in browser.index
+    assert f"pattern {prefix}.oven_1.&gt;" in browser.summary_view.value
     await browser.aclose()
 
 
