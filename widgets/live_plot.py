@@ -185,6 +185,7 @@ class LivePlot(LiveView):
             self.error_view,
             self.copy_code.output,
         ]
+        self.add_class("fastiot-live-plot-view")
         self.refresh()
 
     # -- other sources ------------------------------------------------------------------------------

@@ -210,13 +210,14 @@ class SubjectDetailView(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._on_plot: Callable[[str], None] | None = None
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
 
     def on_plot(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(field)`` when a numeric field's plot button is clicked."""
         self._on_plot = callback
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # (Not `_handle_msg`: that is ipywidgets' own handler of every comm message.)
         if isinstance(content, dict) and content.get("type") == "plot" and self._on_plot is not None:
             field = content.get("field")
             if isinstance(field, str):

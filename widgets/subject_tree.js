@@ -6,7 +6,7 @@
 
 const ROW_HEIGHT = 22;
 const OVERSCAN = 20;
-const FLASH_MS = 900;
+const FLASH_MS = 600;
 const SORTS = [
   ["name", "Subject"],
   ["count", "Messages"],
@@ -31,7 +31,7 @@ const CSS = `
 .fastiot-subject-tree .fst-row:hover { background: var(--jp-layout-color2, #f5f5f5); }
 .fastiot-subject-tree .fst-row.fst-selected { background: var(--jp-brand-color3, #bbdefb); }
 .fastiot-subject-tree .fst-row.fst-flash { animation: fst-flash ${FLASH_MS}ms ease-out; }
-@keyframes fst-flash { from { background: #fff59d; } to { background: transparent; } }
+@keyframes fst-flash { from { background: #fff9c4; } to { background: transparent; } }
 .fastiot-subject-tree .fst-name, .fastiot-subject-tree .fst-value { overflow: hidden;
   text-overflow: ellipsis; }
 .fastiot-subject-tree .fst-caret { display: inline-block; width: 1.1em; color: var(--jp-ui-font-color2, #757575); }

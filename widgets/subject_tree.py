@@ -476,13 +476,14 @@ class SubjectTreeView(anywidget.AnyWidget):
         self._sent: dict[int, list[Any]] = {}
         self._on_toggle: Callable[[str], None] | None = None
         self._on_hello: Callable[[], None] | None = None
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
 
     def handlers(self, *, toggle: Callable[[str], None], hello: Callable[[], None]) -> None:
         """Who handles a click on a caret and a new view."""
         self._on_toggle, self._on_hello = toggle, hello
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # (Not `_handle_msg`: that is ipywidgets' own handler of every comm message.)
         if not isinstance(content, dict):
             return
         kind = content.get("type")
