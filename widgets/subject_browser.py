@@ -146,7 +146,7 @@ class SubjectBrowser(LiveView):
         self.sort_box = widgets.Dropdown(
             options=[("name", "name"), ("count", "count"), ("rate", "rate"), ("last seen", "last_seen")],
             description="sort",
-            layout={"width": "11em"},
+            layout={"width": "14em"},
         )
         self.unfold_all_button = widgets.Button(
             description="Unfold all", icon="plus-square", layout={"width": "auto"}
