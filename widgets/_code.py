@@ -50,6 +50,7 @@ __all__ = [
     "REPLACE_SELECTION",
     "CodeBox",
     "CopyAsCode",
+    "CopyButton",
     "code_for_browser",
     "code_for_capture",
     "code_for_plot",
@@ -386,6 +387,34 @@ class CodeBox(anywidget.AnyWidget):
     copied = traitlets.Bool(False, help="The front end put the current code on the clipboard.").tag(sync=True)
 
 
+class CopyButton(anywidget.AnyWidget):
+    """The "Copy as code" button (``copy_button.js``): a click first activates the notebook cell the
+    button is in, so the new cell lands right below it, then tells Python (:meth:`on_click`)."""
+
+    _esm = pathlib.Path(__file__).with_name("copy_button.js")
+    description = traitlets.Unicode("Copy as code", help="The button's label.").tag(sync=True)
+    tooltip = traitlets.Unicode("", help="The button's tooltip.").tag(sync=True)
+    disabled = traitlets.Bool(False, help="The button does nothing while disabled.").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._click_handlers: widgets.CallbackDispatcher = widgets.CallbackDispatcher()
+        self.on_msg(self._on_custom_msg)
+
+    def on_click(self, callback: Callable[[CopyButton], Any], remove: bool = False) -> None:
+        """Call ``callback(button)`` on a click (as ``ipywidgets.Button.on_click``)."""
+        self._click_handlers.register_callback(callback, remove=remove)
+
+    def click(self) -> None:
+        """Click the button from code (as a click in the browser does)."""
+        if not self.disabled:
+            self._click_handlers(self)
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "click":
+            self.click()
+
+
 class CopyAsCode(widgets.VBox):
     """A "Copy as code" button: a click inserts the code for the widget's action as a new cell below.
 
@@ -428,9 +457,7 @@ class CopyAsCode(widgets.VBox):
         self._make_code: Callable[[], str] = make_code
         self._frontend: Any = None  # ipylab.JupyterFrontEnd, made at the first click
         self._tasks: BackgroundTasks = BackgroundTasks(lambda exc, what: self._fail(f"{what}: {exc}"))
-        self.button = widgets.Button(
-            description=description, icon="code", tooltip=tooltip, layout={"width": "auto"}
-        )
+        self.button = CopyButton(description=description, tooltip=tooltip)
         self.code_box = CodeBox(layout={"display": "none"})
         self.message = widgets.HTML()
         # What appears after a click; a widget with a toolbar puts `button` there and `output` below

@@ -286,8 +286,9 @@ class LivePlot(LiveView):
 
     def _code(self) -> str:
         window = self.series.window_ns
+        subjects = self.series.subjects
         return code_for_plot(
-            self.series.subjects,
+            subjects[0] if len(subjects) == 1 else subjects,
             self.series.fields if len(self.series.fields) > 1 else self.series.fields[0],
             window=None if window is None else window / 1e9,
         )

@@ -116,8 +116,7 @@ function render({ model, el }) {
     const pick = (slot, index) => {
       const next = pair.slice();
       next[slot] = index;
-      model.set("diff_pair", next);
-      model.save_changes();
+      model.send({ type: "diff", pair: next });
     };
     const items = (d.messages || []).map((m) => {
       const a = node("button", { title: "Diff from this message" }, pair[0] === m.index ? "● A" : "A");

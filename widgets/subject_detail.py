@@ -197,8 +197,8 @@ def folder_detail(path: str, *, subjects: int, count: int, rate: float, last_see
 class SubjectDetailView(anywidget.AnyWidget):
     """Draws :func:`subject_detail` (``subject_detail.js``); picks and plot clicks come back to Python.
 
-    From the browser: the :attr:`diff_pair` traitlet (the two messages picked) and
-    ``{"type": "plot", "field": path}`` for a click on a numeric field's plot button.
+    From the browser, as messages: ``{"type": "diff", "pair": [a, b]}`` (the two messages picked) and
+    ``{"type": "plot", "field": path}`` (a click on a numeric field's plot button).
     """
 
     _esm = pathlib.Path(__file__).with_name("subject_detail.js")
@@ -218,7 +218,15 @@ class SubjectDetailView(anywidget.AnyWidget):
 
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # (Not `_handle_msg`: that is ipywidgets' own handler of every comm message.)
-        if isinstance(content, dict) and content.get("type") == "plot" and self._on_plot is not None:
-            field = content.get("field")
-            if isinstance(field, str):
-                self._on_plot(field)
+        if not isinstance(content, dict):
+            return
+        if (
+            content.get("type") == "plot"
+            and isinstance(content.get("field"), str)
+            and self._on_plot is not None
+        ):
+            self._on_plot(content["field"])
+        elif content.get("type") == "diff":
+            pair = content.get("pair")
+            if isinstance(pair, list) and len(pair) == 2 and all(isinstance(i, int) for i in pair):
+                self.diff_pair = pair

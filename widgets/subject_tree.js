@@ -1,8 +1,11 @@
 // SubjectTreeView (widgets/subject_tree.py): a virtualized tree of subjects.
 //
-// Only the rows in view exist in the DOM; the scroller tells Python which rows it shows (the
-// `viewport` traitlet, with some overscan) and Python sends just those rows, and of them only the
-// ones that changed, with the total row count. Relative times tick here, once a second.
+// Only the rows in view exist in the DOM; the scroller tells Python which rows it shows (with some
+// overscan) and Python sends just those rows, and of them only the ones that changed, with the total
+// row count. Relative times tick here, once a second.
+//
+// What a person does goes to Python as messages (model.send), not as traitlet changes: ipywidgets
+// holds back traitlet updates while an earlier one awaits the kernel's "idle", which can stall them.
 
 const ROW_HEIGHT = 22;
 const OVERSCAN = 20;
@@ -29,8 +32,10 @@ const CSS = `
 .fastiot-subject-tree .fst-row { position: absolute; left: 0; right: 0; height: ${ROW_HEIGHT}px;
   cursor: pointer; box-sizing: border-box; }
 .fastiot-subject-tree .fst-row:hover { background: var(--jp-layout-color2, #f5f5f5); }
-.fastiot-subject-tree .fst-row.fst-selected { background: var(--jp-brand-color3, #bbdefb); }
-.fastiot-subject-tree .fst-row.fst-flash { animation: fst-flash ${FLASH_MS}ms ease-out; }
+.fastiot-subject-tree .fst-row.fst-selected { background: var(--jp-brand-color3, #bbdefb);
+  box-shadow: inset 3px 0 0 var(--jp-brand-color1, #1565c0); }
+.fastiot-subject-tree .fst-row.fst-flash > .fst-count,
+.fastiot-subject-tree .fst-row.fst-flash > .fst-value { animation: fst-flash ${FLASH_MS}ms ease-out; }
 @keyframes fst-flash { from { background: #fff9c4; } to { background: transparent; } }
 .fastiot-subject-tree .fst-name, .fastiot-subject-tree .fst-value { overflow: hidden;
   text-overflow: ellipsis; }
@@ -87,10 +92,7 @@ function render({ model, el }) {
     span.dataset.sort = key;
     if (key) {
       span.title = key === "name" ? "Sort by subject" : `Sort by ${label.toLowerCase()}, highest first`;
-      span.addEventListener("click", () => {
-        model.set("sort_by", key);
-        model.save_changes();
-      });
+      span.addEventListener("click", () => model.send({ type: "sort", key }));
     }
     if (key && key !== "name") span.classList.add("fst-num");
     head.append(span);
@@ -139,7 +141,7 @@ function render({ model, el }) {
     const tokenSpan = document.createElement("span");
     tokenSpan.className = "fst-token";
     name.append(caret, tokenSpan);
-    const cells = ["fst-num", "fst-num", "fst-num", "fst-value"].map((cls) => {
+    const cells = ["fst-num fst-count", "fst-num", "fst-num", "fst-value"].map((cls) => {
       const span = document.createElement("span");
       span.className = cls;
       return span;
@@ -149,10 +151,7 @@ function render({ model, el }) {
       event.stopPropagation();
       model.send({ type: "toggle", path: elem.dataset.path });
     });
-    elem.addEventListener("click", () => {
-      model.set("selected", elem.dataset.path);
-      model.save_changes();
-    });
+    elem.addEventListener("click", () => model.send({ type: "select", path: elem.dataset.path }));
     elem.addEventListener("dblclick", () => model.send({ type: "toggle", path: elem.dataset.path }));
     return elem;
   };
@@ -175,8 +174,7 @@ function render({ model, el }) {
     const start = Math.max(0, first - OVERSCAN);
     const end = stop + OVERSCAN;
     requested = [start, end];
-    model.set("viewport", [start, end]);
-    model.save_changes();
+    model.send({ type: "viewport", start, stop: end });
   };
 
   const draw = () => {
@@ -220,7 +218,7 @@ function render({ model, el }) {
       clockOffset = msg.now - Date.now();
       spacer.style.height = `${total * ROW_HEIGHT}px`;
       for (const [i, row] of msg.rows) rows.set(i, row);
-      const [start, end] = model.get("viewport");
+      const [start, end] = requested;
       for (const i of rows.keys()) if (i < start || i >= end || i >= total) rows.delete(i);
       const now = Date.now();
       for (const path of msg.flash) flashes.set(path, now);

@@ -449,8 +449,9 @@ class SubjectTreeView(anywidget.AnyWidget):
 
     Messages to the browser: ``{"type": "rows", "total": n, "reset": bool, "rows": [[i, row], ...],
     "flash": [path, ...], "now": ms}`` (rows as :meth:`TreeRow.wire`) and ``{"type": "scroll",
-    "index": i}``. From the browser: the :attr:`viewport` and :attr:`selected` traitlets, and
-    ``{"type": "toggle", "path": p}`` / ``{"type": "hello"}`` (a new view wants every row again).
+    "index": i}``. From the browser, as messages: ``select`` (path), ``sort`` (key), ``viewport``
+    (start, stop), ``toggle`` (path) and ``hello`` (a new view wants every row again); they set the
+    traitlets, which go back to the browser.
     """
 
     _esm = pathlib.Path(__file__).with_name("subject_tree.js")
@@ -463,7 +464,7 @@ class SubjectTreeView(anywidget.AnyWidget):
     viewport = traitlets.List(
         traitlets.Int(),
         default_value=[0, 60],
-        help="[first, stop) rows the browser shows (overscan included); it sets this as it scrolls.",
+        help="[first, stop) rows the browser shows (overscan included); it reports this as it scrolls.",
     ).tag(sync=True)
     height = traitlets.Int(DEFAULT_TREE_HEIGHT, help="The tree's height in pixels.").tag(sync=True)
     paused = traitlets.Bool(False, help="Shown as a 'paused' mark over the tree.").tag(sync=True)
@@ -487,7 +488,17 @@ class SubjectTreeView(anywidget.AnyWidget):
         if not isinstance(content, dict):
             return
         kind = content.get("type")
-        if kind == "toggle" and isinstance(content.get("path"), str) and self._on_toggle is not None:
+        if kind == "select" and isinstance(content.get("path"), str):
+            self.selected = content["path"]
+        elif kind == "sort" and content.get("key") in SORT_KEYS:
+            self.sort_by = content["key"]
+        elif (
+            kind == "viewport"
+            and isinstance(content.get("start"), int)
+            and isinstance(content.get("stop"), int)
+        ):
+            self.viewport = [content["start"], content["stop"]]
+        elif kind == "toggle" and isinstance(content.get("path"), str) and self._on_toggle is not None:
             self._on_toggle(content["path"])
         elif kind == "hello" and self._on_hello is not None:
             self._sent.clear()

@@ -343,7 +343,7 @@ def test_subject_browser_plot_diff_and_service_cell_in_jupyterlab(workbench: Wor
             _tree_row(page, 1, last).wait_for(state="attached")
             assert _tree_row(page, 1, last).locator(".fst-token").inner_text() == last.split(".")[-1]
 
-            # Copy as code inserts the plot's code as a new cell below the plot's cell.
+            # Copy as code inserts the plot's code as a new cell right below the plot's cell.
             cells = page.locator(".jp-NotebookPanel .jp-Cell")
             count = cells.count()
             copy = page.locator(".fastiot-live-plot-view button", has_text="Copy as code").first
@@ -352,8 +352,11 @@ def test_subject_browser_plot_diff_and_service_cell_in_jupyterlab(workbench: Wor
             page.wait_for_function(
                 "n => document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length > n", arg=count
             )
-            inserted = page.locator(".jp-NotebookPanel .jp-Cell .cm-content", has_text="plot = LivePlot(")
-            inserted.first.wait_for(state="attached")
+            inserted = page.locator(".jp-NotebookPanel .jp-Cell", has_text='fields="value"').first
+            inserted.wait_for(state="attached")
+            texts = [cells.nth(i).locator(".jp-InputArea").inner_text() for i in range(cells.count())]
+            plot_cell = next(i for i, text in enumerate(texts) if 'height="240px"' in text)
+            assert 'plot = LivePlot("v1.thing.press_1.temperature", fields="value"' in texts[plot_cell + 1]
 
             # The %%service cell's control reaches "running". (Cells out of view are not rendered
             # by JupyterLab, hence "attached" rather than "visible".)

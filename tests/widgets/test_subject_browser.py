@@ -59,11 +59,6 @@ def _rows(browser: SubjectBrowser) -> dict[str, TreeRow]:
     return {row.path: row for row in browser.rows()}
 
 
-def frontend_sets(widget: Any, **state: Any) -> None:
-    """What the ES module's ``model.set(...); model.save_changes()`` makes the kernel receive."""
-    widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
-
-
 def frontend_sends(widget: Any, content: dict[str, Any]) -> None:
     """What the ES module's ``model.send(content)`` makes the kernel receive."""
     widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
@@ -116,7 +111,9 @@ async def test_only_rows_in_view_are_sent_and_then_only_what_changed(
     browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
     await browser.start()
     sent = Sent(browser)
-    frontend_sets(browser.tree_view, viewport=[0, 40])  # what the scroller asks for
+    frontend_sends(
+        browser.tree_view, {"type": "viewport", "start": 0, "stop": 40}
+    )  # what the scroller asks for
     count = await run_firehose(nats_server.url, prefix, count=10_000, subjects=10_000)
     await browser.index.sync(timeout=30)
     await wait_for_trait(browser, "subject_count", lambda n: n == count)
@@ -154,7 +151,7 @@ async def test_only_rows_in_view_are_sent_and_then_only_what_changed(
 
     # Scrolling to the end sends the last rows, down to the last subject.
     sent.messages.clear()
-    frontend_sets(browser.tree_view, viewport=[len(flat) - 30, len(flat)])
+    frontend_sends(browser.tree_view, {"type": "viewport", "start": len(flat) - 30, "stop": len(flat)})
     await wait_for_trait(browser.tree_view, "bytes_sent", lambda _n: len(sent.rows()) == 30)
     tail = sent.rows()
     assert max(tail) == len(flat) - 1 and tail[len(flat) - 1][0] == flat[-1].path
@@ -171,7 +168,7 @@ async def test_sort_by_count_rate_and_last_seen(broker: NatsBrokerConnection, pr
         return [p for p in _rows(browser) if p in (press, oven)]
 
     assert order() == [oven, press]
-    frontend_sets(browser.tree_view, sort_by="count")  # a click on the column head
+    frontend_sends(browser.tree_view, {"type": "sort", "key": "count"})  # a click on the column head
     assert browser.sort_by == "count" and browser.sort_box.value == "count"
     assert order() == [press, oven]
     assert [p for p in _rows(browser) if p.startswith(f"{press}.")] == [
@@ -236,7 +233,7 @@ async def test_detail_shows_headers_decoded_messages_and_what_changed(
     )
     await broker.publish_raw(f"{prefix}.note", b"hello from nats pub")
     await browser.index.wait_for(3, timeout=5)
-    frontend_sets(browser.tree_view, selected=subject)  # a click on the row
+    frontend_sends(browser.tree_view, {"type": "select", "path": subject})  # a click on the row
     assert browser.selected == subject
     detail = await wait_for_trait(browser.detail_view, "detail", lambda d: d.get("path") == subject)
     assert detail["summary"]["count"] == 2 and detail["model"] is None
@@ -316,7 +313,7 @@ async def test_pick_any_two_messages_to_diff_and_see_raw_bytes(
     assert browser.detail["diff"]["changes"] == [
         {"path": "value", "old": "2", "new": "3", "change": "changed"}
     ]
-    frontend_sets(browser.detail_view, diff_pair=[2, 0])  # A and B picked in the pane
+    frontend_sends(browser.detail_view, {"type": "diff", "pair": [2, 0]})  # A and B picked in the pane
     detail = await wait_for_trait(browser.detail_view, "detail", lambda d: d["diff"]["a"] == 2)
     assert detail["diff"]["changes"][0]["old"] == "1"
     assert browser.diff_messages(2, 1)["changes"][0]["new"] == "2"  # type: ignore[index]
