@@ -4,6 +4,8 @@ detail pane's content and traitlets; clicks as the ES modules send them (traitle
 from __future__ import annotations
 
 import json
+import sys
+import types
 import uuid
 from typing import Any
 
@@ -408,6 +410,44 @@ async def test_copy_as_code_captures_the_selection(broker: NatsBrokerConnection,
     browser.select(f"{prefix}.press_1")
     await browser.copy_code.copy()
     assert f'MessageCapture("{prefix}.press_1.>")' in browser.copy_code.code
+    await browser.aclose()
+
+
+async def test_record_starts_and_stops_a_recording_of_the_pattern(
+    broker: NatsBrokerConnection, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    class Recording:
+        """Stands in for fastiot.history.Recording (branch history, not merged here): the same calls."""
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @classmethod
+        async def start(cls, name: str, subjects: str) -> Recording:
+            calls.append(("start", name, subjects))
+            return cls(name)
+
+        async def stop(self) -> None:
+            calls.append(("stop", self.name))
+
+    monkeypatch.setitem(sys.modules, "fastiot.history", types.SimpleNamespace(Recording=Recording))
+    browser = await _browser(broker, prefix)
+    browser.record_button.click()
+    await browser._tasks.wait()
+    assert calls and calls[0][0] == "start" and calls[0][2] == f"{prefix}.>"
+    name = calls[0][1]
+    assert name.startswith(prefix.replace(".", "_")) and browser.recording.name == name
+    assert browser.record_button.description == "Stop recording" and name in browser.status_view.value
+    browser.record_button.click()
+    await browser._tasks.wait()
+    assert calls[-1] == ("stop", name) and browser.recording is None
+    assert browser.record_button.description == "Record" and browser.status_view.value == ""
+    browser.copy_record_code.frontend_timeout = 0.05
+    await browser.copy_record_code.copy()
+    assert f'Recording.start("{prefix.replace(".", "_")}' in browser.copy_record_code.code
+    assert browser.copy_record_code.code.endswith(f', "{prefix}.>")')
     await browser.aclose()
 
 
