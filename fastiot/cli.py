@@ -341,7 +341,6 @@ def main(argv: list[str] | None = None) -> int:
                 "--ServerApp.port_retries=0",
                 f"--ServerApp.ip={args.ip}",
                 f"--IdentityProvider.token={token}",
-                *setup.options,
             ]
             if args.no_browser:
                 lab_args.append("--no-browser")

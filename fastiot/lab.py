@@ -1,18 +1,22 @@
 """The JupyterLab that ``fastiot-workbench`` runs: its settings, its kernels and how it saves tutorials.
 
-:func:`prepare_lab` writes a few files into a folder of the command's own and returns what JupyterLab
-needs to use them, without touching the user's Jupyter configuration:
+:func:`prepare_lab` writes a few files into a folder of the caller's own; JupyterLab finds them through
+``JUPYTER_CONFIG_PATH`` and ``JUPYTER_PATH`` (:meth:`LabSetup.environment`). The user's own Jupyter
+configuration is not touched, and where it says otherwise, it wins:
 
 - ``config/labconfig/default_setting_overrides.json``: JupyterLab does not ask about "official Jupyter
-  news" on first start and does not check for updates (the user's own settings still win);
+  news" on first start and does not check for updates;
+- ``config/jupyter_server_config.json``: a tutorial notebook is saved without outputs
+  (:func:`strip_tutorial_outputs`), so running the tour leaves the repository clean;
 - ``data/kernels/python3/kernel.json``: the ``python3`` kernel loads the ``fastiot_widgets`` IPython
-  extension, so ``%%service`` works in a fresh kernel without ``%load_ext``;
-- the option ``--ContentsManager.pre_save_hook=fastiot.lab.strip_tutorial_outputs``: a tutorial
-  notebook is saved without outputs, so running the tour leaves the repository clean.
+  extension, so ``%%service`` works in a fresh kernel without ``%load_ext``.
+
+``fastiot-workbench`` does this in a temporary folder for the JupyterLab it runs; ``binder/start`` runs
+``python -m fastiot.lab FOLDER`` and exports the two variables itself.
 
 Example:
     >>> setup = prepare_lab(Path(tempfile.mkdtemp()))  # doctest: +SKIP
-    >>> lab = [sys.executable, "-m", "jupyterlab", *setup.options]  # doctest: +SKIP
+    >>> lab = [sys.executable, "-m", "jupyterlab"]  # doctest: +SKIP
     >>> subprocess.Popen(lab, env=setup.environment(os.environ))  # doctest: +SKIP
 """
 
@@ -31,6 +35,7 @@ __all__ = [
     "LAB_SETTING_OVERRIDES",
     "TUTORIAL_METADATA",
     "LabSetup",
+    "main",
     "prepare_lab",
     "strip_tutorial_outputs",
 ]
@@ -52,9 +57,8 @@ _RUN_METADATA = ("language_info", "widgets")
 
 @dataclass(frozen=True)
 class LabSetup:
-    """What :func:`prepare_lab` prepared: JupyterLab's extra options and search paths."""
+    """What :func:`prepare_lab` prepared: the folders to put in front of Jupyter's search paths."""
 
-    options: list[str]
     config_dir: Path
     data_dir: Path
 
@@ -75,6 +79,9 @@ def prepare_lab(folder: Path) -> LabSetup:
     labconfig = config_dir / "labconfig"
     labconfig.mkdir(parents=True, exist_ok=True)
     (labconfig / "default_setting_overrides.json").write_text(json.dumps(LAB_SETTING_OVERRIDES, indent=2))
+    hook = f"{__name__}.{strip_tutorial_outputs.__name__}"
+    server_config = {"ContentsManager": {"pre_save_hook": hook}}
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(server_config, indent=2))
     kernel_dir = data_dir / "kernels" / "python3"
     kernel_dir.mkdir(parents=True, exist_ok=True)
     kernel = {
@@ -91,8 +98,7 @@ def prepare_lab(folder: Path) -> LabSetup:
         "metadata": {"debugger": True},
     }
     (kernel_dir / "kernel.json").write_text(json.dumps(kernel, indent=2))
-    options = [f"--ContentsManager.pre_save_hook={__name__}.{strip_tutorial_outputs.__name__}"]
-    return LabSetup(options=options, config_dir=config_dir, data_dir=data_dir)
+    return LabSetup(config_dir=config_dir, data_dir=data_dir)
 
 
 def strip_tutorial_outputs(model: dict[str, Any], path: str, **_: Any) -> None:
@@ -115,3 +121,20 @@ def strip_tutorial_outputs(model: dict[str, Any], path: str, **_: Any) -> None:
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m fastiot.lab FOLDER``: prepare FOLDER; export its config/ and data/ for Jupyter."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fastiot.lab",
+        description="Write the workbench's JupyterLab settings and kernel spec into FOLDER. Then put "
+        "FOLDER/config in front of JUPYTER_CONFIG_PATH and FOLDER/data in front of JUPYTER_PATH.",
+    )
+    parser.add_argument("folder", type=Path)
+    prepare_lab(parser.parse_args(argv).folder)
+
+
+if __name__ == "__main__":
+    main()
