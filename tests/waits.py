@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["POLL_INTERVAL", "WAIT", "wait_for_trait", "wait_until", "wait_until_sync"]
+__all__ = ["POLL_INTERVAL", "WAIT", "wait_for_trait", "wait_until", "wait_until_gone", "wait_until_sync"]
 
 # Every wait of a test is bounded by this unless the test says otherwise.
 WAIT = 10.0
@@ -53,6 +55,24 @@ def wait_until_sync(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         time.sleep(interval)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # An orphan may linger as a zombie of init for a moment: it runs no more, /proc says so.
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "State:\tZ" in status.read_text()
+    except OSError:
+        return True
+
+
+def wait_until_gone(pid: int, timeout: float = WAIT, what: str = "") -> None:
+    """Wait until process ``pid`` has ended (a zombie counts as ended: it runs no more)."""
+    wait_until_sync(lambda: _gone(pid), timeout, what or f"process {pid} to end")
 
 
 async def wait_for_trait(

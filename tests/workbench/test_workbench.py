@@ -15,7 +15,7 @@ from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.exceptions import BrokerUnavailableError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer, accepts_connections, find_free_port
-from tests.waits import wait_until_sync
+from tests.waits import wait_until_gone
 
 
 @pytest.fixture(autouse=True)
@@ -163,12 +163,4 @@ def test_broker_on_demand_outlives_asyncio_run_but_not_the_process() -> None:
     assert result.returncode == 0, result.stderr
     first, second = (int(pid) for pid in result.stdout.split("broker", 1)[1].split())
     assert first == second, "the second asyncio.run() must find the broker of the first one"
-
-    def gone() -> bool:
-        try:
-            os.kill(first, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_until_sync(gone, 10, f"nats-server {first} to stop with the program that started it")
+    wait_until_gone(first, 10, f"nats-server {first} to stop with the program that started it")
