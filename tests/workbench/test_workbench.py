@@ -104,6 +104,35 @@ async def test_blocking_calls_complete_on_the_loop_thread(broker) -> None:
     assert connection.run_threadsafe(asyncio.sleep(0, result="done"), timeout=5) == "done"
 
 
+async def test_the_workbench_connection_allows_blocking_calls_on_the_loop_thread() -> None:
+    connection = await workbench.connection()
+    assert connection.allow_sync_calls_on_loop_thread is True
+
+
+IMPORT_IN_A_CELL = textwrap.dedent(
+    """
+    import asyncio
+
+    async def cell():
+        import fastiot.workbench  # as a notebook's first cell does, on the running loop
+        try:
+            asyncio.get_running_loop().run_until_complete(asyncio.sleep(0))
+        except RuntimeError as e:
+            print("not re-entrant:", e)
+
+    asyncio.run(cell())
+    """
+)
+
+
+def test_importing_the_workbench_patches_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_IN_A_CELL], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not re-entrant: This event loop is already running" in result.stdout
+
+
 async def test_shutdown_stops_registered_objects() -> None:
     stopped: list[str] = []
 
