@@ -260,6 +260,85 @@ def _say_stopped(started: list[str]) -> None:
         _say(f"stopped {listed}")
 
 
+class _Exit(Exception):
+    """Ends :func:`main` with ``status`` after the reason was printed; the ExitStack stops the rest."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _broker(
+    args: argparse.Namespace, env: dict[str, str], stack: contextlib.ExitStack, started: list[str]
+) -> str:
+    """Use the configured broker or start one; sets the children's ``env``; returns the banner text."""
+    if args.nats:
+        env[FASTIOT_NATS_SERVERS] = args.nats
+        os.environ[FASTIOT_NATS_SERVERS] = args.nats
+    if args.nats or env_broker.is_configured:
+        urls = env_broker.servers
+        if not _any_reachable(urls):
+            _complain(
+                f"no NATS server answers at {redact_url(', '.join(urls))}; start it, fix --nats / "
+                f"FASTIOT_NATS_*, or unset them to let the workbench start a local one"
+            )
+            raise _Exit(2)
+        return redact_url(", ".join(urls))
+    if args.broker_port is None and accepts_connections("localhost", DEFAULT_NATS_PORT):
+        return f"nats://localhost:{DEFAULT_NATS_PORT}"
+    try:
+        # Entered first, so the ExitStack stops it after every child that uses it.
+        server = stack.enter_context(NatsServer(args.broker_port, jetstream=True))
+    except NatsServerStartError as e:
+        _complain(f"the local NATS server did not start: {e}")
+        raise _Exit(1) from None
+    started.append("the NATS broker")
+    env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
+    return f"{server.url} (started by fastiot-workbench, JetStream on)"
+
+
+def _lab(
+    args: argparse.Namespace, token: str, env: dict[str, str], stack: contextlib.ExitStack, started: list[str]
+) -> subprocess.Popen[bytes]:
+    """Start JupyterLab (stopped when ``stack`` unwinds) and print where it is."""
+    notebook_dir = (args.notebook_dir or default_notebook_dir()).resolve()
+    if not notebook_dir.is_dir():
+        _complain(f"--notebook-dir {notebook_dir} is not a folder")
+        raise _Exit(2)
+    host = _url_host(args.ip)
+    port = args.port
+    if port is None:
+        # Another Jupyter often holds 8888 already; a port given explicitly is never changed.
+        port = DEFAULT_LAB_PORT if _port_is_free(host, DEFAULT_LAB_PORT) else find_free_port()
+    for warning in _lab_access_warnings(args.ip, port, token):
+        _complain(warning)
+    setup = prepare_lab(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fastiot-lab-"))))
+    lab_args = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={notebook_dir}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.ip={args.ip}",
+        f"--IdentityProvider.token={token}",
+    ]
+    if args.no_browser:
+        lab_args.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        lab_args.append("--allow-root")  # containers and CI run as root
+    lab = stack.enter_context(_child("JupyterLab", lab_args, setup.environment(env)))
+    started.append("JupyterLab")
+    if not _wait_for_port(host, port, lab, _READY_TIMEOUT):
+        _complain(f"JupyterLab did not start on port {port}")
+        raise _Exit(1)
+    url_host = f"[{host}]" if ":" in host else host
+    query = f"?token={token}" if token else ""
+    _say(f"JupyterLab at http://{url_host}:{port}/lab{query}")
+    _say(f"notebooks in {notebook_dir}; Ctrl-C stops everything")
+    return lab
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the workbench; returns the exit status (0 after Ctrl-C or SIGTERM)."""
     args = build_parser().parse_args(argv)
@@ -285,79 +364,23 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             stack.callback(signal.signal, sig, signal.signal(sig, on_signal))
         stack.callback(_say_stopped, started)
-
-        env = dict(os.environ)
-        if args.nats:
-            env[FASTIOT_NATS_SERVERS] = args.nats
-            os.environ[FASTIOT_NATS_SERVERS] = args.nats
-        if args.nats or env_broker.is_configured:
-            urls = env_broker.servers
-            if not _any_reachable(urls):
-                _complain(
-                    f"no NATS server answers at {redact_url(', '.join(urls))}; start it, fix --nats / "
-                    f"FASTIOT_NATS_*, or unset them to let the workbench start a local one"
-                )
-                return 2
-            broker = redact_url(", ".join(urls))
-        elif args.broker_port is None and accepts_connections("localhost", DEFAULT_NATS_PORT):
-            broker = f"nats://localhost:{DEFAULT_NATS_PORT}"
-        else:
-            try:
-                server = stack.enter_context(NatsServer(args.broker_port, jetstream=True))
-            except NatsServerStartError as e:
-                _complain(f"the local NATS server did not start: {e}")
-                return 1
-            started.append("the NATS broker")
-            env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
-            broker = f"{server.url} (started by fastiot-workbench, JetStream on)"
-        _say(f"NATS broker {broker}")
-
-        children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        if not args.no_demo:
-            demo = [sys.executable, "-m", "fastiot.demo", "--quiet", "--rate", str(args.demo_rate)]
-            children.append(("demo plant", stack.enter_context(_child("demo plant", demo, env))))
-            started.append("the demo plant")
-            _say(f"demo plant publishing {args.demo_rate:g} values/s per sensor")
-
-        lab: subprocess.Popen[bytes] | None = None
-        if not args.no_lab:
-            notebook_dir = (args.notebook_dir or default_notebook_dir()).resolve()
-            if not notebook_dir.is_dir():
-                _complain(f"--notebook-dir {notebook_dir} is not a folder")
-                return 2
-            host = _url_host(args.ip)
-            if args.port is None:
-                # Another Jupyter often holds 8888 already; a port given explicitly is never changed.
-                args.port = DEFAULT_LAB_PORT if _port_is_free(host, DEFAULT_LAB_PORT) else find_free_port()
-            for warning in _lab_access_warnings(args.ip, args.port, token):
-                _complain(warning)
-            setup = prepare_lab(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fastiot-lab-"))))
-            lab_args = [
-                sys.executable,
-                "-m",
-                "jupyterlab",
-                f"--ServerApp.root_dir={notebook_dir}",
-                f"--ServerApp.port={args.port}",
-                "--ServerApp.port_retries=0",
-                f"--ServerApp.ip={args.ip}",
-                f"--IdentityProvider.token={token}",
-            ]
-            if args.no_browser:
-                lab_args.append("--no-browser")
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                lab_args.append("--allow-root")  # containers and CI run as root
-            lab = stack.enter_context(_child("JupyterLab", lab_args, setup.environment(env)))
-            children.append(("JupyterLab", lab))
-            started.append("JupyterLab")
-            if not _wait_for_port(host, args.port, lab, _READY_TIMEOUT):
-                _complain(f"JupyterLab did not start on port {args.port}")
-                return 1
-            url_host = f"[{host}]" if ":" in host else host
-            query = f"?token={token}" if token else ""
-            _say(f"JupyterLab at http://{url_host}:{args.port}/lab{query}")
-            _say(f"notebooks in {notebook_dir}; Ctrl-C stops everything")
-        else:
-            _say("running without JupyterLab; Ctrl-C stops everything")
+        try:
+            env = dict(os.environ)
+            _say(f"NATS broker {_broker(args, env, stack, started)}")
+            children: list[tuple[str, subprocess.Popen[bytes]]] = []
+            if not args.no_demo:
+                demo = [sys.executable, "-m", "fastiot.demo", "--quiet", "--rate", str(args.demo_rate)]
+                children.append(("demo plant", stack.enter_context(_child("demo plant", demo, env))))
+                started.append("the demo plant")
+                _say(f"demo plant publishing {args.demo_rate:g} values/s per sensor")
+            lab: subprocess.Popen[bytes] | None = None
+            if args.no_lab:
+                _say("running without JupyterLab; Ctrl-C stops everything")
+            else:
+                lab = _lab(args, token, env, stack, started)
+                children.append(("JupyterLab", lab))
+        except _Exit as e:
+            return e.status
 
         while not stopping.wait(0.2):
             for name, process in children:
