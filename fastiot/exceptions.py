@@ -4,6 +4,7 @@ The hierarchy (``FastIoTError`` catches everything fastiot raises on purpose; th
 each class lets code written for the standard library or nats-py catch it as before)::
 
     FastIoTError
+    ├── SettingsError                      (ValueError) a FASTIOT_* variable has a value that does not fit
     ├── ShutdownRequestedInterruption      a service is asked to shut down (run_coro)
     ├── BrokerUnavailableError             (ConnectionError) no NATS server accepted the connection
     │   └── BrokerAuthenticationError      the server rejected the credentials
@@ -44,6 +45,7 @@ __all__ = [
     "ReplyHandlerError",
     "ServiceCellError",
     "ServiceStartError",
+    "SettingsError",
     "ShutdownRequestedInterruption",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
@@ -53,6 +55,22 @@ __all__ = [
 
 class FastIoTError(Exception):
     """Base class of every error fastiot raises on purpose."""
+
+
+class SettingsError(FastIoTError, ValueError):
+    """A ``FASTIOT_*`` environment variable has a value that does not fit; the message names it.
+
+    A ``ValueError``, so code that caught the bad-setting errors of earlier versions still catches it.
+
+    Attributes:
+        variable: The environment variable, e.g. ``FASTIOT_NATS_PORT``.
+        value: Its value as set.
+    """
+
+    def __init__(self, variable: str, value: object, message: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(message)
 
 
 class ShutdownRequestedInterruption(FastIoTError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
@@ -16,17 +15,11 @@ from fastiot.nats_server import NatsServer
 from fastiot.subjects import SubjectIndex
 from fastiot_widgets import MessageTable, SubjectBrowser
 from fastiot_widgets.subject_browser import hexdump, sparkline_svg, subject_matcher
+from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
-from .waits import wait_for_trait
 
 FAST = 0.02
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.browser.{uuid.uuid4().hex[:12]}"
 
 
 PLANT = {"press_1.temperature": 4, "press_1.pressure": 2, "oven_1.temperature": 3}
