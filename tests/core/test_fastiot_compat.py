@@ -1,4 +1,4 @@
-"""Code written for FastIoT 1.1 runs unchanged: hierarchical subjects, Thing.default_subject, FastIoT's names."""
+"""Code written for FastIoT 1.1 runs unchanged: hierarchical subjects, default_subject, FastIoT's names."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class PingOne(FastIoTRequest):
     _reply_cls = Pong
 
 
-class Sensor_Reading(FastIoTPublish):  # noqa: N801 - FastIoT code names classes like this
+class Sensor_Reading(FastIoTPublish):  # FastIoT code may name classes like this
     value: float = 0.0
 
 
@@ -143,7 +143,12 @@ FASTIOT_NAMES = {
     ],
     "fastiot.core.logger": ["setup_logger", "get_log_config", "logging"],
     "fastiot.msg.thing": ["Thing", "MEASUREMENT_ID"],
-    "fastiot.exceptions": ["ShutdownRequestedInterruption", "ServiceError", "SQLSchemaCheckError", "CSVError"],
+    "fastiot.exceptions": [
+        "ShutdownRequestedInterruption",
+        "ServiceError",
+        "SQLSchemaCheckError",
+        "CSVError",
+    ],
     "fastiot.testlib": ["populate_test_env", "BackgroundProcess"],
     "fastiot": ["logging"],
 }

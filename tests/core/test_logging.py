@@ -130,7 +130,8 @@ class Hello(FastIoTService):
         self._logger.info("hello from the service")
 """,
     "async with Hello(broker_connection=BrokerConnectionDummy()):\n    pass",
-    "import logging\nlogging.basicConfig()\nasync with Hello(broker_connection=BrokerConnectionDummy()):\n    pass",
+    "import logging\nlogging.basicConfig()\n"
+    "async with Hello(broker_connection=BrokerConnectionDummy()):\n    pass",
 ]
 
 
