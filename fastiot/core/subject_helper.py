@@ -19,6 +19,7 @@ __all__ = [
     "WILDCARD_SAME_LEVEL",
     "camel_to_snake",
     "filter_specific_sign",
+    "is_fastiot1_inbox",
     "sanitize_pub_subject_name",
 ]
 
@@ -33,6 +34,9 @@ WILDCARD_SAME_LEVEL = "*"
 # there, so it must here too, or the two would publish the same class on different subjects.
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
 _WHITESPACE_OR_WILDCARD = re.compile(r"[\s*]")
+# FastIoT 1.x requests with a reply inbox of its own: "_INBOX" and a random number, no dot. Ours and
+# nats-py's are "_INBOX.<token>...".
+_FASTIOT1_INBOX = re.compile(r"_INBOX[0-9]+")
 
 
 def camel_to_snake(name: str) -> str:
@@ -57,6 +61,18 @@ def filter_specific_sign(name: str) -> str:
         'mysensor.temp'
     """
     return ".".join(token for token in _WHITESPACE_OR_WILDCARD.sub("", name).split(".") if token)
+
+
+def is_fastiot1_inbox(subject: str) -> bool:
+    """Whether ``subject`` is the reply inbox of a request sent by FastIoT 1.x (``_INBOX`` + a number).
+
+    Such a requester decodes whatever arrives there as its reply model; it cannot tell an error reply.
+
+    Example:
+        >>> is_fastiot1_inbox("_INBOX482113"), is_fastiot1_inbox("_INBOX.fX3k.1")
+        (True, False)
+    """
+    return _FASTIOT1_INBOX.fullmatch(subject) is not None
 
 
 def sanitize_pub_subject_name(subject_name: str) -> str:

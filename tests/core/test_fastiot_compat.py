@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 
 import pytest
 
 from fastiot.core import FastIoTPublish, FastIoTRequest, FastIoTResponse
-from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, WILDCARD_SAME_LEVEL
-from fastiot.exceptions import FastIoTError, SubjectHierarchyError
+from fastiot.core.broker_connection import ERROR_HEADER, NatsBrokerConnection
+from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
+from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, WILDCARD_SAME_LEVEL, is_fastiot1_inbox
+from fastiot.exceptions import FastIoTError, ReplyHandlerError, SubjectHierarchyError
 from fastiot.msg.thing import MEASUREMENT_ID, Thing
 
 
@@ -33,6 +36,15 @@ class Pong(FastIoTResponse):
 class PingOne(FastIoTRequest):
     _handles_hierarchical_subjects = False
     _reply_cls = Pong
+
+
+class Square(FastIoTResponse):
+    result: int
+
+
+class SquareMe(FastIoTRequest):
+    _reply_cls = Square
+    x: int
 
 
 class Sensor_Reading(FastIoTPublish):  # FastIoT code may name classes like this
@@ -178,3 +190,38 @@ def test_the_message_aliases_are_fastiots() -> None:
     assert set(get_args(MsgPub)) == {FastIoTPublish, dict}
     assert set(get_args(MsgReq)) == {FastIoTRequest, dict}
     assert set(get_args(MsgResp)) == {FastIoTResponse, dict}
+
+
+# --- a FastIoT 1.x requester and a handler that raises ---------------------------------------------------
+
+
+def test_fastiot1_inboxes_are_told_from_ours() -> None:
+    assert is_fastiot1_inbox("_INBOX482113")  # FastIoT 1.x: "_INBOX" + str(random.randint(0, 10**9))
+    ours = SquareMe.get_reply_subject().make_generic_reply_inbox().name
+    for name in (ours, "_INBOX.abc.1", "_INBOX", "_INBOXx1", "v1.thing.x"):
+        assert not is_fastiot1_inbox(name), name
+
+
+async def test_a_fastiot1_requester_gets_no_error_reply(broker: NatsBrokerConnection) -> None:
+    """FastIoT 1.x decodes whatever reaches its inbox as the reply and, run with main(), shuts its service
+    down when that fails; so a failing handler sends it nothing, as a FastIoT replier does."""
+
+    async def square(request: SquareMe) -> Square:
+        if request.x < 0:
+            raise ValueError("no negative numbers")
+        return Square(result=request.x**2)
+
+    subject = SquareMe.get_reply_subject("fastiot1")
+    await broker.subscribe_reply_cb(subject, square)
+    inbox: asyncio.Queue = asyncio.Queue()
+    await broker.client.subscribe("_INBOX7364", cb=inbox.put)  # how FastIoT 1.x requests: its own inbox
+    for x in (-1, 3):  # handled in order: an error reply to -1 would arrive first
+        await broker.client.publish(
+            subject.name, serialize_to_bin(SquareMe, SquareMe(x=x)), reply="_INBOX7364"
+        )
+    first = await asyncio.wait_for(inbox.get(), 10)
+    assert not (first.headers and ERROR_HEADER in first.headers)
+    assert serialize_from_bin(Square, first.data) == Square(result=9)
+    # A requester of ours still gets the error at once.
+    with pytest.raises(ReplyHandlerError, match="no negative numbers"):
+        await broker.request(subject, SquareMe(x=-1), timeout=10)
