@@ -380,8 +380,8 @@ def checks(reports: dict[str, dict[str, Any]], args: argparse.Namespace) -> dict
 
 
 def table(reports: dict[str, dict[str, Any]], results: dict[str, bool]) -> str:
-    lines = [f"{'check':<72} result"]
-    lines += [f"{name:<72} {verdict(ok)}" for name, ok in results.items()]
+    lines = [f"{'check':<78} result"]
+    lines += [f"{name:<78} {verdict(ok)}" for name, ok in results.items()]
     lines.append("")
     for sender, receiver in ((OURS, FASTIOT), (FASTIOT, OURS)):
         raising = reports[sender].get("raising_request", {})
