@@ -22,7 +22,10 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
-    └── FormError                          (ValueError) publisher form inputs do not convert
+    ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
+    ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
+    └── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from __future__ import annotations
 import nats.errors
 
 __all__ = [
+    "BackgroundProcessError",
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
+    "CSVError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
@@ -43,10 +48,13 @@ __all__ = [
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
+    "SQLSchemaCheckError",
     "ServiceCellError",
+    "ServiceError",
     "ServiceStartError",
     "SettingsError",
     "ShutdownRequestedInterruption",
+    "SubjectHierarchyError",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
     "WaitTimeoutError",
@@ -239,3 +247,31 @@ class FormError(FastIoTError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
+class SubjectHierarchyError(FastIoTError, RuntimeError):
+    """A subject does not fit its model's ``_handles_hierarchical_subjects``.
+
+    A ``RuntimeError``, as in FastIoT: a model without hierarchy got a ``*`` or ``>``, or one that expects a
+    hierarchy (like ``Thing``) got no name.
+    """
+
+
+class BackgroundProcessError(FastIoTError, RuntimeError):
+    """``fastiot.testlib.BackgroundProcess`` could not start its service process, or it died starting."""
+
+
+# FastIoT 1.1 names, raised by no code of fastiot-workbench (they belong to FastIoT's database and CSV
+# helpers); kept so that code written for FastIoT that raises or catches them still imports.
+
+
+class ServiceError(FastIoTError):
+    """FastIoT 1.1's error for a failed connection to a service (e.g. a database)."""
+
+
+class SQLSchemaCheckError(FastIoTError):
+    """FastIoT 1.1's error for a database schema that does not match what is expected."""
+
+
+class CSVError(FastIoTError):
+    """FastIoT 1.1's error for a failed CSV import."""
