@@ -11,6 +11,7 @@ import nats.errors
 import pydantic
 import pytest
 
+from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import (
     ERROR_HEADER,
     BrokerConnectionDummy,
@@ -276,14 +277,16 @@ async def generator_cb(msg: Any) -> Any:
 async def test_subscribe_rejects_bad_callbacks_at_once(
     broker: NatsBrokerConnection, cb: Any, match: str
 ) -> None:
-    subs_before = len(broker.client._subs)
+    subs_before = _nats_compat.client_subscription_count(broker.client)
     with pytest.raises(TypeError, match=match):
         await broker.subscribe(Counter.get_subject(), cb)
     with pytest.raises(TypeError, match=match):
         await broker.subscribe_reply_cb(SquareRequest.get_reply_subject(), cb)
     with pytest.raises(TypeError, match=match):
         await BrokerConnectionDummy().subscribe(Counter.get_subject(), cb)
-    assert len(broker.client._subs) == subs_before  # nothing was subscribed at the server
+    assert (
+        _nats_compat.client_subscription_count(broker.client) == subs_before
+    )  # nothing was subscribed at the server
 
 
 async def test_callbacks_with_defaults_and_varargs_are_accepted(broker: NatsBrokerConnection) -> None:
@@ -511,10 +514,10 @@ async def test_request_uses_the_shared_response_inbox(broker: NatsBrokerConnecti
 
     await broker.subscribe_reply_cb(SquareRequest.get_reply_subject("inbox"), square)
     await broker.request(SquareRequest.get_reply_subject("inbox"), SquareRequest(x=0), timeout=WAIT)
-    subs_after_first = len(broker.client._subs)
+    subs_after_first = _nats_compat.client_subscription_count(broker.client)
     for i in range(10):
         await broker.request(SquareRequest.get_reply_subject("inbox"), SquareRequest(x=i), timeout=WAIT)
-    assert len(broker.client._subs) == subs_after_first
+    assert _nats_compat.client_subscription_count(broker.client) == subs_after_first
 
 
 @pytest.mark.parametrize(
