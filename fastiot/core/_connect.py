@@ -20,7 +20,7 @@ from typing import Any
 
 import nats.errors
 
-from fastiot.env import env_broker
+from fastiot.env import env_broker, redact_url
 from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError
 
 __all__ = [
@@ -88,10 +88,11 @@ def connect_failure_error(
     Args:
         failure: From :func:`classify_connect_failure`.
         err: The last error of the connect attempts.
-        urls: The server URLs tried, as shown to the user.
+        urls: The server URLs tried, as shown to the user (redacted by the caller; the error's text is
+            redacted here).
         tls_configured: Whether a TLS context was given.
     """
-    text = f"{type(err).__name__}: {err}".strip()
+    text = redact_url(f"{type(err).__name__}: {err}".strip())
     if failure is ConnectFailure.AUTHENTICATION:
         return BrokerAuthenticationError(
             f"the NATS server at {urls} rejected the credentials ({text}); check FASTIOT_NATS_USER / "

@@ -95,6 +95,8 @@ class SyncBridge:
             try:
                 return loop.run_until_complete(asyncio.wait_for(task, timeout) if timeout else task)
             except asyncio.TimeoutError as e:
-                raise concurrent.futures.TimeoutError(f"no result within {timeout} s") from e
+                if timeout and task.cancelled():  # this wait ran out, not the coroutine's own timeout
+                    raise concurrent.futures.TimeoutError(f"no result within {timeout} s") from e
+                raise
         future = self.run_threadsafe_nowait(coro=coro)
         return future.result(timeout=timeout if timeout else None)

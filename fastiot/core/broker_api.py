@@ -177,7 +177,8 @@ class BrokerConnection(SyncBridge, ABC):
             timeout: Seconds to wait for the reply; ``None`` means ``FASTIOT_NATS_DEFAULT_TIMEOUT`` (30 s).
 
         Raises:
-            nats.errors.TimeoutError: No reply in time (an ``asyncio.TimeoutError``).
+            RequestTimeoutError: No reply in time (a ``TimeoutError`` and ``nats.errors.TimeoutError``);
+                it names the subject and the timeout.
             nats.errors.NoRespondersError: Nobody subscribes to the subject.
             ReplyHandlerError: The replying service failed; the message says how.
         """

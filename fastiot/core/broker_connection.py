@@ -69,12 +69,14 @@ from fastiot.core.subscription import (
     SubscriptionReplyCallback,
     callback_arity,
 )
-from fastiot.env import env_broker
+from fastiot.env import env_broker, redact_url
 from fastiot.exceptions import (
+    BadMessageError,
     BrokerUnavailableError,
     PayloadTooLargeError,
     PublishBufferFullError,
     ReplyHandlerError,
+    RequestTimeoutError,
     SubjectTooLongError,
 )
 
@@ -189,7 +191,7 @@ class NatsBrokerConnection(BrokerConnection):
         if isinstance(servers, str):
             servers = [s.strip() for s in servers.split(",") if s.strip()]
         server_list = servers or env_broker.servers
-        client = NatsClient()
+        client = _nats_compat.TolerantClient()
         conn = cls(client=client, subscription_error_cb=subscription_error_cb)
         conn._closed_cb = closed_cb
         # Defaults first, so that nats_options (e.g. reconnect_time_wait) may override any of them.
@@ -212,7 +214,7 @@ class NatsBrokerConnection(BrokerConnection):
                 raise _InitialConnectAbort(err)
 
         conn._error_handler = initial_error_cb
-        urls = ", ".join(server_list)
+        urls = redact_url(", ".join(server_list))  # never show credentials given in a URL
         try:
             await asyncio.wait_for(
                 client.connect(
@@ -261,6 +263,8 @@ class NatsBrokerConnection(BrokerConnection):
         if subscription_error_cb is not None and not is_coroutine_callable(subscription_error_cb):
             raise TypeError("subscription_error_cb must be an async function taking the exception")
         self._client: NatsClient = client
+        if isinstance(client, _nats_compat.TolerantClient):
+            client.on_bad_message = self._on_bad_message
         self._subscription_error_cb: SubscriptionErrorCallback | None = subscription_error_cb
         self._closed_cb: Callable[[], Awaitable[None]] | None = None
         self._error_handler: Callable[[Exception], Awaitable[None]] | None = None
@@ -280,6 +284,10 @@ class NatsBrokerConnection(BrokerConnection):
         self.publish_buffer_overflows: int = 0
         """Publishes refused with PublishBufferFullError because the reconnect buffer was full."""
         self.last_error: Exception | None = None
+        self.bad_messages: int = 0
+        """Malformed messages from the wire (e.g. a subject that is not UTF-8), dropped and reported."""
+        # Error reports started from nats-py's read loop, which cannot wait for them; cancelled on close.
+        self._report_tasks: set[asyncio.Task[None]] = set()
         self._closing: bool = False
         self._disconnected_at: float | None = None
         self.failed_reconnect_attempts: int = 0
@@ -327,12 +335,24 @@ class NatsBrokerConnection(BrokerConnection):
                     "FASTIOT_NATS_CREDS",
                     self._current_server_url(),
                     type(err).__name__,
-                    err,
+                    redact_url(str(err)),
                 )
             else:
-                _logger.debug("reconnect attempt failed: %s: %s", type(err).__name__, err)
+                _logger.debug("reconnect attempt failed: %s: %s", type(err).__name__, redact_url(str(err)))
             return
-        _logger.warning("NATS: %s: %s", type(err).__name__, err)
+        _logger.warning("NATS: %s: %s", type(err).__name__, redact_url(str(err)))
+
+    def _on_bad_message(self, err: BadMessageError) -> None:
+        # Called from nats-py's read loop (TolerantClient), which goes on with the next message.
+        self.bad_messages += 1
+        self.last_error = err
+        sub = self._subscriptions_by_sid.get(err.sid)
+        if sub is not None:  # reported like a handler error of the subscription it was for
+            task = asyncio.get_running_loop().create_task(sub._report_error(err))
+            self._report_tasks.add(task)
+            task.add_done_callback(self._report_tasks.discard)
+        elif self.bad_messages <= 10 or self.bad_messages % 1000 == 0:  # e.g. a JetStream subscription
+            _logger.error("%s (%d on this connection)", err, self.bad_messages)
 
     def _on_slow_consumer(self, err: nats.errors.SlowConsumerError) -> None:
         self.slow_consumer_events += 1
@@ -424,6 +444,8 @@ class NatsBrokerConnection(BrokerConnection):
                 _nats_compat.discard_pending_publishes(self._client),
             )
         await self._stop_reconnecting()
+        for task in list(self._report_tasks):
+            task.cancel()
         try:
             await self._client.close()
         except OSError as e:  # the old socket's error surfacing late; the client is closed regardless
@@ -616,7 +638,7 @@ class NatsBrokerConnection(BrokerConnection):
         try:
             response = await self._client.request(subject.name, payload, timeout=timeout)
         except nats.errors.TimeoutError:
-            raise nats.errors.TimeoutError() from None
+            raise RequestTimeoutError(subject.name, timeout) from None
         except nats.errors.OutboundBufferLimitError:
             raise self._publish_refused(subject.name, len(payload)) from None
         except nats.errors.MaxPayloadError:

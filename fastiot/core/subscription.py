@@ -34,7 +34,7 @@ from fastiot.core.data_models import ReplySubject, Subject
 from fastiot.core.logger import setup_logger
 from fastiot.core.serialization import decoder_for, serialize_to_bin
 from fastiot.core.subject_helper import is_fastiot1_inbox
-from fastiot.exceptions import DeserializationError, MessageHandlingError
+from fastiot.exceptions import BadMessageError, DeserializationError
 
 __all__ = [
     "DEFAULT_MAX_PENDING_ERRORS",
@@ -55,7 +55,9 @@ __all__ = [
 SubscriptionCallback = Callable[..., Coroutine[Any, Any, Any]]  # returning anything but None is reported
 # A reply callback has the same arguments and returns the reply message.
 SubscriptionReplyCallback = Callable[..., Coroutine[Any, Any, Any]]
-# Receives every error raised while decoding or handling a message.
+# Receives every error raised while decoding or handling a message: the handler's own exception (or
+# DeserializationError / pydantic.ValidationError) with ``subject`` and ``payload`` attached, or a
+# BadMessageError for a malformed message from the wire.
 SubscriptionErrorCallback = Callable[[Exception], Awaitable[None]]
 # A raw callback gets the undecoded nats-py message.
 RawCallback = Callable[[NatsMsg], Awaitable[None]]
@@ -66,6 +68,37 @@ DEFAULT_DRAIN_TIMEOUT = 5.0
 ERROR_HEADER = "Fastiot-Error"
 
 _logger = setup_logger("broker")
+
+
+def attach_message(err: Exception, subject: str, payload: bytes) -> Exception:
+    """Attach the message a handler failed on to its own exception and return the exception.
+
+    As FastIoT does, the error callback gets the handler's exception itself (``isinstance(err,
+    ValueError)`` works); ``err.subject`` and ``err.payload`` say which message it was, and on Python
+    3.11+ a note naming the subject shows in its traceback.
+    """
+    try:
+        err.subject = subject  # type: ignore[attr-defined]
+        err.payload = payload  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type that refuses new attributes keeps the note
+        pass
+    note = f"while handling a message on subject {subject!r} ({len(payload)} bytes)"
+    add_note = getattr(err, "add_note", None)  # Python >= 3.11
+    if add_note is not None and note not in getattr(err, "__notes__", ()):  # an error raised again: once
+        add_note(note)
+    return err
+
+
+def describe_failure(err: Exception) -> str:
+    """One log line for a failed message: subject, size, the payload's first bytes and the error."""
+    if isinstance(err, BadMessageError):
+        return str(err)
+    payload: bytes = getattr(err, "payload", b"")
+    preview = payload[:32].hex() if isinstance(payload, (bytes, bytearray)) else ""
+    return (
+        f"message on subject {getattr(err, 'subject', '?')!r} ({len(payload)} bytes, starts "
+        f"{preview or '<empty>'}) failed: {type(err).__name__}: {err}"
+    )
 
 
 def callback_arity(cb: Any, *, what: str = "callback", skip_self: bool = False) -> int:
@@ -188,12 +221,18 @@ class NatsBrokerSubscription(Subscription):
         except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
             pass
         except asyncio.TimeoutError:
+            # nats-py's drain() leaves the subscription closed but its handler running and unsubscribe()
+            # refusing it (BadSubscriptionError): end it for sure, so a stop always finishes.
             _logger.warning(
-                "subscription %s did not drain within %.1f s; dropping its backlog", sub.subject, timeout
+                "subscription %s did not drain within %.1f s (a handler hangs?); cancelling its handler "
+                "and dropping its backlog",
+                sub.subject,
+                timeout,
             )
-            await sub.unsubscribe()
+            _nats_compat.stop_subscription(sub)
 
     async def _report_error(self, err: Exception) -> None:
+        """Count, keep, log and pass on one error (annotated by :func:`attach_message`)."""
         self.errors += 1
         if len(self._pending_errors) == self._pending_errors.maxlen:
             self.errors_dropped += 1
@@ -201,19 +240,18 @@ class NatsBrokerSubscription(Subscription):
         self._error_event.set()
         # A stream of bad messages must not flood the log: the first ten, then every thousandth.
         if self.errors <= 10 or self.errors % 1000 == 0:
-            cause = err.cause if isinstance(err, MessageHandlingError) else err
-            decode_failure = isinstance(cause, (DeserializationError, pydantic.ValidationError))
+            bad_input = isinstance(err, (DeserializationError, pydantic.ValidationError, BadMessageError))
             _logger.error(
                 "%s%s",
-                err,
+                describe_failure(err),
                 f" (error {self.errors} on this subscription)" if self.errors > 10 else "",
-                exc_info=None if decode_failure else cause,
+                exc_info=None if bad_input else err,
             )
         if self._subscription_error_cb is not None:
             try:
                 await self._subscription_error_cb(err)
             except Exception:
-                _logger.exception("subscription_error_cb raised while handling %s", err)
+                _logger.exception("subscription_error_cb raised while handling %s", describe_failure(err))
 
     def check_pending_error(self) -> None:
         if self._pending_errors:
@@ -250,7 +288,7 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
                     f"use @reply and request() if the message should be answered"
                 )
         except Exception as e:
-            await self._report_error(MessageHandlingError(nats_msg.subject, nats_msg.data, e))
+            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
@@ -317,7 +355,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
                     )
                 except Exception:
                     _logger.exception("could not send the error reply for subject %s", nats_msg.subject)
-            await self._report_error(MessageHandlingError(nats_msg.subject, nats_msg.data, e))
+            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class RawSubscription(NatsBrokerSubscription):
@@ -334,7 +372,7 @@ class RawSubscription(NatsBrokerSubscription):
         try:
             await self._cb(nats_msg)
         except Exception as e:
-            await self._report_error(MessageHandlingError(nats_msg.subject, nats_msg.data, e))
+            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class SubscriptionDummy(Subscription):
