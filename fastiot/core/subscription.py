@@ -48,7 +48,9 @@ __all__ = [
     "SubscriptionDummy",
     "SubscriptionErrorCallback",
     "SubscriptionReplyCallback",
+    "attach_message",
     "callback_arity",
+    "describe_failure",
 ]
 
 # A subscription callback is ``async def cb(msg)`` or ``async def cb(subject_name, msg)``.
@@ -157,7 +159,10 @@ class NatsBrokerSubscription(Subscription):
 
     Handler errors never stop a subscription. Each is logged with its subject, handed to
     ``subscription_error_cb`` and kept (the newest ``DEFAULT_MAX_PENDING_ERRORS``) for
-    :meth:`check_pending_error`; ``errors_dropped`` counts those that fell out of that buffer.
+    :meth:`check_pending_error`; ``errors_dropped`` counts those that fell out of that buffer. The
+    callback and :meth:`check_pending_error` get the same object: the handler's own exception (or
+    ``DeserializationError`` / ``pydantic.ValidationError``) with ``subject`` and ``payload`` attached
+    (see :func:`attach_message`), or a ``BadMessageError`` for a malformed message from the wire.
     """
 
     def __init__(self, subscription_error_cb: SubscriptionErrorCallback | None = None, **kwargs: Any) -> None:
