@@ -45,6 +45,7 @@ from fastiot.exceptions import NotRunningError, ParquetUnavailableError, WaitTim
 if TYPE_CHECKING:
     import pandas as pd
     from nats.aio.msg import Msg as NatsMsg
+
     from fastiot.core.subscription import RawSubscription as NatsSubscription
 
 __all__ = [

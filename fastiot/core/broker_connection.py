@@ -173,7 +173,9 @@ class NatsBrokerConnection(BrokerConnection):
 
         Args:
             closed_cb: Awaited when the connection is closed for good.
-            subscription_error_cb: Awaited with every message handling error of every subscription.
+            subscription_error_cb: Awaited with every error of every subscription's handler: the
+                handler's own exception (or the decode / validation error) with ``subject`` and
+                ``payload`` attached, or a ``BadMessageError`` for a malformed message from the wire.
             servers: URLs; default from ``FASTIOT_NATS_SERVERS`` or ``FASTIOT_NATS_HOST``/``_PORT``.
             connect_timeout: Seconds the first connect may take in all.
             name: The client name shown in NATS monitoring.
