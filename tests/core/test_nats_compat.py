@@ -189,9 +189,11 @@ async def test_process_msg_builds_messages_through_the_two_hooks() -> None:
 
     nc = Probe()
     got: list[Any] = []
+    arrived = asyncio.Event()
 
     async def cb(msg: Any) -> None:
         got.append(msg)
+        arrived.set()
 
     nc._subs[1] = sub = nats.aio.subscription.Subscription(nc, 1, "a", cb=cb)
     sub._start(nc._error_cb)
@@ -201,10 +203,7 @@ async def test_process_msg_builds_messages_through_the_two_hooks() -> None:
     await nc._process_msg(1, b"\xff", b"", b"bad", None)
     await nc._process_msg(1, b"a", b"", b"bad", b"NATS/1.0 503 \xff\xfe\r\n\r\n")
     await nc._process_msg(1, b"a", b"", b"bad", b"NATS/1.0")
-    for _ in range(100):
-        if got:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(arrived.wait(), WAIT)
     sub._stop_processing()
     assert [(m.subject, m.reply, m.data, m.headers) for m in got] == [("a", "r", b"ok", {"K": "v"})]
     assert len(nc.built) == 4 and nc.built[1:] == [None, None, None]
