@@ -185,12 +185,9 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
     async def main():
         loop = asyncio.get_running_loop()
         if NESTED:
-            try:
-                import nest_asyncio2 as nest_asyncio
-            except ImportError:  # until the switch to nest-asyncio2 (issue 9) has landed
-                import nest_asyncio
+            import nest_asyncio2
 
-            nest_asyncio.apply(loop)
+            nest_asyncio2.apply(loop)
         broker = await NatsBrokerConnection.connect()
         broker.allow_sync_calls_on_loop_thread = ALLOWED
         received = asyncio.Queue()
