@@ -21,6 +21,7 @@ from nats.protocol.parser import Parser
 from fastiot.core import _nats_compat
 from fastiot.exceptions import BadMessageError
 from fastiot.nats_server import NatsServer
+from tests.core.fault_helpers import HangingHandler
 
 WAIT = 10.0
 
@@ -100,28 +101,17 @@ async def test_subscription_id_and_limits(client: NatsClient) -> None:
 
 
 async def test_stop_subscription_ends_a_drain_that_timed_out(client: NatsClient) -> None:
-    entered, cancelled = asyncio.Event(), asyncio.Event()
-    handled: list[bytes] = []
-
-    async def hangs(msg: Any) -> None:
-        handled.append(msg.data)
-        entered.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    sub = await client.subscribe("compat.hang", cb=hangs)
+    hangs = HangingHandler()
+    sub = await client.subscribe("compat.hang", cb=hangs.__call__)  # nats-py wants a coroutine function
     before = _nats_compat.client_subscription_count(client)
     await client.publish("compat.hang", b"1")
-    await asyncio.wait_for(entered.wait(), WAIT)
+    await asyncio.wait_for(hangs.entered.wait(), WAIT)
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(sub.drain(), 0.2)
     with pytest.raises(nats.errors.BadSubscriptionError):  # why stop_subscription exists
         await sub.unsubscribe()
     _nats_compat.stop_subscription(sub)
-    await asyncio.wait_for(cancelled.wait(), WAIT)
+    await asyncio.wait_for(hangs.cancelled.wait(), WAIT)
     assert _nats_compat.client_subscription_count(client) == before - 1
 
 

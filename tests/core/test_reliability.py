@@ -26,6 +26,7 @@ from fastiot.exceptions import (
     RequestTimeoutError,
 )
 from fastiot.nats_server import NatsServer, find_free_port
+from tests.core.fault_helpers import HangingHandler
 from tests.waits import wait_until
 
 WAIT = 10.0
@@ -294,25 +295,14 @@ def test_request_sync_on_the_loop_thread_reports_the_requests_timeout(
 async def test_a_drain_that_times_out_cancels_the_hung_handler_and_unsubscribes(
     broker: NatsBrokerConnection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    entered, cancelled = asyncio.Event(), asyncio.Event()
-    handled: list[int] = []
-
-    async def hangs(msg: Reading) -> None:
-        handled.append(msg.value)
-        entered.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    hangs = HangingHandler()
     subject = Reading.get_subject("reliability.hang")
     subscription = await broker.subscribe(subject, hangs)
     await broker.publish(subject, Reading(value=1))
-    await asyncio.wait_for(entered.wait(), WAIT)
+    await asyncio.wait_for(hangs.entered.wait(), WAIT)
     await subscription.drain(timeout=0.2)  # returns, never raises BadSubscriptionError
-    await asyncio.wait_for(cancelled.wait(), WAIT)
+    await asyncio.wait_for(hangs.cancelled.wait(), WAIT)
     await broker.publish(subject, Reading(value=2))
     await broker.flush()
-    assert handled == [1]  # nothing is delivered after the drain
+    assert [msg.value for msg in hangs.handled] == [1]  # type: ignore[attr-defined]  # nothing after the drain
     assert "v1.reading.reliability.hang" in caplog.text and "did not drain" in caplog.text
