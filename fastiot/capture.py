@@ -45,7 +45,8 @@ from fastiot.exceptions import NotRunningError, ParquetUnavailableError, WaitTim
 if TYPE_CHECKING:
     import pandas as pd
     from nats.aio.msg import Msg as NatsMsg
-    from nats.aio.subscription import Subscription as NatsSubscription
+
+    from fastiot.core.subscription import RawSubscription as NatsSubscription
 
 __all__ = [
     "DEFAULT_MAX_COLUMNS",

@@ -9,8 +9,10 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── BrokerUnavailableError             (ConnectionError) no NATS server accepted the connection
     │   └── BrokerAuthenticationError      the server rejected the credentials
     ├── DeserializationError               (ValueError) a payload is not valid msgpack / not the model
-    ├── MessageHandlingError               a message could not be decoded, validated or handled
+    ├── MessageHandlingError               (0.1 only; handlers' own errors are reported now)
+    ├── BadMessageError                    (ValueError) a message from the wire is malformed
     ├── ReplyHandlerError                  the replying service failed
+    ├── RequestTimeoutError                (TimeoutError, nats TimeoutError) no reply in time
     ├── SyncCallOnLoopThreadError          (RuntimeError) a blocking call on the loop's own thread
     ├── PublishBufferFullError             (nats OutboundBufferLimitError) reconnect buffer full
     ├── PayloadTooLargeError               (nats MaxPayloadError) larger than max_payload
@@ -34,6 +36,7 @@ import nats.errors
 
 __all__ = [
     "BackgroundProcessError",
+    "BadMessageError",
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
     "CSVError",
@@ -48,6 +51,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
+    "RequestTimeoutError",
     "SQLSchemaCheckError",
     "ServiceCellError",
     "ServiceError",
@@ -101,7 +105,11 @@ class DeserializationError(FastIoTError, ValueError):
 
 
 class MessageHandlingError(FastIoTError):
-    """A message on a subject could not be decoded, validated or handled.
+    """A message on a subject could not be decoded, validated or handled (fastiot 0.1).
+
+    fastiot no longer raises it: ``subscription_error_cb`` and ``check_pending_error`` get the
+    handler's own exception (or ``DeserializationError`` / ``pydantic.ValidationError``) with
+    ``subject`` and ``payload`` attached, as FastIoT does. Kept so code that names it still imports.
 
     Attributes:
         subject: The NATS subject the message arrived on.
@@ -119,6 +127,47 @@ class MessageHandlingError(FastIoTError):
         )
 
 
+class BadMessageError(FastIoTError, ValueError):
+    """A message arrived whose subject, reply subject or header block is malformed (e.g. not UTF-8).
+
+    Any client that can publish can send one. It is dropped, reported through the connection's error
+    reporting (``subscription_error_cb`` of the subscription it was for, and the log), and the
+    connection goes on delivering.
+
+    Attributes:
+        subject: The raw subject bytes.
+        reply: The raw reply subject bytes (empty if none).
+        payload: The raw payload.
+        headers: The raw header block, or None.
+        sid: The id of the subscription it was delivered for.
+        cause: The error that parsing it raised.
+    """
+
+    def __init__(
+        self,
+        *,
+        subject: bytes,
+        reply: bytes,
+        payload: bytes,
+        headers: bytes | None,
+        sid: int,
+        cause: BaseException,
+    ) -> None:
+        self.subject = subject
+        self.reply = reply
+        self.payload = payload
+        self.headers = headers
+        self.sid = sid
+        self.cause = cause
+        part = "header block" if headers is not None else "subject"
+        super().__init__(
+            f"dropped a malformed message: its {part} cannot be read ({type(cause).__name__}: {cause}); "
+            f"subject bytes {subject[:200]!r}, reply {reply[:200]!r}, {len(payload)} payload bytes"
+            f"{'' if headers is None else f', headers {headers[:200]!r}'}. Delivery goes on; find the "
+            f"client that publishes subjects or headers that are not UTF-8"
+        )
+
+
 class ReplyHandlerError(FastIoTError):
     """The service answering a request failed; the text is the error the replier reported.
 
@@ -131,6 +180,31 @@ class ReplyHandlerError(FastIoTError):
         self.subject = subject
         self.remote_error = remote_error
         super().__init__(f"the handler for request subject {subject!r} failed: {remote_error}")
+
+
+class RequestTimeoutError(FastIoTError, nats.errors.TimeoutError, TimeoutError):
+    """No reply to a request arrived in time.
+
+    A ``TimeoutError`` and a ``nats.errors.TimeoutError``, so code written for either still catches it.
+    While any wildcard subscriber (e.g. a subject browser on ``>``) listens, NATS delivers the request
+    to it and cannot answer "no responders", so a request nobody serves ends here too.
+
+    Attributes:
+        subject: The request subject.
+        timeout: The seconds waited.
+    """
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.subject = subject
+        self.timeout = timeout
+        self._text = (
+            f"no reply within {timeout} s on {subject!r} (if nobody serves it: NATS cannot report "
+            f"'no responders' while a wildcard subscriber such as a subject browser on '>' listens)"
+        )
+        super().__init__(self._text)
+
+    def __str__(self) -> str:
+        return self._text
 
 
 class SyncCallOnLoopThreadError(FastIoTError, RuntimeError):

@@ -94,6 +94,27 @@ class Counter:
             raise AssertionError(f"condition not reached within {timeout} s (count {self.count})") from None
 
 
+class HangingHandler:
+    """A message handler that never returns: it records each message, then waits until cancelled.
+
+    ``entered`` is set when a message arrives, ``cancelled`` when the handler is cancelled.
+    """
+
+    def __init__(self) -> None:
+        self.handled: list[object] = []
+        self.entered = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def __call__(self, msg: object) -> None:
+        self.handled.append(msg)
+        self.entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
 async def publish_until(
     publish: Callable[[], Awaitable[object]], arrived: Callable[[], bool], timeout: float = WAIT
 ) -> None:
