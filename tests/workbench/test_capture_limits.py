@@ -14,7 +14,7 @@ import pytest
 from fastiot.capture import DEFAULT_MAX_BYTES, ColumnarBuffer, MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
-from fastiot.payloads import DEFAULT_MAX_DEPTH
+from fastiot.payloads import DEFAULT_MAX_DEPTH, register_decoder, unregister_decoder
 
 KB = 1024
 MB = 1024 * 1024
@@ -199,3 +199,22 @@ async def test_a_buffer_frame_has_the_columns_of_a_capture(broker: NatsBrokerCon
     assert appended.columns.tolist() == captured.columns.tolist()
     assert appended.dtypes.astype(str).tolist() == captured.dtypes.astype(str).tolist()
     pd.testing.assert_frame_equal(appended.drop(columns="received_at"), captured.drop(columns="received_at"))
+
+
+async def test_a_capture_decodes_with_registered_decoders_and_takes_text_as_text(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    register_decoder(
+        "csv", lambda data: dict(enumerate(data.decode().split(","))), subjects=f"{prefix}.csv.>"
+    )
+    try:
+        async with MessageCapture(f"{prefix}.>", broker) as capture:
+            await broker.publish_raw(f"{prefix}.csv.a", b"1,2")
+            await broker.publish_raw(f"{prefix}.text", b"7")  # what `nats pub subject 7` sends
+            await broker.publish_raw(f"{prefix}.text", b"x")
+            await capture.wait_for(3, timeout=5)
+            frame = capture.to_dataframe()
+    finally:
+        unregister_decoder("csv")
+    assert frame[["0", "1"]].values.tolist()[0] == ["1", "2"], "the registered decoder made the columns"
+    assert frame["value"].tolist()[1:] == [7, "x"] and capture.errors == 0
