@@ -232,14 +232,13 @@ class MessageCapture(BrokerObserver):
         time_ns = _time_ns
         unpack = unpackb
 
-        if msgpack_first:
-
-            async def on_msg(msg: NatsMsg) -> None:
-                if self._paused:
-                    self._on_paused_msg()
-                    return
-                data = msg.data
-                size = len(data)
+        async def on_msg(msg: NatsMsg) -> None:
+            if self._paused:
+                self._on_paused_msg()
+                return
+            data = msg.data
+            size = len(data)
+            if msgpack_first:
                 try:
                     payload = unpack(data)
                 except Exception:
@@ -247,26 +246,10 @@ class MessageCapture(BrokerObserver):
                 else:
                     if size == 1 and type(payload) is int:
                         payload = decode(data, msg.subject)  # text, e.g. `nats pub subject 5`
-                seq = self._received
-                stage((msg.subject, time_ns(), payload, size))
-                if msg.headers:
-                    staged_headers[seq] = msg.headers
-                self._received = seq + 1
-                budget = self._byte_budget - size
-                self._byte_budget = budget
-                if seq >= self._trigger_seq or budget < 0:
-                    self._on_trigger(seq)
-
-            return on_msg
-
-        async def on_decoded_msg(msg: NatsMsg) -> None:
-            if self._paused:
-                self._on_paused_msg()
-                return
-            data = msg.data
-            size = len(data)
+            else:
+                payload = decode(data, msg.subject)
             seq = self._received
-            stage((msg.subject, time_ns(), decode(data, msg.subject), size))
+            stage((msg.subject, time_ns(), payload, size))
             if msg.headers:
                 staged_headers[seq] = msg.headers
             self._received = seq + 1
@@ -275,7 +258,7 @@ class MessageCapture(BrokerObserver):
             if seq >= self._trigger_seq or budget < 0:
                 self._on_trigger(seq)
 
-        return on_decoded_msg
+        return on_msg
 
     def _on_paused_msg(self) -> None:
         self._skipped += 1
