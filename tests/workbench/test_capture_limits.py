@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-import uuid
 from pathlib import Path
 
 import msgpack
@@ -18,12 +17,6 @@ from fastiot.payloads import DEFAULT_MAX_DEPTH, register_decoder, unregister_dec
 
 KB = 1024
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.limits.{uuid.uuid4().hex[:12]}"
 
 
 def _nested(levels: int, leaf: object = 1) -> object:
