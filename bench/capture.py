@@ -425,21 +425,26 @@ def view_reads(index: Any) -> dict[str, float]:
 
 
 def index_memory(subjects: int) -> dict[str, Any]:
-    """Bytes per subject of an index that keeps ``DEFAULT_HISTORY`` messages of each, with tracemalloc."""
+    """Bytes per subject of an index that keeps ``DEFAULT_HISTORY`` messages of each, with tracemalloc.
+
+    Every message gets its own payload bytes, as messages from NATS do.
+    """
     from fastiot.subjects import DEFAULT_HISTORY, SubjectIndex
 
-    messages = [FakeMsg(subject, data) for subject, data in spread_payloads(subjects)]
+    payloads = spread_payloads(subjects)
     gc.collect()
     tracemalloc.start(1)
     before = tracemalloc.get_traced_memory()[0]
     index = SubjectIndex(">", connection=None, max_subjects=subjects)
     ((_, on_msg),) = index._subscription_plan()
-    feed(on_msg, messages, subjects * DEFAULT_HISTORY)
+    for i in range(subjects * DEFAULT_HISTORY):
+        subject, data = payloads[i % subjects]
+        feed(on_msg, [FakeMsg(subject, bytes(memoryview(data)))], 1)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     assert len(index) == subjects
-    payload_bytes = sum(len(m.data) for m in messages) * DEFAULT_HISTORY
+    payload_bytes = sum(len(data) for _, data in payloads) * DEFAULT_HISTORY
     return {
         "subjects": subjects,
         "messages_kept_per_subject": DEFAULT_HISTORY,
