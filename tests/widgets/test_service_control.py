@@ -9,13 +9,18 @@ import pytest
 
 from fastiot import workbench
 from fastiot.core import FastIoTService, subscribe
-from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStartError
 from fastiot_widgets import ServiceControl
 from fastiot_widgets._common import ConnectionStatus
-from tests.services import CrashingLoop, CrashingStart
+from tests.services import (
+    CrashingLoop,
+    CrashingStart,
+    FirstMessage,
+    assert_no_message_lost_right_after_start,
+)
 from tests.waits import wait_for_trait
 
 
@@ -213,3 +218,21 @@ async def test_connection_status_follows_reconnect_and_close() -> None:
         assert status.state == "disconnected" and status.detail == "connection closed"
     finally:
         server.stop()
+
+
+async def test_start_returns_when_the_server_has_the_subscriptions() -> None:
+    """A message another client publishes right after ``await ctl.start()`` is never lost."""
+    ctl: ServiceControl | None = None
+
+    async def start(connection: BrokerConnection) -> FastIoTService:
+        nonlocal ctl
+        ctl = ctl or ServiceControl(FirstMessage, connection=connection)
+        await ctl.start()
+        assert ctl.runner.service is not None
+        return ctl.runner.service
+
+    async def stop() -> None:
+        if ctl is not None:
+            await ctl.stop()
+
+    await assert_no_message_lost_right_after_start(start, stop)

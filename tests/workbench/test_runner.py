@@ -8,9 +8,16 @@ import pytest
 
 from fastiot import workbench
 from fastiot.core import FastIoTService, subscribe
+from fastiot.core.broker_connection import BrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.runner import ServiceRunner, ServiceStartError
-from tests.services import CrashingLoop, CrashingStart
+from tests.services import (
+    CrashingLoop,
+    CrashingStart,
+    FirstMessage,
+    Hung,
+    assert_no_message_lost_right_after_start,
+)
 
 
 class Counter(FastIoTService):
@@ -124,3 +131,47 @@ async def test_echo_log_off_keeps_lines_in_the_runner_only(broker) -> None:
     assert any("got 42" in line for line in runner.log_lines)
     assert "got 42" not in seen_by_console
     assert runner.service._logger.propagate, "the logger is handed back as it was"
+
+
+async def test_stop_finishes_and_says_stopped_when_a_handler_never_returns(broker) -> None:
+    runner = ServiceRunner(Hung, connection=broker)
+    await runner.start()
+    service = runner.service
+    await broker.publish(Thing.get_subject("hung"), Thing(machine="m", name="hung", value=1))
+    await asyncio.wait_for(service.entered.wait(), 10)
+    await runner.stop()
+    assert runner.status == "stopped", runner.error
+    assert runner.error is None
+    assert service.stopped and service.cancelled.is_set()
+    warnings = [line for line in runner.log_lines if "WARNING" in line and "a_never_returns" in line]
+    assert warnings, list(runner.log_lines)
+    assert runner not in workbench.registered()
+
+
+async def test_workbench_shutdown_finishes_when_a_handler_never_returns() -> None:
+    runner = ServiceRunner(Hung)
+    await runner.start()
+    connection = await workbench.connection()
+    await connection.publish(Thing.get_subject("hung"), Thing(machine="m", name="hung", value=1))
+    await asyncio.wait_for(runner.service.entered.wait(), 10)
+    await workbench.shutdown()
+    assert runner.status == "stopped", runner.error
+    assert runner.service.stopped
+
+
+async def test_start_returns_when_the_server_has_the_subscriptions() -> None:
+    """A message another client publishes right after ``await runner.start()`` is never lost."""
+    runner: ServiceRunner | None = None
+
+    async def start(connection: BrokerConnection) -> FastIoTService:
+        nonlocal runner
+        runner = runner or ServiceRunner(FirstMessage, connection=connection)
+        await runner.start()
+        assert runner.service is not None
+        return runner.service
+
+    async def stop() -> None:
+        if runner is not None:
+            await runner.stop()
+
+    await assert_no_message_lost_right_after_start(start, stop)
