@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -26,6 +30,16 @@ class Counter(FastIoTService):
         self._logger.info("got %s", thing.value)
 
 
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition of the code under test that no event signals (a counter, a log line)."""
+    # TODO(services): tests.waits.wait_until once the runtime helper has put it on main.
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture(autouse=True)
 async def clean_workbench():
     yield
@@ -42,10 +56,7 @@ async def test_start_count_stop(broker) -> None:
     for i in range(3):
         await broker.publish(Thing.get_subject("runner.a"), Thing(machine="m", name="a", value=i))
     await broker.flush()
-    for _ in range(200):
-        if runner.handler_counts().get("on_thing", {}).get("received") == 3:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: runner.handler_counts().get("on_thing", {}).get("received") == 3)
     assert runner.handler_counts() == {"on_thing": {"received": 3, "errors": 0}}
     assert any("got 2" in line for line in runner.log_lines)
     await runner.stop()
@@ -94,43 +105,95 @@ def test_rejects_what_is_not_a_service() -> None:
         ServiceRunner(Counter(), rate=3)
 
 
-async def test_restarts_leave_no_log_handlers_behind(broker) -> None:
+async def test_restarts_leave_the_logger_as_it_was(broker) -> None:
     runner = ServiceRunner(Counter, connection=broker)
     await runner.start()
     logger = runner.service._logger
-    before = len(logger.handlers)
+    before = (list(logger.handlers), list(logger.filters), logger.propagate)
     for _ in range(3):
         await runner.restart()
-    assert len(logger.handlers) == before
     await runner.stop()
-    assert len(logger.handlers) == before - 1
+    assert (list(logger.handlers), list(logger.filters), logger.propagate) == before
 
 
-async def test_echo_log_off_keeps_lines_in_the_runner_only(broker) -> None:
-    import logging
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
 
-    seen_by_console: list[str] = []
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
-    class Recorder(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen_by_console.append(record.getMessage())
 
-    recorder = Recorder()
-    logging.getLogger("fastiot").addHandler(recorder)  # where the console handler sits
-    try:
-        runner = ServiceRunner(Counter, connection=broker, echo_log=False)
-        await runner.start()
-        await broker.publish(Thing.get_subject("runner.quiet"), Thing(machine="m", name="quiet", value=42))
-        for _ in range(200):
-            if any("got 42" in line for line in runner.log_lines):
-                break
-            await asyncio.sleep(0.01)
-        await runner.stop()
-    finally:
-        logging.getLogger("fastiot").removeHandler(recorder)
-    assert any("got 42" in line for line in runner.log_lines)
-    assert "got 42" not in seen_by_console
-    assert runner.service._logger.propagate, "the logger is handed back as it was"
+@pytest.fixture
+def console() -> Iterator[_Recorder]:
+    """What reaches the handlers of the ``fastiot`` logger (where the console handler sits) and root."""
+    recorder = _Recorder()
+    loggers = [logging.getLogger("fastiot"), logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(recorder)
+    yield recorder
+    for logger in loggers:
+        logger.removeHandler(recorder)
+
+
+async def test_echo_log_off_keeps_lines_in_the_runner_only(broker, console: _Recorder) -> None:
+    runner = ServiceRunner(Counter, connection=broker, echo_log=False)
+    await runner.start()
+    await broker.publish(Thing.get_subject("runner.quiet"), Thing(machine="m", name="quiet", value=42))
+    await wait_until(lambda: any("got 42" in line for line in runner.log_lines))
+    await runner.stop()
+    assert any("stopped Counter" in line for line in runner.log_lines)
+    assert not any("42" in m or "Counter" in m or "workbench" in m for m in console.messages), (
+        console.messages
+    )
+
+
+async def test_echo_log_on_shows_each_line_once_on_the_console(broker, console: _Recorder) -> None:
+    runner = ServiceRunner(Counter, connection=broker, echo_log=True)
+    await runner.start()
+    await broker.publish(Thing.get_subject("runner.loud"), Thing(machine="m", name="loud", value=43))
+    await wait_until(lambda: any("got 43" in line for line in runner.log_lines))
+    await runner.stop()
+    assert console.messages.count("got 43") == 1, console.messages
+
+
+class Failing(FastIoTService):
+    @subscribe(subject=Thing.get_subject("runner.failing"))
+    async def on_thing(self, thing: Thing) -> None:
+        self._logger.info("handling %s", thing.value)
+        raise ValueError(f"cannot handle {thing.value}")
+
+
+async def test_one_service_log_in_one_format(broker, console: _Recorder) -> None:
+    """The service's own lines and its handlers' errors, start to stop: all in its log, one format."""
+    runner = ServiceRunner(Failing, connection=broker, echo_log=False)
+    await runner.start()
+    await broker.publish(Thing.get_subject("runner.failing"), Thing(machine="m", name="f", value=7))
+    await wait_until(lambda: any("cannot handle 7" in line for line in runner.log_lines))
+    await runner.stop()
+    # One line per record (a traceback continues its line): time, level, message.
+    records = [line for line in runner.log_lines if not line.startswith((" ", "Traceback", "ValueError"))]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d (INFO|WARNING|ERROR) .+", r.splitlines()[0]) for r in records)
+    messages = [r.splitlines()[0].split(" ", 2)[1:] for r in records]
+    assert messages[:2] == [["INFO", "started Failing"], ["INFO", "handling 7"]]
+    assert messages[2][0] == "ERROR" and "cannot handle 7" in messages[2][1], "the handler's error"
+    assert messages[-1] == ["INFO", "stopped Failing"]
+    assert console.messages == [], "nothing of it reaches the console (a red stderr line in a notebook)"
+
+
+async def test_two_runners_of_one_class_keep_their_own_logs(broker, console: _Recorder) -> None:
+    first = ServiceRunner(Counter, connection=broker, echo_log=False)
+    second = ServiceRunner(Counter, connection=broker, echo_log=False)
+    await first.start()
+    await second.start()
+    await first.stop()  # the other one still runs: its lines stay in its own log, off the console
+    await broker.publish(Thing.get_subject("runner.second"), Thing(machine="m", name="second", value=44))
+    await wait_until(lambda: any("got 44" in line for line in second.log_lines))
+    await second.stop()
+    assert not any("got 44" in line for line in first.log_lines)
+    assert sum("started Counter" in line for line in second.log_lines) == 1
+    assert console.messages == []
 
 
 async def test_stop_finishes_and_says_stopped_when_a_handler_never_returns(broker) -> None:
