@@ -131,6 +131,16 @@ async def test_log_view_is_bounded(broker) -> None:
     await ctl.stop()
 
 
+async def test_one_hidden_log_line_is_one_line(broker) -> None:
+    ctl = ServiceControl(Counter, connection=broker)
+    ctl.max_log_lines = 1
+    await ctl.start()  # logs "started Counter"
+    await _publish(broker, 1)
+    await wait_for_trait(ctl.log_view, "value", lambda v: "got 0" in v)
+    assert "(1 older line not shown)" in ctl.log_view.value
+    await ctl.stop()
+
+
 async def test_crashing_loop_shows_crashed_with_traceback(broker) -> None:
     ctl = ServiceControl(CrashingLoop, connection=broker)
     ctl.start_button.click()
