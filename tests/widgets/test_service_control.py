@@ -10,6 +10,7 @@ import pytest
 from fastiot import workbench
 from fastiot.core import FastIoTService, subscribe
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
+from fastiot.exceptions import ServiceReplacedError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStartError
@@ -246,3 +247,22 @@ async def test_start_returns_when_the_server_has_the_subscriptions() -> None:
             await ctl.stop()
 
     await assert_no_message_lost_right_after_start(start, stop)
+
+
+async def test_a_replaced_control_cannot_start(broker) -> None:
+    ctl = ServiceControl(Counter, connection=broker)
+    await ctl.start()
+    await ctl.runner.retire()  # what a newer %%service cell of the same service does
+    assert ctl.status == "replaced"
+    assert "replaced by a newer cell" in ctl.status_light.value
+    assert (ctl.start_button.disabled, ctl.stop_button.disabled, ctl.restart_button.disabled) == (
+        True,
+        True,
+        True,
+    )
+    ctl.start_button.click()  # a click that still arrives (e.g. sent before the button was disabled)
+    await ctl.wait_idle()
+    assert ctl.status == "replaced" and ctl.runner not in workbench.registered()
+    assert "ServiceReplacedError" in ctl.error and "newer cell" in ctl.error
+    with pytest.raises(ServiceReplacedError, match="replaced by a newer cell"):
+        await ctl.restart()

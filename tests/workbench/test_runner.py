@@ -13,8 +13,9 @@ import pytest
 from fastiot import workbench
 from fastiot.core import FastIoTService, subscribe
 from fastiot.core.broker_connection import BrokerConnection
+from fastiot.exceptions import ServiceReplacedError
 from fastiot.msg.thing import Thing
-from fastiot.runner import ServiceRunner, ServiceStartError
+from fastiot.runner import ServiceRunner, ServiceStartError, ServiceStatus
 from tests.services import (
     CrashingLoop,
     CrashingStart,
@@ -238,3 +239,18 @@ async def test_start_returns_when_the_server_has_the_subscriptions() -> None:
             await runner.stop()
 
     await assert_no_message_lost_right_after_start(start, stop)
+
+
+async def test_a_retired_runner_stops_and_cannot_start_again(broker) -> None:
+    runner = ServiceRunner(Counter, connection=broker)
+    statuses: list[str] = []
+    runner.on_status_change(statuses.append)
+    await runner.start()
+    await runner.retire()
+    assert runner.status == ServiceStatus.REPLACED == "replaced"
+    assert runner.status.description == "replaced by a newer cell"
+    assert statuses == ["starting", "running", "stopped", "replaced"]
+    assert runner not in workbench.registered()
+    with pytest.raises(ServiceReplacedError, match="newest %%service cell"):
+        await runner.start()
+    assert runner.status == "replaced" and runner.starts == 1
