@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,22 +22,13 @@ from tests.services import (
     Hung,
     assert_no_message_lost_right_after_start,
 )
+from tests.waits import wait_until
 
 
 class Counter(FastIoTService):
     @subscribe(subject=Thing.get_subject("runner.>"))
     async def on_thing(self, thing: Thing) -> None:
         self._logger.info("got %s", thing.value)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition of the code under test that no event signals (a counter, a log line)."""
-    # TODO(services): tests.waits.wait_until once the runtime helper has put it on main.
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
