@@ -365,16 +365,9 @@ class FastIoTService:
         if not subs:
             return
         timeout = self.drain_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
         results = await asyncio.gather(*(self._drain(sub, timeout) for sub in subs), return_exceptions=True)
-        hung = [task for task in self._busy_handlers if task is not asyncio.current_task()]
-        for task in hung:
-            task.cancel()  # the handler logs a warning naming itself
-        if hung:
-            _, ignoring = await asyncio.wait(hung, timeout=timeout)
-            for task in ignoring:
-                self._logger.error(
-                    "handler %s ignores its cancellation; leaving it behind", self._busy_handlers.get(task)
-                )
+        await self._cancel_hung_handlers(deadline)
         for sub, result in zip(subs, results, strict=True):
             if isinstance(result, BaseException):
                 self._logger.debug("draining a subscription failed: %r; unsubscribing it", result)
@@ -382,6 +375,25 @@ class FastIoTService:
                     await sub.unsubscribe()
                 except Exception as e:  # gone with the connection, or already unsubscribed by the drain
                     self._logger.debug("unsubscribing after a failed drain: %r", e)
+
+    async def _cancel_hung_handlers(self, deadline: float) -> None:
+        """Give handlers still busy after the drains the rest of ``drain_timeout``, then cancel them.
+
+        (A drain returns early when, e.g., the connection is gone; the handler then still gets its time.)
+        """
+        busy = {task for task in self._busy_handlers if task is not asyncio.current_task()}
+        remaining = deadline - asyncio.get_running_loop().time()
+        if busy and remaining > 0:
+            _, busy = await asyncio.wait(busy, timeout=remaining)
+        if not busy:
+            return
+        for task in busy:
+            task.cancel()  # the handler logs a warning naming itself
+        _, ignoring = await asyncio.wait(busy, timeout=self.drain_timeout)
+        for task in ignoring:
+            self._logger.error(
+                "handler %s ignores its cancellation; leaving it behind", self._busy_handlers.get(task)
+            )
 
     @staticmethod
     async def _drain(sub: Subscription, timeout: float) -> None:
