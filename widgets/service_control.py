@@ -334,11 +334,8 @@ class ServiceControl(widgets.VBox):
         self._stop_refreshing()
         self._tasks.cancel_all()
         self._refresher.cancel_all()
-        try:
-            self.runner.on_status_change(self._on_status_change, remove=True)
-            self.runner.on_log(self._on_log_line, remove=True)
-        except ValueError:  # closed twice
-            pass
+        self.runner.on_status_change(self._on_status_change, remove=True)  # closing twice is fine
+        self.runner.on_log(self._on_log_line, remove=True)
         self.connection_status.close()
         super().close()
 
