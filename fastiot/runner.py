@@ -213,8 +213,7 @@ class ServiceRunner:
         if self.service is None:
             return {}
         return {
-            # TODO(services): sub.errors directly once core gives every Subscription the counters.
-            name: {"received": getattr(sub, "received", 0), "errors": getattr(sub, "errors", 0)}
+            name: {"received": sub.received, "errors": sub.errors}
             for name, sub in self.service.subscriptions.items()
         }
 

@@ -327,12 +327,9 @@ class FastIoTService:
         """Return once the server has every subscription, so no message sent after the start is missed."""
         if not self._subs:
             return
-        # TODO(services): call broker_connection.flush() directly once core puts it on BrokerConnection.
-        flush = getattr(self.broker_connection, "flush", None)
-        if flush is None:
-            return
+        assert self.broker_connection is not None
         try:
-            await flush()
+            await self.broker_connection.flush()
         except Exception as e:  # e.g. reconnecting: nats-py sends the subscriptions when it is back
             self._logger.warning(
                 "the broker did not confirm the subscriptions of %s (%s: %s); messages sent before "
@@ -397,12 +394,7 @@ class FastIoTService:
 
     @staticmethod
     async def _drain(sub: Subscription, timeout: float) -> None:
-        # TODO(services): call sub.drain() directly once core puts drain() on Subscription.
-        drain = getattr(sub, "drain", None)
-        if drain is None:
-            await sub.unsubscribe()
-            return
-        await asyncio.wait_for(drain(timeout), timeout + _DRAIN_GRACE)
+        await asyncio.wait_for(sub.drain(timeout), timeout + _DRAIN_GRACE)
 
     async def _stop_tasks(self) -> None:
         tasks = self._tasks.tasks()
