@@ -10,6 +10,7 @@ from fastiot.core import FastIoTRequest, FastIoTResponse, FastIoTService, loop, 
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
+from tests.core.fault_helpers import HangingHandler
 
 
 class CrashingLoop(FastIoTService):
@@ -45,20 +46,14 @@ class Hung(FastIoTService):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.entered = asyncio.Event()
-        self.cancelled = asyncio.Event()
+        self.hang = HangingHandler()  # .entered when a message arrives, .cancelled when cancelled
         self.stopped = False
 
     # Named to sort first: subscriptions are made (and were stopped) in name order, so the hung one
     # comes before the other one, which must be stopped all the same.
     @subscribe(subject=Thing.get_subject("hung"))
     async def a_never_returns(self, thing: Thing) -> None:
-        self.entered.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
+        await self.hang(thing)
 
     @reply(subject=HungAdd.get_reply_subject())
     async def b_add(self, request: HungAdd) -> HungSum:

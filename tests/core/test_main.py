@@ -168,6 +168,23 @@ async def expect_ack(
     return ack
 
 
+async def start_and_wait_until_ready(
+    broker: NatsBrokerConnection,
+    script: Path,
+    servers: str,
+    processes: list[subprocess.Popen[str]],
+    **extra_env: str,
+) -> tuple[asyncio.Queue[Thing], subprocess.Popen[str]]:
+    """Start the service process and wait for its "ready" ack; returns the queue of its further acks."""
+    acks: asyncio.Queue[Thing] = asyncio.Queue()
+    await broker.subscribe_msg_queue(Thing.get_subject("main_test.ack.>"), acks)
+    await broker.flush()
+    process = start_service(script, servers, **extra_env)
+    processes.append(process)
+    await expect_ack(acks, "ready", process, START_TIMEOUT)
+    return acks, process
+
+
 async def wait_for_exit(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     stdout, stderr = await asyncio.wait_for(asyncio.to_thread(process.communicate), STOP_TIMEOUT)
     return process.returncode, stdout, stderr
@@ -185,12 +202,7 @@ async def test_main_runs_and_stops_gracefully_on_signal(
     broker: NatsBrokerConnection,
     processes: list[subprocess.Popen[str]],
 ) -> None:
-    acks: asyncio.Queue[Thing] = asyncio.Queue()
-    await broker.subscribe_msg_queue(Thing.get_subject("main_test.ack.>"), acks)
-    await broker.flush()
-    process = start_service(service_script, nats_server.url)
-    processes.append(process)
-    await expect_ack(acks, "ready", process, START_TIMEOUT)
+    acks, process = await start_and_wait_until_ready(broker, service_script, nats_server.url, processes)
 
     for n in range(5):
         thing = Thing(machine="m", name=f"s{n}", value=n)
@@ -226,12 +238,9 @@ async def test_main_exits_0_on_sigterm_when_a_handler_never_returns(
     broker: NatsBrokerConnection,
     processes: list[subprocess.Popen[str]],
 ) -> None:
-    acks: asyncio.Queue[Thing] = asyncio.Queue()
-    await broker.subscribe_msg_queue(Thing.get_subject("main_test.ack.>"), acks)
-    await broker.flush()
-    process = start_service(service_script, nats_server.url, TEST_DRAIN_TIMEOUT="0.2")
-    processes.append(process)
-    await expect_ack(acks, "ready", process, START_TIMEOUT)
+    acks, process = await start_and_wait_until_ready(
+        broker, service_script, nats_server.url, processes, TEST_DRAIN_TIMEOUT="0.2"
+    )
     await broker.publish(Thing.get_subject("main_test.hang"), Thing(machine="m", name="hang", value=0))
     await expect_ack(acks, "hang_started", process)
     process.send_signal(signal.SIGTERM)

@@ -486,12 +486,12 @@ async def test_a_handler_that_never_returns_does_not_break_stop(broker: NatsBrok
                 await broker.request(HungAdd.get_reply_subject(), HungAdd(a=1, b=2), timeout=WAIT)
             ).total == 3
             await broker.publish(Thing.get_subject("hung"), Thing(machine="m", name="hung", value=1))
-            await asyncio.wait_for(service.entered.wait(), WAIT)
+            await asyncio.wait_for(service.hang.entered.wait(), WAIT)
         # __aexit__ returned without an error: the stop finished.
     finally:
         service._logger.removeHandler(log)
     assert service.stopped, "_stop() is awaited"
-    assert service.cancelled.is_set(), "the hung handler was cancelled, not left pending"
+    assert service.hang.cancelled.is_set(), "the hung handler was cancelled, not left pending"
     assert service.shutdown_exception is None
     assert any(line.startswith("WARNING") and "a_never_returns" in line for line in log.lines), log.lines
     # Every other subscription is gone too: nobody answers a request any more.
