@@ -23,6 +23,7 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── NotRunningError                    (RuntimeError) a capture or index is not started
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
+    ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
@@ -55,6 +56,7 @@ __all__ = [
     "SQLSchemaCheckError",
     "ServiceCellError",
     "ServiceError",
+    "ServiceReplacedError",
     "ServiceStartError",
     "SettingsError",
     "ShutdownRequestedInterruption",
@@ -305,6 +307,11 @@ class ServiceStartError(FastIoTError, RuntimeError):
     def __init__(self, message: str, traceback_text: str = "") -> None:
         super().__init__(message)
         self.traceback: str = traceback_text
+
+
+class ServiceReplacedError(FastIoTError, RuntimeError):
+    """The service runner was retired: a newer ``%%service`` cell defines the service, so this outdated
+    definition cannot start again (it would run beside the new one)."""
 
 
 class ServiceCellError(FastIoTError):

@@ -38,6 +38,7 @@ from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.data_models import Subject
 from fastiot.subjects import SubjectIndex, SubjectTreeNode
 
+from ._common import plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
 from .message_table import MessageTable
 
@@ -172,7 +173,7 @@ def hexdump(data: bytes, limit: int = _MAX_HEXDUMP_BYTES) -> str:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{offset:04x}  {chunk.hex(' '):<47}  {text}")
     if len(data) > limit:
-        lines.append(f"... {len(data) - limit} more bytes")
+        lines.append(f"... {plural(len(data) - limit, 'more byte')}")
     return "\n".join(lines)
 
 
@@ -491,12 +492,16 @@ class SubjectBrowser(LiveView):
         self.message_count = index.received
         total = len(index)
         parts = [
-            f"{tree.subjects:,} of {total:,} subjects" if self.filter.strip() else f"{total:,} subjects",
-            f"{tree.count:,} messages",
+            f"{tree.subjects:,} of {plural(total, 'subject')}"
+            if self.filter.strip()
+            else plural(total, "subject"),
+            plural(tree.count, "message"),
             f"{tree.rate:,.1f}/s",
         ]
         if index.untracked_messages:
-            parts.append(f"{index.untracked_messages:,} messages on untracked subjects (max_subjects)")
+            parts.append(
+                f"{plural(index.untracked_messages, 'message')} on untracked subjects (max_subjects)"
+            )
         lost = index.lost
         if lost:
             parts.append(f"<span style='color:#c62828'>{lost:,} lost (slow consumer)</span>")
@@ -576,7 +581,7 @@ class SubjectBrowser(LiveView):
                 )
             else:
                 self.detail_view.value = f"<b>{html.escape(path)}.&gt;</b><br>" + summary_html(
-                    [f"{node.subjects:,} subjects", f"{node.count:,} messages", f"{node.rate:,.1f}/s"]
+                    [plural(node.subjects, "subject"), plural(node.count, "message"), f"{node.rate:,.1f}/s"]
                 )
             self.sparkline_view.value = ""
             self.messages_view.value = ""
@@ -584,9 +589,9 @@ class SubjectBrowser(LiveView):
         stats = self.index.stats(path)
         self.detail_view.value = f"<b>{html.escape(path)}</b><br>" + summary_html(
             [
-                f"{stats.count:,} messages",
+                plural(stats.count, "message"),
                 f"{stats.rate:,.1f}/s",
-                f"{stats.bytes:,} bytes",
+                plural(stats.bytes, "byte"),
                 f"last {stats.last_seen.strftime('%H:%M:%S')} UTC",
             ]
         )
@@ -605,7 +610,7 @@ class SubjectBrowser(LiveView):
                 f"<td>{sparkline_svg(values)}</td>"
                 f"<td style='padding:0 0 0 8px'><b>{last:.4g}</b> "
                 f"<span style='color:{_MUTED}'>min {min(values):.4g} max {max(values):.4g} "
-                f"({len(values)} values)</span></td></tr>"
+                f"({plural(len(values), 'value')})</span></td></tr>"
             )
         if not rows:
             return ""
@@ -618,7 +623,7 @@ class SubjectBrowser(LiveView):
         blocks = []
         for received, raw in recent:
             payload, error = decode_payload(raw, msg_cls)
-            head = f"{received.strftime('%H:%M:%S.%f')[:-3]} UTC · {len(raw):,} bytes"
+            head = f"{received.strftime('%H:%M:%S.%f')[:-3]} UTC · {plural(len(raw), 'byte')}"
             if error is not None:
                 body = f"<span style='color:#c62828'>{html.escape(error)}</span>"
             else:
@@ -633,7 +638,7 @@ class SubjectBrowser(LiveView):
         return "<div style='max-height:16em;overflow:auto'>" + "".join(blocks) + "</div>"
 
     def __repr__(self) -> str:
-        return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
+        return f"SubjectBrowser({self.index.pattern}, {plural(len(self.index), 'subject')})"
 
 
 _PRE = (

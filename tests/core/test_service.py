@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastiot.core.broker_connection import BrokerConnectionDummy, NatsBrokerConn
 from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, FastIoTResponse
 from fastiot.exceptions import ReplyHandlerError, ShutdownRequestedInterruption
 from fastiot.msg.thing import Thing
+from tests.services import Hung, HungAdd
 from tests.waits import wait_until
 
 WAIT = 5.0
@@ -460,3 +462,38 @@ async def test_service_id_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert FastIoTService(broker_connection=BrokerConnectionDummy()).service_id == "press_line_2"
     monkeypatch.delenv("FASTIOT_SERVICE_ID")
     assert FastIoTService(broker_connection=BrokerConnectionDummy()).service_id == ""
+
+
+# --- stopping always finishes ---------------------------------------------------------------------
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.getMessage()}")
+
+
+async def test_a_handler_that_never_returns_does_not_break_stop(broker: NatsBrokerConnection) -> None:
+    service = Hung(broker_connection=broker)
+    log = _Lines()
+    service._logger.addHandler(log)
+    try:
+        async with service:
+            assert (
+                await broker.request(HungAdd.get_reply_subject(), HungAdd(a=1, b=2), timeout=WAIT)
+            ).total == 3
+            await broker.publish(Thing.get_subject("hung"), Thing(machine="m", name="hung", value=1))
+            await asyncio.wait_for(service.hang.entered.wait(), WAIT)
+        # __aexit__ returned without an error: the stop finished.
+    finally:
+        service._logger.removeHandler(log)
+    assert service.stopped, "_stop() is awaited"
+    assert service.hang.cancelled.is_set(), "the hung handler was cancelled, not left pending"
+    assert service.shutdown_exception is None
+    assert any(line.startswith("WARNING") and "a_never_returns" in line for line in log.lines), log.lines
+    # Every other subscription is gone too: nobody answers a request any more.
+    with pytest.raises(nats.errors.NoRespondersError):
+        await broker.request(HungAdd.get_reply_subject(), HungAdd(a=1, b=1), timeout=WAIT)

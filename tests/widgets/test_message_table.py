@@ -251,3 +251,15 @@ async def test_undecodable_payloads_are_counted_and_shown_as_raw_bytes(
     assert {"raw", "error"} <= set(table.column_chooser.options)
     assert "c1 ff 20 6e 6f 74" in table.table_view.value and "not msgpack" in table.table_view.value
     await table.aclose()
+
+
+async def test_one_row_is_one_row(broker: NatsBrokerConnection, prefix: str) -> None:
+    table = MessageTable(f"{prefix}.>", connection=broker, refresh_interval=FAST, max_rows=1)
+    await table.start()
+    await _publish(broker, prefix, 1)
+    await wait_for_trait(table, "received", lambda n: n == 1)
+    await wait_for_trait(table.counters_view, "value", lambda v: "1 row" in v)
+    assert "1 rows" not in table.counters_view.value
+    assert "max 1 row kept" in table.title.value
+    assert repr(table) == f"MessageTable({prefix}.>, 1 row)"
+    await table.aclose()
