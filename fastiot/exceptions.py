@@ -4,12 +4,15 @@ The hierarchy (``FastIoTError`` catches everything fastiot raises on purpose; th
 each class lets code written for the standard library or nats-py catch it as before)::
 
     FastIoTError
+    ├── SettingsError                      (ValueError) a FASTIOT_* variable has a value that does not fit
     ├── ShutdownRequestedInterruption      a service is asked to shut down (run_coro)
     ├── BrokerUnavailableError             (ConnectionError) no NATS server accepted the connection
     │   └── BrokerAuthenticationError      the server rejected the credentials
     ├── DeserializationError               (ValueError) a payload is not valid msgpack / not the model
-    ├── MessageHandlingError               a message could not be decoded, validated or handled
+    ├── MessageHandlingError               (0.1 only; handlers' own errors are reported now)
+    ├── BadMessageError                    (ValueError) a message from the wire is malformed
     ├── ReplyHandlerError                  the replying service failed
+    ├── RequestTimeoutError                (TimeoutError, nats TimeoutError) no reply in time
     ├── SyncCallOnLoopThreadError          (RuntimeError) a blocking call on the loop's own thread
     ├── PublishBufferFullError             (nats OutboundBufferLimitError) reconnect buffer full
     ├── PayloadTooLargeError               (nats MaxPayloadError) larger than max_payload
@@ -24,10 +27,14 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
     ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
+    ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
+    ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
     ├── CodeGenerationError                (ValueError) an action has no Python code to copy
-    └── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
+    ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
+    └── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ from __future__ import annotations
 import nats.errors
 
 __all__ = [
+    "BackgroundProcessError",
+    "BadMessageError",
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
+    "CSVError",
     "CodeGenerationError",
     "DecoderRegistrationError",
     "DeserializationError",
@@ -54,9 +64,15 @@ __all__ = [
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
+    "RequestTimeoutError",
+    "SQLSchemaCheckError",
     "ServiceCellError",
+    "ServiceError",
+    "ServiceReplacedError",
     "ServiceStartError",
+    "SettingsError",
     "ShutdownRequestedInterruption",
+    "SubjectHierarchyError",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
     "WaitTimeoutError",
@@ -65,6 +81,22 @@ __all__ = [
 
 class FastIoTError(Exception):
     """Base class of every error fastiot raises on purpose."""
+
+
+class SettingsError(FastIoTError, ValueError):
+    """A ``FASTIOT_*`` environment variable has a value that does not fit; the message names it.
+
+    A ``ValueError``, so code that caught the bad-setting errors of earlier versions still catches it.
+
+    Attributes:
+        variable: The environment variable, e.g. ``FASTIOT_NATS_PORT``.
+        value: Its value as set.
+    """
+
+    def __init__(self, variable: str, value: object, message: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(message)
 
 
 class ShutdownRequestedInterruption(FastIoTError):
@@ -87,7 +119,11 @@ class DeserializationError(FastIoTError, ValueError):
 
 
 class MessageHandlingError(FastIoTError):
-    """A message on a subject could not be decoded, validated or handled.
+    """A message on a subject could not be decoded, validated or handled (fastiot 0.1).
+
+    fastiot no longer raises it: ``subscription_error_cb`` and ``check_pending_error`` get the
+    handler's own exception (or ``DeserializationError`` / ``pydantic.ValidationError``) with
+    ``subject`` and ``payload`` attached, as FastIoT does. Kept so code that names it still imports.
 
     Attributes:
         subject: The NATS subject the message arrived on.
@@ -105,6 +141,47 @@ class MessageHandlingError(FastIoTError):
         )
 
 
+class BadMessageError(FastIoTError, ValueError):
+    """A message arrived whose subject, reply subject or header block is malformed (e.g. not UTF-8).
+
+    Any client that can publish can send one. It is dropped, reported through the connection's error
+    reporting (``subscription_error_cb`` of the subscription it was for, and the log), and the
+    connection goes on delivering.
+
+    Attributes:
+        subject: The raw subject bytes.
+        reply: The raw reply subject bytes (empty if none).
+        payload: The raw payload.
+        headers: The raw header block, or None.
+        sid: The id of the subscription it was delivered for.
+        cause: The error that parsing it raised.
+    """
+
+    def __init__(
+        self,
+        *,
+        subject: bytes,
+        reply: bytes,
+        payload: bytes,
+        headers: bytes | None,
+        sid: int,
+        cause: BaseException,
+    ) -> None:
+        self.subject = subject
+        self.reply = reply
+        self.payload = payload
+        self.headers = headers
+        self.sid = sid
+        self.cause = cause
+        part = "header block" if headers is not None else "subject"
+        super().__init__(
+            f"dropped a malformed message: its {part} cannot be read ({type(cause).__name__}: {cause}); "
+            f"subject bytes {subject[:200]!r}, reply {reply[:200]!r}, {len(payload)} payload bytes"
+            f"{'' if headers is None else f', headers {headers[:200]!r}'}. Delivery goes on; find the "
+            f"client that publishes subjects or headers that are not UTF-8"
+        )
+
+
 class ReplyHandlerError(FastIoTError):
     """The service answering a request failed; the text is the error the replier reported.
 
@@ -117,6 +194,31 @@ class ReplyHandlerError(FastIoTError):
         self.subject = subject
         self.remote_error = remote_error
         super().__init__(f"the handler for request subject {subject!r} failed: {remote_error}")
+
+
+class RequestTimeoutError(FastIoTError, nats.errors.TimeoutError, TimeoutError):
+    """No reply to a request arrived in time.
+
+    A ``TimeoutError`` and a ``nats.errors.TimeoutError``, so code written for either still catches it.
+    While any wildcard subscriber (e.g. a subject browser on ``>``) listens, NATS delivers the request
+    to it and cannot answer "no responders", so a request nobody serves ends here too.
+
+    Attributes:
+        subject: The request subject.
+        timeout: The seconds waited.
+    """
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.subject = subject
+        self.timeout = timeout
+        self._text = (
+            f"no reply within {timeout} s on {subject!r} (if nobody serves it: NATS cannot report "
+            f"'no responders' while a wildcard subscriber such as a subject browser on '>' listens)"
+        )
+        super().__init__(self._text)
+
+    def __str__(self) -> str:
+        return self._text
 
 
 class SyncCallOnLoopThreadError(FastIoTError, RuntimeError):
@@ -249,6 +351,11 @@ class ServiceStartError(FastIoTError, RuntimeError):
         self.traceback: str = traceback_text
 
 
+class ServiceReplacedError(FastIoTError, RuntimeError):
+    """The service runner was retired: a newer ``%%service`` cell defines the service, so this outdated
+    definition cannot start again (it would run beside the new one)."""
+
+
 class ServiceCellError(FastIoTError):
     """A ``%%service`` cell defines no service (or not the one named); the cell fails, so Run All stops."""
 
@@ -263,6 +370,34 @@ class FormError(FastIoTError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
+class SubjectHierarchyError(FastIoTError, RuntimeError):
+    """A subject does not fit its model's ``_handles_hierarchical_subjects``.
+
+    A ``RuntimeError``, as in FastIoT: a model without hierarchy got a ``*`` or ``>``, or one that expects a
+    hierarchy (like ``Thing``) got no name.
+    """
+
+
+class BackgroundProcessError(FastIoTError, RuntimeError):
+    """``fastiot.testlib.BackgroundProcess`` could not start its service process, or it died starting."""
+
+
+# FastIoT 1.1 names, raised by no code of fastiot-workbench (they belong to FastIoT's database and CSV
+# helpers); kept so that code written for FastIoT that raises or catches them still imports.
+
+
+class ServiceError(FastIoTError):
+    """FastIoT 1.1's error for a failed connection to a service (e.g. a database)."""
+
+
+class SQLSchemaCheckError(FastIoTError):
+    """FastIoT 1.1's error for a database schema that does not match what is expected."""
+
+
+class CSVError(FastIoTError):
+    """FastIoT 1.1's error for a failed CSV import."""
 
 
 class CodeGenerationError(FastIoTError, ValueError):

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,12 +32,13 @@ _SECOND_NS = 1_000_000_000
 def _count_since(times: Sequence[int] | np.ndarray, cutoff: int) -> int:
     if isinstance(times, np.ndarray):
         return int(np.count_nonzero(times >= cutoff))
-    recent = 0
-    for t in reversed(times):  # newest last: stop at the first one before the window
-        if t < cutoff:
-            break
-        recent += 1
-    return recent
+    kept = len(times)
+    if times[0] >= cutoff:  # the common cases without a search: all in the window, or none
+        return kept
+    if times[-1] < cutoff:
+        return 0
+    # Arrival times only grow (one clock, appended in order): a binary search finds the window's start.
+    return kept - bisect.bisect_left(times, cutoff)
 
 
 def message_rate(

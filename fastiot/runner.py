@@ -7,7 +7,7 @@ Example:
     >>> runner = ServiceRunner(MyService)          # doctest: +SKIP
     >>> await runner.start()                       # doctest: +SKIP
     >>> runner.status, runner.handler_counts()     # doctest: +SKIP
-    ('running', {'on_thing': {'received': 12, 'errors': 0}})
+    (<ServiceStatus.RUNNING: 'running'>, {'on_thing': {'received': 12, 'errors': 0}})
     >>> await runner.stop()                        # doctest: +SKIP
 """
 
@@ -15,46 +15,95 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Any
 
+from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.service import FastIoTService
-from fastiot.exceptions import ServiceStartError
+from fastiot.exceptions import ServiceReplacedError, ServiceStartError
 
 __all__ = [
     "DEFAULT_MAX_LOG_LINES",
     "DEFAULT_START_TIMEOUT",
     "DEFAULT_STOP_TIMEOUT",
+    "LOG_LINE_FORMAT",
     "SERVICE_STATUSES",
     "ServiceRunner",
     "ServiceStartError",
+    "ServiceStatus",
 ]
 
 DEFAULT_MAX_LOG_LINES = 500
 DEFAULT_START_TIMEOUT = 15.0
 DEFAULT_STOP_TIMEOUT = 15.0
-SERVICE_STATUSES = ("stopped", "starting", "running", "crashed")
+# The one format of a line in a service's log, whichever logger wrote it (the service, or the
+# subscription reporting a handler's error).
+LOG_LINE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_LINE_DATE_FORMAT = "%H:%M:%S"
 
-StatusCallback = Callable[[str], None]
+# Where subscriptions report a failing handler; its lines in a runner's task belong to that service.
+_SUBSCRIPTION_LOGGER = "fastiot.broker"
 
 
-class _LogBuffer(logging.Handler):
-    def __init__(self, lines: collections.deque[str], on_line: Callable[[str], None]) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        self._lines = lines
-        self._on_line = on_line
+class ServiceStatus(str, Enum):
+    """Where a :class:`ServiceRunner` is in its life cycle; compares equal to its value (``"running"``)."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record)
-        except Exception:  # a broken log call must not break the service
-            line = str(record.msg)
-        self._lines.append(line)
-        self._on_line(line)
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    CRASHED = "crashed"
+    REPLACED = "replaced"
+    """A newer ``%%service`` cell defines the service now; this runner cannot start any more."""
+
+    @property
+    def description(self) -> str:
+        """What a person is shown: the value, or "replaced by a newer cell"."""
+        return "replaced by a newer cell" if self is ServiceStatus.REPLACED else self.value
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SERVICE_STATUSES: tuple[str, ...] = tuple(status.value for status in ServiceStatus)
+
+StatusCallback = Callable[[ServiceStatus], None]
+LogCallback = Callable[[str], None]
+
+# The runner whose service the current task works for. Tasks inherit it from the task that created
+# them, so a service's handler and loop tasks (and nats-py's subscription tasks) all carry it.
+_current_runner: contextvars.ContextVar[ServiceRunner | None] = contextvars.ContextVar(
+    "fastiot_service_runner", default=None
+)
+
+
+class _RouteToRunner(logging.Filter):
+    """Hands each record logged on behalf of a runner's service to that runner.
+
+    A filter on the loggers a service writes to: the record goes into the runner's log, and on to the
+    logger's handlers (the console, and the root logger's) only if the runner echoes its log. Records
+    logged outside any runner pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        runner = _current_runner.get()
+        if runner is None:
+            return True
+        runner._capture(record)
+        return runner.echo_log
+
+
+_ROUTE_TO_RUNNER = _RouteToRunner()  # stateless: one instance is installed on every logger
+
+
+def _route_to_runners(logger: logging.Logger) -> None:
+    if _ROUTE_TO_RUNNER not in logger.filters:
+        logger.addFilter(_ROUTE_TO_RUNNER)
 
 
 class ServiceRunner:
@@ -65,13 +114,14 @@ class ServiceRunner:
             or an instance.
         connection: The broker connection; ``None`` means the workbench connection.
         max_log_lines: How many of the service's log lines to keep (older ones are dropped and counted).
-        echo_log: Also pass the service's log lines on to the ``fastiot`` console handler. A view that
-            shows :attr:`log_lines` itself (ServiceControl) turns this off, so a notebook does not print
-            each line twice, once of them on stderr.
+        echo_log: Also pass the service's log lines on to the console (and the root logger). A view that
+            shows :attr:`log_lines` itself (ServiceControl) turns this off, so a notebook does not show
+            each line twice, once of them as red stderr text in a cell.
         service_kwargs: Passed to the class constructor.
 
-    ``status`` is one of ``stopped``, ``starting``, ``running`` or ``crashed``; ``error`` holds the
-    traceback text of a crash.
+    :attr:`status` is a :class:`ServiceStatus`; :attr:`error` holds the traceback text of a crash.
+    The service's log holds what it logs and the errors of its handlers, wherever they happen (its
+    tasks, the subscriptions' tasks, and this runner's start and stop), in one format.
     """
 
     def __init__(
@@ -104,75 +154,93 @@ class ServiceRunner:
         self.connection: BrokerConnection | None = connection
         self.service_kwargs: dict[str, Any] = service_kwargs
         self.echo_log: bool = echo_log
-        self.status: str = "stopped"
+        self.status: ServiceStatus = ServiceStatus.STOPPED
         self.error: str | None = None
         self.log_lines: collections.deque[str] = collections.deque(maxlen=max_log_lines)
         self.log_lines_dropped: int = 0
         self.starts: int = 0
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
-        self._status_callbacks: list[StatusCallback] = []
-        self._log_callbacks: list[Callable[[str], None]] = []
-        self._log_handler: _LogBuffer | None = None
+        self._status_callbacks: CallbackList[[ServiceStatus]] = CallbackList(
+            "service status", logger=logging.getLogger("fastiot.runner")
+        )
+        self._log_callbacks: CallbackList[[str]] = CallbackList(
+            "service log", logger=logging.getLogger("fastiot.runner")
+        )
+        self._formatter: logging.Formatter = logging.Formatter(LOG_LINE_FORMAT, LOG_LINE_DATE_FORMAT)
         self._reached_running: bool = False
 
     @property
     def name(self) -> str:
+        """The service's class name."""
         return self.service_cls.__name__
 
     def on_status_change(self, callback: StatusCallback, remove: bool = False) -> None:
-        """Call ``callback(status)`` whenever the status changes."""
-        if remove:
-            self._status_callbacks.remove(callback)
-        else:
-            self._status_callbacks.append(callback)
+        """Call ``callback(status)`` whenever the status changes (or stop with ``remove=True``)."""
+        self._status_callbacks.register(callback, remove=remove)
 
-    def on_log(self, callback: Callable[[str], None], remove: bool = False) -> None:
-        """Call ``callback(line)`` for each log line of the service."""
-        if remove:
-            self._log_callbacks.remove(callback)
-        else:
-            self._log_callbacks.append(callback)
+    def on_log(self, callback: LogCallback, remove: bool = False) -> None:
+        """Call ``callback(line)`` for each log line of the service (from whichever thread logs it)."""
+        self._log_callbacks.register(callback, remove=remove)
 
-    def _set_status(self, status: str) -> None:
-        if status == self.status:
+    def _set_status(self, status: ServiceStatus) -> None:
+        if status == self.status or self.status is ServiceStatus.REPLACED:
             return
         self.status = status
-        for callback in list(self._status_callbacks):
-            try:
-                callback(status)
-            except Exception:
-                logging.getLogger("fastiot.runner").exception("status callback failed")
+        self._status_callbacks(status)
 
-    def _on_log_line(self, line: str) -> None:
+    def _capture(self, record: logging.LogRecord) -> None:
+        try:
+            line = self._formatter.format(record)
+        except Exception:  # a broken log call must not break the service
+            line = str(record.msg)
         if len(self.log_lines) == self.log_lines.maxlen:
             self.log_lines_dropped += 1
-        for callback in list(self._log_callbacks):
-            try:
-                callback(line)
-            except Exception:
-                logging.getLogger("fastiot.runner").exception("log callback failed")
+        self.log_lines.append(line)
+        self._log_callbacks(line)
+
+    @contextlib.contextmanager
+    def _on_behalf(self) -> Iterator[None]:
+        """What the service logs inside this block goes to this runner's log (e.g. "stop requested")."""
+        token = _current_runner.set(self)
+        try:
+            yield
+        finally:
+            _current_runner.reset(token)
 
     def handler_counts(self) -> dict[str, dict[str, int]]:
         """Messages received and errors per ``@subscribe`` / ``@reply`` handler of the running service."""
         if self.service is None:
             return {}
         return {
-            name: {"received": getattr(sub, "received", 0), "errors": getattr(sub, "errors", 0)}
+            name: {"received": sub.received, "errors": sub.errors}
             for name, sub in self.service.subscriptions.items()
         }
 
     @property
     def is_running(self) -> bool:
-        return self.status in ("starting", "running")
+        """True while the service starts or runs."""
+        return self.status in (ServiceStatus.STARTING, ServiceStatus.RUNNING)
+
+    @property
+    def is_replaced(self) -> bool:
+        """True once :meth:`retire` was called: a newer definition took over and this one cannot start."""
+        return self.status is ServiceStatus.REPLACED
 
     async def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
-        """Start the service and wait until it runs (its subscriptions and loops are up).
+        """Start the service and wait until it runs: its subscriptions are known to the server (a
+        message published from anywhere after this returns reaches it) and its loops are up.
 
         Raises:
             ServiceStartError: It crashed while starting (``status`` is then ``crashed``).
+            ServiceReplacedError: The runner was retired (a newer cell defines the service).
             asyncio.TimeoutError: It did not finish starting within ``timeout`` seconds.
         """
+        if self.is_replaced:
+            raise ServiceReplacedError(
+                f"{self.name} was replaced by a newer cell; use the control of the newest %%service cell "
+                f"that defines it, or run this cell again"
+            )
         if self.is_running:
             return
         connection = self.connection
@@ -180,25 +248,27 @@ class ServiceRunner:
             from fastiot import workbench
 
             connection = await workbench.connection()
-        if not self._given_instance:
-            # A fresh instance at each start, so a restart begins from a clean state.
-            self.service = self.service_cls(broker_connection=connection, **self.service_kwargs)
-        elif self.service is not None and self.service.broker_connection is None:
-            self.service.broker_connection = connection
+        with self._on_behalf():
+            if not self._given_instance:
+                # A fresh instance at each start, so a restart begins from a clean state.
+                self.service = self.service_cls(broker_connection=connection, **self.service_kwargs)
+            elif self.service is not None and self.service.broker_connection is None:
+                self.service.broker_connection = connection
+        assert self.service is not None
+        _route_to_runners(self.service._logger)
+        _route_to_runners(logging.getLogger(_SUBSCRIPTION_LOGGER))
         self.starts += 1
         self.error = None
-        self._attach_log()
         self._started = asyncio.Event()
         self._reached_running = False
-        self._set_status("starting")
-        assert self.service is not None
+        self._set_status(ServiceStatus.STARTING)
         self._task = asyncio.get_running_loop().create_task(self._run(self.service, self._started))
         try:
             await asyncio.wait_for(asyncio.shield(self._started.wait()), timeout)
         except asyncio.TimeoutError:
             await self.stop()
             raise
-        if self.status == "crashed" and not self._reached_running:
+        if self.status == ServiceStatus.CRASHED and not self._reached_running:
             error = self.error or ""
             cause = next((line for line in reversed(error.splitlines()) if line.strip()), "unknown error")
             raise ServiceStartError(f"{self.name} crashed while starting: {cause.strip()}", error)
@@ -207,40 +277,28 @@ class ServiceRunner:
         workbench.register(self)
 
     async def _run(self, service: FastIoTService, started: asyncio.Event) -> None:
+        _current_runner.set(self)  # this task's own context: every task it starts inherits it
         try:
             async with service:
                 self._reached_running = True
-                self._set_status("running")
+                self._set_status(ServiceStatus.RUNNING)
                 started.set()
                 await service.wait_for_shutdown()
             if service.shutdown_exception is not None:
                 exc = service.shutdown_exception
                 self.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                self._set_status("crashed")
+                self._set_status(ServiceStatus.CRASHED)
             else:
-                self._set_status("stopped")
+                self._set_status(ServiceStatus.STOPPED)
         except asyncio.CancelledError:
-            self._set_status("stopped")
+            self._set_status(ServiceStatus.STOPPED)
             raise
         except Exception as exc:
             self.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             service._logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
-            self._set_status("crashed")
+            self._set_status(ServiceStatus.CRASHED)
         finally:
             started.set()
-            # Detach from the class's logger, or every hot reload would leave one more handler behind.
-            if self._log_handler is not None and self._log_handler in service._logger.handlers:
-                service._logger.removeHandler(self._log_handler)
-                service._logger.propagate = True
-
-    def _attach_log(self) -> None:
-        if self._log_handler is None:
-            self._log_handler = _LogBuffer(self.log_lines, self._on_log_line)
-        assert self.service is not None
-        logger = self.service._logger
-        if self._log_handler not in logger.handlers:
-            logger.addHandler(self._log_handler)
-        logger.propagate = self.echo_log
 
     async def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Ask the service to shut down and wait (at most ``timeout`` s, then cancel) until it has."""
@@ -251,36 +309,49 @@ class ServiceRunner:
         if task is None:
             return
         if self.service is not None:
-            await self.service.request_shutdown("stopped from the workbench")
+            with self._on_behalf():
+                await self.service.request_shutdown("stopped from the workbench")
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             task.cancel()
             await asyncio.wait({task}, timeout=timeout)
-        if self.status != "crashed":
-            self._set_status("stopped")
+        if self.status != ServiceStatus.CRASHED:
+            self._set_status(ServiceStatus.STOPPED)
 
     async def restart(self) -> None:
         """Stop the service (if running) and start it again."""
         await self.stop()
         await self.start()
 
-    async def wait_for_status(self, status: str, timeout: float = 10.0) -> None:
+    async def retire(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+        """Stop the service for good: a newer definition replaces it (status ``replaced``).
+
+        Called by ``%%service`` on the runners of earlier runs of a cell, so an outdated class can
+        never run beside the new one; :meth:`start` then raises :class:`ServiceReplacedError`.
+        """
+        await self.stop(timeout)
+        self._set_status(ServiceStatus.REPLACED)
+
+    async def wait_for_status(self, status: ServiceStatus | str, timeout: float = 10.0) -> None:
         """Wait until ``status`` is reached (e.g. ``"crashed"`` in a test).
 
         Raises:
+            ValueError: ``status`` is not one of :data:`SERVICE_STATUSES`.
             asyncio.TimeoutError: Not reached within ``timeout`` seconds.
         """
-        if status not in SERVICE_STATUSES:
-            raise ValueError(f"status must be one of {SERVICE_STATUSES}, got {status!r}")
+        try:
+            wanted = ServiceStatus(status)
+        except ValueError:
+            raise ValueError(f"status must be one of {SERVICE_STATUSES}, got {status!r}") from None
         reached = asyncio.Event()
 
-        def check(new: str) -> None:
-            if new == status:
+        def check(new: ServiceStatus) -> None:
+            if new == wanted:
                 reached.set()
 
         self.on_status_change(check)
         try:
-            if self.status != status:
+            if self.status != wanted:
                 await asyncio.wait_for(reached.wait(), timeout)
         finally:
             self.on_status_change(check, remove=True)

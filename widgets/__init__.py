@@ -12,12 +12,13 @@ Example:
     >>> ServiceControl(MyService)        # doctest: +SKIP
     >>> Publisher(Thing)                 # doctest: +SKIP
 
-In a notebook, ``%load_ext fastiot_widgets`` registers ``%%service``, ``%service_stop`` and
-``%services`` (see :mod:`fastiot_widgets.magics`).
+In IPython (a notebook), importing the package registers ``%%service``, ``%service_stop`` and
+``%services`` (see :mod:`fastiot_widgets.magics`); ``%load_ext fastiot_widgets`` does the same.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .live_plot import LivePlot
@@ -42,3 +43,15 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import register_magics
 
     register_magics(ipython)
+
+
+def _register_magics_in_running_ipython() -> None:
+    # Only when IPython is already imported (a kernel, a terminal shell): a plain script importing the
+    # widgets does not pull IPython in.
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        load_ipython_extension(shell)
+
+
+_register_magics_in_running_ipython()

@@ -40,9 +40,8 @@ import ipywidgets as widgets
 import pydantic
 import traitlets
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.exceptions import CodeGenerationError
-
-from ._common import BackgroundTasks
 
 __all__ = [
     "DEFAULT_FRONTEND_TIMEOUT",

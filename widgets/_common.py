@@ -1,9 +1,8 @@
-"""Pieces every fastiot widget shares: the connection-state view and click-started background tasks.
+"""Pieces every fastiot widget shares: the connection-state view and small text helpers.
 
 A widget never blocks a cell: a button click (which ipykernel delivers on the kernel's loop thread)
-only schedules a coroutine as a task on that loop. :class:`BackgroundTasks` keeps a reference to each
-task until it is done (the loop itself holds tasks only weakly) and hands every failure to the widget,
-which shows it; nothing is dropped silently.
+only schedules a coroutine as a task on that loop, kept by a :class:`fastiot._tasks.BackgroundTasks`
+that hands every failure to the widget, which shows it; nothing is dropped silently.
 
 Example:
     >>> from fastiot_widgets._common import ConnectionStatus
@@ -16,24 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import html
-import logging
 import traceback
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection
 
 __all__ = [
     "CONNECTION_STATES",
-    "BackgroundTasks",
     "ConnectionStatus",
-    "ErrorCallback",
-    "event_loop",
     "follow_connection",
     "format_exception",
+    "plural",
     "pre_html",
     "resolve_connection",
 ]
@@ -43,34 +39,21 @@ CONNECTION_STATES = ("connected", "reconnecting", "disconnected")
 
 _STATE_COLORS = {"connected": "#2e7d32", "reconnecting": "#ef6c00", "disconnected": "#c62828"}
 
-# Called with the exception and what was being done ("start", "publish", ...).
-ErrorCallback = Callable[[BaseException, str], None]
-
-_logger = logging.getLogger("fastiot_widgets")
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """The loop to run widget work on: the running one (the kernel's, when called from a click).
-
-    Raises:
-        RuntimeError: There is no usable event loop (a plain script outside ``asyncio.run``).
-    """
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    try:
-        return asyncio.get_event_loop()
-    except RuntimeError as e:
-        raise RuntimeError(
-            "fastiot widgets run their work on an asyncio loop; use them in a Jupyter kernel, or call "
-            "their async methods (e.g. `await ctl.start()`) inside asyncio.run(...)"
-        ) from e
-
 
 def format_exception(exc: BaseException) -> str:
     """The full traceback text of ``exc``."""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``count`` with the noun that fits it, thousands separated.
+
+    Example:
+        >>> plural(1, "row"), plural(2, "row"), plural(1234, "older line"), plural(2, "entry", "entries")
+        ('1 row', '2 rows', '1,234 older lines', '2 entries')
+    """
+    word = singular if count == 1 else plural_form or f"{singular}s"
+    return f"{count:,} {word}"
 
 
 def pre_html(text: str, *, color: str | None = None, max_height: str = "16em") -> str:
@@ -90,75 +73,6 @@ async def resolve_connection(connection: BrokerConnection | None) -> BrokerConne
     from fastiot import workbench
 
     return await workbench.connection()
-
-
-class BackgroundTasks:
-    """The tasks a widget started (mostly from button clicks), each kept until it is done.
-
-    Args:
-        on_error: Called with the exception and the task's ``what`` when a task fails, so the widget
-            can show it. Cancellation is not a failure.
-    """
-
-    def __init__(self, on_error: ErrorCallback) -> None:
-        self._on_error: ErrorCallback = on_error
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, what: str) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task on the kernel loop without waiting for it.
-
-        Args:
-            coro: The work, e.g. ``control.start()``.
-            what: A few words for error messages, e.g. ``"start"``.
-        """
-        try:
-            loop = event_loop()
-        except RuntimeError:
-            coro.close()
-            raise
-        task = loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._done(t, what))
-        return task
-
-    def _done(self, task: asyncio.Task[Any], what: str) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
-            return
-        try:
-            self._on_error(exc, what)
-        except Exception:  # the error view itself failed: the log is the last place left to say so
-            _logger.exception("could not show the error of %s: %r", what, exc)
-
-    @property
-    def pending(self) -> int:
-        """How many tasks are not done yet."""
-        return len(self._tasks)
-
-    async def wait(self, timeout: float | None = 10.0) -> None:
-        """Wait until every task started so far (and any they start) is done.
-
-        Raises:
-            asyncio.TimeoutError: Some task is still running after ``timeout`` seconds.
-        """
-
-        async def drain() -> None:
-            while self._tasks:
-                current = asyncio.current_task()
-                tasks = {t for t in self._tasks if t is not current}
-                if not tasks:
-                    return
-                await asyncio.wait(tasks)
-
-        await asyncio.wait_for(drain(), timeout)
-
-    def cancel_all(self) -> None:
-        """Cancel every task that is still running."""
-        for task in list(self._tasks):
-            task.cancel()
 
 
 class ConnectionStatus(widgets.HTML):

@@ -22,9 +22,10 @@ from typing import Any, ClassVar, Protocol
 import ipywidgets as widgets
 import traitlets
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection
 
-from ._common import BackgroundTasks, ConnectionStatus, format_exception, pre_html
+from ._common import ConnectionStatus, format_exception, pre_html
 
 __all__ = ["DEFAULT_IDLE_REFRESH", "DEFAULT_REFRESH_INTERVAL", "LiveModel", "LiveView"]
 

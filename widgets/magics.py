@@ -1,6 +1,7 @@
 """IPython magics for services defined in notebook cells: ``%%service``, ``%service_stop``, ``%services``.
 
-Load them with ``%load_ext fastiot_widgets``. Then a cell like::
+``import fastiot_widgets`` in a notebook registers them (so does ``%load_ext fastiot_widgets``).
+Then a cell like::
 
     %%service
     class Doubler(FastIoTService):
@@ -10,12 +11,15 @@ Load them with ``%load_ext fastiot_widgets``. Then a cell like::
 
 runs in the notebook's namespace, starts ``Doubler`` on the kernel's loop against the workbench
 connection, and shows its :class:`~fastiot_widgets.ServiceControl`. Running the edited cell again
-stops the running ``Doubler`` and starts the new definition (hot reload). ``%%service Doubler``
-starts only the named classes of a cell that defines several. ``%service_stop Doubler`` stops it;
-``%services`` shows a table of the running services.
+(or another cell defining ``Doubler``) retires the previous one and starts the new definition (hot
+reload): the old control shows "replaced by a newer cell" and cannot start, so two versions never
+run at once. ``%%service Doubler`` starts only the named classes of a cell that defines several.
+``%service_stop Doubler`` stops it; ``%services`` shows a table of the running services.
 
-The running services are the workbench's (:func:`fastiot.workbench.registered`), found by class name,
-so no state is kept here.
+Example:
+    >>> import fastiot_widgets    # doctest: +SKIP
+    >>> %services                 # doctest: +SKIP
+    no services running
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
 from fastiot.core.service import FastIoTService
 from fastiot.exceptions import ServiceCellError
 from fastiot.runner import ServiceRunner
@@ -33,12 +41,12 @@ from .service_control import ServiceControl
 
 __all__ = [
     "ServiceCellError",
+    "ServiceMagics",
     "register_magics",
     "running_services",
-    "service_cell",
-    "service_stop",
-    "services",
 ]
+
+NO_SERVICES = "no services running"
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -52,8 +60,12 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        loop = asyncio.get_event_loop()
-    if loop.is_running() and not workbench.enable_nested_loop(loop):
+        coro.close()
+        raise RuntimeError(
+            "%%service runs services on the kernel's event loop, and none is running here; use it in a "
+            "Jupyter kernel, or `await ServiceRunner(MyService).start()` inside asyncio.run(...)"
+        ) from None
+    if not workbench.enable_nested_loop(loop):
         coro.close()
         raise RuntimeError(
             f"the kernel's event loop ({type(loop).__name__}) cannot be made re-entrant, so %%service cannot "
@@ -99,75 +111,117 @@ def _defined_services(before: dict[str, Any], namespace: dict[str, Any]) -> list
     return [cls for cls in candidates if not any(o is not cls and issubclass(o, cls) for o in candidates)]
 
 
-def service_cell(shell: Any, line: str, cell: str) -> None:
-    """``%%service [ClassName ...]``: run the cell, then (re)start the services it defines."""
-    from IPython.display import display
+@magics_class
+class ServiceMagics(Magics):
+    """``%%service``, ``%service_stop`` and ``%services`` of one IPython shell.
 
-    namespace = shell.user_ns
-    before = dict(namespace)
-    code = shell.transform_cell(cell)
-    filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)  # tracebacks show the cell
-    exec(compile(code, filename, "exec"), namespace)
+    It remembers the newest runner each ``%%service`` run made per service name, so the next run
+    can retire it (:meth:`fastiot.runner.ServiceRunner.retire`).
+    """
 
-    classes = _defined_services(before, namespace)
-    wanted = line.split()
-    if wanted:
-        by_name = {cls.__name__: cls for cls in classes}
-        missing = [name for name in wanted if name not in by_name]
-        if missing:
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._newest: dict[str, ServiceRunner] = {}
+
+    @magic_arguments()
+    @argument(
+        "names",
+        nargs="*",
+        metavar="ClassName",
+        help="Start only these classes of the cell (default: the most derived services it defines).",
+    )
+    @cell_magic
+    def service(self, line: str, cell: str) -> None:
+        """Run the cell, then (re)start the services it defines and show their controls."""
+        from IPython.display import display
+
+        args = parse_argstring(self.service, line)
+        shell = self.shell
+        assert shell is not None  # a registered Magics always has its shell
+        namespace = shell.user_ns
+        before = dict(namespace)
+        code = shell.transform_cell(cell)
+        # Cached under the execution count, so tracebacks show the cell's lines.
+        filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)
+        exec(compile(code, filename, "exec"), namespace)
+
+        classes = self._chosen(_defined_services(before, namespace), args.names)
+        controls = [ServiceControl(cls) for cls in classes]
+        failures = _run(self._replace_and_start(controls))
+        for control in controls:
+            display(control)
+        for name, error in failures:
+            summary = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"{name} did not start: {summary}", file=sys.stderr)
+
+    @staticmethod
+    def _chosen(classes: list[type[FastIoTService]], names: list[str]) -> list[type[FastIoTService]]:
+        if names:
+            by_name = {cls.__name__: cls for cls in classes}
+            missing = [name for name in names if name not in by_name]
+            if missing:
+                raise ServiceCellError(
+                    f"%%service {' '.join(names)}: the cell defines no service named {', '.join(missing)}"
+                )
+            return [by_name[name] for name in names]
+        if not classes:
             raise ServiceCellError(
-                f"%%service {line.strip()}: the cell defines no service named {', '.join(missing)}"
+                "%%service: the cell defines no FastIoTService subclass; write e.g.\n"
+                "%%service\n"
+                "class Printer(FastIoTService):\n"
+                "    @subscribe(subject=Thing.get_subject('>'))\n"
+                "    async def on_thing(self, thing: Thing) -> None:\n"
+                "        print(thing)"
             )
-        classes = [by_name[name] for name in wanted]
-    if not classes:
-        raise ServiceCellError(
-            "%%service: the cell defines no FastIoTService subclass; write e.g.\n"
-            "%%service\n"
-            "class Printer(FastIoTService):\n"
-            "    @subscribe(subject=Thing.get_subject('>'))\n"
-            "    async def on_thing(self, thing: Thing) -> None:\n"
-            "        print(thing)"
-        )
+        return classes
 
-    controls = [ServiceControl(cls) for cls in classes]
-
-    async def restart_all() -> list[tuple[str, BaseException]]:
+    async def _replace_and_start(self, controls: list[ServiceControl]) -> list[tuple[str, BaseException]]:
         failures: list[tuple[str, BaseException]] = []
         for control in controls:
-            await _stop_named(control.runner.name)  # hot reload: the previous definition goes first
+            name = control.runner.name
+            # Hot reload: the previous definition goes first, and for good (its control cannot start it).
+            previous = self._newest.pop(name, None)
+            if previous is not None:
+                await previous.retire()
+            await _stop_named(name)  # one started otherwise, e.g. by a ServiceControl in a cell
+            self._newest[name] = control.runner
             try:
                 await control.start()
             except Exception as e:  # the control shows it (traceback included); the cell goes on
-                failures.append((control.runner.name, e))
+                failures.append((name, e))
         return failures
 
-    failures = _run(restart_all())
-    for control in controls:
-        display(control)
-    for name, error in failures:
-        summary = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"{name} did not start: {summary}", file=sys.stderr)
+    @magic_arguments()
+    @argument("names", nargs="*", metavar="ClassName", help="The class names of the services to stop.")
+    @line_magic
+    def service_stop(self, line: str) -> None:
+        """Stop the running services of these class names."""
+        args = parse_argstring(self.service_stop, line)
+        if not args.names:
+            raise UsageError(f"%service_stop needs a service class name; running: {self._running_names()}")
+        for name in args.names:
+            if _run(_stop_named(name)):
+                print(f"stopped {name}")
+            else:
+                print(
+                    f"no service named {name} is running (running: {self._running_names()})", file=sys.stderr
+                )
+
+    @staticmethod
+    def _running_names() -> str:
+        return ", ".join(runner.name for runner in running_services()) or "none"
+
+    @magic_arguments()
+    @line_magic
+    def services(self, line: str = "") -> Any:
+        """A table (pandas DataFrame) of the running services, or "no services running"."""
+        parse_argstring(self.services, line)
+        return services_table()
 
 
-def service_stop(line: str) -> None:
-    """``%service_stop ClassName [...]``: stop the running services of these class names."""
-    from IPython.core.error import UsageError
-
-    names = line.split()
-    if not names:
-        running = ", ".join(r.name for r in running_services()) or "none"
-        raise UsageError(f"%service_stop needs a service class name; running: {running}")
-    for name in names:
-        stopped = _run(_stop_named(name))
-        if stopped:
-            print(f"stopped {name}")
-        else:
-            running = ", ".join(r.name for r in running_services()) or "none"
-            print(f"no service named {name} is running (running: {running})", file=sys.stderr)
-
-
-def services(line: str = "") -> Any:
-    """``%services``: a table (pandas DataFrame) of the running services."""
+def services_table() -> Any:
+    """A DataFrame of the running services (what ``%services`` shows); ``None`` after printing
+    "no services running" when there are none."""
     import pandas as pd
 
     rows = []
@@ -176,7 +230,7 @@ def services(line: str = "") -> Any:
         rows.append(
             {
                 "name": runner.name,
-                "status": runner.status,
+                "status": str(runner.status),
                 "received": sum(c.get("received", 0) for c in counts.values()),
                 "errors": sum(c.get("errors", 0) for c in counts.values()),
                 "handlers": ", ".join(f"{h}: {c.get('received', 0)}" for h, c in counts.items()),
@@ -184,17 +238,14 @@ def services(line: str = "") -> Any:
                 "last log line": runner.log_lines[-1] if runner.log_lines else "",
             }
         )
-    columns = ["name", "status", "received", "errors", "handlers", "starts", "last log line"]
-    return pd.DataFrame(rows, columns=columns)
+    if not rows:
+        print(NO_SERVICES)
+        return None
+    return pd.DataFrame(rows)
 
 
 def register_magics(shell: Any) -> None:
-    """Register ``%%service``, ``%service_stop`` and ``%services`` with the IPython ``shell``."""
-
-    def service(line: str, cell: str) -> None:
-        return service_cell(shell, line, cell)
-
-    service.__doc__ = service_cell.__doc__
-    shell.register_magic_function(service, magic_kind="cell", magic_name="service")
-    shell.register_magic_function(service_stop, magic_kind="line", magic_name="service_stop")
-    shell.register_magic_function(services, magic_kind="line", magic_name="services")
+    """Register ``%%service``, ``%service_stop`` and ``%services`` with the IPython ``shell`` (once)."""
+    if ServiceMagics.__name__ in shell.magics_manager.registry:
+        return  # e.g. `import fastiot_widgets`, then `%load_ext fastiot_widgets`: keep its memory
+    shell.register_magics(ServiceMagics(shell))

@@ -33,6 +33,7 @@ import traitlets
 from fastiot.capture import DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
 from fastiot.core.broker_connection import BrokerConnection
 
+from ._common import plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
 
 __all__ = ["DEFAULT_SHOWN_ROWS", "MessageTable", "table_html"]
@@ -175,7 +176,7 @@ class MessageTable(LiveView):
 
         self.title = widgets.HTML(
             f"<b>{html.escape(', '.join(capture.patterns))}</b> "
-            f"<span style='color:#757575'>(newest first, max {capture.max_rows:,} rows kept)</span>"
+            f"<span style='color:#757575'>(newest first, max {plural(capture.max_rows, 'row')} kept)</span>"
         )
         self.counters_view = widgets.HTML()
         self.csv_button = widgets.Button(
@@ -301,10 +302,10 @@ class MessageTable(LiveView):
             raise
         written = written.resolve()
         self.last_export = str(written)
-        self.export_message = f"saved {rows:,} rows to {written}"
+        self.export_message = f"saved {plural(rows, 'row')} to {written}"
         shown_path = html.escape(str(written))
         self.export_view.value = (
-            f"<span style='color:{_OK_COLOR}'>saved {rows:,} rows to</span> <code>{shown_path}</code>"
+            f"<span style='color:{_OK_COLOR}'>saved {plural(rows, 'row')} to</span> <code>{shown_path}</code>"
         )
         return written
 
@@ -361,7 +362,7 @@ class MessageTable(LiveView):
         self.rate = capture.rate
         lost = capture.lost
         parts = [
-            f"{self.rows:,} rows",
+            plural(self.rows, "row"),
             f"{self.received:,} received",
             f"{self.dropped:,} dropped",
             f"{self.rate:,.1f}/s",
@@ -380,4 +381,4 @@ class MessageTable(LiveView):
         self._set_shows_traffic(self.rate > 0)
 
     def __repr__(self) -> str:
-        return f"MessageTable({', '.join(self.capture.patterns)}, {self.rows} rows)"
+        return f"MessageTable({', '.join(self.capture.patterns)}, {plural(self.rows, 'row')})"

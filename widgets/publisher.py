@@ -39,13 +39,13 @@ import pydantic
 import traitlets
 from pydantic_core import PydanticUndefined
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.data_models import FastIoTRequest, ReplySubject, Subject
 from fastiot.core.time import get_time_now
 from fastiot.exceptions import FormError, ReplyHandlerError
 
 from ._common import (
-    BackgroundTasks,
     ConnectionStatus,
     follow_connection,
     format_exception,

@@ -24,23 +24,18 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.service import FastIoTService
 from fastiot.runner import (
     DEFAULT_START_TIMEOUT,
     DEFAULT_STOP_TIMEOUT,
-    SERVICE_STATUSES,
     ServiceRunner,
     ServiceStartError,
+    ServiceStatus,
 )
 
-from ._common import (
-    BackgroundTasks,
-    ConnectionStatus,
-    follow_connection,
-    format_exception,
-    pre_html,
-)
+from ._common import ConnectionStatus, follow_connection, format_exception, plural, pre_html
 
 __all__ = [
     "DEFAULT_MAX_SHOWN_LOG_LINES",
@@ -52,7 +47,14 @@ __all__ = [
 DEFAULT_REFRESH_INTERVAL = 0.25
 DEFAULT_MAX_SHOWN_LOG_LINES = 200
 
-_STATUS_COLORS = {"stopped": "#757575", "starting": "#ef6c00", "running": "#2e7d32", "crashed": "#c62828"}
+_STATUS_COLORS = {
+    ServiceStatus.STOPPED: "#757575",
+    ServiceStatus.STARTING: "#ef6c00",
+    ServiceStatus.RUNNING: "#2e7d32",
+    ServiceStatus.CRASHED: "#c62828",
+    ServiceStatus.REPLACED: "#9e9e9e",
+}
+_ACTIVE = (ServiceStatus.STARTING, ServiceStatus.RUNNING)
 
 
 class ServiceControl(widgets.VBox):
@@ -68,12 +70,15 @@ class ServiceControl(widgets.VBox):
     schedules the action on the kernel loop, and a failure shows up in the widget (``error``).
     From code, ``await ctl.start()`` / ``await ctl.stop()`` / ``await ctl.restart()`` wait for the
     action and raise its error.
+
+    A control whose service a newer ``%%service`` cell defines shows "replaced by a newer cell" and
+    its buttons are disabled: the outdated class can never run beside the new one.
     """
 
-    status = traitlets.Enum(
-        SERVICE_STATUSES,
-        default_value="stopped",
-        help="The service's status: stopped, starting, running or crashed.",
+    status = traitlets.UseEnum(
+        ServiceStatus,
+        default_value=ServiceStatus.STOPPED,
+        help="The service's status (a ServiceStatus): stopped, starting, running, crashed or replaced.",
     )
     error = traitlets.Unicode(
         "", help="The traceback of the crash, or the error of the last action that failed; '' if none."
@@ -175,7 +180,7 @@ class ServiceControl(widgets.VBox):
         """Stop the service (if it runs) and start a fresh instance."""
         await self._act(self.runner.restart)
 
-    async def wait_for_status(self, status: str, timeout: float = 10.0) -> None:
+    async def wait_for_status(self, status: ServiceStatus | str, timeout: float = 10.0) -> None:
         """Wait until the service reaches ``status``; see :meth:`ServiceRunner.wait_for_status`."""
         await self.runner.wait_for_status(status, timeout)
 
@@ -225,9 +230,9 @@ class ServiceControl(widgets.VBox):
 
     # -- model -> view -----------------------------------------------------------------------------
 
-    def _on_status_change(self, status: str) -> None:
+    def _on_status_change(self, status: ServiceStatus) -> None:
         self.status = status
-        if status in ("starting", "running"):
+        if status in _ACTIVE:
             self._attach_service_connection()
             self._start_refreshing()
         else:
@@ -300,21 +305,26 @@ class ServiceControl(widgets.VBox):
         hidden = len(lines) - len(shown) + self.runner.log_lines_dropped
         text = "\n".join(shown)
         if hidden:
-            text = f"({hidden} older lines not shown)\n{text}"
+            text = f"({plural(hidden, 'older line')} not shown)\n{text}"
         return pre_html(text, max_height="12em")
 
     def _render_status(self) -> None:
         status = self.status
-        crashed = status == "crashed"
+        crashed = status == ServiceStatus.CRASHED
         self.error = self.runner.error if crashed and self.runner.error else self._action_error
         color = _STATUS_COLORS[status]
         self.status_light.value = (
             f"<span style='font-size:120%;color:{color}'>&#9679;</span> "
-            f"<b>{html.escape(self.runner.name)}</b> <span style='color:{color}'>{status}</span>"
+            f"<b>{html.escape(self.runner.name)}</b> "
+            f"<span style='color:{color}'>{html.escape(status.description)}</span>"
         )
-        self.start_button.disabled = self.busy or status in ("starting", "running")
-        self.stop_button.disabled = self.busy or status not in ("starting", "running")
-        self.restart_button.disabled = self.busy or status == "starting"
+        replaced = status == ServiceStatus.REPLACED
+        self.start_button.disabled = self.busy or replaced or status in _ACTIVE
+        self.stop_button.disabled = self.busy or status not in _ACTIVE
+        self.restart_button.disabled = self.busy or replaced or status == ServiceStatus.STARTING
+        if replaced:
+            for button in (self.start_button, self.restart_button):
+                button.tooltip = "A newer cell defines this service; use its control"
         self.error_view.value = pre_html(self.error, color="#c62828", max_height="20em")
 
     def close(self) -> None:
@@ -324,11 +334,8 @@ class ServiceControl(widgets.VBox):
         self._stop_refreshing()
         self._tasks.cancel_all()
         self._refresher.cancel_all()
-        try:
-            self.runner.on_status_change(self._on_status_change, remove=True)
-            self.runner.on_log(self._on_log_line, remove=True)
-        except ValueError:  # closed twice
-            pass
+        self.runner.on_status_change(self._on_status_change, remove=True)  # closing twice is fine
+        self.runner.on_log(self._on_log_line, remove=True)
         self.connection_status.close()
         super().close()
 

@@ -39,6 +39,7 @@ from fastiot.core.data_models import Subject
 from fastiot.subjects import SubjectIndex
 
 from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
+from ._common import plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
 from .live_plot import LivePlot
 from .message_table import MessageTable
@@ -524,12 +525,16 @@ class SubjectBrowser(LiveView):
         index = self.index
         total = len(tree)
         parts = [
-            f"{self.subject_count:,} of {total:,} subjects" if self.filter.strip() else f"{total:,} subjects",
-            f"{index.received:,} messages",
+            f"{self.subject_count:,} of {plural(total, 'subject')}"
+            if self.filter.strip()
+            else plural(total, "subject"),
+            plural(index.received, "message"),
             f"pattern {index.pattern}",
         ]
         if index.untracked_messages:
-            parts.append(f"{index.untracked_messages:,} messages on untracked subjects (max_subjects)")
+            parts.append(
+                f"{plural(index.untracked_messages, 'message')} on untracked subjects (max_subjects)"
+            )
         if index.lost:
             parts.append(f"<span style='color:{_ERROR}'>{index.lost:,} lost (slow consumer)</span>")
         if not self.running:

@@ -16,18 +16,15 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydantic
 
-from fastiot.capture.columns import Column, kind_of
 from fastiot.capture.export import column_to_pandas, string_array
+from fastiot.capture.rows import VALUE_COLUMN, PayloadColumns
 from fastiot.core.logger import setup_logger
-from fastiot.payloads import DEFAULT_MAX_DEPTH, Decoded, error_text, join_path, to_text, value_decoder
+from fastiot.payloads import Decoded, value_decoder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,8 +45,6 @@ DEFAULT_MAX_BYTES = 256 * 1024**2
 # A payload with more distinct (flattened) fields than this is not a table; the rest is counted, not kept.
 DEFAULT_MAX_COLUMNS = 1_000
 
-VALUE_COLUMN = "value"
-"""The column of a payload that decodes to something other than a mapping (a number, a list, ...)."""
 ERROR_COLUMN = "error"
 """The column that says why a row's payload did not decode (``None`` for rows that did)."""
 RAW_COLUMN = "raw"
@@ -59,32 +54,17 @@ HEADERS_COLUMN = "headers"
 SEQUENCE_COLUMN = "sequence"
 """The column of the rows' sequence numbers, in buffers made with ``sequence=True`` (recordings)."""
 
-# Column order of Thing messages: what a person reads first comes first.
-_THING_COLUMN_ORDER = ("machine", "name", "value", "unit", "timestamp", "measurement_id")
 
 _INITIAL_CAPACITY = 1_024
 # Rows are written to the columns once this many are staged (or when somebody reads).
 FLUSH_ROWS = 1_536
-# Fewer rows of one shape than this in a mixed batch are written one by one.
-_MIN_GROUP_ROWS = 4
 _MAX_SUBJECT_NAMES = 100_000
-_QUOTED = frozenset('.[]"')
 
 _logger = setup_logger("capture")
 
 
-@functools.lru_cache(maxsize=1024)
-def _field_getter(key: Any) -> Callable[[Any], Any]:
-    return operator.itemgetter(key)
-
-
 def _is_failure(payload: Any) -> bool:
     return type(payload) is Decoded and payload.error is not None
-
-
-def _is_plain_key(key: Any) -> bool:
-    """Whether ``key`` is its own column name (a str that needs no quoting in a path)."""
-    return type(key) is str and bool(key) and _QUOTED.isdisjoint(key)
 
 
 class ColumnarBuffer:
@@ -128,6 +108,7 @@ class ColumnarBuffer:
         # When full, rows are evicted down to this: later rows are then written in batches again.
         self._byte_target: int = max_bytes - max_bytes // 16
         self._max_columns: int = max_columns
+        self._payload: PayloadColumns = PayloadColumns(0, max_columns, name)
         self._with_sequence: bool = sequence
         self._width: int = 5 if sequence else 4
         self._name: str = name
@@ -139,7 +120,7 @@ class ColumnarBuffer:
         self._subject_names: dict[str, str] = {}
         self._errors: dict[int, tuple[bytes, str]] = {}
         self._headers: dict[int, Mapping[str, str]] = {}
-        self._fields_not_stored: int = 0
+        self._fields_not_stored_before_clear: int = 0
         self.clear()
 
     def clear(self) -> None:
@@ -151,15 +132,15 @@ class ColumnarBuffer:
             np.zeros(self._capacity, np.int64) if self._with_sequence else None
         )
         self._subject_values: np.ndarray = np.empty(self._capacity, dtype=object)
-        self._columns: dict[str, Column] = {}
+        self._fields_not_stored_before_clear += self._payload.fields_not_stored
+        self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
         self.staged.clear()  # in place: a capture's hot path holds staged.extend
         self.staged_headers.clear()
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
         self._start: int = 0  # the seq of the oldest row kept
         self._ring_bytes: int = 0
-        self._staged_size: int = (
-            0  # bytes staged through stage() since the last flush (the hot path counts its own)
-        )
+        # Bytes staged through stage() since the last flush (a capture's hot path counts its own).
+        self._staged_size: int = 0
         self._errors.clear()
         self._headers.clear()
         self._error_count: int = 0
@@ -271,8 +252,7 @@ class ColumnarBuffer:
             self._ring_bytes += new_bytes
         self._prune(self._errors)
         self._prune(self._headers)
-        for column in self._columns.values():
-            column.housekeep()
+        self._payload.housekeep()
 
     def _rows_to_skip(self, sizes: list[int], n: int) -> int:
         """How many of the oldest staged rows cannot be kept: beyond ``max_rows``, or ``max_bytes``."""
@@ -299,6 +279,7 @@ class ColumnarBuffer:
             return
         for part in self._slices(self._start, min(start, ring_stop)):
             self._ring_bytes -= int(self._sizes[part].sum())
+            self._payload.release(part)
         self._start = start
 
     def _evict_bytes(self, excess: int, stop: int) -> None:
@@ -309,6 +290,8 @@ class ColumnarBuffer:
         freed = np.cumsum(sizes)
         count = min(int(np.searchsorted(freed, excess)) + 1, len(sizes))
         self._ring_bytes -= int(freed[count - 1])
+        for part in self._slices(self._start, self._start + count):
+            self._payload.release(part)
         self._start += count
 
     def _prune(self, by_seq: dict[int, Any]) -> None:
@@ -349,133 +332,10 @@ class ColumnarBuffer:
             self._subject_values[slots] = subjects[lo:hi]
             if sequences is not None and self._sequences is not None:
                 self._sequences[slots] = sequences[lo:hi]
-            self._write(payloads[lo:hi], slot0, seq0 + lo)
-
-    def _write(self, payloads: list[Any], slot0: int, seq0: int) -> None:
-        m = len(payloads)
-        first = payloads[0]
-        if type(first) is dict and first:
-            # The common case: every payload of the batch has the same fields.
-            keys = tuple(first)
-            try:
-                # Non-dicts fail len() or the getters. One list per field: per-row tuples would each
-                # cost the garbage collector a visit.
-                uniform = set(map(len, payloads)) == {len(keys)}
-                columns_values = [list(map(_field_getter(key), payloads)) for key in keys] if uniform else []
-            except (KeyError, TypeError, IndexError):
-                uniform = False
-            if uniform:
-                if not self._write_group(
-                    keys, columns_values, slice(slot0, slot0 + m), range(slot0, slot0 + m)
-                ):
-                    for k, payload in enumerate(payloads):
-                        self._store_row(payload, slot0 + k, seq0 + k)
-                return
-        self._write_mixed(payloads, slot0, seq0)
-
-    def _write_mixed(self, payloads: Sequence[Any], slot0: int, seq0: int) -> None:
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        singles: list[int] = []
-        for k, payload in enumerate(payloads):
-            if type(payload) is dict and payload:
-                groups.setdefault(tuple(payload), []).append(k)
-            else:
-                singles.append(k)
-        for keys, members in groups.items():
-            group = [payloads[k] for k in members]
-            slot_list = [slot0 + k for k in members]
-            if len(members) < _MIN_GROUP_ROWS or not self._write_group(
-                keys, [list(map(_field_getter(key), group)) for key in keys], np.array(slot_list), slot_list
-            ):
-                singles.extend(members)
-        for k in sorted(singles):
-            self._store_row(payloads[k], slot0 + k, seq0 + k)
-
-    def _write_group(
-        self,
-        keys: tuple[Any, ...],
-        columns_values: list[list[Any]],
-        slots: slice | np.ndarray,
-        slot_list: Sequence[int],
-    ) -> bool:
-        """Write rows that share their fields column by column; ``False`` if the rows need the slow path.
-
-        Columns written before a ``False`` are overwritten by the slow path, which writes whole rows.
-        """
-        if not all(map(_is_plain_key, keys)):
-            return False
-        columns = self._columns
-        for key, values in zip(keys, columns_values, strict=True):
-            column = columns.get(key)
-            if column is not None and column.store_many(slots, values):
-                continue
-            types = set(map(type, values))
-            if dict in types or any(issubclass(t, pydantic.BaseModel) for t in types):
-                return False  # nested payloads are flattened row by row
-            for slot, value in zip(slot_list, values, strict=True):
-                self._store(key, value, slot, 1, None)
-        if len(columns) != len(keys):
-            present = set(keys)
-            for name, column in columns.items():
-                if name not in present:
-                    column.set_missing(slots)
-        return True
-
-    def _store_row(self, payload: Any, i: int, seq: int) -> None:
-        original = payload
-        try:
-            if type(payload) is Decoded:
-                if payload.error is not None:
-                    self._store_error(i, seq, payload.value, payload.error)
-                    return
-                payload = payload.value
-            if isinstance(payload, pydantic.BaseModel):
-                payload = payload.__dict__ | (payload.__pydantic_extra__ or {})
-            if type(payload) is not dict:
-                payload = {VALUE_COLUMN: payload}
-            present: set[str] = set()
-            for key, value in payload.items():
-                self._store(join_path("", key), value, i, 1, present)
-            for name, column in self._columns.items():
-                if name not in present:
-                    column.set_missing(i)
-        except Exception as e:  # a bug here must cost one row, not the capture
-            data = original.value if type(original) is Decoded and isinstance(original.value, bytes) else b""
-            self._store_error(i, seq, data, f"could not store the decoded payload: {error_text(e)}")
-
-    def _store(self, name: str, value: Any, i: int, depth: int, present: set[str] | None) -> None:
-        if isinstance(value, pydantic.BaseModel):
-            value = value.__dict__ | (value.__pydantic_extra__ or {})
-        if type(value) is dict:
-            if depth < DEFAULT_MAX_DEPTH:
-                for sub_key, sub_value in value.items():
-                    self._store(join_path(name, sub_key), sub_value, i, depth + 1, present)
-                return
-            value = to_text(value)  # nested past a sane depth: kept as text
-        if present is not None:
-            present.add(name)
-        column = self._columns.get(name)
-        if column is None:
-            if value is None:
-                return  # a column is made when its first value comes; until then it is missing anyway
-            if len(self._columns) >= self._max_columns:
-                if self._fields_not_stored == 0:
-                    _logger.warning(
-                        "%s: more than %d distinct payload fields; further fields are not stored "
-                        "(raise max_columns to keep them)",
-                        self._name,
-                        self._max_columns,
-                    )
-                self._fields_not_stored += 1
-                return
-            column = self._columns[name] = Column(name, self._capacity, kind_of(value))
-        column.store(i, value)
-
-    def _store_error(self, i: int, seq: int, data: bytes, text: str) -> None:
-        for column in self._columns.values():
-            column.set_missing(i)
-        self._errors[seq] = (bytes(data), text)
-        self._error_count += 1
+            self._payload.write(payloads[lo:hi], slot0, seq0 + lo)
+        for seq, raw, text in self._payload.take_errors():
+            self._errors[seq] = (raw, text)
+            self._error_count += 1
 
     def _grow(self, capacity: int) -> None:
         def grown(old: np.ndarray) -> np.ndarray:
@@ -488,8 +348,7 @@ class ColumnarBuffer:
         )
         if self._sequences is not None:
             self._sequences = grown(self._sequences)
-        for column in self._columns.values():
-            column.grow(capacity)
+        self._payload.grow(capacity)
         self._capacity = capacity
 
     # -- reading -------------------------------------------------------------------------------------
@@ -518,7 +377,7 @@ class ColumnarBuffer:
     @property
     def fields_not_stored(self) -> int:
         """Field values not stored because the payloads had more than ``max_columns`` distinct fields."""
-        return self._fields_not_stored
+        return self._fields_not_stored_before_clear + self._payload.fields_not_stored
 
     def live_range(self) -> tuple[int, int]:
         """Write the staged rows and return the seq range ``[start, stop)`` of the rows kept."""
@@ -528,10 +387,7 @@ class ColumnarBuffer:
     def column_order(self) -> list[str]:
         """The payload columns (flattened names), in the order frames use."""
         self.flush()
-        names = list(self._columns)
-        if all(name in self._columns for name in _THING_COLUMN_ORDER):
-            names = list(_THING_COLUMN_ORDER) + [n for n in names if n not in _THING_COLUMN_ORDER]
-        return names
+        return self._payload.order()
 
     def _slices(self, start_seq: int, stop_seq: int) -> list[slice]:
         if stop_seq <= start_seq:
@@ -585,7 +441,7 @@ class ColumnarBuffer:
         if self._sequences is not None:
             data[SEQUENCE_COLUMN] = self._take(self._sequences, slices)
         for name in self.column_order():
-            column = self._columns[name]
+            column = self._payload.columns[name]
             key = f"payload.{name}" if name in data else name
             data[key] = column_to_pandas(
                 column.kind,

@@ -30,7 +30,9 @@ from fastiot.core.broker_connection import (
     NatsBrokerConnection,
 )
 from fastiot.core.data_models import Subject
+from fastiot.core.serialization import unpackb
 from fastiot.payloads import Decoded, flatten, value_decoder
+from fastiot.payloads.decoding import is_msgpack_first
 from fastiot.rates import DEFAULT_RATE_WINDOW, message_rate
 
 if TYPE_CHECKING:
@@ -197,6 +199,7 @@ class MessageCapture(BrokerObserver):
         self._received_before_clear: int = 0
         # Bytes that may still be staged before the buffer must write (and evict) to stay in max_bytes.
         self._byte_budget: int = self._buffer.byte_room
+        self._update_trigger()
 
     def __repr__(self) -> str:
         state = "paused" if self._paused else ("running" if self.is_running else "stopped")
@@ -210,26 +213,43 @@ class MessageCapture(BrokerObserver):
 
     def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
         # One decoder per subscription, chosen now: the callback never looks up how to decode.
-        return [
-            (pattern, self._handler(value_decoder(msg_cls, pattern=pattern, fields=True)))
-            for pattern, msg_cls in self._targets
-        ]
+        plan: list[tuple[str, MessageHandler]] = []
+        for pattern, msg_cls in self._targets:
+            decode = value_decoder(msg_cls, pattern=pattern, fields=True)
+            plan.append((pattern, self._handler(decode, msgpack_first=is_msgpack_first(decode))))
+        return plan
 
-    def _handler(self, decode: Callable[[bytes, str], Any]) -> MessageHandler:
-        """The NATS callback, run for every message: decode, stage, count, nothing else."""
+    def _handler(self, decode: Callable[[bytes, str], Any], msgpack_first: bool) -> MessageHandler:
+        """The NATS callback, run for every message: decode, stage, count, nothing else.
+
+        With ``msgpack_first`` (a pattern without a model or registered decoder) the callback unpacks
+        msgpack itself and calls ``decode`` only for what is not msgpack: one call less per message.
+        """
         buffer = self._buffer
         stage = buffer.staged.extend  # the list is cleared in place, never replaced
         staged_headers = buffer.staged_headers
+        # Closure variables: cheaper than global lookups on every message.
+        time_ns = _time_ns
+        unpack = unpackb
 
         async def on_msg(msg: NatsMsg) -> None:
             if self._paused:
                 self._on_paused_msg()
                 return
             data = msg.data
-            subject = msg.subject
             size = len(data)
+            if msgpack_first:
+                try:
+                    payload = unpack(data)
+                except Exception:
+                    payload = decode(data, msg.subject)
+                else:
+                    if size == 1 and type(payload) is int:
+                        payload = decode(data, msg.subject)  # text, e.g. `nats pub subject 5`
+            else:
+                payload = decode(data, msg.subject)
             seq = self._received
-            stage((subject, _time_ns(), decode(data, subject), size))
+            stage((msg.subject, time_ns(), payload, size))
             if msg.headers:
                 staged_headers[seq] = msg.headers
             self._received = seq + 1

@@ -36,7 +36,8 @@ from fastiot.exceptions import NotRunningError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg as NatsMsg
-    from nats.aio.subscription import Subscription as NatsSubscription
+
+    from fastiot.core.subscription import RawSubscription
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
@@ -76,12 +77,12 @@ class _Waiter:
     wake_seq: int = 0
 
 
-def handled_by_client(subscription: NatsSubscription) -> int:
+def handled_by_client(subscription: RawSubscription) -> int:
     """Messages the NATS client handed to the callback of a subscription so far."""
     return subscription.delivered - subscription.pending_msgs
 
 
-async def unsubscribe_quietly(subscription: NatsSubscription) -> None:
+async def unsubscribe_quietly(subscription: RawSubscription) -> None:
     """Unsubscribe; a subscription whose connection is gone is gone already."""
     try:
         await subscription.unsubscribe()
@@ -115,7 +116,7 @@ class BrokerObserver:
         self._registered: bool = False
         self._pending_msgs_limit: int = pending_msgs_limit
         self._pending_bytes_limit: int = pending_bytes_limit
-        self._subscriptions: list[NatsSubscription] = []
+        self._subscriptions: list[RawSubscription] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Listener] = []
         self._waiters: list[_Waiter] = []
@@ -158,8 +159,8 @@ class BrokerObserver:
         """The broker connection in use (``None`` before the first start without an explicit one)."""
         return self._active_connection or self._connection
 
-    async def _subscribe_plan(self, connection: NatsBrokerConnection) -> list[NatsSubscription]:
-        subscriptions: list[NatsSubscription] = []
+    async def _subscribe_plan(self, connection: NatsBrokerConnection) -> list[RawSubscription]:
+        subscriptions: list[RawSubscription] = []
         try:
             for pattern, callback in self._subscription_plan():
                 subscriptions.append(

@@ -17,11 +17,13 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
 from fastiot.core.logger import setup_logger
 from fastiot.env import env_basic
@@ -32,6 +34,11 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "DEFAULT_STOP_TIMEOUT", "FastIoTService"]
 # How long stopping may wait for subscriptions to drain and for tasks to finish before they are cancelled.
 DEFAULT_DRAIN_TIMEOUT = 5.0
 DEFAULT_STOP_TIMEOUT = 10.0
+# An @subscribe / @reply method, bound to its service.
+_Handler = Callable[..., Coroutine[Any, Any, Any]]
+
+# Extra time a drain gets beyond drain_timeout to report that it timed out, before it is given up on.
+_DRAIN_GRACE = 1.0
 
 
 class FastIoTService:
@@ -40,7 +47,17 @@ class FastIoTService:
     Declare behaviour with ``@subscribe``, ``@reply`` and ``@loop`` methods, and optionally override
     :meth:`_start` and :meth:`_stop`. Run it with :meth:`main` in production, or with
     ``async with MyService(broker_connection=...)`` (as the notebook workbench does).
+
+    Stopping always finishes: handlers get :attr:`drain_timeout` seconds to finish the messages
+    already received; one still busy after that is cancelled with a warning that names it. Tasks
+    (loops, :meth:`run_task`) get :attr:`stop_timeout` seconds after ``_stop()`` before they are
+    cancelled. Set either on the class (or the instance) to change it.
     """
+
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    """Seconds a stop waits for handlers to finish the messages already received."""
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    """Seconds a stop waits for loops and tasks after ``_stop()``, before it cancels them."""
 
     @classmethod
     def main(cls, **kwargs: Any) -> None:
@@ -76,16 +93,15 @@ class FastIoTService:
             return False
         loop = asyncio.get_running_loop()
         handled: list[signal.Signals] = []
-        signal_tasks: set[asyncio.Task[None]] = set()
+        signal_tasks = BackgroundTasks()
         try:
             service = cls(broker_connection=broker, **kwargs)
 
             def on_signal(sig: signal.Signals) -> None:
                 assert service is not None
-                # request_shutdown only sets an event, so the task finishes at once; the set keeps it alive.
-                task = loop.create_task(service.request_shutdown(f"received {sig.name}"))
-                signal_tasks.add(task)
-                task.add_done_callback(signal_tasks.discard)
+                # request_shutdown only sets an event, so the task finishes at once.
+                shutdown = service.request_shutdown(f"received {sig.name}")
+                signal_tasks.spawn(shutdown, what=f"{sig.name} handler")
 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
@@ -107,10 +123,13 @@ class FastIoTService:
         self._logger: logging.Logger = setup_logger(type(self).__name__)
         self._shutdown_event: asyncio.Event = asyncio.Event()
         self._owns_connection: bool = False
-        self._subscription_fns: list[Callable[..., Coroutine[Any, Any, Any]]] = []
-        self._reply_subscription_fns: list[Callable[..., Coroutine[Any, Any, Any]]] = []
+        self._subscription_fns: list[_Handler] = []
+        self._reply_subscription_fns: list[_Handler] = []
         self._loop_fns: list[Callable[[], Coroutine[Any, Any, Awaitable[Any]]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: BackgroundTasks = BackgroundTasks()
+        # The task running each handler call right now, so a stop can cancel one that never returns.
+        self._busy_handlers: dict[asyncio.Task[Any], str] = {}
+        self._stopping: bool = False
         self._subs: list[Subscription] = []
         self.subscriptions: dict[str, Subscription] = {}
         """The running subscriptions by handler name (their ``received`` and ``errors`` counters)."""
@@ -144,10 +163,7 @@ class FastIoTService:
         If it raises, the exception is logged and a shutdown is requested; if it returns, it is
         dropped and the service goes on. Tasks are awaited after :meth:`_stop` when the service stops.
         """
-        task = asyncio.get_running_loop().create_task(self._exec_task(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(self._exec_task(coro), what=getattr(coro, "__qualname__", "task"))
 
     async def _exec_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         name = getattr(coro, "__qualname__", "task")
@@ -208,6 +224,7 @@ class FastIoTService:
 
     async def __aenter__(self) -> FastIoTService:
         self._shutdown_event.clear()
+        self._stopping = False
         self.shutdown_reason, self.shutdown_exception = "", None
         self.subscriptions = {}
         self._setup_annotations()
@@ -217,6 +234,7 @@ class FastIoTService:
         try:
             await self._start()
             await self._start_annotated_subs()
+            await self._confirm_subscriptions()
             self._start_annotated_loops()
         except BaseException:
             await self._shutdown()
@@ -231,15 +249,18 @@ class FastIoTService:
 
     async def _shutdown(self) -> None:
         await self.request_shutdown()
-        await self._stop_subs()
+        self._stopping = True
         try:
-            await self._stop()
+            await self._stop_subs()
         finally:
-            await self._stop_tasks()
-            if self._owns_connection and isinstance(self.broker_connection, NatsBrokerConnection):
-                await self.broker_connection.close()
-                self.broker_connection = None
-                self._owns_connection = False
+            try:
+                await self._stop()
+            finally:
+                await self._stop_tasks()
+                if self._owns_connection and isinstance(self.broker_connection, NatsBrokerConnection):
+                    await self.broker_connection.close()
+                    self.broker_connection = None
+                    self._owns_connection = False
         self._logger.info("stopped %s", type(self).__name__)
 
     async def run(self) -> None:
@@ -263,16 +284,60 @@ class FastIoTService:
     async def _start_annotated_subs(self) -> None:
         assert self.broker_connection is not None
         for fn in self._subscription_fns:
-            sub = await self.broker_connection.subscribe(subject=fn._fastiot_subject, cb=fn)  # type: ignore[attr-defined]
+            sub = await self.broker_connection.subscribe(
+                subject=fn._fastiot_subject,  # type: ignore[attr-defined]
+                cb=self._tracked(fn),
+            )
             self._subs.append(sub)
             self.subscriptions[fn.__name__] = sub
         for fn in self._reply_subscription_fns:
             sub = await self.broker_connection.subscribe_reply_cb(
                 subject=fn._fastiot_reply_subject,  # type: ignore[attr-defined]
-                cb=fn,
+                cb=self._tracked(fn),
             )
             self._subs.append(sub)
             self.subscriptions[fn.__name__] = sub
+
+    def _tracked(self, fn: _Handler) -> _Handler:
+        """``fn`` as a handler whose running call a stop can find and cancel (same signature)."""
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        async def handler(*args: Any) -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                self._busy_handlers[task] = name
+            try:
+                return await fn(*args)
+            except asyncio.CancelledError:
+                if self._stopping:
+                    self._logger.warning(
+                        "handler %s did not finish within %.1f s of the stop (drain_timeout); cancelled it",
+                        name,
+                        self.drain_timeout,
+                    )
+                raise
+            finally:
+                if task is not None:
+                    self._busy_handlers.pop(task, None)
+
+        return handler
+
+    async def _confirm_subscriptions(self) -> None:
+        """Return once the server has every subscription, so no message sent after the start is missed."""
+        if not self._subs:
+            return
+        assert self.broker_connection is not None
+        try:
+            await self.broker_connection.flush()
+        except Exception as e:  # e.g. reconnecting: nats-py sends the subscriptions when it is back
+            self._logger.warning(
+                "the broker did not confirm the subscriptions of %s (%s: %s); messages sent before "
+                "the connection is back may be missed",
+                type(self).__name__,
+                type(e).__name__,
+                e,
+            )
 
     async def _loop_task_cb(self, loop_fn: Callable[[], Coroutine[Any, Any, Awaitable[Any]]]) -> None:
         while not self._shutdown_event.is_set():
@@ -288,23 +353,58 @@ class FastIoTService:
                 break
 
     async def _stop_subs(self) -> None:
+        """Stop every subscription, however its handler behaves: this always finishes.
+
+        All drain at once (a stop takes one ``drain_timeout``, not one per handler); a handler still
+        busy after that is cancelled, and a subscription that did not drain is unsubscribed.
+        """
         subs, self._subs = self._subs, []
-        for sub in subs:
-            drain = getattr(sub, "drain", None)
-            if drain is not None:
-                await drain(DEFAULT_DRAIN_TIMEOUT)
-            else:
-                await sub.unsubscribe()
+        if not subs:
+            return
+        timeout = self.drain_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        results = await asyncio.gather(*(self._drain(sub, timeout) for sub in subs), return_exceptions=True)
+        await self._cancel_hung_handlers(deadline)
+        for sub, result in zip(subs, results, strict=True):
+            if isinstance(result, BaseException):
+                self._logger.debug("draining a subscription failed: %r; unsubscribing it", result)
+                try:
+                    await sub.unsubscribe()
+                except Exception as e:  # gone with the connection, or already unsubscribed by the drain
+                    self._logger.debug("unsubscribing after a failed drain: %r", e)
+
+    async def _cancel_hung_handlers(self, deadline: float) -> None:
+        """Give handlers still busy after the drains the rest of ``drain_timeout``, then cancel them.
+
+        (A drain returns early when, e.g., the connection is gone; the handler then still gets its time.)
+        """
+        busy = {task for task in self._busy_handlers if task is not asyncio.current_task()}
+        remaining = deadline - asyncio.get_running_loop().time()
+        if busy and remaining > 0:
+            _, busy = await asyncio.wait(busy, timeout=remaining)
+        if not busy:
+            return
+        for task in busy:
+            task.cancel()  # the handler logs a warning naming itself
+        _, ignoring = await asyncio.wait(busy, timeout=self.drain_timeout)
+        for task in ignoring:
+            self._logger.error(
+                "handler %s ignores its cancellation; leaving it behind", self._busy_handlers.get(task)
+            )
+
+    @staticmethod
+    async def _drain(sub: Subscription, timeout: float) -> None:
+        await asyncio.wait_for(sub.drain(timeout), timeout + _DRAIN_GRACE)
 
     async def _stop_tasks(self) -> None:
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        tasks = self._tasks.tasks()
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=DEFAULT_STOP_TIMEOUT)
+        timeout = self.stop_timeout
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
         for task in pending:
             self._logger.warning(
-                "task %s did not finish within %.0f s; cancelling it", task, DEFAULT_STOP_TIMEOUT
+                "task %s did not finish within %.1f s; cancelling it", task.get_name(), timeout
             )
-            task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=DEFAULT_STOP_TIMEOUT)
+            await self._tasks.cancel(timeout)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -309,7 +310,19 @@ def value_decoder(
             return decode(data, typed=False)
         return value
 
+    _MSGPACK_FIRST.add(decode_any)
     return decode_any
+
+
+# The value decoders that try msgpack first and fall back to decode() (see is_msgpack_first).
+_MSGPACK_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def is_msgpack_first(decoder: Callable[..., Any]) -> bool:
+    """Whether a :func:`value_decoder` unpacks msgpack with :data:`fastiot.core.serialization.unpackb`
+    first and calls :func:`decode` only for the rest (a hot path may then unpack inline, calling the
+    decoder for what fails)."""
+    return decoder in _MSGPACK_FIRST
 
 
 def _model_decoder(model: type[pydantic.BaseModel], as_fields: bool) -> Callable[[bytes, str], Any]:

@@ -55,11 +55,9 @@ class _ModelMap:
                     stack.append(sub)
             if cls in _BASE_MODELS or issubclass(cls, FastIoTResponse) or "[" in cls.__name__:
                 continue  # bases and responses (they go to an inbox) have no subject of their own
-            try:
-                name = cls._get_subject_name()
-            except Exception:
-                continue
-            by_subject[name] = cls
+            name = _base_subject(cls)
+            if name is not None:
+                by_subject[name] = cls
         self.by_subject, self.cache, self.generation = by_subject, {}, generation
 
     def lookup(self, subject: str) -> type[FastIoTData] | None:
@@ -80,6 +78,19 @@ class _ModelMap:
             cache.clear()
         cache[subject] = found
         return found
+
+
+def _base_subject(cls: type[FastIoTData]) -> str | None:
+    """The subject a model publishes on and below (``v1.thing``), or ``None`` if it has none."""
+    try:
+        return cls._get_subject_name()
+    except Exception:
+        pass
+    try:  # a hierarchical model (e.g. Thing) refuses a subject without a name below its own
+        below = cls._get_subject_name(">")
+    except Exception:
+        return None
+    return below[:-2] if below.endswith(".>") else None
 
 
 _models = _ModelMap()

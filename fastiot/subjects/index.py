@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastiot.capture.export import string_array
 from fastiot.capture.observer import (
@@ -70,6 +70,15 @@ _time_ns = time.time_ns
 # Called with the subjects that changed since the last call; an empty set means the index was cleared.
 # Subjects in the set that are no longer ``in index`` were removed (by set_pattern).
 ChangeCallback = Callable[[set[str]], None]
+
+
+class _Switch(NamedTuple):
+    """Steers a subscription's handler while set_pattern replaces the subscription."""
+
+    end_after: Callable[[int], None]
+    """Handle only the first n messages (the replaced subscription)."""
+    skip_twins: Callable[[int, str], None]
+    """Of the first n messages, skip those matching the replaced pattern (the new subscription)."""
 
 
 class SubjectIndex(BrokerObserver):
@@ -148,9 +157,12 @@ class SubjectIndex(BrokerObserver):
         self._handled_before_clear: int = 0
         # Messages of a replaced subscription that its successor has too (see set_pattern).
         self._duplicates: int = 0
-        # One per subscription in _subscriptions: stops its handler after n messages.
-        self._cutters: list[Callable[[int], None]] = []
-        self._planned_cutters: list[Callable[[int], None]] = []
+        # One per subscription in _subscriptions: how set_pattern hands over from one to the next.
+        self._switches: list[_Switch] = []
+        self._planned_switches: list[_Switch] = []
+        self._subscribed_pattern: str = self._pattern
+        self._replacing: str = ""  # the pattern set_pattern replaces, while it does
+        self._switching = asyncio.Lock()
         self._decode_model = value_decoder(self._msg_cls) if self._msg_cls is not None else None
 
     def __repr__(self) -> str:
@@ -163,27 +175,34 @@ class SubjectIndex(BrokerObserver):
     # -- the hot path -------------------------------------------------------------------------------
 
     def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
-        handler, cutter = self._handler()
-        self._planned_cutters = [cutter]
+        handler, switch = self._handler(self._replacing)
+        self._planned_switches = [switch]
         return [(self._pattern, handler)]
 
     async def start(self) -> Any:
         """Subscribe and start counting (see :meth:`BrokerObserver.start`)."""
         if not self._subscriptions:
             await super().start()
-            self._cutters = self._planned_cutters
+            self._switches = self._planned_switches
+            self._subscribed_pattern = self._pattern
         return self
 
-    def _handler(self) -> tuple[MessageHandler, Callable[[int], None]]:
-        """A NATS callback (counts, keeps the payload, nothing else) and a function that ends it after n."""
+    def _handler(self, replacing: str = "") -> tuple[MessageHandler, _Switch]:
+        """A NATS callback (counts, keeps the payload, nothing else) and how set_pattern steers it.
+
+        A handler ``replacing`` a subscription to another pattern skips the messages that one gets
+        too (twins), until set_pattern knows how many of them came before the hand-over.
+        """
         entries = self._entries  # cleared in place, never replaced
         seen = 0
-        limit = _NEVER
+        limit = _NEVER  # handle only this many (a replaced subscription)
+        twins_until = _NEVER if replacing else 0  # of the first this many, skip the twins
+        twins_pattern = replacing
 
         async def on_msg(msg: NatsMsg) -> None:
             nonlocal seen
             seen += 1
-            if seen > limit:
+            if seen > limit or (seen <= twins_until and subject_matches(msg.subject, twins_pattern)):
                 self._duplicates += 1
                 return
             subject = msg.subject
@@ -213,7 +232,11 @@ class SubjectIndex(BrokerObserver):
             nonlocal limit
             limit = n
 
-        return on_msg, end_after
+        def skip_twins(n: int, pattern: str) -> None:
+            nonlocal twins_until, twins_pattern
+            twins_until, twins_pattern = n, pattern
+
+        return on_msg, _Switch(end_after, skip_twins)
 
     def _track(self, subject: str) -> SubjectEntry | None:
         if not self._include_inbox and subject.startswith(_INBOX_PREFIX):
@@ -254,8 +277,8 @@ class SubjectIndex(BrokerObserver):
     async def set_pattern(self, pattern: str | Subject) -> None:
         """Watch another pattern: subscribe to it, drop the subjects it does not match.
 
-        The new subscription is in place before the old one goes, and messages both deliver are
-        counted once, so nothing is missed or counted twice. Listeners get the subjects dropped.
+        The new subscription is in place before the old one goes, and a message both deliver during
+        the hand-over is counted once. Listeners get the subjects dropped. Calls are taken one at a time.
 
         Raises:
             ValueError: If ``pattern`` is not a NATS pattern.
@@ -264,17 +287,33 @@ class SubjectIndex(BrokerObserver):
             >>> async def main(index):
             ...     await index.set_pattern("v1.thing.press_1.>")
         """
-        self._pattern, self._msg_cls = _parse_pattern(pattern)
-        self._decode_model = value_decoder(self._msg_cls) if self._msg_cls is not None else None
+        parsed = _parse_pattern(pattern)
+        async with self._switching:
+            await self._switch_to(*parsed)
+
+    async def _switch_to(self, pattern: str, msg_cls: type | None) -> None:
+        self._pattern, self._msg_cls = pattern, msg_cls
+        self._decode_model = value_decoder(msg_cls) if msg_cls is not None else None
         connection = self._active_connection
         if self._subscriptions and connection is not None:
-            old, old_cutters = self._subscriptions, self._cutters
-            new = await self._subscribe_plan(connection)
-            # After the flush, whatever the old subscription still gets, the new one has too (or it no
-            # longer matches): handle only what it got until now.
+            old, old_switches, old_pattern = self._subscriptions, self._switches, self._subscribed_pattern
+            self._replacing = old_pattern
+            try:
+                new = await self._subscribe_plan(connection)
+            finally:
+                self._replacing = ""
+            new_switches = self._planned_switches
+            # The server now delivers a message that matches both patterns twice. Read in the same
+            # instant, these counters split the stream: the old subscription handles what it got
+            # until now (the twins of later ones come to the new one), the new one skips the twins
+            # among what it got until now. (Only the two deliveries of one message split by the
+            # instant, new one first, would go uncounted: they are adjacent on the wire.)
             targets = [s.delivered for s in old]
-            for cutter, target in zip(old_cutters, targets, strict=True):
-                cutter(target)
+            received = [s.delivered for s in new]
+            for switch, target in zip(old_switches, targets, strict=True):
+                switch.end_after(target)
+            for switch, first in zip(new_switches, received, strict=True):
+                switch.skip_twins(first, old_pattern)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + _SWITCH_TIMEOUT
             while any(handled_by_client(s) < t for s, t in zip(old, targets, strict=True)):
@@ -282,7 +321,8 @@ class SubjectIndex(BrokerObserver):
                     break
                 await asyncio.sleep(0.001)
             self._lost_before = self.lost
-            self._subscriptions, self._cutters = new, self._planned_cutters
+            self._subscriptions, self._switches = new, new_switches
+            self._subscribed_pattern = self._pattern
             self._handled_at_start = self._handled_total() - sum(handled_by_client(s) for s in new)
             for subscription in old:
                 await unsubscribe_quietly(subscription)

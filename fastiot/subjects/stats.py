@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,7 +68,7 @@ class SubjectMessage:
     """The payload decoded by :func:`fastiot.payloads.decode`."""
 
 
-@dataclass
+@dataclass(slots=True)
 class SubjectTreeNode:
     """One token of the subject hierarchy, with the totals of every subject at or below it.
 
@@ -155,16 +156,14 @@ def build_tree(
             node.subjects += 1
             if last_seen > node.last_seen_ns:
                 node.last_seen_ns = last_seen
-    attribute = "last_seen_ns" if sort == "last_seen" else sort
-
-    def key(node: SubjectTreeNode) -> Any:
-        return node.token if sort == "name" else (getattr(node, attribute), node.token)
-
+    # Ties (and the name order) by token; attrgetter builds the key tuples in C.
+    attribute = {"name": "token", "last_seen": "last_seen_ns"}.get(sort, sort)
+    key = operator.attrgetter(attribute, "token")
     stack = [root]
     while stack:
         node = stack.pop()
         if node.children:
             ordered = sorted(node.children.values(), key=key, reverse=descending)
             node.children = {child.token: child for child in ordered}
-            stack.extend(ordered)
+            stack.extend(child for child in ordered if child.children)
     return root

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -300,7 +301,8 @@ def test_subject_browser_plot_diff_and_service_cell_in_jupyterlab(workbench: Wor
             page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
             # The file browser is not part of the picture: fold the left sidebar.
             page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").first.click()
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # attached to the kernel
+            # Attached to the kernel ("Python 3 (ipykernel) | Idle", or as the installed kernelspec says).
+            page.get_by_text(re.compile(r"^Python 3.* \| Idle$")).first.wait_for()
             # Every cell but the %%service one first (see MANY_SUBJECTS), then the clicks.
             _service_cell(page).locator(".jp-InputPrompt").click()
             _run_menu(page, "Run All Above Selected Cell")

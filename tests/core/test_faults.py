@@ -14,7 +14,15 @@ from collections.abc import Iterator
 import nats.errors
 import pytest
 
-from fastiot.core import FastIoTPublish, FastIoTRequest, FastIoTResponse, FastIoTService, reply, subscribe
+from fastiot.core import (
+    FastIoTPublish,
+    FastIoTRequest,
+    FastIoTResponse,
+    FastIoTService,
+    _nats_compat,
+    reply,
+    subscribe,
+)
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import PublishBufferFullError
 from fastiot.nats_server import NatsServer
@@ -311,7 +319,8 @@ async def test_close_while_reconnecting_reports_discarded_publishes(
     await asyncio.wait_for(connection.close(), WAIT)
     assert connection.state == "closed"
     assert connection.client.is_closed
-    assert connection.client._reconnection_task.done(), "nats-py's reconnect loop must not outlive close()"
+    task = _nats_compat.reconnection_task(connection.client)
+    assert task is not None and task.done(), "nats-py's reconnect loop must not outlive close()"
     await asyncio.wait_for(closed.wait(), WAIT)
     assert f"{pending} bytes of buffered publishes are discarded" in caplog.text
 

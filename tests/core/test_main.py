@@ -48,6 +48,8 @@ SERVICE_MODULE = textwrap.dedent(
 
 
     class Recorder(FastIoTService):
+        drain_timeout = float(os.environ.get("TEST_DRAIN_TIMEOUT", "5"))
+
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.started = False
@@ -77,6 +79,11 @@ SERVICE_MODULE = textwrap.dedent(
             await self.ack("slow_started")
             await asyncio.sleep(0.5)  # still running when the signal arrives: stopping must wait for it
             self.slow_done += 1
+
+        @subscribe(subject=Thing.get_subject("main_test.hang"))
+        async def on_hang(self, thing):
+            await self.ack("hang_started")
+            await asyncio.Event().wait()  # never returns
 
         @reply(subject=CountRequest.get_reply_subject("main_test"))
         async def count(self, request):
@@ -161,6 +168,23 @@ async def expect_ack(
     return ack
 
 
+async def start_and_wait_until_ready(
+    broker: NatsBrokerConnection,
+    script: Path,
+    servers: str,
+    processes: list[subprocess.Popen[str]],
+    **extra_env: str,
+) -> tuple[asyncio.Queue[Thing], subprocess.Popen[str]]:
+    """Start the service process and wait for its "ready" ack; returns the queue of its further acks."""
+    acks: asyncio.Queue[Thing] = asyncio.Queue()
+    await broker.subscribe_msg_queue(Thing.get_subject("main_test.ack.>"), acks)
+    await broker.flush()
+    process = start_service(script, servers, **extra_env)
+    processes.append(process)
+    await expect_ack(acks, "ready", process, START_TIMEOUT)
+    return acks, process
+
+
 async def wait_for_exit(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     stdout, stderr = await asyncio.wait_for(asyncio.to_thread(process.communicate), STOP_TIMEOUT)
     return process.returncode, stdout, stderr
@@ -178,12 +202,7 @@ async def test_main_runs_and_stops_gracefully_on_signal(
     broker: NatsBrokerConnection,
     processes: list[subprocess.Popen[str]],
 ) -> None:
-    acks: asyncio.Queue[Thing] = asyncio.Queue()
-    await broker.subscribe_msg_queue(Thing.get_subject("main_test.ack.>"), acks)
-    await broker.flush()
-    process = start_service(service_script, nats_server.url)
-    processes.append(process)
-    await expect_ack(acks, "ready", process, START_TIMEOUT)
+    acks, process = await start_and_wait_until_ready(broker, service_script, nats_server.url, processes)
 
     for n in range(5):
         thing = Thing(machine="m", name=f"s{n}", value=n)
@@ -211,6 +230,28 @@ async def test_main_runs_and_stops_gracefully_on_signal(
     # It is gone from the broker too.
     with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
         await broker.request(CountRequest.get_reply_subject("main_test"), CountRequest(), timeout=0.5)
+
+
+async def test_main_exits_0_on_sigterm_when_a_handler_never_returns(
+    service_script: Path,
+    nats_server: NatsServer,
+    broker: NatsBrokerConnection,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    acks, process = await start_and_wait_until_ready(
+        broker, service_script, nats_server.url, processes, TEST_DRAIN_TIMEOUT="0.2"
+    )
+    await broker.publish(Thing.get_subject("main_test.hang"), Thing(machine="m", name="hang", value=0))
+    await expect_ack(acks, "hang_started", process)
+    process.send_signal(signal.SIGTERM)
+
+    returncode, _stdout, stderr = await wait_for_exit(process)
+    assert returncode == 0, stderr
+    assert read_state(service_script)["reason"] == "received SIGTERM", "_stop() ran"
+    assert "on_hang" in stderr and "WARNING" in stderr, "a warning names the handler"
+    assert "Traceback" not in stderr
+    with pytest.raises(nats.errors.NoRespondersError):
+        await broker.request(CountRequest.get_reply_subject("main_test"), CountRequest(), timeout=5.0)
 
 
 async def test_main_exits_1_when_a_loop_fails(

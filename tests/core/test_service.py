@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 from fastiot.core import FastIoTService, loop, reply, subscribe
 from fastiot.core.broker_connection import BrokerConnectionDummy, NatsBrokerConnection
 from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, FastIoTResponse
-from fastiot.exceptions import MessageHandlingError, ReplyHandlerError, ShutdownRequestedInterruption
+from fastiot.exceptions import ReplyHandlerError, ShutdownRequestedInterruption
 from fastiot.msg.thing import Thing
+from tests.services import Hung, HungAdd
+from tests.waits import wait_until
 
 WAIT = 5.0
 
@@ -30,15 +33,6 @@ class AddRequest(FastIoTRequest):
     _reply_cls = AddReply
     a: int
     b: int
-
-
-async def wait_until(predicate: Any, timeout: float = WAIT) -> None:
-    """Wait for a condition that an event cannot signal (e.g. a counter of the code under test)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 class Worker(FastIoTService):
@@ -193,7 +187,7 @@ async def test_service_subscribes_replies_and_loops(broker: NatsBrokerConnection
 async def test_handler_errors_do_not_stop_the_service(broker: NatsBrokerConnection) -> None:
     async with Worker(broker_connection=broker) as worker:
         await broker.publish(Tick.get_subject("worker"), Tick(n=-1))
-        with pytest.raises(MessageHandlingError, match="negative tick"):
+        with pytest.raises(ValueError, match="negative tick"):
             await worker.subscriptions["on_tick"].raise_pending_error(timeout=WAIT)
         with pytest.raises(ReplyHandlerError, match="only non-negative numbers"):
             await broker.request(AddRequest.get_reply_subject("worker"), AddRequest(a=-1, b=0), timeout=WAIT)
@@ -468,3 +462,38 @@ async def test_service_id_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert FastIoTService(broker_connection=BrokerConnectionDummy()).service_id == "press_line_2"
     monkeypatch.delenv("FASTIOT_SERVICE_ID")
     assert FastIoTService(broker_connection=BrokerConnectionDummy()).service_id == ""
+
+
+# --- stopping always finishes ---------------------------------------------------------------------
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.getMessage()}")
+
+
+async def test_a_handler_that_never_returns_does_not_break_stop(broker: NatsBrokerConnection) -> None:
+    service = Hung(broker_connection=broker)
+    log = _Lines()
+    service._logger.addHandler(log)
+    try:
+        async with service:
+            assert (
+                await broker.request(HungAdd.get_reply_subject(), HungAdd(a=1, b=2), timeout=WAIT)
+            ).total == 3
+            await broker.publish(Thing.get_subject("hung"), Thing(machine="m", name="hung", value=1))
+            await asyncio.wait_for(service.hang.entered.wait(), WAIT)
+        # __aexit__ returned without an error: the stop finished.
+    finally:
+        service._logger.removeHandler(log)
+    assert service.stopped, "_stop() is awaited"
+    assert service.hang.cancelled.is_set(), "the hung handler was cancelled, not left pending"
+    assert service.shutdown_exception is None
+    assert any(line.startswith("WARNING") and "a_never_returns" in line for line in log.lines), log.lines
+    # Every other subscription is gone too: nobody answers a request any more.
+    with pytest.raises(nats.errors.NoRespondersError):
+        await broker.request(HungAdd.get_reply_subject(), HungAdd(a=1, b=1), timeout=WAIT)

@@ -124,8 +124,10 @@ def test_run_threadsafe_without_an_event_loop_says_so() -> None:
 
 # --- on the loop's own thread -----------------------------------------------------------------------
 #
-# Both cases run in a fresh interpreter: nest_asyncio.apply() patches the event loop *class*, so once
+# Every case runs in a fresh interpreter: nest_asyncio2.apply() patches the event loop *class*, so once
 # anything in this test session (the workbench tests, say) has applied it, every loop here is nested.
+# Blocking calls on the loop's thread are an opt-in per connection (allow_sync_calls_on_loop_thread,
+# which the workbench sets); a re-entrant loop alone does not allow them.
 
 LOOP_THREAD_SCRIPT = textwrap.dedent(
     """
@@ -139,7 +141,8 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
     from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, FastIoTResponse
     from fastiot.exceptions import SyncCallOnLoopThreadError
 
-    NESTED = sys.argv[1] == "nested"
+    NESTED = sys.argv[1] in ("nested", "nested-not-allowed")
+    ALLOWED = sys.argv[1] == "nested"
 
 
     class Ping(FastIoTPublish):
@@ -172,7 +175,7 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
             try:
                 outcome = call()
             except SyncCallOnLoopThreadError as e:
-                assert "await" in str(e), e
+                assert "await" in str(e) and "fastiot.workbench.connection()" in str(e), e
                 outcome = "SyncCallOnLoopThreadError"
             assert time.monotonic() - start < 2.0, f"{name} took too long"
             results.append(f"{name}={outcome}")
@@ -182,11 +185,11 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
     async def main():
         loop = asyncio.get_running_loop()
         if NESTED:
-            import nest_asyncio
+            import nest_asyncio2
 
-            nest_asyncio.apply(loop)
-        assert bool(getattr(loop, "_nest_patched", False)) is NESTED
+            nest_asyncio2.apply(loop)
         broker = await NatsBrokerConnection.connect()
+        broker.allow_sync_calls_on_loop_thread = ALLOWED
         received = asyncio.Queue()
 
         async def on_ping(msg):
@@ -209,7 +212,7 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
         never_awaited = [str(w.message) for w in caught if "never awaited" in str(w.message)]
         assert not never_awaited, never_awaited
 
-        if NESTED:
+        if ALLOWED:
             pings = [(await asyncio.wait_for(received.get(), 5.0)).n for _ in range(2)]
             results.append(f"pings={pings}")
         else:
@@ -234,9 +237,14 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
             "publish_sync=SyncCallOnLoopThreadError request_sync=SyncCallOnLoopThreadError "
             "run_threadsafe=SyncCallOnLoopThreadError " * 2 + "ping=9",
         ),
+        (
+            "nested-not-allowed",
+            "publish_sync=SyncCallOnLoopThreadError request_sync=SyncCallOnLoopThreadError "
+            "run_threadsafe=SyncCallOnLoopThreadError " * 2 + "ping=9",
+        ),
         ("nested", "publish_sync=None request_sync=40 run_threadsafe=42 " * 2 + "pings=[1, 1]"),
     ],
-    ids=["without-nest-asyncio-raises", "with-nest-asyncio-completes"],
+    ids=["without-nest-asyncio-raises", "re-entrant-loop-without-opt-in-raises", "opted-in-completes"],
 )
 def test_sync_calls_on_the_loop_thread(
     tmp_path: Any, nats_server: NatsServer, mode: str, expected: str

@@ -9,7 +9,6 @@ import datetime as dt
 import enum
 import inspect
 import json
-import uuid
 from typing import Any
 
 import msgpack
@@ -34,16 +33,9 @@ from fastiot_widgets._code import (
     code_for_table,
     python_literal,
 )
-
-from .waits import wait_for_trait
+from tests.waits import wait_for_trait
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone."""
-    return f"test.code.{uuid.uuid4().hex[:12]}"
 
 
 async def run_cell(code: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import bqplot
 import numpy as np
@@ -16,16 +15,9 @@ from fastiot.core.serialization import pack
 from fastiot.exceptions import LivePlotError
 from fastiot.series import LiveSeries
 from fastiot_widgets import LivePlot
-
-from .waits import wait_for_trait
+from tests.waits import wait_for_trait
 
 FAST = 0.02
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone."""
-    return f"test.plot.{uuid.uuid4().hex[:12]}"
 
 
 def _line(plot: LivePlot, label: str) -> tuple[np.ndarray, np.ndarray]:

@@ -90,7 +90,7 @@ ASK = """
 broker = await workbench.connection()
 answer = await broker.request(Ask.get_reply_subject(), Ask(text="x"), timeout=5)
 print("reply", answer.text)
-print("running", sorted((s.name, s.status) for s in workbench.registered()))
+print("running", sorted((s.name, str(s.status)) for s in workbench.registered()))
 """
 
 
@@ -175,3 +175,69 @@ def test_a_click_from_the_front_end_runs_on_the_kernel_loop(kernel: Kernel) -> N
         "print(ctl.status, ctl.error == '', [line.split(' ', 2)[2] for line in ctl.runner.log_lines])"
     ).text
     assert "running True ['started on MainThread', 'started Clicked']" in out
+
+
+CONTROLS = """
+import warnings
+import ipywidgets
+from fastiot_widgets import ServiceControl
+
+def controls():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Widget.widgets: the kernel's widgets
+        return [w for w in ipywidgets.Widget.widgets.values() if isinstance(w, ServiceControl)]
+"""
+
+
+def test_import_registers_the_magics(kernel: Kernel) -> None:
+    kernel.run_ok("import fastiot_widgets")  # no %load_ext
+    kernel.run_ok(MODELS)
+    out = kernel.run_ok(SERVICE.format(version="v1"))
+    assert "ServiceControl(EchoService, running)" in out.text
+    kernel.run_ok("%load_ext fastiot_widgets")  # still works, and keeps what the magics remember
+    kernel.run_ok(SERVICE.format(version="v2"))
+    assert "reply v2:x" in kernel.run_ok(ASK).text
+    assert kernel.run_ok("%services").text.count("EchoService") == 1
+
+
+def test_a_newer_cell_retires_the_older_controls(kernel: Kernel) -> None:
+    """Notebook 02's hot reload: the first cell's control cannot start the outdated class again."""
+    kernel.run_ok("%load_ext fastiot_widgets")
+    kernel.run_ok(MODELS)
+    kernel.run_ok(CONTROLS)
+    kernel.run_ok(SERVICE.format(version="v1"))
+    out = kernel.run_ok("%service_stop EchoService\n%services")
+    assert out.stderr == "", "stopping a service writes nothing red into the cell"
+    out = kernel.run_ok(SERVICE.format(version="v2"))  # another cell, same service: hot reload
+    assert out.stderr == ""
+    out = kernel.run_ok(
+        "first, second = controls()\n"
+        "first.start_button.click()  # the user presses Start on the first cell's control\n"
+        "await first.wait_idle()\n"
+        "print(first.status, second.status, first.start_button.disabled, first.restart_button.disabled)\n"
+        "print(first.status_light.value)"
+    )
+    assert "replaced running True True" in out.text
+    assert "replaced by a newer cell" in out.text
+    assert "reply v2:x" in kernel.run_ok(ASK).text, "the new definition answers, alone"
+    table = kernel.run_ok("%services").text
+    assert table.count("EchoService") == 1, table
+    out = kernel.run("await first.runner.start()")
+    assert out.errors and "ServiceReplacedError" in out.errors[0] and "newer cell" in out.errors[0]
+
+
+def test_empty_services_says_so(kernel: Kernel) -> None:
+    kernel.run_ok("%load_ext fastiot_widgets")
+    out = kernel.run_ok("%services")
+    assert out.text.strip() == "no services running"
+
+
+def test_magic_arguments_are_parsed_by_ipython(kernel: Kernel) -> None:
+    kernel.run_ok("%load_ext fastiot_widgets")
+    kernel.run_ok(MODELS)
+    # IPython shows a UsageError as a message, not as a failed cell.
+    assert "UsageError: unrecognized arguments: now" in kernel.run("%services now").stderr
+    assert "needs a service class name; running: none" in kernel.run("%service_stop").stderr
+    out = kernel.run("%%service --bogus\nclass Another(FastIoTService):\n    pass")
+    assert "UsageError: unrecognized arguments: --bogus" in out.stderr
+    assert "Another" not in kernel.run_ok("%services").text, "a cell with bad arguments starts nothing"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import sys
 import tracemalloc
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -19,18 +18,12 @@ from fastiot.core.serialization import pack
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot_widgets import MessageTable
+from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
-from .waits import wait_for_trait
 
 # Re-render quickly in tests; the throttle itself is tested with the default-like 0.25 s below.
 FAST = 0.02
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.table.{uuid.uuid4().hex[:12]}"
 
 
 async def _publish(broker: NatsBrokerConnection, prefix: str, count: int, start: int = 0) -> None:
@@ -257,4 +250,16 @@ async def test_undecodable_payloads_are_counted_and_shown_as_raw_bytes(
     assert table.errors == 1 and "1 undecodable" in table.counters_view.value
     assert {"raw", "error"} <= set(table.column_chooser.options)
     assert "c1 ff 20 6e 6f 74" in table.table_view.value and "not msgpack" in table.table_view.value
+    await table.aclose()
+
+
+async def test_one_row_is_one_row(broker: NatsBrokerConnection, prefix: str) -> None:
+    table = MessageTable(f"{prefix}.>", connection=broker, refresh_interval=FAST, max_rows=1)
+    await table.start()
+    await _publish(broker, prefix, 1)
+    await wait_for_trait(table, "received", lambda n: n == 1)
+    await wait_for_trait(table.counters_view, "value", lambda v: "1 row" in v)
+    assert "1 rows" not in table.counters_view.value
+    assert "max 1 row kept" in table.title.value
+    assert repr(table) == f"MessageTable({prefix}.>, 1 row)"
     await table.aclose()

@@ -9,15 +9,20 @@ import pytest
 
 from fastiot import workbench
 from fastiot.core import FastIoTService, subscribe
-from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
+from fastiot.exceptions import ServiceReplacedError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStartError
 from fastiot_widgets import ServiceControl
 from fastiot_widgets._common import ConnectionStatus
-from tests.services import CrashingLoop, CrashingStart
-
-from .waits import wait_for_trait
+from tests.services import (
+    CrashingLoop,
+    CrashingStart,
+    FirstMessage,
+    assert_no_message_lost_right_after_start,
+)
+from tests.waits import wait_for_trait
 
 
 class Counter(FastIoTService):
@@ -127,6 +132,16 @@ async def test_log_view_is_bounded(broker) -> None:
     await ctl.stop()
 
 
+async def test_one_hidden_log_line_is_one_line(broker) -> None:
+    ctl = ServiceControl(Counter, connection=broker)
+    ctl.max_log_lines = 1
+    await ctl.start()  # logs "started Counter"
+    await _publish(broker, 1)
+    await wait_for_trait(ctl.log_view, "value", lambda v: "got 0" in v)
+    assert "(1 older line not shown)" in ctl.log_view.value
+    await ctl.stop()
+
+
 async def test_crashing_loop_shows_crashed_with_traceback(broker) -> None:
     ctl = ServiceControl(CrashingLoop, connection=broker)
     ctl.start_button.click()
@@ -214,3 +229,40 @@ async def test_connection_status_follows_reconnect_and_close() -> None:
         assert status.state == "disconnected" and status.detail == "connection closed"
     finally:
         server.stop()
+
+
+async def test_start_returns_when_the_server_has_the_subscriptions() -> None:
+    """A message another client publishes right after ``await ctl.start()`` is never lost."""
+    ctl: ServiceControl | None = None
+
+    async def start(connection: BrokerConnection) -> FastIoTService:
+        nonlocal ctl
+        ctl = ctl or ServiceControl(FirstMessage, connection=connection)
+        await ctl.start()
+        assert ctl.runner.service is not None
+        return ctl.runner.service
+
+    async def stop() -> None:
+        if ctl is not None:
+            await ctl.stop()
+
+    await assert_no_message_lost_right_after_start(start, stop)
+
+
+async def test_a_replaced_control_cannot_start(broker) -> None:
+    ctl = ServiceControl(Counter, connection=broker)
+    await ctl.start()
+    await ctl.runner.retire()  # what a newer %%service cell of the same service does
+    assert ctl.status == "replaced"
+    assert "replaced by a newer cell" in ctl.status_light.value
+    assert (ctl.start_button.disabled, ctl.stop_button.disabled, ctl.restart_button.disabled) == (
+        True,
+        True,
+        True,
+    )
+    ctl.start_button.click()  # a click that still arrives (e.g. sent before the button was disabled)
+    await ctl.wait_idle()
+    assert ctl.status == "replaced" and ctl.runner not in workbench.registered()
+    assert "ServiceReplacedError" in ctl.error and "newer cell" in ctl.error
+    with pytest.raises(ServiceReplacedError, match="replaced by a newer cell"):
+        await ctl.restart()

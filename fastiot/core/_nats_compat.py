@@ -1,0 +1,203 @@
+"""Every access fastiot makes to a private attribute of nats-py, behind one named function each.
+
+nats-py's public API lacks a few things fastiot needs: the server's INFO after a failed connect, the
+server being tried while reconnecting, whether the socket is TLS, writing the publish buffer before a
+PING, discarding that buffer, stopping the reconnect loop, a subscription's id and limits, and
+surviving a malformed message. Each function here names one such need; ``tests/core/test_nats_compat.py``
+pins the nats-py behaviour it relies on, for the versions ``pyproject.toml`` allows
+(:data:`SUPPORTED_NATS_PY`). When nats-py changes, this module and that test are the only places to
+look at.
+
+Example:
+    >>> from fastiot.core import _nats_compat
+    >>> client = _nats_compat.TolerantClient()
+    >>> _nats_compat.server_info(client)
+    {}
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import ParseResult
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from fastiot.exceptions import BadMessageError
+
+__all__ = [
+    "SUPPORTED_NATS_PY",
+    "TolerantClient",
+    "abort_sockets",
+    "client_subscription_count",
+    "current_server_uri",
+    "discard_pending_publishes",
+    "pending_msgs_limit",
+    "reconnection_task",
+    "server_info",
+    "stop_subscription",
+    "subscription_id",
+    "uses_tls",
+    "write_pending",
+]
+
+# The nats-py versions the functions below are verified against (kept equal to pyproject.toml): 2.15.0
+# and 2.16.0 pass tests/core; 2.14 lacks lenient header decoding, below 2.14 reconnect_to_server_handler.
+SUPPORTED_NATS_PY = (">=2.15", "<2.17")
+
+BadMessageCallback = Callable[[BadMessageError], None]
+
+
+class _BadHeaders(dict[str, str]):
+    """What :meth:`TolerantClient._process_headers` returns for a header block nats-py cannot parse."""
+
+    def __init__(self, raw: bytes, error: Exception) -> None:
+        super().__init__()
+        self.raw: bytes = raw
+        self.error: Exception = error
+
+
+class TolerantClient(NatsClient):
+    """nats-py's client, except that one malformed message cannot silence the connection.
+
+    nats-py (up to 2.16 at least) decodes each message's subject, reply subject and status header line
+    as UTF-8 inside its read loop; one message whose bytes are not UTF-8 (any client may publish one)
+    raises there, the read loop ends, and every subscription of the connection goes deaf while the
+    client still says it is connected. Here such a message is dropped and handed to
+    :attr:`on_bad_message` as a :class:`~fastiot.exceptions.BadMessageError` with its raw bytes;
+    the read loop goes on with the next message.
+
+    ``_build_message`` is replaced, not wrapped: the hot path of every message costs what nats-py's does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_bad_message: BadMessageCallback | None = None
+        """Called (on the loop, from the read loop) with each malformed message; it must not block."""
+
+    async def _process_headers(self, headers: Any) -> dict[str, str] | None:
+        if not headers:
+            return None
+        try:
+            return await super()._process_headers(headers)
+        except Exception as e:  # e.g. a status line that is not UTF-8, or a truncated header block
+            return _BadHeaders(bytes(headers), e)
+
+    def _build_message(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None
+    ) -> NatsMsg | None:
+        if headers is not None and type(headers) is _BadHeaders:
+            self._report_bad_message(sid, subject, reply, data, headers.raw, headers.error)
+            return None  # nats-py's _process_msg skips a message it could not build
+        try:
+            subject_text = subject.decode()
+            reply_text = reply.decode()
+        except UnicodeDecodeError as e:
+            self._report_bad_message(sid, subject, reply, data, None, e)
+            return None
+        return self.msg_class(
+            subject=subject_text, reply=reply_text, data=data, headers=headers, _client=self, _sid=sid
+        )
+
+    def _report_bad_message(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None, cause: Exception
+    ) -> None:
+        err = BadMessageError(
+            subject=bytes(subject), reply=bytes(reply), payload=data, headers=headers, sid=sid, cause=cause
+        )
+        callback = self.on_bad_message
+        if callback is None:
+            return
+        try:
+            callback(err)
+        except Exception:  # a failing report must not end the read loop either
+            import logging
+
+            logging.getLogger("fastiot.broker").exception("reporting a malformed message failed")
+
+
+def server_info(client: NatsClient) -> dict[str, Any]:
+    """The last INFO the server sent (``tls_required``, ``tls_verify``, ...); kept after a failed connect."""
+    return dict(getattr(client, "_server_info", None) or {})
+
+
+def current_server_uri(client: NatsClient) -> ParseResult | None:
+    """The URL of the server connected to or, while reconnecting, being tried (``connected_url`` is None
+    then). It may hold credentials: redact it before showing it."""
+    server = getattr(client, "_current_server", None)
+    return getattr(server, "uri", None)
+
+
+def uses_tls(client: NatsClient) -> bool:
+    """Whether the connection's socket is TLS (nats-py upgrades only when the server asks for it)."""
+    writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
+    return writer is not None and writer.get_extra_info("ssl_object") is not None
+
+
+def abort_sockets(client: NatsClient) -> None:
+    """Abort the client's sockets, the TLS one and the plain one under it.
+
+    After a failed TLS handshake nats-py's ``close()`` waits forever for the socket it handed to
+    ``start_tls``; aborting first lets ``close()`` finish.
+    """
+    transport = getattr(client, "_transport", None)
+    for writer in {getattr(transport, "_bare_io_writer", None), getattr(transport, "_io_writer", None)}:
+        if writer is not None:
+            writer.transport.abort()
+
+
+def discard_pending_publishes(client: NatsClient) -> int:
+    """Empty the buffer of publishes not yet written and return its size in bytes.
+
+    Closing while reconnecting, nats-py would write the buffer into the dead socket and fail half-way
+    through ``close()``.
+    """
+    size = client.pending_data_size
+    client._pending = []
+    client._pending_data_size = 0
+    return size
+
+
+def reconnection_task(client: NatsClient) -> asyncio.Task[None] | None:
+    """nats-py's reconnect loop, while one runs (to stop it for sure: its ``close()`` may leave it)."""
+    return getattr(client, "_reconnection_task", None)
+
+
+async def write_pending(client: NatsClient) -> None:
+    """Write the client's buffer of publishes and subscriptions to the socket and wait until it is.
+
+    nats-py's ``flush()`` writes its PING straight to the socket, ahead of what is still buffered, so the
+    PONG can come back before the server has those commands; call this first.
+    """
+    if client.is_connected:
+        await client._flush_pending(force_flush=True)
+
+
+def subscription_id(sub: NatsSubscription) -> int:
+    """The subscription's id (``sid``), as in ``SlowConsumerError.sid``."""
+    return sub._id
+
+
+def pending_msgs_limit(sub: NatsSubscription) -> int:
+    """The most messages the subscription's backlog may hold before the client drops new ones."""
+    return sub._pending_msgs_limit
+
+
+def stop_subscription(sub: NatsSubscription) -> None:
+    """Stop a subscription that a timed-out ``drain()`` left half done: cancel its handler task (which
+    also cancels a handler that hangs) and forget it in the client.
+
+    ``drain()`` marks the subscription closed when it is cancelled, so ``unsubscribe()`` afterwards
+    raises ``BadSubscriptionError`` and leaves the handler running. The UNSUB was already sent by
+    ``drain()``.
+    """
+    sub._stop_processing()
+    sub._conn._remove_sub(sub._id)
+
+
+def client_subscription_count(client: NatsClient) -> int:
+    """How many subscriptions the client knows (for tests that check nothing was left subscribed)."""
+    return len(client._subs)
