@@ -22,12 +22,18 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── WaitTimeoutError                   (TimeoutError) wait_for / sync saw too little in time
     ├── NotRunningError                    (RuntimeError) a capture or index is not started
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
+    ├── PathNotFoundError                  (KeyError) a field path names no field of a payload
+    ├── InvalidPathError                   (ValueError) a field path is not written as paths are
+    ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
+    ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
     ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
+    ├── CodeGenerationError                (ValueError) an action has no Python code to copy
+    ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
     └── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
 """
 
@@ -41,14 +47,20 @@ __all__ = [
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
     "CSVError",
+    "CodeGenerationError",
+    "DecoderRegistrationError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
+    "InvalidPathError",
+    "LivePlotError",
     "MessageHandlingError",
+    "MessageNotKeptError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
     "NotRunningError",
     "ParquetUnavailableError",
+    "PathNotFoundError",
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
@@ -298,6 +310,36 @@ class ParquetUnavailableError(FastIoTError, ImportError):
     """Parquet export needs pyarrow, which comes with the ``parquet`` extra."""
 
 
+class PathNotFoundError(FastIoTError, KeyError):
+    """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
+
+    A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
+    quoted.
+
+    Attributes:
+        path: The path that was looked up.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidPathError(FastIoTError, ValueError):
+    """A field path is not written as :mod:`fastiot.payloads` paths are (``a.b``, ``a["key.with.dots"]``)."""
+
+
+class DecoderRegistrationError(FastIoTError, ValueError):
+    """A payload decoder cannot be registered: no name, not callable or a bad subject pattern."""
+
+
+class MessageNotKeptError(FastIoTError, IndexError):
+    """A subject index keeps only the newest ``history`` messages per subject; the one asked for is not."""
+
+
 class ServiceStartError(FastIoTError, RuntimeError):
     """The service crashed while starting.
 
@@ -356,3 +398,11 @@ class SQLSchemaCheckError(FastIoTError):
 
 class CSVError(FastIoTError):
     """FastIoT 1.1's error for a failed CSV import."""
+
+
+class CodeGenerationError(FastIoTError, ValueError):
+    """An action cannot be written as Python code ("copy as code"), e.g. a payload value without a literal."""
+
+
+class LivePlotError(FastIoTError, ValueError):
+    """A live plot was given no subjects, no fields, or a window or limit that cannot be plotted."""
