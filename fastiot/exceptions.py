@@ -21,7 +21,9 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
-    └── FormError                          (ValueError) publisher form inputs do not convert
+    ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── GridFilterError                    (ValueError) a data grid's column filter cannot be read
+    └── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "DeserializationError",
     "FastIoTError",
     "FormError",
+    "GridFilterError",
     "MessageHandlingError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
@@ -47,6 +50,7 @@ __all__ = [
     "ShutdownRequestedInterruption",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
+    "TemplateFileError",
     "WaitTimeoutError",
 ]
 
@@ -221,3 +225,19 @@ class FormError(FastIoTError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
+class GridFilterError(FastIoTError, ValueError):
+    """A data grid's column filter compares with a value that is not of the column's type."""
+
+
+class TemplateFileError(FastIoTError, ValueError):
+    """A file of publisher templates cannot be read, is not valid, or would grow past its limits.
+
+    Attributes:
+        path: The templates file.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path: str = path

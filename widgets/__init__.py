@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .data_grid import DataGrid
 from .message_table import MessageTable
 from .publisher import Publisher
 from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
 
 __all__ = [
+    "DataGrid",
     "MessageTable",
     "Publisher",
     "ServiceControl",

@@ -34,6 +34,7 @@ __all__ = [
     "event_loop",
     "follow_connection",
     "format_exception",
+    "plural",
     "pre_html",
     "resolve_connection",
 ]
@@ -71,6 +72,16 @@ def event_loop() -> asyncio.AbstractEventLoop:
 def format_exception(exc: BaseException) -> str:
     """The full traceback text of ``exc``."""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``n`` and ``word``, in the plural unless ``n`` is 1: ``1 row``, ``2 rows``, ``1,000 rows``.
+
+    Example:
+        >>> plural(1, "row"), plural(2, "row"), plural(3, "entry", "entries")
+        ('1 row', '2 rows', '3 entries')
+    """
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def pre_html(text: str, *, color: str | None = None, max_height: str = "16em") -> str:
