@@ -22,6 +22,8 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── CodeGenerationError                (ValueError) an action has no Python code to copy
+    ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
     ├── GridFilterError                    (ValueError) a data grid's column filter cannot be read
     └── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
 """
@@ -33,10 +35,12 @@ import nats.errors
 __all__ = [
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
+    "CodeGenerationError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
     "GridFilterError",
+    "LivePlotError",
     "MessageHandlingError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
@@ -225,6 +229,14 @@ class FormError(FastIoTError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
+class CodeGenerationError(FastIoTError, ValueError):
+    """An action cannot be written as Python code ("copy as code"), e.g. a payload value without a literal."""
+
+
+class LivePlotError(FastIoTError, ValueError):
+    """A live plot was given no subjects, no fields, or a window or limit that cannot be plotted."""
 
 
 class GridFilterError(FastIoTError, ValueError):
