@@ -433,8 +433,11 @@ class CopyAsCode(widgets.VBox):
         )
         self.code_box = CodeBox(layout={"display": "none"})
         self.message = widgets.HTML()
+        # What appears after a click; a widget with a toolbar puts `button` there and `output` below
+        # (then it shows these two, not the CopyAsCode itself).
+        self.output = widgets.VBox([self.message, self.code_box])
         self.button.on_click(lambda _b: self._clicked())
-        super().__init__(children=[self.button, self.message, self.code_box], **kwargs)
+        super().__init__(children=[self.button, self.output], **kwargs)
         self.frontend_timeout = frontend_timeout
 
     def _clicked(self) -> None:

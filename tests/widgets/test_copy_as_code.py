@@ -21,13 +21,14 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.exceptions import CodeGenerationError
 from fastiot.msg.thing import Thing
-from fastiot_widgets import MessageTable, SubjectBrowser
+from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets._code import (
     INSERT_CELL_BELOW,
     REPLACE_SELECTION,
     CopyAsCode,
     code_for_browser,
     code_for_capture,
+    code_for_plot,
     code_for_publish,
     code_for_request,
     code_for_table,
@@ -189,6 +190,19 @@ async def test_table_capture_and_browser_code_open_the_same_views(
     await capture.wait_for(1, timeout=TIMEOUT)
     assert capture.to_dataframe()["v"].tolist() == [7]
     await capture.stop()
+
+    namespace = await run_cell(code_for_plot([f"{prefix}.a", f"{prefix}.b"], ["value", "x"], window=60))
+    plot = namespace["plot"]
+    assert isinstance(plot, LivePlot) and plot.series.selections == [
+        (f"{prefix}.a", "value"),
+        (f"{prefix}.a", "x"),
+        (f"{prefix}.b", "value"),
+        (f"{prefix}.b", "x"),
+    ]
+    assert plot.series.window_ns == 60e9
+    await plot.start()
+    assert plot.running
+    await plot.aclose()
 
     namespace = await run_cell(code_for_browser(f"{prefix}.>"))
     browser = namespace["browser"]
