@@ -43,6 +43,7 @@ __all__ = [
 
 MAX_CELL_CHARS = 200  # the grid cuts longer cell text (the full value is in the DataFrame)
 _MAX_HEX_BYTES = 32
+_LEADING = ("received_at", "subject")  # MessageCapture's columns before the payload's
 _COMPARISON = re.compile(r"^\s*(>=|<=|!=|==|=|>|<)\s*(.+?)\s*$")
 _RANGE = re.compile(r"^\s*(\S+)\s*\.\.\s*(\S+)\s*$")
 
@@ -142,7 +143,9 @@ class CaptureSource:
         return len(self.capture)
 
     def columns(self) -> list[str]:
-        names = self.capture.tail(0).columns.tolist()
+        # The names MessageCapture.to_dataframe() uses, without building a frame: the leading columns, the
+        # payload's (prefixed where they clash with a leading one), then raw / error if rows did not decode.
+        names = [*_LEADING, *(f"payload.{c}" if c in _LEADING else c for c in self.capture.columns)]
         if self.capture.errors:  # rows that did not decode add their raw bytes and the reason
             names += [name if name not in names else f"_{name}" for name in (RAW_COLUMN, ERROR_COLUMN)]
         return names
@@ -211,14 +214,21 @@ def cell_text(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
+def _column_texts(series: pd.Series) -> list[str]:
+    """:func:`cell_text` of each value, with quicker paths for the common dtypes (times, floats)."""
+    dtype = series.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return series.dt.strftime("%H:%M:%S.%f").str.slice(0, -3).fillna("").tolist()
+    if dtype == np.float64:
+        return ["" if v != v else f"{v:.6g}" for v in series.to_numpy().tolist()]
+    return [cell_text(v) for v in series.tolist()]
+
+
 def cells(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
     """The rows of ``frame`` as lists of cell text, ``columns`` in order (missing columns empty)."""
     if frame.empty:
         return []
-    texts = [
-        [cell_text(v) for v in frame[name].tolist()] if name in frame.columns else [""] * len(frame)
-        for name in columns
-    ]
+    texts = [_column_texts(frame[name]) if name in frame.columns else [""] * len(frame) for name in columns]
     return [list(row) for row in zip(*texts, strict=True)]
 
 

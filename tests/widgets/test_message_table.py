@@ -260,6 +260,10 @@ async def test_undecodable_payloads_are_counted_and_shown_as_raw_bytes(
     assert {"raw", "error"} <= set(table.grid.columns)
     junk = table.grid.rows(1, 2).iloc[0]
     assert junk["raw"].startswith("c1 ff 20 6e 6f 74") and junk["error"] != ""
+    await broker.publish_raw(f"{prefix}.odd", pack({"subject": "a payload field named like a column"}))
+    await wait_for_trait(table, "received", lambda n: n == 3)
+    assert table.grid.columns == table.to_dataframe().columns.tolist(), "the grid names columns as the frame"
+    assert table.grid.rows(0, 1)["payload.subject"].tolist() == ["a payload field named like a column"]
     await table.aclose()
 
 
