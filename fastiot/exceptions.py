@@ -19,6 +19,10 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── WaitTimeoutError                   (TimeoutError) wait_for / sync saw too little in time
     ├── NotRunningError                    (RuntimeError) a capture or index is not started
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
+    ├── PathNotFoundError                  (KeyError) a field path names no field of a payload
+    ├── InvalidPathError                   (ValueError) a field path is not written as paths are
+    ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
+    ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
@@ -36,16 +40,20 @@ __all__ = [
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
     "CodeGenerationError",
+    "DecoderRegistrationError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
     "GridFilterError",
+    "InvalidPathError",
     "LivePlotError",
     "MessageHandlingError",
+    "MessageNotKeptError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
     "NotRunningError",
     "ParquetUnavailableError",
+    "PathNotFoundError",
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
@@ -202,6 +210,36 @@ class NotRunningError(FastIoTError, RuntimeError):
 
 class ParquetUnavailableError(FastIoTError, ImportError):
     """Parquet export needs pyarrow, which comes with the ``parquet`` extra."""
+
+
+class PathNotFoundError(FastIoTError, KeyError):
+    """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
+
+    A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
+    quoted.
+
+    Attributes:
+        path: The path that was looked up.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidPathError(FastIoTError, ValueError):
+    """A field path is not written as :mod:`fastiot.payloads` paths are (``a.b``, ``a["key.with.dots"]``)."""
+
+
+class DecoderRegistrationError(FastIoTError, ValueError):
+    """A payload decoder cannot be registered: no name, not callable or a bad subject pattern."""
+
+
+class MessageNotKeptError(FastIoTError, IndexError):
+    """A subject index keeps only the newest ``history`` messages per subject; the one asked for is not."""
 
 
 class ServiceStartError(FastIoTError, RuntimeError):

@@ -14,7 +14,8 @@ import datetime as _dt
 import enum
 import functools
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
@@ -23,7 +24,33 @@ from pydantic import BaseModel
 from fastiot.core.time import ensure_tzinfo
 from fastiot.exceptions import DeserializationError
 
-__all__ = ["decoder_for", "pack", "serialize_from_bin", "serialize_to_bin", "unpack"]
+__all__ = [
+    "UNPACK_OPTIONS",
+    "decoder_for",
+    "pack",
+    "serialize_from_bin",
+    "serialize_to_bin",
+    "unpack",
+    "unpackb",
+]
+
+UNPACK_OPTIONS: Mapping[str, Any] = types.MappingProxyType(
+    {"raw": False, "timestamp": 3, "strict_map_key": False}
+)
+"""The one set of msgpack options FastIoT reads its wire format with: text as ``str``, Timestamps as
+timezone-aware UTC datetimes (``timestamp=3``), map keys of any type (other clients send int keys).
+Services, captures, subject indexes and the payload decoder all unpack with these."""
+
+unpackb: Callable[[bytes], Any] = functools.partial(msgpack.unpackb, **UNPACK_OPTIONS)
+"""``msgpack.unpackb`` with :data:`UNPACK_OPTIONS`, raising msgpack's own errors (hot paths catch them).
+
+A ``partial`` costs no more per call than writing the keyword arguments out (measured), and keeps
+the options in one place.
+
+Example:
+    >>> unpackb(pack({"a": 1}))
+    {'a': 1}
+"""
 
 
 def _default(obj: Any) -> Any:
@@ -110,7 +137,7 @@ def unpack(data: bytes) -> Any:
         DeserializationError: If the bytes are not one complete msgpack value.
     """
     try:
-        return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+        return unpackb(data)
     except _UNPACK_ERRORS as e:
         raise _not_msgpack(e) from e
 
@@ -142,11 +169,11 @@ def decoder_for(msg_cls: type) -> Callable[[bytes], Any]:
     if not _is_model_class(msg_cls):
         return unpack
     validate = msg_cls.__pydantic_validator__.validate_python  # type: ignore[attr-defined]
-    unpackb = msgpack.unpackb
+    fast_unpackb = unpackb  # a closure variable: cheaper than a global lookup on every message
 
     def decode(data: bytes) -> Any:
         try:
-            unpacked = unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+            unpacked = fast_unpackb(data)
         except _UNPACK_ERRORS as e:
             raise _not_msgpack(e) from e
         try:

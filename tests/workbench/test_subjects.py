@@ -196,8 +196,10 @@ async def test_on_change_reports_the_changed_subjects(broker: NatsBrokerConnecti
         index.on_change(not_plain)
 
 
-async def test_pause_resume_and_waiting(broker: NatsBrokerConnection, prefix: str) -> None:
+async def test_pause_holds_the_listeners_but_keeps_counting(broker: NatsBrokerConnection, prefix: str) -> None:
     index = SubjectIndex(f"{prefix}.>", broker)
+    changes: list[set[str]] = []
+    index.on_change(changes.append)
     with pytest.raises(NotRunningError, match="start"):
         await index.wait_for(1, timeout=1)
     async with index:
@@ -205,17 +207,24 @@ async def test_pause_resume_and_waiting(broker: NatsBrokerConnection, prefix: st
             await index.wait_for(2, subject=f"{prefix}.a", timeout=0.2)
         assert isinstance(info.value, TimeoutError)
         index.pause()
-        await broker.publish_raw(f"{prefix}.a", pack({"v": 1}))
+        assert index.is_paused
+        for token in ("a", "b", "a"):
+            await broker.publish_raw(f"{prefix}.{token}", pack({"v": 1}))
+        await index.wait_for(2, subject=f"{prefix}.a", timeout=5)  # waits work while paused
         await index.sync(timeout=5)
-        assert (index.skipped, len(index)) == (1, 0)
+        assert (index.skipped, len(index), index.received) == (0, 2, 3), "paused, the index still counts"
+        assert index[f"{prefix}.a"].count == 2
+        assert changes == [], "paused, the views are not told"
         index.resume()
-        await broker.publish_raw(f"{prefix}.a", pack({"v": 1}))
-        await index.wait_for(1, subject=f"{prefix}.a", timeout=5)
+        await broker.publish_raw(f"{prefix}.c", pack({"v": 1}))
+        await index.wait_for(4, timeout=5)
+        await index.sync(timeout=5)
+        assert set().union(*changes) == {f"{prefix}.a", f"{prefix}.b", f"{prefix}.c"}
         waiting = asyncio.create_task(index.wait_for(10, timeout=5))
         await asyncio.sleep(0)
     with pytest.raises(NotRunningError, match="stopped"):
         await waiting
-    assert "stopped" in repr(index) and "1 subjects" in repr(index)
+    assert "stopped" in repr(index) and "3 subjects" in repr(index)
 
 
 async def test_without_a_connection_the_workbench_one_is_used_and_owns_the_index(prefix: str) -> None:
