@@ -322,3 +322,22 @@ async def test_clicking_a_row_shows_its_whole_message(broker: NatsBrokerConnecti
     await wait_for_trait(table, "received", lambda n: n == 0)
     assert table.grid.selected_id == -1 and table.selected_row == {}
     await table.aclose()
+
+
+async def test_a_deeply_nested_payload_renders_as_text(broker: NatsBrokerConnection, prefix: str) -> None:
+    deep: object = 1
+    for _ in range(1_000):
+        deep = [deep]
+    table = MessageTable(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await table.start()
+    views = GridViews(table.grid)
+    view = views.view()
+    await broker.publish_raw(f"{prefix}.deep", pack({"deep": deep, "ok": 1}))
+    await wait_for_trait(table, "received", lambda n: n == 1)
+    table.refresh()
+    assert table.error == ""
+    cells = dict(zip(table.grid.columns, view.shown()[0], strict=True))
+    assert cells["ok"] == "1" and cells["deep"].startswith("[[[[") and len(cells["deep"]) <= 200
+    table.grid.selected_id = int(table.grid.rows(0, 1).index[0])
+    assert "deep: [[[[" in table.details_view.value
+    await table.aclose()
