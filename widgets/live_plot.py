@@ -139,9 +139,7 @@ class LivePlot(LiveView):
             marks=[],
             axes=[
                 bqplot.Axis(scale=self.x_scale, label="time", grid_lines="dashed"),
-                bqplot.Axis(
-                    scale=self.y_scale, side="left", label=fields_text, grid_lines="dashed"
-                ),
+                bqplot.Axis(scale=self.y_scale, side="left", label=fields_text, grid_lines="dashed"),
             ],
             title=title,
             legend_location="top-left",
