@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 CELL_TIMEOUT = 30.0  # for one cell's reply; a trivial cell that takes this long fails the run
 KERNEL_START_TIMEOUT = 60.0
+SHUTDOWN_WAIT = 30.0  # seconds the kernel has to end on a shutdown request before it is killed
 TRIVIAL_CELL = "1"
 COMM_MESSAGES = ("comm_open", "comm_msg", "comm_close")
 VIEW_ROWS = 40  # the rows a browser view of the grid shows (a tall notebook output), asked for with overscan
@@ -63,7 +64,8 @@ class BenchKernel:
         """Start the kernel, wait until it answers, and run the cell ``setup``."""
         from jupyter_client import KernelManager
 
-        self.manager = KernelManager(kernel_name="python3")
+        # A loaded machine may need more than jupyter_client's default 5 s to end the kernel on request.
+        self.manager = KernelManager(kernel_name="python3", shutdown_wait_time=SHUTDOWN_WAIT)
         env = {**os.environ, **self.env, "IPYTHONDIR": self._ipython_dir.name}
         self.manager.start_kernel(env=env, stdout=subprocess.DEVNULL)  # the kernel's output goes to iopub
         self.process = self.manager.provisioner.process
