@@ -1,10 +1,10 @@
 """What the benchmark scripts in bench/ have in common: logging, statistics, options, the environment, the
-report file, the Thing payloads and the publisher subprocess.
+report file, the Thing payloads, the publisher subprocess and FastIoT 1.1.23's venv.
 
 The scripts are run as ``python bench/X.py``, so bench/ is on ``sys.path`` and they ``from _shared import``.
-Only the standard library is imported at module level: ``bench/pubsub.py`` also runs as a worker inside
-FastIoT 1.1.23's venv, where ``fastiot`` is that old release; whatever needs this project's ``fastiot``
-(or nats-py) imports it inside the function that uses it.
+Only the standard library is imported at module level: ``bench/pubsub.py`` and ``bench/interop_fastiot.py``
+also run inside FastIoT 1.1.23's venv, where ``fastiot`` is that old release; whatever needs this project's
+``fastiot`` (or nats-py) imports it inside the function that uses it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -286,6 +287,103 @@ class Publisher:
                 self.process.kill()
                 await self.process.wait()
         return self.process.returncode
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FastIoT 1.1.23 in its own venv
+# ---------------------------------------------------------------------------------------------------------
+
+
+FASTIOT11_VERSION = "1.1.23"
+FASTIOT11_VENV = BENCH_DIR / f".venv-fastiot-{FASTIOT11_VERSION}"
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _installed_fastiot_version(python: Path) -> str | None:
+    if not python.exists():
+        return None
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('fastiot'))"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        env=clean_env(),
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def clean_env() -> dict[str, str]:
+    # Nothing of this project may leak into the FastIoT 1.1 interpreter.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    return env
+
+
+def ensure_fastiot11_venv() -> Path:
+    """The python of a venv holding fastiot==1.1.23 (with pydantic < 2), created if missing."""
+    python = _venv_python(FASTIOT11_VENV)
+    if _installed_fastiot_version(python) == FASTIOT11_VERSION:
+        return python
+    log(f"creating {FASTIOT11_VENV} with fastiot=={FASTIOT11_VERSION} (pydantic < 2) from PyPI ...")
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--clear", str(FASTIOT11_VENV)], check=True, env=clean_env()
+    )
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"fastiot=={FASTIOT11_VERSION}",
+            "pydantic<2",
+        ],
+        check=True,
+        env=clean_env(),
+        cwd=tempfile.gettempdir(),
+    )
+    version = _installed_fastiot_version(python)
+    if version != FASTIOT11_VERSION:
+        raise RuntimeError(f"{FASTIOT11_VENV} holds fastiot {version!r}, not {FASTIOT11_VERSION}")
+    return python
+
+
+def fastiot11_env(host: str, port: int, workdir: str, **settings: str) -> dict[str, str]:
+    """The environment of a FastIoT 1.1.23 process: :func:`clean_env`, its broker, ``settings``, and what
+    keeps 1.1 away from its project layout.
+
+    FastIoT 1.1 reads the broker only from FASTIOT_NATS_HOST / FASTIOT_NATS_PORT. Its
+    ``FastIoTService.main()`` walks up from the working directory looking for its project's ``configure.py``
+    and calls ``sys.exit(1)`` without one, unless it believes it runs in a container or has a config dir;
+    the config and volume dirs also keep it away from /etc/fastiot and /var/fastiot. Run it with ``workdir``
+    (an empty directory) as its working directory.
+    """
+    env = clean_env()
+    env.update(
+        FASTIOT_NATS_HOST=host,
+        FASTIOT_NATS_PORT=str(port),
+        FASTIOT_WITHIN_CONTAINER="true",
+        FASTIOT_CONFIG_DIR=os.path.join(workdir, "config"),
+        FASTIOT_VOLUME_DIR=os.path.join(workdir, "volume"),
+        **settings,
+    )
+    return env
+
+
+def check_fastiot11() -> str:
+    """In a FastIoT 1.1.23 process: its version, after making sure ``fastiot`` is that release from
+    site-packages (and not this project's)."""
+    import fastiot
+
+    version = metadata.version("fastiot")
+    if version != FASTIOT11_VERSION or "site-packages" not in (fastiot.__file__ or ""):
+        raise SystemExit(
+            f"expected FastIoT {FASTIOT11_VERSION} from site-packages, got {version} at {fastiot.__file__}"
+        )
+    return version
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -52,9 +51,12 @@ from typing import Any
 
 # _shared imports only the standard library at module level: the FastIoT 1.1.23 worker imports it too.
 from _shared import (
-    BENCH_DIR,
+    FASTIOT11_VERSION,
     Option,
     bench_parser,
+    check_fastiot11,
+    ensure_fastiot11_venv,
+    fastiot11_env,
     git,
     log,
     p50_p99_ms,
@@ -65,8 +67,6 @@ from _shared import (
     write_json,
 )
 
-FASTIOT11_VERSION = "1.1.23"
-FASTIOT11_VENV = BENCH_DIR / f".venv-fastiot-{FASTIOT11_VERSION}"
 RESULTS_PATH = results_path("pubsub")
 
 DEFAULT_MESSAGES = 100_000
@@ -429,81 +429,18 @@ class FastIoT11(FastIoTApi):
         return {}
 
 
-# ---------------------------------------------------------------------------------------------------------
-# FastIoT 1.1.23 in its own venv
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _installed_fastiot_version(python: Path) -> str | None:
-    if not python.exists():
-        return None
-    probe = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('fastiot'))"],
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-        env=_clean_env(),
-    )
-    return probe.stdout.strip() if probe.returncode == 0 else None
-
-
-def _clean_env() -> dict[str, str]:
-    # Nothing of this project may leak into the FastIoT 1.1 interpreter.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    return env
-
-
-def ensure_fastiot11_venv() -> Path:
-    """The python of a venv holding fastiot==1.1.23 (with pydantic < 2), created if missing."""
-    python = _venv_python(FASTIOT11_VENV)
-    if _installed_fastiot_version(python) == FASTIOT11_VERSION:
-        return python
-    log(f"creating {FASTIOT11_VENV} with fastiot=={FASTIOT11_VERSION} (pydantic < 2) from PyPI ...")
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--clear", str(FASTIOT11_VENV)], check=True, env=_clean_env()
-    )
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"fastiot=={FASTIOT11_VERSION}",
-            "pydantic<2",
-        ],
-        check=True,
-        env=_clean_env(),
-        cwd=tempfile.gettempdir(),
-    )
-    version = _installed_fastiot_version(python)
-    if version != FASTIOT11_VERSION:
-        raise RuntimeError(f"{FASTIOT11_VENV} holds fastiot {version!r}, not {FASTIOT11_VERSION}")
-    return python
-
-
 def run_fastiot11(host: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
     """Run this file with ``--worker`` in FastIoT 1.1.23's venv and return its JSON results."""
     python = ensure_fastiot11_venv()
     with tempfile.TemporaryDirectory(prefix="fastiot11-bench-") as workdir:
-        env = _clean_env()
-        env.update(
-            FASTIOT_NATS_HOST=host,
-            FASTIOT_NATS_PORT=str(port),
+        # The bench uses the broker connection directly, but fastiot11_env keeps 1.1 off the project-layout
+        # path of FastIoTService.main() anyway.
+        env = fastiot11_env(
+            host,
+            port,
+            workdir,
             FASTIOT_NATS_DEFAULT_TIMEOUT=str(REQUEST_TIMEOUT),
             FASTIOT_LOG_LEVEL="WARNING",
-            # FastIoT 1.1 expects its own project layout: FastIoTService.main() walks up from the cwd looking
-            # for configure.py and calls sys.exit(1) when there is none, unless it believes it runs in a
-            # container or has a config dir. The bench uses the broker connection directly, but keep 1.1
-            # off that path and away from /etc/fastiot and /var/fastiot anyway.
-            FASTIOT_WITHIN_CONTAINER="true",
-            FASTIOT_CONFIG_DIR=os.path.join(workdir, "config"),
-            FASTIOT_VOLUME_DIR=os.path.join(workdir, "volume"),
         )
         command = [
             str(python),
@@ -530,13 +467,7 @@ def worker_main(args: argparse.Namespace) -> None:
     """Entry point of the subprocess in FastIoT 1.1.23's venv: measure, print one JSON line."""
     import importlib.metadata
 
-    import fastiot
-
-    version = importlib.metadata.version("fastiot")
-    if version != FASTIOT11_VERSION or "site-packages" not in (fastiot.__file__ or ""):
-        raise SystemExit(
-            f"expected FastIoT {FASTIOT11_VERSION} from site-packages, got {version} at {fastiot.__file__}"
-        )
+    version = check_fastiot11()
     log(
         f"FastIoT {version} worker (pydantic {importlib.metadata.version('pydantic')}), "
         f"broker {os.environ['FASTIOT_NATS_HOST']}:{os.environ['FASTIOT_NATS_PORT']}"

@@ -4,30 +4,49 @@ Example:
     $ fastiot-workbench                      # local broker + demo plant + JupyterLab on ./notebooks
     $ fastiot-workbench --nats nats://broker.plant.local:4222 --no-demo
     $ fastiot-workbench --no-lab --broker-port 4222   # broker + demo only (as binder/start uses it)
+
+Everything it starts is stopped when it ends (Ctrl-C, SIGTERM, or JupyterLab's File > Shut Down):
+JupyterLab and the demo plant first, then the broker they were connected to.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker
-from fastiot.nats_server import LOOPBACK, NatsServer, die_with_parent, find_free_port
+from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker, redact_url
+from fastiot.lab import prepare_lab
+from fastiot.nats_server import (
+    LOOPBACK,
+    NatsServer,
+    NatsServerStartError,
+    accepts_connections,
+    find_free_port,
+    start_child_process,
+)
 
-__all__ = ["build_parser", "default_notebook_dir", "main"]
+__all__ = ["build_parser", "default_notebook_dir", "is_loopback", "main"]
 
 DEFAULT_LAB_PORT = 8888
 DEFAULT_DEMO_RATE = 2.0
+DEFAULT_NATS_PORT = 4222
 _STOP_TIMEOUT = 15.0
 _READY_TIMEOUT = 60.0
+_PROBE_TIMEOUT = 2.0
+# --ip values that mean "every interface" (JupyterLab's and the socket API's spellings).
+_ALL_INTERFACES = {"", "*", "0.0.0.0", "::"}
 
 
 def default_notebook_dir() -> Path:
@@ -42,6 +61,7 @@ def default_notebook_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``fastiot-workbench``."""
     parser = argparse.ArgumentParser(
         prog="fastiot-workbench",
         description=(
@@ -83,12 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"JupyterLab port (default {DEFAULT_LAB_PORT}, or a free one if that is taken)",
     )
-    parser.add_argument("--ip", default=LOOPBACK, help=f"address JupyterLab listens on (default {LOOPBACK})")
+    parser.add_argument(
+        "--ip",
+        default=LOOPBACK,
+        help=f"address JupyterLab listens on (default {LOOPBACK}: this machine only); any other address "
+        "lets other machines reach it, and the command warns",
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     parser.add_argument(
         "--token",
         default=None,
-        help="JupyterLab access token (default: a random one, printed in the URL)",
+        help="JupyterLab access token (default: a random one, printed in the URL); an empty token "
+        "turns login off, refused beyond 127.0.0.1 without --allow-no-token",
+    )
+    parser.add_argument(
+        "--allow-no-token",
+        action="store_true",
+        help="accept an empty --token together with a non-loopback --ip: anyone who can reach the port "
+        "can run code as you",
     )
     parser.add_argument(
         "--no-lab",
@@ -98,59 +130,86 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Stack:
-    """The processes this command started, stopped in reverse order."""
+def _say(message: str) -> None:
+    print(f"fastiot-workbench: {message}", flush=True)
 
-    def __init__(self) -> None:
-        self.server: NatsServer | None = None
-        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            args,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order
-            # (JupyterLab would otherwise ask "Shutdown this Jupyter server (y/[n])?").
-            start_new_session=True,
-            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+def _complain(message: str) -> None:
+    print(f"fastiot-workbench: {message}", file=sys.stderr, flush=True)
+
+
+def is_loopback(ip: str) -> bool:
+    """True if JupyterLab listening on ``ip`` is reachable from this machine only.
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+        (True, True, False)
+    """
+    if ip == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(ip.strip("[]")).is_loopback
+    except ValueError:  # a host name, or "" / "*" for every interface
+        return False
+
+
+def _lab_access_problem(ip: str, token: str, allow_no_token: bool) -> str | None:
+    """Why JupyterLab must not start with this address and token (None if it may)."""
+    if token == "" and not is_loopback(ip) and not allow_no_token:
+        where = "every network interface" if ip in _ALL_INTERFACES else ip
+        return (
+            f"refusing to serve JupyterLab on {where} without a token: anyone who can reach this machine "
+            f"could run code as you. Leave out --token for a random one, give your own, or add "
+            f"--allow-no-token if you trust every machine on this network."
         )
-        self.processes.append((name, process))
-        return process
-
-    def stop(self) -> None:
-        for name, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(_STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    print(
-                        f"fastiot-workbench: {name} did not stop in {_STOP_TIMEOUT:g} s; killing it",
-                        file=sys.stderr,
-                    )
-                    process.kill()
-                    process.wait(_STOP_TIMEOUT)
-        self.processes.clear()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+    return None
 
 
-def _reachable(urls: list[str]) -> bool:
+def _lab_access_warnings(ip: str, port: int, token: str) -> list[str]:
+    """What a person should know about who can reach this JupyterLab."""
+    warnings = []
+    if not is_loopback(ip):
+        where = "every network interface" if ip in _ALL_INTERFACES else ip
+        who = f"anyone who can reach port {port}" + (" and has the token" if token else "")
+        warnings.append(
+            f"WARNING: JupyterLab listens on {where} (--ip {ip or repr(ip)}), not only on this machine: "
+            f"{who} can run code as you. Use --ip 127.0.0.1 unless you mean it."
+        )
+    if token == "":
+        warnings.append(
+            "WARNING: JupyterLab runs without a token (--token ''): "
+            + (
+                "every program and user on this machine can run code in it."
+                if is_loopback(ip)
+                else "no login at all."
+            )
+        )
+    return warnings
+
+
+def _url_host(ip: str) -> str:
+    """The host to open and probe for JupyterLab listening on ``ip``."""
+    if ip in _ALL_INTERFACES:
+        return "::1" if ip == "::" else LOOPBACK
+    return ip
+
+
+def _any_reachable(urls: list[str]) -> bool:
     for url in urls:
-        hostport = url.split("://", 1)[-1].rsplit("@", 1)[-1]
-        host, _, port = hostport.rpartition(":")
         try:
-            with socket.create_connection((host.strip("[]") or "localhost", int(port or 4222)), timeout=2):
-                return True
-        except (OSError, ValueError):
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
+            host, port = parts.hostname or "localhost", parts.port or DEFAULT_NATS_PORT
+        except ValueError:
             continue
+        if accepts_connections(host, port, _PROBE_TIMEOUT, greeting=None):  # ws:// servers send no INFO
+            return True
     return False
 
 
 def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
         except OSError:
@@ -158,111 +217,177 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _child(name: str, args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child until the block ends, then stop it (SIGTERM, then SIGKILL after a timeout)."""
+    process = start_child_process(
+        args,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order
+        # (JupyterLab would otherwise ask "Shutdown this Jupyter server (y/[n])?").
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _complain(f"{name} did not stop in {_STOP_TIMEOUT:g} s; killing it")
+                process.kill()
+                process.wait(_STOP_TIMEOUT)
+
+
 def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
+        if accepts_connections(host, port, 0.5, greeting=None):
+            return True
+        time.sleep(0.1)
     return False
+
+
+def _say_stopped(started: list[str]) -> None:
+    """The one calm last line, naming what was stopped in the order it was stopped."""
+    if started:
+        names = list(reversed(started))
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        _say(f"stopped {listed}")
+
+
+class _Exit(Exception):
+    """Ends :func:`main` with ``status`` after the reason was printed; the ExitStack stops the rest."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _broker(
+    args: argparse.Namespace, env: dict[str, str], stack: contextlib.ExitStack, started: list[str]
+) -> str:
+    """Use the configured broker or start one; sets the children's ``env``; returns the banner text."""
+    if args.nats:
+        env[FASTIOT_NATS_SERVERS] = args.nats
+        os.environ[FASTIOT_NATS_SERVERS] = args.nats
+    if args.nats or env_broker.is_configured:
+        urls = env_broker.servers
+        if not _any_reachable(urls):
+            _complain(
+                f"no NATS server answers at {redact_url(', '.join(urls))}; start it, fix --nats / "
+                f"FASTIOT_NATS_*, or unset them to let the workbench start a local one"
+            )
+            raise _Exit(2)
+        return redact_url(", ".join(urls))
+    if args.broker_port is None and accepts_connections("localhost", DEFAULT_NATS_PORT):
+        return f"nats://localhost:{DEFAULT_NATS_PORT}"
+    try:
+        # Entered first, so the ExitStack stops it after every child that uses it.
+        server = stack.enter_context(NatsServer(args.broker_port, jetstream=True))
+    except NatsServerStartError as e:
+        _complain(f"the local NATS server did not start: {e}")
+        raise _Exit(1) from None
+    started.append("the NATS broker")
+    env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
+    return f"{server.url} (started by fastiot-workbench, JetStream on)"
+
+
+def _lab(
+    args: argparse.Namespace, token: str, env: dict[str, str], stack: contextlib.ExitStack, started: list[str]
+) -> subprocess.Popen[bytes]:
+    """Start JupyterLab (stopped when ``stack`` unwinds) and print where it is."""
+    notebook_dir = (args.notebook_dir or default_notebook_dir()).resolve()
+    if not notebook_dir.is_dir():
+        _complain(f"--notebook-dir {notebook_dir} is not a folder")
+        raise _Exit(2)
+    host = _url_host(args.ip)
+    port = args.port
+    if port is None:
+        # Another Jupyter often holds 8888 already; a port given explicitly is never changed.
+        port = DEFAULT_LAB_PORT if _port_is_free(host, DEFAULT_LAB_PORT) else find_free_port()
+    for warning in _lab_access_warnings(args.ip, port, token):
+        _complain(warning)
+    setup = prepare_lab(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fastiot-lab-"))))
+    lab_args = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={notebook_dir}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.ip={args.ip}",
+        f"--IdentityProvider.token={token}",
+    ]
+    if args.no_browser:
+        lab_args.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        lab_args.append("--allow-root")  # containers and CI run as root
+    lab = stack.enter_context(_child("JupyterLab", lab_args, setup.environment(env)))
+    started.append("JupyterLab")
+    if not _wait_for_port(host, port, lab, _READY_TIMEOUT):
+        _complain(f"JupyterLab did not start on port {port}")
+        raise _Exit(1)
+    url_host = f"[{host}]" if ":" in host else host
+    query = f"?token={token}" if token else ""
+    _say(f"JupyterLab at http://{url_host}:{port}/lab{query}")
+    _say(f"notebooks in {notebook_dir}; Ctrl-C stops everything")
+    return lab
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the workbench; returns the exit status (0 after Ctrl-C or SIGTERM)."""
     args = build_parser().parse_args(argv)
     if args.demo_rate <= 0:
-        print("fastiot-workbench: --demo-rate must be positive", file=sys.stderr)
+        _complain("--demo-rate must be positive")
         return 2
-    stack = _Stack()
+    token = secrets.token_hex(16) if args.token is None else args.token
+    if not args.no_lab:
+        problem = _lab_access_problem(args.ip, token, args.allow_no_token)
+        if problem is not None:
+            _complain(problem)
+            return 2
+
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
+        stopping.set()  # a second Ctrl-C while stopping changes nothing: the stop runs to its end
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        env = dict(os.environ)
-        if args.nats:
-            env[FASTIOT_NATS_SERVERS] = args.nats
-            os.environ[FASTIOT_NATS_SERVERS] = args.nats
-        if args.nats or env_broker.is_configured:
-            urls = env_broker.servers
-            if not _reachable(urls):
-                print(
-                    f"fastiot-workbench: no NATS server answers at {', '.join(urls)}; start it, fix --nats / "
-                    f"FASTIOT_NATS_*, or unset them to let the workbench start a local one",
-                    file=sys.stderr,
-                )
-                return 2
-            broker = ", ".join(urls)
-        elif args.broker_port is None and _reachable(["nats://localhost:4222"]):
-            broker = "nats://localhost:4222"
-        else:
-            stack.server = NatsServer(args.broker_port, jetstream=True).start()
-            env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = stack.server.host, str(stack.server.port)
-            broker = f"{stack.server.url} (started by fastiot-workbench, JetStream on)"
-        print(f"fastiot-workbench: NATS broker {broker}", flush=True)
-
-        if not args.no_demo:
-            stack.spawn(
-                "demo plant", [sys.executable, "-m", "fastiot.demo", "--rate", str(args.demo_rate)], env
-            )
-            print(
-                f"fastiot-workbench: demo plant publishing {args.demo_rate:g} values/s per sensor", flush=True
-            )
-
-        lab: subprocess.Popen[bytes] | None = None
-        if not args.no_lab:
-            notebook_dir = (args.notebook_dir or default_notebook_dir()).resolve()
-            if not notebook_dir.is_dir():
-                print(f"fastiot-workbench: --notebook-dir {notebook_dir} is not a folder", file=sys.stderr)
-                return 2
-            token = secrets.token_hex(16) if args.token is None else args.token
-            host = "127.0.0.1" if args.ip in ("0.0.0.0", "", "*") else args.ip
-            if args.port is None:
-                # Another Jupyter often holds 8888 already; a port given explicitly is never changed.
-                args.port = DEFAULT_LAB_PORT if _port_is_free(host, DEFAULT_LAB_PORT) else find_free_port()
-            lab_args = [
-                sys.executable,
-                "-m",
-                "jupyterlab",
-                f"--ServerApp.root_dir={notebook_dir}",
-                f"--ServerApp.port={args.port}",
-                "--ServerApp.port_retries=0",
-                f"--ServerApp.ip={args.ip}",
-                f"--IdentityProvider.token={token}",
-            ]
-            if args.no_browser:
-                lab_args.append("--no-browser")
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                lab_args.append("--allow-root")  # containers and CI run as root
-            lab = stack.spawn("JupyterLab", lab_args, env)
-            if not _wait_for_port(host, args.port, lab, _READY_TIMEOUT):
-                print(f"fastiot-workbench: JupyterLab did not start on port {args.port}", file=sys.stderr)
-                return 1
-            query = f"?token={token}" if token else ""
-            print(f"fastiot-workbench: JupyterLab at http://{host}:{args.port}/lab{query}", flush=True)
-            print(f"fastiot-workbench: notebooks in {notebook_dir}; Ctrl-C stops everything", flush=True)
-        else:
-            print("fastiot-workbench: running without JupyterLab; Ctrl-C stops everything", flush=True)
+    started: list[str] = []  # what this command started, for the last line
+    with contextlib.ExitStack() as stack:
+        # Unwound in reverse: children first, then the broker they use, then the one calm last line;
+        # the signal handlers stay ours until then.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            stack.callback(signal.signal, sig, signal.signal(sig, on_signal))
+        stack.callback(_say_stopped, started)
+        try:
+            env = dict(os.environ)
+            _say(f"NATS broker {_broker(args, env, stack, started)}")
+            children: list[tuple[str, subprocess.Popen[bytes]]] = []
+            if not args.no_demo:
+                demo = [sys.executable, "-m", "fastiot.demo", "--quiet", "--rate", str(args.demo_rate)]
+                children.append(("demo plant", stack.enter_context(_child("demo plant", demo, env))))
+                started.append("the demo plant")
+                _say(f"demo plant publishing {args.demo_rate:g} values/s per sensor")
+            lab: subprocess.Popen[bytes] | None = None
+            if args.no_lab:
+                _say("running without JupyterLab; Ctrl-C stops everything")
+            else:
+                lab = _lab(args, token, env, stack, started)
+                children.append(("JupyterLab", lab))
+        except _Exit as e:
+            return e.status
 
         while not stopping.wait(0.2):
-            for name, process in stack.processes:
+            for name, process in children:
                 if process.poll() is not None:
-                    print(
-                        f"fastiot-workbench: {name} exited with status {process.returncode}", file=sys.stderr
-                    )
+                    _complain(f"{name} exited with status {process.returncode}")
                     return 0 if process is lab and process.returncode == 0 else 1
         return 0
-    finally:
-        print("fastiot-workbench: stopping", flush=True)
-        stack.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnectio
 from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
 from fastiot.core.service import FastIoTService
 from fastiot.core.service_annotations import loop, reply
+from fastiot.env import FASTIOT_LOG_LEVEL, redact_url
 from fastiot.exceptions import PublishBufferFullError
 from fastiot.msg.thing import Thing
 
@@ -353,7 +355,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the fastiot demo plant (two presses and an oven).")
     parser.add_argument("--rate", type=float, default=2.0, help="values per second per sensor (default 2)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for repeatable data")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only warnings and errors (fastiot-workbench runs it so: it says what runs itself)",
+    )
     args = parser.parse_args(argv)
+    if args.quiet and not os.environ.get(FASTIOT_LOG_LEVEL, "").strip():
+        os.environ[FASTIOT_LOG_LEVEL] = "WARNING"  # read by every logger the services set up
 
     async def run() -> None:
         import signal
@@ -367,7 +376,9 @@ def main(argv: list[str] | None = None) -> None:
         await workbench.ensure_broker()
         broker = await NatsBrokerConnection.connect(name="fastiot-demo")
         plant = await DemoPlant(broker, rate=args.rate, seed=args.seed).start()
-        print(f"demo plant publishing on {workbench.broker_url()} (v1.thing.>); Ctrl-C stops it", flush=True)
+        if not args.quiet:
+            url = redact_url(workbench.broker_url())
+            print(f"demo plant publishing on {url} (v1.thing.>); Ctrl-C stops it", flush=True)
         try:
             await stop.wait()
         finally:

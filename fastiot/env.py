@@ -1,7 +1,9 @@
-"""FASTIOT_* settings, read from the environment in one place.
+"""FASTIOT_* settings, read from the environment in one place (pydantic-settings).
 
 Every value is read when it is asked for, not at import time, so that a broker the workbench starts
 (which sets ``FASTIOT_NATS_*`` for the kernel) is seen by services created later in the same process.
+A value that does not fit raises :class:`~fastiot.exceptions.SettingsError` (a ``ValueError``) naming
+the variable and what it expects. Empty or blank variables count as unset.
 
 Example:
     >>> from fastiot.env import env_broker
@@ -14,6 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fastiot.exceptions import SettingsError
 
 __all__ = [
     "ALL_SETTINGS",
@@ -35,7 +43,9 @@ __all__ = [
     "FASTIOT_SERVICE_ID",
     "NATS_CONNECTION_SETTINGS",
     "BasicEnv",
+    "BasicSettings",
     "BrokerEnv",
+    "BrokerSettings",
     "env_basic",
     "env_broker",
     "redact_url",
@@ -99,52 +109,158 @@ _CREDENTIALS_IN_URL = re.compile(
 )
 
 
-def _get(name: str) -> str | None:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return None
-    return value.strip()
+# --- the checks: each error names the variable, the value, and what it should be ----------------------
+
+
+def _port(raw: Any) -> int:
+    try:
+        port = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{FASTIOT_NATS_PORT}={raw!r} is not a port number; set it to e.g. 4222") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{FASTIOT_NATS_PORT}={port} is out of range; use a port from 1 to 65535")
+    return port
+
+
+def _seconds(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{FASTIOT_NATS_DEFAULT_TIMEOUT}={raw!r} is not a number of seconds; set it to e.g. 30"
+        ) from None
+    if not value > 0:  # also rejects nan, which float() accepts
+        raise ValueError(f"{FASTIOT_NATS_DEFAULT_TIMEOUT} must be positive, got {value}")
+    return value
+
+
+def _log_level(raw: Any) -> int:
+    if isinstance(raw, int) or str(raw).isdigit():
+        return int(raw)
+    level = logging.getLevelName(str(raw).upper())
+    if not isinstance(level, int):
+        raise ValueError(f"{FASTIOT_LOG_LEVEL}={raw!r} is not a log level; use DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+class _FromEnvironment(BaseSettings):
+    """What both settings models share: exact variable names; blank counts as unset; values stripped."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            stripped = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+            return {k: v for k, v in stripped.items() if v != ""}
+        return data
+
+
+def _variable(name: str, default: Any = None) -> Any:
+    # The environment variable is the field's alias, so pydantic's errors name the variable itself.
+    return Field(default, validation_alias=name)
+
+
+class BrokerSettings(_FromEnvironment):
+    """The NATS connection settings as one validated snapshot of the environment.
+
+    Example:
+        >>> BrokerSettings().port  # doctest: +SKIP
+        4222
+    """
+
+    host: str = _variable(FASTIOT_NATS_HOST, DEFAULT_NATS_HOST)
+    port: Annotated[int, BeforeValidator(_port)] = _variable(FASTIOT_NATS_PORT, DEFAULT_NATS_PORT)
+    servers: str | None = _variable(FASTIOT_NATS_SERVERS)
+    default_timeout: Annotated[float, BeforeValidator(_seconds)] = _variable(
+        FASTIOT_NATS_DEFAULT_TIMEOUT, DEFAULT_NATS_TIMEOUT
+    )
+    user: str | None = _variable(FASTIOT_NATS_USER)
+    password: str | None = _variable(FASTIOT_NATS_PASSWORD)
+    token: str | None = _variable(FASTIOT_NATS_TOKEN)
+    creds: str | None = _variable(FASTIOT_NATS_CREDS)
+    tls_ca: str | None = _variable(FASTIOT_NATS_TLS_CA)
+    tls_cert: str | None = _variable(FASTIOT_NATS_TLS_CERT)
+    tls_key: str | None = _variable(FASTIOT_NATS_TLS_KEY)
+
+
+class BasicSettings(_FromEnvironment):
+    """Settings that are not about the broker, as one validated snapshot of the environment."""
+
+    log_level: Annotated[int, BeforeValidator(_log_level)] = _variable(FASTIOT_LOG_LEVEL, logging.INFO)
+    service_id: str = _variable(FASTIOT_SERVICE_ID, "")
+
+
+_S = TypeVar("_S", bound=_FromEnvironment)
+
+
+class _Reader(Generic[_S]):
+    """Reads a settings model from the environment, again whenever one of its variables changed.
+
+    Comparing the raw values first keeps a read cheap (it sits on the request path) while a change of
+    ``os.environ`` still takes effect at the next access.
+    """
+
+    def __init__(self, model: type[_S]) -> None:
+        self._model = model
+        self._names: tuple[str, ...] = tuple(
+            str(f.validation_alias) for f in model.model_fields.values() if f.validation_alias
+        )
+        self._cached: tuple[tuple[str | None, ...], _S] | None = None
+
+    def read(self) -> _S:
+        key = tuple(os.environ.get(name) for name in self._names)
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            settings = self._model()
+        except ValidationError as e:
+            raise _settings_error(e) from None
+        self._cached = (key, settings)
+        return settings
+
+
+def _settings_error(error: ValidationError) -> SettingsError:
+    first = error.errors()[0]
+    variable = str(first["loc"][0]) if first["loc"] else "a FASTIOT_* variable"
+    value = first.get("input")
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueError):  # our checks wrote the whole message
+        return SettingsError(variable, value, str(cause))
+    return SettingsError(variable, value, f"{variable}={value!r} is not valid: {first['msg']}")
 
 
 class BrokerEnv:
     """The NATS connection settings. Each property reads the environment when accessed."""
 
+    def __init__(self) -> None:
+        self._reader = _Reader(BrokerSettings)
+
+    @property
+    def settings(self) -> BrokerSettings:
+        """All of them, validated, as they are in the environment now.
+
+        Raises:
+            SettingsError: A variable has a value that does not fit (the message names it).
+        """
+        return self._reader.read()
+
     @property
     def host(self) -> str:
         """``FASTIOT_NATS_HOST``, default ``localhost``."""
-        return _get(FASTIOT_NATS_HOST) or DEFAULT_NATS_HOST
+        return self.settings.host
 
     @property
     def port(self) -> int:
         """``FASTIOT_NATS_PORT``, default 4222."""
-        raw = _get(FASTIOT_NATS_PORT)
-        if raw is None:
-            return DEFAULT_NATS_PORT
-        try:
-            port = int(raw)
-        except ValueError:
-            raise ValueError(
-                f"{FASTIOT_NATS_PORT}={raw!r} is not a port number; set it to e.g. 4222"
-            ) from None
-        if not 0 < port < 65536:
-            raise ValueError(f"{FASTIOT_NATS_PORT}={port} is out of range; use a port from 1 to 65535")
-        return port
+        return self.settings.port
 
     @property
     def default_timeout(self) -> float:
         """``FASTIOT_NATS_DEFAULT_TIMEOUT`` in seconds, default 30."""
-        raw = _get(FASTIOT_NATS_DEFAULT_TIMEOUT)
-        if raw is None:
-            return DEFAULT_NATS_TIMEOUT
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(
-                f"{FASTIOT_NATS_DEFAULT_TIMEOUT}={raw!r} is not a number of seconds; set it to e.g. 30"
-            ) from None
-        if not value > 0:  # also rejects nan, which float() accepts
-            raise ValueError(f"{FASTIOT_NATS_DEFAULT_TIMEOUT} must be positive, got {value}")
-        return value
+        return self.settings.default_timeout
 
     @property
     def servers(self) -> list[str]:
@@ -152,68 +268,74 @@ class BrokerEnv:
 
         ``FASTIOT_NATS_SERVERS`` (comma separated) if set, else ``nats://HOST:PORT``.
         """
-        raw = _get(FASTIOT_NATS_SERVERS)
-        if raw is not None:
-            servers = [s.strip() for s in raw.split(",") if s.strip()]
-            return [s if "://" in s else f"nats://{s}" for s in servers]
-        return [f"nats://{self.host}:{self.port}"]
+        settings = self.settings
+        if settings.servers is not None:
+            servers = [s.strip() for s in settings.servers.split(",") if s.strip()]
+            if servers:
+                return [s if "://" in s else f"nats://{s}" for s in servers]
+        return [f"nats://{settings.host}:{settings.port}"]
 
     @property
     def is_configured(self) -> bool:
         """True if any of FASTIOT_NATS_SERVERS / _HOST / _PORT is set."""
-        return any(_get(n) is not None for n in (FASTIOT_NATS_SERVERS, FASTIOT_NATS_HOST, FASTIOT_NATS_PORT))
+        return bool(self.settings.model_fields_set & {"servers", "host", "port"})
 
     @property
     def user(self) -> str | None:
-        return _get(FASTIOT_NATS_USER)
+        """``FASTIOT_NATS_USER``."""
+        return self.settings.user
 
     @property
     def password(self) -> str | None:
-        return _get(FASTIOT_NATS_PASSWORD)
+        """``FASTIOT_NATS_PASSWORD``."""
+        return self.settings.password
 
     @property
     def token(self) -> str | None:
-        return _get(FASTIOT_NATS_TOKEN)
+        """``FASTIOT_NATS_TOKEN``."""
+        return self.settings.token
 
     @property
     def creds(self) -> str | None:
-        return _get(FASTIOT_NATS_CREDS)
+        """``FASTIOT_NATS_CREDS``: a NATS credentials file."""
+        return self.settings.creds
 
     @property
     def tls_ca(self) -> str | None:
-        return _get(FASTIOT_NATS_TLS_CA)
+        """``FASTIOT_NATS_TLS_CA``."""
+        return self.settings.tls_ca
 
     @property
     def tls_cert(self) -> str | None:
-        return _get(FASTIOT_NATS_TLS_CERT)
+        """``FASTIOT_NATS_TLS_CERT``."""
+        return self.settings.tls_cert
 
     @property
     def tls_key(self) -> str | None:
-        return _get(FASTIOT_NATS_TLS_KEY)
+        """``FASTIOT_NATS_TLS_KEY``."""
+        return self.settings.tls_key
 
 
 class BasicEnv:
-    """Settings that are not about the broker."""
+    """Settings that are not about the broker. Each property reads the environment when accessed."""
+
+    def __init__(self) -> None:
+        self._reader = _Reader(BasicSettings)
+
+    @property
+    def settings(self) -> BasicSettings:
+        """All of them, validated, as they are in the environment now."""
+        return self._reader.read()
 
     @property
     def log_level(self) -> int:
         """``FASTIOT_LOG_LEVEL`` as a number (names like ``debug`` or ``INFO`` work too), default INFO."""
-        raw = _get(FASTIOT_LOG_LEVEL)
-        if raw is None:
-            return logging.INFO
-        if raw.isdigit():
-            return int(raw)
-        level = logging.getLevelName(raw.upper())
-        if not isinstance(level, int):
-            raise ValueError(
-                f"{FASTIOT_LOG_LEVEL}={raw!r} is not a log level; use DEBUG, INFO, WARNING or ERROR"
-            )
-        return level
+        return self.settings.log_level
 
     @property
     def service_id(self) -> str:
         """``FASTIOT_SERVICE_ID``, default empty: separates several instances of one service."""
-        return _get(FASTIOT_SERVICE_ID) or ""
+        return self.settings.service_id
 
 
 env_broker = BrokerEnv()

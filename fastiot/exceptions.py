@@ -4,6 +4,7 @@ The hierarchy (``FastIoTError`` catches everything fastiot raises on purpose; th
 each class lets code written for the standard library or nats-py catch it as before)::
 
     FastIoTError
+    ├── SettingsError                      (ValueError) a FASTIOT_* variable has a value that does not fit
     ├── ShutdownRequestedInterruption      a service is asked to shut down (run_coro)
     ├── BrokerUnavailableError             (ConnectionError) no NATS server accepted the connection
     │   └── BrokerAuthenticationError      the server rejected the credentials
@@ -19,17 +20,20 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── WaitTimeoutError                   (TimeoutError) wait_for / sync saw too little in time
     ├── NotRunningError                    (RuntimeError) a capture or index is not started
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
+    ├── ServiceStartError                  (RuntimeError) a service crashed while starting
+    ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
+    ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── PathNotFoundError                  (KeyError) a field path names no field of a payload
     ├── InvalidPathError                   (ValueError) a field path is not written as paths are
     ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
     ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
-    ├── ServiceStartError                  (RuntimeError) a service crashed while starting
-    ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
-    ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── CodeGenerationError                (ValueError) an action has no Python code to copy
     ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
     ├── GridFilterError                    (ValueError) a data grid's column filter cannot be read
-    └── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
+    ├── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
+    ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
+    ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
+    └── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from __future__ import annotations
 import nats.errors
 
 __all__ = [
+    "BackgroundProcessError",
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
+    "CSVError",
     "CodeGenerationError",
     "DecoderRegistrationError",
     "DeserializationError",
@@ -57,9 +63,13 @@ __all__ = [
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "ReplyHandlerError",
+    "SQLSchemaCheckError",
     "ServiceCellError",
+    "ServiceError",
     "ServiceStartError",
+    "SettingsError",
     "ShutdownRequestedInterruption",
+    "SubjectHierarchyError",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
     "TemplateFileError",
@@ -69,6 +79,22 @@ __all__ = [
 
 class FastIoTError(Exception):
     """Base class of every error fastiot raises on purpose."""
+
+
+class SettingsError(FastIoTError, ValueError):
+    """A ``FASTIOT_*`` environment variable has a value that does not fit; the message names it.
+
+    A ``ValueError``, so code that caught the bad-setting errors of earlier versions still catches it.
+
+    Attributes:
+        variable: The environment variable, e.g. ``FASTIOT_NATS_PORT``.
+        value: Its value as set.
+    """
+
+    def __init__(self, variable: str, value: object, message: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(message)
 
 
 class ShutdownRequestedInterruption(FastIoTError):
@@ -212,6 +238,33 @@ class ParquetUnavailableError(FastIoTError, ImportError):
     """Parquet export needs pyarrow, which comes with the ``parquet`` extra."""
 
 
+class ServiceStartError(FastIoTError, RuntimeError):
+    """The service crashed while starting.
+
+    The message names the error (e.g. ``ValueError: bad config``); ``traceback`` holds the whole text.
+    """
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback: str = traceback_text
+
+
+class ServiceCellError(FastIoTError):
+    """A ``%%service`` cell defines no service (or not the one named); the cell fails, so Run All stops."""
+
+
+class FormError(FastIoTError, ValueError):
+    """Some form inputs cannot be turned into the model's field values.
+
+    Attributes:
+        errors: The problem per field name.
+    """
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
 class PathNotFoundError(FastIoTError, KeyError):
     """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
 
@@ -242,33 +295,6 @@ class MessageNotKeptError(FastIoTError, IndexError):
     """A subject index keeps only the newest ``history`` messages per subject; the one asked for is not."""
 
 
-class ServiceStartError(FastIoTError, RuntimeError):
-    """The service crashed while starting.
-
-    The message names the error (e.g. ``ValueError: bad config``); ``traceback`` holds the whole text.
-    """
-
-    def __init__(self, message: str, traceback_text: str = "") -> None:
-        super().__init__(message)
-        self.traceback: str = traceback_text
-
-
-class ServiceCellError(FastIoTError):
-    """A ``%%service`` cell defines no service (or not the one named); the cell fails, so Run All stops."""
-
-
-class FormError(FastIoTError, ValueError):
-    """Some form inputs cannot be turned into the model's field values.
-
-    Attributes:
-        errors: The problem per field name.
-    """
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
-
-
 class CodeGenerationError(FastIoTError, ValueError):
     """An action cannot be written as Python code ("copy as code"), e.g. a payload value without a literal."""
 
@@ -291,3 +317,31 @@ class TemplateFileError(FastIoTError, ValueError):
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)
         self.path: str = path
+
+
+class SubjectHierarchyError(FastIoTError, RuntimeError):
+    """A subject does not fit its model's ``_handles_hierarchical_subjects``.
+
+    A ``RuntimeError``, as in FastIoT: a model without hierarchy got a ``*`` or ``>``, or one that expects a
+    hierarchy (like ``Thing``) got no name.
+    """
+
+
+class BackgroundProcessError(FastIoTError, RuntimeError):
+    """``fastiot.testlib.BackgroundProcess`` could not start its service process, or it died starting."""
+
+
+# FastIoT 1.1 names, raised by no code of fastiot-workbench (they belong to FastIoT's database and CSV
+# helpers); kept so that code written for FastIoT that raises or catches them still imports.
+
+
+class ServiceError(FastIoTError):
+    """FastIoT 1.1's error for a failed connection to a service (e.g. a database)."""
+
+
+class SQLSchemaCheckError(FastIoTError):
+    """FastIoT 1.1's error for a database schema that does not match what is expected."""
+
+
+class CSVError(FastIoTError):
+    """FastIoT 1.1's error for a failed CSV import."""

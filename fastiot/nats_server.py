@@ -8,9 +8,12 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import ctypes
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -18,24 +21,52 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastiot.exceptions import NatsServerBinaryNotFound, NatsServerStartError
 
 __all__ = [
+    "DEFAULT_PROBE_TIMEOUT",
     "DEFAULT_STARTUP_TIMEOUT",
     "NatsServer",
     "NatsServerStartError",
-    "die_with_parent",
+    "accepts_connections",
     "find_free_port",
     "find_nats_server_binary",
+    "start_child_process",
 ]
 
 DEFAULT_STARTUP_TIMEOUT = 10.0
 DEFAULT_STOP_TIMEOUT = 5.0
+DEFAULT_PROBE_TIMEOUT = 0.5
 LOOPBACK = "127.0.0.1"
+NATS_GREETING = b"INFO"
+
+
+def accepts_connections(
+    host: str, port: int, timeout: float = DEFAULT_PROBE_TIMEOUT, *, greeting: bytes | None = NATS_GREETING
+) -> bool:
+    """True if something on ``host:port`` accepts a TCP connection within ``timeout`` seconds.
+
+    With ``greeting`` (by default ``INFO``, what a NATS server sends first) it must also start by
+    sending those bytes; ``greeting=None`` only checks that the port accepts (e.g. JupyterLab).
+
+    Example:
+        >>> accepts_connections("localhost", 4222)  # doctest: +SKIP
+        False
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if greeting is None:
+                return True
+            sock.settimeout(timeout)
+            return sock.recv(len(greeting)).startswith(greeting)
+    except OSError:
+        return False
 
 
 def find_free_port(host: str = LOOPBACK) -> int:
@@ -67,15 +98,78 @@ def find_nats_server_binary() -> str:
     )
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # Linux only: the server gets SIGTERM if the process that started it dies, even by SIGKILL,
-    # so no nats-server outlives a crashed kernel.
-    try:
-        import ctypes
+# --- child processes that live as long as this process and never longer -----------------------------
+#
+# Linux's PR_SET_PDEATHSIG signals a child when the *thread* that forked it ends, not the process. A
+# child started from a worker thread (asyncio.to_thread, an executor) would get SIGTERM when that
+# thread is retired, e.g. at the end of asyncio.run(). So every child is forked by one daemon thread
+# that lives until the process ends: the child then gets SIGTERM exactly when this process dies,
+# however it dies (even by SIGKILL).
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError, AttributeError):
+        # Looked up here, not between fork and exec, where loading a library is not safe.
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        assert _prctl is not None
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return preexec
+
+
+_Request = tuple[Sequence[str], dict[str, Any], concurrent.futures.Future[subprocess.Popen[bytes]]]
+
+
+class _ProcessParent:
+    """The one thread that forks every child process (see above)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, args: Sequence[str], kwargs: dict[str, Any]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fastiot-process-parent", daemon=True)
+                self._thread.start()
+        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._requests.put((args, kwargs, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:  # never returns: its end would signal every child
+            args, kwargs, future = self._requests.get()
+            try:
+                process = subprocess.Popen(args, preexec_fn=_die_with(os.getpid()), **kwargs)
+                future.set_result(cast("subprocess.Popen[bytes]", process))  # callers pass no text=True
+            except BaseException as e:
+                future.set_exception(e)
+
+
+_process_parent = _ProcessParent()
+
+
+def start_child_process(args: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(args, **popen_kwargs)`` for a child that must never outlive this process.
+
+    On Linux the child gets SIGTERM when this process ends, even by SIGKILL, and however many threads
+    came and went in between. Callable from any thread. Elsewhere it is a plain ``Popen``: stop the
+    child yourself.
+
+    Example:
+        >>> demo = start_child_process([sys.executable, "-m", "fastiot.demo"])  # doctest: +SKIP
+    """
+    if _prctl is None:
+        return subprocess.Popen(args, **popen_kwargs)
+    return _process_parent.start(args, popen_kwargs)
 
 
 class NatsServer:
@@ -95,7 +189,9 @@ class NatsServer:
         startup_timeout: Seconds to wait for the server to accept connections.
         host: The address to bind; loopback unless you mean otherwise.
 
-    The server is stopped by :meth:`stop`, the context managers, or (on Linux) when this process dies.
+    The server is stopped by :meth:`stop`, the context managers, or (on Linux) when this process dies,
+    never earlier. It runs in its own process group, so a Ctrl-C in the terminal reaches only the
+    program that started it, which stops its clients first and the server last.
     """
 
     def __init__(
@@ -229,12 +325,12 @@ class NatsServer:
         config_path.write_text(self._config())
         self._log_path = Path(self._workdir.name) / "nats-server.log"
         with open(self._log_path, "ab") as log:
-            self._process = subprocess.Popen(
+            self._process = start_child_process(
                 [self.binary, "-c", str(config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+                start_new_session=True,
             )
         self._wait_until_ready()
 
@@ -243,12 +339,8 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 raise NatsServerStartError(f"nats-server exited at start:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                    if sock.recv(4).startswith(b"INFO"):
-                        return
-            except OSError:
-                pass
+            if accepts_connections(self.host, self.port):
+                return
             time.sleep(0.02)
         self._terminate()
         raise NatsServerStartError(

@@ -6,11 +6,16 @@ In a Jupyter cell (ipykernel runs cells on a running asyncio loop)::
     broker = await workbench.connection()        # created once, reused by every cell and widget
     broker.publish_sync(subject, msg)            # blocking calls complete instead of deadlocking
 
+Blocking calls on the loop's own thread are an opt-in: :func:`connection` makes the kernel's loop
+re-entrant (nest-asyncio2) and allows them on the kernel-wide connection. Importing this module
+changes nothing by itself.
+
 With no broker configured (none of FASTIOT_NATS_SERVERS / _HOST / _PORT set) and nothing listening on
 localhost:4222, a real nats-server (JetStream on) is started for the kernel's lifetime and the
 ``FASTIOT_NATS_HOST`` / ``FASTIOT_NATS_PORT`` variables are set, so services started later find it.
 A configured but unreachable server raises :class:`BrokerUnavailableError` naming its URL: a
-different broker is never started silently.
+different broker is never started silently. The broker started here lives as long as the process
+(whichever thread or ``asyncio.run()`` started it) and never longer, even if the process is killed.
 
 Everything that keeps running between cells (captures, subject indexes, services) registers here;
 ``await workbench.shutdown()`` stops all of it and the broker it started, and so does the end of the
@@ -23,13 +28,12 @@ import asyncio
 import atexit
 import logging
 import os
-import socket
 from typing import Any, Protocol
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, env_broker
-from fastiot.nats_server import NatsServer
+from fastiot.nats_server import NatsServer, accepts_connections
 
 __all__ = [
     "DEFAULT_LOCAL_URL",
@@ -48,7 +52,6 @@ __all__ = [
 
 DEFAULT_LOCAL_URL = "nats://localhost:4222"
 DEFAULT_STOP_TIMEOUT = 10.0
-_PROBE_TIMEOUT = 0.5
 
 _logger: logging.Logger = setup_logger("workbench")
 
@@ -75,37 +78,31 @@ _wb = _Workbench()
 
 
 def enable_nested_loop(loop: asyncio.AbstractEventLoop | None = None) -> bool:
-    """Let blocking calls (``publish_sync``, ``request_sync``, ``run_threadsafe``) complete on the loop.
+    """Make ``loop`` (default: the running one) re-entrant, so blocking calls can run on its thread.
 
     A Jupyter cell runs on the kernel's running loop, where blocking on that loop would deadlock;
-    nest-asyncio makes the loop re-entrant so the call runs to completion instead. Called
-    automatically by :func:`connection` and on import inside a running loop.
+    nest-asyncio2 lets the call run the loop until it completes instead. :func:`connection` calls this
+    for the kernel's loop; nothing else does.
 
     Returns:
-        True if the loop is (now) re-entrant.
+        True if the loop is (now) re-entrant; False without a running loop or for a loop class that
+        cannot be patched (e.g. uvloop).
+
+    Example:
+        >>> workbench.enable_nested_loop()  # doctest: +SKIP
+        True
     """
     if loop is None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-    if getattr(loop, "_nest_patched", False):
-        return True
     if not isinstance(loop, asyncio.BaseEventLoop):  # e.g. uvloop: cannot be patched
         return False
-    import nest_asyncio
+    import nest_asyncio2
 
-    nest_asyncio.apply(loop)
+    nest_asyncio2.apply(loop)  # patches once; a second call for the same loop does nothing
     return True
-
-
-def _accepts_nats(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT) as sock:
-            sock.settimeout(_PROBE_TIMEOUT)
-            return sock.recv(4).startswith(b"INFO")
-    except OSError:
-        return False
 
 
 def broker_url() -> str:
@@ -123,10 +120,10 @@ async def ensure_broker() -> str:
         return broker_url()
     if _wb.server is not None and _wb.server.is_running:
         return _wb.server.url
-    if await asyncio.to_thread(_accepts_nats, "localhost", 4222):
+    if await asyncio.to_thread(accepts_connections, "localhost", 4222):
         return DEFAULT_LOCAL_URL
     server = NatsServer(jetstream=True)
-    await asyncio.to_thread(server.start)
+    await asyncio.to_thread(server.start)  # forked by nats_server's long-lived thread, not this one
     _wb.server = server
     for name, value in ((FASTIOT_NATS_HOST, server.host), (FASTIOT_NATS_PORT, str(server.port))):
         _wb.env_set.setdefault(name, os.environ.get(name))
@@ -148,7 +145,9 @@ async def connection() -> NatsBrokerConnection:
     """The kernel-wide broker connection on the running loop.
 
     Created on first use, reused by every cell, widget and service, and created again if it was
-    closed. Starts a local broker when none is configured (see the module docs).
+    closed. Starts a local broker when none is configured (see the module docs). Makes the running
+    loop re-entrant and allows blocking calls (``publish_sync``, ``request_sync``, ``run_threadsafe``)
+    on its thread for this connection, as a Jupyter cell needs.
 
     Raises:
         BrokerUnavailableError: A configured server is unreachable (the message names its URL).
@@ -158,7 +157,7 @@ async def connection() -> NatsBrokerConnection:
         >>> broker = await workbench.connection()  # doctest: +SKIP
     """
     loop = asyncio.get_running_loop()
-    enable_nested_loop(loop)
+    nested = enable_nested_loop(loop)
     if _wb.loop is not loop or _wb.lock is None:
         # A new loop (a new kernel or test): the old connection belonged to the old loop.
         _wb.loop, _wb.lock, _wb.connection = loop, asyncio.Lock(), None
@@ -167,8 +166,11 @@ async def connection() -> NatsBrokerConnection:
         if current is not None and current.state != "closed" and not current.client.is_closed:
             return current
         url = await ensure_broker()
-        _wb.connection = await NatsBrokerConnection.connect(servers=url, name="fastiot-workbench")
-        return _wb.connection
+        connection = await NatsBrokerConnection.connect(servers=url, name="fastiot-workbench")
+        # The opt-in of this one connection: only a re-entrant loop can serve a blocking call on its thread.
+        connection.allow_sync_calls_on_loop_thread = nested
+        _wb.connection = connection
+        return connection
 
 
 def register(obj: Stoppable) -> None:
@@ -226,6 +228,3 @@ def _shutdown_at_exit() -> None:
     # The kernel is exiting: the loop no longer runs, so only the broker process needs stopping.
     # (If the kernel is killed outright, the server gets SIGTERM from the kernel's death on Linux.)
     _stop_server()
-
-
-enable_nested_loop()

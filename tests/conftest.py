@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -33,3 +34,10 @@ async def broker(nats_server: NatsServer) -> AsyncIterator[NatsBrokerConnection]
     connection = await NatsBrokerConnection.connect(servers=nats_server.url)
     yield connection
     await connection.close()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A subject prefix of this test alone (``test.<module>.<random>``): other tests never mix in."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    return f"test.{module}.{uuid.uuid4().hex[:12]}"

@@ -41,6 +41,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from fastiot.core.data_models import ReplySubject, Subject
 from fastiot.core.logger import setup_logger
 from fastiot.core.serialization import decoder_for, serialize_from_bin, serialize_to_bin
+from fastiot.core.subject_helper import is_fastiot1_inbox
 from fastiot.env import env_broker
 from fastiot.exceptions import (
     BrokerAuthenticationError,
@@ -360,7 +361,9 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
                 else:
                     await self._send_reply_fn(self._subject.get_reply_inbox(nats_msg.reply), reply_msg)
         except Exception as e:
-            if nats_msg.reply:
+            # A FastIoT 1.x requester cannot read the error header: it would fail decoding the reply and its
+            # main() would shut the service down. It gets no reply, as from a FastIoT replier, and times out.
+            if nats_msg.reply and not is_fastiot1_inbox(nats_msg.reply):
                 try:
                     await self._send_reply_fn(
                         Subject(name=nats_msg.reply, msg_cls=dict),

@@ -17,16 +17,26 @@ from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from fastiot.core.subject_helper import MSG_FORMAT_VERSION, camel_to_snake
+from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, WILDCARD_SAME_LEVEL, camel_to_snake
 from fastiot.core.time import ensure_tzinfo
+from fastiot.exceptions import SubjectHierarchyError
 
 __all__ = [
+    "HIERARCHY",
+    "MSG_FORMAT_VERSION",
+    "WILDCARD_SAME_LEVEL",
     "FastIoTData",
     "FastIoTPublish",
     "FastIoTRequest",
     "FastIoTResponse",
     "Msg",
     "MsgCls",
+    "MsgClsPub",
+    "MsgClsReq",
+    "MsgClsResp",
+    "MsgPub",
+    "MsgReq",
+    "MsgResp",
     "ReplySubject",
     "Subject",
     "model_generation",
@@ -55,13 +65,49 @@ class FastIoTData(BaseModel):
     Every datetime field is normalized to timezone-aware UTC (naive values are taken as UTC).
     Any pydantic model works as long as its fields serialize with msgpack (plain Python types,
     datetimes, nested models).
+
+    Example:
+        >>> from fastiot.core import FastIoTPublish
+        >>> class Command(FastIoTPublish):
+        ...     _handles_hierarchical_subjects = False  # one destination: no `*` or `>`
+        ...     action: str
+        >>> Command.get_subject().name
+        'v1.command'
+    """
+
+    _handles_hierarchical_subjects: ClassVar[bool | None] = None
+    """Whether subjects of this model have a hierarchy below the model's own subject (FastIoT's meaning).
+
+    ``False``: no hierarchy; :meth:`FastIoTPublish.get_subject` refuses ``*`` and ``>``, e.g. for control
+    messages meant for one destination. ``True``: a name is required, as for :class:`fastiot.msg.thing.Thing`
+    (``Thing.get_subject("press_1.temperature")``). ``None`` (the default): no check.
     """
 
     @classmethod
     def _get_subject_name(cls, name: str = "") -> str:
-        subject_name = f"{MSG_FORMAT_VERSION}.{camel_to_snake(cls.__name__)}"
-        if name:
-            subject_name += "." + name
+        """``v1.<class name in snake_case>[.name]`` without spaces, checked against the hierarchy setting.
+
+        Raises:
+            SubjectHierarchyError: (a ``RuntimeError``) if the subject does not fit
+                ``_handles_hierarchical_subjects``.
+        """
+        model = camel_to_snake(cls.__name__)
+        subject_name = f"{MSG_FORMAT_VERSION}.{model}.{name}" if name else f"{MSG_FORMAT_VERSION}.{model}"
+        # As in FastIoT: "a machine.a sensor" becomes "amachine.asensor", as spaces are invalid in subjects.
+        subject_name = subject_name.replace(" ", "")
+        hierarchical = cls._handles_hierarchical_subjects
+        if hierarchical is False and (HIERARCHY in subject_name or WILDCARD_SAME_LEVEL in subject_name):
+            raise SubjectHierarchyError(
+                f"subject {subject_name!r} has a wildcard, but {cls.__name__} sets "
+                f"_handles_hierarchical_subjects = False: its subjects have no hierarchy. "
+                f"Use {cls.__name__}.get_subject() or a plain name without '*' and '>'"
+            )
+        if hierarchical is True and not name:
+            raise SubjectHierarchyError(
+                f"{cls.__name__} subjects are hierarchical: give a name, "
+                f"e.g. {cls.__name__}.get_subject('my_sensor') for {subject_name}.my_sensor, "
+                f"or {cls.__name__}.get_subject('>') to subscribe to all of them"
+            )
         return subject_name
 
     # The fields that may hold a datetime: all but those declared str, int, float, bool or bytes.
@@ -133,8 +179,9 @@ def _to_utc(value: Any) -> Any:
     return ensure_tzinfo(value)
 
 
-Msg = Union[FastIoTData, dict]  # noqa: UP007 - a runtime alias, kept importable on Python 3.10
-MsgCls = type
+# Runtime aliases with FastIoT's names, kept importable on Python 3.10 (hence Union).
+Msg = Union[FastIoTData, dict]  # noqa: UP007
+MsgCls = type[Msg]
 
 
 class FastIoTPublish(FastIoTData):
@@ -153,9 +200,18 @@ class FastIoTPublish(FastIoTData):
 
         Args:
             name: An optional hierarchy below the model's subject, e.g. ``"my_sensor"`` gives
-                ``v1.my_model.my_sensor``; ``"*"`` or ``">"`` subscribe to all of them.
+                ``v1.my_model.my_sensor``; ``"*"`` or ``">"`` subscribe to all of them. Spaces are removed.
+
+        Raises:
+            SubjectHierarchyError: (a ``RuntimeError``) if ``name`` does not fit the model's
+                ``_handles_hierarchical_subjects``: a wildcard where it is ``False``, no name where it is
+                ``True``.
         """
         return Subject(name=cls._get_subject_name(name=name), msg_cls=cls)
+
+
+MsgPub = Union[FastIoTPublish, dict]  # noqa: UP007
+MsgClsPub = type[MsgPub]
 
 
 class FastIoTResponse(FastIoTData):
@@ -167,6 +223,10 @@ class FastIoTResponse(FastIoTData):
             f"{cls.__name__} is a response; it is sent to a requester's inbox and has no subject of its own. "
             f"Use the request model's get_reply_subject() instead."
         )
+
+
+MsgResp = Union[FastIoTResponse, dict]  # noqa: UP007
+MsgClsResp = type[MsgResp]
 
 
 class FastIoTRequest(FastIoTData):
@@ -191,6 +251,10 @@ class FastIoTRequest(FastIoTData):
                 f"{cls.__name__} has no reply class: add `_reply_cls = MyResponse` to the class body"
             )
         return ReplySubject(name=cls._get_subject_name(name=name), msg_cls=cls, reply_cls=cls._reply_cls)
+
+
+MsgReq = Union[FastIoTRequest, dict]  # noqa: UP007
+MsgClsReq = type[MsgReq]
 
 
 def _check_msg_cls(value: Any) -> type:

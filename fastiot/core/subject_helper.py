@@ -1,4 +1,13 @@
-"""Subject name helpers: FastIoT subjects look like ``v1.my_message`` or ``v1.thing.press_1.temp``."""
+"""Subject name helpers: FastIoT subjects look like ``v1.my_message`` or ``v1.thing.press_1.temp``.
+
+The constants and conversions are FastIoT's, so a model class publishes on the same subject in a
+FastIoT 1.1 service and in this one.
+
+Example:
+    >>> from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, sanitize_pub_subject_name
+    >>> sanitize_pub_subject_name("MyMessage." + HIERARCHY)
+    'v1.my_message.>'
+"""
 
 from __future__ import annotations
 
@@ -10,32 +19,62 @@ __all__ = [
     "WILDCARD_SAME_LEVEL",
     "camel_to_snake",
     "filter_specific_sign",
+    "is_fastiot1_inbox",
     "patterns_overlap",
     "sanitize_pub_subject_name",
     "subject_matches",
 ]
 
 MSG_FORMAT_VERSION = "v1"
+"""The first token of every FastIoT subject."""
 HIERARCHY = ">"
+"""NATS wildcard for any number of further tokens: ``v1.thing.>``."""
 WILDCARD_SAME_LEVEL = "*"
+"""NATS wildcard for exactly one token: ``v1.thing.*.temperature``."""
 
-_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?<!_)(?=[A-Z])")
-_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_\-*>]")
+# FastIoT's rule: an underscore before every capital but the first. `Sensor_Data` gives `sensor__data`
+# there, so it must here too, or the two would publish the same class on different subjects.
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+_WHITESPACE_OR_WILDCARD = re.compile(r"[\s*]")
+# FastIoT 1.x requests with a reply inbox of its own: "_INBOX" and a random number, no dot. Ours and
+# nats-py's are "_INBOX.<token>...".
+_FASTIOT1_INBOX = re.compile(r"_INBOX[0-9]+")
 
 
 def camel_to_snake(name: str) -> str:
-    """``MySpecialModel`` -> ``my_special_model``; names already in snake_case are unchanged."""
+    """``MySpecialModel`` -> ``my_special_model``, exactly as FastIoT converts class names.
+
+    Example:
+        >>> camel_to_snake("MySpecialModel")
+        'my_special_model'
+    """
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
 def filter_specific_sign(name: str) -> str:
-    """Remove characters that are not allowed in a subject token (whitespace, dots, punctuation).
+    """Turn a subject pattern into a plain name: drop whitespace and ``*``, then empty tokens.
+
+    As in FastIoT, where e.g. an object-storage service makes a reply subject from ``thing.*``.
 
     Example:
-        >>> filter_specific_sign("my sensor#1")
-        'mysensor1'
+        >>> filter_specific_sign("thing.*")
+        'thing'
+        >>> filter_specific_sign("my sensor.*.temp")
+        'mysensor.temp'
     """
-    return _NOT_ALLOWED.sub("", name)
+    return ".".join(token for token in _WHITESPACE_OR_WILDCARD.sub("", name).split(".") if token)
+
+
+def is_fastiot1_inbox(subject: str) -> bool:
+    """Whether ``subject`` is the reply inbox of a request sent by FastIoT 1.x (``_INBOX`` + a number).
+
+    Such a requester decodes whatever arrives there as its reply model; it cannot tell an error reply.
+
+    Example:
+        >>> is_fastiot1_inbox("_INBOX482113"), is_fastiot1_inbox("_INBOX.fX3k.1")
+        (True, False)
+    """
+    return _FASTIOT1_INBOX.fullmatch(subject) is not None
 
 
 def sanitize_pub_subject_name(subject_name: str) -> str:

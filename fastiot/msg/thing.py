@@ -3,8 +3,10 @@
 Example:
     >>> from fastiot.msg.thing import Thing
     >>> thing = Thing(machine="press_1", name="temperature", value=71.3, unit="degC")
-    >>> Thing.get_subject("press_1.temperature").name
+    >>> thing.default_subject.name
     'v1.thing.press_1.temperature'
+    >>> Thing.get_subject(">").name  # every Thing
+    'v1.thing.>'
 """
 
 from __future__ import annotations
@@ -18,20 +20,26 @@ from fastiot.core.core_uuid import get_uuid
 from fastiot.core.data_models import FastIoTPublish, Subject
 from fastiot.core.time import get_time_now
 
-__all__ = ["Thing"]
+__all__ = ["MEASUREMENT_ID", "Thing"]
 
-# One measurement id per process, so values of one run of a service can be told apart from the next.
-_PROCESS_MEASUREMENT_ID = get_uuid()
+MEASUREMENT_ID = get_uuid()
+"""The default ``measurement_id``: one UUID per process, so one run of a service can be told from the next."""
 
 
 class Thing(FastIoTPublish):
-    """One value of one sensor of one machine, published on ``v1.thing.<name>``."""
+    """One value of one sensor of one machine, published on ``v1.thing.<machine>.<name>``.
+
+    Thing subjects are hierarchical: ``Thing.get_subject()`` without a name raises
+    :class:`~fastiot.exceptions.SubjectHierarchyError` (a ``RuntimeError``); subscribe to all with ``">"``.
+    """
+
+    _handles_hierarchical_subjects = True
 
     machine: str
     """The machine the sensor belongs to, e.g. ``press_1``."""
     name: str
     """The sensor's name, e.g. ``temperature``."""
-    measurement_id: str = Field(default=_PROCESS_MEASUREMENT_ID)
+    measurement_id: str = Field(default=MEASUREMENT_ID)
     """Identifies one measurement run; one UUID per process by default."""
     value: Any
     """The value: a number, string, bool, list or dict."""
@@ -40,17 +48,12 @@ class Thing(FastIoTPublish):
     unit: str = ""
     """The unit of the value, e.g. ``degC``."""
 
-    @classmethod
-    def get_subject(cls, name: str = "") -> Subject:
-        """The subject of a sensor: ``Thing.get_subject("press_1.temperature")``; ``">"`` for all.
+    @property
+    def default_subject(self) -> Subject:
+        """The subject to publish this value on: ``v1.thing.<machine>.<name>``, spaces removed.
 
-        Raises:
-            ValueError: If no name is given; Things always publish below ``v1.thing``.
+        Example:
+            >>> Thing(machine="press 1", name="oil temp", value=40.0).default_subject.name
+            'v1.thing.press1.oiltemp'
         """
-        if not name:
-            raise ValueError(
-                "Thing subjects are hierarchical: give a name, "
-                "e.g. Thing.get_subject('press_1.temperature'), "
-                "or Thing.get_subject('>') to subscribe to all of them"
-            )
-        return super().get_subject(name)
+        return self.get_subject(f"{self.machine}.{self.name}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -13,9 +12,19 @@ import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer, find_free_port
+from tests.waits import WAIT, wait_until
 
-# Every wait in the fault tests is bounded by this unless a test says otherwise.
-WAIT = 10.0
+__all__ = [
+    "WAIT",
+    "Counter",
+    "StateLog",
+    "percentile",
+    "publish_until",
+    "record_figure",
+    "routes_of",
+    "start_cluster",
+    "wait_for_routes",
+]
 
 
 class StateLog:
@@ -85,24 +94,18 @@ class Counter:
             raise AssertionError(f"condition not reached within {timeout} s (count {self.count})") from None
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
-    """Poll ``condition()`` every 10 ms until it holds: for counters nothing signals (nats-py's drops)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
-
-
 async def publish_until(
     publish: Callable[[], Awaitable[object]], arrived: Callable[[], bool], timeout: float = WAIT
 ) -> None:
     """Publish a probe every 20 ms until ``arrived()``: interest crosses a cluster route asynchronously."""
-    deadline = time.monotonic() + timeout
-    while not arrived():
-        assert time.monotonic() < deadline, f"no probe arrived within {timeout} s"
+
+    async def probe_arrived() -> bool:
+        if arrived():
+            return True
         await publish()
-        await asyncio.sleep(0.02)
+        return False
+
+    await wait_until(probe_arrived, timeout, "a probe to arrive", interval=0.02)
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -129,13 +132,12 @@ def routes_of(server: NatsServer) -> int:
 
 async def wait_for_routes(servers: list[NatsServer], timeout: float = WAIT) -> None:
     """Wait until every server has a route to every other one (a full mesh)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    async def full_mesh() -> bool:
         counts = [await asyncio.to_thread(routes_of, s) for s in servers if s.is_running]
-        if all(c >= len(counts) - 1 for c in counts):
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"routes did not form: {counts}"
-        await asyncio.sleep(0.05)
+        return all(c >= len(counts) - 1 for c in counts)
+
+    await wait_until(full_mesh, timeout, "routes between every pair of servers", interval=0.05)
 
 
 def start_cluster(size: int = 3) -> list[NatsServer]:

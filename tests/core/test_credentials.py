@@ -265,7 +265,7 @@ async def test_the_workbench_broker_binds_loopback_only(monkeypatch: pytest.Monk
     network can reach it."""
     monkeypatch.delenv("FASTIOT_NATS_SERVERS")
     # Start our own even if a developer runs a NATS on localhost:4222.
-    monkeypatch.setattr(workbench, "_accepts_nats", lambda host, port: False)
+    monkeypatch.setattr(workbench, "accepts_connections", lambda *args, **kwargs: False)
     try:
         url = await workbench.ensure_broker()
         server = workbench.started_server()

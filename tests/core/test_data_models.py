@@ -179,7 +179,7 @@ def test_reply_subject_rejects_a_bad_reply_cls() -> None:
 
 
 def test_thing_needs_a_hierarchical_subject() -> None:
-    with pytest.raises(ValueError, match=r"hierarchical.*get_subject\('press_1.temperature'\)"):
+    with pytest.raises(RuntimeError, match=r"hierarchical.*Thing.get_subject\('my_sensor'\)"):
         Thing.get_subject()
 
 

@@ -11,7 +11,8 @@ import pytest
 import fastiot
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import LOG_FORMAT, get_log_config, setup_logger
-from fastiot.env import ALL_SETTINGS, env_basic, env_broker, redact_url
+from fastiot.env import ALL_SETTINGS, BrokerSettings, env_basic, env_broker, redact_url
+from fastiot.exceptions import FastIoTError, SettingsError
 
 
 @pytest.fixture
@@ -81,6 +82,37 @@ def test_bad_port(clean_env: pytest.MonkeyPatch, value: str, match: str) -> None
         _ = env_broker.port
     with pytest.raises(ValueError, match="FASTIOT_NATS_PORT"):
         _ = env_broker.servers
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("FASTIOT_NATS_PORT", "abc", "a port number"),
+        ("FASTIOT_NATS_DEFAULT_TIMEOUT", "soon", "a number of seconds"),
+        ("FASTIOT_LOG_LEVEL", "loud", "a log level"),
+    ],
+)
+def test_a_bad_value_is_a_settings_error_naming_the_variable(
+    clean_env: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    clean_env.setenv(name, value)
+    env = env_basic if name == "FASTIOT_LOG_LEVEL" else env_broker
+    with pytest.raises(SettingsError) as info:
+        _ = env.settings
+    assert isinstance(info.value, FastIoTError) and isinstance(info.value, ValueError)
+    assert (info.value.variable, info.value.value) == (name, value)
+    assert str(info.value).startswith(f"{name}={value!r} is not {expected}")
+
+
+def test_settings_snapshot_follows_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("FASTIOT_NATS_USER", "alice")
+    first = env_broker.settings
+    assert isinstance(first, BrokerSettings) and first.user == "alice"
+    assert env_broker.settings is first, "unchanged variables are not parsed again"
+    clean_env.setenv("FASTIOT_NATS_USER", "bob")
+    assert env_broker.user == "bob"
+    clean_env.delenv("FASTIOT_NATS_USER")
+    assert env_broker.user is None
 
 
 @pytest.mark.parametrize(("value", "expected"), [("2.5", 2.5), ("10", 10.0), (" 0.1 ", 0.1)])

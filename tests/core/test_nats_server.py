@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,21 +18,14 @@ import pytest
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.data_models import FastIoTPublish
 from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError, NatsServerBinaryNotFound
-from fastiot.nats_server import NatsServer, find_free_port, find_nats_server_binary
+from fastiot.nats_server import NatsServer, accepts_connections, find_free_port, find_nats_server_binary
+from tests.waits import wait_until_gone
 
 AUTH_FAILS_WITHIN = 4.0  # seconds; "fails within seconds, never hangs"
 
 
 class Note(FastIoTPublish):
     text: str
-
-
-def accepts_connections(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -201,18 +195,33 @@ def test_server_dies_with_its_parent(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait(10)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        # The orphan may linger as a zombie of init for a moment; /proc says so.
-        status = Path(f"/proc/{pid}/status")
-        if status.exists() and "State:\tZ" in status.read_text():
-            break
-        assert time.monotonic() < deadline, "nats-server outlived its parent"
-        time.sleep(0.05)
+    wait_until_gone(pid, 10, f"nats-server {pid} to end with its killed parent")
+
+
+def test_a_server_started_from_a_thread_outlives_the_thread() -> None:
+    """Linux signals a child when the *thread* that forked it ends: that must not stop the server."""
+    started: list[NatsServer] = []
+    thread = threading.Thread(target=lambda: started.append(NatsServer().start()))
+    thread.start()
+    thread.join(30)
+    [server] = started
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            assert sock.recv(4) == b"INFO", "the server must still answer after its thread ended"
+        assert server.is_running
+    finally:
+        server.stop()
+
+
+def test_the_probe_tells_a_nats_server_from_any_listener(nats_server: NatsServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert accepts_connections("127.0.0.1", port, 0.2, greeting=None)
+        assert not accepts_connections("127.0.0.1", port, 0.2), "it accepts, but says no INFO"
+    assert accepts_connections("127.0.0.1", nats_server.port)
+    assert not accepts_connections("127.0.0.1", find_free_port(), greeting=None)
 
 
 # --- credentials from the environment ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from fastiot.core.broker_connection import BrokerConnectionDummy, NatsBrokerConn
 from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, FastIoTResponse
 from fastiot.exceptions import MessageHandlingError, ReplyHandlerError, ShutdownRequestedInterruption
 from fastiot.msg.thing import Thing
+from tests.waits import wait_until
 
 WAIT = 5.0
 
@@ -30,15 +31,6 @@ class AddRequest(FastIoTRequest):
     _reply_cls = AddReply
     a: int
     b: int
-
-
-async def wait_until(predicate: Any, timeout: float = WAIT) -> None:
-    """Wait for a condition that an event cannot signal (e.g. a counter of the code under test)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 class Worker(FastIoTService):

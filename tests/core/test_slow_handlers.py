@@ -20,7 +20,8 @@ from fastiot.core import FastIoTPublish, FastIoTService, subscribe
 from fastiot.core import broker_connection as broker_module
 from fastiot.core.broker_connection import NatsBrokerConnection, NatsBrokerSubscription
 from fastiot.nats_server import NatsServer
-from tests.core.fault_helpers import WAIT, Counter, eventually, percentile, record_figure
+from tests.core.fault_helpers import WAIT, Counter, percentile, record_figure
+from tests.waits import wait_until as eventually
 
 
 class SlowWork(FastIoTPublish):

@@ -10,7 +10,14 @@ import nbclient
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _ignored_notebook_folders() -> set[str]:
+    """The folders under notebooks/ that .gitignore lists (``notebooks/<name>/`` lines)."""
+    lines = (ROOT / ".gitignore").read_text().splitlines()
+    return {line[len("notebooks/") :].strip("/") for line in lines if line.startswith("notebooks/")}
 
 
 def test_there_are_the_three_tour_notebooks() -> None:
@@ -48,3 +55,8 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     client.execute()  # raises CellExecutionError naming the cell that failed
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # Whatever a tutorial writes beside itself goes to a folder git ignores, so running the tour in
+    # the repository leaves the work tree clean.
+    written = {p.name for p in tmp_path.iterdir()} - {path.name}
+    assert all((tmp_path / name).is_dir() for name in written), written
+    assert written <= _ignored_notebook_folders(), f"{written} is not ignored by .gitignore"

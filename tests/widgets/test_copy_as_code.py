@@ -34,8 +34,7 @@ from fastiot_widgets._code import (
     code_for_table,
     python_literal,
 )
-
-from .waits import wait_for_trait
+from tests.waits import wait_for_trait
 
 TIMEOUT = 10.0
 

@@ -16,8 +16,7 @@ from fastiot.core.serialization import pack
 from fastiot.exceptions import LivePlotError
 from fastiot.series import LiveSeries
 from fastiot_widgets import LivePlot
-
-from .waits import wait_for_trait
+from tests.waits import wait_for_trait
 
 FAST = 0.02
 

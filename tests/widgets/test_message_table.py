@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import sys
 import tracemalloc
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -19,19 +18,13 @@ from fastiot.core.serialization import pack
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot_widgets import MessageTable
+from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
 from .grid_view import GridViews
-from .waits import wait_for_trait
 
 # Re-render quickly in tests; the throttle itself is tested with the default-like 0.25 s below.
 FAST = 0.02
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.table.{uuid.uuid4().hex[:12]}"
 
 
 async def _publish(broker: NatsBrokerConnection, prefix: str, count: int, start: int = 0) -> None:

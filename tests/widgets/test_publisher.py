@@ -18,8 +18,7 @@ from fastiot.msg.thing import Thing
 from fastiot.runner import ServiceRunner
 from fastiot_widgets import Publisher
 from fastiot_widgets.publisher import FormError
-
-from .waits import wait_for_trait
+from tests.waits import wait_for_trait
 
 
 class Mode(str, enum.Enum):

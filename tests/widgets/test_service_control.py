@@ -16,8 +16,7 @@ from fastiot.runner import ServiceRunner, ServiceStartError
 from fastiot_widgets import ServiceControl
 from fastiot_widgets._common import ConnectionStatus
 from tests.services import CrashingLoop, CrashingStart
-
-from .waits import wait_for_trait
+from tests.waits import wait_for_trait
 
 
 class Counter(FastIoTService):

@@ -3,7 +3,6 @@ detail pane's content and traitlets; clicks as the ES modules send them (traitle
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -17,18 +16,12 @@ from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets.subject_browser import subject_matcher
 from fastiot_widgets.subject_detail import hexdump
 from fastiot_widgets.subject_tree import TreeRow, describe_age
+from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
-from .waits import wait_for_trait
 
 FAST = 0.02
 PLANT = {"press_1.temperature": 4, "press_1.pressure": 2, "oven_1.temperature": 3}
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.browser.{uuid.uuid4().hex[:12]}"
 
 
 async def _publish_plant(broker: NatsBrokerConnection, prefix: str) -> None:

@@ -8,7 +8,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot_widgets import MessageTable, ServiceControl, SubjectBrowser
-from tests.core.fault_helpers import eventually
+from tests.waits import wait_until as eventually
 
 WAIT = 15.0
 

@@ -53,18 +53,25 @@ def _wait_gone(port: int) -> bool:
     return not alive
 
 
+def _binder_env(port: int | None = None) -> dict[str, str]:
+    """This environment with binder/start's broker port and this venv's commands first on PATH."""
+    return dict(
+        os.environ,
+        FASTIOT_BINDER_NATS_PORT=str(port or find_free_port()),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
+
+
 def test_binder_start_runs_command_with_broker_and_demo_then_stops_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("FASTIOT_NATS_SERVERS")
     port = find_free_port()
-    env = dict(
-        os.environ,
-        FASTIOT_BINDER_NATS_PORT=str(port),
-        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    )
     process = subprocess.Popen(
-        ["bash", str(START), sys.executable, "-c", CHECK], env=env, stdout=subprocess.PIPE, text=True
+        ["bash", str(START), sys.executable, "-c", CHECK],
+        env=_binder_env(port),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         started = psutil.Process(process.pid)
@@ -87,10 +94,27 @@ def test_binder_start_runs_command_with_broker_and_demo_then_stops_them(
 
 def test_binder_start_returns_the_command_status(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FASTIOT_NATS_SERVERS")
-    env = dict(
-        os.environ,
-        FASTIOT_BINDER_NATS_PORT=str(find_free_port()),
-        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    )
-    result = subprocess.run(["bash", str(START), "sh", "-c", "exit 7"], env=env, timeout=90)
+    result = subprocess.run(["bash", str(START), "sh", "-c", "exit 7"], env=_binder_env(), timeout=90)
     assert result.returncode == 7
+
+
+def test_binder_start_gives_jupyter_the_workbench_kernels_and_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    check = (
+        "from jupyter_client.kernelspec import KernelSpecManager\n"
+        "from jupyter_server.services.config.manager import ConfigManager\n"
+        "print(KernelSpecManager().get_kernel_spec('python3').argv)\n"
+        "print(ConfigManager(config_dir_name='labconfig').get('default_setting_overrides'))\n"
+    )
+    result = subprocess.run(
+        ["bash", str(START), sys.executable, "-c", check],
+        env=_binder_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--ext=fastiot_widgets" in result.stdout  # what JupyterLab starts a python3 kernel with
+    assert "'fetchNews': 'false'" in result.stdout  # the settings JupyterLab reads: no news question

@@ -7,7 +7,6 @@ import json
 import random
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,12 +32,6 @@ from fastiot.nats_server import NatsServer
 
 THING_COLUMNS = ["received_at", "subject", "machine", "name", "value", "unit", "timestamp", "measurement_id"]
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.capture.{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

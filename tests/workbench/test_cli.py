@@ -6,10 +6,10 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
-import sys
-import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -18,36 +18,33 @@ import pytest
 from fastiot.cli import build_parser
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.msg.thing import Thing
-from fastiot.nats_server import find_free_port
+from fastiot.nats_server import NatsServer, find_free_port
+from tests.workbench.cli_process import CLI, WorkbenchCommand
 
-CLI = [sys.executable, "-m", "fastiot.cli"]
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), False)
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line:
-            lines.append(line)
-            if marker in line:
-                return lines
-        elif process.poll() is not None:
-            break
-        else:
-            time.sleep(0.05)
-    raise AssertionError(f"{marker!r} not printed within {timeout} s; got {lines}")
+# What a clean stop must never print.
+ALARMING = ("unexpected EOF", "lost the connection", "discarded", "Traceback", "ERROR", "WARNING")
 
 
-def _stop_and_check_nothing_left(process: subprocess.Popen[str], sig: int) -> None:
-    children = psutil.Process(process.pid).children(recursive=True)
+def _stop_and_check_nothing_left(command: WorkbenchCommand, sig: int) -> None:
+    children = command.children()
     assert children, "the command should have started child processes"
-    process.send_signal(sig)
-    assert process.wait(30) == 0
+    assert command.stop(sig) == 0, command.output
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+
+
+async def _one_demo_value(port: int, machine: str = "press_1") -> Thing:
+    broker = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+    got: asyncio.Queue[Thing] = asyncio.Queue()
+
+    async def on_thing(thing: Thing) -> None:
+        await got.put(thing)
+
+    await broker.subscribe(Thing.get_subject(f"{machine}.>"), on_thing)
+    try:
+        return await asyncio.wait_for(got.get(), 20)
+    finally:
+        await broker.close()
 
 
 def test_help_documents_every_option() -> None:
@@ -60,7 +57,7 @@ def test_help_documents_every_option() -> None:
             assert action.help.split()[0] in result.stdout
 
 
-def test_unreachable_configured_broker_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_configured_broker_is_a_clear_error() -> None:
     url = f"nats://127.0.0.1:{find_free_port()}"
     result = subprocess.run([*CLI, "--nats", url, "--no-lab"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
@@ -70,84 +67,134 @@ def test_unreachable_configured_broker_is_a_clear_error(monkeypatch: pytest.Monk
 def test_broker_and_demo_without_lab_started_and_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FASTIOT_NATS_SERVERS")
     port = find_free_port()
-    process = subprocess.Popen(
-        [*CLI, "--no-lab", "--broker-port", str(port), "--demo-rate", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        _read_until(process, "running without JupyterLab", 30)
-
-        async def one_demo_value() -> Thing:
-            broker = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
-            got: asyncio.Queue[Thing] = asyncio.Queue()
-
-            async def on_thing(thing: Thing) -> None:
-                await got.put(thing)
-
-            await broker.subscribe(Thing.get_subject("press_1.>"), on_thing)
-            try:
-                return await asyncio.wait_for(got.get(), 20)
-            finally:
-                await broker.close()
-
-        assert asyncio.run(one_demo_value()).machine == "press_1"
-        _stop_and_check_nothing_left(process, signal.SIGINT)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    with WorkbenchCommand(["--no-lab", "--broker-port", str(port), "--demo-rate", "20"]) as command:
+        command.wait_for("running without JupyterLab", 30)
+        assert asyncio.run(_one_demo_value(port)).machine == "press_1"
+        _stop_and_check_nothing_left(command, signal.SIGINT)
 
 
-def _run_lab(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """Start the command with JupyterLab and return it and the URL it printed."""
-    process = subprocess.Popen(
-        [*CLI, "--no-browser", "--no-demo", "--token", "t0k", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        lines = _read_until(process, "JupyterLab at", 90)
-    except BaseException:
-        process.kill()
-        raise
-    return process, "".join(lines)
-
-
-def _check_lab_answers_then_stop(process: subprocess.Popen[str], port: int) -> None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t0k", timeout=10) as response:
-            assert "started" in json.load(response)
-        _stop_and_check_nothing_left(process, signal.SIGTERM)
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
-def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server, tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_broker_last_and_says_one_calm_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground process group, not just the command."""
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
     port = find_free_port()
-    process, output = _run_lab(["--port", str(port), "--notebook-dir", str(tmp_path)])
-    assert nats_server.url in output
-    assert f"http://127.0.0.1:{port}/lab?token=t0k" in output.splitlines()[-1]
-    _check_lab_answers_then_stop(process, port)
+    args = ["--no-lab", "--broker-port", str(port), "--demo-rate", "50"]
+    with WorkbenchCommand(args, own_process_group=True) as command:
+        command.wait_for("running without JupyterLab", 30)
+        asyncio.run(_one_demo_value(port))  # the demo plant is connected and publishing
+        os.killpg(command.process.pid, signal.SIGINT)
+        assert command.wait() == 0, command.output
+    for alarming in ALARMING:
+        assert alarming not in command.output, command.output
+    after_ctrl_c = command.output.split("Ctrl-C stops everything\n", 1)[1].splitlines()
+    assert after_ctrl_c == ["fastiot-workbench: stopped the demo plant and the NATS broker"], command.output
 
 
-def test_default_lab_port_moves_when_8888_is_taken(nats_server, tmp_path: Path) -> None:
-    import socket
+def test_credentials_in_the_broker_url_are_never_printed() -> None:
+    with NatsServer(user="alice", password="s3cret") as server:
+        url = f"nats://alice:s3cret@127.0.0.1:{server.port}"
+        with WorkbenchCommand(["--nats", url, "--no-lab", "--no-demo"]) as command:
+            command.wait_for("running without JupyterLab", 30)
+            assert command.stop() == 0
+    assert "s3cret" not in command.output and "alice" not in command.output, command.output
+    assert f"NATS broker nats://***:***@127.0.0.1:{server.port}" in command.output
 
-    blocker: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+def test_unreachable_broker_error_hides_the_credentials() -> None:
+    url = f"nats://alice:s3cret@127.0.0.1:{find_free_port()}"
+    result = subprocess.run([*CLI, "--nats", url, "--no-lab"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "s3cret" not in result.stdout + result.stderr
+    assert url.replace("alice:s3cret", "***:***") in result.stderr
+
+
+# --- with JupyterLab -----------------------------------------------------------------------------------
+
+
+def _lab(tmp_path: Path, *args: str, token: str = "t0k") -> WorkbenchCommand:
+    return WorkbenchCommand(
+        ["--no-browser", "--no-demo", "--token", token, "--notebook-dir", str(tmp_path), *args]
+    )
+
+
+def _lab_url(command: WorkbenchCommand) -> str:
+    return command.wait_for("JupyterLab at", 90).split("JupyterLab at ", 1)[1].strip()
+
+
+def _check_lab_answers_then_stop(command: WorkbenchCommand, port: int) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t0k", timeout=10) as response:
+        assert "started" in json.load(response)
+    _stop_and_check_nothing_left(command, signal.SIGTERM)
+
+
+def test_lab_uses_the_configured_broker_and_stops_cleanly(nats_server: NatsServer, tmp_path: Path) -> None:
+    port = find_free_port()
+    with _lab(tmp_path, "--port", str(port)) as command:
+        url = _lab_url(command)
+        assert url == f"http://127.0.0.1:{port}/lab?token=t0k"
+        assert nats_server.url in command.output
+        assert "WARNING" not in command.output, "the defaults are safe: nothing to warn about"
+        _check_lab_answers_then_stop(command, port)
+
+
+@pytest.fixture
+def port_8888_taken() -> Iterator[None]:
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         blocker.bind(("127.0.0.1", 8888))
         blocker.listen()
     except OSError:
-        blocker.close()
-        blocker = None  # something on this machine holds 8888 already: the same situation
+        pass  # something on this machine holds 8888 already: the same situation
     try:
-        process, output = _run_lab(["--notebook-dir", str(tmp_path)])
-        url = output.splitlines()[-1].split("JupyterLab at ", 1)[1].strip()
-        assert ":8888/" not in url
-        _check_lab_answers_then_stop(process, int(url.split(":")[2].split("/")[0]))
+        yield
     finally:
-        if blocker is not None:
-            blocker.close()
+        blocker.close()
+
+
+def test_default_lab_port_moves_when_8888_is_taken(port_8888_taken: None, tmp_path: Path) -> None:
+    with _lab(tmp_path) as command:
+        url = _lab_url(command)
+        assert ":8888/" not in url
+        _check_lab_answers_then_stop(command, int(url.split(":")[2].split("/")[0]))
+
+
+def test_lab_beyond_loopback_is_a_clear_warning(tmp_path: Path) -> None:
+    port = find_free_port()
+    with _lab(tmp_path, "--ip", "0.0.0.0", "--port", str(port)) as command:
+        _lab_url(command)
+        assert command.stop() == 0
+    assert "WARNING: JupyterLab listens on every network interface (--ip 0.0.0.0)" in command.output
+    assert f"anyone who can reach port {port} and has the token can run code as you" in command.output
+    assert "Use --ip 127.0.0.1 unless you mean it" in command.output
+
+
+def test_empty_token_on_loopback_is_a_warning(tmp_path: Path) -> None:
+    with _lab(tmp_path, "--port", str(find_free_port()), token="") as command:
+        assert "?token" not in _lab_url(command)
+        assert command.stop() == 0
+    assert "WARNING: JupyterLab runs without a token" in command.output
+    assert "listens on every network interface" not in command.output
+
+
+def test_no_token_beyond_loopback_is_refused(tmp_path: Path) -> None:
+    args = ["--no-demo", "--no-browser", "--ip", "0.0.0.0", "--token", "", "--notebook-dir", str(tmp_path)]
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to serve JupyterLab on every network interface without a token" in result.stderr
+    assert "--allow-no-token" in result.stderr
+    assert "JupyterLab at" not in result.stdout, "nothing may be served"
+
+
+def test_allow_no_token_beyond_loopback_goes_ahead_with_a_warning(tmp_path: Path) -> None:
+    # An open JupyterLab on every interface is not something a test should serve, even briefly: the
+    # port is taken, so the command gets past the check and JupyterLab then fails to listen.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--ip", "0.0.0.0", "--allow-no-token", "--port", str(port)]
+        with _lab(tmp_path, *args, token="") as command:
+            assert command.wait(90) == 1
+    assert "refusing" not in command.output
+    assert "WARNING: JupyterLab listens on every network interface (--ip 0.0.0.0)" in command.output
+    assert f"anyone who can reach port {port} can run code as you" in command.output
+    assert "fastiot-workbench: stopped JupyterLab" in command.output, "JupyterLab was started"

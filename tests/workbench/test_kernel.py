@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 from jupyter_client.manager import KernelManager
 
 from tests.kernel_util import execute_cells
-
-
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
+from tests.waits import wait_until_gone
 
 CELLS = [
     # 1: await works in a cell and gives the kernel-wide connection.
@@ -86,7 +74,7 @@ def test_kernel_without_broker_starts_one_and_leaves_none_behind(monkeypatch: py
     pid = int(pid_text)
     assert f":{results[2].text.split()[1]}" in results[0].text
     # nbclient has shut the kernel down: its broker must be gone with it.
-    assert _gone(pid), f"nats-server {pid} outlived its kernel"
+    wait_until_gone(pid, 10, f"nats-server {pid} to end with its kernel")
 
 
 def test_killed_kernel_takes_its_broker_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +102,7 @@ def test_killed_kernel_takes_its_broker_with_it(monkeypatch: pytest.MonkeyPatch)
             return  # a broker on localhost:4222 was used; nothing was started
         pid = int(text)
         os.kill(km.provisioner.process.pid, signal.SIGKILL)
-        assert _gone(pid), f"nats-server {pid} outlived its killed kernel"
+        wait_until_gone(pid, 10, f"nats-server {pid} to end with its killed kernel")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -20,12 +20,6 @@ from fastiot.subjects import NotRunningError, SubjectIndex, SubjectStats, Subjec
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
-@pytest.fixture
-def prefix() -> str:
-    """A subject prefix of this test alone, so messages of other tests never mix in."""
-    return f"test.subjects.{uuid.uuid4().hex[:12]}"
-
-
 async def test_counts_bytes_times_and_rate_per_subject(broker: NatsBrokerConnection, prefix: str) -> None:
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     payload_a, payload_b = pack({"v": 1.5}), pack({"v": 2, "note": "hello"})

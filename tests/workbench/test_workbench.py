@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from fastiot import workbench
+from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.exceptions import BrokerUnavailableError
 from fastiot.msg.thing import Thing
-from fastiot.nats_server import NatsServer, find_free_port
+from fastiot.nats_server import NatsServer, accepts_connections, find_free_port
+from tests.waits import wait_until_gone
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +25,7 @@ async def clean_workbench():
 
 
 def _localhost_4222_serves_nats() -> bool:
-    try:
-        with socket.create_connection(("localhost", 4222), timeout=0.5) as sock:
-            return sock.recv(4).startswith(b"INFO")
-    except OSError:
-        return False
+    return accepts_connections("localhost", 4222)
 
 
 async def test_connection_is_created_once_and_reused(nats_server: NatsServer) -> None:
@@ -104,6 +104,35 @@ async def test_blocking_calls_complete_on_the_loop_thread(broker) -> None:
     assert connection.run_threadsafe(asyncio.sleep(0, result="done"), timeout=5) == "done"
 
 
+async def test_the_workbench_connection_allows_blocking_calls_on_the_loop_thread() -> None:
+    connection = await workbench.connection()
+    assert connection.allow_sync_calls_on_loop_thread is True
+
+
+IMPORT_IN_A_CELL = textwrap.dedent(
+    """
+    import asyncio
+
+    async def cell():
+        import fastiot.workbench  # as a notebook's first cell does, on the running loop
+        try:
+            asyncio.get_running_loop().run_until_complete(asyncio.sleep(0))
+        except RuntimeError as e:
+            print("not re-entrant:", e)
+
+    asyncio.run(cell())
+    """
+)
+
+
+def test_importing_the_workbench_patches_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_IN_A_CELL], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not re-entrant: This event loop is already running" in result.stdout
+
+
 async def test_shutdown_stops_registered_objects() -> None:
     stopped: list[str] = []
 
@@ -123,3 +152,44 @@ async def test_shutdown_stops_registered_objects() -> None:
     await workbench.shutdown()
     assert stopped == ["owned"], "one object failing to stop must not keep the others running"
     assert workbench.registered() == []
+
+
+# A plain script that runs asyncio.run() twice, as a user's program or a test suite does. The
+# workbench must not use a NATS server a developer runs on localhost:4222, so the probe says "none".
+TWO_RUNS = textwrap.dedent(
+    """
+    import asyncio
+    from fastiot import workbench
+    from fastiot.msg.thing import Thing
+
+    workbench.accepts_connections = lambda *args, **kwargs: False
+
+    async def round_trip(n):
+        broker = await workbench.connection()
+        got = asyncio.Queue()
+
+        async def on_thing(thing):
+            await got.put(thing)
+
+        await broker.subscribe(Thing.get_subject("two_runs.value"), on_thing)
+        await broker.flush()
+        await broker.publish(Thing.get_subject("two_runs.value"), Thing(machine="m", name="value", value=n))
+        assert (await asyncio.wait_for(got.get(), 10)).value == n
+        return workbench.started_server().pid
+
+    first = asyncio.run(round_trip(1))
+    second = asyncio.run(round_trip(2))
+    print("broker", first, second, flush=True)
+    """
+)
+
+
+def test_broker_on_demand_outlives_asyncio_run_but_not_the_process() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in NATS_CONNECTION_SETTINGS}
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_RUNS], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = (int(pid) for pid in result.stdout.split("broker", 1)[1].split())
+    assert first == second, "the second asyncio.run() must find the broker of the first one"
+    wait_until_gone(first, 10, f"nats-server {first} to stop with the program that started it")
