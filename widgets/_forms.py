@@ -29,6 +29,7 @@ from pydantic_core import PydanticUndefined
 
 from fastiot.core.data_models import FastIoTRequest, ReplySubject, Subject
 from fastiot.core.time import get_time_now
+from fastiot.exceptions import SubjectHierarchyError
 
 __all__ = [
     "DESCRIPTION_STYLE",
@@ -283,7 +284,7 @@ def form_target(target: Any) -> FormTarget:
             return FormTarget(target, "publish")
         try:
             return FormTarget(target, "publish", subject=get_subject().name)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, SubjectHierarchyError):
             # A hierarchical subject like Thing's: it needs a name, made from the form's fields.
             tokens: list[str] = [t for t in ("machine", "name") if t in target.model_fields]
             return FormTarget(target, "publish", subject_base=get_subject, subject_tokens=tokens)
@@ -321,7 +322,7 @@ class SubjectFollower:
             parts.append(value.strip(".") if ok else f"<{token}>")
         try:
             return self._base(".".join(parts) or "<name>").name
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, SubjectHierarchyError):
             return None
 
     def update(self) -> None:
