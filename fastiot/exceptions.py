@@ -22,6 +22,9 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── WaitTimeoutError                   (TimeoutError) wait_for / sync saw too little in time
     ├── NotRunningError                    (RuntimeError) a capture or index is not started
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
+    ├── ServiceStartError                  (RuntimeError) a service crashed while starting
+    ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
+    ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── PathNotFoundError                  (KeyError) a field path names no field of a payload
     ├── InvalidPathError                   (ValueError) a field path is not written as paths are
     ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
@@ -30,6 +33,10 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── CodeGenerationError                (ValueError) an action has no Python code to copy
+    ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
+    ├── GridFilterError                    (ValueError) a data grid's column filter cannot be read
+    ├── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
     ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
     ├── CodeGenerationError                (ValueError) an action has no Python code to copy
@@ -52,6 +59,7 @@ __all__ = [
     "DeserializationError",
     "FastIoTError",
     "FormError",
+    "GridFilterError",
     "InvalidPathError",
     "LivePlotError",
     "MessageHandlingError",
@@ -75,6 +83,7 @@ __all__ = [
     "SubjectHierarchyError",
     "SubjectTooLongError",
     "SyncCallOnLoopThreadError",
+    "TemplateFileError",
     "WaitTimeoutError",
 ]
 
@@ -310,36 +319,6 @@ class ParquetUnavailableError(FastIoTError, ImportError):
     """Parquet export needs pyarrow, which comes with the ``parquet`` extra."""
 
 
-class PathNotFoundError(FastIoTError, KeyError):
-    """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
-
-    A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
-    quoted.
-
-    Attributes:
-        path: The path that was looked up.
-    """
-
-    def __init__(self, path: str, message: str) -> None:
-        self.path = path
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class InvalidPathError(FastIoTError, ValueError):
-    """A field path is not written as :mod:`fastiot.payloads` paths are (``a.b``, ``a["key.with.dots"]``)."""
-
-
-class DecoderRegistrationError(FastIoTError, ValueError):
-    """A payload decoder cannot be registered: no name, not callable or a bad subject pattern."""
-
-
-class MessageNotKeptError(FastIoTError, IndexError):
-    """A subject index keeps only the newest ``history`` messages per subject; the one asked for is not."""
-
-
 class ServiceStartError(FastIoTError, RuntimeError):
     """The service crashed while starting.
 
@@ -370,6 +349,52 @@ class FormError(FastIoTError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
+
+
+class PathNotFoundError(FastIoTError, KeyError):
+    """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
+
+    A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
+    quoted.
+
+    Attributes:
+        path: The path that was looked up.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidPathError(FastIoTError, ValueError):
+    """A field path is not written as :mod:`fastiot.payloads` paths are (``a.b``, ``a["key.with.dots"]``)."""
+
+
+class DecoderRegistrationError(FastIoTError, ValueError):
+    """A payload decoder cannot be registered: no name, not callable or a bad subject pattern."""
+
+
+class MessageNotKeptError(FastIoTError, IndexError):
+    """A subject index keeps only the newest ``history`` messages per subject; the one asked for is not."""
+
+
+class GridFilterError(FastIoTError, ValueError):
+    """A data grid's column filter compares with a value that is not of the column's type."""
+
+
+class TemplateFileError(FastIoTError, ValueError):
+    """A file of publisher templates cannot be read, is not valid, or would grow past its limits.
+
+    Attributes:
+        path: The templates file.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path: str = path
 
 
 class SubjectHierarchyError(FastIoTError, RuntimeError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .data_grid import DataGrid
 from .live_plot import LivePlot
 from .message_table import MessageTable
 from .publisher import Publisher
@@ -28,6 +29,7 @@ from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
 
 __all__ = [
+    "DataGrid",
     "LivePlot",
     "MessageTable",
     "Publisher",

@@ -385,3 +385,94 @@ def test_subject_browser_plot_diff_and_service_cell_in_jupyterlab(workbench: Wor
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)
     print(f"\nJupyterLab end to end in {time.monotonic() - started:.1f} s; screenshot {screenshot}")
+
+
+GRID_NOTEBOOK = "grid.ipynb"
+GRID_CELL = (
+    "from fastiot_widgets import MessageTable\n"
+    "\n"
+    'table = MessageTable("v1.thing.*.temperature", max_rows=50_000)\n'
+    'table.columns = ["received_at", "machine", "name", "value"]\n'
+    "table"
+)
+
+
+def _grid_column(page: Page, name: str) -> list[str]:
+    """The texts of column ``name`` in the rows the grid draws, top to bottom."""
+    return page.locator(".fastiot-grid").first.evaluate(
+        """(grid, name) => {
+            const names = Array.from(grid.querySelectorAll(".fg-label .fg-name")).map(e => e.textContent);
+            const at = names.indexOf(name);
+            return Array.from(grid.querySelectorAll(".fg-body .fg-data"))
+                .filter(row => !row.classList.contains("fg-loading"))
+                .map(row => row.children[at].textContent);
+        }""",
+        name,
+    )
+
+
+def test_message_table_grid_sorts_and_filters_in_jupyterlab(workbench: Workbench) -> None:
+    """A MessageTable over the demo plant: clicking a header sorts by it, a filter box filters."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(GRID_CELL)]
+    nbformat.write(nb, workbench.notebook_dir / GRID_NOTEBOOK)
+    _start_kernel(workbench.url, GRID_NOTEBOOK)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = chromium.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            page.goto(workbench.url.replace("/lab?", f"/lab/tree/{GRID_NOTEBOOK}?"))
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            _run_menu(page, "Run All Cells")
+            grid = page.locator(".fastiot-grid").first
+            grid.locator(".fg-data:not(.fg-loading)").nth(5).wait_for()  # the demo's rows arrive
+
+            # Click "value" twice: ascending, then descending; the kernel sorts, the view shows the top.
+            header = grid.locator(".fg-label .fg-name", has_text="value")
+            header.click()
+            grid.locator(".fg-foot", has_text="sorted by value").wait_for()
+            header.click()
+            grid.locator(".fg-foot", has_text="sorted by value (descending)").wait_for()
+            page.wait_for_function(
+                """() => document.querySelectorAll(
+                    ".fastiot-grid .fg-body .fg-data:not(.fg-loading)").length >= 5"""
+            )
+            values = [float(v) for v in _grid_column(page, "value") if v]
+            assert len(values) >= 5 and values == sorted(values, reverse=True), values
+            assert grid.locator(".fg-label.fg-sorted .fg-sort").inner_text().strip() == "\u25bc"
+
+            # A filter box under a header: only press_1's rows stay.
+            grid.locator(".fg-filters input[data-column='machine']").fill("press_1")
+            page.wait_for_function(
+                """() => {
+                    const foot = document.querySelector(".fastiot-grid .fg-foot").textContent;
+                    return / of [\\d,]+ rows/.test(foot);
+                }"""
+            )
+            page.wait_for_function(
+                """() => {
+                    const grid = document.querySelector(".fastiot-grid");
+                    const labels = Array.from(grid.querySelectorAll(".fg-label .fg-name"));
+                    const at = labels.map(e => e.textContent).indexOf("machine");
+                    const rows = Array.from(grid.querySelectorAll(".fg-body .fg-data:not(.fg-loading)"));
+                    return rows.length > 0 && rows.every(row => row.children[at].textContent === "press_1");
+                }"""
+            )
+            values = [float(v) for v in _grid_column(page, "value") if v]
+            assert values == sorted(values, reverse=True), "still sorted while filtered"
+            grid.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "grid.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "grid-failure.png"))
+            (ARTIFACTS / "grid-failure.html").write_text(page.content())
+            (ARTIFACTS / "grid-failure-workbench.log").write_text("".join(workbench.lines))
+            raise
+        finally:
+            chromium.close()
