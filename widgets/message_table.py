@@ -127,7 +127,7 @@ class MessageTable(LiveView):
 
         self.title = widgets.HTML(
             f"<b>{html.escape(', '.join(capture.patterns))}</b> "
-            f"<span style='color:#757575'>(newest first, the newest {capture.max_rows:,} kept)</span>"
+            f"<span style='color:#757575'>(newest first, the newest {plural(capture.max_rows, 'row')} kept)</span>"
         )
         self.counters_view = widgets.HTML()
         self.csv_button = widgets.Button(

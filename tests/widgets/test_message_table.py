@@ -343,6 +343,6 @@ async def test_one_row_is_one_row(broker: NatsBrokerConnection, prefix: str) -> 
     await wait_for_trait(table, "received", lambda n: n == 1)
     await wait_for_trait(table.counters_view, "value", lambda v: "1 row" in v)
     assert "1 rows" not in table.counters_view.value
-    assert "max 1 row kept" in table.title.value
+    assert "the newest 1 row kept" in table.title.value
     assert repr(table) == f"MessageTable({prefix}.>, 1 row)"
     await table.aclose()
