@@ -127,7 +127,8 @@ class MessageTable(LiveView):
 
         self.title = widgets.HTML(
             f"<b>{html.escape(', '.join(capture.patterns))}</b> "
-            f"<span style='color:#757575'>(newest first, the newest {plural(capture.max_rows, 'row')} kept)</span>"
+            f"<span style='color:#757575'>(newest first, the newest "
+            f"{plural(capture.max_rows, 'row')} kept)</span>"
         )
         self.counters_view = widgets.HTML()
         self.csv_button = widgets.Button(
