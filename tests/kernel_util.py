@@ -12,6 +12,8 @@ import nbformat
 class CellResult:
     text: str
     errors: list[str]
+    stderr: str = ""
+    """What the cell wrote to stderr: a notebook shows it in red."""
 
 
 def execute_cells(cells: list[str], *, timeout: float = 60, allow_errors: bool = False) -> list[CellResult]:
@@ -27,13 +29,15 @@ def execute_cells(cells: list[str], *, timeout: float = 60, allow_errors: bool =
     client.execute()
     results = []
     for cell in nb.cells:
-        texts, errors = [], []
+        texts, errors, stderr = [], [], []
         for output in cell.outputs:
             if output.output_type == "stream":
                 texts.append(output.text)
+                if output.name == "stderr":
+                    stderr.append(output.text)
             elif output.output_type in ("execute_result", "display_data"):
                 texts.append(output.get("data", {}).get("text/plain", ""))
             elif output.output_type == "error":
                 errors.append(f"{output.ename}: {output.evalue}")
-        results.append(CellResult("".join(texts), errors))
+        results.append(CellResult("".join(texts), errors, "".join(stderr)))
     return results
