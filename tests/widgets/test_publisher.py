@@ -475,3 +475,15 @@ def test_rejects_what_it_cannot_send() -> None:
 
     with pytest.raises(TypeError, match="_reply_cls"):
         Publisher(NoReply)
+
+
+async def test_a_response_model_gets_a_form_with_a_subject_to_type(broker) -> None:
+    """A response has no subject of its own (its get_subject raises): the form asks for one."""
+    received = await _subscribe(broker, Subject(name="test.publisher.reply", msg_cls=DoubleReply))
+    pub = Publisher(DoubleReply, connection=broker)
+    assert pub.mode == "publish" and pub.subject == ""
+    pub.subject = "test.publisher.reply"
+    pub.values = {"value": 4.0}
+    sent = await pub.publish()
+    assert sent is not None, pub.error
+    assert await asyncio.wait_for(received.get(), 5) == DoubleReply(value=4.0)
