@@ -215,7 +215,7 @@ def test_a_newer_cell_retires_the_older_controls(kernel: Kernel) -> None:
         "first.start_button.click()  # the user presses Start on the first cell's control\n"
         "await first.wait_idle()\n"
         "print(first.status, second.status, first.start_button.disabled, first.restart_button.disabled)\n"
-        "print(first.status_light.value)"
+        "print(first.status.description)"
     )
     assert "replaced running True True" in out.text
     assert "replaced by a newer cell" in out.text

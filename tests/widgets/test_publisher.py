@@ -358,7 +358,7 @@ async def test_history_entries_can_be_sent_again_and_edited(broker: NatsBrokerCo
         await inbox.next()
     assert [entry.subject for entry in pub.history] == ["v1.free.history.n2", "v1.free.history.n1"]
     assert pub.history.dropped == 1
-    assert len(pub.history_panel.entries.options) == 2 and "dropped" in pub.history_panel.message.value
+    assert len(pub.history_panel.entries.options) == 2
 
     pub.history_panel.entries.value = 1  # the older one, as a click in the list selects it
     pub.history_panel.resend_button.click()
