@@ -203,6 +203,7 @@ class SubjectDetailView(anywidget.AnyWidget):
     """
 
     _esm = pathlib.Path(__file__).with_name("subject_detail.js")
+    _css = pathlib.Path(__file__).with_name("subject_detail.css")
     detail = traitlets.Dict(help="What the pane shows (see subject_detail); {} shows a hint.").tag(sync=True)
     diff_pair = traitlets.List(
         traitlets.Int(), default_value=[1, 0], help="The messages diffed: indexes (0 = newest), older first."
