@@ -2,68 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbclient
 import nbformat
 import pytest
 
 from fastiot.nats_server import NatsServer
-
-
-@dataclass
-class Outputs:
-    text: str  # stdout and the text/plain of results and displays
-    stderr: str
-    errors: list[str]
-
-
-class Kernel:
-    """One kernel; :meth:`run` executes a cell (a given cell again, like re-running an edited cell)."""
-
-    def __init__(self, client: nbclient.NotebookClient) -> None:
-        self.client = client
-
-    def run(self, source: str, cell: nbformat.NotebookNode | None = None) -> Outputs:
-        nb = self.client.nb
-        if cell is None:
-            cell = nbformat.v4.new_code_cell(source)
-            nb.cells.append(cell)
-        else:
-            cell.source = source
-        self.client.execute_cell(cell, nb.cells.index(cell))
-        text, stderr, errors = [], [], []
-        for output in cell.outputs:
-            if output.output_type == "stream":
-                (stderr if output.name == "stderr" else text).append(output.text)
-            elif output.output_type in ("execute_result", "display_data"):
-                text.append(output.get("data", {}).get("text/plain", ""))
-            elif output.output_type == "error":
-                errors.append(f"{output.ename}: {output.evalue}")
-        return Outputs("\n".join(text), "".join(stderr), errors)
-
-    def run_ok(self, source: str, cell: nbformat.NotebookNode | None = None) -> Outputs:
-        out = self.run(source, cell)
-        assert not out.errors, f"cell failed: {out.errors}\n{out.stderr}"
-        return out
+from tests.kernel_util import Kernel, running_kernel
 
 
 @pytest.fixture
 def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
-    client = nbclient.NotebookClient(
-        nbformat.v4.new_notebook(),
-        timeout=60,
-        startup_timeout=60,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    env = {**os.environ, "FASTIOT_NATS_SERVERS": nats_server.url}
-    with client.setup_kernel(env=env, cwd=str(tmp_path)):
-        yield Kernel(client)
+    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
+        yield kernel
 
 
 MODELS = """
