@@ -193,3 +193,47 @@ def test_magic_arguments_are_parsed_by_ipython(kernel: Kernel) -> None:
     out = kernel.run("%%service --bogus\nclass Another(FastIoTService):\n    pass")
     assert "UsageError: unrecognized arguments: --bogus" in out.stderr
     assert "Another" not in kernel.run_ok("%services").text, "a cell with bad arguments starts nothing"
+
+
+def test_cells_after_a_service_cell_run_and_sync_calls_work(kernel: Kernel) -> None:
+    """The re-entrant kernel loop (nest-asyncio2): after %%service, later cells are not stuck, and
+    publish_sync / request_sync work in a cell, in a widget's click handler and in a service handler."""
+    kernel.run_ok("import fastiot_widgets")
+    kernel.run_ok(MODELS)
+    kernel.run_ok(SERVICE.format(version="v1"))
+    out = kernel.run_ok(
+        "from fastiot.msg.thing import Thing\n"
+        "broker = await workbench.connection()\n"
+        "thing = Thing(machine='m', name='n', value=1)\n"
+        "broker.publish_sync(Thing.get_subject('magics.sync'), thing, timeout=5)\n"
+        "print('sync', broker.request_sync(Ask.get_reply_subject(), Ask(text='cell'), timeout=5).text)"
+    )
+    assert "sync v1:cell" in out.text
+    kernel.run_ok(SERVICE.format(version="v2"))  # hot reload, then sync again
+    model_id = kernel.run_ok(
+        "import ipywidgets\n"
+        "answers = []\n"
+        "button = ipywidgets.Button()\n"
+        "button.on_click(lambda _: answers.append(\n"
+        "    broker.request_sync(Ask.get_reply_subject(), Ask(text='click'), timeout=5).text))\n"
+        "print(button.model_id)"
+    ).text.strip()
+    kc = kernel.client.kc
+    click = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    kernel.run_ok(
+        "%%service\n"
+        "class Relay(FastIoTService):\n"
+        "    @reply(subject=Ask.get_reply_subject('relay'))\n"
+        "    async def relay(self, request: Ask) -> Answer:\n"
+        "        inner = self.broker_connection.request_sync(\n"
+        "            Ask.get_reply_subject(), Ask(text='in'), timeout=5)\n"
+        "        return Answer(text='relay ' + inner.text)"
+    )
+    out = kernel.run_ok(
+        "print('clicked', answers)\n"
+        "print((await broker.request(Ask.get_reply_subject('relay'), Ask(text='r'), timeout=8)).text)"
+    )
+    assert "clicked ['v2:click']" in out.text, "the click was handled before this cell (shell order)"
+    assert "relay v2:in" in out.text
+    assert kernel.run_ok("print('last cell runs')").text.strip() == "last cell runs"
