@@ -77,6 +77,15 @@ class Kernel:
         self.client.execute_cell(cell, nb.cells.index(cell))
         return read_outputs(cell)
 
+    def click(self, model_id: str) -> None:
+        """Send the comm message a click on button widget ``model_id`` in the browser sends.
+
+        The kernel handles it before the next cell that :meth:`run` executes (one shell channel).
+        """
+        kc = self.client.kc
+        click = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
+        kc.shell_channel.send(kc.session.msg("comm_msg", click))
+
     def run_ok(self, source: str, cell: nbformat.NotebookNode | None = None) -> CellResult:
         out = self.run(source, cell)
         assert not out.errors, f"cell failed: {out.errors}\n{out.stderr}"

@@ -118,9 +118,7 @@ def test_a_click_from_the_front_end_runs_on_the_kernel_loop(kernel: Kernel) -> N
         "ctl = ServiceControl(Clicked)\n"
         "print(ctl.start_button.model_id)"
     ).text.strip()
-    kc = kernel.client.kc
-    click = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
-    kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    kernel.click(model_id)
     out = kernel.run_ok(
         "await ctl.wait_for_status('running', timeout=10)\n"
         "await ctl.wait_idle()\n"
@@ -218,9 +216,7 @@ def test_cells_after_a_service_cell_run_and_sync_calls_work(kernel: Kernel) -> N
         "    broker.request_sync(Ask.get_reply_subject(), Ask(text='click'), timeout=5).text))\n"
         "print(button.model_id)"
     ).text.strip()
-    kc = kernel.client.kc
-    click = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
-    kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    kernel.click(model_id)
     kernel.run_ok(
         "%%service\n"
         "class Relay(FastIoTService):\n"
