@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import random
@@ -32,6 +33,7 @@ import nats.errors
 
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
+from fastiot.core.logger import setup_logger
 from fastiot.core.service import FastIoTService
 from fastiot.core.service_annotations import loop, reply
 from fastiot.env import FASTIOT_LOG_LEVEL, redact_url
@@ -124,6 +126,7 @@ class MachineSimulator(FastIoTService):
         if not 0 <= anomaly_probability <= 1:
             raise ValueError("anomaly_probability must be between 0 and 1")
         self.machine: str = machine
+        self._logger = setup_logger(f"demo.{machine}")  # DemoPlant quiets the demo's loggers as one
         self.rate: float = rate
         self.anomaly_probability: float = anomaly_probability
         self._random: random.Random = random.Random(seed)
@@ -242,6 +245,7 @@ class PlantStatusService(FastIoTService):
 
     def __init__(self, machines: list[MachineSimulator], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._logger = setup_logger("demo.plant_status")
         self.machines: list[MachineSimulator] = machines
 
     @reply(subject=PlantStatusRequest.get_reply_subject())
@@ -249,8 +253,21 @@ class PlantStatusService(FastIoTService):
         return PlantStatus(machines={m.machine: m.state for m in self.machines})
 
 
+_DEMO_LOGGER = setup_logger("demo")
+"""The parent of every demo service's logger (``fastiot.demo.<machine>``)."""
+
+
 class DemoPlant:
     """The machines of the demo plant plus its status service, started and stopped together.
+
+    Args:
+        connection: The connection its services use (default: the workbench's).
+        rate: Values per second per sensor.
+        machines: (name, simulator class) of each machine.
+        anomaly_probability: Chance per value of a spike.
+        seed: Seed of the machines' random numbers, for repeatable data.
+        quiet: Log only warnings and errors of its services. The plant is scenery in a notebook: its
+            "started Press" lines would show as red stderr lines in whichever cell starts or stops it.
 
     Example:
         >>> plant = DemoPlant(connection=broker, rate=5.0)  # doctest: +SKIP
@@ -265,8 +282,10 @@ class DemoPlant:
         machines: tuple[tuple[str, type[MachineSimulator]], ...] = DEFAULT_MACHINES,
         anomaly_probability: float = 0.01,
         seed: int | None = None,
+        quiet: bool = True,
     ) -> None:
         self.connection: BrokerConnection | None = connection
+        self.quiet: bool = quiet
         self.rate: float = rate
         self._machine_specs = machines
         self.anomaly_probability: float = anomaly_probability
@@ -297,6 +316,8 @@ class DemoPlant:
             for i, (name, cls) in enumerate(self._machine_specs)
         ]
         self.services = [*self.machines, PlantStatusService(self.machines, broker_connection=self.connection)]
+        # One level for the demo's loggers (fastiot.demo.*); NOTSET leaves it to FASTIOT_LOG_LEVEL.
+        _DEMO_LOGGER.setLevel(logging.WARNING if self.quiet else logging.NOTSET)
         for service in self.services:
             await service.__aenter__()  # the services run on the loop until stop() exits them
         from fastiot import workbench
@@ -375,7 +396,8 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await workbench.ensure_broker()
         broker = await NatsBrokerConnection.connect(name="fastiot-demo")
-        plant = await DemoPlant(broker, rate=args.rate, seed=args.seed).start()
+        # In a terminal the life-cycle lines are what the user asked to see (unless --quiet).
+        plant = await DemoPlant(broker, rate=args.rate, seed=args.seed, quiet=args.quiet).start()
         if not args.quiet:
             url = redact_url(workbench.broker_url())
             print(f"demo plant publishing on {url} (v1.thing.>); Ctrl-C stops it", flush=True)

@@ -29,18 +29,13 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── InvalidPathError                   (ValueError) a field path is not written as paths are
     ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
     ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
-    ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
-    ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
-    ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── CodeGenerationError                (ValueError) an action has no Python code to copy
     ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
     ├── GridFilterError                    (ValueError) a data grid's column filter cannot be read
     ├── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
     ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
-    ├── CodeGenerationError                (ValueError) an action has no Python code to copy
-    ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
     └── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
 """
 
@@ -205,7 +200,15 @@ class ReplyHandlerError(FastIoTError):
         super().__init__(f"the handler for request subject {subject!r} failed: {remote_error}")
 
 
-class RequestTimeoutError(FastIoTError, nats.errors.TimeoutError, TimeoutError):
+class _PlainMessage(FastIoTError):
+    """The base of errors whose second base prints something else than the message they were made
+    with: nats-py's errors print a fixed text, a ``KeyError`` its message quoted."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
+
+
+class RequestTimeoutError(_PlainMessage, nats.errors.TimeoutError, TimeoutError):
     """No reply to a request arrived in time.
 
     A ``TimeoutError`` and a ``nats.errors.TimeoutError``, so code written for either still catches it.
@@ -220,14 +223,10 @@ class RequestTimeoutError(FastIoTError, nats.errors.TimeoutError, TimeoutError):
     def __init__(self, subject: str, timeout: float) -> None:
         self.subject = subject
         self.timeout = timeout
-        self._text = (
+        super().__init__(
             f"no reply within {timeout} s on {subject!r} (if nobody serves it: NATS cannot report "
             f"'no responders' while a wildcard subscriber such as a subject browser on '>' listens)"
         )
-        super().__init__(self._text)
-
-    def __str__(self) -> str:
-        return self._text
 
 
 class SyncCallOnLoopThreadError(FastIoTError, RuntimeError):
@@ -238,7 +237,7 @@ class NatsServerBinaryNotFound(FastIoTError, FileNotFoundError):
     """The ``nats-server`` executable is not installed."""
 
 
-class PublishBufferFullError(FastIoTError, nats.errors.OutboundBufferLimitError):
+class PublishBufferFullError(_PlainMessage, nats.errors.OutboundBufferLimitError):
     """A publish was refused: the connection is down and its reconnect buffer is full.
 
     While reconnecting, nats-py keeps publishes in a buffer of ``pending_size`` bytes (2 MiB by default)
@@ -255,19 +254,15 @@ class PublishBufferFullError(FastIoTError, nats.errors.OutboundBufferLimitError)
         self.subject = subject
         self.size = size
         self.buffer_size = buffer_size
-        self._text = (
+        super().__init__(
             f"the message on subject {subject!r} ({size} bytes) was NOT sent: the connection to NATS is down "
             f"(reconnecting) and its reconnect buffer of {buffer_size} bytes is full. Wait until the "
             f"connection's state is 'connected' again (see on_state_change), publish less during outages, "
             f"or connect with a larger buffer: NatsBrokerConnection.connect(pending_size=...)"
         )
-        super().__init__(self._text)
-
-    def __str__(self) -> str:
-        return self._text
 
 
-class PayloadTooLargeError(FastIoTError, nats.errors.MaxPayloadError):
+class PayloadTooLargeError(_PlainMessage, nats.errors.MaxPayloadError):
     """A message is larger than the server's ``max_payload``; it was not sent.
 
     A ``nats.errors.MaxPayloadError``, so code written for nats-py still catches it.
@@ -282,16 +277,12 @@ class PayloadTooLargeError(FastIoTError, nats.errors.MaxPayloadError):
         self.subject = subject
         self.size = size
         self.max_payload = max_payload
-        self._text = (
+        super().__init__(
             f"the message on subject {subject!r} is {size} bytes, more than the NATS server's max_payload "
             f"of {max_payload} bytes, and was NOT sent. Split it into smaller messages, send a reference "
             f"to the data instead (a file path or object-store key), or raise max_payload in the "
             f"nats-server configuration"
         )
-        super().__init__(self._text)
-
-    def __str__(self) -> str:
-        return self._text
 
 
 class SubjectTooLongError(FastIoTError, ValueError):
@@ -351,7 +342,7 @@ class FormError(FastIoTError, ValueError):
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
 
 
-class PathNotFoundError(FastIoTError, KeyError):
+class PathNotFoundError(_PlainMessage, KeyError):
     """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
 
     A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
@@ -364,9 +355,6 @@ class PathNotFoundError(FastIoTError, KeyError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(message)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class InvalidPathError(FastIoTError, ValueError):

@@ -40,6 +40,7 @@ import ipywidgets as widgets
 import pydantic
 import traitlets
 
+from fastiot._callbacks import CallbackList
 from fastiot._tasks import BackgroundTasks
 from fastiot.exceptions import CodeGenerationError
 
@@ -397,12 +398,12 @@ class CopyButton(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._click_handlers: widgets.CallbackDispatcher = widgets.CallbackDispatcher()
+        self._click_handlers: CallbackList[[CopyButton]] = CallbackList("Copy as code click")
         self.on_msg(self._on_custom_msg)
 
     def on_click(self, callback: Callable[[CopyButton], Any], remove: bool = False) -> None:
         """Call ``callback(button)`` on a click (as ``ipywidgets.Button.on_click``)."""
-        self._click_handlers.register_callback(callback, remove=remove)
+        self._click_handlers.register(callback, remove=remove)
 
     def click(self) -> None:
         """Click the button from code (as a click in the browser does)."""

@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import traitlets
 
 from fastiot._tasks import BackgroundTasks
-from fastiot.core.broker_connection import BrokerConnection
+from fastiot.core.broker_connection import BrokerConnection, ConnectionState
 
 __all__ = [
     "CONNECTION_STATES",
@@ -109,20 +109,14 @@ class ConnectionStatus(widgets.HTML):
             return
         self.detach()
         self.connection = connection
-        on_state_change = getattr(connection, "on_state_change", None)
-        if on_state_change is not None:
-            on_state_change(self._on_state_change)
+        connection.on_state_change(self._on_state_change)
         self._update()
 
     def detach(self) -> None:
         """Stop following the connection."""
         connection, self.connection = self.connection, None
-        on_state_change = getattr(connection, "on_state_change", None)
-        if on_state_change is not None:
-            try:
-                on_state_change(self._on_state_change, remove=True)
-            except ValueError:  # not registered (anymore)
-                pass
+        if connection is not None:
+            connection.on_state_change(self._on_state_change, remove=True)
 
     def show_unavailable(self, reason: str) -> None:
         """Show ``disconnected`` with ``reason`` (e.g. why connecting failed)."""
@@ -131,26 +125,23 @@ class ConnectionStatus(widgets.HTML):
         self.detail = reason
         self._render()
 
-    def _on_state_change(self, _state: str) -> None:
+    def _on_state_change(self, _state: ConnectionState) -> None:
         self._update()
 
     def _update(self) -> None:
         connection = self.connection
         if connection is None:
             return
-        raw = getattr(connection, "state", None)
-        if raw is None:  # a connection without states, e.g. BrokerConnectionDummy
-            raw = "connected" if connection.is_connected else "disconnected"
-        if raw == "connected":
-            url = getattr(connection, "connected_url", None)
-            self.detail = url or type(connection).__name__
-        elif raw == "reconnecting":
+        state = connection.state
+        if state == ConnectionState.CONNECTED:
+            self.detail = connection.connected_url or type(connection).__name__
+        elif state == ConnectionState.RECONNECTING:
             self.detail = "lost the broker; reconnecting"
-        elif raw == "closed":
+        elif state == ConnectionState.CLOSED:
             self.detail = "connection closed"
         else:
             self.detail = "not connected"
-        self.state = raw if raw in CONNECTION_STATES else "disconnected"
+        self.state = state.value if state.value in CONNECTION_STATES else "disconnected"
         self._render()
 
     def _render(self) -> None:

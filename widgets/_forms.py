@@ -27,7 +27,7 @@ import pydantic
 import traitlets
 from pydantic_core import PydanticUndefined
 
-from fastiot.core.data_models import FastIoTRequest, ReplySubject, Subject
+from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, ReplySubject, Subject
 from fastiot.core.time import get_time_now
 from fastiot.exceptions import SubjectHierarchyError
 
@@ -278,16 +278,17 @@ def form_target(target: Any) -> FormTarget:
     if isinstance(target, type) and issubclass(target, FastIoTRequest):
         reply_subject = target.get_reply_subject()  # raises, saying what to add, without _reply_cls
         return FormTarget(target, "request", reply_subject.reply_cls, reply_subject.name)
-    if isinstance(target, type) and issubclass(target, pydantic.BaseModel):
-        get_subject = getattr(target, "get_subject", None)
-        if get_subject is None:  # any other pydantic model is published on a subject one types
-            return FormTarget(target, "publish")
+    if isinstance(target, type) and issubclass(target, FastIoTPublish):
         try:
-            return FormTarget(target, "publish", subject=get_subject().name)
+            return FormTarget(target, "publish", subject=target.get_subject().name)
         except (ValueError, TypeError, SubjectHierarchyError):
             # A hierarchical subject like Thing's: it needs a name, made from the form's fields.
             tokens: list[str] = [t for t in ("machine", "name") if t in target.model_fields]
-            return FormTarget(target, "publish", subject_base=get_subject, subject_tokens=tokens)
+            return FormTarget(target, "publish", subject_base=target.get_subject, subject_tokens=tokens)
+    if isinstance(target, type) and issubclass(target, pydantic.BaseModel):
+        # Any other pydantic model (a response too: it has no subject of its own) is published on a
+        # subject one types.
+        return FormTarget(target, "publish")
     raise TypeError(
         "Publisher needs a pydantic model class (e.g. Thing or a FastIoTRequest), a Subject or "
         f"ReplySubject, a subject name, or nothing (free-form); got {target!r}"

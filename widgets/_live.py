@@ -194,17 +194,18 @@ class LiveView(widgets.VBox):
 
     def pause(self) -> None:
         """Freeze the view until :meth:`resume` (and pause the model, if :attr:`_pause_model`)."""
-        if self._pause_model:
-            self._model.pause()
-        self.paused = True
-        self._update_buttons()
-        self._request_render(now=True)
+        self._set_paused(True)
 
     def resume(self) -> None:
         """Follow the model again after :meth:`pause`."""
-        if self._pause_model:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        if self._pause_model and paused:
+            self._model.pause()
+        elif self._pause_model:
             self._model.resume()
-        self.paused = False
+        self.paused = paused
         self._update_buttons()
         self._request_render(now=True)
 

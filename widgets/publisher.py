@@ -206,7 +206,7 @@ class Publisher(widgets.VBox):
         self.subject_field.observe(self._on_subject_edit, names="value")
         self.publish_button.on_click(lambda _b: self._tasks.spawn(self.submit(), what=self.mode))
 
-        title = "free-form message" if self.free_form else getattr(msg_cls, "__name__", "message")
+        title = "free-form message" if self.free_form else msg_cls.__name__
         inputs: list[widgets.Widget] = (
             [self.mode_buttons, self.subject_field, self.encoding_field, self.payload_field]
             if self.free_form
@@ -559,7 +559,7 @@ class Publisher(widgets.VBox):
         super().close()
 
     def __repr__(self) -> str:
-        kind = "free-form" if self.free_form else getattr(self.msg_cls, "__name__", self.msg_cls)
+        kind = "free-form" if self.free_form else self.msg_cls.__name__
         return f"Publisher({kind}, {self.mode}, {self.subject!r})"
 
 

@@ -75,6 +75,7 @@ class ServiceControl(widgets.VBox):
     its buttons are disabled: the outdated class can never run beside the new one.
     """
 
+    name = traitlets.Unicode("", help="The service's name, shown beside the status light.")
     status = traitlets.UseEnum(
         ServiceStatus,
         default_value=ServiceStatus.STOPPED,
@@ -82,6 +83,10 @@ class ServiceControl(widgets.VBox):
     )
     error = traitlets.Unicode(
         "", help="The traceback of the crash, or the error of the last action that failed; '' if none."
+    )
+    log = traitlets.Unicode(
+        "",
+        help="The log as shown: the newest max_log_lines lines, after a note of how many older ones are not.",
     )
     handler_counts = traitlets.Dict(
         help="Messages received and errors per @subscribe / @reply handler, as last rendered."
@@ -155,6 +160,7 @@ class ServiceControl(widgets.VBox):
         runner.on_status_change(self._on_status_change)
         runner.on_log(self._on_log_line)
         follow_connection(self.connection_status, runner.connection, self._tasks)
+        self.name = runner.name
         self.status = runner.status
         self.refresh()
         self._render_status()
@@ -278,7 +284,8 @@ class ServiceControl(widgets.VBox):
             changed = True
         if self._log_dirty:
             self._log_dirty = False
-            self.log_view.value = self._log_html()
+            self.log = self._shown_log()
+            self.log_view.value = pre_html(self.log, max_height="12em")
             changed = True
         if changed:
             self.renders += 1
@@ -299,14 +306,14 @@ class ServiceControl(widgets.VBox):
             f"{rows}</table>"
         )
 
-    def _log_html(self) -> str:
+    def _shown_log(self) -> str:
         lines = list(self.runner.log_lines)
         shown = lines[-self.max_log_lines :] if self.max_log_lines > 0 else []
         hidden = len(lines) - len(shown) + self.runner.log_lines_dropped
         text = "\n".join(shown)
         if hidden:
             text = f"({plural(hidden, 'older line')} not shown)\n{text}"
-        return pre_html(text, max_height="12em")
+        return text
 
     def _render_status(self) -> None:
         status = self.status
@@ -315,7 +322,7 @@ class ServiceControl(widgets.VBox):
         color = _STATUS_COLORS[status]
         self.status_light.value = (
             f"<span style='font-size:120%;color:{color}'>&#9679;</span> "
-            f"<b>{html.escape(self.runner.name)}</b> "
+            f"<b>{html.escape(self.name)}</b> "
             f"<span style='color:{color}'>{html.escape(status.description)}</span>"
         )
         replaced = status == ServiceStatus.REPLACED

@@ -2,27 +2,6 @@
 // newest fields (changed ones marked, numeric ones with a plot button), a diff of two messages, and
 // the recent messages decoded. Everything comes in the `detail` traitlet as plain data.
 
-const CSS = `
-.fastiot-subject-detail { font-size: var(--jp-content-font-size1, 13px); padding: 0 0 0 10px;
-  max-height: 560px; overflow: auto; }
-.fastiot-subject-detail h4 { margin: 4px 0; font-family: var(--jp-code-font-family, monospace);
-  word-break: break-all; }
-.fastiot-subject-detail .fsd-muted { color: var(--jp-ui-font-color2, #757575); }
-.fastiot-subject-detail table { border-collapse: collapse; margin: 2px 0 8px 0; }
-.fastiot-subject-detail td, .fastiot-subject-detail th { padding: 1px 8px 1px 0; text-align: left;
-  vertical-align: top; font-family: var(--jp-code-font-family, monospace); }
-.fastiot-subject-detail tr.fsd-changed td { background: #fff59d; }
-.fastiot-subject-detail tr.fsd-added td { background: #c8e6c9; }
-.fastiot-subject-detail tr.fsd-removed td { background: #ffcdd2; }
-.fastiot-subject-detail pre { margin: 0 0 6px 0; white-space: pre-wrap; word-break: break-all;
-  background: var(--jp-layout-color2, #f5f5f5); padding: 4px; max-height: 14em; overflow: auto; }
-.fastiot-subject-detail .fsd-kind { display: inline-block; padding: 0 4px; border-radius: 3px;
-  background: var(--jp-layout-color3, #e0e0e0); font-size: 85%; }
-.fastiot-subject-detail .fsd-error { color: #c62828; }
-.fastiot-subject-detail button { font-size: 85%; padding: 0 6px; cursor: pointer; }
-.fastiot-subject-detail summary { cursor: pointer; margin: 4px 0; font-weight: 600; }
-`;
-
 function node(tag, attrs = {}, ...children) {
   const elem = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -45,12 +24,6 @@ function headersTable(headers) {
 }
 
 function render({ model, el }) {
-  if (!document.getElementById("fastiot-subject-detail-css")) {
-    const style = document.createElement("style");
-    style.id = "fastiot-subject-detail-css";
-    style.textContent = CSS;
-    document.head.append(style);
-  }
   el.classList.add("fastiot-subject-detail");
 
   const draw = () => {

@@ -19,6 +19,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from fastiot._callbacks import CallbackList
 from fastiot.payloads import MISSING, Decoded, diff, flatten, model_for_subject, model_schema, to_text
 from fastiot.rates import describe_rate
 from fastiot.series import numeric_value
@@ -127,9 +128,9 @@ def subject_detail(
                 "time": _ms(m.received_at),
                 "size": len(m.data),
                 "kind": d.kind,
-                "decoder": getattr(d, "decoder", "") or d.kind,
+                "decoder": d.decoder or d.kind,
                 "error": d.error,
-                "note": getattr(d, "note", None),
+                "note": d.note,
                 "text": _pretty(d),
                 "headers": dict(m.headers) if m.headers else None,
                 "hex": hexdump(m.data) if show_raw else "",
@@ -202,6 +203,7 @@ class SubjectDetailView(anywidget.AnyWidget):
     """
 
     _esm = pathlib.Path(__file__).with_name("subject_detail.js")
+    _css = pathlib.Path(__file__).with_name("subject_detail.css")
     detail = traitlets.Dict(help="What the pane shows (see subject_detail); {} shows a hint.").tag(sync=True)
     diff_pair = traitlets.List(
         traitlets.Int(), default_value=[1, 0], help="The messages diffed: indexes (0 = newest), older first."
@@ -209,23 +211,19 @@ class SubjectDetailView(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._on_plot: Callable[[str], None] | None = None
+        self._plot_callbacks: CallbackList[[str]] = CallbackList("plot click")
         self.on_msg(self._on_custom_msg)
 
-    def on_plot(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(field)`` when a numeric field's plot button is clicked."""
-        self._on_plot = callback
+    def on_plot(self, callback: Callable[[str], None], remove: bool = False) -> None:
+        """Call ``callback(field)`` when a numeric field's plot button is clicked (``remove=True`` stops)."""
+        self._plot_callbacks.register(callback, remove=remove)
 
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # (Not `_handle_msg`: that is ipywidgets' own handler of every comm message.)
         if not isinstance(content, dict):
             return
-        if (
-            content.get("type") == "plot"
-            and isinstance(content.get("field"), str)
-            and self._on_plot is not None
-        ):
-            self._on_plot(content["field"])
+        if content.get("type") == "plot" and isinstance(content.get("field"), str):
+            self._plot_callbacks(content["field"])
         elif content.get("type") == "diff":
             pair = content.get("pair")
             if isinstance(pair, list) and len(pair) == 2 and all(isinstance(i, int) for i in pair):

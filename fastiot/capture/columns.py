@@ -26,6 +26,8 @@ _MAX_INTERNED_STRINGS = 16_384
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_EXACT_INT = 2**53
 _SEQUENCES = (list, tuple)
+# The one Python type a batch of a typed column must have to be stored as it is.
+_KIND_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "datetime": datetime}
 
 
 def kind_of(value: Any) -> str:
@@ -144,26 +146,19 @@ class Column:
         if len(types) != 1:
             return False
         (t,) = types
-        if kind == "float":
-            if t is not float:
-                return False
-            self.values[slots] = values
-        elif kind == "int":
-            if t is not int:
-                return False
+        kind_type = _KIND_TYPES.get(kind)
+        if kind_type is not None and t is not kind_type:
+            return False
+        if kind == "int":
             try:
                 self.values[slots] = np.array(values, dtype=np.int64)
             except OverflowError:
                 return False
-        elif kind == "bool":
-            if t is not bool:
-                return False
-            self.values[slots] = values
         elif kind == "datetime":
-            if t is not datetime:
-                return False
             # fromiter: numpy would inspect every object of a plain assignment for nested sequences
             self.values[slots] = np.fromiter(values, dtype=object, count=len(values))
+        elif kind_type is not None:  # float, bool: numpy converts the list as it is
+            self.values[slots] = values
         else:
             if t is type(None) or t is dict or issubclass(t, pydantic.BaseModel):
                 return False

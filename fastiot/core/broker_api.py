@@ -90,6 +90,11 @@ class BrokerConnection(SyncBridge, ABC):
         """``connected``, ``reconnecting``, ``disconnected`` (not connected yet) or ``closed``."""
         return self._state
 
+    @property
+    def connected_url(self) -> str | None:
+        """The URL of the server this connection is attached to now (None: no server, or no URL)."""
+        return None
+
     def on_state_change(self, callback: StateCallback, remove: bool = False) -> None:
         """Call ``callback(state)`` (a plain function, run on the loop) whenever :attr:`state` changes.
 

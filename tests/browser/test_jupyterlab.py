@@ -259,6 +259,15 @@ def _run_menu(page: Page, item: str) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
 
 
+def _wait_for_idle_kernel(page: Page) -> None:
+    """Wait until the notebook is attached to its kernel and the kernel is idle.
+
+    The status bar says "Python 3 (ipykernel) | Idle", or "Python 3 | Idle": as the installed
+    kernelspec names itself.
+    """
+    page.get_by_text(re.compile(r"^Python 3.* \| Idle$")).first.wait_for()
+
+
 def _service_cell(page: Page) -> Locator:
     return page.locator(".jp-NotebookPanel .jp-Cell", has_text="%%service").first
 
@@ -301,8 +310,7 @@ def test_subject_browser_plot_diff_and_service_cell_in_jupyterlab(workbench: Wor
             page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
             # The file browser is not part of the picture: fold the left sidebar.
             page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").first.click()
-            # Attached to the kernel ("Python 3 (ipykernel) | Idle", or as the installed kernelspec says).
-            page.get_by_text(re.compile(r"^Python 3.* \| Idle$")).first.wait_for()
+            _wait_for_idle_kernel(page)
             # Every cell but the %%service one first (see MANY_SUBJECTS), then the clicks.
             _service_cell(page).locator(".jp-InputPrompt").click()
             _run_menu(page, "Run All Above Selected Cell")
@@ -429,7 +437,7 @@ def test_message_table_grid_sorts_and_filters_in_jupyterlab(workbench: Workbench
         page.set_default_timeout(UI_TIMEOUT_MS)
         try:
             page.goto(workbench.url.replace("/lab?", f"/lab/tree/{GRID_NOTEBOOK}?"))
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            _wait_for_idle_kernel(page)
             _run_menu(page, "Run All Cells")
             grid = page.locator(".fastiot-grid").first
             grid.locator(".fg-data:not(.fg-loading)").nth(5).wait_for()  # the demo's rows arrive

@@ -1,4 +1,5 @@
-"""Helpers of the fault tests: event-based waits on connection state and message counts, and figures."""
+"""Helpers of the core tests: event-based waits on connection state, message counts and errors, a
+round trip through the broker, clusters and figures."""
 
 from __future__ import annotations
 
@@ -7,24 +8,82 @@ import json
 import statistics
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.data_models import FastIoTPublish
 from fastiot.nats_server import NatsServer, find_free_port
 from tests.waits import WAIT, wait_until
 
 __all__ = [
     "WAIT",
     "Counter",
+    "ErrorCollector",
+    "HangingHandler",
+    "Note",
+    "Reading",
     "StateLog",
+    "connect_and_round_trip",
     "percentile",
     "publish_until",
     "record_figure",
+    "round_trip",
     "routes_of",
     "start_cluster",
+    "subscribe_then_kill",
     "wait_for_routes",
 ]
+
+
+class Note(FastIoTPublish):
+    """A message a connection sends to itself to show it works."""
+
+    text: str
+
+
+class Reading(FastIoTPublish):
+    """A numbered message, to see which ones arrived, in which order."""
+
+    seq: int
+
+
+async def round_trip(connection: NatsBrokerConnection, text: str = "hello") -> str:
+    """Send a :class:`Note` through the broker to ``connection`` itself; the text that arrived."""
+    received: asyncio.Queue[Note] = asyncio.Queue()
+
+    async def on_note(note: Note) -> None:
+        await received.put(note)
+
+    subscription = await connection.subscribe(Note.get_subject(), on_note)
+    try:
+        await connection.publish(Note.get_subject(), Note(text=text))
+        return (await asyncio.wait_for(received.get(), WAIT)).text
+    finally:
+        await subscription.unsubscribe()
+
+
+async def connect_and_round_trip(text: str = "hello", **connect_options: Any) -> str:
+    """Connect (with the FASTIOT_NATS_* settings, and ``connect_options``), :func:`round_trip`, close."""
+    connection = await NatsBrokerConnection.connect(**connect_options)
+    try:
+        return await round_trip(connection, text)
+    finally:
+        await connection.close()
+
+
+class ErrorCollector:
+    """An async subscription_error_cb that keeps what it gets and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.errors: asyncio.Queue[Exception] = asyncio.Queue()
+
+    async def __call__(self, err: Exception) -> None:
+        await self.errors.put(err)
+
+    async def next(self) -> Exception:
+        return await asyncio.wait_for(self.errors.get(), WAIT)
 
 
 class StateLog:
@@ -176,3 +235,25 @@ def start_cluster(size: int = 3) -> list[NatsServer]:
             server.stop()
         raise
     return servers
+
+
+async def subscribe_then_kill(
+    connection: NatsBrokerConnection, server: NatsServer
+) -> tuple[StateLog, list[int], Counter]:
+    """Subscribe ``connection`` to Readings, kill ``server``, and wait until the connection notices.
+
+    Returns the connection's state log, the list the received sequence numbers go to, and their count.
+    """
+    log = StateLog(connection)
+    received: list[int] = []
+    counter = Counter()
+
+    async def on_reading(reading: Reading) -> None:
+        received.append(reading.seq)
+        counter.add()
+
+    await connection.subscribe(Reading.get_subject(), on_reading)
+    await connection.flush()
+    await asyncio.to_thread(server.kill)
+    await log.wait_for("reconnecting")
+    return log, received, counter

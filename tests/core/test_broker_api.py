@@ -26,6 +26,7 @@ async def test_the_dummy_offers_what_users_of_a_connection_need() -> None:
     dummy.on_state_change(seen.append)
     dummy.on_state_change(seen.append)  # registered once
     assert dummy.state is ConnectionState.CONNECTED
+    assert dummy.connected_url is None, "no server behind the dummy"
 
     async def on_msg(msg: Any) -> None:
         pass

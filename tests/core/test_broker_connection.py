@@ -24,6 +24,7 @@ from fastiot.core.serialization import serialize_to_bin
 from fastiot.exceptions import DeserializationError, ReplyHandlerError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
+from tests.core.fault_helpers import ErrorCollector
 
 WAIT = 5.0  # the longest any single expected event may take
 
@@ -44,19 +45,6 @@ class SquareRequest(FastIoTRequest):
 class DictRequest(FastIoTRequest):
     _reply_cls = dict
     x: int
-
-
-class ErrorCollector:
-    """An async subscription_error_cb that keeps what it gets and lets a test wait for it."""
-
-    def __init__(self) -> None:
-        self.errors: asyncio.Queue[Exception] = asyncio.Queue()
-
-    async def __call__(self, err: Exception) -> None:
-        await self.errors.put(err)
-
-    async def next(self) -> Exception:
-        return await asyncio.wait_for(self.errors.get(), WAIT)
 
 
 @pytest.fixture

@@ -7,23 +7,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastiot.core import FastIoTPublish
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
 from tests.core.fault_helpers import (
     Counter,
+    Reading,
     StateLog,
     publish_until,
     record_figure,
     start_cluster,
+    subscribe_then_kill,
     wait_for_routes,
 )
 
 RECONNECT_WAIT = 0.1
-
-
-class Tick(FastIoTPublish):
-    seq: int
 
 
 @pytest.fixture
@@ -44,14 +41,14 @@ async def test_cluster_forms_and_routes_messages_between_servers(cluster: list[N
     last = await NatsBrokerConnection.connect(servers=cluster[2].url)
     got = Counter()
 
-    async def on_tick(tick: Tick) -> None:
+    async def on_reading(reading: Reading) -> None:
         got.add()
 
-    await last.subscribe(Tick.get_subject(), on_tick)
+    await last.subscribe(Reading.get_subject(), on_reading)
     await last.flush()
 
     # Interest travels over the route asynchronously; publish until the first message arrives.
-    await publish_until(lambda: first.publish(Tick.get_subject(), Tick(seq=0)), lambda: got.count > 0)
+    await publish_until(lambda: first.publish(Reading.get_subject(), Reading(seq=0)), lambda: got.count > 0)
     await first.close()
     await last.close()
 
@@ -76,20 +73,22 @@ async def test_failover_to_another_server_keeps_subscriptions(
     seen: list[int] = []
     got = Counter()
 
-    async def on_tick(tick: Tick) -> None:
-        if tick.seq >= 0:
-            seen.append(tick.seq)
+    async def on_reading(reading: Reading) -> None:
+        if reading.seq >= 0:
+            seen.append(reading.seq)
         got.add()
 
-    subscription = await subscriber.subscribe(Tick.get_subject(), on_tick)
-    await publish_until(lambda: publisher.publish(Tick.get_subject(), Tick(seq=-1)), lambda: got.count > 0)
+    subscription = await subscriber.subscribe(Reading.get_subject(), on_reading)
+    await publish_until(
+        lambda: publisher.publish(Reading.get_subject(), Reading(seq=-1)), lambda: got.count > 0
+    )
     sent: list[int] = []
     stop = asyncio.Event()
 
     async def stream() -> None:
         seq = 0
         while not stop.is_set():
-            await publisher.publish(Tick.get_subject(), Tick(seq=seq))
+            await publisher.publish(Reading.get_subject(), Reading(seq=seq))
             sent.append(seq)
             seq += 1
             await asyncio.sleep(0.001)
@@ -131,21 +130,10 @@ async def test_failover_of_both_ends_when_they_share_the_dying_server(cluster: l
     connection = await NatsBrokerConnection.connect(
         servers=[s.url for s in cluster], reconnect_time_wait=RECONNECT_WAIT
     )
-    log = StateLog(connection)
     victim = next(s for s in cluster if s.url == connection.connected_url)
-    got: list[int] = []
-    counter = Counter()
-
-    async def on_tick(tick: Tick) -> None:
-        got.append(tick.seq)
-        counter.add()
-
-    await connection.subscribe(Tick.get_subject(), on_tick)
-    await connection.flush()
-    await asyncio.to_thread(victim.kill)
-    await log.wait_for("reconnecting")
+    log, got, counter = await subscribe_then_kill(connection, victim)
     for seq in range(100):  # buffered while failing over, replayed after the SUB on the new server
-        await connection.publish(Tick.get_subject(), Tick(seq=seq))
+        await connection.publish(Reading.get_subject(), Reading(seq=seq))
     await log.wait_for("connected")
     await counter.wait_for(100)
     assert got == list(range(100))

@@ -21,17 +21,12 @@ import pytest
 import trustme
 
 from fastiot import workbench
-from fastiot.core import FastIoTPublish
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError
 from fastiot.nats_server import NatsServer
-from tests.core.fault_helpers import Counter, StateLog
+from tests.core.fault_helpers import Counter, Note, StateLog, connect_and_round_trip, round_trip
 
 FAILS_WITHIN = 4.0  # seconds; "a clear error within seconds, never a hang"
-
-
-class Note(FastIoTPublish):
-    text: str
 
 
 @dataclass
@@ -85,17 +80,6 @@ def mtls_server(certs: Certificates) -> Iterator[NatsServer]:
         yield server
 
 
-async def round_trip(connection: NatsBrokerConnection) -> str:
-    received: asyncio.Queue[Note] = asyncio.Queue()
-
-    async def on_note(note: Note) -> None:
-        await received.put(note)
-
-    await connection.subscribe(Note.get_subject(), on_note)
-    await connection.publish(Note.get_subject(), Note(text="over tls"))
-    return (await asyncio.wait_for(received.get(), 5.0)).text
-
-
 def tls_versions(server: NatsServer, name: str) -> list[str]:
     """The TLS version of each of the server's client connections called ``name`` (from /connz)."""
     with urllib.request.urlopen(f"{server.monitor_url}/connz", timeout=5) as response:
@@ -119,7 +103,7 @@ async def test_tls_with_a_ca_from_the_environment(
     monkeypatch.setenv("FASTIOT_NATS_TLS_CA", certs.ca)
     connection = await NatsBrokerConnection.connect(name="tls-with-ca")
     try:
-        assert await round_trip(connection) == "over tls"
+        assert await round_trip(connection, "over tls") == "over tls"
         # The server itself says the connection is encrypted.
         versions = await asyncio.to_thread(tls_versions, tls_server, "tls-with-ca")
         assert versions and all(v.startswith("1.") for v in versions), versions
@@ -134,11 +118,7 @@ async def test_tls_checks_the_host_name_localhost_too(
     monkeypatch.setenv("FASTIOT_NATS_HOST", "localhost")
     monkeypatch.setenv("FASTIOT_NATS_PORT", str(tls_server.port))
     monkeypatch.setenv("FASTIOT_NATS_TLS_CA", certs.ca)
-    connection = await NatsBrokerConnection.connect()
-    try:
-        assert await round_trip(connection) == "over tls"
-    finally:
-        await connection.close()
+    assert await connect_and_round_trip("over tls") == "over tls"
 
 
 async def test_tls_with_the_wrong_ca_fails_fast_with_a_clear_error(
@@ -174,11 +154,7 @@ async def test_mutual_tls_with_a_client_certificate(
     monkeypatch.setenv("FASTIOT_NATS_TLS_CA", certs.ca)
     monkeypatch.setenv("FASTIOT_NATS_TLS_CERT", certs.client_cert)
     monkeypatch.setenv("FASTIOT_NATS_TLS_KEY", certs.client_key)
-    connection = await NatsBrokerConnection.connect()
-    try:
-        assert await round_trip(connection) == "over tls"
-    finally:
-        await connection.close()
+    assert await connect_and_round_trip("over tls") == "over tls"
 
 
 async def test_mutual_tls_without_a_client_certificate_says_which_settings(
@@ -207,11 +183,7 @@ async def test_user_and_password_over_tls(certs: Certificates, monkeypatch: pyte
         monkeypatch.setenv("FASTIOT_NATS_TLS_CA", certs.ca)
         monkeypatch.setenv("FASTIOT_NATS_USER", "alice")
         monkeypatch.setenv("FASTIOT_NATS_PASSWORD", "s3cret")
-        connection = await NatsBrokerConnection.connect()
-        try:
-            assert await round_trip(connection) == "over tls"
-        finally:
-            await connection.close()
+        assert await connect_and_round_trip("over tls") == "over tls"
         monkeypatch.setenv("FASTIOT_NATS_PASSWORD", "wrong")
         start = time.monotonic()
         with pytest.raises(BrokerAuthenticationError, match="rejected the credentials"):

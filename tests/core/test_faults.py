@@ -15,7 +15,6 @@ import nats.errors
 import pytest
 
 from fastiot.core import (
-    FastIoTPublish,
     FastIoTRequest,
     FastIoTResponse,
     FastIoTService,
@@ -26,14 +25,18 @@ from fastiot.core import (
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import PublishBufferFullError
 from fastiot.nats_server import NatsServer
-from tests.core.fault_helpers import WAIT, Counter, StateLog, percentile, record_figure
+from tests.core.fault_helpers import (
+    WAIT,
+    Counter,
+    Reading,
+    StateLog,
+    percentile,
+    record_figure,
+    subscribe_then_kill,
+)
 
 RECONNECT_WAIT = 0.1  # seconds between reconnect attempts to the same server
 OUTAGE = 0.4  # seconds the server stays down
-
-
-class Reading(FastIoTPublish):
-    seq: int
 
 
 class EchoReply(FastIoTResponse):
@@ -208,35 +211,13 @@ async def test_service_survives_broker_restarts_mid_stream(
     )
 
 
-async def _subscribe_then_kill(
-    connection: NatsBrokerConnection, server: NatsServer
-) -> tuple[StateLog, list[int], Counter]:
-    """Subscribe ``connection`` to Readings, kill the server, and wait until the connection notices.
-
-    Returns the connection's state log, the list the received sequence numbers go to, and their count.
-    """
-    log = StateLog(connection)
-    received: list[int] = []
-    counter = Counter()
-
-    async def on_reading(reading: Reading) -> None:
-        received.append(reading.seq)
-        counter.add()
-
-    await connection.subscribe(Reading.get_subject(), on_reading)
-    await connection.flush()
-    await asyncio.to_thread(server.kill)
-    await log.wait_for("reconnecting")
-    return log, received, counter
-
-
 async def test_publishes_during_an_outage_are_buffered_and_delivered_in_order(
     server: NatsServer, request: pytest.FixtureRequest
 ) -> None:
     """With the subscription on the same connection the replay order is fixed (SUB before the buffered
     PUBs), so not a single buffered message may be lost."""
     connection = await connect(server)
-    log, received, counter = await _subscribe_then_kill(connection, server)
+    log, received, counter = await subscribe_then_kill(connection, server)
     for seq in range(1000):
         await connection.publish(Reading.get_subject(), Reading(seq=seq))
     buffered = connection.client.pending_data_size
@@ -258,7 +239,7 @@ async def test_a_full_reconnect_buffer_is_reported_never_silent(
     buffer_size = 8 * 1024
     connection = await connect(server, pending_size=buffer_size)
     assert connection.reconnect_buffer_size == buffer_size
-    log, received, counter = await _subscribe_then_kill(connection, server)
+    log, received, counter = await subscribe_then_kill(connection, server)
     caplog.clear()
     accepted: list[int] = []
     errors: list[PublishBufferFullError] = []

@@ -139,6 +139,6 @@ def test_a_notebook_prints_each_service_line_once() -> None:
     """In a real kernel: without any logging setup, and after logging.basicConfig()."""
     _, plain, configured = execute_cells(NOTEBOOK, timeout=60)
     assert not plain.errors and not configured.errors
-    for output in (plain.text, configured.text):
+    for output in (plain.shown, configured.shown):
         assert output.count("hello from the service") == 1, output
         assert output.count("started Hello") == 1, output

@@ -16,16 +16,12 @@ from pathlib import Path
 import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.core.data_models import FastIoTPublish
 from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError, NatsServerBinaryNotFound
 from fastiot.nats_server import NatsServer, accepts_connections, find_free_port, find_nats_server_binary
+from tests.core.fault_helpers import connect_and_round_trip
 from tests.waits import wait_until_gone
 
 AUTH_FAILS_WITHIN = 4.0  # seconds; "fails within seconds, never hangs"
-
-
-class Note(FastIoTPublish):
-    text: str
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -40,17 +36,6 @@ def listening_addresses(port: int) -> set[str]:
             if int(port_hex, 16) == port and fields[3] == "0A":  # 0A = LISTEN
                 found.add(address)
     return found
-
-
-async def round_trip(connection: NatsBrokerConnection) -> Note:
-    received: asyncio.Queue[Note] = asyncio.Queue()
-
-    async def on_note(note: Note) -> None:
-        await received.put(note)
-
-    await connection.subscribe(Note.get_subject(), on_note)
-    await connection.publish(Note.get_subject(), Note(text="hello"))
-    return await asyncio.wait_for(received.get(), 5.0)
 
 
 # --- NatsServer --------------------------------------------------------------------------------------
@@ -100,11 +85,7 @@ def test_context_manager_starts_and_stops_without_leftovers() -> None:
 async def test_async_context_manager() -> None:
     async with NatsServer() as server:
         assert server.is_running
-        connection = await NatsBrokerConnection.connect(servers=server.url)
-        try:
-            assert (await round_trip(connection)).text == "hello"
-        finally:
-            await connection.close()
+        assert await connect_and_round_trip(servers=server.url) == "hello"
         pid = server.pid
     assert not server.is_running
     assert pid is not None
@@ -245,22 +226,13 @@ async def test_user_and_password_from_the_environment(
     monkeypatch.setenv("FASTIOT_NATS_SERVERS", user_server.url)
     monkeypatch.setenv("FASTIOT_NATS_USER", "alice")
     monkeypatch.setenv("FASTIOT_NATS_PASSWORD", "s3cret")
-    connection = await NatsBrokerConnection.connect()
-    try:
-        assert connection.is_connected
-        assert (await round_trip(connection)).text == "hello"
-    finally:
-        await connection.close()
+    assert await connect_and_round_trip() == "hello"
 
 
 async def test_token_from_the_environment(token_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FASTIOT_NATS_SERVERS", token_server.url)
     monkeypatch.setenv("FASTIOT_NATS_TOKEN", "t0ken")
-    connection = await NatsBrokerConnection.connect()
-    try:
-        assert (await round_trip(connection)).text == "hello"
-    finally:
-        await connection.close()
+    assert await connect_and_round_trip() == "hello"
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from fastiot.exceptions import (
     RequestTimeoutError,
 )
 from fastiot.nats_server import NatsServer, find_free_port
-from tests.core.fault_helpers import HangingHandler
+from tests.core.fault_helpers import ErrorCollector, HangingHandler
 from tests.waits import wait_until
 
 WAIT = 10.0
@@ -43,19 +43,6 @@ class Answer(FastIoTResponse):
 class Question(FastIoTRequest):
     _reply_cls = Answer
     value: int
-
-
-class Errors:
-    """A subscription_error_cb that lets a test wait for the next error."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Exception] = asyncio.Queue()
-
-    async def __call__(self, err: Exception) -> None:
-        await self.queue.put(err)
-
-    async def next(self) -> Exception:
-        return await asyncio.wait_for(self.queue.get(), WAIT)
 
 
 async def _raw_client(server: NatsServer, commands: bytes) -> None:
@@ -86,7 +73,7 @@ def _hpub(subject: bytes, headers: bytes, payload: bytes) -> bytes:
 
 
 async def test_a_message_that_is_not_utf8_is_reported_and_delivery_goes_on(nats_server: NatsServer) -> None:
-    errors = Errors()
+    errors = ErrorCollector()
     connection = await NatsBrokerConnection.connect(subscription_error_cb=errors)
     try:
         delivered: asyncio.Queue[str] = asyncio.Queue()
@@ -166,7 +153,7 @@ async def test_credentials_in_a_url_do_not_leak_into_errors_or_logs(
 async def test_the_error_callback_gets_the_handlers_own_exception_with_subject_and_payload(
     nats_server: NatsServer,
 ) -> None:
-    errors = Errors()
+    errors = ErrorCollector()
     connection = await NatsBrokerConnection.connect(subscription_error_cb=errors)
     try:
 

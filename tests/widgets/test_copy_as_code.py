@@ -226,7 +226,7 @@ async def test_the_button_says_why_making_the_code_failed() -> None:
 
     button = CopyAsCode(make, frontend_timeout=0.05)
     assert await button.copy() == "failed"
-    assert "a socket has no Python literal" in button.error and "no Python literal" in button.message.value
+    assert "a socket has no Python literal" in button.error
     assert button.code_box.code == ""
     button.close()
 

@@ -125,7 +125,7 @@ async def test_pause_freezes_the_chart_and_keeps_collecting(
         await broker.publish_raw(subject, pack({"value": v}))
     await plot.series.wait_for(3, timeout=10)
     plot.refresh()
-    assert _line(plot, subject)[1].tolist() == [1] and "paused" in plot.summary_view.value
+    assert _line(plot, subject)[1].tolist() == [1]
     plot.resume_button.click()
     await wait_for_trait(plot, "points_shown", lambda n: n == 3)
     assert _line(plot, subject)[1].tolist() == [1, 2, 3]

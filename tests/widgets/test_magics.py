@@ -2,68 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbclient
 import nbformat
 import pytest
 
 from fastiot.nats_server import NatsServer
-
-
-@dataclass
-class Outputs:
-    text: str  # stdout and the text/plain of results and displays
-    stderr: str
-    errors: list[str]
-
-
-class Kernel:
-    """One kernel; :meth:`run` executes a cell (a given cell again, like re-running an edited cell)."""
-
-    def __init__(self, client: nbclient.NotebookClient) -> None:
-        self.client = client
-
-    def run(self, source: str, cell: nbformat.NotebookNode | None = None) -> Outputs:
-        nb = self.client.nb
-        if cell is None:
-            cell = nbformat.v4.new_code_cell(source)
-            nb.cells.append(cell)
-        else:
-            cell.source = source
-        self.client.execute_cell(cell, nb.cells.index(cell))
-        text, stderr, errors = [], [], []
-        for output in cell.outputs:
-            if output.output_type == "stream":
-                (stderr if output.name == "stderr" else text).append(output.text)
-            elif output.output_type in ("execute_result", "display_data"):
-                text.append(output.get("data", {}).get("text/plain", ""))
-            elif output.output_type == "error":
-                errors.append(f"{output.ename}: {output.evalue}")
-        return Outputs("\n".join(text), "".join(stderr), errors)
-
-    def run_ok(self, source: str, cell: nbformat.NotebookNode | None = None) -> Outputs:
-        out = self.run(source, cell)
-        assert not out.errors, f"cell failed: {out.errors}\n{out.stderr}"
-        return out
+from tests.kernel_util import Kernel, running_kernel
 
 
 @pytest.fixture
 def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
-    client = nbclient.NotebookClient(
-        nbformat.v4.new_notebook(),
-        timeout=60,
-        startup_timeout=60,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    env = {**os.environ, "FASTIOT_NATS_SERVERS": nats_server.url}
-    with client.setup_kernel(env=env, cwd=str(tmp_path)):
-        yield Kernel(client)
+    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
+        yield kernel
 
 
 MODELS = """
@@ -166,9 +118,7 @@ def test_a_click_from_the_front_end_runs_on_the_kernel_loop(kernel: Kernel) -> N
         "ctl = ServiceControl(Clicked)\n"
         "print(ctl.start_button.model_id)"
     ).text.strip()
-    kc = kernel.client.kc
-    click = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
-    kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    kernel.click(model_id)
     out = kernel.run_ok(
         "await ctl.wait_for_status('running', timeout=10)\n"
         "await ctl.wait_idle()\n"
@@ -215,7 +165,7 @@ def test_a_newer_cell_retires_the_older_controls(kernel: Kernel) -> None:
         "first.start_button.click()  # the user presses Start on the first cell's control\n"
         "await first.wait_idle()\n"
         "print(first.status, second.status, first.start_button.disabled, first.restart_button.disabled)\n"
-        "print(first.status_light.value)"
+        "print(first.status.description)"
     )
     assert "replaced running True True" in out.text
     assert "replaced by a newer cell" in out.text
@@ -241,3 +191,45 @@ def test_magic_arguments_are_parsed_by_ipython(kernel: Kernel) -> None:
     out = kernel.run("%%service --bogus\nclass Another(FastIoTService):\n    pass")
     assert "UsageError: unrecognized arguments: --bogus" in out.stderr
     assert "Another" not in kernel.run_ok("%services").text, "a cell with bad arguments starts nothing"
+
+
+def test_cells_after_a_service_cell_run_and_sync_calls_work(kernel: Kernel) -> None:
+    """The re-entrant kernel loop (nest-asyncio2): after %%service, later cells are not stuck, and
+    publish_sync / request_sync work in a cell, in a widget's click handler and in a service handler."""
+    kernel.run_ok("import fastiot_widgets")
+    kernel.run_ok(MODELS)
+    kernel.run_ok(SERVICE.format(version="v1"))
+    out = kernel.run_ok(
+        "from fastiot.msg.thing import Thing\n"
+        "broker = await workbench.connection()\n"
+        "thing = Thing(machine='m', name='n', value=1)\n"
+        "broker.publish_sync(Thing.get_subject('magics.sync'), thing, timeout=5)\n"
+        "print('sync', broker.request_sync(Ask.get_reply_subject(), Ask(text='cell'), timeout=5).text)"
+    )
+    assert "sync v1:cell" in out.text
+    kernel.run_ok(SERVICE.format(version="v2"))  # hot reload, then sync again
+    model_id = kernel.run_ok(
+        "import ipywidgets\n"
+        "answers = []\n"
+        "button = ipywidgets.Button()\n"
+        "button.on_click(lambda _: answers.append(\n"
+        "    broker.request_sync(Ask.get_reply_subject(), Ask(text='click'), timeout=5).text))\n"
+        "print(button.model_id)"
+    ).text.strip()
+    kernel.click(model_id)
+    kernel.run_ok(
+        "%%service\n"
+        "class Relay(FastIoTService):\n"
+        "    @reply(subject=Ask.get_reply_subject('relay'))\n"
+        "    async def relay(self, request: Ask) -> Answer:\n"
+        "        inner = self.broker_connection.request_sync(\n"
+        "            Ask.get_reply_subject(), Ask(text='in'), timeout=5)\n"
+        "        return Answer(text='relay ' + inner.text)"
+    )
+    out = kernel.run_ok(
+        "print('clicked', answers)\n"
+        "print((await broker.request(Ask.get_reply_subject('relay'), Ask(text='r'), timeout=8)).text)"
+    )
+    assert "clicked ['v2:click']" in out.text, "the click was handled before this cell (shell order)"
+    assert "relay v2:in" in out.text
+    assert kernel.run_ok("print('last cell runs')").text.strip() == "last cell runs"

@@ -61,7 +61,7 @@ async def test_buttons_start_restart_stop(broker) -> None:
         False,
         False,
     )
-    assert "running" in ctl.status_light.value and "Counter" in ctl.status_light.value
+    assert ctl.name == "Counter"
     assert ctl.is_refreshing
     first = ctl.runner.service
 
@@ -97,13 +97,12 @@ async def test_await_start_stop_and_counters_follow_real_messages(broker) -> Non
     await _publish(broker, 5)
     counts = await wait_for_trait(ctl, "handler_counts", lambda c: c.get("on_thing", {}).get("received") == 5)
     assert counts == {"on_thing": {"received": 5, "errors": 0}}
-    assert "on_thing" in ctl.counters_view.value and ">5<" in ctl.counters_view.value
-    await wait_for_trait(ctl.log_view, "value", lambda v: "got 4" in v)
+    await wait_for_trait(ctl, "log", lambda v: "got 4" in v)
     await ctl.stop()
     assert ctl.status == "stopped"
     assert not ctl.is_refreshing
     assert ctl.handler_counts == {"on_thing": {"received": 5, "errors": 0}}, "final counts stay visible"
-    assert "stopped Counter" in ctl.log_view.value
+    assert "stopped Counter" in ctl.log
 
 
 async def test_refresh_rate_is_bounded_under_load(broker) -> None:
@@ -126,9 +125,9 @@ async def test_log_view_is_bounded(broker) -> None:
     ctl.max_log_lines = 3
     await ctl.start()
     await _publish(broker, 10)
-    await wait_for_trait(ctl.log_view, "value", lambda v: "got 9" in v)
-    assert "got 6" not in ctl.log_view.value
-    assert "older lines not shown" in ctl.log_view.value
+    log = await wait_for_trait(ctl, "log", lambda v: "got 9" in v)
+    assert log.splitlines()[1:] == list(ctl.runner.log_lines)[-3:]
+    assert log.splitlines()[0].endswith("older lines not shown)")
     await ctl.stop()
 
 
@@ -137,8 +136,8 @@ async def test_one_hidden_log_line_is_one_line(broker) -> None:
     ctl.max_log_lines = 1
     await ctl.start()  # logs "started Counter"
     await _publish(broker, 1)
-    await wait_for_trait(ctl.log_view, "value", lambda v: "got 0" in v)
-    assert "(1 older line not shown)" in ctl.log_view.value
+    log = await wait_for_trait(ctl, "log", lambda v: "got 0" in v)
+    assert log.splitlines()[0] == "(1 older line not shown)"
     await ctl.stop()
 
 
@@ -149,8 +148,6 @@ async def test_crashing_loop_shows_crashed_with_traceback(broker) -> None:
     await ctl.wait_idle()
     assert ctl.status == "crashed"
     assert "Traceback" in ctl.error and "RuntimeError: sensor unplugged" in ctl.error
-    assert "RuntimeError: sensor unplugged" in ctl.error_view.value
-    assert "crashed" in ctl.status_light.value
     assert not ctl.is_refreshing
     assert (ctl.start_button.disabled, ctl.restart_button.disabled) == (False, False)
 
@@ -178,7 +175,6 @@ async def test_action_errors_are_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     await ctl.wait_idle()
     assert ctl.status == "stopped"
     assert "BrokerUnavailableError" in ctl.error and url in ctl.error
-    assert "BrokerUnavailableError" in ctl.error_view.value
     assert ctl.connection_status.state == "disconnected"
     assert "BrokerUnavailableError" in ctl.connection_status.detail
 
@@ -189,7 +185,7 @@ async def test_workbench_connection_and_service_kwargs() -> None:
     assert ctl.runner.service.broker_connection is await workbench.connection()
     assert ctl.connection_status.state == "connected"
     assert ctl.connection_status.connection is await workbench.connection()
-    await wait_for_trait(ctl.log_view, "value", lambda v: "moin from Greeter" in v)
+    await wait_for_trait(ctl, "log", lambda v: "moin from Greeter" in v)
     assert repr(ctl) == "ServiceControl(Greeter, running)"
     await ctl.stop()
 
@@ -222,7 +218,7 @@ async def test_connection_status_follows_reconnect_and_close() -> None:
         assert status.state == "connected" and server.url in status.detail
         server.kill()
         await wait_for_trait(status, "state", lambda s: s == "reconnecting")
-        assert "reconnecting" in status.value
+        assert status.detail == "lost the broker; reconnecting"
         await asyncio.to_thread(server.restart)  # the same port again
         await wait_for_trait(status, "state", lambda s: s == "connected", timeout=15)
         await connection.close()
@@ -254,7 +250,8 @@ async def test_a_replaced_control_cannot_start(broker) -> None:
     await ctl.start()
     await ctl.runner.retire()  # what a newer %%service cell of the same service does
     assert ctl.status == "replaced"
-    assert "replaced by a newer cell" in ctl.status_light.value
+    assert ctl.status.description == "replaced by a newer cell"
+    assert ctl.start_button.tooltip == "A newer cell defines this service; use its control"
     assert (ctl.start_button.disabled, ctl.stop_button.disabled, ctl.restart_button.disabled) == (
         True,
         True,

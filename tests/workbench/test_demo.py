@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 import pytest
@@ -105,3 +106,25 @@ async def test_a_machine_drops_values_instead_of_crashing_when_the_buffer_is_ful
         assert press.shutdown_exception is None
     assert press.values_dropped >= 8
     assert press.messages_published == 0
+
+
+def test_the_plant_writes_nothing_red_into_a_notebook_cell() -> None:
+    """In a real kernel: starting and stopping the plant prints no log lines to the cell's stderr."""
+    from tests.kernel_util import execute_cells
+
+    started, stopped = execute_cells(
+        ["from fastiot import demo\nplant = await demo.start_demo(rate=5)", "await plant.stop()"], timeout=60
+    )
+    assert not started.errors and not stopped.errors
+    assert started.stderr == "", started.stderr
+    assert stopped.stderr == "", stopped.stderr
+
+
+async def test_a_quiet_plant_still_logs_its_warnings(broker, caplog: pytest.LogCaptureFixture) -> None:
+    """Quiet means no life-cycle chatter; a machine's warnings still reach the log."""
+    caplog.set_level(logging.DEBUG)
+    async with DemoPlant(broker, rate=5) as plant:
+        plant.machines[0]._logger.warning("pressure sensor lost")
+    texts = [r.getMessage() for r in caplog.records]
+    assert "pressure sensor lost" in texts
+    assert not any(t.startswith(("started", "stopped")) for t in texts), texts
