@@ -394,13 +394,14 @@ class MessageCapture(BrokerObserver):
         After :meth:`clear` the callback gets ``0``.
 
         Args:
-            callback: A plain (not async) function taking the number of new rows.
-            remove: Unregister ``callback`` instead.
+            callback: A plain (not async) function taking the number of new rows. Registering it
+                again keeps it once, with the new ``min_interval``.
+            remove: Unregister ``callback`` instead (nothing happens if it is not registered).
             min_interval: The least time in seconds between two calls of this callback.
 
         Raises:
             TypeError: If ``callback`` is an async function or not callable.
-            ValueError: If ``remove`` names a callback that is not registered.
+            ValueError: If ``min_interval`` is negative.
 
         Example:
             >>> capture = MessageCapture("v1.thing.>")

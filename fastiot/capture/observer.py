@@ -278,15 +278,16 @@ class BrokerObserver:
     def _add_listener(
         self, callback: Callable[..., None], remove: bool, min_interval: float, mark: Any
     ) -> None:
-        """Register (or with ``remove`` unregister) a throttled listener; its news start at ``mark``."""
+        """Register (or with ``remove`` unregister) a throttled listener; its news start at ``mark``.
+
+        As :class:`fastiot._callbacks.CallbackList`: removing a callback that is not registered does
+        nothing, and registering one again keeps it once (with the new ``min_interval``).
+        """
+        registered = next((listener for listener in self._listeners if listener.callback == callback), None)
         if remove:
-            for listener in self._listeners:
-                if listener.callback == callback:
-                    self._listeners.remove(listener)
-                    break
-            else:
-                raise ValueError(f"{callback!r} is not registered")
-            self._rearm()
+            if registered is not None:
+                self._listeners.remove(registered)
+                self._rearm()
             return
         if is_coroutine_callable(callback):
             raise TypeError(
@@ -297,6 +298,9 @@ class BrokerObserver:
             raise TypeError(f"the callback must be callable, got {type(callback).__name__}")
         if min_interval < 0:
             raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval}")
+        if registered is not None:
+            registered.min_interval = min_interval
+            return
         self._listeners.append(Listener(callback=callback, min_interval=min_interval, mark=mark))
         self._rearm()
 

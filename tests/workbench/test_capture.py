@@ -258,14 +258,30 @@ async def test_on_message_is_coalesced_throttled_and_removable(
         await broker.publish_raw(f"{prefix}.a", pack({"i": 201}))
         await capture.wait_for(202, timeout=5)
         assert len(counts) == before
-        with pytest.raises(ValueError, match="not registered"):
-            capture.on_message(counts.append, remove=True)
+        capture.on_message(counts.append, remove=True)  # not registered any more: nothing happens
 
     async def not_plain(n: int) -> None:
         pass
 
     with pytest.raises(TypeError, match="plain function"):
         capture.on_message(not_plain)
+
+
+async def test_a_listener_registered_twice_is_called_once(broker: NatsBrokerConnection, prefix: str) -> None:
+    """As every on_*(callback, remove=False) of fastiot (CallbackList): duplicates are kept once."""
+    counts: list[int] = []
+    last = asyncio.Event()
+
+    def on_last(n: int) -> None:  # registered after the duplicate: when it runs, the other ran
+        last.set()
+
+    async with MessageCapture(f"{prefix}.>", broker) as capture:
+        capture.on_message(counts.append)
+        capture.on_message(counts.append)
+        capture.on_message(on_last)
+        await broker.publish_raw(f"{prefix}.a", pack({"i": 0}))
+        await asyncio.wait_for(last.wait(), 5)
+        assert counts == [1]
 
 
 async def test_a_failing_listener_does_not_stop_the_capture(
