@@ -72,7 +72,8 @@ class KeyEntry:
     Attributes:
         bucket, key: Where it is.
         revision: Its revision (the stream sequence; grows with every change of any key).
-        created: When it was written (UTC).
+        created: When it was written (UTC); None from :meth:`Bucket.get` (nats-py's ``kv.get`` does not
+            say), set in :meth:`Bucket.history` and in a watch.
         operation: ``"PUT"``, ``"DEL"`` (deleted) or ``"PURGE"`` (deleted with its history).
         raw: The stored bytes (empty for deletes).
         value: ``raw`` decoded like a payload (msgpack, else JSON), None if it does not decode.
