@@ -406,6 +406,10 @@ class StreamReader:
                 if not self._deleted:
                     await self._on_stall()
 
+    async def headers_of(self, batch: RawBatch) -> dict[int, dict[str, str]]:
+        """The NATS headers of the rows of ``batch`` that have some, parsed by nats-py, by row index."""
+        return {i: await _nats_compat.parse_headers(self._client, raw) for i, raw in batch.headers.items()}
+
     async def prefetch(self, rows: int, timeout: float) -> None:
         """Wait (at most ``timeout`` s) until ``rows`` rows are buffered or the range is all in.
 

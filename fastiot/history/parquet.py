@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastiot.capture.export import texts_where_needed
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import ParquetUnavailableError
 from fastiot.history._frames import FrameBuilder
@@ -58,22 +58,9 @@ def _hours(frame: pd.DataFrame) -> np.ndarray:
     return names[codes] if len(codes) else np.empty(0, dtype=object)
 
 
-def _text_or_none(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.hex() if isinstance(value, bytes) else str(value)
-
-
 def _to_table(frame: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table; object columns Arrow cannot hold as one type become text."""
-    pa = _pyarrow()
-    for name in frame.columns:
-        if frame[name].dtype == object:
-            try:
-                pa.array(frame[name], from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                frame[name] = frame[name].map(_text_or_none)
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    return _pyarrow().Table.from_pandas(texts_where_needed(frame), preserve_index=False)
 
 
 def _unified(schemas: list[pa.Schema]) -> pa.Schema:
@@ -177,10 +164,14 @@ async def write_parquet(
         async with StreamReader(connection, stream, range_=range_, filters=filters) as reader:
             builder = FrameBuilder(min(chunk_rows, max(1, reader.pending)))
             async for batch in reader:
+                headers = await reader.headers_of(batch) if batch.headers else {}
                 offset = 0
                 while offset < len(batch):
                     take = min(len(batch) - offset, builder.capacity - len(builder))
-                    builder.add(_slice(batch, offset, offset + take) if take < len(batch) else batch)
+                    part = _slice(batch, offset, offset + take) if take < len(batch) else batch
+                    builder.add(
+                        part, {i - offset: h for i, h in headers.items() if offset <= i < offset + take}
+                    )
                     offset += take
                     if len(builder) >= builder.capacity:
                         await flush(builder)

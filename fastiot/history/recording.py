@@ -411,7 +411,7 @@ class Recording:
                     expected = reader.pending if max_rows is None else min(reader.pending, max_rows)
                     builder = FrameBuilder(expected)
                     async for batch in reader:
-                        builder.add(batch)
+                        builder.add(batch, await reader.headers_of(batch) if batch.headers else None)
             return builder.to_dataframe()
         finally:
             if gc_was_enabled:

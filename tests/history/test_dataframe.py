@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from fastiot.capture import MessageCapture
+from fastiot.capture import ColumnarBuffer, MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.serialization import pack
 from fastiot.exceptions import InvalidRangeError, InvalidRecordingError, RecordingDeletedError
 from fastiot.history import Recording
 from fastiot.history._reader import StreamReader
@@ -26,7 +27,7 @@ async def test_same_columns_and_values_as_a_capture_of_the_same_messages_plus_se
     thing = Thing(machine="press_1", name="temperature", value=71.5, unit="degC")
     items: list[tuple[str, object]] = [("v1.thing.press_1.temperature", thing.model_dump()) for _ in range(3)]
     items += [("v1.mixed.a", {"nested": {"x": 1}, "flag": True}), ("v1.mixed.b", 42), ("v1.mixed.c", [1, 2])]
-    sequences = await publish(connection, items)
+    sequences = await publish(connection, items, headers={1: {"trace-id": "abc"}})
     await connection.publish_raw("v1.mixed.bad", b"\xc1 not msgpack")  # recorded too, but not decodable
     await connection.publish_raw("v1.mixed.json", b'{"j": "son"}')
     await capture.wait_for(len(items) + 2, timeout=WAIT)
@@ -40,8 +41,28 @@ async def test_same_columns_and_values_as_a_capture_of_the_same_messages_plus_se
     assert recorded["received_at"].dtype == captured["received_at"].dtype
     payload = [c for c in captured.columns if c != "received_at"]
     pd.testing.assert_frame_equal(recorded[payload], captured[payload])
+    assert recorded["headers"].iloc[1] == {"trace-id": "abc"} and recorded["headers"].iloc[0] is None
     bad = recorded[recorded["subject"] == "v1.mixed.bad"].iloc[0]
     assert bad["raw"] == b"\xc1 not msgpack" and "not msgpack" in bad["error"]
+
+
+def test_a_released_buffer_gives_the_same_frame_and_is_empty_after() -> None:
+    """What to_dataframe() loads through: each column let go once converted, nothing else different."""
+    keep, release = (ColumnarBuffer(100, sequence=True) for _ in range(2))
+    for buffer in (keep, release):
+        for i in range(50):
+            payload = pack({"n": i, "name": f"s{i % 3}", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+            buffer.append(
+                f"v1.x.{i % 3}", i, payload if i != 7 else b"\xc1", {"h": "1"} if i == 3 else None, sequence=i
+            )
+    expected = keep.to_dataframe()
+    pd.testing.assert_frame_equal(release.to_dataframe(release=True), expected)
+    assert len(release) == 0 and release.to_dataframe().columns.tolist() == [
+        "received_at",
+        "subject",
+        "sequence",
+    ]
+    pd.testing.assert_frame_equal(keep.to_dataframe(), expected)  # without release, the buffer keeps its rows
 
 
 async def test_received_at_is_when_the_stream_stored_each_message(
