@@ -63,6 +63,10 @@ _MAX_SUBJECT_NAMES = 100_000
 _logger = setup_logger("capture")
 
 
+def _view(array: np.ndarray, slices: list[slice]) -> np.ndarray:
+    return array[slices[0]]
+
+
 def _is_failure(payload: Any) -> bool:
     return type(payload) is Decoded and payload.error is not None
 
@@ -417,21 +421,31 @@ class ColumnarBuffer:
             found.update(self._subject_values[part])
         return sorted(found)
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """The rows kept, oldest first, as a new DataFrame (see :meth:`MessageCapture.to_dataframe`)."""
-        return self.frame(*self.live_range())
+    def to_dataframe(self, *, release: bool = False) -> pd.DataFrame:
+        """The rows kept, oldest first, as a new DataFrame (see :meth:`MessageCapture.to_dataframe`).
+
+        With ``release`` the buffer is emptied (:meth:`clear`) while the frame is built: each column is
+        let go as soon as it is converted, so building needs the buffer plus the frame, not also copies
+        of every column (a recording's millions of rows are loaded this way).
+        """
+        return self.frame(*self.live_range(), release=release)
 
     def tail(self, n: int = 10) -> pd.DataFrame:
         """The newest ``n`` rows as a DataFrame (only those rows are converted)."""
         start, stop = self.live_range()
         return self.frame(max(start, stop - max(0, n)), stop)
 
-    def frame(self, start_seq: int, stop_seq: int) -> pd.DataFrame:
-        """The rows with seq in ``[start_seq, stop_seq)`` (within :meth:`live_range`) as a DataFrame."""
+    def frame(self, start_seq: int, stop_seq: int, *, release: bool = False) -> pd.DataFrame:
+        """The rows with seq in ``[start_seq, stop_seq)`` (within :meth:`live_range`) as a DataFrame.
+
+        With ``release`` the buffer is emptied while the frame is built (see :meth:`to_dataframe`).
+        """
         import pandas as pd
 
         slices = self._slices(start_seq, stop_seq)
         n = max(0, stop_seq - start_seq)
+        # Released columns are handed over as views, not copied: the buffer lets go of them.
+        take = _view if release and len(slices) == 1 else self._take
         data: dict[str, Any] = {
             "received_at": pd.array(
                 self._take(self._times, slices).view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC")
@@ -439,15 +453,18 @@ class ColumnarBuffer:
             "subject": string_array(self._take(self._subject_values, slices)),
         }
         if self._sequences is not None:
-            data[SEQUENCE_COLUMN] = self._take(self._sequences, slices)
+            data[SEQUENCE_COLUMN] = take(self._sequences, slices)
+        if release:
+            self._times = self._subject_values = self._sequences = np.zeros(0, dtype=np.int64)
         for name in self.column_order():
-            column = self._payload.columns[name]
+            column = self._payload.columns.pop(name) if release else self._payload.columns[name]
             key = f"payload.{name}" if name in data else name
             data[key] = column_to_pandas(
                 column.kind,
-                self._take(column.values, slices),
-                None if column.mask is None else self._take(column.mask, slices),
+                take(column.values, slices),
+                None if column.mask is None else take(column.mask, slices),
             )
+            del column
         headers = [(seq, h) for seq, h in self._headers.items() if start_seq <= seq < stop_seq]
         if headers:
             values = np.full(n, None, dtype=object)
@@ -465,4 +482,6 @@ class ColumnarBuffer:
                 texts[seq - start_seq] = text
             data[RAW_COLUMN if RAW_COLUMN not in data else f"_{RAW_COLUMN}"] = raws
             data[ERROR_COLUMN if ERROR_COLUMN not in data else f"_{ERROR_COLUMN}"] = string_array(texts)
+        if release:
+            self.clear()
         return pd.DataFrame(data, copy=False)

@@ -23,7 +23,14 @@ from fastiot.payloads import to_text
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RAW_COLUMNS", "column_to_pandas", "string_array", "write_csv", "write_parquet"]
+__all__ = [
+    "RAW_COLUMNS",
+    "column_to_pandas",
+    "string_array",
+    "texts_where_needed",
+    "write_csv",
+    "write_parquet",
+]
 
 RAW_COLUMNS = ("raw", "_raw")
 """The names the column of undecoded bytes may have (``_raw`` when a payload field is named ``raw``)."""
@@ -96,6 +103,22 @@ def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs: Any) -> Path:
     return Path(path)
 
 
+def texts_where_needed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Turn the object columns Arrow (Parquet) cannot hold as one type into text, in place; the frame.
+
+    Needs pyarrow.
+    """
+    import pyarrow as pa
+
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            try:
+                pa.array(frame[name], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                frame[name] = frame[name].map(_text_or_none)
+    return frame
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path, **kwargs: Any) -> Path:
     """Write a capture's frame to Parquet; object columns Parquet cannot hold as they are become text.
 
@@ -103,18 +126,13 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, **kwargs: Any) -> Path:
         ParquetUnavailableError: If pyarrow is not installed.
     """
     try:
-        import pyarrow as pa
+        import pyarrow  # noqa: F401 - only to say what to install
     except ImportError as e:
         raise ParquetUnavailableError(
             "exporting Parquet needs pyarrow: pip install 'fastiot-workbench[parquet]' "
             "(or use to_csv(), which needs nothing extra)"
         ) from e
-    for name in frame.columns:
-        if frame[name].dtype == object:
-            try:
-                pa.array(frame[name], from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                frame[name] = frame[name].map(_text_or_none)
+    texts_where_needed(frame)
     kwargs.setdefault("index", False)
     kwargs.setdefault("engine", "pyarrow")
     frame.to_parquet(path, **kwargs)
