@@ -28,7 +28,19 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── FormError                          (ValueError) publisher form inputs do not convert
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
     ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
-    └── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
+    ├── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
+    └── HistoryError                       recordings and key-value buckets (JetStream)
+        ├── JetStreamUnavailableError      (RuntimeError) the server has no JetStream (or it is not ready)
+        ├── HistoryServerError             the server refused a JetStream request; its reason included
+        ├── InvalidRecordingError          (ValueError) a bad name, subjects or setting, before any call
+        ├── SubjectsOverlapError           (ValueError) another stream records these subjects already
+        ├── RecordingExistsError           (ValueError) the name is taken with another configuration
+        ├── RecordingNotFoundError         (LookupError) no such recording
+        │   └── RecordingDeletedError      it was deleted while in use
+        ├── InvalidRangeError              (ValueError) a start/end that is no time or sequence
+        ├── ReplayLoopError                (ValueError) a replay would record its own messages again
+        ├── HistoryReadError               (RuntimeError) the server stopped delivering a range
+        └── BucketNotFoundError            (LookupError) no such key-value bucket
 """
 
 from __future__ import annotations
@@ -40,10 +52,17 @@ __all__ = [
     "BadMessageError",
     "BrokerAuthenticationError",
     "BrokerUnavailableError",
+    "BucketNotFoundError",
     "CSVError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
+    "HistoryError",
+    "HistoryReadError",
+    "HistoryServerError",
+    "InvalidRangeError",
+    "InvalidRecordingError",
+    "JetStreamUnavailableError",
     "MessageHandlingError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
@@ -51,6 +70,10 @@ __all__ = [
     "ParquetUnavailableError",
     "PayloadTooLargeError",
     "PublishBufferFullError",
+    "RecordingDeletedError",
+    "RecordingExistsError",
+    "RecordingNotFoundError",
+    "ReplayLoopError",
     "ReplyHandlerError",
     "RequestTimeoutError",
     "SQLSchemaCheckError",
@@ -62,6 +85,7 @@ __all__ = [
     "ShutdownRequestedInterruption",
     "SubjectHierarchyError",
     "SubjectTooLongError",
+    "SubjectsOverlapError",
     "SyncCallOnLoopThreadError",
     "WaitTimeoutError",
 ]
@@ -356,3 +380,85 @@ class SQLSchemaCheckError(FastIoTError):
 
 class CSVError(FastIoTError):
     """FastIoT 1.1's error for a failed CSV import."""
+
+
+# -- history: recordings (JetStream streams) and key-value buckets ---------------------------------------
+
+
+class HistoryError(FastIoTError):
+    """Base of the errors of :mod:`fastiot.history` (recordings, replays, key-value buckets)."""
+
+
+class JetStreamUnavailableError(HistoryError, RuntimeError):
+    """The NATS server has no JetStream, or its JetStream is not ready (a cluster without a leader yet)."""
+
+
+class HistoryServerError(HistoryError):
+    """The server refused a JetStream request; the message holds its reason and what to do.
+
+    Attributes:
+        err_code: JetStream's error code (e.g. 10074), if the server sent one.
+        description: The server's own text.
+    """
+
+    def __init__(self, message: str, *, err_code: int | None = None, description: str | None = None) -> None:
+        super().__init__(message)
+        self.err_code = err_code
+        self.description = description
+
+
+class InvalidRecordingError(HistoryError, ValueError):
+    """A recording's name, subjects or settings are not valid; refused before any call to the server."""
+
+
+class SubjectsOverlapError(HistoryError, ValueError):
+    """Another stream records (some of) these subjects already; NATS lets only one stream store a subject.
+
+    Attributes:
+        stream: The name of the stream that records them.
+        subjects: The subjects asked for.
+    """
+
+    def __init__(self, message: str, *, stream: str, subjects: list[str]) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.subjects = subjects
+
+
+class RecordingExistsError(HistoryError, ValueError):
+    """A recording of this name exists with another configuration (or is stopped); it was left as it is."""
+
+
+class RecordingNotFoundError(HistoryError, LookupError):
+    """There is no recording (JetStream stream) of this name on the server.
+
+    Attributes:
+        name: The recording's name.
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class RecordingDeletedError(RecordingNotFoundError):
+    """The recording was deleted while it was being read, replayed or shown."""
+
+
+class InvalidRangeError(HistoryError, ValueError):
+    """``start`` / ``end`` is not a datetime, a timedelta back from now or a stream sequence number."""
+
+
+class ReplayLoopError(HistoryError, ValueError):
+    """A replay would publish into the subjects its recording records, on the same broker: a loop.
+
+    Nothing was published. Give ``subject_prefix=`` or a ``connection=`` to another broker.
+    """
+
+
+class HistoryReadError(HistoryError, RuntimeError):
+    """The server stopped delivering the messages of a range (the read was retried and gave up)."""
+
+
+class BucketNotFoundError(HistoryError, LookupError):
+    """There is no key-value bucket of this name on the server."""

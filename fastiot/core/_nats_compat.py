@@ -2,10 +2,11 @@
 
 nats-py's public API lacks a few things fastiot needs: the server's INFO after a failed connect, the
 server being tried while reconnecting, whether the socket is TLS, writing the publish buffer before a
-PING, discarding that buffer, stopping the reconnect loop, a subscription's id and limits, and
-surviving a malformed message. Each function here names one such need; ``tests/core/test_nats_compat.py``
-pins the nats-py behaviour it relies on, for the versions ``pyproject.toml`` allows
-(:data:`SUPPORTED_NATS_PY`). When nats-py changes, this module and that test are the only places to
+PING, discarding that buffer, stopping the reconnect loop, a subscription's id and limits, surviving a
+malformed message, and (for reading recordings) a subscription's messages raw from the parser. Each
+function here names one such need; ``tests/core/test_nats_compat.py`` (and, for the history section,
+``tests/history/test_nats_compat_history.py``) pins the nats-py behaviour it relies on, for the versions
+``pyproject.toml`` allows (:data:`SUPPORTED_NATS_PY`). When nats-py changes, this module and that test are the only places to
 look at.
 
 Example:
@@ -42,6 +43,11 @@ __all__ = [
     "subscription_id",
     "uses_tls",
     "write_pending",
+    # history: bulk reads of JetStream streams
+    "YIELD_EVERY",
+    "RawMessageHandler",
+    "intercept_raw_messages",
+    "parse_headers",
 ]
 
 # The nats-py versions the functions below are verified against (kept equal to pyproject.toml): 2.15.0
@@ -201,3 +207,81 @@ def stop_subscription(sub: NatsSubscription) -> None:
 def client_subscription_count(client: NatsClient) -> int:
     """How many subscriptions the client knows (for tests that check nothing was left subscribed)."""
     return len(client._subs)
+
+
+# -- history: bulk reads of JetStream streams ------------------------------------------------------------
+
+# Called from nats-py's read loop with (subject, reply, payload, raw header block or None) as the parser
+# has them: bytes, not yet decoded. It must be quick and must not raise.
+RawMessageHandler = Callable[[bytes, bytes, bytes, "bytes | None"], None]
+
+_HANDLERS_ATTRIBUTE = "_fastiot_raw_handlers"
+YIELD_EVERY = 512
+
+
+def intercept_raw_messages(client: NatsClient, sid: int, handler: RawMessageHandler) -> Callable[[], None]:
+    """Hand the messages of subscription ``sid`` to ``handler`` raw, before nats-py builds a ``Msg``.
+
+    Reading a recording moves up to millions of messages; nats-py spends most of its time per message
+    on what comes after its parser (a ``Msg`` object, a queue, a task switch, the callback). Here the
+    parser's output goes straight to ``handler``. Messages of other subscriptions take nats-py's usual
+    path. nats-py's statistics (``stats["in_msgs"]``) do not count the intercepted messages.
+
+    nats-py's read loop parses all the bytes the socket has without giving the event loop a turn; after
+    every :data:`YIELD_EVERY` intercepted messages it is made to give one, so a burst of a recording
+    never holds up timers (a replay's schedule) or other tasks for more than a millisecond or two.
+
+    Args:
+        client: The nats-py client the subscription belongs to.
+        sid: The subscription's id (:func:`subscription_id`).
+        handler: Called in the client's read loop for each message of ``sid``.
+
+    Returns:
+        A function that ends the interception (call it before unsubscribing).
+    """
+    handlers: dict[int, RawMessageHandler] | None = client.__dict__.get(_HANDLERS_ATTRIBUTE)
+    if handlers is None:
+        handlers = {}
+        original = client._process_msg  # the bound method of the class
+        get = handlers.get
+        done = _done_future()
+        count = 0
+
+        def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> Any:
+            # A plain function: the parser awaits what it returns, nats-py's coroutine for other
+            # subscriptions, an already finished future (awaited without a coroutine frame) for ours.
+            nonlocal count
+            handler = get(sid)
+            if handler is None:
+                return original(sid, subject, reply, data, headers)
+            handler(subject, reply, data, headers)
+            count += 1
+            if count % YIELD_EVERY:
+                return done
+            return asyncio.sleep(0)
+
+        setattr(client, _HANDLERS_ATTRIBUTE, handlers)
+        # An instance attribute: the parser calls ``self.nc._process_msg(...)`` and finds this first.
+        client._process_msg = process_msg  # type: ignore[method-assign]
+    handlers[sid] = handler
+
+    def remove() -> None:
+        if handlers.get(sid) is handler:
+            del handlers[sid]
+        if not handlers and client.__dict__.get(_HANDLERS_ATTRIBUTE) is handlers:
+            del client.__dict__[_HANDLERS_ATTRIBUTE]
+            client.__dict__.pop("_process_msg", None)
+
+    return remove
+
+
+def _done_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+async def parse_headers(client: NatsClient, raw: bytes) -> dict[str, str]:
+    """The headers of a raw header block (``NATS/1.0 ...``) as nats-py parses them; status lines become
+    ``Status`` and ``Description``."""
+    return dict(await client._process_headers(raw) or {})

@@ -1,0 +1,34 @@
+"""History: record subjects into JetStream, browse streams and key-value buckets, export, replay.
+
+Recordings are JetStream streams: they live in the broker (replicated in a cluster), keep recording when
+the kernel stops, and outlive it. This package is the headless model; widgets in ``fastiot_widgets``
+are thin views over it.
+
+Example:
+    >>> from datetime import timedelta
+    >>> from fastiot.history import Recording
+    >>> async def main():
+    ...     rec = await Recording.start("plant", "v1.thing.>", max_age="1d")
+    ...     frame = await rec.to_dataframe(start=timedelta(minutes=1))
+    ...     await (await rec.replay(speed=10, subject_prefix="replay")).wait()
+"""
+
+from __future__ import annotations
+
+from fastiot.history._frames import SEQUENCE_COLUMN
+from fastiot.history.ranges import Bound, Range, parse_duration, resolve_range
+from fastiot.history.recording import Recording, RecordingInfo, SubjectRange
+from fastiot.history.replay import Replay, ReplayState
+
+__all__ = [
+    "SEQUENCE_COLUMN",
+    "Bound",
+    "Range",
+    "Recording",
+    "RecordingInfo",
+    "Replay",
+    "ReplayState",
+    "SubjectRange",
+    "parse_duration",
+    "resolve_range",
+]

@@ -1,0 +1,87 @@
+"""The connection a history call uses when it is given none, and JetStream errors made readable.
+
+In a notebook kernel that is the kernel-wide connection (``fastiot.workbench.connection()``); in a
+script, a connection described by ``FASTIOT_NATS_*``, opened for the call and closed after it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.env import redact_url
+from fastiot.exceptions import HistoryServerError, JetStreamUnavailableError
+
+__all__ = ["in_notebook", "jetstream_error", "server_url", "using_connection"]
+
+# JetStream's error codes that mean "JetStream is there, but not ready" (a cluster without a leader yet).
+_NOT_READY_CODES = {10008, 10009}
+JETSTREAM_HINT = (
+    "start nats-server with JetStream: `nats-server -js`, or add `jetstream {}` (with a store_dir) to "
+    "its configuration; the broker fastiot-workbench starts has it on"
+)
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (there, calls share the kernel-wide connection)."""
+    return "ipykernel" in sys.modules and "ipykernel.kernelapp" in sys.modules
+
+
+@asynccontextmanager
+async def using_connection(connection: NatsBrokerConnection | None) -> AsyncIterator[NatsBrokerConnection]:
+    """The given connection, else the kernel's (in a notebook), else a new one closed at the end."""
+    if connection is not None:
+        yield connection
+        return
+    if in_notebook():
+        from fastiot import workbench
+
+        yield await workbench.connection()
+        return
+    own = await NatsBrokerConnection.connect(name="fastiot-history")
+    try:
+        yield own
+    finally:
+        await own.close()
+
+
+def server_url(connection: NatsBrokerConnection) -> str:
+    """The URL of the server the connection is attached to, without credentials."""
+    url = connection.connected_url
+    return redact_url(url) if url else "the NATS server"
+
+
+def jetstream_error(error: BaseException, connection: NatsBrokerConnection, doing: str) -> Exception:
+    """The fastiot error for a nats-py JetStream error raised while ``doing`` something."""
+    where = server_url(connection)
+    if isinstance(error, nats.js.errors.ServiceUnavailableError) and error.err_code is None:
+        # No responders on $JS.API: the server runs without JetStream.
+        return JetStreamUnavailableError(f"{doing} failed: {where} has no JetStream; {JETSTREAM_HINT}")
+    if isinstance(error, nats.js.errors.APIError) and error.err_code in _NOT_READY_CODES:
+        return JetStreamUnavailableError(
+            f"{doing} failed: JetStream at {where} is not ready ({error.description}); in a new cluster the "
+            f"servers are still electing a leader: try again in a few seconds"
+        )
+    if isinstance(error, (nats.errors.TimeoutError, TimeoutError)):
+        return JetStreamUnavailableError(
+            f"{doing} failed: JetStream at {where} did not answer in time; check that the server runs with "
+            f"JetStream and, in a cluster, that most of its servers are up"
+        )
+    if isinstance(error, nats.js.errors.APIError):
+        return HistoryServerError(
+            f"{doing} failed: {where} says: {error.description} (JetStream error {error.err_code})",
+            err_code=error.err_code,
+            description=error.description,
+        )
+    return HistoryServerError(f"{doing} failed: {type(error).__name__}: {error}")
+
+
+def describe(value: Any) -> str:
+    """A short text of a config value for error messages."""
+    return "unlimited" if value in (None, -1, 0) else repr(value)
