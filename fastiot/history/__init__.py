@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from fastiot.history._frames import SEQUENCE_COLUMN
+from fastiot.history.keyvalue import Bucket, BucketInfo, BucketWatch, KeyEntry, WatchState
 from fastiot.history.ranges import Bound, Range, parse_duration, resolve_range
 from fastiot.history.recording import Recording, RecordingInfo, SubjectRange
 from fastiot.history.replay import Replay, ReplayState
@@ -23,12 +24,17 @@ from fastiot.history.replay import Replay, ReplayState
 __all__ = [
     "SEQUENCE_COLUMN",
     "Bound",
+    "Bucket",
+    "BucketInfo",
+    "BucketWatch",
+    "KeyEntry",
     "Range",
     "Recording",
     "RecordingInfo",
     "Replay",
     "ReplayState",
     "SubjectRange",
+    "WatchState",
     "parse_duration",
     "resolve_range",
 ]

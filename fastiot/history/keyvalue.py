@@ -1,0 +1,369 @@
+"""Key-value buckets (JetStream KV): list buckets, keys, values decoded like payloads, history, live watch.
+
+Everything goes through nats-py's KV API (``js.key_value(...)``, ``kv.keys()``, ``kv.history()``,
+``kv.watch()``); values are decoded as captures decode payloads.
+
+Example:
+    >>> from fastiot.history import Bucket
+    >>> async def main():
+    ...     bucket = await Bucket.open("settings")
+    ...     for key in await bucket.keys():
+    ...         entry = await bucket.get(key)
+    ...         print(key, entry.value if entry else None)
+    ...     watch = await bucket.watch().start()
+    ...     watch.on_change(lambda entry: print(entry.key, entry.operation, entry.value))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from fastiot._callbacks import CallbackList
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.exceptions import BucketNotFoundError, InvalidRecordingError
+from fastiot.history._connection import jetstream_error, using_connection
+from fastiot.history._frames import decode_value
+
+__all__ = ["Bucket", "BucketInfo", "BucketWatch", "KeyEntry", "WatchState"]
+
+_STREAM_PREFIX = "KV_"
+_OPERATIONS = {None: "PUT", "PUT": "PUT", "DEL": "DEL", "PURGE": "PURGE"}
+_READY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    """A bucket's size and settings.
+
+    Attributes:
+        name: The bucket's name.
+        values: Entries it holds, all revisions and delete markers included.
+        bytes: Their size in the store.
+        history: Revisions kept per key.
+        ttl: How long an entry is kept (None: for ever).
+        storage: ``"file"`` or ``"memory"``.
+        replicas: Copies in a cluster.
+    """
+
+    name: str
+    values: int
+    bytes: int
+    history: int
+    ttl: timedelta | None
+    storage: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One revision of a key.
+
+    Attributes:
+        bucket, key: Where it is.
+        revision: Its revision (the stream sequence; grows with every change of any key).
+        created: When it was written (UTC).
+        operation: ``"PUT"``, ``"DEL"`` (deleted) or ``"PURGE"`` (deleted with its history).
+        raw: The stored bytes (empty for deletes).
+        value: ``raw`` decoded like a payload (msgpack, else JSON), None if it does not decode.
+        error: Why ``raw`` does not decode, else None.
+    """
+
+    bucket: str
+    key: str
+    revision: int
+    created: datetime | None
+    operation: str
+    raw: bytes
+    value: Any
+    error: str | None
+
+    @property
+    def is_deleted(self) -> bool:
+        """True for a delete or purge marker."""
+        return self.operation != "PUT"
+
+    @classmethod
+    def from_nats(cls, entry: KeyValue.Entry) -> KeyEntry:
+        raw = entry.value or b""
+        operation = _OPERATIONS.get(entry.operation, str(entry.operation))
+        value, error = decode_value(raw) if raw and operation == "PUT" else (None, None)
+        created: Any = entry.created
+        if isinstance(created, (int, float)):
+            created = datetime.fromtimestamp(created / 1e9, timezone.utc)
+        return cls(
+            bucket=entry.bucket,
+            key=entry.key,
+            revision=int(entry.revision or 0),
+            created=created,
+            operation=operation,
+            raw=raw,
+            value=value,
+            error=error,
+        )
+
+
+class Bucket:
+    """A JetStream key-value bucket. Get one with :meth:`open` or :meth:`list`.
+
+    Every method takes an optional ``connection`` (as :class:`~fastiot.history.Recording` does).
+    """
+
+    def __init__(self, name: str, *, connection: NatsBrokerConnection | None = None) -> None:
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise InvalidRecordingError(
+                f"{name!r} is not a key-value bucket name; bucket names are letters, digits, '-' and '_'"
+            )
+        self.name: str = name
+        self.connection: NatsBrokerConnection | None = connection
+
+    def __repr__(self) -> str:
+        return f"Bucket({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bucket) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("bucket", self.name))
+
+    def _not_found(self) -> BucketNotFoundError:
+        return BucketNotFoundError(
+            f"there is no key-value bucket named {self.name!r} (any more); Bucket.list() shows the buckets"
+        )
+
+    async def _kv(self, conn: NatsBrokerConnection) -> KeyValue:
+        try:
+            return await conn.client.jetstream().key_value(self.name)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            raise self._not_found() from None
+        except (nats.js.errors.Error, nats.errors.Error) as e:
+            raise jetstream_error(e, conn, f"opening bucket {self.name!r}") from None
+
+    @classmethod
+    async def open(cls, name: str, *, connection: NatsBrokerConnection | None = None) -> Bucket:
+        """The bucket ``name``.
+
+        Raises:
+            BucketNotFoundError: There is no such bucket.
+        """
+        bucket = cls(name, connection=connection)
+        async with using_connection(connection) as conn:
+            await bucket._kv(conn)
+        return bucket
+
+    @classmethod
+    async def list(cls, *, connection: NatsBrokerConnection | None = None) -> list[Bucket]:
+        """Every key-value bucket on the server, by name."""
+        from fastiot.history.recording import Recording
+
+        buckets = []
+        for recording in await Recording.list(connection=connection):
+            name = recording.name[len(_STREAM_PREFIX) :]
+            if recording.name.startswith(_STREAM_PREFIX) and recording.subjects == [f"$KV.{name}.>"]:
+                buckets.append(cls(name, connection=connection))
+        return buckets
+
+    async def info(self, *, connection: NatsBrokerConnection | None = None) -> BucketInfo:
+        """How many entries the bucket holds, and its settings."""
+        async with using_connection(connection or self.connection) as conn:
+            kv = await self._kv(conn)
+            try:
+                status = await kv.status()
+            except nats.js.errors.NotFoundError:
+                raise self._not_found() from None
+        config = status.stream_info.config
+        return BucketInfo(
+            name=self.name,
+            values=status.values,
+            bytes=status.stream_info.state.bytes,
+            history=status.history,
+            ttl=timedelta(seconds=status.ttl) if status.ttl else None,
+            storage=str(getattr(config.storage, "value", config.storage) or "file"),
+            replicas=config.num_replicas or 1,
+        )
+
+    async def keys(self, pattern: str = ">", *, connection: NatsBrokerConnection | None = None) -> list[str]:
+        """The keys that have a value (not deleted), sorted; ``pattern`` may use ``*`` and ``>``."""
+        async with using_connection(connection or self.connection) as conn:
+            kv = await self._kv(conn)
+            watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+            keys: set[str] = set()
+            try:
+                while True:
+                    entry = await watcher.updates(timeout=_READY_TIMEOUT)
+                    if entry is None:  # nats-py's marker: everything there was has been delivered
+                        break
+                    keys.add(entry.key)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
+        return sorted(keys)
+
+    async def get(self, key: str, *, connection: NatsBrokerConnection | None = None) -> KeyEntry | None:
+        """The current value of ``key``, or None if it has none (never set, deleted or purged)."""
+        async with using_connection(connection or self.connection) as conn:
+            kv = await self._kv(conn)
+            try:
+                entry = await kv.get(key)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return None
+            except nats.js.errors.InvalidKeyError:
+                raise InvalidRecordingError(f"{key!r} is not a valid key") from None
+        return KeyEntry.from_nats(entry)
+
+    async def history(self, key: str, *, connection: NatsBrokerConnection | None = None) -> list[KeyEntry]:
+        """Every revision of ``key`` the bucket keeps, oldest first (deletes included); [] for no such key.
+
+        The changes between two revisions are ``fastiot.payloads.diff(older.value, newer.value)``.
+        """
+        async with using_connection(connection or self.connection) as conn:
+            kv = await self._kv(conn)
+            try:
+                entries = await kv.history(key)
+            except nats.js.errors.NoKeysError:
+                return []
+        return [KeyEntry.from_nats(entry) for entry in entries]
+
+    def watch(self, keys: str = ">", *, connection: NatsBrokerConnection | None = None) -> BucketWatch:
+        """A live view of the bucket's current values (``await watch.start()`` to begin)."""
+        return BucketWatch(self, keys, connection=connection or self.connection)
+
+
+class WatchState(str, Enum):
+    """``stopped``, ``watching`` or ``deleted`` (the bucket was deleted while watched)."""
+
+    STOPPED = "stopped"
+    WATCHING = "watching"
+    DELETED = "deleted"
+
+
+class BucketWatch:
+    """The current value of every key of a bucket, kept up to date; calls ``on_change`` callbacks.
+
+    Args:
+        bucket: The bucket.
+        keys: The keys to watch (``*`` and ``>`` allowed).
+        connection: The broker connection (see :class:`Bucket`).
+
+    Example:
+        >>> async def main(bucket):
+        ...     watch = await bucket.watch().start()
+        ...     watch.on_change(lambda entry: print(entry.key, entry.value))
+        ...     print(watch.entries)  # key -> KeyEntry, the current values
+    """
+
+    def __init__(
+        self, bucket: Bucket, keys: str = ">", *, connection: NatsBrokerConnection | None = None
+    ) -> None:
+        self.bucket: Bucket = bucket
+        self.keys: str = keys
+        self.connection: NatsBrokerConnection | None = connection
+        self.entries: dict[str, KeyEntry] = {}
+        """The current value of each key (deleted keys are removed)."""
+        self.state: WatchState = WatchState.STOPPED
+        self._on_change: CallbackList[[KeyEntry]] = CallbackList("key-value change")
+        self._on_state: CallbackList[[WatchState]] = CallbackList("watch state")
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event = asyncio.Event()
+        self._advisory: Any = None
+        self._registered: bool = False
+        self._own_connection: NatsBrokerConnection | None = None
+
+    def on_change(self, callback: Any, remove: bool = False) -> None:
+        """Call ``callback(entry)`` (a plain function) for every change of a watched key (``entry.operation``
+        tells puts from deletes)."""
+        self._on_change.register(callback, remove=remove)
+
+    def on_state_change(self, callback: Any, remove: bool = False) -> None:
+        """Call ``callback(state)`` when the watch starts, stops, or sees its bucket deleted."""
+        self._on_state.register(callback, remove=remove)
+
+    def _set_state(self, state: WatchState) -> None:
+        if state is not self.state:
+            self.state = state
+            self._on_state(state)
+
+    async def start(self, timeout: float = _READY_TIMEOUT) -> BucketWatch:
+        """Load the current values and follow the changes; returns once the current values are in.
+
+        Raises:
+            BucketNotFoundError: The bucket does not exist.
+        """
+        if self._task is not None:
+            return self
+        from fastiot.history._connection import in_notebook
+
+        if self.connection is None and in_notebook():
+            from fastiot import workbench
+
+            self.connection = await workbench.connection()
+            workbench.register(self)
+            self._registered = True
+        elif self.connection is None:
+            self._own_connection = self.connection = await NatsBrokerConnection.connect(
+                name="fastiot-kv-watch"
+            )
+        conn = self.connection
+        kv = await self.bucket._kv(conn)
+        watcher = await kv.watch(self.keys)
+        self._advisory = await conn.client.subscribe(
+            f"$JS.EVENT.ADVISORY.STREAM.DELETED.{_STREAM_PREFIX}{self.bucket.name}", cb=self._on_deleted
+        )
+        self._ready.clear()
+        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+        self._set_state(WatchState.WATCHING)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        return self
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for update in watcher:
+                if update is None:
+                    self._ready.set()
+                    continue
+                entry = KeyEntry.from_nats(update)
+                if entry.is_deleted:
+                    self.entries.pop(entry.key, None)
+                else:
+                    self.entries[entry.key] = entry
+                self._on_change(entry)
+        finally:
+            self._ready.set()
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def _on_deleted(self, msg: Any) -> None:
+        self.entries.clear()
+        self._set_state(WatchState.DELETED)
+
+    async def stop(self) -> None:
+        """Stop following (the entries stay as they were)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        advisory, self._advisory = self._advisory, None
+        if advisory is not None:
+            with contextlib.suppress(Exception):
+                await advisory.unsubscribe()
+        if self._registered:
+            from fastiot import workbench
+
+            workbench.unregister(self)
+            self._registered = False
+            self.connection = None
+        own, self._own_connection = self._own_connection, None
+        if own is not None:
+            self.connection = None
+            await own.close()
+        if self.state is WatchState.WATCHING:
+            self._set_state(WatchState.STOPPED)
