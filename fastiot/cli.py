@@ -27,10 +27,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker, redact_url
+from fastiot.history import cli as history_cli
 from fastiot.lab import prepare_lab
 from fastiot.nats_server import (
     LOOPBACK,
-    NatsServer,
     NatsServerStartError,
     accepts_connections,
     find_free_port,
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only run the broker and the demo plant (until Ctrl-C), no JupyterLab",
     )
+    history_cli.add_store_option(parser)
+    history_cli.add_subcommands(parser.add_subparsers(dest="command", metavar="{record,export}"))
     return parser
 
 
@@ -288,13 +290,14 @@ def _broker(
         return f"nats://localhost:{DEFAULT_NATS_PORT}"
     try:
         # Entered first, so the ExitStack stops it after every child that uses it.
-        server = stack.enter_context(NatsServer(args.broker_port, jetstream=True))
+        server, store = history_cli.workbench_server(args.broker_port, args)
+        stack.enter_context(server)
     except NatsServerStartError as e:
         _complain(f"the local NATS server did not start: {e}")
         raise _Exit(1) from None
     started.append("the NATS broker")
     env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
-    return f"{server.url} (started by fastiot-workbench, JetStream on)"
+    return f"{server.url} (started by fastiot-workbench, {store})"
 
 
 def _lab(
@@ -342,6 +345,8 @@ def _lab(
 def main(argv: list[str] | None = None) -> int:
     """Run the workbench; returns the exit status (0 after Ctrl-C or SIGTERM)."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:  # a subcommand (record, export)
+        return int(args.handler(args))
     if args.demo_rate <= 0:
         _complain("--demo-rate must be positive")
         return 2

@@ -178,12 +178,16 @@ class NatsServer:
     Args:
         port: The client port; ``None`` picks a free one.
         jetstream: Enable JetStream with a temporary store directory (removed on stop).
+        store_dir: Keep the JetStream store in this directory instead (made if missing, kept on stop),
+            so streams and key-value buckets survive a restart of the server.
         user, password: Require this user and password.
         token: Require this token.
         tls_cert, tls_key, tls_ca: Serve TLS with this certificate and key (and verify clients with the CA
             if ``tls_verify``).
         cluster_name, cluster_port, routes: Join a cluster: listen for routes on ``cluster_port`` (a free
             one if ``routes`` or ``cluster_name`` is given) and connect to the ``routes`` URLs.
+        server_name: The server's name in the cluster; JetStream in a cluster needs one, so it defaults to
+            ``nats-<host>-<port>`` there (stable across :meth:`restart`).
         max_payload: The largest message the server accepts, in bytes (NATS default 1 MiB).
         http_port: Serve the monitoring endpoints (``/varz``, ``/connz``) on this port; ``0`` picks one.
         startup_timeout: Seconds to wait for the server to accept connections.
@@ -199,6 +203,7 @@ class NatsServer:
         port: int | None = None,
         *,
         jetstream: bool = False,
+        store_dir: str | os.PathLike[str] | None = None,
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
@@ -209,6 +214,7 @@ class NatsServer:
         cluster_name: str | None = None,
         cluster_port: int | None = None,
         routes: list[str] | None = None,
+        server_name: str | None = None,
         max_payload: int | None = None,
         http_port: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
@@ -224,7 +230,9 @@ class NatsServer:
         self.host: str = host
         self._requested_port: int | None = port
         self.port: int = port or 0
-        self.jetstream: bool = jetstream
+        self.jetstream: bool = jetstream or store_dir is not None
+        self.store_dir: Path | None = None if store_dir is None else Path(store_dir).expanduser()
+        self.server_name: str | None = server_name
         self.user: str | None = user
         self.password: str | None = password
         self.token: str | None = token
@@ -241,6 +249,7 @@ class NatsServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._log_path: Path | None = None
+        self._store_lock: Any = None  # an open lock file while this object uses store_dir
 
     @property
     def url(self) -> str:
@@ -269,7 +278,9 @@ class NatsServer:
         config: dict[str, Any] = {"listen": f"{self.host}:{self.port}"}
         assert self._workdir is not None
         if self.jetstream:
-            config["jetstream"] = {"store_dir": os.path.join(self._workdir.name, "jetstream")}
+            store = self.store_dir or Path(self._workdir.name) / "jetstream"
+            store.mkdir(parents=True, exist_ok=True)
+            config["jetstream"] = {"store_dir": str(store)}
         if self.user is not None:
             config["authorization"] = {"user": self.user, "password": self.password}
         elif self.token is not None:
@@ -291,6 +302,11 @@ class NatsServer:
                 "listen": f"{self.host}:{self.cluster_port}",
                 "routes": self.routes,
             }
+            # Clustered JetStream refuses to start without a server name ("jetstream cluster requires
+            # server_name to be set"); one derived from the port stays the same across restarts.
+            config["server_name"] = self.server_name or f"nats-{self.host}-{self.port}"
+        elif self.server_name is not None:
+            config["server_name"] = self.server_name
         if self.http_port is not None:
             if self.http_port == 0:
                 self.http_port = find_free_port(self.host)
@@ -318,7 +334,26 @@ class NatsServer:
                     raise
         return self
 
+    def _lock_store(self) -> None:
+        # nats-server does not lock its store: two servers on one store_dir would corrupt it.
+        if self.store_dir is None or self._store_lock is not None or os.name != "posix":
+            return
+        import fcntl
+
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.store_dir / ".nats-server.lock", "a")  # held until stop()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise NatsServerStartError(
+                f"the JetStream store {self.store_dir} is in use by another nats-server (another "
+                f"fastiot-workbench?); stop that one or use another store directory"
+            ) from None
+        self._store_lock = lock
+
     def _start_once(self) -> None:
+        self._lock_store()
         if self._workdir is None:
             self._workdir = tempfile.TemporaryDirectory(prefix="fastiot-nats-")
         config_path = Path(self._workdir.name) / "nats-server.conf"
@@ -381,6 +416,9 @@ class NatsServer:
 
     def _cleanup(self) -> None:
         self._terminate()
+        if self._store_lock is not None:
+            self._store_lock.close()
+            self._store_lock = None
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None

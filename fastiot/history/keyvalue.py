@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -190,7 +191,9 @@ class Bucket:
             replicas=config.num_replicas or 1,
         )
 
-    async def keys(self, pattern: str = ">", *, connection: NatsBrokerConnection | None = None) -> list[str]:
+    async def keys(
+        self, pattern: str = ">", *, connection: NatsBrokerConnection | None = None
+    ) -> builtins.list[str]:
         """The keys that have a value (not deleted), sorted; ``pattern`` may use ``*`` and ``>``."""
         async with using_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
@@ -219,7 +222,9 @@ class Bucket:
                 raise InvalidRecordingError(f"{key!r} is not a valid key") from None
         return KeyEntry.from_nats(entry)
 
-    async def history(self, key: str, *, connection: NatsBrokerConnection | None = None) -> list[KeyEntry]:
+    async def history(
+        self, key: str, *, connection: NatsBrokerConnection | None = None
+    ) -> builtins.list[KeyEntry]:
         """Every revision of ``key`` the bucket keeps, oldest first (deletes included); [] for no such key.
 
         The changes between two revisions are ``fastiot.payloads.diff(older.value, newer.value)``.
