@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import nats.errors
 import nats.js.errors
@@ -47,6 +47,8 @@ MAX_RESTARTS = 5
 _CONSUMER_INACTIVE_THRESHOLD = 60.0  # the server removes a consumer whose reader died after this long
 _MAX_SUBJECT_NAMES = 100_000
 _REQUEST_TIMEOUT = 10.0
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _logger = logging.getLogger("fastiot.history")
 
@@ -212,6 +214,7 @@ class StreamReader:
         self._gap: bool = False  # a message is missing: the rows after it are dropped until a new consumer
         self._next_dseq: int = 1
         self._last_seq: int = 0  # the stream sequence of the last row kept
+        self._started: bool = False  # a row of the range has been kept (no row before the start comes later)
         self._flow_control: str | None = None
         self._deleted: bool = False
         self._subscription: NatsSubscription | None = None
@@ -233,7 +236,7 @@ class StreamReader:
         try:
             info = await jsm.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
-            raise self._deleted_error() from None
+            raise self.deleted_error() from None
         except (nats.js.errors.Error, nats.errors.Error) as e:
             raise jetstream_error(e, self.connection, f"reading recording {self.stream!r}") from None
         last_seq = int(info.state.last_seq or 0)
@@ -246,7 +249,11 @@ class StreamReader:
         self._advisory = await self._client.subscribe(
             f"$JS.EVENT.ADVISORY.STREAM.DELETED.{self.stream}", cb=self._on_stream_deleted
         )
-        self.pending = await self._start_consumer(self.range.start_seq, self.range.start_time)
+        start_time = None
+        if self.range.start_ns is not None:
+            # Consumers take microseconds; rows before the exact start (a pandas.Timestamp's ns) are dropped.
+            start_time = _EPOCH + timedelta(microseconds=self.range.start_ns // 1000)
+        self.pending = await self._start_consumer(self.range.start_seq, start_time)
         if self.pending == 0:
             self._finish()
         return self
@@ -274,7 +281,7 @@ class StreamReader:
             info = await self._client.jsm().add_consumer(self.stream, config, timeout=_REQUEST_TIMEOUT)
         except nats.js.errors.NotFoundError:
             await self._stop_consumer()
-            raise self._deleted_error() from None
+            raise self.deleted_error() from None
         except (nats.js.errors.Error, nats.errors.Error) as e:
             await self._stop_consumer()
             raise jetstream_error(e, self.connection, f"reading recording {self.stream!r}") from None
@@ -331,7 +338,12 @@ class StreamReader:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _deleted_error(self) -> RecordingDeletedError:
+    @property
+    def deleted(self) -> bool:
+        """True once JetStream said the stream was deleted (batches already taken are still valid)."""
+        return self._deleted
+
+    def deleted_error(self) -> RecordingDeletedError:
         return RecordingDeletedError(
             f"recording {self.stream!r} does not exist (any more): it was deleted; "
             f"Recording.list() shows the recordings there are",
@@ -376,6 +388,10 @@ class StreamReader:
             keep = int(np.argmin(dseqs == expected)) if not (dseqs == expected).all() else n
             self._gap = True
             self._wake.set()
+        first = 0
+        start_ns = self.range.start_ns
+        if start_ns is not None and not self._started and keep and times[0] < start_ns:
+            first = min(keep, int(np.count_nonzero(times[:keep] < start_ns)))
         stop = keep
         finished = False
         if self._end_seq is not None and stop and seqs[stop - 1] > self._end_seq:
@@ -386,8 +402,8 @@ class StreamReader:
             late = times[:stop] > end_ns
             stop = int(np.argmax(late))
             finished = True
-        if self.max_rows is not None and self.rows + self._ready_rows + stop >= self.max_rows:
-            stop = max(0, self.max_rows - self.rows - self._ready_rows)
+        if self.max_rows is not None and self.rows + self._ready_rows + stop - first >= self.max_rows:
+            stop = first + max(0, self.max_rows - self.rows - self._ready_rows)
             finished = True
         if stop and keep == stop and pendings[stop - 1] == 0 and not self._gap:
             finished = True  # the stream had nothing after this message (for the filters) when it was sent
@@ -395,16 +411,18 @@ class StreamReader:
             self._next_dseq = int(dseqs[keep - 1]) + 1
         if stop > 0:
             self._last_seq = int(seqs[stop - 1])
+        if stop > first:
+            self._started = True
             self._ready.append(
                 RawBatch(
-                    subjects=self._subject_names(raw[0 : 3 * stop : 3]),
-                    sequences=seqs[:stop],
-                    times=times[:stop],
-                    payloads=raw[2 : 3 * stop : 3],
-                    headers={i: h for i, h in headers.items() if i < stop} if headers else {},
+                    subjects=self._subject_names(raw[3 * first : 3 * stop : 3]),
+                    sequences=seqs[first:stop],
+                    times=times[first:stop],
+                    payloads=raw[3 * first + 2 : 3 * stop : 3],
+                    headers={i - first: h for i, h in headers.items() if first <= i < stop},
                 )
             )
-            self._ready_rows += stop
+            self._ready_rows += stop - first
             self._wake.set()
         if finished:
             self._finish()
@@ -444,7 +462,7 @@ class StreamReader:
         """
         while True:
             if self._deleted:
-                raise self._deleted_error()
+                raise self.deleted_error()
             if self._statuses:
                 await self._handle_statuses()
             if self._ready:

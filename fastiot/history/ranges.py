@@ -37,22 +37,25 @@ class Range:
     Attributes:
         start_seq: The first stream sequence to read, or None.
         start_time: The earliest message time to read (UTC), or None. At most one start is set.
+        start_ns: ``start_time`` in ns since the epoch (exact for a ``pandas.Timestamp``).
         end_seq: The last stream sequence to read, or None.
-        end_ns: The latest message time to read, in ns since the epoch, or None.
+        end_ns: The latest message time to read, in ns since the epoch, or None. A datetime end (which
+            has microseconds) includes its whole microsecond.
     """
 
     start_seq: int | None = None
     start_time: datetime | None = None
     end_seq: int | None = None
     end_ns: int | None = None
+    start_ns: int | None = None
 
     @property
     def is_empty(self) -> bool:
         """True if the range holds nothing whatever the stream holds (it ends before it starts)."""
         if self.start_seq is not None and self.end_seq is not None:
             return self.end_seq < self.start_seq
-        if self.start_time is not None and self.end_ns is not None:
-            return _ns(self.start_time) > self.end_ns
+        if self.start_ns is not None and self.end_ns is not None:
+            return self.start_ns > self.end_ns
         return False
 
 
@@ -61,6 +64,9 @@ def _utc(value: datetime) -> datetime:
 
 
 def _ns(value: datetime) -> int:
+    nanoseconds = getattr(value, "value", None)  # a pandas.Timestamp knows its nanoseconds
+    if isinstance(nanoseconds, int) and getattr(value, "tzinfo", None) is not None:
+        return nanoseconds
     delta = _utc(value) - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
@@ -100,11 +106,17 @@ def resolve_range(start: Bound, end: Bound, *, now: datetime | None = None) -> R
     now = _utc(now) if now is not None else datetime.now(timezone.utc)
     first = _bound(start, "start", now)
     last = _bound(end, "end", now)
+    end_ns = None
+    if isinstance(last, datetime):
+        end_ns = _ns(last)
+        if getattr(last, "nanosecond", None) is None:
+            end_ns += 999  # a datetime stands for its whole microsecond
     return Range(
         start_seq=first if isinstance(first, int) else None,
         start_time=first if isinstance(first, datetime) else None,
+        start_ns=_ns(first) if isinstance(first, datetime) else None,
         end_seq=last if isinstance(last, int) else None,
-        end_ns=_ns(last) if isinstance(last, datetime) else None,
+        end_ns=end_ns,
     )
 
 

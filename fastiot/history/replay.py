@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -86,6 +87,8 @@ class Replay:
         self._last_progress: float = -math.inf
         self._lateness: deque[float] = deque(maxlen=_LATENESS_KEPT)
         self._task: asyncio.Task[None] | None = None
+        self._stack: AsyncExitStack | None = None  # the read (and a connection this replay opened)
+        self._stopping: bool = False
         self._registered: bool = False
 
     def __repr__(self) -> str:
@@ -137,16 +140,16 @@ class Replay:
     def stop(self) -> asyncio.Future[None]:
         """End the replay now (what was published stays published); await the result to wait for the end."""
         task = self._task
-        if task is not None and not task.done():
+        if task is not None and not task.done() and not self._stopping:
+            self._stopping = True
             task.cancel()
-            return asyncio.ensure_future(self._wait_quietly(task))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
+        return asyncio.ensure_future(self._wait_quietly())
 
-    @staticmethod
-    async def _wait_quietly(task: asyncio.Task[None]) -> None:
-        await asyncio.gather(task, return_exceptions=True)
+    async def _wait_quietly(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.is_running:  # cancelled before it ever ran
+            await self._end(ReplayState.STOPPED)
 
     async def wait(self, timeout: float | None = None) -> Replay:
         """Wait until the replay has ended; raise what made it fail.
@@ -166,6 +169,7 @@ class Replay:
             except asyncio.CancelledError:
                 if not self._task.cancelled():
                     raise
+                await self._wait_quietly()
         if self.error is not None:
             raise self.error
         return self
@@ -176,25 +180,35 @@ class Replay:
             self._last_progress = now
             self._progress(self)
 
-    async def _run(self, stack: AsyncExitStack, reader: StreamReader, target: NatsBrokerConnection) -> None:
+    async def _run(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
+        state, error = ReplayState.FINISHED, None
         try:
-            async with stack:
-                await self._publish_all(reader, target)
-                await target.flush()
-            self.state = ReplayState.FINISHED
-            self.total = self.published
+            await self._publish_all(reader, target)
+            await target.flush()
         except asyncio.CancelledError:
-            self.state = ReplayState.STOPPED
+            state = ReplayState.STOPPED
         except Exception as e:
-            self.state, self.error = ReplayState.FAILED, e
+            state, error = ReplayState.FAILED, e
             _logger.warning("the replay of %s failed: %s", self.recording, e)
-        finally:
-            self._resumed.set()
-            if self._registered:
-                from fastiot import workbench
+        await self._end(state, error)
 
-                workbench.unregister(cast("workbench.Stoppable", self))
-            self._notify(force=True)
+    async def _end(self, state: ReplayState, error: BaseException | None = None) -> None:
+        """Record how the replay ended, close the read, tell the workbench and the listeners (once)."""
+        if not self.is_running:
+            return
+        self.state, self.error = state, error
+        if state is ReplayState.FINISHED:
+            self.total = self.published
+        self._resumed.set()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+        if self._registered:
+            from fastiot import workbench
+
+            workbench.unregister(cast("workbench.Stoppable", self))
+        self._notify(force=True)
 
     async def _publish_all(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
         speed, prefix = self.speed, self.subject_prefix
@@ -208,6 +222,8 @@ class Replay:
             for i, (subject, data) in enumerate(zip(batch.subjects, batch.payloads, strict=True)):
                 if self.state is ReplayState.PAUSED:
                     await self._resumed.wait()
+                if reader.deleted:  # say so now rather than after publishing what is buffered
+                    raise reader.deleted_error()
                 if speed is not None:
                     if start is None:
                         start, first_ns = clock(), times[i]
@@ -316,5 +332,6 @@ async def start_replay(
         # stop() returns an awaitable (a Future), which is what the workbench awaits on shutdown.
         workbench.register(cast("workbench.Stoppable", replay))
         replay._registered = True
-    replay._task = asyncio.get_running_loop().create_task(replay._run(stack, reader, destination))
+    replay._stack = stack
+    replay._task = asyncio.get_running_loop().create_task(replay._run(reader, destination))
     return replay

@@ -1,0 +1,131 @@
+"""Fixtures of the history tests: a JetStream nats-server on a free loopback port, connections, streams."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import nats.js.errors
+import pytest
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.serialization import pack
+from fastiot.nats_server import NatsServer, find_free_port
+
+WAIT = 20.0
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def js_server() -> Iterator[NatsServer]:
+    """A nats-server with JetStream for the history tests, on a free 127.0.0.1 port."""
+    with NatsServer(jetstream=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def connection(js_server: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
+    """A connection to ``js_server``; every stream on it is deleted after the test."""
+    conn = await NatsBrokerConnection.connect(servers=js_server.url)
+    yield conn
+    await delete_all_streams(conn)
+    await conn.close()
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    """A stream name no other test uses."""
+    return f"t{next(_names)}_{request.node.name[:40]}".replace("[", "_").replace("]", "_").replace("-", "_")
+
+
+@pytest.fixture
+def use_js_server(js_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """FASTIOT_NATS_SERVERS points at ``js_server`` (for calls without a connection)."""
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", js_server.url)
+    return js_server.url
+
+
+async def delete_all_streams(conn: NatsBrokerConnection) -> None:
+    jsm = conn.client.jsm()
+    for info in await jsm.streams_info():
+        try:
+            await jsm.delete_stream(info.config.name)
+        except nats.js.errors.NotFoundError:
+            pass
+
+
+async def publish(
+    conn: NatsBrokerConnection,
+    items: Sequence[tuple[str, object]],
+    *,
+    headers: dict[int, dict[str, str]] | None = None,
+    raw: bool = False,
+) -> list[int]:
+    """Publish (subject, payload) items into JetStream, waiting for every ack; the stream sequences.
+
+    Payloads are msgpack-packed unless ``raw`` (then they are bytes as they are).
+    """
+    js = conn.client.jetstream()
+    window = asyncio.Semaphore(500)
+
+    async def one(i: int, subject: str, payload: object) -> int:
+        async with window:
+            data = payload if raw else pack(payload)
+            ack = await js.publish(subject, data, headers=(headers or {}).get(i), timeout=WAIT)  # type: ignore[arg-type]
+            return int(ack.seq)
+
+    return list(await asyncio.gather(*(one(i, s, p) for i, (s, p) in enumerate(items))))
+
+
+def things(
+    n: int, machines: Sequence[str] = ("press_1", "press_2"), start: int = 0
+) -> list[tuple[str, dict]]:
+    """``n`` Thing-like payloads on ``v1.thing.<machine>.temperature``, numbered from ``start``."""
+    items = []
+    for i in range(start, start + n):
+        machine = machines[i % len(machines)]
+        items.append(
+            (
+                f"v1.thing.{machine}.temperature",
+                {"machine": machine, "name": "temperature", "value": float(i), "unit": "degC", "n": i},
+            )
+        )
+    return items
+
+
+def start_js_cluster(size: int = 3) -> list[NatsServer]:
+    """``size`` clustered nats-servers with JetStream on loopback (stop them after use)."""
+    ports = [find_free_port() for _ in range(size)]
+    servers = [
+        NatsServer(
+            jetstream=True,
+            cluster_name="history",
+            cluster_port=port,
+            routes=[f"nats-route://127.0.0.1:{p}" for p in ports if p != port],
+        )
+        for port in ports
+    ]
+    try:
+        for server in servers:
+            server.start()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+async def wait_for_jetstream(conn: NatsBrokerConnection, timeout: float = 60.0) -> None:
+    """Wait until the cluster's JetStream answers (the servers have elected a meta leader)."""
+    deadline = time.monotonic() + timeout
+    jsm = conn.client.jsm()
+    while True:
+        try:
+            await jsm.account_info()
+            return
+        except (nats.js.errors.Error, nats.errors.Error):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
