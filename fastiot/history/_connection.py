@@ -22,6 +22,11 @@ __all__ = ["in_notebook", "jetstream_error", "server_url", "using_connection"]
 
 # JetStream's error codes that mean "JetStream is there, but not ready" (a cluster without a leader yet).
 _NOT_READY_CODES = {10008, 10009}
+_HINTS = {
+    10005: "; the cluster has fewer servers with JetStream up than the replicas asked for (or they are "
+    "still joining): ask for fewer replicas or wait until the servers are up",
+    10074: "; a single server keeps one copy: use replicas=1, or a cluster of at least that many servers",
+}
 JETSTREAM_HINT = (
     "start nats-server with JetStream: `nats-server -js`, or add `jetstream {}` (with a store_dir) to "
     "its configuration; the broker fastiot-workbench starts has it on"
@@ -74,8 +79,9 @@ def jetstream_error(error: BaseException, connection: NatsBrokerConnection, doin
             f"JetStream and, in a cluster, that most of its servers are up"
         )
     if isinstance(error, nats.js.errors.APIError):
+        hint = _HINTS.get(error.err_code or 0, "")
         return HistoryServerError(
-            f"{doing} failed: {where} says: {error.description} (JetStream error {error.err_code})",
+            f"{doing} failed: {where} says: {error.description} (JetStream error {error.err_code}){hint}",
             err_code=error.err_code,
             description=error.description,
         )

@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -46,7 +47,43 @@ DEFAULT_STALL_TIMEOUT = 5 * DEFAULT_IDLE_HEARTBEAT
 MAX_RESTARTS = 5
 _CONSUMER_INACTIVE_THRESHOLD = 60.0  # the server removes a consumer whose reader died after this long
 _MAX_SUBJECT_NAMES = 100_000
-_REQUEST_TIMEOUT = 10.0
+_REQUEST_TIMEOUT = 5.0
+# A consumer is made by the cluster's meta leader; while a new one is elected (a server died) requests
+# time out or get "temporarily unavailable". Such failures are retried for this long.
+_CONSUMER_START_TIMEOUT = 30.0
+_RETRY_PAUSE = 0.25
+_TRANSIENT_CODES = {10008, 10009}
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, (nats.errors.TimeoutError, asyncio.TimeoutError, nats.errors.NoRespondersError)):
+        return True
+    return isinstance(error, nats.js.errors.APIError) and error.err_code in _TRANSIENT_CODES
+
+
+async def _add_consumer(
+    connection: NatsBrokerConnection,
+    stream: str,
+    make_config: Callable[[], Awaitable[ConsumerConfig]],
+    undo: Callable[[], Awaitable[None]],
+) -> Any:
+    """``jsm.add_consumer`` with the config ``make_config()`` returns, tried again while the cluster is
+    electing a leader; ``undo()`` runs after each failed attempt (a timed-out request may still make a
+    consumer later, so each attempt gets a fresh config, e.g. a new inbox)."""
+    jsm = connection.client.jsm()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _CONSUMER_START_TIMEOUT
+    while True:
+        config = await make_config()
+        try:
+            return await jsm.add_consumer(stream, config, timeout=_REQUEST_TIMEOUT)
+        except BaseException as e:
+            await undo()
+            if not _transient(e) or loop.time() + _RETRY_PAUSE >= deadline:
+                raise
+            _logger.info("JetStream did not make a consumer for %s (%s); trying again", stream, e)
+            await asyncio.sleep(_RETRY_PAUSE)
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -133,21 +170,26 @@ async def count_from(
 
     Asks the server through a consumer that never delivers anything (made and removed at once).
     """
-    jsm = connection.client.jsm()
-    config = ConsumerConfig(
-        description="fastiot history: counting",
-        ack_policy=AckPolicy.EXPLICIT,
-        mem_storage=True,
-        inactive_threshold=_CONSUMER_INACTIVE_THRESHOLD,
-        **_start_options(start_seq, start_time),  # type: ignore[arg-type]
-        **_filter_options(filters),  # type: ignore[arg-type]
-    )
+
+    async def config() -> ConsumerConfig:
+        return ConsumerConfig(
+            description="fastiot history: counting",
+            ack_policy=AckPolicy.EXPLICIT,
+            mem_storage=True,
+            inactive_threshold=_CONSUMER_INACTIVE_THRESHOLD,
+            **_start_options(start_seq, start_time),  # type: ignore[arg-type]
+            **_filter_options(filters),  # type: ignore[arg-type]
+        )
+
+    async def nothing() -> None:
+        return None
+
     try:
-        info = await jsm.add_consumer(stream, config, timeout=_REQUEST_TIMEOUT)
+        info = await _add_consumer(connection, stream, config, nothing)
     except (nats.js.errors.Error, nats.errors.Error) as e:
         raise jetstream_error(e, connection, f"counting the messages of {stream!r}") from None
     with contextlib.suppress(Exception):
-        await jsm.delete_consumer(stream, info.name)
+        await connection.client.jsm().delete_consumer(stream, info.name)
     return int(info.num_pending or 0)
 
 
@@ -259,31 +301,33 @@ class StreamReader:
         return self
 
     async def _start_consumer(self, start_seq: int | None, start_time: datetime | None) -> int:
-        inbox = self._client.new_inbox()
-        subscription = await self._client.subscribe(inbox)
-        self._end_intercept = _nats_compat.intercept_raw_messages(
-            self._client, _nats_compat.subscription_id(subscription), self._on_raw
-        )
-        self._subscription = subscription
-        self._next_dseq = 1
-        config = ConsumerConfig(
-            description="fastiot history: reading a range",
-            deliver_subject=inbox,
-            ack_policy=AckPolicy.NONE,
-            flow_control=True,
-            idle_heartbeat=self.idle_heartbeat,
-            mem_storage=True,
-            inactive_threshold=_CONSUMER_INACTIVE_THRESHOLD,
-            **_start_options(start_seq, start_time),  # type: ignore[arg-type]
-            **_filter_options(self.filters),  # type: ignore[arg-type]
-        )
+        async def config() -> ConsumerConfig:
+            # A new inbox for each attempt: a consumer that a timed-out request made after all must not
+            # deliver into the rows of the next one.
+            inbox = self._client.new_inbox()
+            subscription = await self._client.subscribe(inbox)
+            self._end_intercept = _nats_compat.intercept_raw_messages(
+                self._client, _nats_compat.subscription_id(subscription), self._on_raw
+            )
+            self._subscription = subscription
+            self._next_dseq = 1
+            return ConsumerConfig(
+                description="fastiot history: reading a range",
+                deliver_subject=inbox,
+                ack_policy=AckPolicy.NONE,
+                flow_control=True,
+                idle_heartbeat=self.idle_heartbeat,
+                mem_storage=True,
+                inactive_threshold=_CONSUMER_INACTIVE_THRESHOLD,
+                **_start_options(start_seq, start_time),  # type: ignore[arg-type]
+                **_filter_options(self.filters),  # type: ignore[arg-type]
+            )
+
         try:
-            info = await self._client.jsm().add_consumer(self.stream, config, timeout=_REQUEST_TIMEOUT)
+            info = await _add_consumer(self.connection, self.stream, config, self._stop_consumer)
         except nats.js.errors.NotFoundError:
-            await self._stop_consumer()
             raise self.deleted_error() from None
         except (nats.js.errors.Error, nats.errors.Error) as e:
-            await self._stop_consumer()
             raise jetstream_error(e, self.connection, f"reading recording {self.stream!r}") from None
         self._consumer = info.name
         return int(info.num_pending or 0)

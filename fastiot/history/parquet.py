@@ -128,14 +128,14 @@ async def write_parquet(
     range_: Range,
     filters: list[str],
     *,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> Path:
     """Write the messages of ``stream`` in ``range_`` to a Parquet dataset in ``directory``.
 
-    Rows go out ``chunk_rows`` at a time (decoded like :meth:`Recording.to_dataframe`). When the chunks'
-    columns differ (a field that appears later, a value that is a number in one hour and text in
-    another), the files written are brought to one schema afterwards, one file at a time, so a reader
-    of the whole dataset sees every column.
+    Rows go out ``chunk_rows`` (default :data:`DEFAULT_CHUNK_ROWS`) at a time, decoded like
+    :meth:`Recording.to_dataframe`. When the chunks' columns differ (a field that appears later, a
+    value that is a number in one hour and text in another), the files written are brought to one
+    schema afterwards, one file at a time, so a reader of the whole dataset sees every column.
 
     Returns:
         ``directory``.
@@ -147,6 +147,7 @@ async def write_parquet(
     _pyarrow()
     import pyarrow.parquet as pq
 
+    chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     written: dict[str, Any] = {}  # path -> schema of the file
 

@@ -7,6 +7,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 
+import nats.errors
 import nats.js.errors
 import pytest
 
@@ -117,13 +118,17 @@ def start_js_cluster(size: int = 3) -> list[NatsServer]:
     return servers
 
 
-async def wait_for_jetstream(conn: NatsBrokerConnection, timeout: float = 60.0) -> None:
-    """Wait until the cluster's JetStream answers (the servers have elected a meta leader)."""
+async def wait_for_jetstream(conn: NatsBrokerConnection, replicas: int, timeout: float = 60.0) -> None:
+    """Wait until the cluster takes a stream of ``replicas`` copies (a meta leader, and every server a peer).
+
+    Nothing signals that: a probe stream is made (and removed) until the servers accept it.
+    """
     deadline = time.monotonic() + timeout
     jsm = conn.client.jsm()
     while True:
         try:
-            await jsm.account_info()
+            await jsm.add_stream(name="probe", subjects=["probe.>"], num_replicas=replicas)
+            await jsm.delete_stream("probe")
             return
         except (nats.js.errors.Error, nats.errors.Error):
             if time.monotonic() > deadline:

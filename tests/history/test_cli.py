@@ -1,0 +1,140 @@
+"""``fastiot-workbench record`` / ``export`` and the workbench broker's ``--store`` that survives restarts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.exceptions import NatsServerStartError
+from fastiot.history import Recording
+from fastiot.history import cli as history_cli
+from fastiot.nats_server import NatsServer, find_free_port
+from tests.history.conftest import publish, things
+
+CLI = [sys.executable, "-m", "fastiot.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_record_returns_at_once_and_the_broker_records(
+    js_server: NatsServer, connection: NatsBrokerConnection, name: str
+) -> None:
+    done = await asyncio.to_thread(
+        run, "record", "v1.thing.>", "v1.alarm.*", "--name", name, "--max-age", "1d", "--nats", js_server.url
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"'{name}'" in done.stdout and "v1.thing.>" in done.stdout
+    # The command has exited; the recording goes on in the broker.
+    await publish(connection, things(7))
+    info = await (await Recording.open(name, connection=connection)).info()
+    assert (info.messages, info.subjects, info.max_age) == (
+        7,
+        ["v1.thing.>", "v1.alarm.*"],
+        timedelta(days=1),
+    )
+
+
+async def test_export_writes_a_parquet_dataset_of_the_last_hour(
+    js_server: NatsServer, connection: NatsBrokerConnection, name: str, tmp_path: Path
+) -> None:
+    await Recording.start(name, "v1.thing.>", connection=connection)
+    await publish(connection, things(25))
+    done = await asyncio.to_thread(
+        run, "export", name, "--parquet", str(tmp_path / "out"), "--since", "1h", "--nats", js_server.url
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "out") in done.stdout
+    assert sorted(pd.read_parquet(tmp_path / "out")["n"].tolist()) == list(range(25))
+
+
+async def test_bad_input_on_the_command_line_is_a_clear_error(js_server: NatsServer, tmp_path: Path) -> None:
+    bad_name = await asyncio.to_thread(run, "record", "v1.>", "--name", "a.b", "--nats", js_server.url)
+    assert bad_name.returncode == 2 and "not a valid recording name" in bad_name.stderr
+    missing = await asyncio.to_thread(
+        run, "export", "nothing", "--parquet", str(tmp_path), "--nats", js_server.url
+    )
+    assert missing.returncode == 2 and "no recording" in missing.stderr
+    bad_age = await asyncio.to_thread(run, "record", "v1.>", "--name", "x", "--max-age", "soon")
+    assert bad_age.returncode == 2 and "not a duration" in bad_age.stderr
+
+
+def test_the_default_store_is_a_per_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(history_cli.STORE_ENV, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    if sys.platform.startswith("linux"):
+        assert history_cli.default_store_dir() == tmp_path / "fastiot-workbench" / "jetstream"
+    monkeypatch.setenv(history_cli.STORE_ENV, str(tmp_path / "mine"))
+    assert history_cli.default_store_dir() == tmp_path / "mine"
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+        seen += line
+        if marker in seen:
+            return seen
+        if not line:
+            time.sleep(0.05)
+    raise AssertionError(f"{marker!r} not printed within {timeout} s: {seen}")
+
+
+def _workbench(store: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTIOT_NATS_")}
+    return subprocess.Popen(
+        [*CLI, "--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(store)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.timeout(180)
+async def test_the_workbench_broker_keeps_recordings_across_a_restart(tmp_path: Path) -> None:
+    store, port = tmp_path / "store", find_free_port()
+    for day, expected in (("yesterday", 0), ("today", 5)):
+        process = _workbench(store, port)
+        try:
+            banner = await asyncio.to_thread(_read_until, process, "running without JupyterLab")
+            assert f"JetStream store {store}" in banner
+            conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+            rec = await Recording.start("plant", "v1.thing.>", connection=conn)
+            assert (await rec.info()).messages == expected, day  # yesterday's recording is still there
+            if day == "yesterday":
+                await publish(conn, things(5))
+            await conn.close()
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+def test_a_busy_default_store_falls_back_to_a_temporary_one_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(history_cli.STORE_ENV, str(tmp_path / "store"))
+    with NatsServer(store_dir=tmp_path / "store"):  # another workbench uses the default store
+        server, description = history_cli.workbench_server(None, argparse.Namespace(store=None))
+        try:
+            assert server.is_running and server.store_dir is None
+            assert "temporary store" in description and "--store" in description
+        finally:
+            server.stop()
+        with pytest.raises(NatsServerStartError, match="in use by another nats-server"):
+            history_cli.workbench_server(None, argparse.Namespace(store=tmp_path / "store"))

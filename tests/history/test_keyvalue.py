@@ -1,0 +1,127 @@
+"""Key-value buckets: list, keys, values decoded like payloads, history, a live watch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.serialization import pack
+from fastiot.exceptions import BucketNotFoundError, InvalidRecordingError
+from fastiot.history import Bucket, KeyEntry, WatchState
+from tests.history.conftest import WAIT
+
+
+async def make_bucket(connection: NatsBrokerConnection, name: str = "settings", history: int = 10) -> object:
+    return await connection.client.jetstream().create_key_value(bucket=name, history=history)
+
+
+async def test_buckets_keys_and_values_decoded_like_payloads(connection: NatsBrokerConnection) -> None:
+    kv = await make_bucket(connection)
+    await make_bucket(connection, "other")
+    await connection.client.jetstream().add_stream(name="not_a_bucket", subjects=["x.>"])
+    await kv.put("press_1.setpoint", pack({"value": 71.5, "unit": "degC"}))  # type: ignore[attr-defined]
+    await kv.put("mode", b'{"auto": true}')  # type: ignore[attr-defined]
+    await kv.put("broken", b"\xc1\xc1")  # type: ignore[attr-defined]
+    await kv.put("gone", pack(1))  # type: ignore[attr-defined]
+    await kv.delete("gone")  # type: ignore[attr-defined]
+
+    assert await Bucket.list(connection=connection) == [Bucket("other"), Bucket("settings")]
+    bucket = await Bucket.open("settings", connection=connection)
+    assert await bucket.keys() == ["broken", "mode", "press_1.setpoint"]
+    assert await bucket.keys("press_1.*") == ["press_1.setpoint"]
+    setpoint = await bucket.get("press_1.setpoint")
+    assert setpoint is not None
+    assert (setpoint.value, setpoint.error, setpoint.operation) == (
+        {"value": 71.5, "unit": "degC"},
+        None,
+        "PUT",
+    )
+    mode = await bucket.get("mode")
+    assert mode is not None and mode.value == {"auto": True}
+    broken = await bucket.get("broken")
+    assert broken is not None and broken.value is None and broken.raw == b"\xc1\xc1"
+    assert broken.error is not None and "not msgpack" in broken.error
+    assert await bucket.get("gone") is None
+    assert await bucket.get("never") is None
+    info = await bucket.info()
+    assert (info.name, info.values, info.history) == ("settings", 5, 10)
+
+
+async def test_history_lists_every_revision_oldest_first_with_deletes(
+    connection: NatsBrokerConnection,
+) -> None:
+    kv = await make_bucket(connection)
+    for value in (1, 2, 3):
+        await kv.put("counter", pack({"n": value}))  # type: ignore[attr-defined]
+    await kv.delete("counter")  # type: ignore[attr-defined]
+    await kv.put("counter", pack({"n": 4}))  # type: ignore[attr-defined]
+    bucket = await Bucket.open("settings", connection=connection)
+    history = await bucket.history("counter")
+    assert [(e.operation, e.value) for e in history] == [
+        ("PUT", {"n": 1}),
+        ("PUT", {"n": 2}),
+        ("PUT", {"n": 3}),
+        ("DEL", None),
+        ("PUT", {"n": 4}),
+    ]
+    assert [e.revision for e in history] == sorted(e.revision for e in history)
+    assert all(e.created is not None for e in history)
+    assert history[3].is_deleted and not history[4].is_deleted
+    assert await bucket.history("nothing") == []
+
+
+async def test_a_watch_holds_the_current_values_and_reports_each_change(
+    connection: NatsBrokerConnection,
+) -> None:
+    kv = await make_bucket(connection)
+    await kv.put("a", pack(1))  # type: ignore[attr-defined]
+    await kv.put("b", pack(2))  # type: ignore[attr-defined]
+    watch = await (await Bucket.open("settings", connection=connection)).watch().start()
+    changes: list[KeyEntry] = []
+    arrived = asyncio.Event()
+
+    def on_change(entry: KeyEntry) -> None:
+        changes.append(entry)
+        arrived.set()
+
+    try:
+        assert {k: e.value for k, e in watch.entries.items()} == {"a": 1, "b": 2}
+        watch.on_change(on_change)
+        await kv.put("a", pack(10))  # type: ignore[attr-defined]
+        await kv.delete("b")  # type: ignore[attr-defined]
+        while len(changes) < 2:
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), WAIT)
+        assert [(c.key, c.operation, c.value) for c in changes] == [("a", "PUT", 10), ("b", "DEL", None)]
+        assert {k: e.value for k, e in watch.entries.items()} == {"a": 10}
+        assert watch.state is WatchState.WATCHING
+    finally:
+        await watch.stop()
+    assert watch.state is WatchState.STOPPED
+
+
+async def test_a_watched_bucket_that_is_deleted_says_so(connection: NatsBrokerConnection) -> None:
+    kv = await make_bucket(connection)
+    await kv.put("a", pack(1))  # type: ignore[attr-defined]
+    watch = await (await Bucket.open("settings", connection=connection)).watch().start()
+    states: list[WatchState] = []
+    deleted = asyncio.Event()
+    watch.on_state_change(lambda state: (states.append(state), deleted.set()))
+    try:
+        await connection.client.jetstream().delete_key_value("settings")
+        await asyncio.wait_for(deleted.wait(), WAIT)
+        assert states == [WatchState.DELETED] and watch.entries == {}
+    finally:
+        await watch.stop()
+    with pytest.raises(BucketNotFoundError, match=r"Bucket\.list\(\)"):
+        await Bucket.open("settings", connection=connection)
+
+
+async def test_bad_bucket_names_and_missing_buckets(connection: NatsBrokerConnection) -> None:
+    for bad in ("", "a.b", "a b", "a*"):
+        with pytest.raises(InvalidRecordingError, match="bucket name"):
+            await Bucket.open(bad, connection=connection)
+    with pytest.raises(BucketNotFoundError, match="nothing"):
+        await Bucket.open("nothing", connection=connection)
