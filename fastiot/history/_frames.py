@@ -10,6 +10,7 @@ difference is ``received_at``: here it is the time the stream stored the message
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,14 @@ SEQUENCE_COLUMN = "sequence"
 
 _unpackb = _capture._unpackb
 _decode_fallback = _capture._decode_msgpack_or_json
+_unpack = functools.partial(_unpackb, raw=False, timestamp=3, strict_map_key=False)
+
+
+def _decode_one(data: bytes) -> Any:
+    try:
+        return _unpack(data)
+    except Exception:
+        return _decode_fallback(data)
 
 
 class FrameBuilder:
@@ -64,31 +73,62 @@ class FrameBuilder:
         if self._rows + n > self.capacity:
             raise ValueError(f"more rows than the {self.capacity} expected")
         capture = self._capture
-        stage = capture._staged.extend
-        for subject, time_ns, data in zip(batch.subjects, batch.times.tolist(), batch.payloads, strict=True):
-            # MessageCapture._on_msg's decoding: msgpack (the wire format) first, else msgpack-or-JSON.
-            try:
-                payload = _unpackb(data, raw=False, timestamp=3, strict_map_key=False)
-            except Exception:
-                payload = _decode_fallback(data)
-            stage((subject, time_ns, payload))
+        # MessageCapture._on_msg's decoding: msgpack (the wire format) first, else msgpack-or-JSON.
+        try:
+            payloads = list(map(_unpack, batch.payloads))
+        except Exception:  # a payload that is not msgpack: the batch again, one payload at a time
+            payloads = [_decode_one(data) for data in batch.payloads]
+        # The capture's staging area holds subject, time, payload per row, flat.
+        staged: list[Any] = [None] * (3 * n)
+        staged[0::3] = batch.subjects
+        staged[1::3] = batch.times.tolist()
+        staged[2::3] = payloads
+        capture._staged.extend(staged)
         capture._received += n
         capture._flush()
         self._sequences.append(batch.sequences)
         self._rows += n
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The rows added so far, in the order they were added, with a ``sequence`` column."""
-        frame = self._capture.to_dataframe()
-        sequences = np.concatenate(self._sequences) if self._sequences else np.zeros(0, dtype=np.int64)
-        frame.insert(2, SEQUENCE_COLUMN, sequences)
-        return frame
+        """The rows added so far, in the order they were added, with a ``sequence`` column.
 
-    def clear(self) -> None:
-        """Forget the rows (the buffer stays allocated for the next ones)."""
-        self._capture.clear()
+        The builder is used up: each column of the buffer is released as soon as it is converted, so a
+        load needs the buffer plus the DataFrame at most, not the buffer, the DataFrame and copies of both
+        (MessageCapture._frame's conversions, done column by column).
+        """
+        import pandas as pd
+
+        capture = self._capture
+        capture._flush()
+        n = self._rows
+        data: dict[str, Any] = {
+            "received_at": pd.array(
+                capture._times[:n].view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC"), copy=True
+            ),
+            "subject": _capture.string_array(capture._subject_values[:n]),
+            SEQUENCE_COLUMN: np.concatenate(self._sequences) if self._sequences else np.zeros(0, np.int64),
+        }
+        capture._times = capture._subject_values = np.zeros(0, dtype=np.int64)
         self._sequences.clear()
+        for name in capture._column_order():
+            column = capture._columns.pop(name)
+            key = f"payload.{name}" if name in _capture._META_COLUMNS else name
+            mask = None if column.mask is None else column.mask[:n]
+            data[key] = _capture._column_to_pandas(column.kind, column.values[:n], mask)
+            del column
+        errors = [(seq, raw, text) for seq, (raw, text) in capture._errors.items() if seq < n]
+        if errors:
+            raws = np.full(n, None, dtype=object)
+            texts = np.full(n, None, dtype=object)
+            for seq, raw, text in errors:
+                raws[seq], texts[seq] = raw, text
+            data[_capture.RAW_COLUMN if _capture.RAW_COLUMN not in data else f"_{_capture.RAW_COLUMN}"] = raws
+            error_name = (
+                _capture.ERROR_COLUMN if _capture.ERROR_COLUMN not in data else f"_{_capture.ERROR_COLUMN}"
+            )
+            data[error_name] = _capture.string_array(texts)
         self._rows = 0
+        return pd.DataFrame(data, copy=False)
 
 
 def decode_value(data: bytes) -> tuple[Any, str | None]:

@@ -37,7 +37,7 @@ from fastiot.exceptions import HistoryReadError, RecordingDeletedError
 from fastiot.history._connection import jetstream_error
 from fastiot.history.ranges import Range
 
-__all__ = ["DEFAULT_BATCH_ROWS", "RawBatch", "StreamReader", "count_from", "parse_replies"]
+__all__ = ["DEFAULT_BATCH_ROWS", "RawBatch", "Replies", "StreamReader", "count_from"]
 
 DEFAULT_BATCH_ROWS = 8_192
 DEFAULT_MAX_BUFFERED_ROWS = 65_536
@@ -112,36 +112,49 @@ class RawBatch:
         return len(self.payloads)
 
 
-def _ints(tokens: Sequence[bytes], n: int) -> np.ndarray:
-    return np.fromiter(map(int, tokens), dtype=np.int64, count=n)
-
-
-def parse_replies(replies: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stream sequence, delivery sequence, time (ns) and pending count of each ``$JS.ACK...`` reply.
+class Replies:
+    """The ``$JS.ACK...`` reply subjects of a batch, split once; columns are parsed when asked for.
 
     Both forms nats-py knows are read:
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` and the one with domain and
     account hash in front (and a random token at the end).
+
+    Example:
+        >>> r = Replies([b"$JS.ACK.s.c.1.7.1.1700000000000000000.3"])
+        >>> r.column(SEQUENCE).tolist(), r.value(PENDING, 0)
+        ([7], 3)
     """
-    n = len(replies)
-    tokens = b".".join(replies).split(b".")
-    width = len(tokens) // n if n else 0
-    if n and width * n == len(tokens) and width in (9, 11, 12):
-        first = 5 if width == 9 else 7  # the stream sequence; the others follow it
-        return (
-            _ints(tokens[first::width], n),
-            _ints(tokens[first + 1 :: width], n),
-            _ints(tokens[first + 2 :: width], n),
-            _ints(tokens[first + 3 :: width], n),
+
+    def __init__(self, replies: list[bytes]) -> None:
+        n = len(replies)
+        tokens = b".".join(replies).split(b".")
+        width = len(tokens) // n if n else 0
+        if n and width * n == len(tokens) and width in (9, 11, 12):
+            first = 5 if width == 9 else 7  # the stream sequence; the others follow it
+        else:  # mixed forms in one batch (never seen, but cheap to allow): the four fields of each
+            tokens = []
+            for reply in replies:
+                parts = reply.split(b".")
+                start = 5 if len(parts) == 9 else 7
+                tokens.extend(parts[start : start + 4])
+            width, first = 4, 0
+        self.n: int = n
+        self._tokens: list[bytes] = tokens
+        self._width: int = width
+        self._first: int = first
+
+    def column(self, field: int) -> np.ndarray:
+        """One field (:data:`SEQUENCE`, :data:`DELIVERED`, :data:`TIME`, :data:`PENDING`) of every reply."""
+        return np.fromiter(
+            map(int, self._tokens[self._first + field :: self._width]), dtype=np.int64, count=self.n
         )
-    # Mixed forms in one batch (never seen, but cheap to allow): one reply at a time.
-    rows = []
-    for reply in replies:
-        parts = reply.split(b".")
-        first = 5 if len(parts) == 9 else 7
-        rows.append([int(p) for p in parts[first : first + 4]])
-    array = np.array(rows, dtype=np.int64).reshape(n, 4)
-    return array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy(), array[:, 3].copy()
+
+    def value(self, field: int, row: int) -> int:
+        """One field of one reply."""
+        return int(self._tokens[self._first + field + self._width * row])
+
+
+SEQUENCE, DELIVERED, TIME, PENDING = 0, 1, 2, 3  # the fields of a reply, in the order they come
 
 
 def _start_options(start_seq: int | None, start_time: datetime | None) -> dict[str, object]:
@@ -422,12 +435,17 @@ class StreamReader:
         if not raw:
             return
         self._raw, self._raw_headers = [], {}
-        replies = raw[1::3]
-        n = len(replies)
-        seqs, dseqs, times, pendings = parse_replies(replies)
+        replies = Replies(raw[1::3])
+        n = replies.n
+        seqs, times = replies.column(SEQUENCE), replies.column(TIME)
         keep = n
-        if dseqs[0] != self._next_dseq or int(dseqs[-1]) - int(dseqs[0]) != n - 1:
+        # One consumer delivers in order, so first and last tell whether a delivery is missing.
+        if (
+            replies.value(DELIVERED, 0) != self._next_dseq
+            or replies.value(DELIVERED, n - 1) != self._next_dseq + n - 1
+        ):
             # A message is missing: keep what came before it, then read on from there with a new consumer.
+            dseqs = replies.column(DELIVERED)
             expected = np.arange(self._next_dseq, self._next_dseq + n, dtype=np.int64)
             keep = int(np.argmin(dseqs == expected)) if not (dseqs == expected).all() else n
             self._gap = True
@@ -449,10 +467,10 @@ class StreamReader:
         if self.max_rows is not None and self.rows + self._ready_rows + stop - first >= self.max_rows:
             stop = first + max(0, self.max_rows - self.rows - self._ready_rows)
             finished = True
-        if stop and keep == stop and pendings[stop - 1] == 0 and not self._gap:
+        if stop and keep == stop and not self._gap and replies.value(PENDING, stop - 1) == 0:
             finished = True  # the stream had nothing after this message (for the filters) when it was sent
         if keep:
-            self._next_dseq = int(dseqs[keep - 1]) + 1
+            self._next_dseq = replies.value(DELIVERED, keep - 1) + 1
         if stop > 0:
             self._last_seq = int(seqs[stop - 1])
         if stop > first:
@@ -532,6 +550,26 @@ class StreamReader:
                 if not self._deleted:
                     await self._on_stall()
 
+    async def prefetch(self, rows: int, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until ``rows`` rows are buffered or the range is all in.
+
+        A replay does this before its clock starts: the first burst of the stream is read while nothing
+        is due yet.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._finished and not self._deleted and self._ready_rows + len(self._raw) // 3 < rows:
+            await self._answer_flow_control()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+            self._cut()
+
     async def _on_stall(self) -> None:
         try:
             await self._client.jsm().stream_info(self.stream)
@@ -543,6 +581,8 @@ class StreamReader:
         await self._restart(f"no message and no heartbeat for {self.stall_timeout:g} s")
 
     async def _handle_statuses(self) -> None:
+        # The rows that came before these statuses first: a heartbeat's "last sent" counts them.
+        self._cut()
         statuses, self._statuses = self._statuses, []
         for reply, raw in statuses:
             headers = await _nats_compat.parse_headers(self._client, raw)

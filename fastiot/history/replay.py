@@ -41,6 +41,7 @@ DEFAULT_PROGRESS_INTERVAL = 0.1  # seconds between two progress callbacks
 _BATCH_ROWS = 256  # small batches: the read loop never holds up a publish for long
 _MAX_BUFFERED_ROWS = 8_192
 _LATENESS_KEPT = 100_000
+_PREFETCH_TIMEOUT = 5.0  # seconds a timed replay may wait for its first rows before the clock starts
 
 _logger = logging.getLogger("fastiot.history")
 
@@ -217,6 +218,8 @@ class Replay:
         clock = time.perf_counter
         start: float | None = None
         first_ns = 0
+        if speed is not None:
+            await reader.prefetch(min(self.total, _MAX_BUFFERED_ROWS), _PREFETCH_TIMEOUT)
         async for batch in reader:
             times = batch.times.tolist()
             for i, (subject, data) in enumerate(zip(batch.subjects, batch.payloads, strict=True)):

@@ -57,3 +57,24 @@ async def test_status_headers_parse_to_status_and_description(connection: NatsBr
 async def test_server_info_names_the_server(connection: NatsBrokerConnection) -> None:
     info = _nats_compat.server_info(connection.client)
     assert info["server_id"] and info["jetstream"] is True
+
+
+async def test_the_read_loop_gives_the_event_loop_a_turn_every_so_many_intercepted_messages(
+    connection: NatsBrokerConnection,
+) -> None:
+    client = connection.client
+    subscription = await client.subscribe("compat.turns")
+    sid = _nats_compat.subscription_id(subscription)
+    remove = _nats_compat.intercept_raw_messages(client, sid, lambda *args: None)
+    try:
+        returned = [
+            client._process_msg(sid, b"s", b"", b"", None) for _ in range(2 * _nats_compat.YIELD_EVERY)
+        ]
+        finished = [isinstance(r, asyncio.Future) and r.done() for r in returned]
+        turns = [i for i, done in enumerate(finished) if not done]
+        assert turns == [_nats_compat.YIELD_EVERY - 1, 2 * _nats_compat.YIELD_EVERY - 1]
+        for i in turns:
+            await returned[i]  # asyncio.sleep(0): one turn of the event loop
+    finally:
+        remove()
+        await subscription.unsubscribe()
