@@ -6,8 +6,8 @@ PING, discarding that buffer, stopping the reconnect loop, a subscription's id a
 malformed message, and (for reading recordings) a subscription's messages raw from the parser. Each
 function here names one such need; ``tests/core/test_nats_compat.py`` (and, for the history section,
 ``tests/history/test_nats_compat_history.py``) pins the nats-py behaviour it relies on, for the versions
-``pyproject.toml`` allows (:data:`SUPPORTED_NATS_PY`). When nats-py changes, this module and that test are the only places to
-look at.
+``pyproject.toml`` allows (:data:`SUPPORTED_NATS_PY`). When nats-py changes, this module and those
+tests are the only places to look at.
 
 Example:
     >>> from fastiot.core import _nats_compat
@@ -31,11 +31,15 @@ from fastiot.exceptions import BadMessageError
 
 __all__ = [
     "SUPPORTED_NATS_PY",
+    "YIELD_EVERY",
+    "RawMessageHandler",
     "TolerantClient",
     "abort_sockets",
     "client_subscription_count",
     "current_server_uri",
     "discard_pending_publishes",
+    "intercept_raw_messages",
+    "parse_headers",
     "pending_msgs_limit",
     "reconnection_task",
     "server_info",
@@ -43,11 +47,6 @@ __all__ = [
     "subscription_id",
     "uses_tls",
     "write_pending",
-    # history: bulk reads of JetStream streams
-    "YIELD_EVERY",
-    "RawMessageHandler",
-    "intercept_raw_messages",
-    "parse_headers",
 ]
 
 # The nats-py versions the functions below are verified against (kept equal to pyproject.toml): 2.15.0

@@ -16,9 +16,10 @@ Example:
 from __future__ import annotations
 
 from fastiot.history._frames import SEQUENCE_COLUMN
+from fastiot.history.info import RecordingInfo, SubjectRange
 from fastiot.history.keyvalue import Bucket, BucketInfo, BucketWatch, KeyEntry, WatchState
 from fastiot.history.ranges import Bound, Range, parse_duration, resolve_range
-from fastiot.history.recording import Recording, RecordingInfo, SubjectRange
+from fastiot.history.recording import Recording
 from fastiot.history.replay import Replay, ReplayState
 
 __all__ = [

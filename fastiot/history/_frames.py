@@ -21,7 +21,7 @@ from fastiot.capture import MessageCapture, decode_payload
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fastiot.history._reader import RawBatch
+    from fastiot.history._consumers import RawBatch
 
 __all__ = ["SEQUENCE_COLUMN", "FrameBuilder", "decode_value"]
 

@@ -34,11 +34,12 @@ from fastiot.exceptions import BucketNotFoundError, InvalidRecordingError
 from fastiot.history._connection import jetstream_error, using_connection
 from fastiot.history._frames import decode_value
 
-__all__ = ["Bucket", "BucketInfo", "BucketWatch", "KeyEntry", "WatchState"]
+__all__ = ["CHECK_INTERVAL", "Bucket", "BucketInfo", "BucketWatch", "KeyEntry", "WatchState"]
 
 _STREAM_PREFIX = "KV_"
 _OPERATIONS = {None: "PUT", "PUT": "PUT", "DEL": "DEL", "PURGE": "PURGE"}
 _READY_TIMEOUT = 10.0
+CHECK_INTERVAL = 5.0  # seconds between two looks whether a watched bucket still exists
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,7 @@ class BucketWatch:
         self._on_change: CallbackList[[KeyEntry]] = CallbackList("key-value change")
         self._on_state: CallbackList[[WatchState]] = CallbackList("watch state")
         self._task: asyncio.Task[None] | None = None
+        self._check: asyncio.Task[None] | None = None
         self._ready: asyncio.Event = asyncio.Event()
         self._advisory: Any = None
         self._registered: bool = False
@@ -323,7 +325,9 @@ class BucketWatch:
             f"$JS.EVENT.ADVISORY.STREAM.DELETED.{_STREAM_PREFIX}{self.bucket.name}", cb=self._on_deleted
         )
         self._ready.clear()
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._follow(watcher))
+        self._check = loop.create_task(self._check_bucket(conn))
         self._set_state(WatchState.WATCHING)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ready.wait(), timeout)
@@ -346,16 +350,29 @@ class BucketWatch:
             with contextlib.suppress(Exception):
                 await watcher.stop()
 
-    async def _on_deleted(self, msg: Any) -> None:
+    async def _on_deleted(self, msg: Any = None) -> None:
         self.entries.clear()
         self._set_state(WatchState.DELETED)
 
+    async def _check_bucket(self, conn: NatsBrokerConnection) -> None:
+        # JetStream's advisory says at once that the bucket was deleted, but the server does not always
+        # send it while a consumer is pushing: so look now and then as well.
+        while self.state is WatchState.WATCHING:
+            await asyncio.sleep(CHECK_INTERVAL)
+            try:
+                await self.bucket._kv(conn)
+            except BucketNotFoundError:
+                await self._on_deleted()
+            except Exception:  # not reachable right now: the next look will tell
+                continue
+
     async def stop(self) -> None:
         """Stop following (the entries stay as they were)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (self._task, self._check):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._check = None
         advisory, self._advisory = self._advisory, None
         if advisory is not None:
             with contextlib.suppress(Exception):

@@ -199,7 +199,7 @@ async def write_parquet(
 
 
 def _slice(batch: Any, start: int, stop: int) -> Any:
-    from fastiot.history._reader import RawBatch
+    from fastiot.history._consumers import RawBatch
 
     return RawBatch(
         subjects=batch.subjects[start:stop],

@@ -20,14 +20,13 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import StorageType, StreamConfig, StreamInfo
+from nats.js.api import StreamConfig, StreamInfo
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import (
@@ -37,137 +36,23 @@ from fastiot.exceptions import (
     RecordingNotFoundError,
     SubjectsOverlapError,
 )
+from fastiot.history._config import differences, stream_config, unlimited
 from fastiot.history._connection import jetstream_error, using_connection
 from fastiot.history._frames import FrameBuilder
 from fastiot.history._names import RecordingSubjects, check_stream_name, subject_patterns
 from fastiot.history._reader import StreamReader
-from fastiot.history.ranges import Bound, parse_duration, resolve_range
+from fastiot.history.info import RecordingInfo, SubjectRange
+from fastiot.history.ranges import Bound, resolve_range
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from fastiot.history.replay import Replay
 
-__all__ = ["MAX_REPLICAS", "Recording", "RecordingInfo", "SubjectRange"]
+__all__ = ["Recording"]
 
-MAX_REPLICAS = 5  # JetStream's limit
 _ERR_OVERLAP = 10065
 _ERR_NAME_IN_USE = 10058
-_STORAGE = {"file": StorageType.FILE, "memory": StorageType.MEMORY}
-
-
-@dataclass(frozen=True)
-class SubjectRange:
-    """One subject of a recording: how many messages it holds and when the first and last were stored."""
-
-    subject: str
-    messages: int
-    first_time: datetime | None
-    last_time: datetime | None
-
-
-@dataclass(frozen=True)
-class RecordingInfo:
-    """What a recording holds, and how it is configured.
-
-    Attributes:
-        name: The stream's name.
-        subjects: The patterns it records.
-        messages: Messages it holds now.
-        bytes: Their size in the store.
-        first_seq, last_seq: The stream sequences of the oldest and newest message (0 when empty).
-        first_time, last_time: When the oldest and newest message were stored (UTC), None when empty.
-        subject_counts: Messages per subject, by subject.
-        recording: False once :meth:`Recording.stop` sealed it (it keeps what it holds).
-        max_age, max_bytes, max_msgs: The limits after which the oldest messages are dropped (None: none).
-        storage: ``"file"`` or ``"memory"``.
-        replicas: Copies of the stream in a cluster.
-        created: When the stream was made.
-        cluster_leader: In a cluster, the server that leads the stream.
-        replicas_current: In a cluster, the names of the other servers with a current copy.
-    """
-
-    name: str
-    subjects: list[str]
-    messages: int
-    bytes: int
-    first_seq: int
-    last_seq: int
-    first_time: datetime | None
-    last_time: datetime | None
-    subject_counts: dict[str, int] = field(default_factory=dict)
-    recording: bool = True
-    max_age: timedelta | None = None
-    max_bytes: int | None = None
-    max_msgs: int | None = None
-    storage: str = "file"
-    replicas: int = 1
-    created: datetime | None = None
-    cluster_leader: str | None = None
-    replicas_current: list[str] = field(default_factory=list)
-
-    @property
-    def duration(self) -> timedelta | None:
-        """The time between the first and the last message."""
-        if self.first_time is None or self.last_time is None:
-            return None
-        return self.last_time - self.first_time
-
-
-def _limit(value: int | None, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRecordingError(f"{what} must be a positive int or None (no limit), got {value!r}")
-    return value
-
-
-def _stream_config(
-    name: str,
-    patterns: list[str],
-    max_age: timedelta | float | str | None,
-    max_bytes: int | None,
-    max_msgs: int | None,
-    storage: str,
-    replicas: int,
-) -> StreamConfig:
-    age: float | None = None
-    if max_age is not None:
-        try:
-            age = parse_duration(max_age).total_seconds()
-        except ValueError as e:
-            raise InvalidRecordingError(f"max_age: {e}") from None
-        if age <= 0:
-            raise InvalidRecordingError(f"max_age must be positive, got {max_age!r}")
-    if storage not in _STORAGE:
-        raise InvalidRecordingError(f"storage must be 'file' or 'memory', got {storage!r}")
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
-        raise InvalidRecordingError(f"replicas must be an int from 1 to {MAX_REPLICAS}, got {replicas!r}")
-    return StreamConfig(
-        name=name,
-        subjects=patterns,
-        max_age=age,
-        max_bytes=_limit(max_bytes, "max_bytes"),
-        max_msgs=_limit(max_msgs, "max_msgs"),
-        storage=_STORAGE[storage],
-        num_replicas=replicas,
-    )
-
-
-def _unlimited(value: Any) -> Any:
-    return None if value in (None, -1, 0) else value
-
-
-def _differences(wanted: StreamConfig, have: StreamConfig) -> list[str]:
-    pairs = {
-        "subjects": (sorted(wanted.subjects or []), sorted(have.subjects or [])),
-        "max_age": (_unlimited(wanted.max_age), _unlimited(have.max_age)),
-        "max_bytes": (_unlimited(wanted.max_bytes), _unlimited(have.max_bytes)),
-        "max_msgs": (_unlimited(wanted.max_msgs), _unlimited(have.max_msgs)),
-        "storage": (wanted.storage, have.storage),
-        "replicas": (wanted.num_replicas or 1, have.num_replicas or 1),
-    }
-    return [f"{key} {b!r} (asked for {a!r})" for key, (a, b) in pairs.items() if a != b]
 
 
 class Recording:
@@ -268,7 +153,7 @@ class Recording:
         """
         name = check_stream_name(name)
         patterns = subject_patterns(subjects)
-        config = _stream_config(name, patterns, max_age, max_bytes, max_msgs, storage, replicas)
+        config = stream_config(name, patterns, max_age, max_bytes, max_msgs, storage, replicas)
         async with using_connection(connection) as conn:
             jsm = conn.client.jsm()
             doing = f"starting recording {name!r}"
@@ -297,10 +182,10 @@ class Recording:
                 f"recording {config.name!r} was stopped and keeps what it recorded, read-only; start a new "
                 f"recording under another name, or delete this one first (await rec.delete())"
             )
-        differences = _differences(config, have)
-        if differences:
+        changed = differences(config, have)
+        if changed:
             raise RecordingExistsError(
-                f"recording {config.name!r} exists with another configuration: {'; '.join(differences)}. "
+                f"recording {config.name!r} exists with another configuration: {'; '.join(changed)}. "
                 f"Open it as it is with Recording.open({config.name!r}), or pick another name"
             )
 
@@ -409,8 +294,8 @@ class Recording:
             subject_counts=dict(sorted((state.subjects or {}).items())),
             recording=not config.sealed,
             max_age=timedelta(seconds=config.max_age) if config.max_age and config.max_age > 0 else None,
-            max_bytes=_unlimited(config.max_bytes),
-            max_msgs=_unlimited(config.max_msgs),
+            max_bytes=unlimited(config.max_bytes),
+            max_msgs=unlimited(config.max_msgs),
             storage=str(getattr(config.storage, "value", config.storage) or "file"),
             replicas=config.num_replicas or 1,
             created=stream.created,

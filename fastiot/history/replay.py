@@ -27,8 +27,9 @@ from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import InvalidRecordingError, ReplayLoopError, WaitTimeoutError
 from fastiot.history._connection import in_notebook, using_connection
+from fastiot.history._consumers import count_from
 from fastiot.history._names import check_prefix, patterns_overlap, subject_patterns
-from fastiot.history._reader import StreamReader, count_from
+from fastiot.history._reader import StreamReader
 from fastiot.history.ranges import Bound, resolve_range
 
 if TYPE_CHECKING:

@@ -161,13 +161,21 @@ async def wait_for_routes(servers: list[NatsServer], timeout: float = WAIT) -> N
     await wait_until(full_mesh, timeout, "routes between every pair of servers", interval=0.05)
 
 
-def start_cluster(size: int = 3) -> list[NatsServer]:
+def start_cluster(size: int = 3, *, jetstream: bool = False) -> list[NatsServer]:
     """Start ``size`` nats-servers on loopback, each with routes to all the others (stop them after use)."""
     cluster_ports = [find_free_port() for _ in range(size)]
     servers = []
     for i, port in enumerate(cluster_ports):
         routes = [f"nats-route://127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i]
-        servers.append(NatsServer(cluster_name="fastiot-test", cluster_port=port, routes=routes, http_port=0))
+        servers.append(
+            NatsServer(
+                cluster_name="fastiot-test",
+                cluster_port=port,
+                routes=routes,
+                http_port=0,
+                jetstream=jetstream,
+            )
+        )
     try:
         for server in servers:
             server.start()

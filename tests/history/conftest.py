@@ -13,7 +13,8 @@ import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
-from fastiot.nats_server import NatsServer, find_free_port
+from fastiot.history import Recording
+from fastiot.nats_server import NatsServer
 
 WAIT = 20.0
 _names = itertools.count()
@@ -39,6 +40,15 @@ async def connection(js_server: NatsServer) -> AsyncIterator[NatsBrokerConnectio
 def name(request: pytest.FixtureRequest) -> str:
     """A stream name no other test uses."""
     return f"t{next(_names)}_{request.node.name[:40]}".replace("[", "_").replace("]", "_").replace("-", "_")
+
+
+@pytest.fixture
+async def plain_connection() -> AsyncIterator[NatsBrokerConnection]:
+    """A connection to a second nats-server, without JetStream, on a free loopback port."""
+    async with NatsServer() as server:
+        conn = await NatsBrokerConnection.connect(servers=server.url)
+        yield conn
+        await conn.close()
 
 
 @pytest.fixture
@@ -80,6 +90,15 @@ async def publish(
     return list(await asyncio.gather(*(one(i, s, p) for i, (s, p) in enumerate(items))))
 
 
+async def recorded(
+    conn: NatsBrokerConnection, name: str, n: int, machines: Sequence[str] = ("press_1", "press_2")
+) -> Recording:
+    """A recording ``name`` of ``v1.thing.>`` holding ``n`` :func:`things`."""
+    rec = await Recording.start(name, "v1.thing.>", connection=conn)
+    await publish(conn, things(n, machines))
+    return rec
+
+
 def things(
     n: int, machines: Sequence[str] = ("press_1", "press_2"), start: int = 0
 ) -> list[tuple[str, dict]]:
@@ -94,28 +113,6 @@ def things(
             )
         )
     return items
-
-
-def start_js_cluster(size: int = 3) -> list[NatsServer]:
-    """``size`` clustered nats-servers with JetStream on loopback (stop them after use)."""
-    ports = [find_free_port() for _ in range(size)]
-    servers = [
-        NatsServer(
-            jetstream=True,
-            cluster_name="history",
-            cluster_port=port,
-            routes=[f"nats-route://127.0.0.1:{p}" for p in ports if p != port],
-        )
-        for port in ports
-    ]
-    try:
-        for server in servers:
-            server.start()
-    except BaseException:
-        for server in servers:
-            server.stop()
-        raise
-    return servers
 
 
 async def wait_for_jetstream(conn: NatsBrokerConnection, replicas: int, timeout: float = 60.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,17 +14,7 @@ from fastiot.exceptions import (
     SubjectsOverlapError,
 )
 from fastiot.history import Recording
-from fastiot.nats_server import NatsServer
 from tests.history.conftest import publish, things
-
-
-@pytest.fixture
-async def no_jetstream() -> AsyncIterator[NatsBrokerConnection]:
-    """A connection to a nats-server started without JetStream."""
-    async with NatsServer() as server:
-        conn = await NatsBrokerConnection.connect(servers=server.url)
-        yield conn
-        await conn.close()
 
 
 class NoServer:
@@ -35,19 +24,21 @@ class NoServer:
         raise AssertionError(f"the server was asked ({name}) before the input was checked")
 
 
-async def test_a_server_without_jetstream_says_how_to_enable_it(no_jetstream: NatsBrokerConnection) -> None:
+async def test_a_server_without_jetstream_says_how_to_enable_it(
+    plain_connection: NatsBrokerConnection,
+) -> None:
     calls = [
-        lambda: Recording.start("plant", "v1.thing.>", connection=no_jetstream),
-        lambda: Recording.open("plant", connection=no_jetstream),
-        lambda: Recording.list(connection=no_jetstream),
-        lambda: Recording("plant", connection=no_jetstream).info(),
-        lambda: Recording("plant", connection=no_jetstream).to_dataframe(),
+        lambda: Recording.start("plant", "v1.thing.>", connection=plain_connection),
+        lambda: Recording.open("plant", connection=plain_connection),
+        lambda: Recording.list(connection=plain_connection),
+        lambda: Recording("plant", connection=plain_connection).info(),
+        lambda: Recording("plant", connection=plain_connection).to_dataframe(),
     ]
     for call in calls:
         with pytest.raises(JetStreamUnavailableError) as caught:
             await call()
         text = str(caught.value)
-        assert "has no JetStream" in text and no_jetstream.connected_url in text
+        assert "has no JetStream" in text and plain_connection.connected_url in text
         assert "nats-server -js" in text and "jetstream {}" in text
 
 

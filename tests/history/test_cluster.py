@@ -14,13 +14,14 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.history import Recording
 from fastiot.nats_server import NatsServer
-from tests.history.conftest import WAIT, start_js_cluster, wait_for_jetstream
+from tests.core.fault_helpers import start_cluster
+from tests.history.conftest import WAIT, wait_for_jetstream
 
 
 @pytest.fixture
 async def js_cluster() -> AsyncIterator[list[NatsServer]]:
     """Three clustered nats-servers with JetStream on loopback, ready to take streams."""
-    servers = await asyncio.to_thread(start_js_cluster)
+    servers = await asyncio.to_thread(start_cluster, 3, jetstream=True)
     try:
         conn = await NatsBrokerConnection.connect(servers=[s.url for s in servers])
         await wait_for_jetstream(conn, replicas=len(servers))

@@ -9,7 +9,7 @@ import pytest
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.exceptions import BucketNotFoundError, InvalidRecordingError
-from fastiot.history import Bucket, KeyEntry, WatchState
+from fastiot.history import Bucket, BucketWatch, KeyEntry, WatchState, keyvalue
 from tests.history.conftest import WAIT
 
 
@@ -125,3 +125,27 @@ async def test_bad_bucket_names_and_missing_buckets(connection: NatsBrokerConnec
             await Bucket.open(bad, connection=connection)
     with pytest.raises(BucketNotFoundError, match="nothing"):
         await Bucket.open("nothing", connection=connection)
+
+
+async def test_a_deleted_bucket_is_noticed_even_without_jetstreams_advisory(
+    connection: NatsBrokerConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server does not always send the advisory while a consumer is pushing: the watch looks itself."""
+    monkeypatch.setattr(keyvalue, "CHECK_INTERVAL", 0.05)
+    look = BucketWatch._on_deleted
+
+    async def advisory_lost(self: BucketWatch, msg: object = None) -> None:
+        if msg is None:  # the watch's own look, not the advisory
+            await look(self)
+
+    monkeypatch.setattr(BucketWatch, "_on_deleted", advisory_lost)
+    await make_bucket(connection)
+    watch = await (await Bucket.open("settings", connection=connection)).watch().start()
+    deleted = asyncio.Event()
+    watch.on_state_change(lambda state: deleted.set())
+    try:
+        await connection.client.jetstream().delete_key_value("settings")
+        await asyncio.wait_for(deleted.wait(), WAIT)
+        assert watch.state is WatchState.DELETED
+    finally:
+        await watch.stop()

@@ -12,7 +12,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import ParquetUnavailableError
 from fastiot.history import Recording
 from fastiot.history import parquet as history_parquet
-from tests.history.conftest import publish, things
+from tests.history.conftest import publish, recorded
 
 
 def parquet_files(directory: Path) -> list[str]:
@@ -22,8 +22,7 @@ def parquet_files(directory: Path) -> list[str]:
 async def test_the_dataset_is_partitioned_by_subject_and_hour_and_reads_back_whole(
     connection: NatsBrokerConnection, name: str, tmp_path: Path
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(60, machines=("a", "b", "c")))
+    rec = await recorded(connection, name, 60, machines=("a", "b", "c"))
     frame = await rec.to_dataframe()
     hour = frame["received_at"].iloc[0].strftime("%Y-%m-%dT%H")
 
@@ -45,8 +44,7 @@ async def test_the_dataset_is_partitioned_by_subject_and_hour_and_reads_back_who
 async def test_one_subject_is_read_without_the_rest(
     connection: NatsBrokerConnection, name: str, tmp_path: Path
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(40, machines=("a", "b")))
+    rec = await recorded(connection, name, 40, machines=("a", "b"))
     await rec.to_parquet(tmp_path)
     dataset = ds.dataset(tmp_path, format="parquet", partitioning="hive")
     subject_a = ds.field("subject") == "v1.thing.a.temperature"
@@ -69,8 +67,7 @@ async def test_a_range_larger_than_a_chunk_is_written_in_bounded_chunks(
         return write_to_dataset(frame)
 
     monkeypatch.setattr(history_parquet, "_to_table", spy)
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(1_050))
+    rec = await recorded(connection, name, 1_050)
     await rec.to_parquet(tmp_path, start=51)
     assert max(written) <= 100 and sum(written) == 1_000  # never more than a chunk in memory
     assert sorted(pd.read_parquet(tmp_path)["sequence"].tolist()) == list(range(51, 1_051))

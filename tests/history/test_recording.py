@@ -13,7 +13,7 @@ from fastiot.history import Recording
 from fastiot.history import _connection as history_connection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
-from tests.history.conftest import publish, things
+from tests.history.conftest import publish, recorded, things
 
 
 async def test_start_records_a_pattern_a_subject_or_a_list(
@@ -104,8 +104,7 @@ async def test_info_counts_bytes_times_and_subjects(connection: NatsBrokerConnec
 async def test_subject_range_gives_one_subject_count_and_times(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(9, machines=("a", "b", "c")))
+    rec = await recorded(connection, name, 9, machines=("a", "b", "c"))
     a = await rec.subject_range("v1.thing.a.temperature")
     assert a.messages == 3
     assert a.first_time is not None and a.last_time is not None and a.first_time < a.last_time
@@ -116,8 +115,7 @@ async def test_subject_range_gives_one_subject_count_and_times(
 async def test_stop_keeps_what_was_recorded_and_records_nothing_more(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(5))
+    rec = await recorded(connection, name, 5)
     await rec.stop()
     await rec.stop()  # stopping a stopped recording does nothing
     await connection.publish_raw("v1.thing.press_1.temperature", b"\x01")
@@ -132,8 +130,7 @@ async def test_stop_keeps_what_was_recorded_and_records_nothing_more(
 async def test_delete_removes_the_stream_and_later_calls_say_so(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(3))
+    rec = await recorded(connection, name, 3)
     await rec.delete()
     await rec.delete()  # deleting twice does nothing
     assert name not in [r.name for r in await Recording.list(connection=connection)]

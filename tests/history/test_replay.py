@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.msg import Msg as NatsMsg
@@ -14,7 +13,7 @@ from fastiot.core.serialization import pack
 from fastiot.exceptions import InvalidRecordingError, RecordingDeletedError, ReplayLoopError
 from fastiot.history import Recording, Replay, ReplayState
 from fastiot.nats_server import NatsServer
-from tests.history.conftest import WAIT, publish, things
+from tests.history.conftest import WAIT, publish, recorded, things
 
 
 class Inbox:
@@ -46,15 +45,6 @@ async def inbox(connection: NatsBrokerConnection, pattern: str) -> Inbox:
     return box
 
 
-@pytest.fixture
-async def other_server() -> AsyncIterator[NatsBrokerConnection]:
-    """A connection to a second broker (no JetStream needed to receive a replay)."""
-    async with NatsServer() as server:
-        conn = await NatsBrokerConnection.connect(servers=server.url)
-        yield conn
-        await conn.close()
-
-
 async def test_replay_as_fast_as_possible_keeps_payloads_headers_and_order(
     connection: NatsBrokerConnection, name: str
 ) -> None:
@@ -78,13 +68,13 @@ async def test_replay_as_fast_as_possible_keeps_payloads_headers_and_order(
 
 
 async def test_replay_into_another_connection_uses_the_original_subjects(
-    connection: NatsBrokerConnection, other_server: NatsBrokerConnection, name: str
+    connection: NatsBrokerConnection, plain_connection: NatsBrokerConnection, name: str
 ) -> None:
     rec = await Recording.start(name, "v1.thing.>", connection=connection)
     items = things(20)
     await publish(connection, items)
-    box = await inbox(other_server, "v1.thing.>")
-    replay = await rec.replay(speed=None, connection=other_server)
+    box = await inbox(plain_connection, "v1.thing.>")
+    replay = await rec.replay(speed=None, connection=plain_connection)
     await replay.wait(timeout=WAIT)
     await box.wait_for(20)
     assert [m.subject for m in box.messages] == [s for s, _ in items]
@@ -93,8 +83,7 @@ async def test_replay_into_another_connection_uses_the_original_subjects(
 async def test_a_replay_into_the_recorded_subjects_on_the_same_broker_is_refused_before_publishing(
     js_server: NatsServer, connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(10))
+    rec = await recorded(connection, name, 10)
     box = await inbox(connection, "v1.thing.>")
     same_broker = await NatsBrokerConnection.connect(servers=js_server.url)
     try:
@@ -117,8 +106,7 @@ async def test_a_replay_into_the_recorded_subjects_on_the_same_broker_is_refused
 async def test_a_stopped_recording_may_be_replayed_into_its_own_subjects(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(10))
+    rec = await recorded(connection, name, 10)
     await rec.stop()  # it records nothing more, so nothing loops
     box = await inbox(connection, "v1.thing.>")
     await (await rec.replay(speed=None)).wait(timeout=WAIT)
@@ -147,8 +135,7 @@ async def test_replay_keeps_the_original_spacing_scaled_by_speed(
 
 
 async def test_pause_holds_the_replay_and_resume_goes_on(connection: NatsBrokerConnection, name: str) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(500))
+    rec = await recorded(connection, name, 500)
     box = await inbox(connection, "replay.>")
     replay = await rec.replay(speed=None, subject_prefix="replay")
     paused = asyncio.Event()
@@ -176,8 +163,7 @@ async def test_pause_holds_the_replay_and_resume_goes_on(connection: NatsBrokerC
 async def test_stop_ends_the_replay_and_keeps_what_was_published(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(50))
+    rec = await recorded(connection, name, 50)
     replay = await rec.replay(speed=0.001, subject_prefix="replay")  # very slow: it would take hours
     await replay.stop()
     assert replay.state is ReplayState.STOPPED and not replay.is_running
@@ -189,8 +175,7 @@ async def test_stop_ends_the_replay_and_keeps_what_was_published(
 async def test_a_range_and_subjects_limit_the_replay_and_its_total(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(40, machines=("a", "b")))
+    rec = await recorded(connection, name, 40, machines=("a", "b"))
     box = await inbox(connection, "replay.>")
     replay = await rec.replay(speed=None, start=5, end=24, subjects="v1.thing.a.>", subject_prefix="replay")
     assert replay.total == 10
@@ -203,8 +188,7 @@ async def test_a_range_and_subjects_limit_the_replay_and_its_total(
 async def test_a_recording_deleted_during_a_replay_ends_it_with_a_clear_error(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(20))
+    rec = await recorded(connection, name, 20)
     replay = await rec.replay(speed=0.01, subject_prefix="replay")  # slow, so it is still running
     await rec.delete()
     with pytest.raises(RecordingDeletedError, match="deleted"):
@@ -215,8 +199,7 @@ async def test_a_recording_deleted_during_a_replay_ends_it_with_a_clear_error(
 async def test_bad_replay_arguments_are_refused_before_publishing(
     connection: NatsBrokerConnection, name: str
 ) -> None:
-    rec = await Recording.start(name, "v1.thing.>", connection=connection)
-    await publish(connection, things(3))
+    rec = await recorded(connection, name, 3)
     for speed in (0, -1.0, "fast", True):
         with pytest.raises(InvalidRecordingError, match="speed"):
             await rec.replay(speed=speed, subject_prefix="replay")  # type: ignore[arg-type]
