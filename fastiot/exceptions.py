@@ -23,9 +23,20 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── NotRunningError                    (RuntimeError) a capture or index is not started
     ├── ParquetUnavailableError            (ImportError) Parquet needs the ``parquet`` extra
     ├── ServiceStartError                  (RuntimeError) a service crashed while starting
+    ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
+    ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── PathNotFoundError                  (KeyError) a field path names no field of a payload
+    ├── InvalidPathError                   (ValueError) a field path is not written as paths are
+    ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
+    ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
+    ├── ServiceStartError                  (RuntimeError) a service crashed while starting
     ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
     ├── ServiceCellError                   a ``%%service`` cell defines no (such) service
     ├── FormError                          (ValueError) publisher form inputs do not convert
+    ├── CodeGenerationError                (ValueError) an action has no Python code to copy
+    ├── LivePlotError                      (ValueError) a live plot's subjects or fields are unusable
+    ├── GridFilterError                    (ValueError) a data grid's column filter cannot be read
+    ├── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
     ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
     ├── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
@@ -54,20 +65,27 @@ __all__ = [
     "BrokerUnavailableError",
     "BucketNotFoundError",
     "CSVError",
+    "CodeGenerationError",
+    "DecoderRegistrationError",
     "DeserializationError",
     "FastIoTError",
     "FormError",
+    "GridFilterError",
     "HistoryError",
     "HistoryReadError",
     "HistoryServerError",
+    "InvalidPathError",
     "InvalidRangeError",
     "InvalidRecordingError",
     "JetStreamUnavailableError",
+    "LivePlotError",
     "MessageHandlingError",
+    "MessageNotKeptError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
     "NotRunningError",
     "ParquetUnavailableError",
+    "PathNotFoundError",
     "PayloadTooLargeError",
     "PublishBufferFullError",
     "RecordingDeletedError",
@@ -87,6 +105,7 @@ __all__ = [
     "SubjectTooLongError",
     "SubjectsOverlapError",
     "SyncCallOnLoopThreadError",
+    "TemplateFileError",
     "WaitTimeoutError",
 ]
 
@@ -354,6 +373,52 @@ class FormError(FastIoTError, ValueError):
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
 
 
+class PathNotFoundError(FastIoTError, KeyError):
+    """A field path (``"sensors.temp.value"``) names no field of the payload it is applied to.
+
+    A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
+    quoted.
+
+    Attributes:
+        path: The path that was looked up.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidPathError(FastIoTError, ValueError):
+    """A field path is not written as :mod:`fastiot.payloads` paths are (``a.b``, ``a["key.with.dots"]``)."""
+
+
+class DecoderRegistrationError(FastIoTError, ValueError):
+    """A payload decoder cannot be registered: no name, not callable or a bad subject pattern."""
+
+
+class MessageNotKeptError(FastIoTError, IndexError):
+    """A subject index keeps only the newest ``history`` messages per subject; the one asked for is not."""
+
+
+class GridFilterError(FastIoTError, ValueError):
+    """A data grid's column filter compares with a value that is not of the column's type."""
+
+
+class TemplateFileError(FastIoTError, ValueError):
+    """A file of publisher templates cannot be read, is not valid, or would grow past its limits.
+
+    Attributes:
+        path: The templates file.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path: str = path
+
+
 class SubjectHierarchyError(FastIoTError, RuntimeError):
     """A subject does not fit its model's ``_handles_hierarchical_subjects``.
 
@@ -462,3 +527,9 @@ class HistoryReadError(HistoryError, RuntimeError):
 
 class BucketNotFoundError(HistoryError, LookupError):
     """There is no key-value bucket of this name on the server."""
+class CodeGenerationError(FastIoTError, ValueError):
+    """An action cannot be written as Python code ("copy as code"), e.g. a payload value without a literal."""
+
+
+class LivePlotError(FastIoTError, ValueError):
+    """A live plot was given no subjects, no fields, or a window or limit that cannot be plotted."""

@@ -5,8 +5,9 @@ MessageCapture, a ServiceRunner); the widget renders it and forwards clicks to t
 no cell is ever blocked.
 
 Example:
-    >>> from fastiot_widgets import MessageTable, Publisher, ServiceControl, SubjectBrowser
+    >>> from fastiot_widgets import LivePlot, MessageTable, Publisher, ServiceControl, SubjectBrowser
     >>> SubjectBrowser("v1.>")           # doctest: +SKIP
+    >>> LivePlot("v1.thing.*.temperature", "value")  # doctest: +SKIP
     >>> MessageTable("v1.thing.>")       # doctest: +SKIP
     >>> ServiceControl(MyService)        # doctest: +SKIP
     >>> Publisher(Thing)                 # doctest: +SKIP
@@ -20,12 +21,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .data_grid import DataGrid
+from .live_plot import LivePlot
 from .message_table import MessageTable
 from .publisher import Publisher
 from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
 
 __all__ = [
+    "DataGrid",
+    "LivePlot",
     "MessageTable",
     "Publisher",
     "ServiceControl",

@@ -17,7 +17,7 @@ import asyncio
 import html
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
 import traitlets
@@ -69,12 +69,15 @@ class LiveView(widgets.VBox):
     """
 
     running = traitlets.Bool(False, help="The model is subscribed on the broker and collecting.")
-    paused = traitlets.Bool(False, help="Arriving messages are ignored (counted as skipped) until resume.")
+    paused = traitlets.Bool(False, help="The view stands still (Pause) until resume.")
     error = traitlets.Unicode("", help="Why starting or rendering failed last; '' if nothing failed.")
     renders = traitlets.Int(0, help="How many times the view was re-rendered (the refresh rate, for tests).")
     refresh_interval = traitlets.Float(
         DEFAULT_REFRESH_INTERVAL, help="The least seconds between two re-renders, however busy the broker is."
     )
+
+    # Whether Pause pauses the model too. A plot keeps collecting while its view stands still.
+    _pause_model: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -84,6 +87,7 @@ class LiveView(widgets.VBox):
         connection: BrokerConnection | None,
         children: list[widgets.Widget],
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        autostart: bool = True,
         **kwargs: Any,
     ) -> None:
         self._model: LiveModel = model
@@ -128,6 +132,8 @@ class LiveView(widgets.VBox):
         self._update_buttons()
         if model.connection is not None:
             self.connection_status.attach(model.connection)
+        if not autostart:
+            return  # a view of data that is there already (a DataFrame), or started by its owner
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -187,15 +193,17 @@ class LiveView(widgets.VBox):
         self._request_render(now=True)
 
     def pause(self) -> None:
-        """Ignore arriving messages (the model counts them as skipped) until :meth:`resume`."""
-        self._model.pause()
+        """Freeze the view until :meth:`resume` (and pause the model, if :attr:`_pause_model`)."""
+        if self._pause_model:
+            self._model.pause()
         self.paused = True
         self._update_buttons()
         self._request_render(now=True)
 
     def resume(self) -> None:
-        """Keep arriving messages again after :meth:`pause`."""
-        self._model.resume()
+        """Follow the model again after :meth:`pause`."""
+        if self._pause_model:
+            self._model.resume()
         self.paused = False
         self._update_buttons()
         self._request_render(now=True)

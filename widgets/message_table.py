@@ -1,16 +1,21 @@
-"""MessageTable: the live tail of a MessageCapture as a table, with counters, pause and export.
+"""MessageTable: a live MessageCapture in a virtualized data grid, with counters, pause and export.
 
 A thin view over :class:`fastiot.capture.MessageCapture`, which subscribes, decodes and keeps the
-newest ``max_rows`` messages in a columnar ring buffer. The widget shows the newest rows (the columns
-you choose), the counters (rows, received, dropped, undecodable, rate), pause / resume / clear, and
-writes the buffer to a CSV or Parquet file on a click. It re-renders at most every
-``refresh_interval`` seconds however fast messages arrive.
+newest ``max_rows`` messages in a columnar ring buffer. The table shows them newest first in a
+:class:`~fastiot_widgets.DataGrid`: click a header to sort, type in the box under it to filter
+(``>20``, ``10..20``, ``!press``), drag a header's edge to resize, scroll through all of them (50,000
+rows are as quick as 50: the browser only ever gets the rows on screen). Clicking a row shows its
+whole message below the grid. Counters (rows, received, dropped, undecodable, rate), pause / resume /
+clear, and CSV or Parquet export of every captured row sit above. The grid is updated at most every
+``refresh_interval`` seconds however fast messages arrive, and then only with the rows a view lacks.
 
 Example:
     >>> from fastiot_widgets import MessageTable
-    >>> table = MessageTable("v1.thing.press_1.>", max_rows=10_000)   # doctest: +SKIP
+    >>> table = MessageTable("v1.thing.press_1.>", max_rows=50_000)   # doctest: +SKIP
     >>> table                                   # shows it; it fills as messages arrive  # doctest: +SKIP
     >>> table.columns = ["received_at", "name", "value"]              # doctest: +SKIP
+    >>> table.grid.sort_column = "value"        # or click the header  # doctest: +SKIP
+    >>> table.grid.filters = {"name": "temperature"}                  # doctest: +SKIP
     >>> table.export_csv()                      # or click "CSV"      # doctest: +SKIP
     PosixPath('/home/me/v1.thing.press_1.all-20240501-120000.csv')
     >>> table.to_dataframe().describe()                               # doctest: +SKIP
@@ -20,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import math
 import os
 import re
 from pathlib import Path
@@ -33,75 +37,16 @@ import traitlets
 from fastiot.capture import DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
 from fastiot.core.broker_connection import BrokerConnection
 
-from ._common import plural
+from ._common import plural, pre_html
+from ._grid_rows import CaptureSource, cell_text
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
+from .data_grid import DEFAULT_GRID_HEIGHT, DataGrid
 
-__all__ = ["DEFAULT_SHOWN_ROWS", "MessageTable", "table_html"]
+__all__ = ["MessageTable"]
 
-DEFAULT_SHOWN_ROWS = 20
-_MAX_CELL_CHARS = 80
-_MAX_HEX_BYTES = 24
 _META_COLUMNS = ("received_at", "subject")
 _OK_COLOR = "#2e7d32"
 _ERROR_COLOR = "#c62828"
-
-
-def _cell_text(value: Any) -> str:
-    """One value as the table shows it: short, missing values empty, times to the millisecond."""
-    if value is None or value is pd.NA:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, dt.datetime):  # pandas Timestamps too
-        if value != value:  # NaT
-            return ""
-        return value.strftime("%H:%M:%S.%f")[:-3]
-    if isinstance(value, (bytes, bytearray)):
-        text = bytes(value[:_MAX_HEX_BYTES]).hex(" ")
-        return text + (" …" if len(value) > _MAX_HEX_BYTES else "")
-    text = str(value)
-    return text if len(text) <= _MAX_CELL_CHARS else text[: _MAX_CELL_CHARS - 1] + "…"
-
-
-def table_html(frame: pd.DataFrame, columns: list[str], *, newest_first: bool = True) -> str:
-    """``frame``'s ``columns`` as a compact HTML table (rows reversed when ``newest_first``).
-
-    Example:
-        >>> import pandas as pd
-        >>> "<td>2</td>" in table_html(pd.DataFrame({"a": [1, 2]}), ["a"])
-        True
-    """
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = []
-    sub = frame[columns] if columns else frame.iloc[:, :0]
-    records = list(sub.itertuples(index=False, name=None))
-    if newest_first:
-        records.reverse()
-    for record in records:
-        cells = []
-        for value in record:
-            text = _cell_text(value)
-            align = "right" if isinstance(value, (int, float)) and not isinstance(value, bool) else "left"
-            cells.append(f"<td style='text-align:{align}'>{html.escape(text)}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    if not body:
-        body.append(
-            f"<tr><td colspan='{max(1, len(columns))}' style='color:#757575'>no messages yet</td></tr>"
-        )
-    return (
-        "<div style='max-height:28em;overflow:auto'>"
-        "<table class='fastiot-message-table' style='border-collapse:collapse;font-size:90%;"
-        "font-family:var(--jp-code-font-family,monospace)'>"
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-    )
-
-
-_TABLE_CSS = (
-    "<style>.fastiot-message-table th{position:sticky;top:0;background:var(--jp-layout-color2,#eee);"
-    "text-align:left;padding:2px 8px;border-bottom:1px solid #bdbdbd}"
-    ".fastiot-message-table td{padding:1px 8px;border-bottom:1px solid var(--jp-border-color3,#eee);"
-    "white-space:nowrap}</style>"
-)
 
 
 def _slug(patterns: list[str]) -> str:
@@ -112,7 +57,8 @@ def _slug(patterns: list[str]) -> str:
 
 
 class MessageTable(LiveView):
-    """The newest rows of a live capture as a table, with counters, pause / resume / clear and export.
+    """A live capture in a sortable, filterable, virtualized grid, with counters, pause / resume /
+    clear and export.
 
     Args:
         subjects: A NATS pattern (``"v1.thing.>"``), a :class:`~fastiot.core.data_models.Subject`, a
@@ -121,17 +67,17 @@ class MessageTable(LiveView):
         connection: The broker connection; ``None`` means the workbench connection.
         max_rows: How many of the newest messages the capture keeps (memory stays bounded by it);
             older ones are evicted and counted in ``dropped``.
-        shown_rows: How many of the newest rows the table shows.
         export_dir: Folder for export files; ``""`` is the current directory.
-        refresh_interval: The least seconds between two re-renders.
+        refresh_interval: The least seconds between two updates of the view.
+        height: The grid's CSS height.
         capture_kwargs: Passed on to :class:`~fastiot.capture.MessageCapture`.
 
-    The capture (the headless model) is :attr:`capture`; :meth:`to_dataframe` returns all its rows.
-    In a notebook the capture starts when the table is made; ``await table.start()`` waits for that.
-    :meth:`close` stops it.
+    The capture (the headless model) is :attr:`capture`, the grid :attr:`grid` (its sort, filters and
+    column widths are traitlets there); :meth:`to_dataframe` returns all captured rows. In a notebook
+    the capture starts when the table is made; ``await table.start()`` waits for that. :meth:`close`
+    stops it.
     """
 
-    shown_rows = traitlets.Int(DEFAULT_SHOWN_ROWS, help="How many of the newest rows the table shows.")
     columns = traitlets.List(
         traitlets.Unicode(), help="The columns shown, in this order; empty shows every column."
     )
@@ -145,6 +91,10 @@ class MessageTable(LiveView):
     dropped = traitlets.Int(0, help="Rows evicted from the buffer to make room for newer ones (exact).")
     errors = traitlets.Int(0, help="Rows whose payload did not decode, as last rendered.")
     rate = traitlets.Float(0.0, help="Messages per second over the capture's rate window, as last rendered.")
+    summary = traitlets.Unicode(
+        "", help="The counters as the table shows them, e.g. '1 row · 1 received · 0 dropped · 0.2/s'."
+    )
+    selected_row = traitlets.Dict(help="The row clicked last, column -> value; empty if none (or evicted).")
 
     def __init__(
         self,
@@ -152,9 +102,9 @@ class MessageTable(LiveView):
         connection: BrokerConnection | None = None,
         max_rows: int | None = None,
         *,
-        shown_rows: int = DEFAULT_SHOWN_ROWS,
         export_dir: str | os.PathLike[str] = "",
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        height: str = DEFAULT_GRID_HEIGHT,
         **capture_kwargs: Any,
     ) -> None:
         if isinstance(subjects, MessageCapture):
@@ -172,23 +122,29 @@ class MessageTable(LiveView):
             )
             owns = True
         self.capture: MessageCapture = capture
+        self._source: CaptureSource = CaptureSource(capture)
         self._updating_chooser: bool = False
 
         self.title = widgets.HTML(
             f"<b>{html.escape(', '.join(capture.patterns))}</b> "
-            f"<span style='color:#757575'>(newest first, max {plural(capture.max_rows, 'row')} kept)</span>"
+            f"<span style='color:#757575'>(newest first, the newest {capture.max_rows:,} kept)</span>"
         )
         self.counters_view = widgets.HTML()
         self.csv_button = widgets.Button(
-            description="CSV", icon="download", tooltip="Write the captured rows to a CSV file"
+            description="CSV", icon="download", tooltip="Write every captured row to a CSV file"
         )
         self.parquet_button = widgets.Button(
-            description="Parquet", icon="download", tooltip="Write the captured rows to a Parquet file"
+            description="Parquet", icon="download", tooltip="Write every captured row to a Parquet file"
         )
         for button in (self.csv_button, self.parquet_button):
             button.layout = widgets.Layout(width="auto")
         self.export_view = widgets.HTML()
-        self.table_view = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", overflow="auto"))
+        self.grid = DataGrid(
+            self._source, height=height, layout=widgets.Layout(flex="1 1 auto", width="100%")
+        )
+        self.grid.placeholder = "no messages yet"
+        self.details_view = widgets.HTML()
+        """The row clicked last, every column of it, nested payloads in full (depth-limited)."""
         self.column_chooser = widgets.SelectMultiple(
             options=list(_META_COLUMNS),
             rows=8,
@@ -198,6 +154,7 @@ class MessageTable(LiveView):
         self.csv_button.on_click(lambda _b: self._export_clicked("csv"))
         self.parquet_button.on_click(lambda _b: self._export_clicked("parquet"))
         self.column_chooser.observe(self._on_chooser, names="value")
+        self.grid.observe(self._on_selected, names="selected_id")
 
         super().__init__(
             capture,
@@ -207,7 +164,6 @@ class MessageTable(LiveView):
             children=[],
         )
         self.children = [
-            widgets.HTML(_TABLE_CSS),
             widgets.HBox([self.title, self.connection_status], layout=widgets.Layout(align_items="center")),
             widgets.HBox(
                 [
@@ -224,18 +180,28 @@ class MessageTable(LiveView):
             self.export_view,
             widgets.HBox(
                 [
-                    self.table_view,
+                    self.grid,
                     widgets.VBox([widgets.HTML("<small>columns (none: all)</small>"), self.column_chooser]),
                 ]
             ),
+            self.details_view,
             self.error_view,
         ]
-        self.shown_rows = shown_rows
         self.export_dir = os.fspath(export_dir)
         self.refresh()
 
     def _listen(self, callback: Any, remove: bool) -> None:
         self.capture.on_message(callback, remove, min_interval=self.refresh_interval)
+
+    def _on_model_news(self, news: Any) -> None:
+        if news == 0:  # cleared: sequence numbers start again, so the grid's row ids are new
+            self._source.cleared()
+        super()._on_model_news(news)
+
+    def clear(self) -> None:
+        """Forget every captured row; counting starts again from zero."""
+        self._source.cleared()
+        super().clear()
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -245,18 +211,13 @@ class MessageTable(LiveView):
 
     @property
     def shown_columns(self) -> list[str]:
-        """The columns the table shows now: the chosen ones that exist, or all."""
-        available = self._available_columns()
-        chosen = [c for c in self.columns if c in available]
-        return chosen or available
-
-    def _available_columns(self) -> list[str]:
-        return list(self.column_chooser.options)
+        """The columns the grid shows now: the chosen ones that exist, or all."""
+        return list(self.grid.columns)
 
     # -- export ------------------------------------------------------------------------------------
 
     def export_csv(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write every captured row to a CSV file and show its path.
+        """Write every captured row (not only the filtered ones) to a CSV file and show its path.
 
         Args:
             path: The file; ``None`` picks ``<subjects>-<time>.csv`` in :attr:`export_dir`.
@@ -303,9 +264,9 @@ class MessageTable(LiveView):
         written = written.resolve()
         self.last_export = str(written)
         self.export_message = f"saved {plural(rows, 'row')} to {written}"
-        shown_path = html.escape(str(written))
         self.export_view.value = (
-            f"<span style='color:{_OK_COLOR}'>saved {plural(rows, 'row')} to</span> <code>{shown_path}</code>"
+            f"<span style='color:{_OK_COLOR}'>saved {plural(rows, 'row')} to</span> "
+            f"<code>{html.escape(str(written))}</code>"
         )
         return written
 
@@ -315,7 +276,7 @@ class MessageTable(LiveView):
         except Exception:
             pass  # _export has shown why in the widget
 
-    # -- columns -----------------------------------------------------------------------------------
+    # -- columns and the selected row --------------------------------------------------------------
 
     def _on_chooser(self, change: Any) -> None:
         if self._updating_chooser:
@@ -331,11 +292,7 @@ class MessageTable(LiveView):
                 self.column_chooser.value = wanted
             finally:
                 self._updating_chooser = False
-        self._request_render(now=True)
-
-    @traitlets.observe("shown_rows")
-    def _on_shown_rows(self, _change: Any) -> None:
-        self._request_render(now=True)
+        self.grid.visible_columns = list(change.new)
 
     def _update_chooser(self, names: list[str]) -> None:
         if tuple(names) == tuple(self.column_chooser.options):
@@ -348,13 +305,24 @@ class MessageTable(LiveView):
         finally:
             self._updating_chooser = False
 
+    def _on_selected(self, change: Any) -> None:
+        row_id = change.new
+        position = self._source.position(row_id) if row_id >= 0 else None
+        if position is None:
+            self.selected_row = {}
+            self.details_view.value = ""
+            return
+        frame, _ids = self._source.window(position, position + 1)
+        record = {str(k): v for k, v in frame.iloc[0].items() if not _is_missing(v)}
+        self.selected_row = record
+        text = "\n".join(f"{name}: {cell_text(value)}" for name, value in record.items())
+        self.details_view.value = pre_html(text, max_height="16em")
+
     # -- rendering ---------------------------------------------------------------------------------
 
     def _render(self) -> None:
         capture = self.capture
-        frame = capture.tail(max(0, self.shown_rows))
-        names = list(dict.fromkeys([*_META_COLUMNS, *capture.columns, *frame.columns]))
-        self._update_chooser(names)
+        self._update_chooser(list(dict.fromkeys([*_META_COLUMNS, *self._source.columns()])))
         self.rows = len(capture)
         self.received = capture.received
         self.dropped = capture.dropped
@@ -367,18 +335,40 @@ class MessageTable(LiveView):
             f"{self.dropped:,} dropped",
             f"{self.rate:,.1f}/s",
         ]
+        alarms = []
         if self.errors:
-            parts.append(f"<span style='color:{_ERROR_COLOR}'>{self.errors:,} undecodable</span>")
+            alarms.append(f"{self.errors:,} undecodable")
         if lost:
-            parts.append(f"<span style='color:{_ERROR_COLOR}'>{lost:,} lost (slow consumer)</span>")
+            alarms.append(f"{lost:,} lost (slow consumer)")
+        state = ""
         if self.paused:
-            parts.append(f"<b>paused</b>, {capture.skipped:,} skipped")
+            state = f"paused, {capture.skipped:,} skipped"
         elif not self.running:
-            parts.append("<b>stopped</b>")
-        self.counters_view.value = summary_html(parts)
-        shown = [c for c in self.shown_columns if c in frame.columns]
-        self.table_view.value = table_html(frame, shown)
+            state = "stopped"
+        self.summary = " · ".join([*parts, *alarms, *([state] if state else [])])
+        self.counters_view.value = summary_html(
+            [
+                *parts,
+                *(f"<span style='color:{_ERROR_COLOR}'>{html.escape(a)}</span>" for a in alarms),
+                *([f"<b>{html.escape(state)}</b>"] if state else []),
+            ]
+        )
+        self.grid.refresh()
         self._set_shows_traffic(self.rate > 0)
+
+    def close(self) -> None:
+        """Stop the capture (if the table made it), the re-renders and the grid."""
+        grid = self.__dict__.get("grid")
+        super().close()
+        if grid is not None:
+            grid.close()
 
     def __repr__(self) -> str:
         return f"MessageTable({', '.join(self.capture.patterns)}, {plural(self.rows, 'row')})"
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, dicts, arrays: a value
+        return False

@@ -1,239 +1,111 @@
-"""SubjectBrowser: a live tree of the subjects on the broker, with the last messages of the one you pick.
+"""SubjectBrowser: a live, virtualized tree of the subjects on the broker, and what the selected one carries.
 
-A thin view over :class:`fastiot.subjects.SubjectIndex`, which counts every message per subject and
-decodes payloads only when asked. The browser shows the subjects as a collapsible tree by token
-(``v1`` > ``thing`` > ``press_1`` > ``temperature``) with the message count and rate of every node,
-a filter box, pause / resume / clear; selecting a subject shows its last messages decoded (raw bytes
-on demand) and a sparkline of each numeric field, and "Open table" shows a live
-:class:`~fastiot_widgets.MessageTable` of it below. The view re-renders at most every
-``refresh_interval`` seconds however fast messages arrive.
+A thin view over :class:`fastiot.subjects.SubjectIndex`, which counts every message per subject. The
+tree (:mod:`~fastiot_widgets.subject_tree`, an anywidget) draws only the rows in view, so 10,000
+subjects scroll as smoothly as ten, and each update sends only the rows in view that changed: count,
+rate (per minute below 1/s), the last value inline and "3 s ago"; a row flashes when its subject
+gets a message. Sort by name, count, rate or last seen (click a column head). The pattern field
+changes the index's subscription; the filter narrows the tree down. Pause freezes the view while the
+index keeps counting, so counts and rates are right again at Resume.
 
-The tree is an ipywidgets ``Select`` (no front-end extension needed): selecting a folded node unfolds
-it, the Fold button folds the selected node, and Unfold all / Fold all act on the whole tree.
+Selecting a subject shows (:mod:`~fastiot_widgets.subject_detail`) its statistics, NATS headers, the
+model's JSON schema when the subject is typed, its newest fields (changed ones marked; a numeric one
+opens a :class:`~fastiot_widgets.LivePlot`), the diff of its last two messages (or of any two you
+pick) and its recent messages decoded. "Open table" shows a live MessageTable, "Record" records the
+pattern into JetStream (:mod:`fastiot.history`).
 
 Example:
     >>> from fastiot_widgets import SubjectBrowser
     >>> browser = SubjectBrowser("v1.>")                  # doctest: +SKIP
     >>> browser                                           # shows it   # doctest: +SKIP
     >>> browser.select("v1.thing.press_1.temperature")    # or click it  # doctest: +SKIP
-    >>> table = browser.open_table()                      # or click "Open table"  # doctest: +SKIP
-    >>> browser.to_dataframe().sort_values("rate").tail()  # doctest: +SKIP
+    >>> browser.detail["diff"]["changes"]                 # what changed last  # doctest: +SKIP
+    >>> plot = browser.open_plot(field="value")           # or click "plot"  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import json
-import math
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
-import pydantic
 import traitlets
 
-from fastiot.capture import decode_payload
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.data_models import Subject
-from fastiot.subjects import SubjectIndex, SubjectTreeNode
+from fastiot.subjects import SubjectIndex
 
+from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
 from ._common import plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
+from .live_plot import LivePlot
 from .message_table import MessageTable
+from .subject_detail import (
+    DEFAULT_LAST_MESSAGES,
+    SubjectDetailView,
+    folder_detail,
+    subject_detail,
+)
+from .subject_tree import (
+    DEFAULT_RESORT_INTERVAL,
+    DEFAULT_TREE_HEIGHT,
+    SORT_KEYS,
+    LiveSubjectTree,
+    SubjectTree,
+    SubjectTreeView,
+    TreeRow,
+    recent_messages,
+    subject_matcher,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = [
-    "DEFAULT_LAST_MESSAGES",
-    "DEFAULT_MAX_NODES",
-    "DEFAULT_TABLE_MAX_ROWS",
-    "SubjectBrowser",
-    "hexdump",
-    "sparkline_svg",
-    "subject_matcher",
-]
+__all__ = ["DEFAULT_TABLE_MAX_ROWS", "SubjectBrowser", "subject_matcher"]
 
-DEFAULT_LAST_MESSAGES = 3
-# More tree rows than this are not sent to the browser; the filter or folding narrows the tree down.
-DEFAULT_MAX_NODES = 500
 DEFAULT_TABLE_MAX_ROWS = 10_000
-DEFAULT_TREE_ROWS = 18
-_MAX_SPARKLINES = 6
-_MAX_PAYLOAD_CHARS = 2_000
-_MAX_HEXDUMP_BYTES = 256
-_MORE = "\x00more"  # the value of the "... more rows" line, which selects nothing
-_SPARK_COLOR = "#1565c0"
-_MUTED = "#757575"
-
-_TREE_CSS = (
-    "<style>.fastiot-subject-tree select{font-family:var(--jp-code-font-family,monospace);"
-    "font-size:var(--jp-code-font-size,13px);line-height:1.35}</style>"
-)
-
-
-def subject_matcher(text: str) -> Callable[[str], bool] | None:
-    """The subject test a filter text stands for; ``None`` for an empty filter (everything).
-
-    Text with a ``*`` or ``>`` token is a NATS pattern (``v1.*.press_1.>``); other text matches
-    subjects that contain it, ignoring case.
-
-    Example:
-        >>> subject_matcher("PRESS")("v1.thing.press_1.temperature")
-        True
-        >>> subject_matcher("v1.*.oven_1.>")("v1.thing.press_1.temperature")
-        False
-    """
-    text = text.strip()
-    if not text:
-        return None
-    tokens = text.split(".")
-    if "*" in tokens or ">" in tokens:
-
-        def match_pattern(subject: str) -> bool:
-            parts = subject.split(".")
-            for i, token in enumerate(tokens):
-                if token == ">":
-                    return len(parts) > i
-                if i >= len(parts) or (token != "*" and token != parts[i]):
-                    return False
-            return len(parts) == len(tokens)
-
-        return match_pattern
-    needle = text.lower()
-    return lambda subject: needle in subject.lower()
-
-
-def _pruned(node: SubjectTreeNode, match: Callable[[str], bool]) -> SubjectTreeNode | None:
-    """A copy of ``node`` with only the subjects ``match`` accepts, totals summed anew; ``None`` if none."""
-    children: dict[str, SubjectTreeNode] = {}
-    for token, child in node.children.items():
-        kept = _pruned(child, match)
-        if kept is not None:
-            children[token] = kept
-    own = node.is_subject and match(node.path)
-    if not children and not own:
-        return None
-    result = SubjectTreeNode(token=node.token, path=node.path, is_subject=own, children=children)
-    if own:  # the subject's own share: its totals minus those of everything below it
-        below = node.children.values()
-        result.count = node.count - sum(c.count for c in below)
-        result.bytes = node.bytes - sum(c.bytes for c in below)
-        result.rate = max(0.0, node.rate - sum(c.rate for c in below))
-        result.subjects = 1
-    for child in children.values():
-        result.count += child.count
-        result.bytes += child.bytes
-        result.rate += child.rate
-        result.subjects += child.subjects
-    return result
-
-
-def sparkline_svg(
-    values: list[float], *, width: int = 180, height: int = 30, color: str = _SPARK_COLOR
-) -> str:
-    """An inline SVG line of ``values`` (oldest left), scaled to their range, the newest one dotted.
-
-    Example:
-        >>> sparkline_svg([1.0, 3.0, 2.0]).startswith("<svg")
-        True
-    """
-    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    pad = 3.0
-    if not finite:
-        return f"<svg width='{width}' height='{height}'></svg>"
-    low, high = min(finite), max(finite)
-    span = (high - low) or 1.0
-    step = (width - 2 * pad) / max(1, len(finite) - 1)
-    points = [
-        (pad + i * step, height - pad - (v - low) / span * (height - 2 * pad) if high > low else height / 2)
-        for i, v in enumerate(finite)
-    ]
-    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    last_x, last_y = points[-1]
-    return (
-        f"<svg class='fastiot-sparkline' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
-        f"style='vertical-align:middle'><polyline fill='none' stroke='{color}' stroke-width='1.5' "
-        f"stroke-linejoin='round' points='{coords}'/>"
-        f"<circle cx='{last_x:.1f}' cy='{last_y:.1f}' r='2.5' fill='{color}'/></svg>"
-    )
-
-
-def hexdump(data: bytes, limit: int = _MAX_HEXDUMP_BYTES) -> str:
-    """``data`` as offset, hex and printable characters, 16 bytes a line, at most ``limit`` bytes.
-
-    Example:
-        >>> hexdump(b"hi")
-        '0000  68 69                                            hi'
-    """
-    lines = []
-    for offset in range(0, min(len(data), limit), 16):
-        chunk = data[offset : offset + 16]
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{offset:04x}  {chunk.hex(' '):<47}  {text}")
-    if len(data) > limit:
-        lines.append(f"... {plural(len(data) - limit, 'more byte')}")
-    return "\n".join(lines)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def _pretty(payload: Any) -> str:
-    if isinstance(payload, pydantic.BaseModel):
-        payload = payload.model_dump()
-    try:
-        text = json.dumps(payload, indent=2, default=_json_default, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(payload)
-    return text if len(text) <= _MAX_PAYLOAD_CHARS else text[:_MAX_PAYLOAD_CHARS] + "\n..."
+_ERROR = "#c62828"
 
 
 class SubjectBrowser(LiveView):
-    """A live, collapsible tree of subjects with counts and rates, and the last messages of the selected one.
+    """A live, virtualized tree of subjects with counts, rates and last values, and a detail pane.
 
     Args:
         pattern: The NATS pattern to watch (``">"``: everything), a
-            :class:`~fastiot.core.data_models.Subject` (its model decodes the payloads), or a
-            :class:`~fastiot.subjects.SubjectIndex` to view (which the browser then neither starts nor
-            stops; pass no ``connection`` with it).
+            :class:`~fastiot.core.data_models.Subject`, or a :class:`~fastiot.subjects.SubjectIndex` to
+            view (which the browser then neither starts nor stops; pass no ``connection`` with it).
         connection: The broker connection; ``None`` means the workbench connection.
-        refresh_interval: The least seconds between two re-renders.
+        refresh_interval: The least seconds between two updates of the view.
         table_max_rows: ``max_rows`` of the MessageTable "Open table" shows.
+        height: The tree's height in pixels.
         index_kwargs: Passed on to :class:`~fastiot.subjects.SubjectIndex` (``history``,
-            ``max_subjects``, ``include_inbox``, ...).
+            ``max_subjects``, ...).
 
-    The index (the headless model) is :attr:`index`; :meth:`to_dataframe` returns the subject overview
-    (one row per subject: subject, count, rate, bytes, first_seen, last_seen). In a notebook the index
-    starts when the browser is made; ``await browser.start()`` waits for that. :meth:`close` stops it.
+    The index (the headless model) is :attr:`index`; :meth:`rows` are the tree's rows as shown and
+    :attr:`detail` what the detail pane shows. In a notebook the index starts when the browser is
+    made; ``await browser.start()`` waits for that. :meth:`close` stops it.
     """
 
-    selected = traitlets.Unicode(
-        "", help="The selected tree node: a subject, or a subject prefix (a folder); '' for none."
+    selected = traitlets.Unicode("", help="The selected row: a subject or a subject prefix; '' for none.")
+    pattern = traitlets.Unicode(
+        ">", help="The NATS pattern the index subscribes to; changing it re-subscribes."
     )
     filter = traitlets.Unicode(
-        "",
-        help="Show only subjects containing this text (ignoring case), or matching it as a NATS pattern "
-        "when it has a * or > token.",
+        "", help="Show only subjects containing this text (any case), or matching it as a NATS pattern."
     )
     collapsed = traitlets.List(traitlets.Unicode(), help="The tree nodes (subject prefixes) shown folded.")
-    show_raw = traitlets.Bool(False, help="Show the raw payload bytes of the last messages as a hex dump.")
-    last_messages = traitlets.Int(
-        DEFAULT_LAST_MESSAGES, help="How many of the selected subject's newest messages are shown."
+    sort_by = traitlets.Enum(SORT_KEYS, default_value="name", help="Sort by name, count, rate or last seen.")
+    show_raw = traitlets.Bool(False, help="Show the raw bytes of the selected subject's messages too.")
+    last_messages = traitlets.Int(DEFAULT_LAST_MESSAGES, help="How many recent messages the pane shows.")
+    resort_interval = traitlets.Float(
+        DEFAULT_RESORT_INTERVAL, help="Seconds between re-sorts by a live number (rows then stay put)."
     )
-    max_nodes = traitlets.Int(DEFAULT_MAX_NODES, help="The most tree rows shown; the rest is summarized.")
     subject_count = traitlets.Int(0, help="Subjects in the tree (after the filter), as last rendered.")
     message_count = traitlets.Int(0, help="Messages counted since start or clear, as last rendered.")
+    recording = traitlets.Any(None, help="The Recording that Record started, while it runs; else None.")
 
     def __init__(
         self,
@@ -242,6 +114,7 @@ class SubjectBrowser(LiveView):
         *,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         table_max_rows: int = DEFAULT_TABLE_MAX_ROWS,
+        height: int = DEFAULT_TREE_HEIGHT,
         **index_kwargs: Any,
     ) -> None:
         if isinstance(pattern, SubjectIndex):
@@ -255,141 +128,169 @@ class SubjectBrowser(LiveView):
             index = SubjectIndex(pattern, connection, **index_kwargs)  # type: ignore[arg-type]
             owns = True
         self.index: SubjectIndex = index
+        self.tree_model: LiveSubjectTree = LiveSubjectTree(index)
         self.table: MessageTable | None = None
+        self.plot: LivePlot | None = None
         self.table_max_rows: int = table_max_rows
-        self._updating_tree: bool = False
-        self._shown_options: tuple[tuple[str, str], ...] = ()
-        self._nodes: dict[str, SubjectTreeNode] = {}
+        self._detail_due: bool = True
 
-        self.filter_box = widgets.Text(
-            placeholder="filter: text, or a pattern like v1.*.press_1.>",
-            continuous_update=True,
-            layout=widgets.Layout(width="22em"),
+        self.pattern_box = widgets.Text(
+            value=index.pattern,
+            description="subscribe",
+            placeholder="a NATS pattern, e.g. v1.thing.>",
+            continuous_update=False,
+            layout=widgets.Layout(width="20em"),
         )
-        self.fold_button = widgets.Button(
-            description="Fold", icon="minus", tooltip="Fold the selected node", layout={"width": "auto"}
+        self.filter_box = widgets.Text(
+            placeholder="filter: text, or v1.*.press_1.>", continuous_update=True, layout={"width": "16em"}
+        )
+        self.sort_box = widgets.Dropdown(
+            options=[("name", "name"), ("count", "count"), ("rate", "rate"), ("last seen", "last_seen")],
+            description="sort",
+            layout={"width": "14em"},
         )
         self.unfold_all_button = widgets.Button(
-            description="Unfold all", icon="plus-square", tooltip="Show every node", layout={"width": "auto"}
+            description="Unfold all", icon="plus-square", layout={"width": "auto"}
         )
         self.fold_all_button = widgets.Button(
-            description="Fold all",
-            icon="minus-square",
-            tooltip="Show the top level only",
-            layout={"width": "auto"},
+            description="Fold all", icon="minus-square", layout={"width": "auto"}
         )
-        self.summary_view = widgets.HTML()
-        self.tree_view = widgets.Select(
-            options=[], rows=DEFAULT_TREE_ROWS, layout=widgets.Layout(width="100%")
-        )
-        self.tree_view.add_class("fastiot-subject-tree")
-        self.detail_view = widgets.HTML()
-        self.sparkline_view = widgets.HTML()
-        self.messages_view = widgets.HTML()
         self.open_table_button = widgets.Button(
             description="Open table",
             icon="table",
-            tooltip="Show a live table of the selected subject's messages below",
             disabled=True,
             layout={"width": "auto"},
+            tooltip="A live table of the selected subject's messages below",
         )
-        self.raw_button = widgets.ToggleButton(
-            description="Raw bytes", icon="code", tooltip="Show the payloads' bytes", layout={"width": "auto"}
+        self.raw_button = widgets.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
+        self.record_button = widgets.Button(
+            description="Record",
+            icon="circle",
+            layout={"width": "auto"},
+            tooltip="Record the subscribed pattern into JetStream (fastiot.history)",
         )
-        self.close_table_button = widgets.Button(
-            description="Close table", icon="times", layout={"width": "auto"}
+        self.copy_code = CopyAsCode(
+            self._code, tooltip="Insert the code that captures the selection into a DataFrame as a cell below"
         )
+        self.copy_record_code = CopyAsCode(
+            lambda: code_for_record(self._recording_name(), self.index.pattern),
+            description="Copy record code",
+            tooltip="Insert the code that records this pattern as a cell below",
+        )
+        self.summary_view = widgets.HTML()
+        self.status_view = widgets.HTML()
+        self.tree_view = SubjectTreeView(height=height)
+        self.detail_view = SubjectDetailView()
         self.table_area = widgets.VBox()
+        self.plot_area = widgets.VBox()
 
-        self.fold_button.on_click(lambda _b: self.toggle(self.selected))
+        self.tree_view.handlers(toggle=self.toggle, hello=lambda: self._request_render(now=True))
+        self.detail_view.on_plot(lambda field: self._clicked(lambda: self.open_plot(field=field), "plot"))
         self.unfold_all_button.on_click(lambda _b: self.expand_all())
         self.fold_all_button.on_click(lambda _b: self.collapse_all())
-        self.open_table_button.on_click(lambda _b: self._open_table_clicked())
-        self.close_table_button.on_click(lambda _b: self.close_table())
-        self.tree_view.observe(self._on_tree_value, names="value")
+        self.open_table_button.on_click(lambda _b: self._clicked(self.open_table, "open table"))
+        self.record_button.on_click(lambda _b: self._record_clicked())
 
         super().__init__(
-            index,
-            owns_model=owns,
-            connection=connection,
-            refresh_interval=refresh_interval,
-            children=[],
+            index, owns_model=owns, connection=connection, refresh_interval=refresh_interval, children=[]
         )
+        self.pattern = index.pattern
+        widgets.link((self.pattern_box, "value"), (self, "pattern"))
+        widgets.link((self.filter_box, "value"), (self, "filter"))
+        widgets.link((self.sort_box, "value"), (self, "sort_by"))
+        widgets.link((self.tree_view, "sort_by"), (self, "sort_by"))
+        widgets.link((self.tree_view, "selected"), (self, "selected"))
+        widgets.link((self.raw_button, "value"), (self, "show_raw"))
+        widgets.dlink((self, "paused"), (self.tree_view, "paused"))
+        self.tree_view.observe(lambda _c: self._request_render(now=True), names="viewport")
+        self.detail_view.observe(self._on_diff_pair, names="diff_pair")
+        bar = widgets.Layout(flex_flow="row wrap", align_items="center")
         self.children = [
-            widgets.HTML(_TREE_CSS),
-            widgets.HBox(
-                [self.connection_status, self.summary_view], layout=widgets.Layout(align_items="center")
-            ),
+            widgets.HBox([self.connection_status, self.summary_view], layout=bar),
             widgets.HBox(
                 [
+                    self.pattern_box,
                     self.filter_box,
+                    self.sort_box,
                     self.pause_button,
                     self.resume_button,
                     self.clear_button,
-                    self.fold_button,
                     self.unfold_all_button,
                     self.fold_all_button,
                 ],
-                layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+                layout=bar,
             ),
             widgets.HBox(
                 [
-                    widgets.Box([self.tree_view], layout=widgets.Layout(width="46%", min_width="22em")),
+                    widgets.Box([self.tree_view], layout=widgets.Layout(width="58%", min_width="30em")),
                     widgets.VBox(
                         [
+                            widgets.HBox(
+                                [
+                                    self.open_table_button,
+                                    self.raw_button,
+                                    self.record_button,
+                                    self.copy_code.button,
+                                    self.copy_record_code.button,
+                                ],
+                                layout=bar,
+                            ),
+                            self.status_view,
+                            self.copy_code.output,
+                            self.copy_record_code.output,
                             self.detail_view,
-                            self.sparkline_view,
-                            widgets.HBox([self.open_table_button, self.raw_button]),
-                            self.messages_view,
                         ],
-                        layout=widgets.Layout(flex="1 1 auto", padding="0 0 0 12px", overflow="hidden"),
+                        layout=widgets.Layout(flex="1 1 auto", overflow="hidden"),
                     ),
                 ]
             ),
             self.error_view,
+            self.plot_area,
             self.table_area,
         ]
-        widgets.link((self.raw_button, "value"), (self, "show_raw"))
-        widgets.link((self.filter_box, "value"), (self, "filter"))
         self.refresh()
 
     def _listen(self, callback: Any, remove: bool) -> None:
         self.index.on_change(callback, remove, min_interval=self.refresh_interval)
 
-    # -- reading -----------------------------------------------------------------------------------
+    def _on_model_news(self, news: Any) -> None:
+        self.tree_model.note(news)
+        super()._on_model_news(news)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """What the detail pane shows for the selection (see :func:`.subject_detail.subject_detail`)."""
+        return dict(self.detail_view.detail)
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The subject overview: one row per subject shown (the filter applies), sorted by subject.
-
-        Columns: subject, count, rate (messages/s), bytes, first_seen, last_seen.
-        """
+        """The subject overview, one row per subject shown (the filter applies), sorted by subject."""
         frame = self.index.to_dataframe()
         match = subject_matcher(self.filter)
         if match is not None and len(frame):
             frame = frame[frame["subject"].map(match).astype(bool)].reset_index(drop=True)
         return frame
 
-    def tree(self) -> SubjectTreeNode:
-        """The subject tree with the filter applied (the root's path is ``""``)."""
-        tree = self.index.tree()
-        match = subject_matcher(self.filter)
-        if match is None:
-            return tree
-        return _pruned(tree, match) or SubjectTreeNode(token="", path="")
+    def rows(self, start: int = 0, stop: int | None = None) -> list[TreeRow]:
+        """The tree's rows from ``start`` to ``stop`` as shown (children of folded nodes left out)."""
+        flat = self.tree_model.flat()
+        now = time.monotonic()
+        return [self.tree_model.row(node, now) for node in flat[start : len(flat) if stop is None else stop]]
 
-    # -- selection and folding ---------------------------------------------------------------------
+    # -- selection, folding, sorting ----------------------------------------------------------------
 
     def select(self, path: str) -> None:
-        """Select a subject (or a subject prefix) as a click in the tree does; ``""`` selects nothing."""
+        """Select a subject (or a subject prefix), unfold its ancestors and scroll it into view."""
+        self.tree_model.reveal(path)
+        self.collapsed = sorted(self.tree_model.collapsed)
         self.selected = path
 
     def toggle(self, path: str) -> None:
-        """Fold ``path`` if it is unfolded, else unfold it."""
-        if not path:
-            return
+        """Fold ``path`` if it is unfolded, else unfold it (what a click on a caret does)."""
         if path in self.collapsed:
             self.collapsed = [p for p in self.collapsed if p != path]
-        else:
+        elif path:
             self.collapsed = [*self.collapsed, path]
 
     def expand_all(self) -> None:
@@ -397,63 +298,95 @@ class SubjectBrowser(LiveView):
         self.collapsed = []
 
     def collapse_all(self) -> None:
-        """Fold every node below the top level."""
-        tree = self.tree()
-        self.collapsed = [node.path for _, node in tree.walk() if node.path and node.children]
+        """Fold every node that has children (the top level stays in view)."""
+        self.collapsed = self.tree_model.folders()
 
-    def _on_tree_value(self, change: Any) -> None:
-        if self._updating_tree:
-            return
-        path = change.new
-        if path is None or path == _MORE:
-            return
-        if path in self.collapsed:  # a click on a folded node unfolds it
-            self.collapsed = [p for p in self.collapsed if p != path]
-        self.selected = path
+    def scroll_to(self, path: str) -> None:
+        """Scroll the tree so the row of ``path`` is in view (unfolding its ancestors)."""
+        self.tree_model.reveal(path)
+        index = self.tree_model.index_of(path)
+        if index is not None:
+            self.tree_view.scroll_to(index)
 
     @traitlets.observe("selected")
     def _on_selected(self, change: Any) -> None:
-        shown = change.new if change.new in self._nodes else None
-        if self.tree_view.value != shown:  # selected from code: show it in the tree too
-            self._updating_tree = True
-            try:
-                self.tree_view.value = shown
-            finally:
-                self._updating_tree = False
+        self._detail_due = True
+        if change.new:
+            self.scroll_to(change.new)
+        self.detail_view.diff_pair = [1, 0]
         self._request_render(now=True)
 
-    @traitlets.observe("filter", "collapsed", "show_raw", "last_messages", "max_nodes")
-    def _on_view_option(self, _change: Any) -> None:
+    @traitlets.observe("collapsed", "filter", "sort_by")
+    def _on_tree_option(self, _change: Any) -> None:
+        tree = self.tree_model
+        tree.collapsed = set(self.collapsed)
+        tree.match = subject_matcher(self.filter)
+        tree.sort_by = self.sort_by
+        tree.invalidate()
+        tree.resorted = 0.0
         self._request_render(now=True)
 
-    # -- the table ---------------------------------------------------------------------------------
+    @traitlets.observe("show_raw", "last_messages")
+    def _on_detail_option(self, _change: Any) -> None:
+        self._detail_due = True
+        self._request_render(now=True)
+
+    def _on_diff_pair(self, _change: Any) -> None:
+        self._detail_due = True
+        self._request_render(now=True)
+
+    def diff_messages(self, older: int, newer: int) -> dict[str, Any] | None:
+        """Diff two of the selected subject's recent messages (0 = newest); returns the pane's diff."""
+        self.detail_view.diff_pair = [older, newer]
+        self.refresh()
+        return self.detail.get("diff")
+
+    @traitlets.observe("pattern")
+    def _on_pattern(self, change: Any) -> None:
+        if change.new == self.index.pattern or not change.new.strip():
+            return
+        self._clicked(lambda: self.set_pattern(change.new.strip()), "subscribe")
+
+    async def set_pattern(self, pattern: str) -> None:
+        """Subscribe the index to ``pattern`` instead (what the pattern field does)."""
+        await self.index.set_pattern(pattern)
+        self.pattern = self.index.pattern
+        self.tree_model.note(set())
+        self._request_render(now=True)
+
+    # -- actions ------------------------------------------------------------------------------------
+
+    def _clicked(self, action: Callable[[], Any], what: str) -> None:
+        """Run a click's action; a coroutine it returns runs in the background; failures are shown."""
+        try:
+            result = action()
+        except Exception as e:
+            self._show_error(f"{what} failed: {type(e).__name__}: {e}")
+            return
+        if hasattr(result, "__await__"):
+            self._tasks.spawn(result, what=what)
+
+    def _target_pattern(self, subject: str | None) -> str:
+        target = self.selected if subject is None else subject
+        if not target:
+            raise ValueError("select a subject in the tree first, or pass one: open_table('v1.thing.>')")
+        node = self.tree_model.nodes.get(target)
+        return f"{target}.>" if node is not None and not node.is_subject and node.children else target
 
     def open_table(self, subject: str | None = None, **table_kwargs: Any) -> MessageTable:
-        """Show a live MessageTable of ``subject`` (default: the selected node) below the browser.
-
-        A folder (a subject prefix) opens a table of everything below it (``prefix.>``). The table
-        replaces the one shown before (whose capture stops).
-
-        Args:
-            subject: A subject or subject prefix; ``None`` takes :attr:`selected`.
-            table_kwargs: Passed on to :class:`MessageTable` (``max_rows`` defaults to ``table_max_rows``).
+        """Show a live MessageTable of ``subject`` (default: the selection; a folder: all below it).
 
         Raises:
             ValueError: Nothing is selected and no subject was given.
         """
-        target = self.selected if subject is None else subject
-        if not target:
-            raise ValueError("select a subject in the tree first, or pass one: open_table('v1.thing.>')")
-        node = self._nodes.get(target)
-        if node is None:
-            node = self.index.tree().find(target)
-        is_folder = node is not None and not node.is_subject and bool(node.children)
-        pattern = f"{target}.>" if is_folder else target
+        pattern = self._target_pattern(subject)
         table_kwargs.setdefault("max_rows", self.table_max_rows)
         table = MessageTable(pattern, connection=self._connection, **table_kwargs)
         self.close_table()
         self.table = table
-        self.table_area.children = [self.close_table_button, table]
+        close = widgets.Button(description="Close table", icon="times", layout={"width": "auto"})
+        close.on_click(lambda _b: self.close_table())
+        self.table_area.children = [close, table]
         return table
 
     def close_table(self) -> None:
@@ -463,185 +396,188 @@ class SubjectBrowser(LiveView):
         if table is not None:
             table.close()
 
-    def _open_table_clicked(self) -> None:
-        try:
-            self.open_table()
-        except Exception as e:
-            self._show_error(f"open table failed: {type(e).__name__}: {e}")
+    def open_plot(self, subject: str | None = None, field: str = "value", *, new: bool = False) -> LivePlot:
+        """Plot ``field`` of ``subject`` (default: the selection) live below the browser.
+
+        The field joins the plot already open (several subjects and fields on one chart) unless
+        ``new``; the plot's Close button or :meth:`close_plot` removes it.
+
+        Raises:
+            ValueError: Nothing is selected and no subject was given.
+        """
+        pattern = self._target_pattern(subject)
+        plot = self.plot
+        if plot is not None and not new:
+            self._tasks.spawn(plot.add(pattern, field), what="plot")
+            return plot
+        plot = LivePlot(pattern, field, connection=self._connection)
+        self.close_plot()
+        self.plot = plot
+        close = widgets.Button(description="Close plot", icon="times", layout={"width": "auto"})
+        close.on_click(lambda _b: self.close_plot())
+        self.plot_area.children = [close, plot]
+        return plot
+
+    def close_plot(self) -> None:
+        """Close the plot (its subscription ends)."""
+        plot, self.plot = self.plot, None
+        self.plot_area.children = []
+        if plot is not None:
+            plot.close()
+
+    def _recording_name(self) -> str:
+        stem = "".join(c if c.isalnum() else "_" for c in self.index.pattern).strip("_") or "all"
+        return f"{stem}_{dt.datetime.now().strftime('%Y%m%d_%H%M%S')}"
+
+    async def record(self, name: str | None = None) -> Any:
+        """Start recording the subscribed pattern into JetStream as ``name`` (what Record does).
+
+        Returns:
+            The :class:`fastiot.history.Recording`; :meth:`stop_recording` (or Stop) ends it.
+        """
+        from fastiot.history import Recording  # imported on use: JetStream is needed only to record
+
+        recording = await Recording.start(name or self._recording_name(), self.index.pattern)
+        self.recording = recording
+        return recording
+
+    async def stop_recording(self) -> None:
+        """Stop the recording Record started."""
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            await recording.stop()
+
+    def _record_clicked(self) -> None:
+        self._clicked(self.stop_recording if self.recording is not None else self.record, "record")
+
+    @traitlets.observe("recording")
+    def _on_recording(self, change: Any) -> None:
+        recording = change.new
+        self.record_button.description = "Stop recording" if recording is not None else "Record"
+        self.record_button.icon = "stop" if recording is not None else "circle"
+        name = getattr(recording, "name", "")
+        self.status_view.value = (
+            f"<span style='color:{_ERROR}'>&#9679;</span> recording <b>{html.escape(str(name))}</b>"
+            if recording is not None
+            else ""
+        )
+
+    def _code(self) -> str:
+        if not self.selected:
+            return code_for_browser(self.index.pattern)
+        return code_for_capture(self._target_pattern(None), wait_for=10)
 
     def close(self) -> None:
-        """Stop the index (if the browser made it), the table's capture, and the view's tasks."""
+        """Stop the index (if the browser made it), the table's capture, the plot, and the view's tasks."""
         if "table_area" in self.__dict__:
             self.close_table()
+            self.close_plot()
         super().close()
 
     async def aclose(self) -> None:
-        table = self.table
+        table, plot = self.table, self.plot
         self.close_table()
+        self.close_plot()
         if table is not None:
             await table.aclose()
+        if plot is not None:
+            await plot.aclose()
         await super().aclose()
 
-    # -- rendering ---------------------------------------------------------------------------------
+    # -- rendering ----------------------------------------------------------------------------------
 
     def _render(self) -> None:
-        tree = self.tree()
-        self._render_tree(tree)
         index = self.index
-        self.subject_count = tree.subjects
+        if self.paused:
+            since = max(0, index.received - self.message_count)
+            self.summary_view.value = summary_html(
+                [f"<b>paused</b>: {since:,} messages since, still counted"]
+            )
+            return
+        now = time.monotonic()
+        tree = self.tree_model
+        changed = tree.sync()
+        tree.resort(now, self.resort_interval)
+        flat = tree.flat()
+        window = self.tree_view.window()
+        rows = {i: tree.row(flat[i], now) for i in window if i < len(flat)}
+        flash: set[str] = set()
+        if changed:
+            shown = {row.path for row in rows.values()}
+            for subject in changed:
+                node = tree.nodes.get(subject)
+                for up in node.ancestors() if node is not None else ():
+                    if up.path in shown:
+                        flash.add(up.path)
+        reset = self._flat_id != id(flat)
+        self._flat_id = id(flat)
+        self.tree_view.empty_text = "no subjects yet" if not len(tree) else "nothing matches the filter"
+        self.tree_view.show(len(flat), rows, reset=reset, flash=sorted(flash), now_ns=time.time_ns())
+        self.subject_count = tree.matching_subjects(tree.root)
         self.message_count = index.received
-        total = len(index)
+        self._render_detail(changed)
+        self._render_summary(tree)
+        self._set_shows_traffic(True)  # ages and rates change without messages
+
+    _flat_id: int = 0
+
+    def _render_summary(self, tree: SubjectTree) -> None:
+        index = self.index
+        total = len(tree)
         parts = [
-            f"{tree.subjects:,} of {plural(total, 'subject')}"
+            f"{self.subject_count:,} of {plural(total, 'subject')}"
             if self.filter.strip()
             else plural(total, "subject"),
-            plural(tree.count, "message"),
-            f"{tree.rate:,.1f}/s",
+            plural(index.received, "message"),
+            f"pattern {index.pattern}",
         ]
         if index.untracked_messages:
             parts.append(
                 f"{plural(index.untracked_messages, 'message')} on untracked subjects (max_subjects)"
             )
-        lost = index.lost
-        if lost:
-            parts.append(f"<span style='color:#c62828'>{lost:,} lost (slow consumer)</span>")
-        if self.paused:
-            parts.append(f"<b>paused</b>, {index.skipped:,} skipped")
-        elif not self.running:
+        if index.lost:
+            parts.append(f"<span style='color:{_ERROR}'>{index.lost:,} lost (slow consumer)</span>")
+        if not self.running:
             parts.append("<b>stopped</b>")
         self.summary_view.value = summary_html(parts)
-        self._render_detail(tree)
-        self._set_shows_traffic(tree.rate > 0)
 
-    def _render_tree(self, tree: SubjectTreeNode) -> None:
-        collapsed = set(self.collapsed)
-        rows: list[tuple[int, SubjectTreeNode]] = []
-        hidden = 0
-
-        def visit(node: SubjectTreeNode, depth: int) -> None:
-            nonlocal hidden
-            for child in node.children.values():
-                if len(rows) >= self.max_nodes:
-                    hidden += 1
-                    continue
-                rows.append((depth, child))
-                if child.children and child.path not in collapsed:
-                    visit(child, depth + 1)
-
-        visit(tree, 0)
-        self._nodes = {node.path: node for _, node in rows}
-        heads = []
-        for depth, node in rows:
-            if node.children:
-                marker = "▸" if node.path in collapsed else "▾"
-            else:
-                marker = "·"
-            heads.append(f"{'  ' * depth}{marker} {node.token}")
-        width = min(48, max((len(h) for h in heads), default=0))
-        options = [
-            (f"{head:<{width}}  {node.count:>9,}  {node.rate:>8,.1f}/s", node.path)
-            for head, (_, node) in zip(heads, rows, strict=True)
-        ]
-        if hidden:
-            options.append((f"... {hidden:,} more nodes: filter or fold", _MORE))
-        if not options:
-            options.append(
-                ("(no subjects yet)" if not len(self.index) else "(nothing matches the filter)", _MORE)
-            )
-        new = tuple(options)
-        if new == self._shown_options:
-            return
-        self._shown_options = new
-        selected = self.selected if self.selected in self._nodes else None
-        self._updating_tree = True
-        try:
-            with self.tree_view.hold_sync():
-                self.tree_view.options = new  # resets the selection to the first row ...
-                self.tree_view.value = selected  # ... so set it again
-        finally:
-            self._updating_tree = False
-
-    def _render_detail(self, tree: SubjectTreeNode) -> None:
+    def _render_detail(self, changed: set[str]) -> None:
         path = self.selected
         self.open_table_button.disabled = not path
-        self.fold_button.disabled = not (path and path in self._nodes and self._nodes[path].children)
-        self.fold_button.description = "Unfold" if path in self.collapsed else "Fold"
-        if not path:
-            self.detail_view.value = (
-                f"<span style='color:{_MUTED}'>Select a subject to see its last messages.</span>"
-            )
-            self.sparkline_view.value = ""
-            self.messages_view.value = ""
+        if not self._detail_due and path not in changed:
             return
+        self._detail_due = False
+        if not path:
+            self.detail_view.detail = {}
+            return
+        node = self.tree_model.nodes.get(path)
         if path not in self.index:
-            node = tree.find(path)
-            if node is None or not node.path:
-                self.detail_view.value = (
-                    f"<b>{html.escape(path)}</b><br><span style='color:{_MUTED}'>no messages yet</span>"
-                )
+            if node is None:
+                self.detail_view.detail = {"path": path, "kind": "folder", "summary": _EMPTY_FOLDER}
             else:
-                self.detail_view.value = f"<b>{html.escape(path)}.&gt;</b><br>" + summary_html(
-                    [plural(node.subjects, "subject"), plural(node.count, "message"), f"{node.rate:,.1f}/s"]
+                self.detail_view.detail = folder_detail(
+                    path,
+                    subjects=node.subjects,
+                    count=node.count,
+                    rate=self.tree_model.node_rate(node, time.monotonic()),
+                    last_seen_ns=node.last_seen_ns,
                 )
-            self.sparkline_view.value = ""
-            self.messages_view.value = ""
             return
         stats = self.index.stats(path)
-        self.detail_view.value = f"<b>{html.escape(path)}</b><br>" + summary_html(
-            [
-                plural(stats.count, "message"),
-                f"{stats.rate:,.1f}/s",
-                plural(stats.bytes, "byte"),
-                f"last {stats.last_seen.strftime('%H:%M:%S')} UTC",
-            ]
+        self.detail_view.detail = subject_detail(
+            path,
+            recent_messages(self.index, path, self.last_messages),
+            count=stats.count,
+            rate=stats.rate,
+            size=stats.bytes,
+            first_seen_ns=int(stats.first_seen.timestamp() * 1e9),
+            last_seen_ns=int(stats.last_seen.timestamp() * 1e9),
+            diff_pair=self.detail_view.diff_pair,
+            show_raw=self.show_raw,
         )
-        self.sparkline_view.value = self._sparklines_html(stats.history)
-        self.messages_view.value = self._messages_html(path)
-
-    def _sparklines_html(self, history: dict[str, list[float]]) -> str:
-        rows = []
-        for name, values in list(history.items())[:_MAX_SPARKLINES]:
-            if not values:
-                continue
-            last = values[-1]
-            rows.append(
-                "<tr>"
-                f"<td style='padding:0 8px 0 0'><code>{html.escape(name)}</code></td>"
-                f"<td>{sparkline_svg(values)}</td>"
-                f"<td style='padding:0 0 0 8px'><b>{last:.4g}</b> "
-                f"<span style='color:{_MUTED}'>min {min(values):.4g} max {max(values):.4g} "
-                f"({plural(len(values), 'value')})</span></td></tr>"
-            )
-        if not rows:
-            return ""
-        return f"<table style='border-collapse:collapse;font-size:90%'>{''.join(rows)}</table>"
-
-    def _messages_html(self, subject: str) -> str:
-        recent = self.index.recent(subject, self.last_messages)
-        # The model of a Subject pattern decodes its payloads; SubjectIndex keeps it but does not expose it.
-        msg_cls = self.index.msg_cls
-        blocks = []
-        for received, raw in recent:
-            payload, error = decode_payload(raw, msg_cls)
-            head = f"{received.strftime('%H:%M:%S.%f')[:-3]} UTC · {plural(len(raw), 'byte')}"
-            if error is not None:
-                body = f"<span style='color:#c62828'>{html.escape(error)}</span>"
-            else:
-                body = html.escape(_pretty(payload))
-            if self.show_raw:
-                body += f"\n<span style='color:{_MUTED}'>{html.escape(hexdump(raw))}</span>"
-            blocks.append(
-                f"<div style='color:{_MUTED};font-size:85%'>{head}</div><pre style='{_PRE}'>{body}</pre>"
-            )
-        if not blocks:
-            return ""
-        return "<div style='max-height:16em;overflow:auto'>" + "".join(blocks) + "</div>"
 
     def __repr__(self) -> str:
-        return f"SubjectBrowser({self.index.pattern}, {plural(len(self.index), 'subject')})"
+        return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
 
 
-_PRE = (
-    "margin:0 0 6px 0;white-space:pre-wrap;font-size:90%;"
-    "background:var(--jp-layout-color2,#f5f5f5);padding:4px"
-)
+_EMPTY_FOLDER = {"subjects": 0, "count": 0, "rate": "0/s", "last_seen": 0}

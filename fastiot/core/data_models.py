@@ -39,6 +39,7 @@ __all__ = [
     "MsgResp",
     "ReplySubject",
     "Subject",
+    "model_generation",
 ]
 
 
@@ -47,6 +48,14 @@ _NEVER_DATETIME: frozenset[Any] = frozenset((str, int, float, bool, bytes))
 # Values that are surely no datetime and no container, e.g. the float in an ``Any`` field: one set lookup.
 _PLAIN_VALUE_TYPES: frozenset[type] = frozenset((float, int, str, bool, bytes, type(None)))
 _UTC = timezone.utc
+# Counts the FastIoTData subclasses defined so far: who maps subjects to models (fastiot.payloads)
+# rebuilds its map when this changes, instead of walking every subclass on every lookup.
+_model_generation = 0
+
+
+def model_generation() -> int:
+    """A number that changes whenever a new :class:`FastIoTData` subclass is defined (e.g. in a cell)."""
+    return _model_generation
 
 
 class FastIoTData(BaseModel):
@@ -107,7 +116,9 @@ class FastIoTData(BaseModel):
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        global _model_generation
         super().__pydantic_init_subclass__(**kwargs)
+        _model_generation += 1
         cls._fastiot_datetime_fields = tuple(
             name for name, field in cls.model_fields.items() if field.annotation not in _NEVER_DATETIME
         )

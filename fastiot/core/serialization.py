@@ -23,7 +23,31 @@ from pydantic import BaseModel
 from fastiot.core.time import ensure_tzinfo
 from fastiot.exceptions import DeserializationError
 
-__all__ = ["decoder_for", "pack", "serialize_from_bin", "serialize_to_bin", "unpack"]
+__all__ = [
+    "decoder_for",
+    "pack",
+    "serialize_from_bin",
+    "serialize_to_bin",
+    "unpack",
+    "unpackb",
+]
+
+_msgpack_unpackb = msgpack.unpackb
+
+
+def unpackb(data: bytes) -> Any:
+    """``msgpack.unpackb`` with the one set of options FastIoT reads its wire format with.
+
+    Text as ``str``, Timestamps as timezone-aware UTC datetimes (``timestamp=3``), map keys of any type
+    (other clients send int keys). Services, captures, subject indexes and the payload decoder all
+    unpack with this; it raises msgpack's own errors (hot paths catch them). Keyword arguments written
+    out are the fastest call there is: ``functools.partial`` with keywords costs ~0.2 us more.
+
+    Example:
+        >>> unpackb(pack({"a": 1}))
+        {'a': 1}
+    """
+    return _msgpack_unpackb(data, raw=False, timestamp=3, strict_map_key=False)
 
 
 def _default(obj: Any) -> Any:
@@ -110,7 +134,7 @@ def unpack(data: bytes) -> Any:
         DeserializationError: If the bytes are not one complete msgpack value.
     """
     try:
-        return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+        return unpackb(data)
     except _UNPACK_ERRORS as e:
         raise _not_msgpack(e) from e
 
@@ -142,11 +166,11 @@ def decoder_for(msg_cls: type) -> Callable[[bytes], Any]:
     if not _is_model_class(msg_cls):
         return unpack
     validate = msg_cls.__pydantic_validator__.validate_python  # type: ignore[attr-defined]
-    unpackb = msgpack.unpackb
+    fast_unpackb = unpackb  # a closure variable: cheaper than a global lookup on every message
 
     def decode(data: bytes) -> Any:
         try:
-            unpacked = unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+            unpacked = fast_unpackb(data)
         except _UNPACK_ERRORS as e:
             raise _not_msgpack(e) from e
         try:

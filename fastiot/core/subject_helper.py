@@ -20,7 +20,9 @@ __all__ = [
     "camel_to_snake",
     "filter_specific_sign",
     "is_fastiot1_inbox",
+    "patterns_overlap",
     "sanitize_pub_subject_name",
+    "subject_matches",
 ]
 
 MSG_FORMAT_VERSION = "v1"
@@ -102,3 +104,48 @@ def sanitize_pub_subject_name(subject_name: str) -> str:
     return ".".join(
         [tokens[0], *(t if t in (HIERARCHY, WILDCARD_SAME_LEVEL) else camel_to_snake(t) for t in tokens[1:])]
     )
+
+
+def subject_matches(subject: str, pattern: str) -> bool:
+    """Whether a NATS subject matches a pattern: ``*`` stands for one token, a final ``>`` for one or more.
+
+    Example:
+        >>> subject_matches("v1.thing.press_1.temp", "v1.thing.>")
+        True
+        >>> subject_matches("v1.thing", "v1.thing.>")
+        False
+    """
+    if pattern == HIERARCHY:
+        return True
+    if WILDCARD_SAME_LEVEL not in pattern and HIERARCHY not in pattern:
+        return subject == pattern
+    parts = subject.split(".")
+    tokens = pattern.split(".")
+    for i, token in enumerate(tokens):
+        if token == HIERARCHY:
+            return len(parts) > i
+        if i >= len(parts) or (token != WILDCARD_SAME_LEVEL and token != parts[i]):
+            return False
+    return len(parts) == len(tokens)
+
+
+def patterns_overlap(a: str, b: str) -> bool:
+    """Whether some subject matches both NATS patterns.
+
+    Example:
+        >>> patterns_overlap("v1.*.press_1", "v1.thing.>")
+        True
+        >>> patterns_overlap("v1.thing.>", "v2.>")
+        False
+    """
+    left, right = a.split("."), b.split(".")
+    for i in range(max(len(left), len(right))):
+        x = left[i] if i < len(left) else None
+        y = right[i] if i < len(right) else None
+        if x == HIERARCHY or y == HIERARCHY:
+            return (x is not None) and (y is not None)
+        if x is None or y is None:
+            return False
+        if x != y and WILDCARD_SAME_LEVEL not in (x, y):
+            return False
+    return True

@@ -14,8 +14,18 @@ import pytest
 from fastiot import workbench
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
+from fastiot.exceptions import MessageNotKeptError
 from fastiot.msg.thing import Thing
-from fastiot.subjects import NotRunningError, SubjectIndex, SubjectStats, SubjectTreeNode, WaitTimeoutError
+from fastiot.nats_server import NatsServer
+from fastiot.payloads import MISSING
+from fastiot.subjects import (
+    SORT_KEYS,
+    NotRunningError,
+    SubjectIndex,
+    SubjectStats,
+    SubjectTreeNode,
+    WaitTimeoutError,
+)
 
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
@@ -190,8 +200,12 @@ async def test_on_change_reports_the_changed_subjects(broker: NatsBrokerConnecti
         index.on_change(not_plain)
 
 
-async def test_pause_resume_and_waiting(broker: NatsBrokerConnection, prefix: str) -> None:
+async def test_pause_holds_the_listeners_but_keeps_counting(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
     index = SubjectIndex(f"{prefix}.>", broker)
+    changes: list[set[str]] = []
+    index.on_change(changes.append)
     with pytest.raises(NotRunningError, match="start"):
         await index.wait_for(1, timeout=1)
     async with index:
@@ -199,17 +213,24 @@ async def test_pause_resume_and_waiting(broker: NatsBrokerConnection, prefix: st
             await index.wait_for(2, subject=f"{prefix}.a", timeout=0.2)
         assert isinstance(info.value, TimeoutError)
         index.pause()
-        await broker.publish_raw(f"{prefix}.a", pack({"v": 1}))
+        assert index.is_paused
+        for token in ("a", "b", "a"):
+            await broker.publish_raw(f"{prefix}.{token}", pack({"v": 1}))
+        await index.wait_for(2, subject=f"{prefix}.a", timeout=5)  # waits work while paused
         await index.sync(timeout=5)
-        assert (index.skipped, len(index)) == (1, 0)
+        assert (index.skipped, len(index), index.received) == (0, 2, 3), "paused, the index still counts"
+        assert index[f"{prefix}.a"].count == 2
+        assert changes == [], "paused, the views are not told"
         index.resume()
-        await broker.publish_raw(f"{prefix}.a", pack({"v": 1}))
-        await index.wait_for(1, subject=f"{prefix}.a", timeout=5)
+        await broker.publish_raw(f"{prefix}.c", pack({"v": 1}))
+        await index.wait_for(4, timeout=5)
+        await index.sync(timeout=5)
+        assert set().union(*changes) == {f"{prefix}.a", f"{prefix}.b", f"{prefix}.c"}
         waiting = asyncio.create_task(index.wait_for(10, timeout=5))
         await asyncio.sleep(0)
     with pytest.raises(NotRunningError, match="stopped"):
         await waiting
-    assert "stopped" in repr(index) and "1 subjects" in repr(index)
+    assert "stopped" in repr(index) and "3 subjects" in repr(index)
 
 
 async def test_without_a_connection_the_workbench_one_is_used_and_owns_the_index(prefix: str) -> None:
@@ -238,3 +259,148 @@ def test_bad_arguments_are_refused() -> None:
         SubjectIndex(rate_window=0)
     assert SubjectIndex().to_dataframe().empty
     assert SubjectIndex().tree().subjects == 0
+
+
+async def test_payloads_decode_by_subject_with_headers_and_text(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    thing = Thing(machine="press_7", name="temperature", value=70.5, unit="degC")
+    async with SubjectIndex(">", broker) as index:
+        await broker.publish(Thing.get_subject("press_7.temperature"), thing)
+        await broker.publish_raw(f"{prefix}.text", b"hello from nats pub", headers={"source": "cli"})
+        await index.wait_for(1, subject=f"{prefix}.text", timeout=5)
+        await index.wait_for(1, subject="v1.thing.press_7.temperature", timeout=5)
+        typed = index.last("v1.thing.press_7.temperature")
+        text = index.stats(f"{prefix}.text")
+    assert typed.kind == "model" and typed.value == thing, "a model's subject decodes to the model"
+    assert text.last is not None and (text.last.kind, text.last.value) == ("text", "hello from nats pub")
+    assert text.last_payload == "hello from nats pub" and text.last_error is None
+    assert text.last_headers == {"source": "cli"}
+
+
+async def test_messages_keep_their_headers_and_diff_names_the_changed_fields(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    subject = f"{prefix}.press_1"
+    async with SubjectIndex(f"{prefix}.>", broker, history=3) as index:
+        await broker.publish_raw(subject, pack({"value": 1.0, "unit": "bar", "cfg": {"mode": "a"}}))
+        await index.wait_for(1, timeout=5)
+        with pytest.raises(MessageNotKeptError, match="1 message"):
+            index.diff(subject)
+        await broker.publish_raw(
+            subject, pack({"value": 2.0, "unit": "bar", "cfg": {"mode": "b"}}), headers={"n": "2"}
+        )
+        await broker.publish_raw(subject, pack({"value": 3.0, "cfg": {"mode": "b"}, "new": True}))
+        await index.wait_for(3, timeout=5)
+        messages = index.messages(subject)
+        assert [m.headers for m in messages] == [None, {"n": "2"}, None]
+        assert [m.decoded.value["value"] for m in messages] == [3.0, 2.0, 1.0]
+        assert messages[0].received_at >= messages[1].received_at
+        assert index.diff(subject) == [("value", 2.0, 3.0), ("unit", "bar", MISSING), ("new", MISSING, True)]
+        assert index.diff(subject, older=2, newer=1) == [("value", 1.0, 2.0), ("cfg.mode", "a", "b")]
+        await broker.publish_raw(subject, pack({"value": 4.0}))
+        await index.wait_for(4, timeout=5)
+        assert [m.headers for m in index.messages(subject)] == [None, None, {"n": "2"}]
+        assert index.stats(subject).last_headers is None
+
+
+async def test_sorting_by_name_count_rate_bytes_and_last_seen(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    sends = [("b", 3, 10), ("a", 1, 100), ("c", 2, 1)]
+    async with SubjectIndex(f"{prefix}.>", broker) as index:
+        for token, count, size in sends:
+            for _ in range(count):
+                await broker.publish_raw(f"{prefix}.{token}", bytes(size))
+        await index.wait_for(6, timeout=5)
+        names = {key: [s.rsplit(".", 1)[1] for s in index.sorted_subjects(key)] for key in SORT_KEYS}
+        newest_first = [s.rsplit(".", 1)[1] for s in index.sorted_subjects("last_seen", descending=True)]
+        busiest = index.tree(sort="count", descending=True).find(prefix)
+        with pytest.raises(ValueError, match="name, count, rate, bytes, last_seen"):
+            index.sorted_subjects("size")
+    assert names["name"] == ["a", "b", "c"]
+    assert names["count"] == ["a", "c", "b"]
+    assert names["bytes"] == ["c", "b", "a"]
+    assert names["rate"] == ["a", "c", "b"]
+    assert newest_first == ["c", "a", "b"]
+    assert busiest is not None and list(busiest.children) == ["b", "c", "a"]
+    assert busiest.last_seen is not None and busiest.last_seen_ns == max(
+        node.last_seen_ns for node in busiest.children.values()
+    )
+
+
+async def test_set_pattern_changes_the_subscription_without_gaps_or_double_counts(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    changes: list[set[str]] = []
+    async with SubjectIndex(f"{prefix}.a.>", broker) as index:
+        index.on_change(changes.append)
+        await broker.publish_raw(f"{prefix}.a.x", pack({"v": 1}))
+        await broker.publish_raw(f"{prefix}.b.x", pack({"v": 1}))
+        await index.wait_for(1, timeout=5)
+        await index.set_pattern(f"{prefix}.>")  # wider: a.x goes on, b.x is new
+        assert index.pattern == f"{prefix}.>"
+        for token in ("a", "b", "a"):
+            await broker.publish_raw(f"{prefix}.{token}.x", pack({"v": 2}))
+        await index.sync(timeout=5)
+        assert (index[f"{prefix}.a.x"].count, index[f"{prefix}.b.x"].count) == (3, 1)
+        assert index.received == 4 and index.lost == 0
+        changes.clear()
+        await index.set_pattern(f"{prefix}.b.>")  # narrower: a.x is dropped
+        await index.sync(timeout=5)
+        assert index.subjects == [f"{prefix}.b.x"] and index.received == 1
+        assert f"{prefix}.a.x" in set().union(*changes), "listeners hear of the subjects dropped"
+        await broker.publish_raw(f"{prefix}.a.x", pack({"v": 3}))
+        await broker.publish_raw(f"{prefix}.b.x", pack({"v": 3}))
+        await index.wait_for(2, subject=f"{prefix}.b.x", timeout=5)
+        await index.sync(timeout=5)
+        assert f"{prefix}.a.x" not in index and index.lost == 0
+    with pytest.raises(ValueError, match="pattern"):
+        await index.set_pattern("a b")
+    await index.set_pattern(f"{prefix}.c.>")  # stopped: only remembered, used by the next start
+    assert index.pattern == f"{prefix}.c.>" and len(index) == 0
+
+
+async def test_set_pattern_under_a_steady_stream_counts_every_message_once(
+    broker: NatsBrokerConnection, nats_server: NatsServer, prefix: str
+) -> None:
+    publisher = await NatsBrokerConnection.connect(servers=nats_server.url)
+    stop = asyncio.Event()
+    sent = 0
+
+    async def stream() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            for _ in range(20):
+                await publisher.publish_raw(f"{prefix}.a.x", pack({"n": sent}))
+                sent += 1
+            await asyncio.sleep(0)
+
+    async with SubjectIndex(f"{prefix}.a.>", broker) as index:
+        task = asyncio.create_task(stream())
+        try:
+            await index.wait_for(200, timeout=5)
+            for pattern in (f"{prefix}.>", f"{prefix}.*.x", f"{prefix}.a.>"):
+                await index.set_pattern(pattern)
+                await index.wait_for(index.received + 100, timeout=5)
+        finally:
+            stop.set()
+            await task
+        await publisher.flush()
+        await index.sync(timeout=5)
+        assert index.lost == 0
+        assert index[f"{prefix}.a.x"].count == sent, "no message missed or counted twice across the switches"
+    await publisher.close()
+
+
+async def test_ten_thousand_subjects_are_all_tracked(broker: NatsBrokerConnection, prefix: str) -> None:
+    async with SubjectIndex(f"{prefix}.>", broker) as index:
+        for i in range(10_000):
+            await broker.publish_raw(f"{prefix}.site_{i % 10}.device_{i}", b"1")
+        await index.wait_for(10_000, timeout=30)
+        tree = index.tree()
+        by_rate = index.sorted_subjects("rate", descending=True)
+    assert len(index) == 10_000 and index.untracked_messages == 0
+    node = tree.find(prefix)
+    assert node is not None and node.subjects == 10_000 and len(node.children) == 10
+    assert len(by_rate) == 10_000

@@ -1,0 +1,468 @@
+"""ColumnarBuffer: decoded messages as rows of numpy columns in a ring bounded in rows and in bytes.
+
+Rows are staged flat (subject, received ns, decoded payload, payload size) and written to the
+columns in batches: numpy stores a batch of values far cheaper than one value at a time. Every read
+first writes what is staged. Only the newest ``max_rows`` rows are kept, and only as many as hold
+``max_bytes`` payload bytes, staged rows included; :attr:`ColumnarBuffer.dropped` counts the evicted
+rows exactly.
+
+Example:
+    >>> from fastiot.core.serialization import pack
+    >>> buffer = ColumnarBuffer(max_rows=1000)
+    >>> buffer.append("v1.thing.press_1.temp", 1_700_000_000_000_000_000, pack({"value": 21.5}))
+    >>> buffer.to_dataframe()["value"].tolist()
+    [21.5]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fastiot.capture.export import column_to_pandas, string_array
+from fastiot.capture.rows import VALUE_COLUMN, PayloadColumns
+from fastiot.core.logger import setup_logger
+from fastiot.payloads import Decoded, value_decoder
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_COLUMNS",
+    "ERROR_COLUMN",
+    "HEADERS_COLUMN",
+    "RAW_COLUMN",
+    "SEQUENCE_COLUMN",
+    "VALUE_COLUMN",
+    "ColumnarBuffer",
+]
+
+DEFAULT_MAX_BYTES = 256 * 1024**2
+"""The payload bytes a buffer keeps at most by default (256 MiB), the rows not yet written included."""
+# A payload with more distinct (flattened) fields than this is not a table; the rest is counted, not kept.
+DEFAULT_MAX_COLUMNS = 1_000
+
+ERROR_COLUMN = "error"
+"""The column that says why a row's payload did not decode (``None`` for rows that did)."""
+RAW_COLUMN = "raw"
+"""The column with the undecoded bytes of rows whose payload did not decode."""
+HEADERS_COLUMN = "headers"
+"""The column of the NATS headers, present when a row in the frame had headers."""
+SEQUENCE_COLUMN = "sequence"
+"""The column of the rows' sequence numbers, in buffers made with ``sequence=True`` (recordings)."""
+
+
+_INITIAL_CAPACITY = 1_024
+# Rows are written to the columns once this many are staged (or when somebody reads).
+FLUSH_ROWS = 1_536
+_MAX_SUBJECT_NAMES = 100_000
+
+_logger = setup_logger("capture")
+
+
+def _is_failure(payload: Any) -> bool:
+    return type(payload) is Decoded and payload.error is not None
+
+
+class ColumnarBuffer:
+    """A ring of decoded messages as numpy columns, bounded in rows and payload bytes.
+
+    Args:
+        max_rows: How many of the newest rows to keep.
+        max_bytes: How many payload bytes the rows kept (and staged) may hold.
+        max_columns: The most distinct payload fields kept; further ones are counted in
+            :attr:`fields_not_stored`.
+        sequence: Rows carry a sequence number (a ``sequence`` column after ``subject``).
+        model: The model payloads of :meth:`append` decode to (see :func:`fastiot.payloads.value_decoder`).
+        name: What the buffer belongs to, for log lines.
+
+    Example:
+        >>> buffer = ColumnarBuffer(max_rows=2, sequence=True)
+        >>> for seq in range(3):
+        ...     buffer.append("a", seq, b'{"n": %d}' % seq, sequence=seq)
+        >>> buffer.to_dataframe()[["sequence", "n"]].values.tolist(), buffer.dropped
+        ([[1, 1], [2, 2]], 1)
+    """
+
+    def __init__(
+        self,
+        max_rows: int,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_columns: int = DEFAULT_MAX_COLUMNS,
+        sequence: bool = False,
+        model: type | None = None,
+        name: str = "capture",
+    ) -> None:
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(
+                f"max_bytes must be a positive int (bytes), e.g. 64 * 1024**2, got {max_bytes!r}"
+            )
+        self.max_rows: int = max_rows
+        self.max_bytes: int = max_bytes
+        # When full, rows are evicted down to this: later rows are then written in batches again.
+        self._byte_target: int = max_bytes - max_bytes // 16
+        self._max_columns: int = max_columns
+        self._payload: PayloadColumns = PayloadColumns(0, max_columns, name)
+        self._with_sequence: bool = sequence
+        self._width: int = 5 if sequence else 4
+        self._name: str = name
+        self._decode: Callable[[bytes, str], Any] = value_decoder(model)
+        self.staged: list[Any] = []
+        """Rows not yet written, flat: subject, received ns, payload, size[, sequence] per row."""
+        self.staged_headers: dict[int, Mapping[str, str]] = {}
+        """The NATS headers of staged rows that had some, by row seq."""
+        self._subject_names: dict[str, str] = {}
+        self._errors: dict[int, tuple[bytes, str]] = {}
+        self._headers: dict[int, Mapping[str, str]] = {}
+        self._fields_not_stored_before_clear: int = 0
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every row; the counters start again at 0."""
+        self._capacity: int = min(self.max_rows, _INITIAL_CAPACITY)
+        self._times: np.ndarray = np.zeros(self._capacity, dtype=np.int64)
+        self._sizes: np.ndarray = np.zeros(self._capacity, dtype=np.int64)
+        self._sequences: np.ndarray | None = (
+            np.zeros(self._capacity, np.int64) if self._with_sequence else None
+        )
+        self._subject_values: np.ndarray = np.empty(self._capacity, dtype=object)
+        self._fields_not_stored_before_clear += self._payload.fields_not_stored
+        self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
+        self.staged.clear()  # in place: a capture's hot path holds staged.extend
+        self.staged_headers.clear()
+        self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
+        self._start: int = 0  # the seq of the oldest row kept
+        self._ring_bytes: int = 0
+        # Bytes staged through stage() since the last flush (a capture's hot path counts its own).
+        self._staged_size: int = 0
+        self._errors.clear()
+        self._headers.clear()
+        self._error_count: int = 0
+
+    # -- adding rows ---------------------------------------------------------------------------------
+
+    def append(
+        self,
+        subject: str,
+        timestamp_ns: int,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        sequence: int | None = None,
+    ) -> None:
+        """Decode one message and add it as a row (written to the columns with the next batch)."""
+        self.stage(subject, timestamp_ns, self._decode(data, subject), len(data), headers, sequence=sequence)
+
+    def append_rows(
+        self,
+        rows: Iterable[tuple[str, int, bytes, Mapping[str, str] | None]],
+        *,
+        first_sequence: int | None = None,
+    ) -> None:
+        """Add ``(subject, timestamp_ns, payload bytes, headers)`` rows.
+
+        With ``first_sequence``, the rows' sequence numbers count up from it.
+        """
+        for k, (subject, timestamp_ns, data, headers) in enumerate(rows):
+            sequence = None if first_sequence is None else first_sequence + k
+            self.append(subject, timestamp_ns, data, headers, sequence=sequence)
+
+    def stage(
+        self,
+        subject: str,
+        timestamp_ns: int,
+        payload: Any,
+        size: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        sequence: int | None = None,
+    ) -> None:
+        """Add a row whose payload is decoded already (a value, or a :class:`~fastiot.payloads.Decoded`)."""
+        if headers:
+            self.staged_headers[self.rows_added] = headers
+        if self._with_sequence:
+            self.staged.extend((subject, timestamp_ns, payload, size, sequence or 0))
+        else:
+            self.staged.extend((subject, timestamp_ns, payload, size))
+        self._staged_size += size
+        if self.staged_count >= self.flush_rows or self._staged_size > self.byte_room:
+            self.flush()
+
+    @property
+    def flush_rows(self) -> int:
+        """Staged rows are written to the columns once this many are staged."""
+        return min(FLUSH_ROWS, self.max_rows)
+
+    @property
+    def staged_count(self) -> int:
+        """Rows staged, not yet written to the columns."""
+        return len(self.staged) // self._width
+
+    def staged_bytes(self) -> int:
+        """Payload bytes of the staged rows."""
+        return sum(self.staged[3 :: self._width])
+
+    @property
+    def rows_added(self) -> int:
+        """Rows added since the buffer was made or cleared, evicted ones included (the next row's seq)."""
+        return self._stored + len(self.staged) // self._width
+
+    @property
+    def byte_room(self) -> int:
+        """Payload bytes that may be staged before the buffer is over :attr:`max_bytes`."""
+        return self.max_bytes - self._ring_bytes
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the staged rows into the columns, evicting the oldest rows beyond the bounds."""
+        staged = self.staged
+        if not staged:
+            return
+        w = self._width
+        subjects, times, payloads, sizes = staged[0::w], staged[1::w], staged[2::w], staged[3::w]
+        sequences = staged[4::w] if w == 5 else None
+        staged.clear()
+        if self.staged_headers:
+            self._headers.update(self.staged_headers)
+            self.staged_headers.clear()
+        first_new, n = self._stored, len(payloads)  # rows before first_new are in the ring (or evicted)
+        self._stored = first_new + n
+        self._staged_size = 0
+        skip = self._rows_to_skip(sizes, n)
+        seq0 = first_new + skip
+        if skip:  # rows that would be evicted at once are never written, only counted
+            self._error_count += sum(1 for p in payloads[:skip] if _is_failure(p))
+            subjects, times, payloads, sizes = subjects[skip:], times[skip:], payloads[skip:], sizes[skip:]
+            sequences = sequences[skip:] if sequences is not None else None
+            n -= skip
+            self._evict_to(seq0, first_new)  # every row kept so far is older than the skipped ones
+        if n:
+            new_bytes = sum(sizes)
+            self._evict_to(seq0 + n - self.max_rows, first_new)
+            if self._ring_bytes + new_bytes > self.max_bytes:
+                self._evict_bytes(self._ring_bytes + new_bytes - self._byte_target, first_new)
+            self._write_rows(subjects, times, payloads, sizes, sequences, seq0)
+            self._ring_bytes += new_bytes
+        self._prune(self._errors)
+        self._prune(self._headers)
+        self._payload.housekeep()
+
+    def _rows_to_skip(self, sizes: list[int], n: int) -> int:
+        """How many of the oldest staged rows cannot be kept: beyond ``max_rows``, or ``max_bytes``."""
+        skip = max(0, n - self.max_rows)
+        if sum(sizes[skip:]) <= self.max_bytes:
+            return skip
+        kept = 0
+        k = n
+        while k > skip and kept + sizes[k - 1] <= self._byte_target:
+            k -= 1
+            kept += sizes[k]
+        if k == n:
+            _logger.warning(
+                "%s: a %d byte payload is larger than max_bytes (%d) and was dropped",
+                self._name,
+                sizes[-1],
+                self.max_bytes,
+            )
+        return k
+
+    def _evict_to(self, start: int, ring_stop: int) -> None:
+        """Evict the rows before seq ``start``; rows from ``ring_stop`` on are not in the ring yet."""
+        if start <= self._start:
+            return
+        for part in self._slices(self._start, min(start, ring_stop)):
+            self._ring_bytes -= int(self._sizes[part].sum())
+            self._payload.release(part)
+        self._start = start
+
+    def _evict_bytes(self, excess: int, stop: int) -> None:
+        """Evict the oldest rows kept (before seq ``stop``) until ``excess`` bytes are freed."""
+        sizes = self._take(self._sizes, self._slices(self._start, stop))
+        if not len(sizes):
+            return
+        freed = np.cumsum(sizes)
+        count = min(int(np.searchsorted(freed, excess)) + 1, len(sizes))
+        self._ring_bytes -= int(freed[count - 1])
+        for part in self._slices(self._start, self._start + count):
+            self._payload.release(part)
+        self._start += count
+
+    def _prune(self, by_seq: dict[int, Any]) -> None:
+        # Keyed by seq in arrival order, so the evicted rows are at the front of the dict.
+        start = self._start
+        while by_seq:
+            first = next(iter(by_seq))
+            if first >= start:
+                break
+            del by_seq[first]
+
+    def _write_rows(
+        self,
+        subjects: list[str],
+        times: list[int],
+        payloads: list[Any],
+        sizes: list[int],
+        sequences: list[int] | None,
+        seq0: int,
+    ) -> None:
+        n, max_rows = len(payloads), self.max_rows
+        if seq0 + n > self._capacity and self._capacity < max_rows:
+            self._grow(min(max_rows, max(self._capacity * 2, seq0 + n)))
+        names = self._subject_names
+        subjects = list(map(names.setdefault, subjects, subjects))
+        if len(names) > _MAX_SUBJECT_NAMES:
+            names.clear()
+        first = seq0 % max_rows
+        parts = (
+            [(0, n, first)]
+            if first + n <= max_rows
+            else [(0, max_rows - first, first), (max_rows - first, n, 0)]
+        )
+        for lo, hi, slot0 in parts:
+            slots = slice(slot0, slot0 + hi - lo)
+            self._times[slots] = times[lo:hi]
+            self._sizes[slots] = sizes[lo:hi]
+            self._subject_values[slots] = subjects[lo:hi]
+            if sequences is not None and self._sequences is not None:
+                self._sequences[slots] = sequences[lo:hi]
+            self._payload.write(payloads[lo:hi], slot0, seq0 + lo)
+        for seq, raw, text in self._payload.take_errors():
+            self._errors[seq] = (raw, text)
+            self._error_count += 1
+
+    def _grow(self, capacity: int) -> None:
+        def grown(old: np.ndarray) -> np.ndarray:
+            new = np.zeros(capacity, dtype=old.dtype) if old.dtype != object else np.empty(capacity, object)
+            new[: self._capacity] = old
+            return new
+
+        self._times, self._sizes, self._subject_values = map(
+            grown, (self._times, self._sizes, self._subject_values)
+        )
+        if self._sequences is not None:
+            self._sequences = grown(self._sequences)
+        self._payload.grow(capacity)
+        self._capacity = capacity
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        start, stop = self.live_range()
+        return stop - start
+
+    @property
+    def dropped(self) -> int:
+        """Rows evicted to keep the bounds (``max_rows``, ``max_bytes``), exact."""
+        self.flush()
+        return self._start
+
+    @property
+    def errors(self) -> int:
+        """Rows whose payload did not decode, evicted ones included."""
+        self.flush()
+        return self._error_count
+
+    @property
+    def payload_bytes(self) -> int:
+        """Payload bytes of the rows kept and staged (what ``max_bytes`` bounds)."""
+        return self._ring_bytes + (self.staged_bytes() if self.staged else 0)
+
+    @property
+    def fields_not_stored(self) -> int:
+        """Field values not stored because the payloads had more than ``max_columns`` distinct fields."""
+        return self._fields_not_stored_before_clear + self._payload.fields_not_stored
+
+    def live_range(self) -> tuple[int, int]:
+        """Write the staged rows and return the seq range ``[start, stop)`` of the rows kept."""
+        self.flush()
+        return self._start, self._stored
+
+    def column_order(self) -> list[str]:
+        """The payload columns (flattened names), in the order frames use."""
+        self.flush()
+        return self._payload.order()
+
+    def _slices(self, start_seq: int, stop_seq: int) -> list[slice]:
+        if stop_seq <= start_seq:
+            return []
+        max_rows = self.max_rows
+        first = start_seq % max_rows
+        last = (stop_seq - 1) % max_rows + 1
+        if first < last:
+            return [slice(first, last)]
+        return [slice(first, max_rows), slice(0, last)]
+
+    def _take(self, array: np.ndarray, slices: list[slice]) -> np.ndarray:
+        if not slices:
+            return array[:0].copy()
+        if len(slices) == 1:
+            return array[slices[0]].copy()
+        return np.concatenate([array[s] for s in slices])
+
+    def times(self) -> np.ndarray:
+        """The receive times (ns) of the rows kept, oldest first."""
+        return self._take(self._times, self._slices(*self.live_range()))
+
+    def subjects(self) -> list[str]:
+        """The distinct subjects of the rows kept, sorted."""
+        found: set[str] = set()
+        for part in self._slices(*self.live_range()):
+            found.update(self._subject_values[part])
+        return sorted(found)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The rows kept, oldest first, as a new DataFrame (see :meth:`MessageCapture.to_dataframe`)."""
+        return self.frame(*self.live_range())
+
+    def tail(self, n: int = 10) -> pd.DataFrame:
+        """The newest ``n`` rows as a DataFrame (only those rows are converted)."""
+        start, stop = self.live_range()
+        return self.frame(max(start, stop - max(0, n)), stop)
+
+    def frame(self, start_seq: int, stop_seq: int) -> pd.DataFrame:
+        """The rows with seq in ``[start_seq, stop_seq)`` (within :meth:`live_range`) as a DataFrame."""
+        import pandas as pd
+
+        slices = self._slices(start_seq, stop_seq)
+        n = max(0, stop_seq - start_seq)
+        data: dict[str, Any] = {
+            "received_at": pd.array(
+                self._take(self._times, slices).view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC")
+            ),
+            "subject": string_array(self._take(self._subject_values, slices)),
+        }
+        if self._sequences is not None:
+            data[SEQUENCE_COLUMN] = self._take(self._sequences, slices)
+        for name in self.column_order():
+            column = self._payload.columns[name]
+            key = f"payload.{name}" if name in data else name
+            data[key] = column_to_pandas(
+                column.kind,
+                self._take(column.values, slices),
+                None if column.mask is None else self._take(column.mask, slices),
+            )
+        headers = [(seq, h) for seq, h in self._headers.items() if start_seq <= seq < stop_seq]
+        if headers:
+            values = np.full(n, None, dtype=object)
+            for seq, h in headers:
+                values[seq - start_seq] = dict(h)
+            data[HEADERS_COLUMN if HEADERS_COLUMN not in data else f"_{HEADERS_COLUMN}"] = values
+        errors = [
+            (seq, raw, text) for seq, (raw, text) in self._errors.items() if start_seq <= seq < stop_seq
+        ]
+        if errors:
+            raws = np.full(n, None, dtype=object)
+            texts = np.full(n, None, dtype=object)
+            for seq, raw, text in errors:
+                raws[seq - start_seq] = raw
+                texts[seq - start_seq] = text
+            data[RAW_COLUMN if RAW_COLUMN not in data else f"_{RAW_COLUMN}"] = raws
+            data[ERROR_COLUMN if ERROR_COLUMN not in data else f"_{ERROR_COLUMN}"] = string_array(texts)
+        return pd.DataFrame(data, copy=False)

@@ -1,0 +1,414 @@
+"""BrokerObserver: what captures and subject indexes share — subscriptions, listeners and waiters.
+
+A subclass lists its subscriptions in :meth:`BrokerObserver._subscription_plan`, counts the messages
+its callbacks handle and calls :meth:`BrokerObserver._wake` from them when a message's seq reaches
+``_trigger_seq`` (a single comparison on the hot path). The base subscribes and unsubscribes, tells
+listeners about news (coalesced: at most once per event-loop iteration and once per listener's
+``min_interval``), lets code wait for a condition, and counts what the NATS client dropped.
+
+Example:
+    >>> from fastiot.capture.observer import BrokerObserver
+    >>> class Counter(BrokerObserver):
+    ...     def _subscription_plan(self):
+    ...         return [("v1.>", self._on_msg)]
+    ...     async def _on_msg(self, msg):
+    ...         self._received += 1
+    ...     def _handled_total(self):
+    ...         return self._received + self._skipped
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+
+from fastiot._callbacks import is_coroutine_callable
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.logger import setup_logger
+from fastiot.exceptions import NotRunningError, WaitTimeoutError
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg as NatsMsg
+
+    from fastiot.core.subscription import RawSubscription
+
+__all__ = [
+    "DEFAULT_WAIT_TIMEOUT",
+    "BrokerObserver",
+    "Listener",
+    "MessageHandler",
+    "handled_by_client",
+    "unsubscribe_quietly",
+]
+
+DEFAULT_WAIT_TIMEOUT = 10.0
+
+_NEVER = sys.maxsize
+_logger = setup_logger("capture")
+_time_ns = time.time_ns
+
+# The NATS callback of one subscription.
+MessageHandler = Callable[["NatsMsg"], Any]
+
+
+@dataclass
+class Listener:
+    """A registered listener: its callback, how often it may be called, and what it has not heard yet."""
+
+    callback: Callable[..., None]
+    min_interval: float
+    last_call: float = -math.inf
+    mark: Any = None
+    """The subclass's bookkeeping of news since the last call (a count, a set of subjects, ...)."""
+
+
+@dataclass
+class _Waiter:
+    done: Callable[[], bool]
+    future: asyncio.Future[None]
+    # No need to look before the message with this seq arrives (0: look after every message).
+    wake_seq: int = 0
+
+
+def handled_by_client(subscription: RawSubscription) -> int:
+    """Messages the NATS client handed to the callback of a subscription so far."""
+    return subscription.delivered - subscription.pending_msgs
+
+
+async def unsubscribe_quietly(subscription: RawSubscription) -> None:
+    """Unsubscribe; a subscription whose connection is gone is gone already."""
+    try:
+        await subscription.unsubscribe()
+    except Exception:  # the connection is gone, and the subscription with it
+        pass
+
+
+class BrokerObserver:
+    """The base of objects that observe NATS subjects on a connection (MessageCapture, SubjectIndex).
+
+    Args:
+        connection: The broker connection; ``None`` uses the notebook kernel's connection
+            (``fastiot.workbench``), which also stops the observer on ``workbench.shutdown()``.
+        pending_msgs_limit: Messages the NATS client may buffer for the observer before it drops some.
+        pending_bytes_limit: The same limit in bytes.
+    """
+
+    _what = "observer"
+    # Whether pause() makes the hot path skip messages (a capture) or only holds the listeners (an index).
+    _pause_skips = True
+
+    def __init__(
+        self,
+        connection: NatsBrokerConnection | None,
+        *,
+        pending_msgs_limit: int,
+        pending_bytes_limit: int,
+    ) -> None:
+        self._connection: NatsBrokerConnection | None = connection
+        self._active_connection: NatsBrokerConnection | None = None
+        self._registered: bool = False
+        self._pending_msgs_limit: int = pending_msgs_limit
+        self._pending_bytes_limit: int = pending_bytes_limit
+        self._subscriptions: list[RawSubscription] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[Listener] = []
+        self._waiters: list[_Waiter] = []
+        self._wake_seq: int = _NEVER
+        self._trigger_seq: int = _NEVER
+        self._dispatch_scheduled: bool = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._received: int = 0
+        self._skipped: int = 0
+        self._handled_at_start: int = 0
+        self._lost_before: int = 0
+        self._started_ns: int = 0
+        self._paused: bool = False
+        # Listeners are not called while this is set (a paused index keeps counting, its views hold still).
+        self._hold_listeners: bool = False
+
+    # -- what subclasses provide --------------------------------------------------------------------
+
+    def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
+        """The (pattern, NATS callback) pairs to subscribe."""
+        raise NotImplementedError
+
+    def _handled_total(self) -> int:
+        """Messages the callbacks have seen since the object was made (never reset)."""
+        raise NotImplementedError
+
+    def _listener_news(self, listener: Listener) -> Any:
+        """What to call ``listener`` with, or ``None`` if nothing happened since its last call."""
+        raise NotImplementedError
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the subscriptions are active."""
+        return bool(self._subscriptions)
+
+    @property
+    def connection(self) -> NatsBrokerConnection | None:
+        """The broker connection in use (``None`` before the first start without an explicit one)."""
+        return self._active_connection or self._connection
+
+    async def _subscribe_plan(self, connection: NatsBrokerConnection) -> list[RawSubscription]:
+        subscriptions: list[RawSubscription] = []
+        try:
+            for pattern, callback in self._subscription_plan():
+                subscriptions.append(
+                    await connection.subscribe_raw(
+                        pattern,
+                        callback,
+                        pending_msgs_limit=self._pending_msgs_limit,
+                        pending_bytes_limit=self._pending_bytes_limit,
+                    )
+                )
+            # After the flush the server knows the subscriptions: whatever is published next is seen.
+            await connection.flush()
+        except BaseException:
+            for subscription in subscriptions:
+                await unsubscribe_quietly(subscription)
+            raise
+        return subscriptions
+
+    async def start(self) -> Any:
+        """Subscribe and start collecting. Starting a running object does nothing.
+
+        Without an explicit connection this uses the notebook kernel's connection
+        (``await fastiot.workbench.connection()``), and ``workbench.shutdown()`` stops the object.
+
+        Returns:
+            The object itself, so ``capture = await MessageCapture(...).start()`` works.
+        """
+        if self._subscriptions:
+            return self
+        connection = self._connection
+        if connection is None:
+            from fastiot import workbench
+
+            connection = await workbench.connection()
+        self._loop = asyncio.get_running_loop()
+        self._active_connection = connection
+        # Counted before subscribing: messages handled while the flush waits are this start's too,
+        # and counting them later would report them as lost.
+        self._handled_at_start = self._handled_total()
+        self._subscriptions = await self._subscribe_plan(connection)
+        self._started_ns = _time_ns()
+        if self._connection is None:
+            from fastiot import workbench
+
+            workbench.register(self)
+            self._registered = True
+        self._rearm()
+        return self
+
+    async def stop(self) -> None:
+        """Unsubscribe. What was collected stays readable; :meth:`start` continues collecting."""
+        if self._subscriptions:
+            self._lost_before = self.lost
+            subscriptions, self._subscriptions = self._subscriptions, []
+            for subscription in subscriptions:
+                await unsubscribe_quietly(subscription)
+        if self._registered:
+            self._registered = False
+            from fastiot import workbench
+
+            try:
+                workbench.unregister(self)
+            except (KeyError, ValueError):
+                pass  # already forgotten, e.g. while workbench.shutdown() stops everything
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._dispatch_now()  # last notifications; waiters that can no longer be satisfied fail
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(NotRunningError(f"the {self._what} was stopped while waiting"))
+        self._waiters.clear()
+
+    async def __aenter__(self) -> Any:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- counters -----------------------------------------------------------------------------------
+
+    @property
+    def lost(self) -> int:
+        """Messages the NATS client discarded because this object fell behind (slow consumer).
+
+        Zero unless the message rate exceeds what the callbacks handle for longer than the pending
+        limits (``pending_msgs_limit`` / ``pending_bytes_limit``) can buffer.
+        """
+        lost = self._lost_before
+        if self._subscriptions:
+            handled = sum(handled_by_client(s) for s in self._subscriptions)
+            lost += max(0, handled - (self._handled_total() - self._handled_at_start))
+        return lost
+
+    @property
+    def skipped(self) -> int:
+        """Messages that arrived while paused and were not kept."""
+        return self._skipped
+
+    @property
+    def is_paused(self) -> bool:
+        """Whether the object is paused (see :meth:`pause`)."""
+        return self._paused
+
+    def pause(self) -> None:
+        """Ignore arriving messages until :meth:`resume`; they are counted in :attr:`skipped`."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Keep arriving messages again after :meth:`pause`."""
+        self._paused = False
+
+    # -- listeners and waiters ----------------------------------------------------------------------
+
+    def _add_listener(
+        self, callback: Callable[..., None], remove: bool, min_interval: float, mark: Any
+    ) -> None:
+        """Register (or with ``remove`` unregister) a throttled listener; its news start at ``mark``."""
+        if remove:
+            for listener in self._listeners:
+                if listener.callback == callback:
+                    self._listeners.remove(listener)
+                    break
+            else:
+                raise ValueError(f"{callback!r} is not registered")
+            self._rearm()
+            return
+        if is_coroutine_callable(callback):
+            raise TypeError(
+                "the callback must be a plain function, not async def: it runs on the event loop between "
+                "messages; start a task with asyncio.create_task(...) inside it if it needs to await"
+            )
+        if not callable(callback):
+            raise TypeError(f"the callback must be callable, got {type(callback).__name__}")
+        if min_interval < 0:
+            raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval}")
+        self._listeners.append(Listener(callback=callback, min_interval=min_interval, mark=mark))
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Have the hot path call :meth:`_wake` when a listener or waiter needs to look."""
+        if not self._dispatch_scheduled:
+            wake_seq = self._received if self._listeners else _NEVER
+            for waiter in self._waiters:
+                wake_seq = min(wake_seq, max(self._received, waiter.wake_seq))
+            self._wake_seq = wake_seq
+            self._update_trigger()
+
+    def _update_trigger(self) -> None:
+        """Recompute ``_trigger_seq``, the one number the hot path compares each message's seq with."""
+        self._trigger_seq = self._wake_seq
+
+    def _wake(self) -> None:
+        self._wake_seq = _NEVER
+        self._update_trigger()
+        if not self._dispatch_scheduled and self._loop is not None:
+            self._dispatch_scheduled = True
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        self._dispatch_now()
+        self._rearm()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _call_listener(self, listener: Listener, news: Any) -> None:
+        try:
+            listener.callback(news)
+        except Exception:
+            _logger.exception("a %s callback (%r) failed", self._what, listener.callback)
+
+    def _dispatch_now(self) -> None:
+        if self._waiters:
+            pending = []
+            for waiter in self._waiters:
+                if waiter.future.done():
+                    continue
+                if waiter.done():
+                    waiter.future.set_result(None)
+                else:
+                    pending.append(waiter)
+            self._waiters = pending
+        if not self._listeners or self._hold_listeners:
+            return
+        now = time.monotonic()
+        next_due = math.inf
+        for listener in list(self._listeners):
+            due = listener.last_call + listener.min_interval
+            if now < due:
+                next_due = min(next_due, due)
+                continue
+            news = self._listener_news(listener)
+            if news is not None:
+                listener.last_call = now
+                self._call_listener(listener, news)
+        if next_due < math.inf and self._timer is None and self._loop is not None and self._loop.is_running():
+            self._timer = self._loop.call_later(next_due - now, self._on_timer)
+
+    async def _wait(
+        self,
+        done: Callable[[], bool],
+        timeout: float | None,
+        describe: Callable[[], str],
+        wake_seq: int = 0,
+    ) -> None:
+        if done():
+            return
+        if not self._subscriptions:
+            raise NotRunningError(
+                f"the {self._what} is not running, so {describe()} will not happen; "
+                f"await start() first (or use `async with`)"
+            )
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(_Waiter(done=done, future=future, wake_seq=wake_seq))
+        self._rearm()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            paused = " (it is paused: call resume())" if self._paused and self._pause_skips else ""
+            raise WaitTimeoutError(f"{describe()} did not happen within {timeout} s{paused}") from None
+        finally:
+            if not future.done():
+                future.cancel()
+
+    async def sync(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> None:
+        """Wait until every message the server sent before this call has been handled.
+
+        Publish from the same connection (or ``await publisher.flush()`` on the publisher's
+        :class:`NatsBrokerConnection` first); after ``sync`` returns, those messages are in (or, while
+        paused, were skipped by) this object.
+
+        Raises:
+            WaitTimeoutError: If the backlog is not handled within ``timeout`` seconds.
+            NotRunningError: If the object is not started.
+        """
+        if not self._subscriptions or self._active_connection is None:
+            raise NotRunningError(f"the {self._what} is not running; await start() first")
+        try:
+            await asyncio.wait_for(self._active_connection.flush(), timeout)
+        except (asyncio.TimeoutError, nats.errors.TimeoutError):
+            raise WaitTimeoutError(f"the NATS server did not answer a flush within {timeout} s") from None
+        subscriptions = list(self._subscriptions)
+        target = sum(s.delivered for s in subscriptions)
+
+        def done() -> bool:
+            return sum(handled_by_client(s) for s in subscriptions) >= target
+
+        await self._wait(done, timeout, lambda: "handling the messages already sent")

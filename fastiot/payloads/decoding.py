@@ -1,0 +1,344 @@
+"""Decoding payloads: :func:`decode`, the decoders users register, and the fast per-subscription decoder.
+
+:func:`decode` tries, in this order: decoders registered for the subject; the subject's FastIoTData
+model (see :mod:`fastiot.payloads.models`); msgpack; JSON; UTF-8 text; and, if nothing fits, the bytes
+with an error that says why.
+
+Example:
+    >>> decode(b"21.5 degC")
+    Decoded(kind='text', value='21.5 degC', error=None, decoder='text', note=None)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import pydantic
+
+from fastiot.core.serialization import unpackb
+from fastiot.core.subject_helper import patterns_overlap, subject_matches
+from fastiot.exceptions import DecoderRegistrationError
+from fastiot.payloads.models import model_for_subject
+from fastiot.payloads.text import fields as model_fields
+from fastiot.payloads.text import limit_depth, to_text
+
+__all__ = [
+    "KINDS",
+    "Decoded",
+    "decode",
+    "error_text",
+    "register_decoder",
+    "registered_decoders",
+    "unregister_decoder",
+    "value_decoder",
+]
+
+KINDS = ("model", "msgpack", "json", "text", "bytes")
+"""The kinds of the built-in decoders; a registered decoder's results have its name as kind."""
+
+_MAX_ERROR_TEXT = 500
+# C0 control characters other than tab, line feed and carriage return, and DEL: binary, not text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded payload.
+
+    Attributes:
+        kind: ``"model"``, ``"msgpack"``, ``"json"``, ``"text"`` or ``"bytes"`` for the built-in
+            decoders; the name of a registered decoder for its results.
+        value: The decoded value: a model instance, dict, list, number, str, ... or the bytes.
+        error: ``None`` if the payload decoded; else why nothing fit (``kind`` is then ``"bytes"``).
+        decoder: What decoded it: the kind, or the model's class name for kind ``"model"``.
+        note: Something worth knowing that is no error, e.g. that the payload did not fit the
+            subject's model and was read as plain msgpack.
+
+    Example:
+        >>> decode(b"\\xc1").error.startswith("not msgpack")
+        True
+    """
+
+    kind: str
+    value: Any
+    error: str | None = None
+    decoder: str = ""
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the payload decoded (``error is None``)."""
+        return self.error is None
+
+    def to_text(self, max_chars: int | None = None) -> str:
+        """The value as readable text (JSON-like; see :func:`to_text`), or the error."""
+        return self.error if self.error is not None else to_text(self.value, max_chars=max_chars)
+
+
+def error_text(error: BaseException) -> str:
+    """A short one-line description of an exception (validation errors field by field)."""
+    if isinstance(error, pydantic.ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
+        detail = f"{error.error_count()} validation error(s): " + "; ".join(parts)
+    else:
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return detail if len(detail) <= _MAX_ERROR_TEXT else detail[: _MAX_ERROR_TEXT - 3] + "..."
+
+
+# -- registered decoders ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Registered:
+    name: str
+    function: Callable[[bytes], Any]
+    subjects: tuple[str, ...]
+
+
+_decoders: dict[str, _Registered] = {}
+
+
+def register_decoder(
+    name: str, function: Callable[[bytes], Any], subjects: str | Sequence[str] = ">"
+) -> None:
+    """Decode payloads on matching subjects with ``function`` before trying the built-in formats.
+
+    ``function(data)`` returns the decoded value, or raises if the payload is not its format; then
+    the next decoder is tried. Decoders registered later are tried first; registering a name again
+    replaces the decoder. A capture picks its decoders when it starts.
+
+    Args:
+        name: The decoder's name; it becomes :attr:`Decoded.kind` of what it decodes.
+        function: Takes the payload bytes, returns the value.
+        subjects: A NATS pattern or a list of them; the decoder is tried on matching subjects only.
+
+    Raises:
+        DecoderRegistrationError: If the name is empty, ``function`` is not callable or a pattern is
+            no NATS pattern.
+
+    Example:
+        >>> import cbor2  # doctest: +SKIP
+        >>> register_decoder("cbor", cbor2.loads, subjects="sensors.cbor.>")  # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not name:
+        raise DecoderRegistrationError(f"a decoder needs a name, e.g. 'protobuf', got {name!r}")
+    if not callable(function):
+        raise DecoderRegistrationError(
+            f"the decoder {name!r} must be a function taking the payload bytes, got {type(function).__name__}"
+        )
+    patterns = (subjects,) if isinstance(subjects, str) else tuple(subjects)
+    for pattern in patterns:
+        if (
+            not isinstance(pattern, str)
+            or not pattern
+            or any(c.isspace() for c in pattern)
+            or ".." in pattern
+        ):
+            raise DecoderRegistrationError(
+                f"the decoder {name!r}: {pattern!r} is not a NATS subject pattern; "
+                "use e.g. '>' or 'v1.proto.>'"
+            )
+    if not patterns:
+        raise DecoderRegistrationError(f"the decoder {name!r} needs at least one subject pattern, e.g. '>'")
+    _decoders.pop(name, None)
+    _decoders[name] = _Registered(name, function, patterns)
+
+
+def unregister_decoder(name: str) -> bool:
+    """Forget a registered decoder; returns whether one of that name was registered."""
+    return _decoders.pop(name, None) is not None
+
+
+def registered_decoders() -> dict[str, tuple[str, ...]]:
+    """The registered decoders' names and subject patterns, in the order they are tried."""
+    return {r.name: r.subjects for r in reversed(_decoders.values())}
+
+
+def _decoders_for(subject: str | None) -> list[_Registered]:
+    if not _decoders:
+        return []
+    found = reversed(_decoders.values())
+    if subject is None:
+        return [r for r in found if ">" in r.subjects]
+    return [r for r in found if any(subject_matches(subject, p) for p in r.subjects)]
+
+
+def _text(data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _CONTROL.search(text) else text
+
+
+def _content_type(headers: Mapping[str, str] | None) -> str:
+    if not headers:
+        return ""
+    for key, value in headers.items():
+        if key.lower() == "content-type":
+            return str(value).lower()
+    return ""
+
+
+def decode(
+    data: bytes,
+    *,
+    subject: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    typed: bool = True,
+) -> Decoded:
+    """Decode a payload: registered decoders, the subject's model, msgpack, JSON, UTF-8 text, bytes.
+
+    A ``Content-Type`` header naming JSON or text is tried first. A payload on a model's subject that
+    does not fit the model is returned as plain msgpack/JSON with a :attr:`Decoded.note`.
+
+    Args:
+        data: The payload bytes.
+        subject: The subject it arrived on (selects registered decoders and the model).
+        headers: The message's NATS headers, if any.
+        typed: Decode to the subject's FastIoTData model when there is one.
+
+    Example:
+        >>> from fastiot.core.serialization import pack
+        >>> decode(pack({"a": 1}))
+        Decoded(kind='msgpack', value={'a': 1}, error=None, decoder='msgpack', note=None)
+        >>> decode(b"21.5 degC").kind
+        'text'
+    """
+    failures: list[str] = []
+    for registered in _decoders_for(subject):
+        try:
+            value = registered.function(data)
+        except Exception as e:
+            failures.append(f"not {registered.name} ({error_text(e)})")
+            continue
+        if isinstance(value, Decoded):
+            return value
+        return Decoded(registered.name, limit_depth(value), None, registered.name)
+    content_type = _content_type(headers)
+    if content_type.startswith("text/"):
+        text = _text(data)
+        if text is not None:
+            return Decoded("text", text, None, "text")
+    kind, value = _structured(data, prefer_json="json" in content_type, failures=failures)
+    if kind is None:
+        text = _text(data)
+        if text is not None:
+            return Decoded("text", text, None, "text")
+        failures.append("not UTF-8 text")
+        return Decoded("bytes", data, ", ".join(failures), "bytes")
+    value = limit_depth(value)
+    model = model_for_subject(subject) if typed and subject else None
+    if model is not None and isinstance(value, dict):
+        try:
+            instance = model.__pydantic_validator__.validate_python(value)
+        except (pydantic.ValidationError, RecursionError, ValueError, TypeError) as e:
+            return Decoded(kind, value, None, kind, f"does not fit {model.__name__}: {error_text(e)}")
+        return Decoded("model", instance, None, model.__name__)
+    return Decoded(kind, value, None, kind)
+
+
+def _structured(data: bytes, *, prefer_json: bool, failures: list[str]) -> tuple[str | None, Any]:
+    order = ("json", "msgpack") if prefer_json else ("msgpack", "json")
+    for kind in order:
+        try:
+            if kind == "msgpack":
+                value = unpackb(data)
+                if type(value) is int and len(data) == 1 and 0x20 <= data[0] < 0x7F:
+                    # b"5" is the msgpack int 53, but what `nats pub subject 5` sends is text
+                    raise ValueError("a single printable character is taken as text")
+            else:
+                value = json.loads(data)
+        except (ValueError, TypeError, OverflowError, RecursionError, msgpack.exceptions.ExtraData) as e:
+            failures.append(f"not {'msgpack' if kind == 'msgpack' else 'JSON'} ({error_text(e)})")
+            continue
+        return kind, value
+    return None, None
+
+
+def value_decoder(
+    model: type | None = None, *, pattern: str = ">", fields: bool = False
+) -> Callable[[bytes, str], Any]:
+    """The decoder of one subscription, chosen once: a function ``(data, subject)`` for every message.
+
+    It returns the decoded value itself on the fast path (msgpack, or the model instance) and a
+    :class:`Decoded` otherwise (JSON, text, registered formats, and failures with their error).
+    Captures use it; other code should call :func:`decode`.
+
+    Args:
+        model: The subscription's model: a pydantic model class (payloads must be msgpack that
+            validates), ``dict`` (payloads must be msgpack), or ``None`` (any format, untyped).
+        pattern: The subscription's pattern: decoders registered for overlapping subjects are used.
+        fields: Return a model's fields as a dict instead of the instance.
+
+    Example:
+        >>> decode_value = value_decoder()
+        >>> decode_value(b"\\x81\\xa1a\\x01", "v1.x")
+        {'a': 1}
+    """
+    if isinstance(model, type) and issubclass(model, pydantic.BaseModel):
+        return _model_decoder(model, fields)
+    fast = unpackb
+    if model is dict:
+
+        def decode_msgpack(data: bytes, subject: str) -> Any:
+            try:
+                return fast(data)
+            except Exception as e:
+                return Decoded("bytes", data, f"not msgpack ({error_text(e)})", "bytes")
+
+        return decode_msgpack
+    if any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects):
+
+        def decode_registered(data: bytes, subject: str) -> Any:
+            return decode(data, subject=subject, typed=False)
+
+        return decode_registered
+
+    def decode_any(data: bytes, subject: str) -> Any:
+        try:
+            value = fast(data)
+        except Exception:
+            return decode(data, typed=False)
+        if type(value) is int and len(data) == 1:
+            return decode(data, typed=False)
+        return value
+
+    _MSGPACK_FIRST.add(decode_any)
+    return decode_any
+
+
+# The value decoders that try msgpack first and fall back to decode() (see is_msgpack_first).
+_MSGPACK_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def is_msgpack_first(decoder: Callable[..., Any]) -> bool:
+    """Whether a :func:`value_decoder` unpacks msgpack with :data:`fastiot.core.serialization.unpackb`
+    first and calls :func:`decode` only for the rest (a hot path may then unpack inline, calling the
+    decoder for what fails)."""
+    return decoder in _MSGPACK_FIRST
+
+
+def _model_decoder(model: type[pydantic.BaseModel], as_fields: bool) -> Callable[[bytes, str], Any]:
+    validate = model.__pydantic_validator__.validate_python
+    name = model.__name__
+    fast = unpackb
+
+    def decode_model(data: bytes, subject: str) -> Any:
+        try:
+            unpacked = fast(data)
+        except Exception as e:
+            return Decoded("bytes", data, f"not msgpack ({error_text(e)})", "bytes")
+        try:
+            instance = validate(unpacked)
+        except Exception as e:
+            return Decoded("bytes", data, f"does not fit {name}: {error_text(e)}", "bytes")
+        return model_fields(instance) if as_fields else instance
+
+    return decode_model

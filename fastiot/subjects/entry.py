@@ -1,0 +1,167 @@
+"""SubjectEntry: one subject's counters and kept messages in a SubjectIndex, and what is derived from them.
+
+The index's NATS callback only updates the counters and appends to the deques; everything decoded
+(the last payload, the numeric history, messages, diffs) is made here when somebody asks.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from fastiot.exceptions import MessageNotKeptError
+from fastiot.payloads import Decoded, diff, flatten
+from fastiot.rates import message_rate
+from fastiot.subjects.stats import SubjectMessage, SubjectStats, to_datetime
+
+__all__ = ["Decoder", "SubjectEntry"]
+
+# How the index decodes one payload of a subject: (data, subject, headers) -> Decoded.
+Decoder = Callable[[bytes, str, "Mapping[str, str] | None"], Decoded]
+
+# Numeric fields followed per subject at most (a payload with more is not a sensor reading).
+_MAX_HISTORY_FIELDS = 100
+
+
+class SubjectEntry:
+    """The live counters of one subject and its newest messages, undecoded until somebody asks."""
+
+    __slots__ = (
+        "bytes",
+        "count",
+        "decoded_count",
+        "first_seen",
+        "headers",
+        "history",
+        "last",
+        "last_count",
+        "last_headers",
+        "last_seen",
+        "payloads",
+        "times",
+    )
+
+    def __init__(self, now: int, history: int) -> None:
+        self.count: int = 0
+        self.bytes: int = 0
+        self.first_seen: int = now
+        self.last_seen: int = now
+        # Parallel deques, not one of tuples: long-lived tuples would each cost the garbage collector a visit.
+        self.times: collections.deque[int] = collections.deque(maxlen=history)
+        self.payloads: collections.deque[bytes] = collections.deque(maxlen=history)
+        # Made when the first message with headers comes (most subjects never have any).
+        self.headers: collections.deque[Mapping[str, str] | None] | None = None
+        self.last_headers: Mapping[str, str] | None = None
+        self.decoded_count: int = 0  # the count up to which the numeric history is decoded
+        self.history: dict[str, collections.deque[float]] = {}
+        self.last: Decoded | None = None
+        self.last_count: int = 0  # the count at which ``last`` was decoded
+
+    def note_headers(self, headers: Mapping[str, str] | None) -> None:
+        """Keep the headers of the message just appended (called once a message had some)."""
+        if self.headers is None:
+            self.headers = collections.deque([None] * (len(self.payloads) - 1), maxlen=self.payloads.maxlen)
+        self.headers.append(headers)
+        self.last_headers = headers
+
+    def _headers_at(self, k: int) -> Mapping[str, str] | None:
+        return self.headers[k] if self.headers is not None else None
+
+    def rate(self, now: int, window_ns: int) -> float:
+        """Messages per second (see :func:`fastiot.rates.message_rate`)."""
+        return message_rate(
+            self.times, now_ns=now, window_ns=window_ns, first_ns=self.first_seen, total=self.count
+        )
+
+    def last_decoded(self, subject: str, decode: Decoder) -> Decoded:
+        """The newest payload decoded, once per new message."""
+        if self.last is None or self.last_count != self.count:
+            self.last = decode(self.payloads[-1], subject, self.last_headers)
+            self.last_count = self.count
+        return self.last
+
+    def decode_history(self, subject: str, decode: Decoder) -> None:
+        """Decode the messages that arrived since the last call into the numeric history."""
+        new = self.count - self.decoded_count
+        if new <= 0:
+            return
+        self.decoded_count = self.count
+        payloads = self.payloads
+        newest = len(payloads) - 1
+        for k in range(max(0, len(payloads) - new), len(payloads)):
+            decoded = decode(payloads[k], subject, self._headers_at(k))
+            if k == newest:
+                self.last, self.last_count = decoded, self.count
+            if decoded.error is not None:
+                continue
+            for name, value in flatten(decoded.value).items():
+                if type(value) is not float and type(value) is not int:
+                    continue  # bools are ints, but not a measurement
+                values = self.history.get(name)
+                if values is None:
+                    if len(self.history) >= _MAX_HISTORY_FIELDS:
+                        continue
+                    values = self.history[name] = collections.deque(maxlen=payloads.maxlen)
+                values.append(value)
+
+    def snapshot(self, subject: str, decode: Decoder, now: int, window_ns: int) -> SubjectStats:
+        """The statistics as a :class:`SubjectStats`, decoding what is new."""
+        self.decode_history(subject, decode)
+        last = self.last_decoded(subject, decode)
+        rate = self.rate(now, window_ns)
+        return SubjectStats(
+            subject=subject,
+            count=self.count,
+            bytes=self.bytes,
+            rate=rate,
+            first_seen=to_datetime(self.first_seen),
+            last_seen=to_datetime(self.last_seen),
+            last_payload=last.value if last.error is None else None,
+            last_error=last.error,
+            history={name: list(values) for name, values in self.history.items()},
+            last=last,
+            last_headers=dict(self.last_headers) if self.last_headers else None,
+            rate_per_minute=rate * 60.0,
+        )
+
+    def recent(self, n: int) -> list[tuple[datetime, bytes]]:
+        """The newest ``n`` (receive time, raw payload) pairs, newest first."""
+        if n <= 0:
+            return []
+        times = list(itertools.islice(reversed(self.times), n))
+        payloads = list(itertools.islice(reversed(self.payloads), n))
+        return [(to_datetime(t), p) for t, p in zip(times, payloads, strict=True)]
+
+    def messages(self, subject: str, n: int, decode: Decoder) -> list[SubjectMessage]:
+        """The newest ``n`` messages decoded, with their headers, newest first."""
+        newest = len(self.payloads) - 1
+        found = []
+        for k in range(newest, newest - min(max(0, n), newest + 1), -1):
+            data, headers = self.payloads[k], self._headers_at(k)
+            received_at = to_datetime(self.times[k])
+            decoded = decode(data, subject, headers)
+            kept_headers = dict(headers) if headers else None
+            found.append(SubjectMessage(subject, received_at, data, kept_headers, decoded))
+        return found
+
+    def diff(self, subject: str, older: int, newer: int, decode: Decoder) -> list[tuple[str, Any, Any]]:
+        """What changed between two kept messages (0 is the newest), as :func:`fastiot.payloads.diff`.
+
+        Raises:
+            MessageNotKeptError: If fewer messages are kept than the positions need.
+        """
+        kept = len(self.payloads)
+        if not (0 <= older < kept and 0 <= newer < kept):
+            raise MessageNotKeptError(
+                f"{subject!r} has {kept} message(s) kept (positions 0..{kept - 1}, newest first), so "
+                f"messages {older} and {newer} cannot be compared; wait for more or raise history"
+            )
+
+        def value(position: int) -> Any:
+            k = kept - 1 - position
+            return decode(self.payloads[k], subject, self._headers_at(k)).value
+
+        return diff(value(older), value(newer))

@@ -1,0 +1,663 @@
+"""SubjectIndex: live statistics of every subject seen on the broker.
+
+The index subscribes to a pattern (everything, ``">"``, by default) and counts per subject: messages,
+bytes, rate, first and last seen, and keeps the newest messages with their headers. Payloads are
+decoded (by :mod:`fastiot.payloads`) only when somebody asks, so watching a busy broker with tens of
+thousands of subjects costs a few counters per message.
+
+Example:
+    >>> from fastiot.subjects import SubjectIndex
+    >>> async def main(connection):
+    ...     async with SubjectIndex(">", connection) as index:
+    ...         await index.wait_for(10, timeout=5)
+    ...         return index.to_dataframe().sort_values("rate", ascending=False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from fastiot.capture.export import string_array
+from fastiot.capture.observer import (
+    DEFAULT_WAIT_TIMEOUT,
+    BrokerObserver,
+    Listener,
+    MessageHandler,
+    handled_by_client,
+    unsubscribe_quietly,
+)
+from fastiot.core.broker_connection import (
+    DEFAULT_PENDING_BYTES_LIMIT,
+    DEFAULT_PENDING_MSGS_LIMIT,
+    NatsBrokerConnection,
+)
+from fastiot.core.data_models import Subject
+from fastiot.core.subject_helper import subject_matches
+from fastiot.payloads import Decoded, decode, value_decoder
+from fastiot.rates import DEFAULT_RATE_WINDOW
+from fastiot.subjects.entry import SubjectEntry
+from fastiot.subjects.stats import (
+    SORT_KEYS,
+    SubjectMessage,
+    SubjectStats,
+    SubjectTreeNode,
+    build_tree,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from nats.aio.msg import Msg as NatsMsg
+
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
+
+# How many recent messages per subject are kept (undecoded) for the numeric history, diffs and the rate.
+DEFAULT_HISTORY = 50
+DEFAULT_MAX_SUBJECTS = 20_000
+# Names of untracked subjects are remembered (to count them) up to this many.
+_MAX_UNTRACKED_NAMES = 100_000
+_INBOX_PREFIX = "_INBOX."
+# set_pattern waits at most this long for the old subscription's backlog before dropping it.
+_SWITCH_TIMEOUT = 5.0
+_NEVER = sys.maxsize
+
+_time_ns = time.time_ns
+
+# Called with the subjects that changed since the last call; an empty set means the index was cleared.
+# Subjects in the set that are no longer ``in index`` were removed (by set_pattern).
+ChangeCallback = Callable[[set[str]], None]
+
+
+class _Switch(NamedTuple):
+    """Steers a subscription's handler while set_pattern replaces the subscription."""
+
+    end_after: Callable[[int], None]
+    """Handle only the first n messages (the replaced subscription)."""
+    skip_twins: Callable[[int, str], None]
+    """Of the first n messages, skip those matching the replaced pattern (the new subscription)."""
+
+
+class SubjectIndex(BrokerObserver):
+    """Live per-subject statistics of the messages on a NATS pattern.
+
+    Per subject: message count, payload bytes, rate (messages/s over the last ``rate_window``
+    seconds; a slow subject is averaged over its kept messages, so it never reads 0 while alive),
+    first and last seen, the last decoded payload and headers, and the last ``history`` messages
+    (for diffs and the numeric history of each field). Decoding is lazy: a message costs a few counter
+    updates; payloads are decoded when :meth:`stats`, :meth:`last`, :meth:`messages` or
+    :meth:`history` ask. :meth:`pause` holds the listeners (views freeze) but counting goes on, so
+    counts and rates are right after :meth:`resume`. :meth:`set_pattern` changes the subscription.
+
+    Args:
+        pattern: The NATS pattern to watch (``">"``: everything), or a :class:`Subject` (its model is
+            used to decode payloads).
+        connection: The broker connection; ``None`` uses the notebook kernel's connection
+            (``fastiot.workbench``), which also stops the index on ``workbench.shutdown()``.
+        history: How many recent messages per subject are kept for diffs, numeric history and rate.
+        max_subjects: The most subjects tracked; messages on further subjects are counted in
+            :attr:`untracked_messages` and their subjects in :attr:`untracked_subjects`.
+        include_inbox: Also track ``_INBOX.*`` subjects (request replies, one subject each); they are
+            counted in :attr:`ignored_messages` otherwise.
+        rate_window: Seconds :attr:`SubjectStats.rate` counts messages over.
+        typed: Decode payloads on a FastIoTData model's subject to the model (see
+            :func:`fastiot.payloads.decode`).
+        pending_msgs_limit: Messages the NATS client may buffer for the index before it drops some.
+        pending_bytes_limit: The same limit in bytes.
+
+    Example:
+        >>> from fastiot.subjects import SubjectIndex
+        >>> async def main(connection):
+        ...     index = await SubjectIndex("v1.>", connection).start()
+        ...     await index.wait_for(2, subject="v1.thing.press_1.temperature", timeout=5)
+        ...     changes = index.diff("v1.thing.press_1.temperature")
+        ...     await index.stop()
+        ...     return changes
+    """
+
+    _what = "subject index"
+    _pause_skips = False
+
+    def __init__(
+        self,
+        pattern: str | Subject = ">",
+        connection: NatsBrokerConnection | None = None,
+        *,
+        history: int = DEFAULT_HISTORY,
+        max_subjects: int = DEFAULT_MAX_SUBJECTS,
+        include_inbox: bool = False,
+        rate_window: float = DEFAULT_RATE_WINDOW,
+        typed: bool = True,
+        pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
+        pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
+    ) -> None:
+        super().__init__(
+            connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+        )
+        self._pattern, self._msg_cls = _parse_pattern(pattern)
+        if history < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
+        if max_subjects < 1:
+            raise ValueError(f"max_subjects must be >= 1, got {max_subjects}")
+        if rate_window <= 0:
+            raise ValueError(f"rate_window must be > 0 seconds, got {rate_window}")
+        self._history: int = history
+        self._max_subjects: int = max_subjects
+        self._include_inbox: bool = include_inbox
+        self._typed: bool = typed
+        self._rate_window_ns: int = int(rate_window * 1e9)
+        self._entries: dict[str, SubjectEntry] = {}
+        self._dirty: set[str] = set()
+        self._untracked_messages: int = 0
+        self._untracked_names: set[str] = set()
+        self._ignored_messages: int = 0
+        self._handled_before_clear: int = 0
+        # Messages of a replaced subscription that its successor has too (see set_pattern).
+        self._duplicates: int = 0
+        # One per subscription in _subscriptions: how set_pattern hands over from one to the next.
+        self._switches: list[_Switch] = []
+        self._planned_switches: list[_Switch] = []
+        self._subscribed_pattern: str = self._pattern
+        self._replacing: str = ""  # the pattern set_pattern replaces, while it does
+        self._switching = asyncio.Lock()
+        self._decode_model = value_decoder(self._msg_cls) if self._msg_cls is not None else None
+
+    def __repr__(self) -> str:
+        state = "paused" if self._paused else ("running" if self.is_running else "stopped")
+        return (
+            f"<SubjectIndex {self._pattern} {state}: {len(self._entries)} subjects, "
+            f"{self._received} messages>"
+        )
+
+    # -- the hot path -------------------------------------------------------------------------------
+
+    def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
+        handler, switch = self._handler(self._replacing)
+        self._planned_switches = [switch]
+        return [(self._pattern, handler)]
+
+    async def start(self) -> Any:
+        """Subscribe and start counting (see :meth:`BrokerObserver.start`)."""
+        if not self._subscriptions:
+            await super().start()
+            self._switches = self._planned_switches
+            self._subscribed_pattern = self._pattern
+        return self
+
+    def _handler(self, replacing: str = "") -> tuple[MessageHandler, _Switch]:
+        """A NATS callback (counts, keeps the payload, nothing else) and how set_pattern steers it.
+
+        A handler ``replacing`` a subscription to another pattern skips the messages that one gets
+        too (twins), until set_pattern knows how many of them came before the hand-over.
+        """
+        entries = self._entries  # cleared in place, never replaced
+        seen = 0
+        limit = _NEVER  # handle only this many (a replaced subscription)
+        twins_until = _NEVER if replacing else 0  # of the first this many, skip the twins
+        twins_pattern = replacing
+
+        async def on_msg(msg: NatsMsg) -> None:
+            nonlocal seen
+            seen += 1
+            if seen > limit or (seen <= twins_until and subject_matches(msg.subject, twins_pattern)):
+                self._duplicates += 1
+                return
+            subject = msg.subject
+            entry = entries.get(subject)
+            if entry is None:
+                entry = self._track(subject)
+                if entry is None:
+                    return
+            now = _time_ns()
+            data = msg.data
+            entry.count += 1
+            entry.bytes += len(data)
+            entry.last_seen = now
+            entry.times.append(now)
+            entry.payloads.append(data)
+            headers = msg.headers
+            if headers is not None or entry.headers is not None:
+                entry.note_headers(headers)
+            seq = self._received
+            self._received = seq + 1
+            if self._listeners:
+                self._dirty.add(subject)
+            if seq >= self._trigger_seq:
+                self._wake()
+
+        def end_after(n: int) -> None:
+            nonlocal limit
+            limit = n
+
+        def skip_twins(n: int, pattern: str) -> None:
+            nonlocal twins_until, twins_pattern
+            twins_until, twins_pattern = n, pattern
+
+        return on_msg, _Switch(end_after, skip_twins)
+
+    def _track(self, subject: str) -> SubjectEntry | None:
+        if not self._include_inbox and subject.startswith(_INBOX_PREFIX):
+            self._ignored_messages += 1
+            return None
+        if len(self._entries) >= self._max_subjects:
+            self._untracked_messages += 1
+            if len(self._untracked_names) < _MAX_UNTRACKED_NAMES:
+                self._untracked_names.add(subject)
+            return None
+        entry = self._entries[subject] = SubjectEntry(_time_ns(), self._history)
+        return entry
+
+    def _handled_total(self) -> int:
+        return (
+            self._handled_before_clear
+            + self._received
+            + self._skipped
+            + self._untracked_messages
+            + self._ignored_messages
+            + self._duplicates
+        )
+
+    # -- pause, pattern -----------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Hold the listeners (views freeze) while counting goes on; :meth:`resume` tells them the rest."""
+        self._paused = True
+        self._hold_listeners = True
+
+    def resume(self) -> None:
+        """Call the listeners again, first with every subject that changed while paused."""
+        self._paused = False
+        self._hold_listeners = False
+        if self._loop is not None:
+            self._wake()
+
+    async def set_pattern(self, pattern: str | Subject) -> None:
+        """Watch another pattern: subscribe to it, drop the subjects it does not match.
+
+        The new subscription is in place before the old one goes, and a message both deliver during
+        the hand-over is counted once. Listeners get the subjects dropped. Calls are taken one at a time.
+
+        Raises:
+            ValueError: If ``pattern`` is not a NATS pattern.
+
+        Example:
+            >>> async def main(index):
+            ...     await index.set_pattern("v1.thing.press_1.>")
+        """
+        parsed = _parse_pattern(pattern)
+        async with self._switching:
+            await self._switch_to(*parsed)
+
+    async def _switch_to(self, pattern: str, msg_cls: type | None) -> None:
+        self._pattern, self._msg_cls = pattern, msg_cls
+        self._decode_model = value_decoder(msg_cls) if msg_cls is not None else None
+        connection = self._active_connection
+        if self._subscriptions and connection is not None:
+            old, old_switches, old_pattern = self._subscriptions, self._switches, self._subscribed_pattern
+            self._replacing = old_pattern
+            try:
+                new = await self._subscribe_plan(connection)
+            finally:
+                self._replacing = ""
+            new_switches = self._planned_switches
+            # The server now delivers a message that matches both patterns twice. Read in the same
+            # instant, these counters split the stream: the old subscription handles what it got
+            # until now (the twins of later ones come to the new one), the new one skips the twins
+            # among what it got until now. (Only the two deliveries of one message split by the
+            # instant, new one first, would go uncounted: they are adjacent on the wire.)
+            targets = [s.delivered for s in old]
+            received = [s.delivered for s in new]
+            for switch, target in zip(old_switches, targets, strict=True):
+                switch.end_after(target)
+            for switch, first in zip(new_switches, received, strict=True):
+                switch.skip_twins(first, old_pattern)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + _SWITCH_TIMEOUT
+            while any(handled_by_client(s) < t for s, t in zip(old, targets, strict=True)):
+                if loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.001)
+            self._lost_before = self.lost
+            self._subscriptions, self._switches = new, new_switches
+            self._subscribed_pattern = self._pattern
+            self._handled_at_start = self._handled_total() - sum(handled_by_client(s) for s in new)
+            for subscription in old:
+                await unsubscribe_quietly(subscription)
+        self._drop_unmatched()
+
+    def _drop_unmatched(self) -> None:
+        dropped = {s for s in self._entries if not subject_matches(s, self._pattern)}
+        for subject in dropped:
+            entry = self._entries.pop(subject)
+            self._received -= entry.count
+            self._handled_before_clear += entry.count
+        self._untracked_names = {s for s in self._untracked_names if subject_matches(s, self._pattern)}
+        if dropped and self._listeners:
+            self._dirty |= dropped
+            if self._loop is not None:
+                self._wake()
+
+    # -- listeners ----------------------------------------------------------------------------------
+
+    def on_change(self, callback: ChangeCallback, remove: bool = False, *, min_interval: float = 0.0) -> None:
+        """Call ``callback(subjects)`` with the set of subjects that got messages since its last call.
+
+        Calls are coalesced: at most one per event-loop iteration and one per ``min_interval`` seconds.
+        New subjects are in the set too, and subjects dropped by :meth:`set_pattern` (no longer
+        ``in index``); after :meth:`clear` the callback gets an empty set. Not called while paused.
+
+        Args:
+            callback: A plain (not async) function taking a set of subject names.
+            remove: Unregister ``callback`` instead.
+            min_interval: The least time in seconds between two calls of this callback.
+
+        Raises:
+            TypeError: If ``callback`` is an async function or not callable.
+
+        Example:
+            >>> index = SubjectIndex()
+            >>> index.on_change(lambda changed: print(sorted(changed)), min_interval=1.0)
+        """
+        self._add_listener(callback, remove, min_interval, mark=set())
+
+    def _dispatch_now(self) -> None:
+        if self._dirty and not self._hold_listeners:
+            dirty, self._dirty = self._dirty, set()
+            for listener in self._listeners:
+                listener.mark |= dirty
+        super()._dispatch_now()
+
+    def _listener_news(self, listener: Listener) -> Any:
+        if not listener.mark:
+            return None
+        news, listener.mark = listener.mark, set()
+        return news
+
+    # -- reading: counters --------------------------------------------------------------------------
+
+    @property
+    def msg_cls(self) -> type | None:
+        """The model payloads decode to when the index was made from a Subject, else None."""
+        return self._msg_cls
+
+    @property
+    def pattern(self) -> str:
+        """The NATS pattern watched."""
+        return self._pattern
+
+    @property
+    def received(self) -> int:
+        """Messages counted in the statistics (of the subjects tracked now) since made or cleared."""
+        return self._received
+
+    @property
+    def untracked_messages(self) -> int:
+        """Messages not counted because ``max_subjects`` subjects were tracked already."""
+        return self._untracked_messages
+
+    @property
+    def untracked_subjects(self) -> int:
+        """Distinct subjects not tracked because of ``max_subjects`` (counted up to 100,000)."""
+        return len(self._untracked_names)
+
+    @property
+    def ignored_messages(self) -> int:
+        """Messages on ``_INBOX.*`` subjects, not tracked unless ``include_inbox``."""
+        return self._ignored_messages
+
+    @property
+    def subjects(self) -> list[str]:
+        """The tracked subjects, sorted."""
+        return sorted(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, subject: object) -> bool:
+        return subject in self._entries
+
+    def __getitem__(self, subject: str) -> SubjectStats:
+        return self.stats(subject)
+
+    def _entry(self, subject: str) -> SubjectEntry:
+        try:
+            return self._entries[subject]
+        except KeyError:
+            raise KeyError(
+                f"no messages on {subject!r} yet (tracking {len(self._entries)} subjects on "
+                f"{self._pattern!r}; see .subjects)"
+            ) from None
+
+    def _rate(self, entry: SubjectEntry, now: int) -> float:
+        return entry.rate(now, self._rate_window_ns)
+
+    def rate(self, subject: str) -> float:
+        """Messages per second on ``subject`` (never 0.0 while it is alive, however slow)."""
+        return self._rate(self._entry(subject), _time_ns())
+
+    def sorted_subjects(self, key: str = "name", *, descending: bool = False) -> list[str]:
+        """The tracked subjects sorted by ``name``, ``count``, ``rate``, ``bytes`` or ``last_seen``.
+
+        Ties are broken by name, so the order is stable between calls.
+
+        Raises:
+            ValueError: If ``key`` is none of :data:`SORT_KEYS`.
+
+        Example:
+            >>> SubjectIndex().sorted_subjects("rate", descending=True)
+            []
+        """
+        entries = self._entries
+        if key == "name":
+            return sorted(entries, reverse=descending)
+        if key == "rate":
+            now = _time_ns()
+            values: dict[str, Any] = {s: self._rate(e, now) for s, e in entries.items()}
+        elif key in ("count", "bytes", "last_seen"):
+            values = {s: getattr(e, key) for s, e in entries.items()}
+        else:
+            raise ValueError(f"cannot sort subjects by {key!r}; use one of {', '.join(SORT_KEYS)}")
+        by_name = sorted(entries)
+        return sorted(by_name, key=values.__getitem__, reverse=descending)
+
+    # -- reading: payloads --------------------------------------------------------------------------
+
+    def _decode(self, data: bytes, subject: str, headers: Mapping[str, str] | None) -> Decoded:
+        if self._decode_model is None:
+            return decode(data, subject=subject, headers=headers, typed=self._typed)
+        value = self._decode_model(data, subject)
+        if type(value) is Decoded:
+            return value
+        model = self._msg_cls
+        kind = "msgpack" if model is dict or model is None else "model"
+        return Decoded(kind, value, None, kind if kind != "model" else getattr(model, "__name__", kind))
+
+    def last(self, subject: str) -> Decoded:
+        """The newest payload of ``subject``, decoded (cheap: only the newest is decoded, once).
+
+        Raises:
+            KeyError: If the subject has not been seen.
+        """
+        return self._entry(subject).last_decoded(subject, self._decode)
+
+    def stats(self, subject: str) -> SubjectStats:
+        """A snapshot of one subject's statistics, decoding its newest payloads if needed.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+
+        Example:
+            >>> index = SubjectIndex()
+            >>> "v1.thing.press_1.temperature" in index
+            False
+        """
+        return self._entry(subject).snapshot(subject, self._decode, _time_ns(), self._rate_window_ns)
+
+    def last_payload(self, subject: str) -> Any:
+        """The newest payload of a subject, decoded; ``None`` if it did not decode (see :meth:`last`)."""
+        last = self.last(subject)
+        return last.value if last.error is None else None
+
+    def history(self, subject: str) -> dict[str, list[float]]:
+        """The last values of each numeric field of a subject (flattened paths), oldest first."""
+        entry = self._entry(subject)
+        entry.decode_history(subject, self._decode)
+        return {name: list(values) for name, values in entry.history.items()}
+
+    def recent(self, subject: str, n: int = DEFAULT_HISTORY) -> list[tuple[datetime, bytes]]:
+        """The newest ``n`` (receive time, raw payload) pairs of a subject, newest first.
+
+        At most ``history`` are kept per subject; :meth:`messages` has them decoded, with headers.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+        """
+        return self._entry(subject).recent(n)
+
+    def messages(self, subject: str, n: int = DEFAULT_HISTORY) -> list[SubjectMessage]:
+        """The newest ``n`` messages of a subject, newest first, decoded, with their headers.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+
+        Example:
+            >>> async def main(index):
+            ...     newest, previous = index.messages("v1.thing.press_1.temperature", 2)
+            ...     return newest.decoded.value, newest.headers
+        """
+        return self._entry(subject).messages(subject, n, self._decode)
+
+    def diff(self, subject: str, older: int = 1, newer: int = 0) -> list[tuple[str, Any, Any]]:
+        """What changed between two kept messages of ``subject`` (0 is the newest, 1 the one before).
+
+        Returns :func:`fastiot.payloads.diff` of their decoded values: ``(path, old, new)`` per field.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+            MessageNotKeptError: If fewer messages are kept than the positions need.
+
+        Example:
+            >>> async def main(index):
+            ...     return index.diff("v1.thing.press_1.temperature")  # the last two messages
+        """
+        return self._entry(subject).diff(subject, older, newer, self._decode)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per subject, sorted by subject.
+
+        Columns: ``subject``, ``count``, ``rate`` (messages/s), ``bytes``, ``first_seen`` and
+        ``last_seen`` (``datetime64[ns, UTC]``).
+
+        Example:
+            >>> SubjectIndex().to_dataframe().columns.tolist()
+            ['subject', 'count', 'rate', 'bytes', 'first_seen', 'last_seen']
+        """
+        import numpy as np
+        import pandas as pd
+
+        now = _time_ns()
+        subjects = sorted(self._entries)
+        entries = [self._entries[s] for s in subjects]
+        utc = pd.DatetimeTZDtype("ns", "UTC")
+        return pd.DataFrame(
+            {
+                "subject": string_array(subjects),
+                "count": np.array([e.count for e in entries], dtype=np.int64),
+                "rate": np.array([self._rate(e, now) for e in entries], dtype=np.float64),
+                "bytes": np.array([e.bytes for e in entries], dtype=np.int64),
+                "first_seen": pd.array(
+                    np.array([e.first_seen for e in entries], dtype=np.int64).view("M8[ns]"), dtype=utc
+                ),
+                "last_seen": pd.array(
+                    np.array([e.last_seen for e in entries], dtype=np.int64).view("M8[ns]"), dtype=utc
+                ),
+            }
+        )
+
+    def tree(self, sort: str = "name", *, descending: bool = False) -> SubjectTreeNode:
+        """The subjects grouped by their dot-separated tokens, with totals at every level.
+
+        Args:
+            sort: How children are ordered: by ``name`` (token), ``count``, ``rate``, ``bytes`` or
+                ``last_seen`` (the newest message below a node).
+            descending: Largest (or newest) first.
+
+        Returns:
+            The root node (``path == ""``).
+
+        Example:
+            >>> SubjectIndex().tree().subjects
+            0
+        """
+        now = _time_ns()
+        rows = [(s, e.count, e.bytes, self._rate(e, now), e.last_seen) for s, e in self._entries.items()]
+        return build_tree(rows, sort=sort, descending=descending)
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every subject and count from zero; listeners of :meth:`on_change` get an empty set."""
+        self._handled_before_clear += (
+            self._received + self._untracked_messages + self._ignored_messages + self._duplicates
+        )
+        self._received = 0
+        self._untracked_messages = 0
+        self._ignored_messages = 0
+        self._duplicates = 0
+        self._untracked_names.clear()
+        self._entries.clear()
+        self._dirty.clear()
+        for listener in self._listeners:
+            listener.mark = set()
+            self._call_listener(listener, set())
+        self._rearm()
+
+    async def wait_for(
+        self, n: int, timeout: float | None = DEFAULT_WAIT_TIMEOUT, *, subject: str | None = None
+    ) -> int:
+        """Wait until ``n`` messages were counted (on ``subject``, or on all subjects).
+
+        Args:
+            n: The number of messages to wait for.
+            timeout: Seconds to wait at most; ``None`` waits forever.
+            subject: Count only this subject's messages.
+
+        Returns:
+            The count when the wait ended.
+
+        Raises:
+            WaitTimeoutError: If fewer than ``n`` messages arrived within ``timeout``.
+            NotRunningError: If the index is not started (or is stopped while waiting).
+
+        Example:
+            >>> async def main(index):
+            ...     await index.wait_for(3, subject="v1.thing.press_1.temperature", timeout=2.0)
+        """
+        if subject is None:
+            await self._wait(
+                lambda: self._received >= n,
+                timeout,
+                lambda: f"{n} messages on {self._pattern!r} (got {self._received})",
+                wake_seq=n - 1,
+            )
+            return self._received
+
+        def count() -> int:
+            entry = self._entries.get(subject)
+            return entry.count if entry is not None else 0
+
+        await self._wait(
+            lambda: count() >= n, timeout, lambda: f"{n} messages on {subject!r} (got {count()})"
+        )
+        return count()
+
+
+def _parse_pattern(pattern: str | Subject) -> tuple[str, type | None]:
+    if isinstance(pattern, Subject):
+        return pattern.name, pattern.msg_cls
+    if isinstance(pattern, str) and pattern and not any(c.isspace() for c in pattern):
+        return pattern, None
+    raise ValueError(f"{pattern!r} is not a NATS subject pattern; use e.g. '>' or 'v1.thing.>'")

@@ -1,0 +1,156 @@
+"""DataGrid without a browser: sorting, filtering and the window protocol its ES module speaks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastiot.exceptions import GridFilterError
+from fastiot_widgets import DataGrid
+from fastiot_widgets._grid_rows import cell_text, filter_mask
+from fastiot_widgets.data_grid import MAX_VIEWS, MAX_WINDOW_ROWS
+
+from .grid_view import GridViews
+
+
+def _frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "machine": [f"press_{i % 7}" for i in range(n)],
+            "value": [float(i % 100) for i in range(n)],
+            "at": pd.date_range("2024-05-01T12:00:00Z", periods=n, freq="s"),
+        }
+    )
+
+
+def test_headers_sort_ascending_descending_and_off() -> None:
+    grid = DataGrid(pd.DataFrame({"name": ["b", "c", "a"], "value": [2.0, None, 1.0]}))
+    assert grid.columns == ["name", "value"]
+    assert grid.column_kinds == {"name": "text", "value": "number"}
+    grid.sort_column = "value"
+    assert grid.rows()["value"].tolist() == ["1", "2", ""], "missing values last"
+    grid.sort_descending = True
+    assert grid.rows()["value"].tolist() == ["2", "1", ""]
+    grid.sort_column = ""
+    assert grid.rows()["name"].tolist() == ["b", "c", "a"], "the source's order again"
+
+
+def test_a_column_of_mixed_types_sorts_by_text() -> None:
+    grid = DataGrid(pd.DataFrame({"value": [3, "on", 1.5, None]}, dtype=object))
+    grid.sort_column = "value"
+    assert grid.rows()["value"].tolist() == ["1.5", "3", "on", ""]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (">20", [25.0, 30.0]),
+        (">=20", [20.0, 25.0, 30.0]),
+        ("<=5", [5.0]),
+        ("!=20", [5.0, 25.0, 30.0]),
+        ("=25", [25.0]),
+        ("20..25", [20.0, 25.0]),
+        ("", [5.0, 20.0, 25.0, 30.0]),
+        ("3", [30.0]),  # plain text searches the cell's text
+    ],
+)
+def test_filter_language_on_numbers(text: str, expected: list[float]) -> None:
+    series = pd.Series([5.0, 20.0, 25.0, 30.0])
+    assert series[filter_mask(series, text)].tolist() == expected
+
+
+def test_filter_language_on_text_and_times() -> None:
+    names = pd.Series(["press_1", "Oven_2", None, "press_3"])
+    assert filter_mask(names, "PRESS").tolist() == [True, False, False, True]
+    assert filter_mask(names, "!press").tolist() == [False, True, True, False]
+    times = pd.Series(pd.date_range("2024-05-01T12:00:00Z", periods=4, freq="min"))
+    assert filter_mask(times, ">2024-05-01T12:01").tolist() == [False, False, True, True]
+    assert filter_mask(times, "2024-05-01T12:01..2024-05-01T12:02").tolist() == [False, True, True, False]
+    with pytest.raises(GridFilterError, match=r"not a number; write e\.g\. >20"):
+        filter_mask(pd.Series([1.0]), ">warm", "value")
+    with pytest.raises(GridFilterError, match="not a time"):
+        filter_mask(times, ">soon", "at")
+
+
+def test_filters_combine_and_a_bad_one_is_named_not_raised() -> None:
+    grid = DataGrid(_frame(50))
+    grid.filters = {"machine": "press_3", "value": "<20"}
+    assert set(grid.rows()["machine"]) == {"press_3"}
+    assert all(float(v) < 20 for v in grid.rows()["value"])
+    assert grid.row_count == 3 and grid.total_rows == 50 and grid.filter_error == ""
+    grid.filters = {"machine": "press_3", "value": "<cold"}
+    assert "value: 'cold' is not a number" in grid.filter_error
+    assert grid.row_count == 7, "the readable filter still applies"
+
+
+def test_a_view_gets_only_its_window_and_only_rows_it_lacks() -> None:
+    grid = DataGrid(_frame(50_000))
+    views = GridViews(grid)
+    view = views.view(rows=30)
+    first = views.sent[-1]
+    assert first["count"] == 50_000 and len(first["ids"]) == 30 and len(first["rows"]) == 30
+    assert view.column("value")[:3] == ["0", "1", "2"]
+
+    view.scroll_to(49_980)  # the very end: 20 rows exist there
+    assert view.column("value")[-1] == "99" and len(view.shown()) == 20
+    assert views.bytes_sent() < 10_000, "two windows, not 50,000 rows"
+
+    view.scroll_to(49_985)  # overlaps what it has: only the rows it lacks travel (none here)
+    assert views.sent[-1]["rows"] == []
+    sent = len(views.sent)
+    view.scroll_to(49_985)
+    grid.refresh()
+    assert len(views.sent) == sent, "nothing changed, nothing sent"
+
+    too_big = {"type": "window", "view": "view", "start": 0, "stop": 10**9}
+    grid._handle_custom_msg(too_big, [])
+    assert len(views.sent[-1]["ids"]) == MAX_WINDOW_ROWS
+
+
+def test_sorting_50000_rows_sends_the_top_of_the_new_order_to_every_view() -> None:
+    grid = DataGrid(_frame(50_000))
+    views = GridViews(grid)
+    top, deep = views.view("top"), views.view("deep")
+    deep.scroll_to(20_000)
+    grid.sort_column, grid.sort_descending = "value", True
+    for view in (top, deep):
+        assert view.first == 0 or view.messages[-1]["start"] == 0
+        assert view.messages[-1]["reset"] is False
+    assert set(top.column("value")) == {"99"}
+    grid.filters = {"machine": "press_0"}
+    assert grid.row_count == len([i for i in range(50_000) if i % 7 == 0])
+    assert set(top.column("machine")) == {"press_0"}
+
+
+def test_views_are_bounded_and_say_goodbye() -> None:
+    grid = DataGrid(_frame(10))
+    views = GridViews(grid)
+    for i in range(MAX_VIEWS + 3):
+        views.view(f"v{i}")
+    assert len(grid._views) == MAX_VIEWS
+    grid._handle_custom_msg({"type": "bye", "view": f"v{MAX_VIEWS + 2}"}, [])
+    assert len(grid._views) == MAX_VIEWS - 1
+    grid._handle_custom_msg("not a dict", [])  # ignored
+
+
+def test_columns_can_be_chosen_and_new_data_resets_the_views() -> None:
+    grid = DataGrid(_frame(10))
+    views = GridViews(grid)
+    view = views.view()
+    grid.visible_columns = ["value", "nonexistent", "machine"]
+    assert grid.columns == ["value", "machine"]
+    assert views.sent[-1]["reset"] and view.shown()[0] == ["0", "press_0"]
+    grid.set_data(pd.DataFrame({"x": [1, 2]}))
+    assert grid.columns == ["x"] and view.shown() == [["1"], ["2"]]
+
+
+def test_cells_are_short_text() -> None:
+    assert cell_text(np.float64(1 / 3)) == "0.333333"
+    assert cell_text(pd.Timestamp("2024-05-01T12:00:00.123456Z")) == "12:00:00.123"
+    assert cell_text(pd.NaT) == "" and cell_text(float("nan")) == ""
+    assert cell_text(bytes(range(40))).endswith(" …")
+    assert len(cell_text("x" * 1_000)) == 200
+    assert json.loads(cell_text({"a": [1, 2]})) == {"a": [1, 2]}

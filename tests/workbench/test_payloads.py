@@ -1,0 +1,288 @@
+"""fastiot.payloads and fastiot.rates without a broker: decoding, typed models, paths, diff, text, rates."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import msgpack
+import pytest
+
+from fastiot.core.data_models import FastIoTPublish, FastIoTResponse
+from fastiot.core.serialization import pack
+from fastiot.exceptions import DecoderRegistrationError, InvalidPathError, PathNotFoundError
+from fastiot.msg.thing import Thing
+from fastiot.payloads import (
+    DEFAULT_MAX_DEPTH,
+    MISSING,
+    Decoded,
+    decode,
+    diff,
+    flatten,
+    get_path,
+    limit_depth,
+    model_for_subject,
+    model_schema,
+    register_decoder,
+    registered_decoders,
+    to_text,
+    unregister_decoder,
+)
+from fastiot.rates import describe_rate, message_rate
+
+S = 1_000_000_000  # ns per second
+
+
+def _nested_list(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.fixture
+def decoders() -> Iterator[list[str]]:
+    """Names registered by the test, unregistered afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        unregister_decoder(name)
+
+
+# -- built-in formats ------------------------------------------------------------------------------
+
+
+def test_each_format_decodes_to_its_kind() -> None:
+    assert decode(pack({"a": 1})) == Decoded("msgpack", {"a": 1}, None, "msgpack")
+    assert decode(b'{"a": [1, 2]}') == Decoded("json", {"a": [1, 2]}, None, "json")
+    text = decode("21.5 °C on press_1\n".encode())
+    assert (text.kind, text.value, text.error) == ("text", "21.5 °C on press_1\n", None)
+    assert decode(b"").kind == "text" and decode(b"").value == ""
+    broken = decode(b"\xc1\x00\xff binary")
+    assert broken.kind == "bytes" and broken.value == b"\xc1\x00\xff binary" and not broken.ok
+    assert "not msgpack" in broken.error and "not JSON" in broken.error and "not UTF-8 text" in broken.error
+
+
+def test_text_from_nats_pub_is_text_not_an_error() -> None:
+    # What `nats pub subject "hello world"` and `nats pub subject 5` send.
+    assert decode(b"hello world").kind == "text"
+    assert decode(b"a").value == "a", "one printable byte is text, not the msgpack int 97"
+    assert decode(b"5").value == 5 and decode(b"5").kind == "json"
+    assert decode(pack(200)).value == 200, "a msgpack int that is no printable character stays an int"
+    assert decode(b"line\x00with NUL").kind == "bytes", "control characters are binary"
+
+
+def test_a_content_type_header_is_tried_first() -> None:
+    assert decode(b"[1]", headers={"Content-Type": "text/plain"}).value == "[1]"
+    assert decode(b"[1]", headers={"content-type": "application/json"}).kind == "json"
+    assert decode(pack([1])).kind == "msgpack"
+
+
+# -- typed decoding --------------------------------------------------------------------------------
+
+
+def test_a_models_messages_decode_to_the_model_found_by_subject() -> None:
+    thing = Thing(machine="press_1", name="temperature", value=21.5, unit="degC")
+    decoded = decode(pack(thing.model_dump()), subject="v1.thing.press_1.temperature")
+    assert decoded.kind == "model" and decoded.decoder == "Thing" and decoded.value == thing
+    assert model_for_subject("v1.thing.press_1.temperature") is Thing
+    assert model_for_subject("v1.thing") is Thing
+    assert model_for_subject("v1.thingamajig") is None and model_for_subject("other.subject") is None
+    untyped = decode(pack(thing.model_dump()), subject="v1.thing.press_1.temperature", typed=False)
+    assert untyped.kind == "msgpack"
+    as_json = decode(thing.model_dump_json().encode(), subject="v1.thing.press_1.temperature")
+    assert as_json.kind == "model" and as_json.value == thing
+
+
+def test_a_payload_that_does_not_fit_its_model_stays_plain_with_a_note() -> None:
+    decoded = decode(pack({"machine": "press_1"}), subject="v1.thing.press_1.temperature")
+    assert decoded.ok and decoded.kind == "msgpack" and decoded.value == {"machine": "press_1"}
+    assert decoded.note is not None and "does not fit Thing" in decoded.note and "name" in decoded.note
+
+
+def test_models_defined_later_are_found_and_the_newest_definition_wins() -> None:
+    assert model_for_subject("v1.boiler_pressure.unit_7") is None  # looked up (and cached) before
+
+    class BoilerPressure(FastIoTPublish):
+        bar: float
+
+    assert model_for_subject("v1.boiler_pressure.unit_7") is BoilerPressure
+    first = BoilerPressure
+
+    class BoilerPressure(FastIoTPublish):  # type: ignore[no-redef]  # a cell run again
+        bar: float
+        sensor: str = "a"
+
+    assert model_for_subject("v1.boiler_pressure.unit_7") is BoilerPressure is not first
+    decoded = decode(pack({"bar": 2.5}), subject="v1.boiler_pressure.unit_7")
+    assert decoded.kind == "model" and decoded.value.sensor == "a"
+    schema = model_schema("v1.boiler_pressure")
+    assert schema is not None and set(schema["properties"]) == {"bar", "sensor"}
+    assert model_schema("no.model.here") is None
+
+
+def test_responses_have_no_subject_of_their_own() -> None:
+    class StatusAnswer(FastIoTResponse):
+        ok: bool
+
+    assert model_for_subject("v1.status_answer") is None
+
+
+# -- registered decoders ---------------------------------------------------------------------------
+
+
+def test_registered_decoders_come_first_on_their_subjects(decoders: list[str]) -> None:
+    def csv_row(data: bytes) -> list[str]:
+        text = data.decode()
+        if "," not in text:
+            raise ValueError("no comma")
+        return text.split(",")
+
+    register_decoder("csv", csv_row, subjects=["lab.csv.>", "lab.other"])
+    decoders.append("csv")
+    assert decode(b"1,2,3", subject="lab.csv.a") == Decoded("csv", ["1", "2", "3"], None, "csv")
+    assert decode(b"1,2,3", subject="lab.elsewhere").kind == "text", "only on matching subjects"
+    assert decode(b"no comma here", subject="lab.csv.a").kind == "text", "a decoder that raises is skipped"
+    assert decode(b"\xff\xfe", subject="lab.csv.a").error.startswith("not csv (")
+
+    register_decoder("upper", lambda data: data.decode().upper(), subjects="lab.csv.>")
+    decoders.append("upper")
+    assert decode(b"1,2", subject="lab.csv.a").kind == "upper", "the newest registration is tried first"
+    assert list(registered_decoders()) == ["upper", "csv"]
+    assert unregister_decoder("upper") is True and unregister_decoder("upper") is False
+    assert decode(b"1,2", subject="lab.csv.a").kind == "csv"
+
+
+def test_bad_registrations_are_refused_with_a_hint() -> None:
+    with pytest.raises(DecoderRegistrationError, match="needs a name"):
+        register_decoder("", json.loads)
+    with pytest.raises(DecoderRegistrationError, match="function taking the payload bytes"):
+        register_decoder("x", "not callable")  # type: ignore[arg-type]
+    with pytest.raises(DecoderRegistrationError, match="not a NATS subject pattern"):
+        register_decoder("x", json.loads, subjects="a b")
+    assert isinstance(DecoderRegistrationError("x"), ValueError)
+
+
+# -- paths and diff --------------------------------------------------------------------------------
+
+
+def test_diff_names_every_changed_added_and_removed_field_by_path() -> None:
+    old = {"a": {"b": 1, "c": "x"}, "gone": 0, "list": [1, 2, 3], "sensors": {"temp.1": 20.0}, "same": [1]}
+    new = {"a": {"b": 2, "c": "x"}, "list": [1, 5], "sensors": {"temp.1": 21.5}, "new": {"k": 1}, "same": [1]}
+    assert diff(old, new) == [
+        ("a.b", 1, 2),
+        ("gone", 0, MISSING),
+        ("list.1", 2, 5),
+        ("list.2", 3, MISSING),
+        ('sensors["temp.1"]', 20.0, 21.5),
+        ("new", MISSING, {"k": 1}),
+    ]
+    assert diff(new, new) == []
+    assert diff(1, 2) == [("", 1, 2)]
+    assert diff({"v": 1}, {"v": True}) == [("v", 1, True)], "a bool is not the number it equals"
+    assert diff({"v": math.nan}, {"v": math.nan}) == []
+    assert diff({"v": [1]}, {"v": {"0": 1}}) == [("v", [1], {"0": 1})]
+    assert repr(MISSING) == "MISSING" and not MISSING
+
+
+def test_diff_compares_models_field_by_field() -> None:
+    at = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    a = Thing(machine="m", name="t", value=1.0, timestamp=at, measurement_id="x")
+    b = Thing(machine="m", name="t", value=2.0, timestamp=at, measurement_id="x")
+    assert diff(a, b) == [("value", 1.0, 2.0)]
+
+
+def test_get_path_reads_keys_with_dots_list_items_and_models() -> None:
+    payload = {"readings": {"temp.1": {"value": 3}}, "samples": [10, 20], "plain": {"x": None}}
+    assert get_path(payload, 'readings["temp.1"].value') == 3
+    assert get_path(payload, ["readings", "temp.1", "value"]) == 3
+    assert get_path(payload, "samples.1") == 20 and get_path(payload, "samples.-1") == 20
+    assert get_path(payload, "plain.x") is None
+    assert get_path(payload, "") is payload
+    assert get_path(Thing(machine="m", name="t", value=7), "value") == 7
+    assert get_path({1: "int key"}, "1") == "int key"
+    assert get_path(payload, "readings.missing", default=None) is None
+    with pytest.raises(
+        PathNotFoundError, match=r"no field 'readings.temp': 'readings' has the fields 'temp.1'"
+    ):
+        get_path(payload, "readings.temp")
+    with pytest.raises(KeyError, match="list of 2 items"):
+        get_path(payload, "samples.5")
+    with pytest.raises(InvalidPathError, match="quoted key"):
+        get_path(payload, 'readings["temp.1')
+    with pytest.raises(InvalidPathError, match="ends with"):
+        get_path(payload, "readings.")
+
+
+def test_flatten_uses_the_same_paths() -> None:
+    flat = flatten({"a": {"b": 1, "c.d": 2}, "e": [1, 2], "m": Thing(machine="x", name="n", value=1)})
+    assert flat["a.b"] == 1 and flat['a["c.d"]'] == 2 and flat["e"] == [1, 2] and flat["m.machine"] == "x"
+    for path, value in flat.items():
+        assert get_path({"a": {"b": 1, "c.d": 2}, "e": [1, 2]}, path, default=value) == value
+    assert flatten(5) == {"value": 5}
+
+
+# -- depth and text --------------------------------------------------------------------------------
+
+
+def test_values_of_any_depth_become_text_without_recursion() -> None:
+    deep = _nested_list(5_000)
+    text = to_text(deep)
+    assert text.startswith("[[[") and text.count("[") == 5_000
+    limited = limit_depth(deep)
+    assert isinstance(limited, list)
+    node = limited
+    for _ in range(DEFAULT_MAX_DEPTH):
+        node = node[0]
+    assert isinstance(node, str) and node.startswith("[[")
+    repr(limited)  # what pandas and views do: no RecursionError
+    shallow = {"a": [1, {"b": 2}]}
+    assert limit_depth(shallow) is shallow, "shallow values come back as they are"
+    assert to_text({"t": datetime(2024, 1, 1, tzinfo=timezone.utc), "b": b"\x01"}) == (
+        '{"t": "2024-01-01T00:00:00+00:00", "b": "01"}'
+    )
+    assert to_text("plain text") == "plain text"
+    assert (
+        to_text(list(range(1000)), max_chars=20).endswith("…")
+        and len(to_text(list(range(1000)), max_chars=20)) == 20
+    )
+    assert to_text([[[1]]], max_depth=2) == "[[[…]]]"
+
+
+def test_a_deeply_nested_msgpack_payload_decodes_with_text_below_the_limit() -> None:
+    data = msgpack.packb(_nested_list(1000))
+    assert len(data) < 1100
+    decoded = decode(data)
+    assert decoded.ok and decoded.kind == "msgpack"
+    repr(decoded.value)
+    assert decoded.to_text().count("[") == 1000
+
+
+# -- rates -----------------------------------------------------------------------------------------
+
+
+def test_a_slow_subject_has_a_rate_that_is_not_zero_and_decays_when_it_stops() -> None:
+    every_30_s = [i * 30 * S for i in range(10)]  # 10 messages, one each 30 s
+    last = every_30_s[-1]
+    live = message_rate(every_30_s, now_ns=last + 10 * S, window_ns=5 * S, first_ns=0, total=10)
+    assert 1 / 40 < live < 1 / 25, "about one per 30 s, though no message in the 5 s window"
+    assert describe_rate(live).endswith("/min") and describe_rate(live) == "2.1/min"
+    silent = message_rate(every_30_s, now_ns=last + 3600 * S, window_ns=5 * S, first_ns=0, total=10)
+    assert 0 < silent < live / 10
+    assert message_rate([], now_ns=S, window_ns=5 * S, first_ns=0, total=0) == 0.0
+
+
+def test_a_fast_subject_is_counted_over_the_window() -> None:
+    times = [int(i * S / 100) for i in range(1000)]  # 100/s for 10 s
+    now = times[-1]
+    rate = message_rate(times, now_ns=now, window_ns=5 * S, first_ns=0, total=1000)
+    assert 99 <= rate <= 101
+    kept = times[-50:]  # only 50 kept, all within the window: the rate is over the time they span
+    assert 95 <= message_rate(kept, now_ns=now, window_ns=5 * S, first_ns=0, total=1000) <= 105
+    started = message_rate(times[:20], now_ns=times[19], window_ns=5 * S, first_ns=0, total=20)
+    assert started == 20.0, "a history shorter than the window counts over at least one second"
+    assert (
+        describe_rate(0) == "0/s" and describe_rate(12.345) == "12.3/s" and describe_rate(0.5) == "30.0/min"
+    )

@@ -1,0 +1,555 @@
+"""Copy as code: every widget action as the Python that does the same, in a new cell below.
+
+Two halves:
+
+- ``code_for_*`` functions turn an action (publish, request, open a table, capture, plot, record,
+  browse) into a cell's source. They are plain functions, unit-tested by running what they return
+  against a real broker, and they only use fastiot's public API, so the cell keeps working after the
+  widget is gone.
+- :class:`CopyAsCode`, a button a widget places beside its action. A click asks the widget for the
+  code and inserts it as a new cell below the active one (the cell whose output was clicked) through
+  JupyterLab's own commands ``notebook:insert-cell-below`` and ``notebook:replace-selection``, sent
+  by ipylab. Where no JupyterLab answers (VS Code, classic Notebook without ipylab, nbclient), the code
+  appears in a read-only text box under the button, with a Copy button and an attempt to put it on
+  the clipboard.
+
+Example:
+    >>> from fastiot_widgets._code import CopyAsCode, code_for_table
+    >>> print(code_for_table("v1.thing.>"))
+    from fastiot_widgets import MessageTable
+    <BLANKLINE>
+    table = MessageTable("v1.thing.>")
+    table
+    >>> button = CopyAsCode(lambda: code_for_table("v1.thing.>"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import logging
+import math
+import pathlib
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import anywidget
+import ipywidgets as widgets
+import pydantic
+import traitlets
+
+from fastiot._tasks import BackgroundTasks
+from fastiot.exceptions import CodeGenerationError
+
+__all__ = [
+    "DEFAULT_FRONTEND_TIMEOUT",
+    "INSERT_CELL_BELOW",
+    "REPLACE_SELECTION",
+    "CodeBox",
+    "CopyAsCode",
+    "CopyButton",
+    "code_for_browser",
+    "code_for_capture",
+    "code_for_plot",
+    "code_for_publish",
+    "code_for_record",
+    "code_for_request",
+    "code_for_table",
+    "python_literal",
+]
+
+# JupyterLab 4's command ids (@jupyterlab/notebook-extension); both exist since JupyterLab 1.
+INSERT_CELL_BELOW = "notebook:insert-cell-below"
+REPLACE_SELECTION = "notebook:replace-selection"
+# How long a click waits for JupyterLab to answer (the first click only) before showing the code instead.
+DEFAULT_FRONTEND_TIMEOUT = 3.0
+PAYLOAD_ENCODINGS = ("msgpack", "json", "text", "bytes")
+_WRAP_AT = 88  # a literal longer than this is laid out one item per line
+
+_logger = logging.getLogger("fastiot_widgets")
+
+
+# -- Python literals ----------------------------------------------------------------------------------
+
+
+class _Source:
+    """A cell being written: its import lines (deduplicated, sorted) and its statements."""
+
+    def __init__(self) -> None:
+        self.imports: set[str] = set()
+        self.lines: list[str] = []
+
+    def need(self, line: str) -> None:
+        self.imports.add(line)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def text(self) -> str:
+        # Standard library first, then the rest; each group sorted, like ruff's isort would.
+        stdlib = sorted((i for i in self.imports if _module(i) in sys.stdlib_module_names), key=_order)
+        others = sorted((i for i in self.imports if _module(i) not in sys.stdlib_module_names), key=_order)
+        head = "\n".join(stdlib) + ("\n\n" if stdlib and others else "") + "\n".join(others)
+        return (head + "\n\n" if head else "") + "\n".join(self.lines)
+
+
+def _module(line: str) -> str:
+    return line.split()[1].split(".")[0]
+
+
+def _order(line: str) -> tuple[bool, str]:
+    return (line.startswith("from "), line.split()[1])
+
+
+def python_literal(value: Any, source: _Source | None = None, *, indent: int = 0) -> str:
+    """Python source that evaluates to ``value``: JSON-like data, datetimes, bytes, enums, models.
+
+    What fits in a line stays on one line; longer containers get one item per line. Imports the
+    source needs (``datetime``, a model's class) are added to ``source``.
+
+    Raises:
+        CodeGenerationError: ``value`` (or something inside it) has no literal form, e.g. a socket.
+
+    Example:
+        >>> python_literal({"value": 1.5, "tags": ["a", None]})
+        '{"value": 1.5, "tags": ["a", None]}'
+    """
+    return _literal(value, source if source is not None else _Source(), indent)
+
+
+def _literal(value: Any, src: _Source, indent: int) -> str:
+    if isinstance(value, enum.Enum):  # first: a str or int Enum is an Enum in the code too
+        src.need(_import_of(type(value)))
+        return f"{type(value).__name__}.{value.name}"
+    if value is None or isinstance(value, (bool, int, bytes)):
+        return repr(value)
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"float({_text(str(value))})"
+    if isinstance(value, dt.datetime):
+        src.need("import datetime")
+        # fromisoformat keeps the UTC offset, so an aware datetime stays aware.
+        return f"datetime.datetime.fromisoformat({_text(value.isoformat())})"
+    if isinstance(value, dt.timedelta):
+        src.need("import datetime")
+        return f"datetime.timedelta(seconds={value.total_seconds()!r})"
+    if isinstance(value, (dt.date, dt.time)):
+        src.need("import datetime")
+        return f"datetime.{type(value).__name__}.fromisoformat({_text(value.isoformat())})"
+    inner = indent + 4
+    if isinstance(value, pydantic.BaseModel):
+        cls = type(value)
+        if cls.__module__ != "__main__":
+            src.need(_import_of(cls))
+        # The fields given when it was made, in declaration order; defaults (a fresh timestamp) stay out.
+        names = [n for n in cls.model_fields if n in value.model_fields_set]
+        parts = [f"{n}={_literal(getattr(value, n), src, inner)}" for n in names]
+        return _container(f"{cls.__name__}(", ")", parts, indent)
+    if isinstance(value, Mapping):
+        parts = [f"{_literal(k, src, inner)}: {_literal(v, src, inner)}" for k, v in value.items()]
+        return _container("{", "}", parts, indent)
+    if isinstance(value, tuple):
+        parts = [_literal(v, src, inner) for v in value]
+        return _container("(", ")", parts, indent, trailing=len(parts) == 1)
+    if isinstance(value, (set, frozenset)):
+        parts = [_literal(v, src, inner) for v in value]
+        return _container("{", "}", parts, indent) if parts else "set()"
+    if isinstance(value, list):
+        return _container("[", "]", [_literal(v, src, inner) for v in value], indent)
+    raise CodeGenerationError(
+        f"a {type(value).__name__} value ({value!r:.60}) has no Python literal to copy as code; "
+        "use plain data (numbers, text, lists, dicts, datetimes) or a pydantic model"
+    )
+
+
+def _container(open_: str, close: str, parts: list[str], indent: int, trailing: bool = False) -> str:
+    flat = open_ + ", ".join(parts) + ("," if trailing else "") + close
+    if not parts or (indent + len(flat) <= _WRAP_AT and "\n" not in flat):
+        return flat
+    pad = " " * (indent + 4)
+    return open_ + "\n" + "".join(f"{pad}{p},\n" for p in parts) + " " * indent + close
+
+
+def _import_of(cls: type) -> str:
+    return f"from {cls.__module__} import {cls.__name__}"
+
+
+def _text(value: str) -> str:
+    """A string literal, in double quotes where that needs no escapes (as ruff format writes them)."""
+    text = repr(str(value))
+    if text.startswith("'") and '"' not in value:
+        text = '"' + text[1:-1].replace("\\'", "'") + '"'
+    return text
+
+
+def _patterns(subjects: str | Sequence[str]) -> str:
+    if isinstance(subjects, str):
+        return _text(subjects)
+    return "[" + ", ".join(_text(s) for s in subjects) + "]"
+
+
+def _options(source: _Source, options: Mapping[str, Any]) -> str:
+    return "".join(f", {name}={python_literal(value, source)}" for name, value in options.items())
+
+
+# -- code for each action -----------------------------------------------------------------------------
+
+
+def _connect(source: _Source) -> None:
+    source.need("from fastiot import workbench")
+    source.add("broker = await workbench.connection()")
+
+
+def _payload_bytes(source: _Source, payload: Any, encoding: str) -> str:
+    """An expression of the payload's bytes, as the widget sent them."""
+    if encoding not in PAYLOAD_ENCODINGS:
+        raise CodeGenerationError(f"encoding must be one of {', '.join(PAYLOAD_ENCODINGS)}, got {encoding!r}")
+    if isinstance(payload, pydantic.BaseModel):
+        source.need("from fastiot.core.serialization import serialize_to_bin")
+        source.add(f"msg = {python_literal(payload, source, indent=0)}")
+        return f"serialize_to_bin({type(payload).__name__}, msg)"
+    if encoding == "text":
+        if not isinstance(payload, str):
+            raise CodeGenerationError(f"a text payload must be a str, got {type(payload).__name__}")
+        return f"{_text(payload)}.encode()"
+    if encoding == "bytes":
+        if not isinstance(payload, (bytes, bytearray)):
+            raise CodeGenerationError(f"a bytes payload must be bytes, got {type(payload).__name__}")
+        return repr(bytes(payload))
+    source.add(f"payload = {python_literal(payload, source)}")
+    if encoding == "json":
+        source.need("import json")
+        return "json.dumps(payload).encode()"
+    source.need("from fastiot.core.serialization import pack")
+    return "pack(payload)"
+
+
+def _headers(source: _Source, headers: Mapping[str, str] | None) -> str:
+    return f", headers={python_literal(dict(headers), source)}" if headers else ""
+
+
+def code_for_publish(
+    subject: str, payload: Any, *, encoding: str = "msgpack", headers: Mapping[str, str] | None = None
+) -> str:
+    """The code that publishes ``payload`` on ``subject`` as the Publisher did.
+
+    Args:
+        subject: The NATS subject.
+        payload: A pydantic model (sent as FastIoT sends it), plain data (for ``msgpack`` and ``json``),
+            a ``str`` (``text``) or ``bytes``.
+        encoding: ``msgpack`` (FastIoT's wire format), ``json``, ``text`` (UTF-8) or ``bytes``.
+        headers: NATS headers to send along.
+
+    Raises:
+        CodeGenerationError: An unknown encoding, or a payload that does not fit it.
+
+    Example:
+        >>> print(code_for_publish("v1.demo", {"value": 1}, headers={"origin": "notebook"}))
+        from fastiot import workbench
+        from fastiot.core.serialization import pack
+        <BLANKLINE>
+        broker = await workbench.connection()
+        payload = {"value": 1}
+        await broker.publish_raw("v1.demo", pack(payload), headers={"origin": "notebook"})
+    """
+    source = _Source()
+    _connect(source)
+    data = _payload_bytes(source, payload, encoding)
+    source.add(f"await broker.publish_raw({_text(subject)}, {data}{_headers(source, headers)})")
+    return source.text()
+
+
+def code_for_request(
+    subject: str,
+    payload: Any,
+    *,
+    encoding: str = "msgpack",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> str:
+    """The code that sends a request and shows the reply decoded, with its round-trip time.
+
+    Arguments as :func:`code_for_publish`; ``timeout`` is in seconds.
+
+    Example:
+        >>> "reply = await broker.client.request(" in code_for_request("v1.ask", {"n": 2})
+        True
+    """
+    source = _Source()
+    _connect(source)
+    data = _payload_bytes(source, payload, encoding)
+    source.need("import time")
+    source.need("from fastiot.payloads import decode")
+    source.add(
+        "started = time.perf_counter()",
+        f"reply = await broker.client.request({_text(subject)}, {data}, "
+        f"timeout={float(timeout)!r}{_headers(source, headers)})",
+        'print(f"answered in {(time.perf_counter() - started) * 1e3:.1f} ms")',
+        f"decode(reply.data, subject={_text(subject)}, headers=reply.headers)",
+    )
+    return source.text()
+
+
+def code_for_table(pattern: str, **options: Any) -> str:
+    """The code that opens a live MessageTable of ``pattern`` (``options`` as its keyword arguments).
+
+    Example:
+        >>> code_for_table("v1.>", max_rows=1000).splitlines()[-2]
+        'table = MessageTable("v1.>", max_rows=1000)'
+    """
+    source = _Source()
+    source.need("from fastiot_widgets import MessageTable")
+    source.add(f"table = MessageTable({_text(pattern)}{_options(source, options)})", "table")
+    return source.text()
+
+
+def code_for_capture(subjects: str | Sequence[str], *, max_rows: int | None = None, wait_for: int = 0) -> str:
+    """The code that captures ``subjects`` into a DataFrame (waiting for ``wait_for`` messages first).
+
+    Example:
+        >>> code_for_capture("v1.thing.>", max_rows=500).splitlines()[2]
+        'capture = await MessageCapture("v1.thing.>", max_rows=500).start()'
+    """
+    source = _Source()
+    source.need("from fastiot.capture import MessageCapture")
+    rows = f", max_rows={int(max_rows)}" if max_rows is not None else ""
+    source.add(f"capture = await MessageCapture({_patterns(subjects)}{rows}).start()")
+    if wait_for > 0:
+        source.add(f"await capture.wait_for({int(wait_for)}, timeout=30)")
+    source.add("capture.to_dataframe()")
+    return source.text()
+
+
+def code_for_plot(
+    subjects: str | Sequence[str],
+    fields: str | Sequence[str] = "value",
+    *,
+    window: dt.timedelta | float | None = None,
+) -> str:
+    """The code that opens a LivePlot of ``fields`` of ``subjects`` over the last ``window``.
+
+    Example:
+        >>> code_for_plot(["v1.a", "v1.b"], "value", window=60).splitlines()[-2]
+        'plot = LivePlot(["v1.a", "v1.b"], fields="value", window=datetime.timedelta(seconds=60.0))'
+    """
+    source = _Source()
+    source.need("from fastiot_widgets import LivePlot")
+    args = f"{_patterns(subjects)}, fields={_patterns(fields)}"
+    if window is not None:
+        seconds = window.total_seconds() if isinstance(window, dt.timedelta) else float(window)
+        args += f", window={python_literal(dt.timedelta(seconds=seconds), source)}"
+    source.add(f"plot = LivePlot({args})", "plot")
+    return source.text()
+
+
+def code_for_record(name: str, pattern: str) -> str:
+    """The code that records ``pattern`` into the recording ``name`` (JetStream, see fastiot.history).
+
+    Example:
+        >>> code_for_record("run1", "v1.thing.>").splitlines()[-1]
+        'recording = await Recording.start("run1", "v1.thing.>")'
+    """
+    source = _Source()
+    source.need("from fastiot.history import Recording")
+    source.add(f"recording = await Recording.start({_text(name)}, {_text(pattern)})")
+    return source.text()
+
+
+def code_for_browser(pattern: str = ">") -> str:
+    """The code that opens a SubjectBrowser on ``pattern``.
+
+    Example:
+        >>> code_for_browser("v1.>").splitlines()[-2]
+        'browser = SubjectBrowser("v1.>")'
+    """
+    source = _Source()
+    source.need("from fastiot_widgets import SubjectBrowser")
+    source.add(f"browser = SubjectBrowser({_text(pattern)})", "browser")
+    return source.text()
+
+
+# -- putting the code into the notebook ---------------------------------------------------------------
+
+
+class CodeBox(anywidget.AnyWidget):
+    """A read-only code box with a Copy button: where the code goes when no JupyterLab inserts it.
+
+    The front end also tries to put new code on the clipboard by itself (browsers allow that shortly
+    after the click that asked for it); :attr:`copied` says whether that worked.
+    """
+
+    _esm = pathlib.Path(__file__).with_name("code_box.js")
+    code = traitlets.Unicode("", help="The code shown ('' hides the box).").tag(sync=True)
+    copied = traitlets.Bool(False, help="The front end put the current code on the clipboard.").tag(sync=True)
+
+
+class CopyButton(anywidget.AnyWidget):
+    """The "Copy as code" button (``copy_button.js``): a click first activates the notebook cell the
+    button is in, so the new cell lands right below it, then tells Python (:meth:`on_click`)."""
+
+    _esm = pathlib.Path(__file__).with_name("copy_button.js")
+    description = traitlets.Unicode("Copy as code", help="The button's label.").tag(sync=True)
+    tooltip = traitlets.Unicode("", help="The button's tooltip.").tag(sync=True)
+    disabled = traitlets.Bool(False, help="The button does nothing while disabled.").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._click_handlers: widgets.CallbackDispatcher = widgets.CallbackDispatcher()
+        self.on_msg(self._on_custom_msg)
+
+    def on_click(self, callback: Callable[[CopyButton], Any], remove: bool = False) -> None:
+        """Call ``callback(button)`` on a click (as ``ipywidgets.Button.on_click``)."""
+        self._click_handlers.register_callback(callback, remove=remove)
+
+    def click(self) -> None:
+        """Click the button from code (as a click in the browser does)."""
+        if not self.disabled:
+            self._click_handlers(self)
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "click":
+            self.click()
+
+
+class CopyAsCode(widgets.VBox):
+    """A "Copy as code" button: a click inserts the code for the widget's action as a new cell below.
+
+    Args:
+        make_code: Called on each click; returns the code (e.g. ``lambda: code_for_table(pattern)``).
+            Its exceptions are shown under the button, not raised.
+        description: The button's label.
+        tooltip: The button's tooltip.
+        frontend_timeout: Seconds the first click waits for JupyterLab to answer before it shows the
+            code in a text box instead.
+
+    Example:
+        >>> from fastiot_widgets._code import CopyAsCode, code_for_capture
+        >>> button = CopyAsCode(lambda: code_for_capture("v1.>"))   # doctest: +SKIP
+        >>> await button.copy()                                       # what a click does  # doctest: +SKIP
+        'inserted'
+    """
+
+    code = traitlets.Unicode("", help="The code the last click produced.")
+    status = traitlets.Enum(
+        ("", "waiting", "inserted", "shown", "failed"),
+        default_value="",
+        help="'' before the first click; 'waiting' for the front end; 'inserted' as a new cell below; "
+        "'shown' in the text box (no JupyterLab answered); 'failed' if making the code failed.",
+    )
+    error = traitlets.Unicode("", help="Why making the code failed last; '' if it did not.")
+    frontend_timeout = traitlets.Float(
+        DEFAULT_FRONTEND_TIMEOUT, help="Seconds a click waits for JupyterLab before showing the code instead."
+    )
+
+    def __init__(
+        self,
+        make_code: Callable[[], str],
+        *,
+        description: str = "Copy as code",
+        tooltip: str = "Insert the Python that does this as a new cell below",
+        frontend_timeout: float = DEFAULT_FRONTEND_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        self._make_code: Callable[[], str] = make_code
+        self._frontend: Any = None  # ipylab.JupyterFrontEnd, made at the first click
+        self._tasks: BackgroundTasks = BackgroundTasks(lambda exc, what: self._fail(f"{what}: {exc}"))
+        self.button = CopyButton(description=description, tooltip=tooltip)
+        self.code_box = CodeBox(layout={"display": "none"})
+        self.message = widgets.HTML()
+        # What appears after a click; a widget with a toolbar puts `button` there and `output` below
+        # (then it shows these two, not the CopyAsCode itself).
+        self.output = widgets.VBox([self.message, self.code_box])
+        self.button.on_click(lambda _b: self._clicked())
+        super().__init__(children=[self.button, self.output], **kwargs)
+        self.frontend_timeout = frontend_timeout
+
+    def _clicked(self) -> None:
+        try:
+            self._tasks.spawn(self.copy(), what="copy as code")
+        except RuntimeError:  # no event loop at all: show the code right away
+            self._show(self._code_or_none() or "")
+
+    def _code_or_none(self) -> str | None:
+        try:
+            code = self._make_code()
+        except Exception as e:
+            self._fail(f"{type(e).__name__}: {e}")
+            return None
+        self.code = code
+        return code
+
+    def _fail(self, text: str) -> None:
+        self.error = text
+        self.status = "failed"
+        self.message.value = f"<span style='color:#c62828'>{_escape(text)}</span>"
+
+    async def copy(self) -> str:
+        """Make the code and insert it as a new cell below (or show it); what a click does.
+
+        Returns:
+            :attr:`status`: ``"inserted"``, ``"shown"`` or ``"failed"``.
+        """
+        code = self._code_or_none()
+        if code is None:
+            return self.status
+        self.error = ""
+        self.message.value = ""
+        self.status = "waiting"
+        if await insert_cell_below(code, self._get_frontend(), timeout=self.frontend_timeout):
+            self.status = "inserted"
+            self.code_box.layout.display = "none"
+        else:
+            self._show(code)
+        return self.status
+
+    def _get_frontend(self) -> Any:
+        if self._frontend is None:
+            try:
+                from ipylab import JupyterFrontEnd
+            except ImportError:  # not installed: the text box is all there is
+                return None
+            self._frontend = JupyterFrontEnd()
+        return self._frontend
+
+    def _show(self, code: str) -> None:
+        self.code_box.copied = False
+        self.code_box.code = code
+        self.code_box.layout.display = ""
+        self.status = "shown"
+
+    def close(self) -> None:
+        self._tasks.cancel_all()
+        frontend, self._frontend = self._frontend, None
+        if frontend is not None:
+            frontend.close()
+        super().close()
+
+
+async def insert_cell_below(code: str, frontend: Any, *, timeout: float = DEFAULT_FRONTEND_TIMEOUT) -> bool:
+    """Insert ``code`` as a new cell below the active one through ipylab's ``frontend``.
+
+    Returns:
+        ``True`` if JupyterLab answered within ``timeout`` seconds and has the notebook commands;
+        ``False`` otherwise (nothing was inserted; show the code instead).
+    """
+    if frontend is None:
+        return False
+    try:
+        await asyncio.wait_for(frontend.ready(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    known: Iterable[str] = frontend.commands.list_commands()
+    if known and INSERT_CELL_BELOW not in known:  # a front end without notebooks (e.g. a console)
+        return False
+    frontend.commands.execute(INSERT_CELL_BELOW)
+    frontend.commands.execute(REPLACE_SELECTION, {"text": code})
+    return True
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
