@@ -527,6 +527,8 @@ class HistoryReadError(HistoryError, RuntimeError):
 
 class BucketNotFoundError(HistoryError, LookupError):
     """There is no key-value bucket of this name on the server."""
+
+
 class CodeGenerationError(FastIoTError, ValueError):
     """An action cannot be written as Python code ("copy as code"), e.g. a payload value without a literal."""
 
