@@ -21,7 +21,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import BrokerConnection
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_STOP_TIMEOUT",
     "LOG_LINE_FORMAT",
     "SERVICE_STATUSES",
+    "ServiceEnvironment",
     "ServiceRunner",
     "ServiceStartError",
     "ServiceStatus",
@@ -74,6 +75,25 @@ SERVICE_STATUSES: tuple[str, ...] = tuple(status.value for status in ServiceStat
 
 StatusCallback = Callable[[ServiceStatus], None]
 LogCallback = Callable[[str], None]
+
+
+class ServiceEnvironment(Protocol):
+    """Where a service runs instead of on the given connection: set up at each start, torn down at its
+    end however it ends. :class:`fastiot.replay_broker.ReplayBroker` (a private broker fed from a
+    recording, ``%%service --replay``) is one."""
+
+    async def open(self) -> BrokerConnection:
+        """Set up; return the connection the service gets."""
+        ...
+
+    async def service_started(self) -> None:
+        """The service's subscriptions are in place (e.g. start feeding it)."""
+        ...
+
+    async def close(self) -> None:
+        """Tear down (the service has ended)."""
+        ...
+
 
 # The runner whose service the current task works for. Tasks inherit it from the task that created
 # them, so a service's handler and loop tasks (and nats-py's subscription tasks) all carry it.
@@ -117,6 +137,8 @@ class ServiceRunner:
         echo_log: Also pass the service's log lines on to the console (and the root logger). A view that
             shows :attr:`log_lines` itself (ServiceControl) turns this off, so a notebook does not show
             each line twice, once of them as red stderr text in a cell.
+        environment: Where the service runs instead (set up at each start, torn down when it ends), e.g.
+            a private broker fed from a recording; give it or ``connection``, not both.
         service_kwargs: Passed to the class constructor.
 
     :attr:`status` is a :class:`ServiceStatus`; :attr:`error` holds the traceback text of a crash.
@@ -131,6 +153,7 @@ class ServiceRunner:
         *,
         max_log_lines: int = DEFAULT_MAX_LOG_LINES,
         echo_log: bool = True,
+        environment: ServiceEnvironment | None = None,
         **service_kwargs: Any,
     ) -> None:
         if isinstance(service_cls_or_instance, FastIoTService):
@@ -151,9 +174,12 @@ class ServiceRunner:
             )
         if max_log_lines < 1:
             raise ValueError("max_log_lines must be at least 1")
+        if environment is not None and connection is not None:
+            raise TypeError("give a ServiceRunner a connection or an environment, not both")
         self.connection: BrokerConnection | None = connection
         self.service_kwargs: dict[str, Any] = service_kwargs
         self.echo_log: bool = echo_log
+        self.environment: ServiceEnvironment | None = environment
         self.status: ServiceStatus = ServiceStatus.STOPPED
         self.error: str | None = None
         self.log_lines: collections.deque[str] = collections.deque(maxlen=max_log_lines)
@@ -243,17 +269,24 @@ class ServiceRunner:
             )
         if self.is_running:
             return
-        connection = self.connection
+        connection = await self.environment.open() if self.environment is not None else self.connection
         if connection is None:
             from fastiot import workbench
 
             connection = await workbench.connection()
-        with self._on_behalf():
-            if not self._given_instance:
-                # A fresh instance at each start, so a restart begins from a clean state.
-                self.service = self.service_cls(broker_connection=connection, **self.service_kwargs)
-            elif self.service is not None and self.service.broker_connection is None:
-                self.service.broker_connection = connection
+        try:
+            with self._on_behalf():
+                if not self._given_instance:
+                    # A fresh instance at each start, so a restart begins from a clean state.
+                    self.service = self.service_cls(broker_connection=connection, **self.service_kwargs)
+                elif self.service is not None and (
+                    self.service.broker_connection is None or self.environment is not None
+                ):
+                    self.service.broker_connection = connection
+        except BaseException:
+            if self.environment is not None:
+                await self._close_environment()
+            raise
         assert self.service is not None
         _route_to_runners(self.service._logger)
         _route_to_runners(logging.getLogger(_SUBSCRIPTION_LOGGER))
@@ -280,6 +313,8 @@ class ServiceRunner:
         _current_runner.set(self)  # this task's own context: every task it starts inherits it
         try:
             async with service:
+                if self.environment is not None:
+                    await self.environment.service_started()
                 self._reached_running = True
                 self._set_status(ServiceStatus.RUNNING)
                 started.set()
@@ -298,7 +333,16 @@ class ServiceRunner:
             service._logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
             self._set_status(ServiceStatus.CRASHED)
         finally:
+            if self.environment is not None:
+                await self._close_environment()
             started.set()
+
+    async def _close_environment(self) -> None:
+        assert self.environment is not None
+        try:
+            await self.environment.close()
+        except Exception:  # the service has ended either way; its log says what was left behind
+            logging.getLogger("fastiot.runner").exception("closing the environment of %s failed", self.name)
 
     async def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Ask the service to shut down and wait (at most ``timeout`` s, then cancel) until it has."""

@@ -22,17 +22,21 @@ import sys
 from typing import Any
 
 from .data_grid import DataGrid
+from .kv_browser import KeyValueBrowser
 from .live_plot import LivePlot
 from .message_table import MessageTable
 from .publisher import Publisher
+from .recording_browser import RecordingBrowser
 from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
 
 __all__ = [
     "DataGrid",
+    "KeyValueBrowser",
     "LivePlot",
     "MessageTable",
     "Publisher",
+    "RecordingBrowser",
     "ServiceControl",
     "SubjectBrowser",
     "load_ipython_extension",

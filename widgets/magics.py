@@ -16,6 +16,11 @@ reload): the old control shows "replaced by a newer cell" and cannot start, so t
 run at once. ``%%service Doubler`` starts only the named classes of a cell that defines several.
 ``%service_stop Doubler`` stops it; ``%services`` shows a table of the running services.
 
+``%%service --replay plant [--speed 10] [--since 1h]`` runs the cell's service against a private
+broker (a nats-server of its own on a free loopback port) fed from the recording ``plant``: you
+test it on recorded traffic without touching the live plant. Its control shows the replay's
+progress beside the handler counters; stopping the service stops the replay and the private broker.
+
 Example:
     >>> import fastiot_widgets    # doctest: +SKIP
     >>> %services                 # doctest: +SKIP
@@ -35,8 +40,11 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from fastiot.core.service import FastIoTService
 from fastiot.exceptions import ServiceCellError
+from fastiot.history import parse_duration
+from fastiot.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
 
+from .replay_view import ReplayServiceControl
 from .service_control import ServiceControl
 
 __all__ = [
@@ -111,6 +119,33 @@ def _defined_services(before: dict[str, Any], namespace: dict[str, Any]) -> list
     return [cls for cls in candidates if not any(o is not cls and issubclass(o, cls) for o in candidates)]
 
 
+def _replay_options(args: Any) -> dict[str, Any]:
+    """``speed`` and ``start`` of ``--replay`` from ``--speed`` and ``--since``.
+
+    Raises:
+        UsageError: They do not parse, or are given without ``--replay``.
+    """
+    if not args.replay:
+        if args.speed is not None or args.since is not None:
+            raise UsageError("--speed and --since go with --replay NAME (the recording to replay)")
+        return {}
+    options: dict[str, Any] = {"speed": 1.0}
+    if args.speed is not None:
+        try:
+            options["speed"] = None if args.speed == "max" else float(args.speed)
+        except ValueError:
+            raise UsageError(
+                f"--speed takes a number (10: ten times as fast) or 'max', got {args.speed!r}"
+            ) from None
+    if args.since is not None:
+        try:
+            options["start"] = parse_duration(args.since)
+        except ValueError as e:
+            raise UsageError(f"--since: {e}") from None
+    ReplayBroker(args.replay, **options)  # InvalidRecordingError now for a bad name or speed
+    return options
+
+
 @magics_class
 class ServiceMagics(Magics):
     """``%%service``, ``%service_stop`` and ``%services`` of one IPython shell.
@@ -130,12 +165,22 @@ class ServiceMagics(Magics):
         metavar="ClassName",
         help="Start only these classes of the cell (default: the most derived services it defines).",
     )
+    @argument(
+        "--replay",
+        metavar="NAME",
+        help="Run against a private broker fed from the recording NAME, not the live one.",
+    )
+    @argument("--speed", metavar="X", help="The replay's speed: 10 is ten times as fast; 'max' (default 1).")
+    @argument(
+        "--since", metavar="DURATION", help="Replay only the last DURATION (e.g. 10m, 1h) of the recording."
+    )
     @cell_magic
     def service(self, line: str, cell: str) -> None:
         """Run the cell, then (re)start the services it defines and show their controls."""
         from IPython.display import display
 
         args = parse_argstring(self.service, line)
+        replay_options = _replay_options(args)  # bad options fail before the cell runs
         shell = self.shell
         assert shell is not None  # a registered Magics always has its shell
         namespace = shell.user_ns
@@ -146,7 +191,12 @@ class ServiceMagics(Magics):
         exec(compile(code, filename, "exec"), namespace)
 
         classes = self._chosen(_defined_services(before, namespace), args.names)
-        controls = [ServiceControl(cls) for cls in classes]
+        controls = [
+            ReplayServiceControl(cls, ReplayBroker(args.replay, **replay_options))
+            if args.replay
+            else ServiceControl(cls)
+            for cls in classes
+        ]
         failures = _run(self._replace_and_start(controls))
         for control in controls:
             display(control)

@@ -20,12 +20,13 @@ def _ignored_notebook_folders() -> set[str]:
     return {line[len("notebooks/") :].strip("/") for line in lines if line.startswith("notebooks/")}
 
 
-def test_there_are_the_three_tour_notebooks() -> None:
+def test_there_are_the_four_tour_notebooks() -> None:
     names = [p.name for p in NOTEBOOKS]
     assert names == [
         "01_explore_live_subjects.ipynb",
         "02_prototype_a_service.ipynb",
         "03_capture_to_dataframe.ipynb",
+        "04_record_and_replay.ipynb",
     ]
 
 

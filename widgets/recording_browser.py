@@ -1,0 +1,538 @@
+"""RecordingBrowser: the recordings (JetStream streams) on the server; load, replay or delete a range.
+
+A thin view over :mod:`fastiot.history`: pick a recording to see its messages, size, time range and
+per-subject counts; pick a range (everything, the last N minutes, or between two times) and subjects;
+then load them into a table or a DataFrame, replay them at a chosen speed (with progress, pause,
+resume and stop), or delete the recording after a confirmation. Each action has a "copy as code"
+button that inserts the cell doing the same with :mod:`fastiot.history`.
+
+The list follows the server: a recording made or deleted elsewhere appears or disappears (JetStream
+advisories). If the recording shown is deleted, the browser says so and goes on with the others.
+
+Example:
+    >>> from datetime import timedelta
+    >>> from fastiot_widgets import RecordingBrowser
+    >>> browser = RecordingBrowser("plant")          # doctest: +SKIP
+    >>> browser                                      # shows it  # doctest: +SKIP
+    >>> browser.set_range(timedelta(minutes=1))      # the last minute  # doctest: +SKIP
+    >>> df = await browser.load()                    # or click "Load into DataFrame"  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from datetime import datetime
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+import traitlets
+
+from fastiot._tasks import BackgroundTasks
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.exceptions import RecordingNotFoundError
+from fastiot.history import Bound, Recording, RecordingInfo, Replay
+
+from ._code import CopyAsCode
+from ._common import ConnectionStatus, follow_connection, plural, pre_html, resolve_connection
+from ._history_code import code_for_load, code_for_record_subjects, code_for_replay
+from ._history_parts import Coalesced, ConfirmButton, RangePicker, ReplayOptions, SubjectChooser, info_html
+from .data_grid import DataGrid
+from .replay_view import ReplayProgress
+
+__all__ = ["DEFAULT_MAX_ROWS", "RecordingBrowser"]
+
+DEFAULT_MAX_ROWS = 100_000  # a load never holds more rows than this unless the person asks
+MAX_SUBJECT_RANGES = 10  # chosen subjects whose time range is read (two requests each)
+_ADVISORIES = "$JS.EVENT.ADVISORY.STREAM.*.*"
+_LIST_EVENTS = {"CREATED", "DELETED", "UPDATED"}
+_REFRESH_DELAY = 0.2  # advisories in a burst (a test suite, a script) give one refresh
+
+
+def _is_bucket_stream(recording: Recording) -> bool:
+    name = recording.name
+    return name.startswith("KV_") and recording.subjects == [f"$KV.{name[3:]}.>"]
+
+
+class RecordingBrowser(widgets.VBox):
+    """Browse the recordings on the server; load, replay and delete ranges of them.
+
+    Args:
+        recording: The recording to show first (a name); the first one on the server if None.
+        connection: The broker connection; ``None`` means the workbench connection.
+        replay_connection: Where replays publish; ``None`` publishes on ``connection`` under the
+            subject prefix in the replay box (a replay into the recorded subjects on the same broker
+            would be recorded again, and is refused).
+        max_rows: The most rows one load returns (the first ones of the range); the box can change it.
+
+    From code: ``await browser.refresh()``, ``await browser.show(name)``, ``browser.set_range(...)``,
+    ``browser.subjects = [...]``, ``await browser.load()`` (a DataFrame), ``await browser.load_table()``,
+    ``await browser.start_replay()``, ``await browser.delete_recording()``. Clicks do the same in the
+    background; a failure shows in :attr:`error`, what happened in :attr:`notice`.
+    """
+
+    recordings = traitlets.List(traitlets.Unicode(), help="The recordings on the server, by name.")
+    recording = traitlets.Unicode("", help="The name of the recording shown; '' if none.")
+    info = traitlets.Dict(
+        help="What the shown recording holds: messages, bytes, first_time, last_time, subject_counts, ..."
+    )
+    loaded_rows = traitlets.Int(0, help="Rows of the last load (in browser.frame).")
+    notice = traitlets.Unicode("", help="What the last action did, or that the recording shown was deleted.")
+    error = traitlets.Unicode("", help="Why the last action failed; '' if it did not.")
+    show_buckets = traitlets.Bool(False, help="List key-value buckets' streams (KV_*) too.")
+
+    def __init__(
+        self,
+        recording: str | None = None,
+        *,
+        connection: NatsBrokerConnection | None = None,
+        replay_connection: NatsBrokerConnection | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> None:
+        self._connection: NatsBrokerConnection | None = connection
+        self._replay_connection: NatsBrokerConnection | None = replay_connection
+        self._tasks: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        self._advisory: Any = None
+        self._refresh_soon = Coalesced(self.refresh, _REFRESH_DELAY, self._background, "list the recordings")
+        self._updating: bool = False
+        self._wanted: str | None = recording
+        self.frame: pd.DataFrame | None = None
+        """The DataFrame of the last load."""
+        self.table: DataGrid | None = None
+        """The table of the last "Load into table"."""
+        self.replay: Replay | None = None
+        """The replay started last."""
+
+        self.connection_status = ConnectionStatus()
+        self.recording_select = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="16em"))
+        self.refresh_button = widgets.Button(icon="refresh", tooltip="List the recordings again")
+        self.refresh_button.layout = widgets.Layout(width="auto")
+        self.info_view = widgets.HTML()
+        self.subject_chooser = SubjectChooser()
+        self.subject_select = self.subject_chooser.select
+        self.range_picker = RangePicker()
+        self.max_rows_input = widgets.BoundedIntText(
+            value=max_rows, min=1, max=100_000_000, description="at most", layout=widgets.Layout(width="14em")
+        )
+        self.load_table_button = widgets.Button(description="Load into table", icon="table")
+        self.load_frame_button = widgets.Button(description="Load into DataFrame", icon="download")
+        self.replay_options = ReplayOptions()
+        self.replay_button = widgets.Button(description="Replay", icon="play")
+        self.replay_view = ReplayProgress()
+        self.delete_confirmation = ConfirmButton(
+            "Delete…", lambda: self._click(self.delete_recording(), "delete")
+        )
+        self.delete_button = self.delete_confirmation.button
+        self.notice_view = widgets.HTML()
+        self.error_view = widgets.HTML()
+        self.table_box = widgets.VBox()
+        self.record_code = CopyAsCode(self._record_code, description="Record as code")
+        self.load_code = CopyAsCode(self._load_code, description="Load as code")
+        self.replay_code = CopyAsCode(self._replay_code, description="Replay as code")
+        for button in (
+            self.load_table_button,
+            self.load_frame_button,
+            self.replay_button,
+            self.record_code.button,
+            self.load_code.button,
+            self.replay_code.button,
+        ):
+            button.layout.width = "auto"
+
+        self.refresh_button.on_click(lambda _b: self._click(self.refresh(), "list the recordings"))
+        self.recording_select.observe(self._on_select, names="value")
+        self.subject_chooser.observe(self._on_subjects_chosen, names="subjects")
+        self.load_table_button.on_click(lambda _b: self._click(self.load_table(), "load"))
+        self.load_frame_button.on_click(lambda _b: self._click(self.load(), "load"))
+        self.replay_button.on_click(lambda _b: self._click(self.start_replay(), "replay"))
+        self.delete_button.on_click(lambda _b: self.ask_delete())
+        self.observe(lambda _c: self._click(self.refresh(), "list the recordings"), names="show_buckets")
+
+        box = widgets.Layout(border="1px solid #e0e0e0", padding="4px", margin="2px 0")
+        super().__init__(
+            children=[
+                widgets.HBox(
+                    [widgets.HTML("<b>Recordings</b>"), self.refresh_button, self.connection_status]
+                ),
+                widgets.HBox(
+                    [
+                        self.recording_select,
+                        widgets.VBox(
+                            [self.info_view, widgets.HBox([self.delete_button, self.record_code.button])]
+                        ),
+                    ]
+                ),
+                self.delete_confirmation,
+                self.record_code.output,
+                widgets.Box([self.subject_chooser], layout=box),
+                widgets.VBox(
+                    [
+                        self.range_picker,
+                        widgets.HBox(
+                            [
+                                self.max_rows_input,
+                                self.load_table_button,
+                                self.load_frame_button,
+                                self.load_code.button,
+                            ]
+                        ),
+                        self.load_code.output,
+                        widgets.HBox([self.replay_options, self.replay_button, self.replay_code.button]),
+                        self.replay_code.output,
+                        self.replay_view,
+                    ],
+                    layout=box,
+                ),
+                self.notice_view,
+                self.error_view,
+                self.table_box,
+            ]
+        )
+        self._render_info(None)
+        follow_connection(self.connection_status, connection, self._tasks)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a plain script: `await browser.refresh()` when a loop runs
+        self._tasks.spawn(self.refresh(), what="list the recordings")
+
+    # -- the list --------------------------------------------------------------------------------------
+
+    async def _conn(self) -> NatsBrokerConnection:
+        conn = await resolve_connection(self._connection)
+        self.connection_status.attach(conn)
+        if self._advisory is None:
+            # Made and deleted recordings show up without a click; so does the deletion of the one shown.
+            advisory = await conn.subscribe_raw(_ADVISORIES, self._on_advisory)
+            if self._advisory is None:
+                self._advisory = advisory
+            else:  # another call subscribed meanwhile
+                await advisory.unsubscribe()
+        return conn  # type: ignore[return-value]
+
+    async def refresh(self) -> list[str]:
+        """List the recordings again (and show the one chosen, or the first); returns their names."""
+        conn = await self._conn()
+        found = [
+            r for r in await Recording.list(connection=conn) if self.show_buckets or not _is_bucket_stream(r)
+        ]
+        names = [r.name for r in found]
+        self.recordings = names
+        if self._wanted and self._wanted not in names:
+            self.notice = f"there is no recording {self._wanted!r} on this server"
+            self._render_notice()
+            self._wanted = None
+        wanted = (
+            self._wanted if self._wanted in names else self.recording if self.recording in names else None
+        )
+        self._updating = True
+        try:
+            self.recording_select.options = names
+            self.recording_select.value = wanted or (names[0] if names else None)
+        finally:
+            self._updating = False
+        chosen = self.recording_select.value
+        if chosen != self.recording or (chosen and not self.info):
+            await self.show(chosen)
+        return names
+
+    async def _on_advisory(self, msg: Any) -> None:
+        tokens = msg.subject.split(".")
+        event, stream = tokens[-2], tokens[-1]
+        if event not in _LIST_EVENTS:
+            return
+        if event == "DELETED" and stream == self.recording:
+            self._gone(stream)
+        if event == "UPDATED" and stream == self.recording:
+            self._click(self.show(stream), "show the recording")  # e.g. it was stopped (sealed)
+        self._refresh_soon.request()
+
+    def _gone(self, name: str) -> None:
+        """The recording shown was deleted: say so, show nothing of it, keep the rest working."""
+        if name != self.recording:
+            return
+        self.notice = f"recording {name!r} was deleted; it is no longer on the server"
+        if self.replay is not None and self.replay.recording == name and self.replay.is_running:
+            self.replay.stop()
+        self._wanted = None
+        self.recording = ""
+        self.info = {}
+        self.delete_confirmation.cancel()
+        self._render_info(None)
+        self._render_notice()
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        if self._updating:
+            return
+        self._wanted = change["new"]
+        self._click(self.show(change["new"]), "show the recording")
+
+    # -- one recording ---------------------------------------------------------------------------------
+
+    async def show(self, name: str | None) -> RecordingInfo | None:
+        """Show the recording ``name`` (its info and subjects); None shows nothing.
+
+        Raises:
+            RecordingNotFoundError: There is no such recording (the browser says so and lists the others).
+        """
+        self.delete_confirmation.cancel()
+        if not name:
+            self.recording, self.info = "", {}
+            self._render_info(None)
+            return None
+        self._wanted = name
+        self.recording = name
+        try:
+            info = await self._current().info(connection=await self._conn())
+        except RecordingNotFoundError:
+            self._gone(name)
+            self._click(self.refresh(), "list the recordings")
+            raise
+        if self.recording != name:  # another one was chosen meanwhile
+            return info
+        self.info = {
+            "messages": info.messages,
+            "bytes": info.bytes,
+            "first_time": info.first_time,
+            "last_time": info.last_time,
+            "subjects": list(info.subjects),
+            "subject_counts": dict(info.subject_counts),
+            "recording": info.recording,
+            "max_age": info.max_age,
+        }
+        self._render_info(info)
+        return info
+
+    def _current(self, connection: NatsBrokerConnection | None = None) -> Recording:
+        if not self.recording:
+            raise RecordingNotFoundError(
+                "no recording is chosen; pick one in the list (or make one with Recording.start)", name=""
+            )
+        return Recording(self.recording, connection=connection or self._connection)
+
+    def _render_info(self, info: RecordingInfo | None) -> None:
+        for button in (
+            self.delete_button,
+            self.load_table_button,
+            self.load_frame_button,
+            self.replay_button,
+        ):
+            button.disabled = info is None
+        if info is None:
+            self.info_view.value = (
+                "<i>no recording chosen</i>"
+                if self.recordings
+                else "<i>no recordings on this server yet; make one with "
+                "<code>await Recording.start(NAME, PATTERN)</code></i>"
+            )
+            self.subject_chooser.set_counts({})
+            return
+        self.info_view.value = info_html(info)
+        self.subject_chooser.set_counts(info.subject_counts)
+
+    @property
+    def subjects(self) -> list[str]:
+        """The subjects to load and replay; empty: all of them."""
+        return list(self.subject_chooser.subjects)
+
+    @subjects.setter
+    def subjects(self, subjects: list[str]) -> None:
+        self.subject_chooser.subjects = list(subjects)
+        self.subject_chooser.set_counts(self.subject_chooser.counts)
+
+    def _on_subjects_chosen(self, _change: dict[str, Any]) -> None:
+        if self.subjects and self.recording:
+            self._click(self.show_subject_ranges(), "read the subjects' time ranges")
+
+    async def show_subject_ranges(self) -> dict[str, tuple[int, datetime | None, datetime | None]]:
+        """Read the time range of each chosen subject (the first ten) and show it."""
+        chosen = list(self.subjects)[:MAX_SUBJECT_RANGES]
+        recording, conn = self._current(), await self._conn()
+        ranges = {}
+        for subject in chosen:
+            found = await recording.subject_range(subject, connection=conn)
+            ranges[subject] = (found.messages, found.first_time, found.last_time)
+        if chosen == self.subjects[:MAX_SUBJECT_RANGES]:  # else chosen again meanwhile: that read shows
+            self.subject_chooser.show_ranges(ranges)
+        return ranges
+
+    # -- the range -------------------------------------------------------------------------------------
+
+    def set_range(self, start: Bound = None, end: Bound = None) -> None:
+        """Choose the range: nothing for everything, a timedelta for "the last ...", or datetimes.
+
+        Example:
+            >>> browser.set_range(timedelta(minutes=1))                     # doctest: +SKIP
+            >>> browser.set_range(datetime(2024, 5, 1, 8), datetime(2024, 5, 1, 9))  # doctest: +SKIP
+        """
+        self.range_picker.set_range(start, end)
+
+    @property
+    def selected_range(self) -> tuple[Bound, Bound]:
+        """``(start, end)`` as chosen, in the form Recording.to_dataframe and replay take."""
+        return self.range_picker.selected_range
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    async def load(self) -> pd.DataFrame:
+        """Load the chosen range and subjects into a DataFrame (kept in :attr:`frame` too).
+
+        Raises:
+            RecordingNotFoundError: The recording was deleted (the browser says so).
+        """
+        name, (start, end) = self.recording, self.selected_range
+        limit = self.max_rows_input.value
+        try:
+            frame = await self._current().to_dataframe(
+                start, end, subjects=self.subjects or None, max_rows=limit, connection=await self._conn()
+            )
+        except RecordingNotFoundError:
+            self._gone(name)
+            raise
+        self.frame, self.loaded_rows = frame, len(frame)
+        cut = f" (the first {limit:,} of the range; raise 'at most' for more)" if len(frame) >= limit else ""
+        self.notice = f"loaded {plural(len(frame), 'row')} of {name!r} into browser.frame{cut}"
+        self._render_notice()
+        return frame
+
+    async def load_table(self) -> DataGrid:
+        """Load the chosen range and show it in a table below the browser (sort, filter, scroll)."""
+        frame = await self.load()
+        if self.table is None:
+            self.table = DataGrid(frame)
+            self.table_box.children = [self.table]
+        else:
+            self.table.set_data(frame)
+        return self.table
+
+    async def start_replay(self) -> Replay:
+        """Replay the chosen range and subjects at the chosen speed (a replay running already is stopped).
+
+        Raises:
+            ReplayLoopError: The replay would publish into the recorded subjects on the same broker;
+                give a prefix (or a replay_connection).
+            RecordingNotFoundError: The recording was deleted (the browser says so).
+        """
+        if self.replay is not None and self.replay.is_running:
+            await self.replay.stop()
+        name, (start, end) = self.recording, self.selected_range
+        conn = await self._conn()
+        try:
+            replay = await self._current(conn).replay(
+                speed=self.replay_options.speed,
+                start=start,
+                end=end,
+                subjects=self.subjects or None,
+                connection=self._replay_connection or conn,
+                subject_prefix=self.replay_options.subject_prefix,
+            )
+        except RecordingNotFoundError:
+            self._gone(name)
+            raise
+        self.replay = replay
+        self.replay_view.attach(replay)
+        return replay
+
+    def ask_delete(self) -> None:
+        """Show the confirmation of deleting the recording shown (nothing is deleted yet)."""
+        if self.recording:
+            count = self.info.get("messages", 0)
+            self.delete_confirmation.ask(
+                f"Delete <b>{html.escape(self.recording)}</b> and its {plural(count, 'message')}? "
+                f"This cannot be undone.",
+                f"Delete {self.recording}",
+            )
+
+    async def delete_recording(self) -> None:
+        """Delete the recording shown (the stream and everything it recorded), then list the others."""
+        name = self.recording
+        self.delete_confirmation.cancel()
+        if not name:
+            return
+        if self.replay is not None and self.replay.recording == name and self.replay.is_running:
+            await self.replay.stop()
+        await self._current().delete(connection=await self._conn())
+        self._wanted = None
+        self.recording, self.info = "", {}
+        self.notice = f"deleted recording {name!r}"
+        self._render_notice()
+        await self.refresh()
+
+    # -- code ------------------------------------------------------------------------------------------
+
+    def _record_code(self) -> str:
+        return code_for_record_subjects(
+            self._current().name, self.info.get("subjects", []), max_age=self.info.get("max_age")
+        )
+
+    def _load_code(self) -> str:
+        start, end = self.selected_range
+        return code_for_load(self._current().name, start, end, self.subjects, self.max_rows_input.value)
+
+    def _replay_code(self) -> str:
+        start, end = self.selected_range
+        return code_for_replay(
+            self._current().name,
+            speed=self.replay_options.speed,
+            start=start,
+            end=end,
+            subjects=self.subjects,
+            subject_prefix=self.replay_options.subject_prefix,
+        )
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _background(self, coro: Any, what: str) -> None:
+        self._tasks.spawn(coro, what=what)
+
+    def _click(self, coro: Any, what: str) -> None:
+        self.error = ""
+        self._render_error()
+        self._tasks.spawn(coro, what=what)
+
+    def _on_task_error(self, exc: BaseException, what: str) -> None:
+        if isinstance(exc, RecordingNotFoundError) and self.notice:
+            return  # the notice says that the recording is gone
+        self.error = f"{what} failed: {type(exc).__name__}: {exc}"
+        self._render_error()
+
+    def _render_notice(self) -> None:
+        self.notice_view.value = (
+            f"<span style='color:#1565c0'>{html.escape(self.notice)}</span>" if self.notice else ""
+        )
+
+    def _render_error(self) -> None:
+        self.error_view.value = pre_html(self.error, color="#c62828", max_height="10em")
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until the work started by clicks so far is done (its errors are in :attr:`error`)."""
+        await self._tasks.wait(timeout)
+
+    def close(self) -> None:
+        """Stop following the server, stop a running replay and close the views."""
+        if "_tasks" not in self.__dict__:  # __init__ failed (ipywidgets closes on __del__)
+            return
+        self._tasks.cancel_all()
+        advisory, self._advisory = self._advisory, None
+        if advisory is not None:
+            try:
+                self._tasks.spawn(advisory.unsubscribe(), what="stop following the server")
+            except RuntimeError:
+                pass  # no loop any more: the connection is gone with it
+        if self.replay is not None and self.replay.is_running:
+            self.replay.stop()
+        for view in (
+            self.replay_view,
+            self.delete_confirmation,
+            self.range_picker,
+            self.subject_chooser,
+            self.connection_status,
+            self.record_code,
+            self.load_code,
+            self.replay_code,
+        ):
+            view.close()
+        if self.table is not None:
+            self.table.close()
+        super().close()
