@@ -137,6 +137,6 @@ def test_bad_replay_options_fail_before_the_cell_runs() -> None:
     results = execute_cells(cells, allow_errors=True)
 
     for (line, error), result in zip(BAD_OPTIONS, results[1:-1], strict=True):
-        said = result.text + " ".join(result.errors)
+        said = result.shown + " ".join(result.errors)
         assert error in said, f"%%service {line}: {said}"
     assert results[-1].text.strip() == "False", "no cell body ran"
