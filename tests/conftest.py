@@ -9,6 +9,7 @@ import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.env import NATS_CONNECTION_SETTINGS
+from fastiot.history.cli import STORE_ENV
 from fastiot.nats_server import NatsServer
 
 
@@ -17,6 +18,16 @@ def nats_server() -> Iterator[NatsServer]:
     """A real nats-server (JetStream on) for the whole session, on a free 127.0.0.1 port."""
     with NatsServer(jetstream=True) as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workbench_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The workbench's own broker keeps JetStream in a directory of this session, never in ``$HOME``."""
+    store = str(tmp_path_factory.mktemp("jetstream-store"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv(STORE_ENV, store)
+    yield store
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)
