@@ -209,3 +209,36 @@ def test_build_message_builds_what_nats_py_builds() -> None:
     assert ours is not None and theirs is not None
     fields = ("subject", "reply", "data", "headers", "_client", "_sid")
     assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
+
+
+async def test_the_read_loop_yields_after_each_full_chunk() -> None:
+    # nats-py's read loop awaits `client._ps.parse(chunk)` for every chunk it reads (and never yields while
+    # data is buffered); TolerantClient's parse lets the loop run what is ready after a full chunk.
+    nc = _nats_compat.TolerantClient()
+    ran: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(ran.append, "between full chunks")
+    await nc._ps.parse(b"+OK\r\n" * (_nats_compat.READ_CHUNK // 5 + 1))
+    assert ran == ["between full chunks"]
+    loop.call_soon(ran.append, "after the buffer was drained")
+    await nc._ps.parse(b"+OK\r\n")
+    assert ran == ["between full chunks"]  # a short chunk: nothing more is buffered, no extra yield
+    await asyncio.sleep(0)
+
+
+async def test_a_burst_of_many_chunks_arrives_whole(client: NatsClient) -> None:
+    got: list[bytes] = []
+    done = asyncio.Event()
+    count = 3 * _nats_compat.READ_CHUNK // 100
+
+    async def cb(msg: Any) -> None:
+        got.append(msg.data)
+        if len(got) == count:
+            done.set()
+
+    await client.subscribe("burst", cb=cb)
+    await client.flush()
+    for i in range(count):
+        await client.publish("burst", b"%080d" % i)
+    await asyncio.wait_for(done.wait(), WAIT)
+    assert got == [b"%080d" % i for i in range(count)]
