@@ -133,6 +133,7 @@ class SubjectBrowser(LiveView):
         self.plot: LivePlot | None = None
         self.table_max_rows: int = table_max_rows
         self._detail_due: bool = True
+        self._detail_count: int = -1  # messages at or below the selection when the pane was drawn
 
         self.pattern_box = widgets.Text(
             value=index.pattern,
@@ -496,26 +497,19 @@ class SubjectBrowser(LiveView):
             return
         now = time.monotonic()
         tree = self.tree_model
-        changed = tree.sync()
+        tree.sync(now)
         tree.resort(now, self.resort_interval)
         flat = tree.flat()
         window = self.tree_view.window()
         rows = {i: tree.row(flat[i], now) for i in window if i < len(flat)}
-        flash: set[str] = set()
-        if changed:
-            shown = {row.path for row in rows.values()}
-            for subject in changed:
-                node = tree.nodes.get(subject)
-                for up in node.ancestors() if node is not None else ():
-                    if up.path in shown:
-                        flash.add(up.path)
+        flash = tree.grown(rows)
         reset = self._flat_id != id(flat)
         self._flat_id = id(flat)
         self.tree_view.empty_text = "no subjects yet" if not len(tree) else "nothing matches the filter"
         self.tree_view.show(len(flat), rows, reset=reset, flash=sorted(flash), now_ns=time.time_ns())
         self.subject_count = tree.matching_subjects(tree.root)
         self.message_count = index.received
-        self._render_detail(changed)
+        self._render_detail()
         self._render_summary(tree)
         self._set_shows_traffic(True)  # ages and rates change without messages
 
@@ -541,16 +535,18 @@ class SubjectBrowser(LiveView):
             parts.append("<b>stopped</b>")
         self.summary_view.value = summary_html(parts)
 
-    def _render_detail(self, changed: set[str]) -> None:
+    def _render_detail(self) -> None:
         path = self.selected
         self.open_table_button.disabled = not path
-        if not self._detail_due and path not in changed:
-            return
+        node = self.tree_model.nodes.get(path)
+        count = self.tree_model.count_of(node) if node is not None else 0
+        if not self._detail_due and count == self._detail_count:
+            return  # nothing new at or below the selection
         self._detail_due = False
+        self._detail_count = count
         if not path:
             self.detail_view.detail = {}
             return
-        node = self.tree_model.nodes.get(path)
         if path not in self.index:
             if node is None:
                 self.detail_view.detail = {"path": path, "kind": "folder", "summary": _EMPTY_FOLDER}
@@ -558,9 +554,9 @@ class SubjectBrowser(LiveView):
                 self.detail_view.detail = folder_detail(
                     path,
                     subjects=node.subjects,
-                    count=node.count,
+                    count=count,
                     rate=self.tree_model.node_rate(node, time.monotonic()),
-                    last_seen_ns=node.last_seen_ns,
+                    last_seen_ns=self.tree_model.last_seen_of(node),
                 )
             return
         stats = self.index.stats(path)

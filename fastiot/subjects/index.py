@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import operator
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,8 @@ from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import SubjectEntry
 from fastiot.subjects.stats import (
     SORT_KEYS,
+    SubjectCounter,
+    SubjectCounters,
     SubjectMessage,
     SubjectStats,
     SubjectTreeNode,
@@ -66,6 +69,9 @@ _SWITCH_TIMEOUT = 5.0
 _NEVER = sys.maxsize
 
 _time_ns = time.time_ns
+_COUNT = operator.attrgetter("count")
+_BYTES = operator.attrgetter("bytes")
+_LAST_SEEN = operator.attrgetter("last_seen")
 
 # Called with the subjects that changed since the last call; an empty set means the index was cleared.
 # Subjects in the set that are no longer ``in index`` were removed (by set_pattern).
@@ -421,6 +427,39 @@ class SubjectIndex(BrokerObserver):
 
     def __getitem__(self, subject: str) -> SubjectStats:
         return self.stats(subject)
+
+    def counter(self, subject: str) -> SubjectCounter:
+        """A subject's message count, payload bytes and last-seen time, without decoding anything.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+        """
+        entry = self._entry(subject)
+        return SubjectCounter(entry.count, entry.bytes, entry.last_seen)
+
+    def counters(self) -> SubjectCounters:
+        """Every tracked subject's counters at this instant, as arrays (a few ms for 100,000 subjects).
+
+        What a view of thousands of subjects reads once per refresh: nothing is decoded, and subjects
+        keep their position (the order they were first seen) from one call to the next until
+        :meth:`clear` or a :meth:`set_pattern` that drops subjects.
+
+        Example:
+            >>> counters = SubjectIndex().counters()
+            >>> len(counters), counters.count.dtype.name
+            (0, 'int64')
+        """
+        import numpy as np
+
+        entries = self._entries
+        n = len(entries)
+        values = entries.values()
+        return SubjectCounters(
+            subjects=list(entries),
+            count=np.fromiter(map(_COUNT, values), np.int64, n),
+            bytes=np.fromiter(map(_BYTES, values), np.int64, n),
+            last_seen_ns=np.fromiter(map(_LAST_SEEN, values), np.int64, n),
+        )
 
     def _entry(self, subject: str) -> SubjectEntry:
         try:

@@ -9,6 +9,7 @@ import types
 import uuid
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fastiot import workbench
@@ -20,7 +21,7 @@ from fastiot.subjects import SubjectIndex
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets.subject_browser import subject_matcher
 from fastiot_widgets.subject_detail import hexdump
-from fastiot_widgets.subject_tree import TreeRow, describe_age
+from fastiot_widgets.subject_tree import SubjectTree, TreeRow, describe_age
 from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
@@ -498,3 +499,35 @@ def test_helpers() -> None:
         "2 d ago",
     ]
     assert hexdump(bytes(range(40)), limit=32).splitlines()[-1] == "... 8 more bytes"
+
+
+def test_the_tree_totals_and_sorts_come_from_one_snapshot_of_the_counters() -> None:
+    tree = SubjectTree()
+    for subject in ("p.b.x", "p.a.y", "p.a", "p.b.z", "q"):
+        tree.add_subject(subject)  # slots 0..4 in this order
+    tree.set_counters(np.array([1, 4, 2, 8, 16]), np.array([50, 10, 20, 40, 30]))
+
+    def totals() -> dict[str, tuple[int, int]]:
+        return {n.path: (tree.count_of(n), tree.last_seen_of(n)) for n in tree.flat()}
+
+    # A subject that is a folder too (p.a) counts its own messages and those below it.
+    assert totals() == {
+        "p": (15, 50),
+        "p.a": (6, 20),
+        "p.a.y": (4, 10),
+        "p.b": (9, 50),
+        "p.b.x": (1, 50),
+        "p.b.z": (8, 40),
+        "q": (16, 30),
+    }
+    tree.sort_by = "count"
+    tree.invalidate()
+    assert [n.path for n in tree.flat()] == ["q", "p", "p.b", "p.b.z", "p.b.x", "p.a", "p.a.y"]
+    tree.sort_by = "last_seen"
+    tree.invalidate()
+    assert [n.path for n in tree.flat()] == ["p", "p.b", "p.b.x", "p.b.z", "p.a", "p.a.y", "q"]
+    # A new snapshot changes the numbers; the order waits for the next re-sort.
+    tree.set_counters(np.array([1, 4, 2, 8, 100]), np.array([50, 10, 20, 40, 99]))
+    assert totals()["q"] == (100, 99) and tree.flat()[-1].path == "q"
+    tree.invalidate()
+    assert tree.flat()[0].path == "q"

@@ -62,6 +62,27 @@ async def test_counts_bytes_times_and_rate_per_subject(broker: NatsBrokerConnect
         index[f"{prefix}.zzz"]
 
 
+async def test_counters_read_every_subject_without_decoding_in_first_seen_order(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    junk = b"\xff not a payload"
+    async with SubjectIndex(f"{prefix}.>", broker) as index:
+        for suffix, count in (("b", 2), ("a", 3), ("b", 1)):
+            for _ in range(count):
+                await broker.publish_raw(f"{prefix}.{suffix}", junk)
+        await index.wait_for(6, timeout=5)
+        counters = index.counters()
+        one = index.counter(f"{prefix}.a")
+        assert index.stats(f"{prefix}.a").last_error is not None  # it would not decode; nobody asked
+    assert counters.subjects == [f"{prefix}.b", f"{prefix}.a"] and len(counters) == 2
+    assert counters.count.tolist() == [3, 3] and counters.count.dtype == np.int64
+    assert counters.bytes.tolist() == [3 * len(junk), 3 * len(junk)]
+    assert (one.count, one.bytes, one.last_seen_ns) == (3, 3 * len(junk), counters.last_seen_ns[1])
+    assert counters.last_seen_ns[0] > 0 and counters.last_seen_ns.dtype == np.int64
+    with pytest.raises(KeyError, match="no messages on"):
+        index.counter(f"{prefix}.zzz")
+
+
 async def test_the_tree_groups_subjects_by_tokens_with_totals(
     broker: NatsBrokerConnection, prefix: str
 ) -> None:
