@@ -40,6 +40,7 @@ __all__ = [
     "client_subscription_count",
     "current_server_uri",
     "discard_pending_publishes",
+    "flush_at_cut",
     "intercept_raw_messages",
     "parse_headers",
     "pending_msgs_limit",
@@ -93,6 +94,8 @@ class TolerantClient(NatsClient):
         """Called (on the loop, from the read loop) with each malformed message; it must not block."""
         # The read loop calls `self._ps.parse(chunk)` and nothing else parses: an instance attribute wraps it.
         self._ps.parse = self._parse_then_yield  # type: ignore[method-assign]
+        # What flush_at_cut runs when the PONG of its PING is parsed, by that PING's future.
+        self._pong_cuts: dict[asyncio.Future[Any], Callable[[], None]] = {}
 
     async def _parse_then_yield(self, data: bytes = b"") -> None:
         await Parser.parse(self._ps, data)
@@ -106,6 +109,18 @@ class TolerantClient(NatsClient):
             return await super()._process_headers(headers)
         except Exception as e:  # e.g. a status line that is not UTF-8, or a truncated header block
             return _BadHeaders(bytes(headers), e)
+
+    async def _process_pong(self) -> None:
+        if self._pongs:  # nats-py answers its PINGs' futures in order, the oldest first
+            cut = self._pong_cuts.pop(self._pongs[0], None)
+            if cut is not None:
+                try:
+                    cut()
+                except Exception:  # a failing cut must not end the read loop
+                    import logging
+
+                    logging.getLogger("fastiot.broker").exception("a flush_at_cut callback failed")
+        await super()._process_pong()
 
     def _build_message(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None
@@ -195,6 +210,39 @@ async def write_pending(client: NatsClient) -> None:
     """
     if client.is_connected:
         await client._flush_pending(force_flush=True)
+
+
+async def flush_at_cut(client: NatsClient, cut: Callable[[], None], timeout: float) -> None:
+    """Flush, and run ``cut()`` inside the read loop at the instant the server's PONG is parsed.
+
+    The server answers a PING in order with the messages it sends: at that instant every message it
+    sent before the PONG has been handed to its subscription's queue (or dropped as a slow consumer)
+    and none sent after it has. Two subscriptions' counters read in ``cut()`` therefore split one
+    stream of messages exactly, with no message on both sides (how observers hand a stream over from
+    one subscription to another). ``cut`` must be quick and must not raise. Writes the publish buffer
+    first, like ``NatsBrokerConnection.flush``.
+
+    Raises:
+        TypeError: If ``client`` is not a :class:`TolerantClient`.
+        nats.errors.ConnectionClosedError: The client is not connected.
+        nats.errors.FlushTimeoutError: No PONG within ``timeout`` seconds (``cut`` was not run).
+    """
+    import nats.errors
+
+    if not isinstance(client, TolerantClient):
+        raise TypeError(f"flush_at_cut needs a TolerantClient, got {type(client).__name__}")
+    if not client.is_connected:
+        raise nats.errors.ConnectionClosedError
+    await write_pending(client)
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    client._pong_cuts[future] = cut
+    try:
+        await client._send_ping(future)
+        await asyncio.wait_for(future, timeout)
+    except asyncio.TimeoutError:
+        raise nats.errors.FlushTimeoutError() from None
+    finally:
+        client._pong_cuts.pop(future, None)
 
 
 def subscription_id(sub: NatsSubscription) -> int:

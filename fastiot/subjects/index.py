@@ -17,21 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from fastiot.capture.export import string_array
-from fastiot.capture.observer import (
-    DEFAULT_WAIT_TIMEOUT,
-    BrokerObserver,
-    Listener,
-    MessageHandler,
-    handled_by_client,
-    unsubscribe_quietly,
-)
+from fastiot.capture.observer import DEFAULT_WAIT_TIMEOUT, BrokerObserver, Listener, MessageHandler
+from fastiot.capture.shared import shared_subscriptions
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -64,9 +57,6 @@ DEFAULT_MAX_SUBJECTS = 20_000
 # Names of untracked subjects are remembered (to count them) up to this many.
 _MAX_UNTRACKED_NAMES = 100_000
 _INBOX_PREFIX = "_INBOX."
-# set_pattern waits at most this long for the old subscription's backlog before dropping it.
-_SWITCH_TIMEOUT = 5.0
-_NEVER = sys.maxsize
 
 _time_ns = time.time_ns
 _COUNT = operator.attrgetter("count")
@@ -76,15 +66,6 @@ _LAST_SEEN = operator.attrgetter("last_seen")
 # Called with the subjects that changed since the last call; an empty set means the index was cleared.
 # Subjects in the set that are no longer ``in index`` were removed (by set_pattern).
 ChangeCallback = Callable[[set[str]], None]
-
-
-class _Switch(NamedTuple):
-    """Steers a subscription's handler while set_pattern replaces the subscription."""
-
-    end_after: Callable[[int], None]
-    """Handle only the first n messages (the replaced subscription)."""
-    skip_twins: Callable[[int, str], None]
-    """Of the first n messages, skip those matching the replaced pattern (the new subscription)."""
 
 
 class SubjectIndex(BrokerObserver):
@@ -160,14 +141,6 @@ class SubjectIndex(BrokerObserver):
         self._untracked_messages: int = 0
         self._untracked_names: set[str] = set()
         self._ignored_messages: int = 0
-        self._handled_before_clear: int = 0
-        # Messages of a replaced subscription that its successor has too (see set_pattern).
-        self._duplicates: int = 0
-        # One per subscription in _subscriptions: how set_pattern hands over from one to the next.
-        self._switches: list[_Switch] = []
-        self._planned_switches: list[_Switch] = []
-        self._subscribed_pattern: str = self._pattern
-        self._replacing: str = ""  # the pattern set_pattern replaces, while it does
         self._switching = asyncio.Lock()
         self._decode_model = value_decoder(self._msg_cls) if self._msg_cls is not None else None
 
@@ -181,36 +154,13 @@ class SubjectIndex(BrokerObserver):
     # -- the hot path -------------------------------------------------------------------------------
 
     def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
-        handler, switch = self._handler(self._replacing)
-        self._planned_switches = [switch]
-        return [(self._pattern, handler)]
+        return [(self._pattern, self._handler())]
 
-    async def start(self) -> Any:
-        """Subscribe and start counting (see :meth:`BrokerObserver.start`)."""
-        if not self._subscriptions:
-            await super().start()
-            self._switches = self._planned_switches
-            self._subscribed_pattern = self._pattern
-        return self
-
-    def _handler(self, replacing: str = "") -> tuple[MessageHandler, _Switch]:
-        """A NATS callback (counts, keeps the payload, nothing else) and how set_pattern steers it.
-
-        A handler ``replacing`` a subscription to another pattern skips the messages that one gets
-        too (twins), until set_pattern knows how many of them came before the hand-over.
-        """
+    def _handler(self) -> MessageHandler:
+        """The handler of every message: counts and keeps the payload, nothing else."""
         entries = self._entries  # cleared in place, never replaced
-        seen = 0
-        limit = _NEVER  # handle only this many (a replaced subscription)
-        twins_until = _NEVER if replacing else 0  # of the first this many, skip the twins
-        twins_pattern = replacing
 
-        async def on_msg(msg: NatsMsg) -> None:
-            nonlocal seen
-            seen += 1
-            if seen > limit or (seen <= twins_until and subject_matches(msg.subject, twins_pattern)):
-                self._duplicates += 1
-                return
+        def on_msg(msg: NatsMsg) -> None:
             subject = msg.subject
             entry = entries.get(subject)
             if entry is None:
@@ -234,15 +184,7 @@ class SubjectIndex(BrokerObserver):
             if seq >= self._trigger_seq:
                 self._wake()
 
-        def end_after(n: int) -> None:
-            nonlocal limit
-            limit = n
-
-        def skip_twins(n: int, pattern: str) -> None:
-            nonlocal twins_until, twins_pattern
-            twins_until, twins_pattern = n, pattern
-
-        return on_msg, _Switch(end_after, skip_twins)
+        return on_msg
 
     def _track(self, subject: str) -> SubjectEntry | None:
         if not self._include_inbox and subject.startswith(_INBOX_PREFIX):
@@ -255,16 +197,6 @@ class SubjectIndex(BrokerObserver):
             return None
         entry = self._entries[subject] = SubjectEntry(_time_ns(), self._history)
         return entry
-
-    def _handled_total(self) -> int:
-        return (
-            self._handled_before_clear
-            + self._received
-            + self._skipped
-            + self._untracked_messages
-            + self._ignored_messages
-            + self._duplicates
-        )
 
     # -- pause, pattern -----------------------------------------------------------------------------
 
@@ -301,37 +233,11 @@ class SubjectIndex(BrokerObserver):
         self._pattern, self._msg_cls = pattern, msg_cls
         self._decode_model = value_decoder(msg_cls) if msg_cls is not None else None
         connection = self._active_connection
-        if self._subscriptions and connection is not None:
-            old, old_switches, old_pattern = self._subscriptions, self._switches, self._subscribed_pattern
-            self._replacing = old_pattern
-            try:
-                new = await self._subscribe_plan(connection)
-            finally:
-                self._replacing = ""
-            new_switches = self._planned_switches
-            # The server now delivers a message that matches both patterns twice. Read in the same
-            # instant, these counters split the stream: the old subscription handles what it got
-            # until now (the twins of later ones come to the new one), the new one skips the twins
-            # among what it got until now. (Only the two deliveries of one message split by the
-            # instant, new one first, would go uncounted: they are adjacent on the wire.)
-            targets = [s.delivered for s in old]
-            received = [s.delivered for s in new]
-            for switch, target in zip(old_switches, targets, strict=True):
-                switch.end_after(target)
-            for switch, first in zip(new_switches, received, strict=True):
-                switch.skip_twins(first, old_pattern)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + _SWITCH_TIMEOUT
-            while any(handled_by_client(s) < t for s, t in zip(old, targets, strict=True)):
-                if loop.time() > deadline:
-                    break
-                await asyncio.sleep(0.001)
-            self._lost_before = self.lost
-            self._subscriptions, self._switches = new, new_switches
-            self._subscribed_pattern = self._pattern
-            self._handled_at_start = self._handled_total() - sum(handled_by_client(s) for s in new)
-            for subscription in old:
-                await unsubscribe_quietly(subscription)
+        if self._feeds and connection is not None:
+            # One instant splits the stream: the old feed handles what the server sent before it, the
+            # new one what came after, so a message both patterns match is counted once.
+            hub = shared_subscriptions(connection)
+            self._feeds = [await hub.replace(feed, pattern) for feed in self._feeds]
         self._drop_unmatched()
 
     def _drop_unmatched(self) -> None:
@@ -339,7 +245,6 @@ class SubjectIndex(BrokerObserver):
         for subject in dropped:
             entry = self._entries.pop(subject)
             self._received -= entry.count
-            self._handled_before_clear += entry.count
         self._untracked_names = {s for s in self._untracked_names if subject_matches(s, self._pattern)}
         if dropped and self._listeners:
             self._dirty |= dropped
@@ -639,13 +544,9 @@ class SubjectIndex(BrokerObserver):
 
     def clear(self) -> None:
         """Forget every subject and count from zero; listeners of :meth:`on_change` get an empty set."""
-        self._handled_before_clear += (
-            self._received + self._untracked_messages + self._ignored_messages + self._duplicates
-        )
         self._received = 0
         self._untracked_messages = 0
         self._ignored_messages = 0
-        self._duplicates = 0
         self._untracked_names.clear()
         self._entries.clear()
         self._dirty.clear()
