@@ -39,7 +39,7 @@ from fastiot.core.data_models import Subject
 from fastiot.subjects import SubjectIndex
 
 from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
-from ._common import plural
+from ._common import close_widgets, plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
 from .live_plot import LivePlot
 from .message_table import MessageTable
@@ -392,10 +392,9 @@ class SubjectBrowser(LiveView):
 
     def close_table(self) -> None:
         """Close the table "Open table" showed (its capture stops)."""
-        table, self.table = self.table, None
-        self.table_area.children = []
-        if table is not None:
-            table.close()
+        self.table = None
+        shown, self.table_area.children = self.table_area.children, ()
+        close_widgets(*shown)  # the table and its Close button
 
     def open_plot(self, subject: str | None = None, field: str = "value", *, new: bool = False) -> LivePlot:
         """Plot ``field`` of ``subject`` (default: the selection) live below the browser.
@@ -421,10 +420,9 @@ class SubjectBrowser(LiveView):
 
     def close_plot(self) -> None:
         """Close the plot (its subscription ends)."""
-        plot, self.plot = self.plot, None
-        self.plot_area.children = []
-        if plot is not None:
-            plot.close()
+        self.plot = None
+        shown, self.plot_area.children = self.plot_area.children, ()
+        close_widgets(*shown)  # the plot and its Close button
 
     def _recording_name(self) -> str:
         stem = "".join(c if c.isalnum() else "_" for c in self.index.pattern).strip("_") or "all"

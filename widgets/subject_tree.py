@@ -12,7 +12,6 @@ row count. Relative times ("3 s ago") tick in the browser, so an idle row costs 
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +20,7 @@ import traitlets
 
 from fastiot.subjects import SubjectIndex, SubjectMessage
 
+from ._common import front_end_file
 from ._tree import (
     DEFAULT_RESORT_INTERVAL,
     SORT_KEYS,
@@ -67,7 +67,7 @@ class SubjectTreeView(anywidget.AnyWidget):
     traitlets, which go back to the browser.
     """
 
-    _esm = pathlib.Path(__file__).with_name("subject_tree.js")
+    _esm = front_end_file("subject_tree.js")
     selected = traitlets.Unicode("", help="The selected row's path ('' for none); a click sets it.").tag(
         sync=True
     )

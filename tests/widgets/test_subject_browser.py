@@ -531,3 +531,23 @@ def test_the_tree_totals_and_sorts_come_from_one_snapshot_of_the_counters() -> N
     assert totals()["q"] == (100, 99) and tree.flat()[-1].path == "q"
     tree.invalidate()
     assert tree.flat()[0].path == "q"
+
+
+async def test_closed_views_and_their_models_are_freed(broker: NatsBrokerConnection, prefix: str) -> None:
+    # Closing a view closes every widget in it; before, its buttons (whose callbacks hold the view) stayed
+    # in ipywidgets' registry and each anywidget stayed tied to anywidget's file watcher, so a closed
+    # browser kept its 10,000 subjects' statistics for the life of the kernel.
+    import gc
+    import weakref
+
+    browser = await _browser(broker, prefix)
+    table = browser.open_table(f"{prefix}.>")
+    await table.start()
+    plot = LivePlot(f"{prefix}.press_1.temperature", "value", connection=broker)
+    await plot.start()
+    alive = [weakref.ref(x) for x in (browser, browser.index, table, table.capture, plot, plot.series)]
+    await browser.aclose()
+    await plot.aclose()
+    del browser, table, plot
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * len(alive)
