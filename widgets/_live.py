@@ -106,12 +106,15 @@ class LiveView(widgets.VBox):
 
         self.connection_status = ConnectionStatus()
         self.pause_button = widgets.Button(
-            description="Pause", icon="pause", tooltip="Ignore arriving messages", layout={"width": "auto"}
+            description="Pause",
+            icon="pause",
+            tooltip="Freeze the view (arriving messages are still counted)",
+            layout={"width": "auto"},
         )
         self.resume_button = widgets.Button(
             description="Resume",
             icon="play",
-            tooltip="Keep arriving messages again",
+            tooltip="Follow the messages again",
             layout={"width": "auto"},
         )
         self.clear_button = widgets.Button(

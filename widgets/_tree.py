@@ -3,8 +3,8 @@
 :class:`SubjectTree` keeps one node per subject token (``v1`` > ``thing`` > ``press_1`` >
 ``temperature``). The numbers of a row (messages and newest message at or below it) are not kept in
 the nodes: each render takes one snapshot of every subject's counters as arrays
-(:meth:`fastiot.subjects.SubjectIndex.counters`, nothing decoded), and a folder's totals are read from
-prefix sums over a depth-first order of the subjects, where every folder's subjects lie side by side.
+(:meth:`fastiot.subjects.SubjectIndex.counters`, nothing decoded), and a folder's totals are one numpy
+sum over the slots of the subjects below it (each folder keeps that list, extended as subjects come).
 A render therefore costs one pass over the counters in numpy plus the rows in view, however many
 subjects changed; with 10,000 subjects busy that is about a millisecond instead of a walk up the
 ancestors of each.
@@ -34,6 +34,7 @@ from fastiot.subjects import SubjectIndex
 
 __all__ = [
     "DEFAULT_RESORT_INTERVAL",
+    "MAX_NEW_PER_SYNC",
     "SORT_KEYS",
     "LiveSubjectTree",
     "SubjectTree",
@@ -49,6 +50,8 @@ DEFAULT_RESORT_INTERVAL = 2.0
 _MAX_VALUE_CHARS = 80
 # Sorting by rate compares counts over at least this many seconds (a shorter span is mostly noise).
 _RATE_SPAN = 1.0
+# New subjects added to the tree per render at most (a few ms); the rest come with the next renders, soon.
+MAX_NEW_PER_SYNC = 2_000
 _NO_COUNTS = np.zeros(0, dtype=np.int64)
 
 
@@ -56,12 +59,11 @@ class TreeNode:
     """One token of the subject hierarchy: its place in the tree and, if it is a subject, its slot."""
 
     __slots__ = (
+        "below",
         "by_name",
         "children",
         "depth",
-        "hi",
         "is_subject",
-        "lo",
         "parent",
         "path",
         "slot",
@@ -79,9 +81,7 @@ class TreeNode:
         self.is_subject: bool = False
         self.slot: int = -1  # where the subject's counters are in the snapshot arrays
         self.subjects: int = 0  # subjects at or below
-        # The node's subjects are positions lo..hi-1 of the tree's depth-first order of subjects.
-        self.lo: int = 0
-        self.hi: int = 0
+        self.below: list[int] | None = None  # a folder's subjects' slots, its own included; None: a leaf
 
     def ancestors(self) -> Iterator[TreeNode]:
         """This node, its parent, ..., up to (not including) the root."""
@@ -145,10 +145,8 @@ class SubjectTree:
         self._last_seen: np.ndarray = _NO_COUNTS
         self._flat: list[TreeNode] | None = None
         self._matching: dict[int, int] | None = None  # id(node) -> subjects matching the filter below
-        self._order: np.ndarray | None = None  # slots in depth-first order (None: number anew)
-        self._cum: np.ndarray | None = None  # prefix sums of the counts in that order
-        self._seen: np.ndarray | None = None  # last-seen times in that order
-        self._rate_cum: np.ndarray | None = None  # prefix sums of per-slot rates, for sorting by rate
+        self._below: dict[int, np.ndarray] = {}  # id(folder) -> its `below` as an array, made on use
+        self._rates: np.ndarray | None = None  # messages/s per slot, for sorting by rate
 
     def __len__(self) -> int:
         """How many subjects the tree holds."""
@@ -180,31 +178,40 @@ class SubjectTree:
         if node.is_subject:
             return False
         node.is_subject = True
-        node.slot = len(self.slots)
+        slot = node.slot = len(self.slots)
         self.slots.append(subject)
         for up in node.ancestors():
             up.subjects += 1
+            if up.below is not None:
+                up.below.append(slot)
         self.root.subjects += 1
-        self._order = None
         self.invalidate()
         return True
 
     def _make(self, subject: str) -> TreeNode:
-        parent = self.root
+        # Most new subjects are new leaves of a known folder (another sensor of a machine).
+        parent_path, _dot, token = subject.rpartition(".")
+        parent = self.nodes.get(parent_path) if parent_path else self.root
+        if parent is not None:
+            return self._child(parent, token, subject)
+        node = self.root
         path = ""
-        for depth, token in enumerate(subject.split(".")):
+        for token in subject.split("."):
             path = f"{path}.{token}" if path else token
-            child = parent.children.get(token)
-            if child is None:
-                child = parent.children[token] = self.nodes[path] = TreeNode(token, path, depth, parent)
-                parent.by_name = None
-            parent = child
-        return parent
+            child = node.children.get(token)
+            node = child if child is not None else self._child(node, token, path)
+        return node
+
+    def _child(self, parent: TreeNode, token: str, path: str) -> TreeNode:
+        if not parent.children and parent.parent is not None:  # a leaf becomes a folder
+            parent.below = [parent.slot] if parent.is_subject else []
+        child = parent.children[token] = self.nodes[path] = TreeNode(token, path, parent.depth + 1, parent)
+        parent.by_name = None
+        return child
 
     def set_counters(self, count: np.ndarray, last_seen_ns: np.ndarray) -> None:
         """The counters of every slot (int64 arrays, slot order), as of now."""
         self._count, self._last_seen = count, last_seen_ns
-        self._cum = self._seen = None
 
     def clear(self) -> None:
         """Forget every subject (folding is kept)."""
@@ -212,7 +219,8 @@ class SubjectTree:
         self.nodes.clear()
         self.slots = []
         self.set_counters(_NO_COUNTS, _NO_COUNTS)
-        self._order = self._rate_cum = None
+        self._below.clear()
+        self._rates = None
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -222,53 +230,40 @@ class SubjectTree:
 
     # -- numbers ------------------------------------------------------------------------------------
 
-    def _number(self) -> np.ndarray:
-        """Give every node its range in a depth-first order of the subjects (any order of siblings)."""
-        if self._order is None:
-            order: list[int] = []
-            stack: list[tuple[TreeNode, bool]] = [(self.root, False)]
-            while stack:  # iterative: a subject can have up to 255 tokens
-                node, done = stack.pop()
-                if done:
-                    node.hi = len(order)
-                    continue
-                node.lo = len(order)
-                if node.is_subject:
-                    order.append(node.slot)
-                stack.append((node, True))
-                stack.extend((child, False) for child in node.children.values())
-            self._order = np.array(order, dtype=np.int64)
-        return self._order
-
-    def _sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """Prefix sums of the counts, and the last-seen times, in the depth-first order."""
-        if self._cum is None or self._seen is None:
-            order = self._number()
-            count = _padded(self._count, len(self.slots))
-            self._cum = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(count[order])])
-            self._seen = _padded(self._last_seen, len(self.slots))[order]
-        return self._cum, self._seen
+    def _slots_below(self, node: TreeNode) -> np.ndarray:
+        below = node.below or []
+        array = self._below.get(id(node))
+        if array is None or len(array) != len(below):  # subjects were added below it
+            array = self._below[id(node)] = np.fromiter(below, np.int64, len(below))
+        return array[array < len(self._count)]
 
     def count_of(self, node: TreeNode) -> int:
         """Messages at or below ``node``, as of the last :meth:`set_counters`."""
-        if not node.children:
+        if node.below is None:
             return int(self._count[node.slot]) if 0 <= node.slot < len(self._count) else 0
-        cum, _seen = self._sums()
-        return int(cum[node.hi] - cum[node.lo])
+        return int(self._count[self._slots_below(node)].sum())
 
     def last_seen_of(self, node: TreeNode) -> int:
         """The newest message at or below ``node`` (ns since the epoch; 0: none), as of the last counters."""
-        if not node.children:
+        if node.below is None:
             return int(self._last_seen[node.slot]) if 0 <= node.slot < len(self._last_seen) else 0
-        _cum, seen = self._sums()
-        return int(seen[node.lo : node.hi].max()) if node.hi > node.lo else 0
+        slots = self._slots_below(node)
+        return int(self._last_seen[slots].max()) if len(slots) else 0
+
+    def _rate_of(self, node: TreeNode) -> float:
+        rates = self._rates
+        if rates is None:
+            return 0.0
+        if node.below is None:
+            return float(rates[node.slot]) if 0 <= node.slot < len(rates) else 0.0
+        slots = self._slots_below(node)
+        return float(rates[slots[slots < len(rates)]].sum())
 
     # -- the flat list ------------------------------------------------------------------------------
 
     def flat(self) -> list[TreeNode]:
         """The rows in order: depth first, children sorted, folded nodes' children left out."""
         if self._flat is None:
-            self._number()
             self._flat = []
             self._matching = self._count_matching() if self.match is not None else None
             self._walk(self.root, self._flat)
@@ -312,21 +307,18 @@ class SubjectTree:
         key = self.sort_by
         if key == "name" or len(children) < 2:
             return children
-        # One numpy pass over the siblings (10,000 of them sort in about a millisecond); a stable sort of
-        # the name order, so ties stay in name order.
-        lo = np.fromiter((c.lo for c in children), np.int64, len(children))
-        hi = np.fromiter((c.hi for c in children), np.int64, len(children))
-        if key == "count":
-            cum, _seen = self._sums()
-            values = (cum[hi] - cum[lo]).astype(np.float64)
-        elif key == "rate":
-            rate_cum = self._rate_cum
-            values = rate_cum[hi] - rate_cum[lo] if rate_cum is not None else np.zeros(len(children))
-        else:
-            _cum, seen = self._sums()
-            values = seen[lo].astype(np.float64)  # a leaf's own; a folder's is the newest below it
-            for i in np.flatnonzero(hi - lo > 1):
-                values[i] = seen[lo[i] : hi[i]].max()
+        # Leaves in one numpy pass (10,000 siblings sort in about a millisecond), folders one by one; a
+        # stable sort of the name order, so ties stay in name order.
+        value_of = {"count": self.count_of, "rate": self._rate_of}.get(key, self.last_seen_of)
+        leaf = np.fromiter((c.below is None for c in children), bool, len(children))
+        slots = np.fromiter((c.slot for c in children), np.int64, len(children))
+        per_slot = {"count": self._count, "rate": self._rates}.get(key, self._last_seen)
+        values = np.zeros(len(children), dtype=np.float64)
+        if per_slot is not None:
+            known = leaf & (slots < len(per_slot))
+            values[known] = per_slot[slots[known]]
+        for i in np.flatnonzero(~leaf):
+            values[i] = value_of(children[i])
         return [children[i] for i in np.argsort(-values, kind="stable")]
 
     def index_of(self, path: str) -> int | None:
@@ -353,13 +345,6 @@ class SubjectTree:
         return [path for path, node in self.nodes.items() if node.children]
 
 
-def _padded(values: np.ndarray, n: int) -> np.ndarray:
-    """``values`` with zeros appended up to length ``n`` (slots added after the counters were read)."""
-    if len(values) >= n:
-        return values
-    return np.concatenate([values, np.zeros(n - len(values), dtype=values.dtype)])
-
-
 def _token_order(node: TreeNode) -> tuple[bool, int, str]:
     # Numbers in numeric order (sensor_2 before sensor_10 would need more; plain numbers at least).
     token = node.token
@@ -382,14 +367,21 @@ class LiveSubjectTree(SubjectTree):
         # Counts a while ago (time, counts by slot): sorting by rate compares with them.
         self._rate_bases: list[tuple[float, np.ndarray]] = []
         self._shown: dict[str, int] = {}  # path -> count, of the rows in view at the last render
+        self.behind: int = 0  # subjects of the index not in the tree yet (added by the next syncs)
+        self._values: dict[str, tuple[int, str]] = {}  # path -> (count, inline value) of rows shown
 
     def note(self, news: set[str]) -> None:
         """What the index reported; an empty set (the index was cleared) makes the tree anew."""
         if not news:
             self.synced = False
 
-    def sync(self, now: float) -> None:
-        """Bring the tree up to date with the index: new subjects, and everybody's counters."""
+    def sync(self, now: float, limit: int | None = MAX_NEW_PER_SYNC) -> None:
+        """Bring the tree up to date with the index: new subjects, and everybody's counters.
+
+        At most ``limit`` new subjects are added per call (``None``: all), so the first look at a broker
+        with 10,000 subjects does not hold the kernel for one long render; :attr:`behind` says how many
+        are still to come.
+        """
         counters = self.index.counters()
         subjects = counters.subjects
         known = len(self.slots)
@@ -400,8 +392,9 @@ class LiveSubjectTree(SubjectTree):
             self._rate_bases.clear()
             self._folder_rates.clear()
             self.synced, known = True, 0
-        for subject in subjects[known:]:
+        for subject in subjects[known : None if limit is None else known + limit]:
             self.add_subject(subject)
+        self.behind = len(subjects) - len(self.slots)
         self.set_counters(counters.count, counters.last_seen_ns)
         bases = self._rate_bases
         if not bases or now - bases[-1][0] >= _RATE_SPAN:
@@ -413,6 +406,7 @@ class LiveSubjectTree(SubjectTree):
         before = self._shown
         grown = [row.path for row in rows.values() if row.count > before.get(row.path, row.count)]
         self._shown = {row.path: row.count for row in rows.values()}
+        self._values = {path: self._values[path] for path in self._shown if path in self._values}
         return grown
 
     def resort(self, now: float, interval: float) -> None:
@@ -420,20 +414,20 @@ class LiveSubjectTree(SubjectTree):
         if self.sort_by == "name" or now - self.resorted < interval:
             return
         if self.sort_by == "rate":
-            self._rate_cum = self._rates(now)
+            self._rates = self._slot_rates(now)
         self.resorted = now
         self.invalidate()
 
-    def _rates(self, now: float) -> np.ndarray | None:
-        """Prefix sums (depth-first order) of each subject's messages/s since a base a second or more ago."""
+    def _slot_rates(self, now: float) -> np.ndarray | None:
+        """Each subject's messages/s since a snapshot a second or more ago (by slot); None: too early."""
         base = next((b for b in reversed(self._rate_bases) if now - b[0] >= _RATE_SPAN), None)
         if base is None:
             return None  # too early to tell: name order
         then, counts_then = base
-        grown = _padded(self._count, len(self.slots)).astype(np.float64)
+        grown = self._count.astype(np.float64)
         common = min(len(grown), len(counts_then))
         grown[:common] -= counts_then[:common]
-        return np.concatenate([np.zeros(1), np.cumsum(grown[self._number()] / (now - then))])
+        return grown / (now - then)
 
     def node_rate(self, node: TreeNode, now: float) -> float:
         """A subject's rate from the index; a folder's from its count growing (looked at >= 1 s apart)."""
@@ -450,13 +444,23 @@ class LiveSubjectTree(SubjectTree):
             self._folder_rates[node.path] = (now, count, rate)
         return rate
 
+    def _value(self, subject: str) -> str:
+        """The newest payload of ``subject``, short, decoded again only when a message came."""
+        count = self.index.counter(subject).count
+        known = self._values.get(subject)
+        if known is None or known[0] != count:
+            text = short_text(self.index.last(subject).to_text(max_chars=200))
+            known = self._values[subject] = (count, text)
+        return known[1]
+
     def row(self, node: TreeNode, now: float) -> TreeRow:
         """The row of ``node`` as shown."""
         value = ""
         index = self.index
+        count = self.count_of(node)
         if node.is_subject and node.path in index:
             rate = index.rate(node.path)
-            value = short_text(index.last(node.path).to_text(max_chars=200))
+            value = self._value(node.path)
         else:
             rate = self.node_rate(node, now)
         return TreeRow(
@@ -466,7 +470,7 @@ class LiveSubjectTree(SubjectTree):
             folder=bool(node.children),
             subject=node.is_subject,
             open=node.path not in self.collapsed,
-            count=self.count_of(node),
+            count=count,
             rate=describe_rate(rate),
             last_seen_ns=self.last_seen_of(node),
             value=value,

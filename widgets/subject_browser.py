@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
 import time
@@ -52,6 +53,7 @@ from .subject_detail import (
 from .subject_tree import (
     DEFAULT_RESORT_INTERVAL,
     DEFAULT_TREE_HEIGHT,
+    MAX_NEW_PER_SYNC,
     SORT_KEYS,
     LiveSubjectTree,
     SubjectTree,
@@ -67,6 +69,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TABLE_MAX_ROWS", "SubjectBrowser", "subject_matcher"]
 
 DEFAULT_TABLE_MAX_ROWS = 10_000
+# While the tree takes in thousands of new subjects, slice after slice, this long between the slices.
+_CATCH_UP_DELAY = 0.05
 _ERROR = "#c62828"
 
 
@@ -495,7 +499,7 @@ class SubjectBrowser(LiveView):
             return
         now = time.monotonic()
         tree = self.tree_model
-        tree.sync(now)
+        tree.sync(now, MAX_NEW_PER_SYNC if _loop_running() else None)
         tree.resort(now, self.resort_interval)
         flat = tree.flat()
         window = self.tree_view.window()
@@ -510,6 +514,8 @@ class SubjectBrowser(LiveView):
         self._render_detail()
         self._render_summary(tree)
         self._set_shows_traffic(True)  # ages and rates change without messages
+        if tree.behind:  # new subjects not in the tree yet: the next slice of them soon
+            self._request_render(delay=_CATCH_UP_DELAY)
 
     _flat_id: int = 0
 
@@ -572,6 +578,14 @@ class SubjectBrowser(LiveView):
 
     def __repr__(self) -> str:
         return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _EMPTY_FOLDER = {"subjects": 0, "count": 0, "rate": "0/s", "last_seen": 0}

@@ -23,6 +23,7 @@ from fastiot.subjects import SubjectIndex, SubjectMessage
 from ._common import front_end_file
 from ._tree import (
     DEFAULT_RESORT_INTERVAL,
+    MAX_NEW_PER_SYNC,
     SORT_KEYS,
     LiveSubjectTree,
     SubjectTree,
@@ -35,6 +36,7 @@ from ._tree import (
 
 __all__ = [
     "DEFAULT_RESORT_INTERVAL",
+    "MAX_NEW_PER_SYNC",
     "SORT_KEYS",
     "LiveSubjectTree",
     "SubjectTree",

@@ -21,7 +21,7 @@ from fastiot.subjects import SubjectIndex
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets.subject_browser import subject_matcher
 from fastiot_widgets.subject_detail import hexdump
-from fastiot_widgets.subject_tree import SubjectTree, TreeRow, describe_age
+from fastiot_widgets.subject_tree import MAX_NEW_PER_SYNC, SubjectTree, TreeRow, describe_age
 from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
@@ -551,3 +551,23 @@ async def test_closed_views_and_their_models_are_freed(broker: NatsBrokerConnect
     del browser, table, plot
     gc.collect()
     assert [ref() for ref in alive] == [None] * len(alive)
+
+
+async def test_thousands_of_new_subjects_join_the_tree_a_slice_per_render(
+    nats_server: NatsServer, broker: NatsBrokerConnection, prefix: str
+) -> None:
+    # A first look at a busy broker must not hold the kernel for one long render: the tree takes new
+    # subjects in slices, a render each, soon after one another.
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    browser.pause()  # the index counts on; the tree waits
+    total = 2 * MAX_NEW_PER_SYNC + 500
+    await run_firehose(nats_server.url, prefix, count=total, subjects=total)
+    await browser.index.sync(timeout=30)
+    assert len(browser.index) == total and browser.subject_count == 0
+    seen: list[int] = []
+    browser.observe(lambda change: seen.append(change.new), names="subject_count")
+    browser.resume()
+    await wait_for_trait(browser, "subject_count", lambda n: n == total)
+    assert seen == [MAX_NEW_PER_SYNC, 2 * MAX_NEW_PER_SYNC, total]
+    await browser.aclose()
