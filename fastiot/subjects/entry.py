@@ -17,13 +17,21 @@ from fastiot.payloads import Decoded, diff, flatten
 from fastiot.rates import message_rate
 from fastiot.subjects.stats import SubjectMessage, SubjectStats, to_datetime
 
-__all__ = ["Decoder", "SubjectEntry"]
+__all__ = ["NOT_KEPT", "Decoder", "SubjectEntry"]
 
 # How the index decodes one payload of a subject: (data, subject, headers) -> Decoded.
 Decoder = Callable[[bytes, str, "Mapping[str, str] | None"], Decoded]
 
 # Numeric fields followed per subject at most (a payload with more is not a sensor reading).
 _MAX_HISTORY_FIELDS = 100
+
+
+class _NotKept(bytes):
+    """The payload of a message the index counted but could not keep within its ``max_bytes``."""
+
+
+NOT_KEPT = _NotKept()
+"""Stands for a payload not kept (compare with ``is``); it reads as empty bytes."""
 
 
 class SubjectEntry:
@@ -66,6 +74,17 @@ class SubjectEntry:
             self.headers = collections.deque([None] * (len(self.payloads) - 1), maxlen=self.payloads.maxlen)
         self.headers.append(headers)
         self.last_headers = headers
+
+    def keep_only(self, n: int) -> tuple[int, int]:
+        """Keep the newest ``n`` messages from now on; returns how many went and their payload bytes."""
+        payloads = self.payloads
+        gone = max(0, len(payloads) - n)
+        size = sum(len(payloads[k]) for k in range(gone))
+        self.times = collections.deque(self.times, maxlen=n)
+        self.payloads = collections.deque(payloads, maxlen=n)
+        if self.headers is not None:
+            self.headers = collections.deque(self.headers, maxlen=n)
+        return gone, size
 
     def _headers_at(self, k: int) -> Mapping[str, str] | None:
         return self.headers[k] if self.headers is not None else None

@@ -34,7 +34,7 @@ from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches
 from fastiot.payloads import Decoded, decode, value_decoder
 from fastiot.rates import DEFAULT_RATE_WINDOW
-from fastiot.subjects.entry import SubjectEntry
+from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
 from fastiot.subjects.stats import (
     SORT_KEYS,
     SubjectCounter,
@@ -49,11 +49,13 @@ if TYPE_CHECKING:
     import pandas as pd
     from nats.aio.msg import Msg as NatsMsg
 
-__all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
 
 # How many recent messages per subject are kept (undecoded) for the numeric history, diffs and the rate.
 DEFAULT_HISTORY = 50
 DEFAULT_MAX_SUBJECTS = 20_000
+DEFAULT_MAX_BYTES = 64 * 1024**2
+"""The payload bytes the kept messages of all subjects may hold together by default (64 MiB)."""
 # Names of untracked subjects are remembered (to count them) up to this many.
 _MAX_UNTRACKED_NAMES = 100_000
 _INBOX_PREFIX = "_INBOX."
@@ -85,6 +87,10 @@ class SubjectIndex(BrokerObserver):
         connection: The broker connection; ``None`` uses the notebook kernel's connection
             (``fastiot.workbench``), which also stops the index on ``workbench.shutdown()``.
         history: How many recent messages per subject are kept for diffs, numeric history and rate.
+        max_bytes: The payload bytes the kept messages of all subjects may hold together. When they
+            would hold more, every subject keeps fewer messages (down to its newest one), and a newest
+            message that still does not fit is counted without its payload; the messages let go early
+            are counted in :attr:`dropped_payloads`.
         max_subjects: The most subjects tracked; messages on further subjects are counted in
             :attr:`untracked_messages` and their subjects in :attr:`untracked_subjects`.
         include_inbox: Also track ``_INBOX.*`` subjects (request replies, one subject each); they are
@@ -114,6 +120,7 @@ class SubjectIndex(BrokerObserver):
         connection: NatsBrokerConnection | None = None,
         *,
         history: int = DEFAULT_HISTORY,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         max_subjects: int = DEFAULT_MAX_SUBJECTS,
         include_inbox: bool = False,
         rate_window: float = DEFAULT_RATE_WINDOW,
@@ -129,9 +136,15 @@ class SubjectIndex(BrokerObserver):
             raise ValueError(f"history must be >= 1, got {history}")
         if max_subjects < 1:
             raise ValueError(f"max_subjects must be >= 1, got {max_subjects}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         if rate_window <= 0:
             raise ValueError(f"rate_window must be > 0 seconds, got {rate_window}")
         self._history: int = history
+        self._max_bytes: int = max_bytes
+        self._keep: int = history  # messages kept per subject now (fewer once max_bytes is reached)
+        self._kept_bytes: int = 0
+        self._dropped_payloads: int = 0
         self._max_subjects: int = max_subjects
         self._include_inbox: bool = include_inbox
         self._typed: bool = typed
@@ -169,11 +182,21 @@ class SubjectIndex(BrokerObserver):
                     return
             now = _time_ns()
             data = msg.data
+            size = len(data)
             entry.count += 1
-            entry.bytes += len(data)
+            entry.bytes += size
             entry.last_seen = now
             entry.times.append(now)
-            entry.payloads.append(data)
+            payloads = entry.payloads
+            kept = self._kept_bytes + size
+            if len(payloads) == payloads.maxlen:
+                kept -= len(payloads[0])  # the append lets the oldest go
+                if self._keep < self._history:  # earlier than `history` would: max_bytes is full
+                    self._dropped_payloads += 1
+            payloads.append(data)
+            self._kept_bytes = kept
+            if kept > self._max_bytes:
+                self._shed(entry)
             headers = msg.headers
             if headers is not None or entry.headers is not None:
                 entry.note_headers(headers)
@@ -195,8 +218,23 @@ class SubjectIndex(BrokerObserver):
             if len(self._untracked_names) < _MAX_UNTRACKED_NAMES:
                 self._untracked_names.add(subject)
             return None
-        entry = self._entries[subject] = SubjectEntry(_time_ns(), self._history)
+        entry = self._entries[subject] = SubjectEntry(_time_ns(), self._keep)
         return entry
+
+    def _shed(self, newest: SubjectEntry) -> None:
+        """Keep fewer messages per subject until the payloads fit ``max_bytes`` (with room to grow)."""
+        target = self._max_bytes * 3 // 4  # so that this pass over every subject stays rare
+        while self._kept_bytes > target and self._keep > 1:
+            self._keep = max(1, min(self._keep - 1, self._keep * target // self._kept_bytes))
+            for entry in self._entries.values():
+                gone, size = entry.keep_only(self._keep)
+                self._dropped_payloads += gone
+                self._kept_bytes -= size
+        if self._kept_bytes > self._max_bytes:  # one message per subject is too much: not this payload
+            size = len(newest.payloads[-1])
+            newest.payloads[-1] = NOT_KEPT
+            self._kept_bytes -= size
+            self._dropped_payloads += 1
 
     # -- pause, pattern -----------------------------------------------------------------------------
 
@@ -245,6 +283,7 @@ class SubjectIndex(BrokerObserver):
         for subject in dropped:
             entry = self._entries.pop(subject)
             self._received -= entry.count
+            self._kept_bytes -= sum(len(p) for p in entry.payloads)
         self._untracked_names = {s for s in self._untracked_names if subject_matches(s, self._pattern)}
         if dropped and self._listeners:
             self._dirty |= dropped
@@ -303,6 +342,24 @@ class SubjectIndex(BrokerObserver):
     def received(self) -> int:
         """Messages counted in the statistics (of the subjects tracked now) since made or cleared."""
         return self._received
+
+    @property
+    def max_bytes(self) -> int:
+        """The payload bytes the kept messages of all subjects may hold together."""
+        return self._max_bytes
+
+    @property
+    def payload_bytes(self) -> int:
+        """The payload bytes the kept messages hold now (at most :attr:`max_bytes`)."""
+        return self._kept_bytes
+
+    @property
+    def dropped_payloads(self) -> int:
+        """Messages whose payload was let go before ``history`` newer ones came, to stay within ``max_bytes``.
+
+        They are counted in the statistics; only their payloads (for diffs, history, ...) are gone.
+        """
+        return self._dropped_payloads
 
     @property
     def untracked_messages(self) -> int:
@@ -410,6 +467,10 @@ class SubjectIndex(BrokerObserver):
     # -- reading: payloads --------------------------------------------------------------------------
 
     def _decode(self, data: bytes, subject: str, headers: Mapping[str, str] | None) -> Decoded:
+        if data is NOT_KEPT:
+            return Decoded(
+                "bytes", b"", f"payload not kept: the index's max_bytes ({self._max_bytes:,}) was full"
+            )
         if self._decode_model is None:
             return decode(data, subject=subject, headers=headers, typed=self._typed)
         value = self._decode_model(data, subject)
@@ -549,6 +610,7 @@ class SubjectIndex(BrokerObserver):
         self._ignored_messages = 0
         self._untracked_names.clear()
         self._entries.clear()
+        self._keep, self._kept_bytes = self._history, 0
         self._dirty.clear()
         for listener in self._listeners:
             listener.mark = set()

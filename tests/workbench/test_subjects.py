@@ -181,6 +181,31 @@ async def test_subjects_beyond_the_limit_are_counted_not_tracked(
         assert index[f"{prefix}.a"].count == 2
 
 
+async def test_kept_payloads_stay_within_max_bytes_and_what_goes_early_is_counted(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    payload = pack({"v": 1, "pad": "x" * 90})  # 100 bytes
+    async with SubjectIndex(f"{prefix}.>", broker, history=1000, max_bytes=5_000) as index:
+        for i in range(50):
+            for k in range(10):
+                await broker.publish_raw(f"{prefix}.s{k}", payload)
+        await index.sync(timeout=5)
+        kept = {s: len(index.messages(s, 1000)) for s in index.subjects}
+        # Every message is counted; fewer are kept per subject, and the payload bytes fit.
+        assert index.received == 500 and all(index.counter(s).count == 50 for s in index.subjects)
+        assert index.payload_bytes == sum(kept.values()) * len(payload) <= index.max_bytes == 5_000
+        assert sum(kept.values()) + index.dropped_payloads == 500
+        assert min(kept.values()) >= 1 and index.diff(f"{prefix}.s0") == []
+
+    # A single payload bigger than the whole budget is counted, not kept.
+    async with SubjectIndex(f"{prefix}.>", broker, max_bytes=50) as index:
+        await broker.publish_raw(f"{prefix}.big", payload)
+        await index.wait_for(1, timeout=5)
+        assert index.payload_bytes == 0 and index.dropped_payloads == 1
+        assert index.counter(f"{prefix}.big").count == 1
+        assert "max_bytes" in (index.last(f"{prefix}.big").error or "")
+
+
 async def test_inbox_subjects_are_ignored_unless_asked_for(broker: NatsBrokerConnection) -> None:
     inbox = f"_INBOX.{uuid.uuid4().hex}"
     async with (
