@@ -19,6 +19,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import ParseResult
@@ -32,6 +35,7 @@ from nats.protocol.parser import Parser
 from fastiot.exceptions import BadMessageError
 
 __all__ = [
+    "GIL_HANDOFF",
     "SUPPORTED_NATS_PY",
     "YIELD_EVERY",
     "RawMessageHandler",
@@ -51,6 +55,9 @@ __all__ = [
     "uses_tls",
     "write_pending",
 ]
+
+# How long the read loop sleeps, under a firehose, to let other threads take the GIL (see TolerantClient).
+GIL_HANDOFF = 0.0002
 
 # The nats-py versions the functions below are verified against (kept equal to pyproject.toml): 2.15.0
 # and 2.16.0 pass tests/core; 2.14 lacks lenient header decoding, below 2.14 reconnect_to_server_handler.
@@ -85,6 +92,14 @@ class TolerantClient(NatsClient):
     the subscriptions' handlers and everything else ready run between chunks, and their backlogs stay
     short. Throughput is the same; a chunk that was not full (the buffer is drained) yields nothing.
 
+    Yielding that often has a price in a process with other threads (ipykernel has its shell, iopub
+    and control threads): each turn of the event loop releases the GIL for a moment in ``select``, which
+    restarts the wait of a thread that wants the GIL before it may ask for it, so those threads starve
+    while the loop is busy, and a notebook cell's reply waits for them (tens of milliseconds, at the
+    99th percentile a hundred and more). So while chunks keep coming, the read loop sleeps for
+    :data:`GIL_HANDOFF` seconds once per switch interval (``sys.getswitchinterval()``, 5 ms): long
+    enough for a waiting thread to take the GIL, a few percent of the loop's time.
+
     ``_build_message`` is replaced, not wrapped: the hot path of every message costs what nats-py's does.
     """
 
@@ -96,10 +111,15 @@ class TolerantClient(NatsClient):
         self._ps.parse = self._parse_then_yield  # type: ignore[method-assign]
         # What flush_at_cut runs when the PONG of its PING is parsed, by that PING's future.
         self._pong_cuts: dict[asyncio.Future[Any], Callable[[], None]] = {}
+        self._handed_off: float = 0.0  # when the read loop last let other threads have the GIL
 
     async def _parse_then_yield(self, data: bytes = b"") -> None:
         await Parser.parse(self._ps, data)
         if len(data) >= READ_CHUNK:  # a full chunk: more is probably buffered, and reading it would not wait
+            now = time.perf_counter()
+            if now - self._handed_off > sys.getswitchinterval() and threading.active_count() > 1:
+                time.sleep(GIL_HANDOFF)  # noqa: ASYNC251 - blocking on purpose: the other threads' turn
+                self._handed_off = time.perf_counter()
             await asyncio.sleep(0)
 
     async def _process_headers(self, headers: Any) -> dict[str, str] | None:
