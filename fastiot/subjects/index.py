@@ -186,14 +186,14 @@ class SubjectIndex(BrokerObserver):
             entry.count += 1
             entry.bytes += size
             entry.last_seen = now
-            entry.times.append(now)
-            payloads = entry.payloads
+            ring = entry.kept
             kept = self._kept_bytes + size
-            if len(payloads) == payloads.maxlen:
-                kept -= len(payloads[0])  # the append lets the oldest go
+            if len(ring) == ring.maxlen:
+                kept -= len(ring[1])  # the appends let the oldest message go
                 if self._keep < self._history:  # earlier than `history` would: max_bytes is full
                     self._dropped_payloads += 1
-            payloads.append(data)
+            ring.append(now)
+            ring.append(data)
             self._kept_bytes = kept
             if kept > self._max_bytes:
                 self._shed(entry)
@@ -231,8 +231,8 @@ class SubjectIndex(BrokerObserver):
                 self._dropped_payloads += gone
                 self._kept_bytes -= size
         if self._kept_bytes > self._max_bytes:  # one message per subject is too much: not this payload
-            size = len(newest.payloads[-1])
-            newest.payloads[-1] = NOT_KEPT
+            size = len(newest.kept[-1])
+            newest.kept[-1] = NOT_KEPT
             self._kept_bytes -= size
             self._dropped_payloads += 1
 
@@ -283,7 +283,7 @@ class SubjectIndex(BrokerObserver):
         for subject in dropped:
             entry = self._entries.pop(subject)
             self._received -= entry.count
-            self._kept_bytes -= sum(len(p) for p in entry.payloads)
+            self._kept_bytes -= sum(map(len, entry.payloads))
         self._untracked_names = {s for s in self._untracked_names if subject_matches(s, self._pattern)}
         if dropped and self._listeners:
             self._dirty |= dropped
