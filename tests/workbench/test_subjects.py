@@ -186,7 +186,7 @@ async def test_kept_payloads_stay_within_max_bytes_and_what_goes_early_is_counte
 ) -> None:
     payload = pack({"v": 1, "pad": "x" * 90})  # 100 bytes
     async with SubjectIndex(f"{prefix}.>", broker, history=1000, max_bytes=5_000) as index:
-        for i in range(50):
+        for _ in range(50):
             for k in range(10):
                 await broker.publish_raw(f"{prefix}.s{k}", payload)
         await index.sync(timeout=5)
