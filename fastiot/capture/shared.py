@@ -121,7 +121,7 @@ class Feed:
 class _Link:
     """A feed's place in one shared subscription's fan-out: the function called per message."""
 
-    __slots__ = ("call", "counts_drops", "feed", "match", "shared", "skip_left")
+    __slots__ = ("call", "counts_drops", "exact", "feed", "match", "shared", "skip_left", "steady")
 
     def __init__(self, feed: Feed, shared: _Shared) -> None:
         self.feed: Feed = feed
@@ -129,12 +129,17 @@ class _Link:
         self.match: Callable[[str], bool] | None = (
             None if feed.pattern == shared.pattern else matcher(feed.pattern)
         )
+        # A single subject under a broader subscription: looked up by subject, not tested per message.
+        self.exact: str | None = None
+        if self.match is not None and not any(t in ("*", ">") for t in feed.pattern.split(".")):
+            self.exact = feed.pattern
+        self.steady: MessageHandler = self._steady()
+        """The feed's handler, behind its filter if the subscription's pattern is broader."""
         self.call: MessageHandler = _ignore
         self.counts_drops: bool = False
         self.skip_left: int = 0  # messages still to skip (queued before the feed's start)
 
-    def steady(self) -> MessageHandler:
-        """The feed's handler, behind its filter if the subscription's pattern is broader."""
+    def _steady(self) -> MessageHandler:
         handler, match = self.feed.handler, self.match
         if match is None:
             return handler
@@ -148,7 +153,7 @@ class _Link:
     def start_after(self, skip: int) -> None:
         """Skip the next ``skip`` messages of the subscription (queued before the cut), then deliver."""
         self.counts_drops = True
-        steady = self.steady()
+        steady = self.steady
         self.skip_left = skip
         if skip <= 0:
             self.shared.set_call(self, steady)
@@ -167,7 +172,7 @@ class _Link:
         if deliver <= 0:
             done(self)
             return
-        steady = self.steady()
+        steady = self.steady
         left = deliver
 
         def ending(msg: NatsMsg) -> None:
@@ -190,7 +195,7 @@ def _ignore(_msg: NatsMsg) -> None:
 class _Shared:
     """One NATS subscription and the feeds it delivers to."""
 
-    __slots__ = ("calls", "limits", "links", "pattern", "subscription")
+    __slots__ = ("by_subject", "calls", "limits", "links", "pattern", "subscription")
 
     def __init__(self, pattern: str, limits: Limits) -> None:
         self.pattern: str = pattern
@@ -198,22 +203,34 @@ class _Shared:
         self.subscription: Subscription | None = None
         self.links: list[_Link] = []
         self.calls: tuple[MessageHandler, ...] = ()
+        self.by_subject: dict[str, tuple[MessageHandler, ...]] = {}  # single-subject feeds, steady
 
     def add(self, link: _Link) -> None:
         self.links.append(link)
         link.feed._links.append(link)
-        self.calls = tuple(lk.call for lk in self.links)
+        self._fan_out_anew()
 
     def remove(self, link: _Link) -> None:
         if link in self.links:
             self.links.remove(link)
-            self.calls = tuple(lk.call for lk in self.links)
+            self._fan_out_anew()
         if link in link.feed._links:
             link.feed._links.remove(link)
 
     def set_call(self, link: _Link, call: MessageHandler) -> None:
         link.call = call
-        self.calls = tuple(lk.call for lk in self.links)
+        self._fan_out_anew()
+
+    def _fan_out_anew(self) -> None:
+        calls: list[MessageHandler] = []
+        by_subject: dict[str, list[MessageHandler]] = {}
+        for link in self.links:
+            if link.exact is not None and link.call is link.steady:
+                by_subject.setdefault(link.exact, []).append(link.feed.handler)
+            else:
+                calls.append(link.call)
+        self.calls = tuple(calls)
+        self.by_subject = {subject: tuple(handlers) for subject, handlers in by_subject.items()}
 
     @property
     def queued(self) -> int:
@@ -229,6 +246,12 @@ class _Shared:
                 call(msg)
             except Exception as e:  # the other feeds still get the message
                 error = error or e
+        if self.by_subject:
+            for handler in self.by_subject.get(msg.subject, ()):
+                try:
+                    handler(msg)
+                except Exception as e:
+                    error = error or e
         if error is not None:
             raise error
 
