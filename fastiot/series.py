@@ -297,14 +297,11 @@ class LiveSeries(BrokerObserver):
 
     # -- filling ------------------------------------------------------------------------------------
 
-    def _subscription_plan(self) -> list[tuple[str, Callable[[NatsMsg], Any]]]:
+    def _subscription_plan(self) -> list[tuple[str, Callable[[NatsMsg], None]]]:
         return [(pattern, self._callback(fields)) for pattern, fields in self._selections.items()]
 
-    def _handled_total(self) -> int:
-        return self._received + self._skipped
-
-    def _callback(self, fields: list[str]) -> Callable[[NatsMsg], Any]:
-        async def on_msg(msg: NatsMsg) -> None:
+    def _callback(self, fields: list[str]) -> Callable[[NatsMsg], None]:
+        def on_msg(msg: NatsMsg) -> None:
             if self._paused:
                 self._skipped += 1
                 return

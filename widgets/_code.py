@@ -30,7 +30,6 @@ import datetime as dt
 import enum
 import logging
 import math
-import pathlib
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -43,6 +42,8 @@ import traitlets
 from fastiot._callbacks import CallbackList
 from fastiot._tasks import BackgroundTasks
 from fastiot.exceptions import CodeGenerationError
+
+from ._common import front_end_file
 
 __all__ = [
     "DEFAULT_FRONTEND_TIMEOUT",
@@ -382,7 +383,7 @@ class CodeBox(anywidget.AnyWidget):
     after the click that asked for it); :attr:`copied` says whether that worked.
     """
 
-    _esm = pathlib.Path(__file__).with_name("code_box.js")
+    _esm = front_end_file("code_box.js")
     code = traitlets.Unicode("", help="The code shown ('' hides the box).").tag(sync=True)
     copied = traitlets.Bool(False, help="The front end put the current code on the clipboard.").tag(sync=True)
 
@@ -391,7 +392,7 @@ class CopyButton(anywidget.AnyWidget):
     """The "Copy as code" button (``copy_button.js``): a click first activates the notebook cell the
     button is in, so the new cell lands right below it, then tells Python (:meth:`on_click`)."""
 
-    _esm = pathlib.Path(__file__).with_name("copy_button.js")
+    _esm = front_end_file("copy_button.js")
     description = traitlets.Unicode("Copy as code", help="The button's label.").tag(sync=True)
     tooltip = traitlets.Unicode("", help="The button's tooltip.").tag(sync=True)
     disabled = traitlets.Bool(False, help="The button does nothing while disabled.").tag(sync=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import pathlib
 import traceback
 from typing import Any
 
@@ -27,8 +28,10 @@ from fastiot.core.broker_connection import BrokerConnection, ConnectionState
 __all__ = [
     "CONNECTION_STATES",
     "ConnectionStatus",
+    "close_widgets",
     "follow_connection",
     "format_exception",
+    "front_end_file",
     "plural",
     "pre_html",
     "resolve_connection",
@@ -154,6 +157,43 @@ class ConnectionStatus(widgets.HTML):
     def close(self) -> None:
         self.detach()
         super().close()
+
+
+def front_end_file(name: str) -> str:
+    """The text of a file next to this module (an anywidget's ``_esm`` or ``_css``).
+
+    Given as text, not as a ``Path``: for a ``Path`` anywidget watches the file and ties every instance
+    of the class to the watcher with a strong callback (to reload the code in place), so no closed
+    widget, and nothing it refers to (a table's 100,000 rows, say), could ever be freed.
+    """
+    return (pathlib.Path(__file__).parent / name).read_text(encoding="utf-8")
+
+
+def close_widgets(*roots: Any) -> None:
+    """Close every widget in the trees of ``roots`` (children, layouts, styles, a chart's marks...).
+
+    ipywidgets keeps each widget in its registry until the widget itself is closed, and closing a box
+    does not close what is in it: a closed view's buttons, whose callbacks hold the view, kept the view
+    and its model (10,000 subjects' statistics, say) alive for the life of the kernel.
+    """
+    seen: set[int] = set()
+    stack = [root for root in roots if isinstance(root, widgets.Widget)]
+    found: list[widgets.Widget] = []
+    while stack:
+        widget = stack.pop()
+        if id(widget) in seen:
+            continue
+        seen.add(id(widget))
+        found.append(widget)
+        for name in widget.keys:
+            value = getattr(widget, name, None)
+            if isinstance(value, dict):
+                value = list(value.values())
+            values = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in values if isinstance(v, widgets.Widget))
+    for widget in found:
+        if widget.comm is not None:  # closed already: nothing to do (its children were walked all the same)
+            widget.close()
 
 
 def follow_connection(

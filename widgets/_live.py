@@ -25,7 +25,7 @@ import traitlets
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection
 
-from ._common import ConnectionStatus, format_exception, pre_html
+from ._common import ConnectionStatus, close_widgets, format_exception, pre_html
 
 __all__ = ["DEFAULT_IDLE_REFRESH", "DEFAULT_REFRESH_INTERVAL", "LiveModel", "LiveView"]
 
@@ -106,12 +106,15 @@ class LiveView(widgets.VBox):
 
         self.connection_status = ConnectionStatus()
         self.pause_button = widgets.Button(
-            description="Pause", icon="pause", tooltip="Ignore arriving messages", layout={"width": "auto"}
+            description="Pause",
+            icon="pause",
+            tooltip="Freeze the view (arriving messages are still counted)",
+            layout={"width": "auto"},
         )
         self.resume_button = widgets.Button(
             description="Resume",
             icon="play",
-            tooltip="Keep arriving messages again",
+            tooltip="Follow the messages again",
             layout={"width": "auto"},
         )
         self.clear_button = widgets.Button(
@@ -232,6 +235,7 @@ class LiveView(widgets.VBox):
             await self._model.stop()
         await self._tasks.wait()
         super().close()
+        self._close_widgets()
 
     def close(self) -> None:
         """Stop the view's tasks and re-renders, and stop the model if the view made it."""
@@ -249,6 +253,14 @@ class LiveView(widgets.VBox):
                 else:
                     self._tasks.spawn(self._model.stop(), what="stop")
         super().close()
+        self._close_widgets()
+
+    def _close_widgets(self) -> None:
+        """Close the view's own widgets: its tree and those kept aside (a copy-as-code box, say)."""
+        if self.__dict__.get("_widgets_closed"):
+            return
+        self.__dict__["_widgets_closed"] = True
+        close_widgets(self, *(v for v in self.__dict__.values() if isinstance(v, widgets.Widget)))
 
     def _close_view(self) -> None:
         self._closed = True

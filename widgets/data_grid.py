@@ -30,7 +30,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -40,6 +39,7 @@ import traitlets
 
 from fastiot.exceptions import GridFilterError
 
+from ._common import front_end_file
 from ._grid_rows import FrameSource, RowSource, cells, column_kind, filter_mask, sort_positions
 
 __all__ = ["DEFAULT_GRID_HEIGHT", "MAX_VIEWS", "MAX_WINDOW_ROWS", "DataGrid"]
@@ -78,8 +78,8 @@ class DataGrid(anywidget.AnyWidget):
     order.
     """
 
-    _esm = Path(__file__).with_name("data_grid.js")
-    _css = Path(__file__).with_name("data_grid.css")
+    _esm = front_end_file("data_grid.js")
+    _css = front_end_file("data_grid.css")
 
     columns = traitlets.List(traitlets.Unicode(), help="The columns shown, in order.").tag(sync=True)
     column_kinds = traitlets.Dict(

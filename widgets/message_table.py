@@ -96,6 +96,9 @@ class MessageTable(LiveView):
     )
     selected_row = traitlets.Dict(help="The row clicked last, column -> value; empty if none (or evicted).")
 
+    # Pause freezes the grid and the counters; the capture keeps capturing, so they are right at Resume.
+    _pause_model = False
+
     def __init__(
         self,
         subjects: CaptureSubjects | MessageCapture,
@@ -323,6 +326,9 @@ class MessageTable(LiveView):
 
     def _render(self) -> None:
         capture = self.capture
+        if self.paused:  # the view stands still; the capture keeps capturing and counting
+            self._render_paused()
+            return
         self._update_chooser(list(dict.fromkeys([*_META_COLUMNS, *self._source.columns()])))
         self.rows = len(capture)
         self.received = capture.received
@@ -341,11 +347,23 @@ class MessageTable(LiveView):
             alarms.append(f"{self.errors:,} undecodable")
         if lost:
             alarms.append(f"{lost:,} lost (slow consumer)")
-        state = ""
-        if self.paused:
-            state = f"paused, {capture.skipped:,} skipped"
-        elif not self.running:
-            state = "stopped"
+        self._show_counters(parts, alarms, "" if self.running else "stopped")
+        self.grid.refresh()
+        self._set_shows_traffic(self.rate > 0)
+
+    def _render_paused(self) -> None:
+        """The counters as last shown, and how many messages came since (the capture has them)."""
+        since = max(0, self.capture.received - self.received)
+        parts = [
+            plural(self.rows, "row"),
+            f"{self.received:,} received",
+            f"{self.dropped:,} dropped",
+            f"{self.rate:,.1f}/s",
+        ]
+        self._show_counters(parts, [], f"paused: {plural(since, 'message')} since, still captured")
+        self._set_shows_traffic(False)
+
+    def _show_counters(self, parts: list[str], alarms: list[str], state: str) -> None:
         self.summary = " · ".join([*parts, *alarms, *([state] if state else [])])
         self.counters_view.value = summary_html(
             [
@@ -354,8 +372,6 @@ class MessageTable(LiveView):
                 *([f"<b>{html.escape(state)}</b>"] if state else []),
             ]
         )
-        self.grid.refresh()
-        self._set_shows_traffic(self.rate > 0)
 
     def close(self) -> None:
         """Stop the capture (if the table made it), the re-renders and the grid."""

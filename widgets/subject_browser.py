@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
 import time
@@ -39,7 +40,7 @@ from fastiot.core.data_models import Subject
 from fastiot.subjects import SubjectIndex
 
 from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
-from ._common import plural
+from ._common import close_widgets, plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
 from .live_plot import LivePlot
 from .message_table import MessageTable
@@ -52,6 +53,7 @@ from .subject_detail import (
 from .subject_tree import (
     DEFAULT_RESORT_INTERVAL,
     DEFAULT_TREE_HEIGHT,
+    MAX_NEW_PER_SYNC,
     SORT_KEYS,
     LiveSubjectTree,
     SubjectTree,
@@ -67,6 +69,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TABLE_MAX_ROWS", "SubjectBrowser", "subject_matcher"]
 
 DEFAULT_TABLE_MAX_ROWS = 10_000
+# While the tree takes in thousands of new subjects, slice after slice, this long between the slices.
+_CATCH_UP_DELAY = 0.05
 _ERROR = "#c62828"
 
 
@@ -133,6 +137,7 @@ class SubjectBrowser(LiveView):
         self.plot: LivePlot | None = None
         self.table_max_rows: int = table_max_rows
         self._detail_due: bool = True
+        self._detail_count: int = -1  # messages at or below the selection when the pane was drawn
 
         self.pattern_box = widgets.Text(
             value=index.pattern,
@@ -391,10 +396,9 @@ class SubjectBrowser(LiveView):
 
     def close_table(self) -> None:
         """Close the table "Open table" showed (its capture stops)."""
-        table, self.table = self.table, None
-        self.table_area.children = []
-        if table is not None:
-            table.close()
+        self.table = None
+        shown, self.table_area.children = self.table_area.children, ()
+        close_widgets(*shown)  # the table and its Close button
 
     def open_plot(self, subject: str | None = None, field: str = "value", *, new: bool = False) -> LivePlot:
         """Plot ``field`` of ``subject`` (default: the selection) live below the browser.
@@ -420,10 +424,9 @@ class SubjectBrowser(LiveView):
 
     def close_plot(self) -> None:
         """Close the plot (its subscription ends)."""
-        plot, self.plot = self.plot, None
-        self.plot_area.children = []
-        if plot is not None:
-            plot.close()
+        self.plot = None
+        shown, self.plot_area.children = self.plot_area.children, ()
+        close_widgets(*shown)  # the plot and its Close button
 
     def _recording_name(self) -> str:
         stem = "".join(c if c.isalnum() else "_" for c in self.index.pattern).strip("_") or "all"
@@ -496,28 +499,23 @@ class SubjectBrowser(LiveView):
             return
         now = time.monotonic()
         tree = self.tree_model
-        changed = tree.sync()
+        tree.sync(now, MAX_NEW_PER_SYNC if _loop_running() else None)
         tree.resort(now, self.resort_interval)
         flat = tree.flat()
         window = self.tree_view.window()
         rows = {i: tree.row(flat[i], now) for i in window if i < len(flat)}
-        flash: set[str] = set()
-        if changed:
-            shown = {row.path for row in rows.values()}
-            for subject in changed:
-                node = tree.nodes.get(subject)
-                for up in node.ancestors() if node is not None else ():
-                    if up.path in shown:
-                        flash.add(up.path)
+        flash = tree.grown(rows)
         reset = self._flat_id != id(flat)
         self._flat_id = id(flat)
         self.tree_view.empty_text = "no subjects yet" if not len(tree) else "nothing matches the filter"
         self.tree_view.show(len(flat), rows, reset=reset, flash=sorted(flash), now_ns=time.time_ns())
         self.subject_count = tree.matching_subjects(tree.root)
         self.message_count = index.received
-        self._render_detail(changed)
+        self._render_detail()
         self._render_summary(tree)
         self._set_shows_traffic(True)  # ages and rates change without messages
+        if tree.behind:  # new subjects not in the tree yet: the next slice of them soon
+            self._request_render(delay=_CATCH_UP_DELAY)
 
     _flat_id: int = 0
 
@@ -541,16 +539,18 @@ class SubjectBrowser(LiveView):
             parts.append("<b>stopped</b>")
         self.summary_view.value = summary_html(parts)
 
-    def _render_detail(self, changed: set[str]) -> None:
+    def _render_detail(self) -> None:
         path = self.selected
         self.open_table_button.disabled = not path
-        if not self._detail_due and path not in changed:
-            return
+        node = self.tree_model.nodes.get(path)
+        count = self.tree_model.count_of(node) if node is not None else 0
+        if not self._detail_due and count == self._detail_count:
+            return  # nothing new at or below the selection
         self._detail_due = False
+        self._detail_count = count
         if not path:
             self.detail_view.detail = {}
             return
-        node = self.tree_model.nodes.get(path)
         if path not in self.index:
             if node is None:
                 self.detail_view.detail = {"path": path, "kind": "folder", "summary": _EMPTY_FOLDER}
@@ -558,9 +558,9 @@ class SubjectBrowser(LiveView):
                 self.detail_view.detail = folder_detail(
                     path,
                     subjects=node.subjects,
-                    count=node.count,
+                    count=count,
                     rate=self.tree_model.node_rate(node, time.monotonic()),
-                    last_seen_ns=node.last_seen_ns,
+                    last_seen_ns=self.tree_model.last_seen_of(node),
                 )
             return
         stats = self.index.stats(path)
@@ -578,6 +578,14 @@ class SubjectBrowser(LiveView):
 
     def __repr__(self) -> str:
         return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _EMPTY_FOLDER = {"subjects": 0, "count": 0, "rate": "0/s", "last_seen": 0}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +23,8 @@ from fastiot.payloads import MISSING, Decoded, diff, flatten, model_for_subject,
 from fastiot.rates import describe_rate
 from fastiot.series import numeric_value
 from fastiot.subjects import SubjectMessage
+
+from ._common import front_end_file
 
 __all__ = ["DEFAULT_LAST_MESSAGES", "SubjectDetailView", "folder_detail", "hexdump", "subject_detail"]
 
@@ -202,8 +203,8 @@ class SubjectDetailView(anywidget.AnyWidget):
     ``{"type": "plot", "field": path}`` (a click on a numeric field's plot button).
     """
 
-    _esm = pathlib.Path(__file__).with_name("subject_detail.js")
-    _css = pathlib.Path(__file__).with_name("subject_detail.css")
+    _esm = front_end_file("subject_detail.js")
+    _css = front_end_file("subject_detail.css")
     detail = traitlets.Dict(help="What the pane shows (see subject_detail); {} shows a hint.").tag(sync=True)
     diff_pair = traitlets.List(
         traitlets.Int(), default_value=[1, 0], help="The messages diffed: indexes (0 = newest), older first."

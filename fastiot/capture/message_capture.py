@@ -220,7 +220,7 @@ class MessageCapture(BrokerObserver):
         return plan
 
     def _handler(self, decode: Callable[[bytes, str], Any], msgpack_first: bool) -> MessageHandler:
-        """The NATS callback, run for every message: decode, stage, count, nothing else.
+        """The handler, run for every message: decode, stage, count, nothing else.
 
         With ``msgpack_first`` (a pattern without a model or registered decoder) the callback unpacks
         msgpack itself and calls ``decode`` only for what is not msgpack: one call less per message.
@@ -232,7 +232,7 @@ class MessageCapture(BrokerObserver):
         time_ns = _time_ns
         unpack = unpackb
 
-        async def on_msg(msg: NatsMsg) -> None:
+        def on_msg(msg: NatsMsg) -> None:
             if self._paused:
                 self._on_paused_msg()
                 return
@@ -286,9 +286,6 @@ class MessageCapture(BrokerObserver):
         self._update_trigger()
 
     # -- counters -----------------------------------------------------------------------------------
-
-    def _handled_total(self) -> int:
-        return self._received_before_clear + self._received + self._skipped
 
     def __len__(self) -> int:
         self._flush()

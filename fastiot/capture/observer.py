@@ -1,9 +1,12 @@
 """BrokerObserver: what captures and subject indexes share — subscriptions, listeners and waiters.
 
-A subclass lists its subscriptions in :meth:`BrokerObserver._subscription_plan`, counts the messages
-its callbacks handle and calls :meth:`BrokerObserver._wake` from them when a message's seq reaches
-``_trigger_seq`` (a single comparison on the hot path). The base subscribes and unsubscribes, tells
-listeners about news (coalesced: at most once per event-loop iteration and once per listener's
+A subclass lists the patterns it wants and a handler for each in
+:meth:`BrokerObserver._subscription_plan`, counts the messages its handlers handle and calls
+:meth:`BrokerObserver._wake` from them when a message's seq reaches ``_trigger_seq`` (a single
+comparison on the hot path). Handlers are plain functions. The base gets the messages from the
+connection's shared subscriptions (:mod:`fastiot.capture.shared`: observers on one connection share
+one NATS subscription per pattern, so a browser, a table and a plot cost one delivery per message),
+tells listeners about news (coalesced: at most once per event-loop iteration and once per listener's
 ``min_interval``), lets code wait for a condition, and counts what the NATS client dropped.
 
 Example:
@@ -11,10 +14,8 @@ Example:
     >>> class Counter(BrokerObserver):
     ...     def _subscription_plan(self):
     ...         return [("v1.>", self._on_msg)]
-    ...     async def _on_msg(self, msg):
+    ...     def _on_msg(self, msg):
     ...         self._received += 1
-    ...     def _handled_total(self):
-    ...         return self._received + self._skipped
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 
 from fastiot._callbacks import is_coroutine_callable
+from fastiot.capture.shared import Feed, MessageHandler, shared_subscriptions
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.exceptions import NotRunningError, WaitTimeoutError
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg as NatsMsg
-
     from fastiot.core.subscription import RawSubscription
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "Listener",
     "MessageHandler",
     "handled_by_client",
-    "unsubscribe_quietly",
 ]
 
 DEFAULT_WAIT_TIMEOUT = 10.0
@@ -53,9 +52,6 @@ DEFAULT_WAIT_TIMEOUT = 10.0
 _NEVER = sys.maxsize
 _logger = setup_logger("capture")
 _time_ns = time.time_ns
-
-# The NATS callback of one subscription.
-MessageHandler = Callable[["NatsMsg"], Any]
 
 
 @dataclass
@@ -80,14 +76,6 @@ class _Waiter:
 def handled_by_client(subscription: RawSubscription) -> int:
     """Messages the NATS client handed to the callback of a subscription so far."""
     return subscription.delivered - subscription.pending_msgs
-
-
-async def unsubscribe_quietly(subscription: RawSubscription) -> None:
-    """Unsubscribe; a subscription whose connection is gone is gone already."""
-    try:
-        await subscription.unsubscribe()
-    except Exception:  # the connection is gone, and the subscription with it
-        pass
 
 
 class BrokerObserver:
@@ -116,7 +104,7 @@ class BrokerObserver:
         self._registered: bool = False
         self._pending_msgs_limit: int = pending_msgs_limit
         self._pending_bytes_limit: int = pending_bytes_limit
-        self._subscriptions: list[RawSubscription] = []
+        self._feeds: list[Feed] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Listener] = []
         self._waiters: list[_Waiter] = []
@@ -126,7 +114,6 @@ class BrokerObserver:
         self._timer: asyncio.TimerHandle | None = None
         self._received: int = 0
         self._skipped: int = 0
-        self._handled_at_start: int = 0
         self._lost_before: int = 0
         self._started_ns: int = 0
         self._paused: bool = False
@@ -136,11 +123,7 @@ class BrokerObserver:
     # -- what subclasses provide --------------------------------------------------------------------
 
     def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
-        """The (pattern, NATS callback) pairs to subscribe."""
-        raise NotImplementedError
-
-    def _handled_total(self) -> int:
-        """Messages the callbacks have seen since the object was made (never reset)."""
+        """The (pattern, handler) pairs to get messages of; a handler is a plain function of a nats Msg."""
         raise NotImplementedError
 
     def _listener_news(self, listener: Listener) -> Any:
@@ -152,32 +135,32 @@ class BrokerObserver:
     @property
     def is_running(self) -> bool:
         """Whether the subscriptions are active."""
-        return bool(self._subscriptions)
+        return bool(self._feeds)
 
     @property
     def connection(self) -> NatsBrokerConnection | None:
         """The broker connection in use (``None`` before the first start without an explicit one)."""
         return self._active_connection or self._connection
 
-    async def _subscribe_plan(self, connection: NatsBrokerConnection) -> list[RawSubscription]:
-        subscriptions: list[RawSubscription] = []
+    async def _subscribe_plan(self, connection: NatsBrokerConnection) -> list[Feed]:
+        """Feeds of every pattern of the plan; on return the server has the subscriptions."""
+        hub = shared_subscriptions(connection)
+        feeds: list[Feed] = []
         try:
-            for pattern, callback in self._subscription_plan():
-                subscriptions.append(
-                    await connection.subscribe_raw(
+            for pattern, handler in self._subscription_plan():
+                feeds.append(
+                    await hub.attach(
                         pattern,
-                        callback,
+                        handler,
                         pending_msgs_limit=self._pending_msgs_limit,
                         pending_bytes_limit=self._pending_bytes_limit,
                     )
                 )
-            # After the flush the server knows the subscriptions: whatever is published next is seen.
-            await connection.flush()
         except BaseException:
-            for subscription in subscriptions:
-                await unsubscribe_quietly(subscription)
+            for feed in feeds:
+                await _close_quietly(feed)
             raise
-        return subscriptions
+        return feeds
 
     async def start(self) -> Any:
         """Subscribe and start collecting. Starting a running object does nothing.
@@ -188,7 +171,7 @@ class BrokerObserver:
         Returns:
             The object itself, so ``capture = await MessageCapture(...).start()`` works.
         """
-        if self._subscriptions:
+        if self._feeds:
             return self
         connection = self._connection
         if connection is None:
@@ -197,10 +180,7 @@ class BrokerObserver:
             connection = await workbench.connection()
         self._loop = asyncio.get_running_loop()
         self._active_connection = connection
-        # Counted before subscribing: messages handled while the flush waits are this start's too,
-        # and counting them later would report them as lost.
-        self._handled_at_start = self._handled_total()
-        self._subscriptions = await self._subscribe_plan(connection)
+        self._feeds = await self._subscribe_plan(connection)
         self._started_ns = _time_ns()
         if self._connection is None:
             from fastiot import workbench
@@ -212,11 +192,11 @@ class BrokerObserver:
 
     async def stop(self) -> None:
         """Unsubscribe. What was collected stays readable; :meth:`start` continues collecting."""
-        if self._subscriptions:
+        if self._feeds:
             self._lost_before = self.lost
-            subscriptions, self._subscriptions = self._subscriptions, []
-            for subscription in subscriptions:
-                await unsubscribe_quietly(subscription)
+            feeds, self._feeds = self._feeds, []
+            for feed in feeds:
+                await _close_quietly(feed)
         if self._registered:
             self._registered = False
             from fastiot import workbench
@@ -249,11 +229,7 @@ class BrokerObserver:
         Zero unless the message rate exceeds what the callbacks handle for longer than the pending
         limits (``pending_msgs_limit`` / ``pending_bytes_limit``) can buffer.
         """
-        lost = self._lost_before
-        if self._subscriptions:
-            handled = sum(handled_by_client(s) for s in self._subscriptions)
-            lost += max(0, handled - (self._handled_total() - self._handled_at_start))
-        return lost
+        return self._lost_before + sum(feed.lost for feed in self._feeds)
 
     @property
     def skipped(self) -> int:
@@ -375,7 +351,7 @@ class BrokerObserver:
     ) -> None:
         if done():
             return
-        if not self._subscriptions:
+        if not self._feeds:
             raise NotRunningError(
                 f"the {self._what} is not running, so {describe()} will not happen; "
                 f"await start() first (or use `async with`)"
@@ -403,16 +379,24 @@ class BrokerObserver:
             WaitTimeoutError: If the backlog is not handled within ``timeout`` seconds.
             NotRunningError: If the object is not started.
         """
-        if not self._subscriptions or self._active_connection is None:
+        if not self._feeds or self._active_connection is None:
             raise NotRunningError(f"the {self._what} is not running; await start() first")
         try:
             await asyncio.wait_for(self._active_connection.flush(), timeout)
         except (asyncio.TimeoutError, nats.errors.TimeoutError):
             raise WaitTimeoutError(f"the NATS server did not answer a flush within {timeout} s") from None
-        subscriptions = list(self._subscriptions)
+        subscriptions = list({id(s): s for feed in self._feeds for s in feed.subscriptions}.values())
         target = sum(s.delivered for s in subscriptions)
 
         def done() -> bool:
             return sum(handled_by_client(s) for s in subscriptions) >= target
 
         await self._wait(done, timeout, lambda: "handling the messages already sent")
+
+
+async def _close_quietly(feed: Feed) -> None:
+    """Close a feed; one whose connection is gone is gone already."""
+    try:
+        await feed.close()
+    except Exception:  # the connection is gone, and the subscription with it
+        pass

@@ -19,17 +19,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import ParseResult
 
+from nats.aio.client import DEFAULT_BUFFER_SIZE as READ_CHUNK
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
+from nats.protocol.parser import Parser
 
 from fastiot.exceptions import BadMessageError
 
 __all__ = [
+    "GIL_HANDOFF",
     "SUPPORTED_NATS_PY",
     "YIELD_EVERY",
     "RawMessageHandler",
@@ -38,6 +44,7 @@ __all__ = [
     "client_subscription_count",
     "current_server_uri",
     "discard_pending_publishes",
+    "flush_at_cut",
     "intercept_raw_messages",
     "parse_headers",
     "pending_msgs_limit",
@@ -48,6 +55,9 @@ __all__ = [
     "uses_tls",
     "write_pending",
 ]
+
+# How long the read loop sleeps, under a firehose, to let other threads take the GIL (see TolerantClient).
+GIL_HANDOFF = 0.0002
 
 # The nats-py versions the functions below are verified against (kept equal to pyproject.toml): 2.15.0
 # and 2.16.0 pass tests/core; 2.14 lacks lenient header decoding, below 2.14 reconnect_to_server_handler.
@@ -75,6 +85,21 @@ class TolerantClient(NatsClient):
     :attr:`on_bad_message` as a :class:`~fastiot.exceptions.BadMessageError` with its raw bytes;
     the read loop goes on with the next message.
 
+    And its read loop lets the event loop breathe under a firehose: nats-py's loop reads and parses
+    chunk after chunk without ever yielding while data is buffered (awaiting a read that need not wait
+    does not suspend), so a burst of a few hundred kilobytes holds the whole loop, and every cell and
+    widget with it, for tens of milliseconds. Here, after each full chunk, the read loop yields once:
+    the subscriptions' handlers and everything else ready run between chunks, and their backlogs stay
+    short. Throughput is the same; a chunk that was not full (the buffer is drained) yields nothing.
+
+    Yielding that often has a price in a process with other threads (ipykernel has its shell, iopub
+    and control threads): each turn of the event loop releases the GIL for a moment in ``select``, which
+    restarts the wait of a thread that wants the GIL before it may ask for it, so those threads starve
+    while the loop is busy, and a notebook cell's reply waits for them (tens of milliseconds, at the
+    99th percentile a hundred and more). So while chunks keep coming, the read loop sleeps for
+    :data:`GIL_HANDOFF` seconds once per switch interval (``sys.getswitchinterval()``, 5 ms): long
+    enough for a waiting thread to take the GIL, a few percent of the loop's time.
+
     ``_build_message`` is replaced, not wrapped: the hot path of every message costs what nats-py's does.
     """
 
@@ -82,6 +107,20 @@ class TolerantClient(NatsClient):
         super().__init__()
         self.on_bad_message: BadMessageCallback | None = None
         """Called (on the loop, from the read loop) with each malformed message; it must not block."""
+        # The read loop calls `self._ps.parse(chunk)` and nothing else parses: an instance attribute wraps it.
+        self._ps.parse = self._parse_then_yield  # type: ignore[method-assign]
+        # What flush_at_cut runs when the PONG of its PING is parsed, by that PING's future.
+        self._pong_cuts: dict[asyncio.Future[Any], Callable[[], None]] = {}
+        self._handed_off: float = 0.0  # when the read loop last let other threads have the GIL
+
+    async def _parse_then_yield(self, data: bytes = b"") -> None:
+        await Parser.parse(self._ps, data)
+        if len(data) >= READ_CHUNK:  # a full chunk: more is probably buffered, and reading it would not wait
+            now = time.perf_counter()
+            if now - self._handed_off > sys.getswitchinterval() and threading.active_count() > 1:
+                time.sleep(GIL_HANDOFF)  # noqa: ASYNC251 - blocking on purpose: the other threads' turn
+                self._handed_off = time.perf_counter()
+            await asyncio.sleep(0)
 
     async def _process_headers(self, headers: Any) -> dict[str, str] | None:
         if not headers:
@@ -90,6 +129,18 @@ class TolerantClient(NatsClient):
             return await super()._process_headers(headers)
         except Exception as e:  # e.g. a status line that is not UTF-8, or a truncated header block
             return _BadHeaders(bytes(headers), e)
+
+    async def _process_pong(self) -> None:
+        if self._pongs:  # nats-py answers its PINGs' futures in order, the oldest first
+            cut = self._pong_cuts.pop(self._pongs[0], None)
+            if cut is not None:
+                try:
+                    cut()
+                except Exception:  # a failing cut must not end the read loop
+                    import logging
+
+                    logging.getLogger("fastiot.broker").exception("a flush_at_cut callback failed")
+        await super()._process_pong()
 
     def _build_message(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None
@@ -179,6 +230,39 @@ async def write_pending(client: NatsClient) -> None:
     """
     if client.is_connected:
         await client._flush_pending(force_flush=True)
+
+
+async def flush_at_cut(client: NatsClient, cut: Callable[[], None], timeout: float) -> None:
+    """Flush, and run ``cut()`` inside the read loop at the instant the server's PONG is parsed.
+
+    The server answers a PING in order with the messages it sends: at that instant every message it
+    sent before the PONG has been handed to its subscription's queue (or dropped as a slow consumer)
+    and none sent after it has. Two subscriptions' counters read in ``cut()`` therefore split one
+    stream of messages exactly, with no message on both sides (how observers hand a stream over from
+    one subscription to another). ``cut`` must be quick and must not raise. Writes the publish buffer
+    first, like ``NatsBrokerConnection.flush``.
+
+    Raises:
+        TypeError: If ``client`` is not a :class:`TolerantClient`.
+        nats.errors.ConnectionClosedError: The client is not connected.
+        nats.errors.FlushTimeoutError: No PONG within ``timeout`` seconds (``cut`` was not run).
+    """
+    import nats.errors
+
+    if not isinstance(client, TolerantClient):
+        raise TypeError(f"flush_at_cut needs a TolerantClient, got {type(client).__name__}")
+    if not client.is_connected:
+        raise nats.errors.ConnectionClosedError
+    await write_pending(client)
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    client._pong_cuts[future] = cut
+    try:
+        await client._send_ping(future)
+        await asyncio.wait_for(future, timeout)
+    except asyncio.TimeoutError:
+        raise nats.errors.FlushTimeoutError() from None
+    finally:
+        client._pong_cuts.pop(future, None)
 
 
 def subscription_id(sub: NatsSubscription) -> int:

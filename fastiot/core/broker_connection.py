@@ -319,6 +319,10 @@ class NatsBrokerConnection(BrokerConnection):
 
     async def _on_error(self, err: Exception) -> None:
         self.last_error = err
+        if isinstance(err, nats.errors.SlowConsumerError):
+            sub = self._subscriptions_by_sid.get(err.sid)
+            if isinstance(sub, RawSubscription) and sub.on_dropped is not None:
+                sub.on_dropped(err.subject)  # observers sharing the subscription count their losses
         if self._error_handler is not None:
             await self._error_handler(err)
             return

@@ -364,13 +364,20 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
 
 
 class RawSubscription(NatsBrokerSubscription):
-    """A subscription that hands each undecoded nats-py message to ``cb`` (captures, subject indexes)."""
+    """A subscription that hands each undecoded nats-py message to ``cb`` (captures, subject indexes).
+
+    Attributes:
+        on_dropped: Called (in the read loop, it must not block) with the subject of each message the
+            client dropped because this subscription's backlog was full (a slow consumer); observers
+            sharing one subscription count their losses with it.
+    """
 
     def __init__(self, cb: RawCallback, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not is_coroutine_callable(cb):
             raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
         self._cb: RawCallback = cb
+        self.on_dropped: Callable[[str], None] | None = None
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
         self.received += 1

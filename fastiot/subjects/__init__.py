@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from fastiot.exceptions import MessageNotKeptError, NotRunningError, WaitTimeoutError
 from fastiot.subjects.index import DEFAULT_HISTORY, DEFAULT_MAX_SUBJECTS, ChangeCallback, SubjectIndex
-from fastiot.subjects.stats import SORT_KEYS, SubjectMessage, SubjectStats, SubjectTreeNode, build_tree
+from fastiot.subjects.stats import (
+    SORT_KEYS,
+    SubjectCounter,
+    SubjectCounters,
+    SubjectMessage,
+    SubjectStats,
+    SubjectTreeNode,
+    build_tree,
+)
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -24,6 +32,8 @@ __all__ = [
     "ChangeCallback",
     "MessageNotKeptError",
     "NotRunningError",
+    "SubjectCounter",
+    "SubjectCounters",
     "SubjectIndex",
     "SubjectMessage",
     "SubjectStats",

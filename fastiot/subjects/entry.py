@@ -17,13 +17,21 @@ from fastiot.payloads import Decoded, diff, flatten
 from fastiot.rates import message_rate
 from fastiot.subjects.stats import SubjectMessage, SubjectStats, to_datetime
 
-__all__ = ["Decoder", "SubjectEntry"]
+__all__ = ["NOT_KEPT", "Decoder", "SubjectEntry"]
 
 # How the index decodes one payload of a subject: (data, subject, headers) -> Decoded.
 Decoder = Callable[[bytes, str, "Mapping[str, str] | None"], Decoded]
 
 # Numeric fields followed per subject at most (a payload with more is not a sensor reading).
 _MAX_HISTORY_FIELDS = 100
+
+
+class _NotKept(bytes):
+    """The payload of a message the index counted but could not keep within its ``max_bytes``."""
+
+
+NOT_KEPT = _NotKept()
+"""Stands for a payload not kept (compare with ``is``); it reads as empty bytes."""
 
 
 class SubjectEntry:
@@ -36,12 +44,11 @@ class SubjectEntry:
         "first_seen",
         "headers",
         "history",
+        "kept",
         "last",
         "last_count",
         "last_headers",
         "last_seen",
-        "payloads",
-        "times",
     )
 
     def __init__(self, now: int, history: int) -> None:
@@ -49,9 +56,9 @@ class SubjectEntry:
         self.bytes: int = 0
         self.first_seen: int = now
         self.last_seen: int = now
-        # Parallel deques, not one of tuples: long-lived tuples would each cost the garbage collector a visit.
-        self.times: collections.deque[int] = collections.deque(maxlen=history)
-        self.payloads: collections.deque[bytes] = collections.deque(maxlen=history)
+        # The newest messages as time, payload, time, payload, ... in one deque: no tuple per message, and
+        # one object per subject for the garbage collector to visit (10,000 subjects: 10,000 fewer).
+        self.kept: collections.deque[Any] = collections.deque(maxlen=2 * history)
         # Made when the first message with headers comes (most subjects never have any).
         self.headers: collections.deque[Mapping[str, str] | None] | None = None
         self.last_headers: Mapping[str, str] | None = None
@@ -60,12 +67,37 @@ class SubjectEntry:
         self.last: Decoded | None = None
         self.last_count: int = 0  # the count at which ``last`` was decoded
 
+    @property
+    def times(self) -> list[int]:
+        """Arrival times (ns) of the messages kept, oldest first."""
+        return list(itertools.islice(self.kept, 0, None, 2))
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """Payloads of the messages kept, oldest first."""
+        return list(itertools.islice(self.kept, 1, None, 2))
+
+    @property
+    def keeps(self) -> int:
+        """How many messages are kept at most."""
+        return (self.kept.maxlen or 0) // 2
+
     def note_headers(self, headers: Mapping[str, str] | None) -> None:
         """Keep the headers of the message just appended (called once a message had some)."""
         if self.headers is None:
-            self.headers = collections.deque([None] * (len(self.payloads) - 1), maxlen=self.payloads.maxlen)
+            self.headers = collections.deque([None] * (len(self.kept) // 2 - 1), maxlen=self.keeps)
         self.headers.append(headers)
         self.last_headers = headers
+
+    def keep_only(self, n: int) -> tuple[int, int]:
+        """Keep the newest ``n`` messages from now on; returns how many went and their payload bytes."""
+        kept = self.kept
+        gone = max(0, len(kept) // 2 - n)
+        size = sum(len(kept[2 * k + 1]) for k in range(gone))
+        self.kept = collections.deque(kept, maxlen=2 * n)
+        if self.headers is not None:
+            self.headers = collections.deque(self.headers, maxlen=n)
+        return gone, size
 
     def _headers_at(self, k: int) -> Mapping[str, str] | None:
         return self.headers[k] if self.headers is not None else None
@@ -79,7 +111,7 @@ class SubjectEntry:
     def last_decoded(self, subject: str, decode: Decoder) -> Decoded:
         """The newest payload decoded, once per new message."""
         if self.last is None or self.last_count != self.count:
-            self.last = decode(self.payloads[-1], subject, self.last_headers)
+            self.last = decode(self.kept[-1], subject, self.last_headers)
             self.last_count = self.count
         return self.last
 
@@ -90,6 +122,7 @@ class SubjectEntry:
             return
         self.decoded_count = self.count
         payloads = self.payloads
+        keeps = self.keeps
         newest = len(payloads) - 1
         for k in range(max(0, len(payloads) - new), len(payloads)):
             decoded = decode(payloads[k], subject, self._headers_at(k))
@@ -104,7 +137,7 @@ class SubjectEntry:
                 if values is None:
                     if len(self.history) >= _MAX_HISTORY_FIELDS:
                         continue
-                    values = self.history[name] = collections.deque(maxlen=payloads.maxlen)
+                    values = self.history[name] = collections.deque(maxlen=keeps)
                 values.append(value)
 
     def snapshot(self, subject: str, decode: Decoder, now: int, window_ns: int) -> SubjectStats:
@@ -131,17 +164,17 @@ class SubjectEntry:
         """The newest ``n`` (receive time, raw payload) pairs, newest first."""
         if n <= 0:
             return []
-        times = list(itertools.islice(reversed(self.times), n))
-        payloads = list(itertools.islice(reversed(self.payloads), n))
-        return [(to_datetime(t), p) for t, p in zip(times, payloads, strict=True)]
+        newest = list(itertools.islice(reversed(self.kept), 2 * n))  # payload, time, payload, time, ...
+        return [(to_datetime(t), p) for p, t in zip(newest[0::2], newest[1::2], strict=True)]
 
     def messages(self, subject: str, n: int, decode: Decoder) -> list[SubjectMessage]:
         """The newest ``n`` messages decoded, with their headers, newest first."""
-        newest = len(self.payloads) - 1
+        kept = self.kept
+        newest = len(kept) // 2 - 1
         found = []
         for k in range(newest, newest - min(max(0, n), newest + 1), -1):
-            data, headers = self.payloads[k], self._headers_at(k)
-            received_at = to_datetime(self.times[k])
+            data, headers = kept[2 * k + 1], self._headers_at(k)
+            received_at = to_datetime(kept[2 * k])
             decoded = decode(data, subject, headers)
             kept_headers = dict(headers) if headers else None
             found.append(SubjectMessage(subject, received_at, data, kept_headers, decoded))
@@ -153,7 +186,7 @@ class SubjectEntry:
         Raises:
             MessageNotKeptError: If fewer messages are kept than the positions need.
         """
-        kept = len(self.payloads)
+        kept = len(self.kept) // 2
         if not (0 <= older < kept and 0 <= newer < kept):
             raise MessageNotKeptError(
                 f"{subject!r} has {kept} message(s) kept (positions 0..{kept - 1}, newest first), so "
@@ -162,6 +195,6 @@ class SubjectEntry:
 
         def value(position: int) -> Any:
             k = kept - 1 - position
-            return decode(self.payloads[k], subject, self._headers_at(k)).value
+            return decode(self.kept[2 * k + 1], subject, self._headers_at(k)).value
 
         return diff(value(older), value(newer))

@@ -16,21 +16,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import sys
+import operator
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from fastiot.capture.export import string_array
-from fastiot.capture.observer import (
-    DEFAULT_WAIT_TIMEOUT,
-    BrokerObserver,
-    Listener,
-    MessageHandler,
-    handled_by_client,
-    unsubscribe_quietly,
-)
+from fastiot.capture.observer import DEFAULT_WAIT_TIMEOUT, BrokerObserver, Listener, MessageHandler
+from fastiot.capture.shared import shared_subscriptions
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -40,9 +34,11 @@ from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches
 from fastiot.payloads import Decoded, decode, value_decoder
 from fastiot.rates import DEFAULT_RATE_WINDOW
-from fastiot.subjects.entry import SubjectEntry
+from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
 from fastiot.subjects.stats import (
     SORT_KEYS,
+    SubjectCounter,
+    SubjectCounters,
     SubjectMessage,
     SubjectStats,
     SubjectTreeNode,
@@ -53,32 +49,25 @@ if TYPE_CHECKING:
     import pandas as pd
     from nats.aio.msg import Msg as NatsMsg
 
-__all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
 
 # How many recent messages per subject are kept (undecoded) for the numeric history, diffs and the rate.
 DEFAULT_HISTORY = 50
 DEFAULT_MAX_SUBJECTS = 20_000
+DEFAULT_MAX_BYTES = 64 * 1024**2
+"""The payload bytes the kept messages of all subjects may hold together by default (64 MiB)."""
 # Names of untracked subjects are remembered (to count them) up to this many.
 _MAX_UNTRACKED_NAMES = 100_000
 _INBOX_PREFIX = "_INBOX."
-# set_pattern waits at most this long for the old subscription's backlog before dropping it.
-_SWITCH_TIMEOUT = 5.0
-_NEVER = sys.maxsize
 
 _time_ns = time.time_ns
+_COUNT = operator.attrgetter("count")
+_BYTES = operator.attrgetter("bytes")
+_LAST_SEEN = operator.attrgetter("last_seen")
 
 # Called with the subjects that changed since the last call; an empty set means the index was cleared.
 # Subjects in the set that are no longer ``in index`` were removed (by set_pattern).
 ChangeCallback = Callable[[set[str]], None]
-
-
-class _Switch(NamedTuple):
-    """Steers a subscription's handler while set_pattern replaces the subscription."""
-
-    end_after: Callable[[int], None]
-    """Handle only the first n messages (the replaced subscription)."""
-    skip_twins: Callable[[int, str], None]
-    """Of the first n messages, skip those matching the replaced pattern (the new subscription)."""
 
 
 class SubjectIndex(BrokerObserver):
@@ -98,6 +87,10 @@ class SubjectIndex(BrokerObserver):
         connection: The broker connection; ``None`` uses the notebook kernel's connection
             (``fastiot.workbench``), which also stops the index on ``workbench.shutdown()``.
         history: How many recent messages per subject are kept for diffs, numeric history and rate.
+        max_bytes: The payload bytes the kept messages of all subjects may hold together. When they
+            would hold more, every subject keeps fewer messages (down to its newest one), and a newest
+            message that still does not fit is counted without its payload; the messages let go early
+            are counted in :attr:`dropped_payloads`.
         max_subjects: The most subjects tracked; messages on further subjects are counted in
             :attr:`untracked_messages` and their subjects in :attr:`untracked_subjects`.
         include_inbox: Also track ``_INBOX.*`` subjects (request replies, one subject each); they are
@@ -127,6 +120,7 @@ class SubjectIndex(BrokerObserver):
         connection: NatsBrokerConnection | None = None,
         *,
         history: int = DEFAULT_HISTORY,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         max_subjects: int = DEFAULT_MAX_SUBJECTS,
         include_inbox: bool = False,
         rate_window: float = DEFAULT_RATE_WINDOW,
@@ -142,9 +136,15 @@ class SubjectIndex(BrokerObserver):
             raise ValueError(f"history must be >= 1, got {history}")
         if max_subjects < 1:
             raise ValueError(f"max_subjects must be >= 1, got {max_subjects}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         if rate_window <= 0:
             raise ValueError(f"rate_window must be > 0 seconds, got {rate_window}")
         self._history: int = history
+        self._max_bytes: int = max_bytes
+        self._keep: int = history  # messages kept per subject now (fewer once max_bytes is reached)
+        self._kept_bytes: int = 0
+        self._dropped_payloads: int = 0
         self._max_subjects: int = max_subjects
         self._include_inbox: bool = include_inbox
         self._typed: bool = typed
@@ -154,14 +154,6 @@ class SubjectIndex(BrokerObserver):
         self._untracked_messages: int = 0
         self._untracked_names: set[str] = set()
         self._ignored_messages: int = 0
-        self._handled_before_clear: int = 0
-        # Messages of a replaced subscription that its successor has too (see set_pattern).
-        self._duplicates: int = 0
-        # One per subscription in _subscriptions: how set_pattern hands over from one to the next.
-        self._switches: list[_Switch] = []
-        self._planned_switches: list[_Switch] = []
-        self._subscribed_pattern: str = self._pattern
-        self._replacing: str = ""  # the pattern set_pattern replaces, while it does
         self._switching = asyncio.Lock()
         self._decode_model = value_decoder(self._msg_cls) if self._msg_cls is not None else None
 
@@ -175,36 +167,13 @@ class SubjectIndex(BrokerObserver):
     # -- the hot path -------------------------------------------------------------------------------
 
     def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
-        handler, switch = self._handler(self._replacing)
-        self._planned_switches = [switch]
-        return [(self._pattern, handler)]
+        return [(self._pattern, self._handler())]
 
-    async def start(self) -> Any:
-        """Subscribe and start counting (see :meth:`BrokerObserver.start`)."""
-        if not self._subscriptions:
-            await super().start()
-            self._switches = self._planned_switches
-            self._subscribed_pattern = self._pattern
-        return self
-
-    def _handler(self, replacing: str = "") -> tuple[MessageHandler, _Switch]:
-        """A NATS callback (counts, keeps the payload, nothing else) and how set_pattern steers it.
-
-        A handler ``replacing`` a subscription to another pattern skips the messages that one gets
-        too (twins), until set_pattern knows how many of them came before the hand-over.
-        """
+    def _handler(self) -> MessageHandler:
+        """The handler of every message: counts and keeps the payload, nothing else."""
         entries = self._entries  # cleared in place, never replaced
-        seen = 0
-        limit = _NEVER  # handle only this many (a replaced subscription)
-        twins_until = _NEVER if replacing else 0  # of the first this many, skip the twins
-        twins_pattern = replacing
 
-        async def on_msg(msg: NatsMsg) -> None:
-            nonlocal seen
-            seen += 1
-            if seen > limit or (seen <= twins_until and subject_matches(msg.subject, twins_pattern)):
-                self._duplicates += 1
-                return
+        def on_msg(msg: NatsMsg) -> None:
             subject = msg.subject
             entry = entries.get(subject)
             if entry is None:
@@ -213,11 +182,21 @@ class SubjectIndex(BrokerObserver):
                     return
             now = _time_ns()
             data = msg.data
+            size = len(data)
             entry.count += 1
-            entry.bytes += len(data)
+            entry.bytes += size
             entry.last_seen = now
-            entry.times.append(now)
-            entry.payloads.append(data)
+            ring = entry.kept
+            kept = self._kept_bytes + size
+            if len(ring) == ring.maxlen:
+                kept -= len(ring[1])  # the appends let the oldest message go
+                if self._keep < self._history:  # earlier than `history` would: max_bytes is full
+                    self._dropped_payloads += 1
+            ring.append(now)
+            ring.append(data)
+            self._kept_bytes = kept
+            if kept > self._max_bytes:
+                self._shed(entry)
             headers = msg.headers
             if headers is not None or entry.headers is not None:
                 entry.note_headers(headers)
@@ -228,15 +207,7 @@ class SubjectIndex(BrokerObserver):
             if seq >= self._trigger_seq:
                 self._wake()
 
-        def end_after(n: int) -> None:
-            nonlocal limit
-            limit = n
-
-        def skip_twins(n: int, pattern: str) -> None:
-            nonlocal twins_until, twins_pattern
-            twins_until, twins_pattern = n, pattern
-
-        return on_msg, _Switch(end_after, skip_twins)
+        return on_msg
 
     def _track(self, subject: str) -> SubjectEntry | None:
         if not self._include_inbox and subject.startswith(_INBOX_PREFIX):
@@ -247,18 +218,23 @@ class SubjectIndex(BrokerObserver):
             if len(self._untracked_names) < _MAX_UNTRACKED_NAMES:
                 self._untracked_names.add(subject)
             return None
-        entry = self._entries[subject] = SubjectEntry(_time_ns(), self._history)
+        entry = self._entries[subject] = SubjectEntry(_time_ns(), self._keep)
         return entry
 
-    def _handled_total(self) -> int:
-        return (
-            self._handled_before_clear
-            + self._received
-            + self._skipped
-            + self._untracked_messages
-            + self._ignored_messages
-            + self._duplicates
-        )
+    def _shed(self, newest: SubjectEntry) -> None:
+        """Keep fewer messages per subject until the payloads fit ``max_bytes`` (with room to grow)."""
+        target = self._max_bytes * 3 // 4  # so that this pass over every subject stays rare
+        while self._kept_bytes > target and self._keep > 1:
+            self._keep = max(1, min(self._keep - 1, self._keep * target // self._kept_bytes))
+            for entry in self._entries.values():
+                gone, size = entry.keep_only(self._keep)
+                self._dropped_payloads += gone
+                self._kept_bytes -= size
+        if self._kept_bytes > self._max_bytes:  # one message per subject is too much: not this payload
+            size = len(newest.kept[-1])
+            newest.kept[-1] = NOT_KEPT
+            self._kept_bytes -= size
+            self._dropped_payloads += 1
 
     # -- pause, pattern -----------------------------------------------------------------------------
 
@@ -295,37 +271,11 @@ class SubjectIndex(BrokerObserver):
         self._pattern, self._msg_cls = pattern, msg_cls
         self._decode_model = value_decoder(msg_cls) if msg_cls is not None else None
         connection = self._active_connection
-        if self._subscriptions and connection is not None:
-            old, old_switches, old_pattern = self._subscriptions, self._switches, self._subscribed_pattern
-            self._replacing = old_pattern
-            try:
-                new = await self._subscribe_plan(connection)
-            finally:
-                self._replacing = ""
-            new_switches = self._planned_switches
-            # The server now delivers a message that matches both patterns twice. Read in the same
-            # instant, these counters split the stream: the old subscription handles what it got
-            # until now (the twins of later ones come to the new one), the new one skips the twins
-            # among what it got until now. (Only the two deliveries of one message split by the
-            # instant, new one first, would go uncounted: they are adjacent on the wire.)
-            targets = [s.delivered for s in old]
-            received = [s.delivered for s in new]
-            for switch, target in zip(old_switches, targets, strict=True):
-                switch.end_after(target)
-            for switch, first in zip(new_switches, received, strict=True):
-                switch.skip_twins(first, old_pattern)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + _SWITCH_TIMEOUT
-            while any(handled_by_client(s) < t for s, t in zip(old, targets, strict=True)):
-                if loop.time() > deadline:
-                    break
-                await asyncio.sleep(0.001)
-            self._lost_before = self.lost
-            self._subscriptions, self._switches = new, new_switches
-            self._subscribed_pattern = self._pattern
-            self._handled_at_start = self._handled_total() - sum(handled_by_client(s) for s in new)
-            for subscription in old:
-                await unsubscribe_quietly(subscription)
+        if self._feeds and connection is not None:
+            # One instant splits the stream: the old feed handles what the server sent before it, the
+            # new one what came after, so a message both patterns match is counted once.
+            hub = shared_subscriptions(connection)
+            self._feeds = [await hub.replace(feed, pattern) for feed in self._feeds]
         self._drop_unmatched()
 
     def _drop_unmatched(self) -> None:
@@ -333,7 +283,7 @@ class SubjectIndex(BrokerObserver):
         for subject in dropped:
             entry = self._entries.pop(subject)
             self._received -= entry.count
-            self._handled_before_clear += entry.count
+            self._kept_bytes -= sum(map(len, entry.payloads))
         self._untracked_names = {s for s in self._untracked_names if subject_matches(s, self._pattern)}
         if dropped and self._listeners:
             self._dirty |= dropped
@@ -394,6 +344,24 @@ class SubjectIndex(BrokerObserver):
         return self._received
 
     @property
+    def max_bytes(self) -> int:
+        """The payload bytes the kept messages of all subjects may hold together."""
+        return self._max_bytes
+
+    @property
+    def payload_bytes(self) -> int:
+        """The payload bytes the kept messages hold now (at most :attr:`max_bytes`)."""
+        return self._kept_bytes
+
+    @property
+    def dropped_payloads(self) -> int:
+        """Messages whose payload was let go before ``history`` newer ones came, to stay within ``max_bytes``.
+
+        They are counted in the statistics; only their payloads (for diffs, history, ...) are gone.
+        """
+        return self._dropped_payloads
+
+    @property
     def untracked_messages(self) -> int:
         """Messages not counted because ``max_subjects`` subjects were tracked already."""
         return self._untracked_messages
@@ -421,6 +389,39 @@ class SubjectIndex(BrokerObserver):
 
     def __getitem__(self, subject: str) -> SubjectStats:
         return self.stats(subject)
+
+    def counter(self, subject: str) -> SubjectCounter:
+        """A subject's message count, payload bytes and last-seen time, without decoding anything.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+        """
+        entry = self._entry(subject)
+        return SubjectCounter(entry.count, entry.bytes, entry.last_seen)
+
+    def counters(self) -> SubjectCounters:
+        """Every tracked subject's counters at this instant, as arrays (a few ms for 100,000 subjects).
+
+        What a view of thousands of subjects reads once per refresh: nothing is decoded, and subjects
+        keep their position (the order they were first seen) from one call to the next until
+        :meth:`clear` or a :meth:`set_pattern` that drops subjects.
+
+        Example:
+            >>> counters = SubjectIndex().counters()
+            >>> len(counters), counters.count.dtype.name
+            (0, 'int64')
+        """
+        import numpy as np
+
+        entries = self._entries
+        n = len(entries)
+        values = entries.values()
+        return SubjectCounters(
+            subjects=list(entries),
+            count=np.fromiter(map(_COUNT, values), np.int64, n),
+            bytes=np.fromiter(map(_BYTES, values), np.int64, n),
+            last_seen_ns=np.fromiter(map(_LAST_SEEN, values), np.int64, n),
+        )
 
     def _entry(self, subject: str) -> SubjectEntry:
         try:
@@ -466,6 +467,10 @@ class SubjectIndex(BrokerObserver):
     # -- reading: payloads --------------------------------------------------------------------------
 
     def _decode(self, data: bytes, subject: str, headers: Mapping[str, str] | None) -> Decoded:
+        if data is NOT_KEPT:
+            return Decoded(
+                "bytes", b"", f"payload not kept: the index's max_bytes ({self._max_bytes:,}) was full"
+            )
         if self._decode_model is None:
             return decode(data, subject=subject, headers=headers, typed=self._typed)
         value = self._decode_model(data, subject)
@@ -600,15 +605,12 @@ class SubjectIndex(BrokerObserver):
 
     def clear(self) -> None:
         """Forget every subject and count from zero; listeners of :meth:`on_change` get an empty set."""
-        self._handled_before_clear += (
-            self._received + self._untracked_messages + self._ignored_messages + self._duplicates
-        )
         self._received = 0
         self._untracked_messages = 0
         self._ignored_messages = 0
-        self._duplicates = 0
         self._untracked_names.clear()
         self._entries.clear()
+        self._keep, self._kept_bytes = self._history, 0
         self._dirty.clear()
         for listener in self._listeners:
             listener.mark = set()

@@ -12,11 +12,23 @@ import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastiot.payloads import Decoded
 
-__all__ = ["SORT_KEYS", "SubjectMessage", "SubjectStats", "SubjectTreeNode", "build_tree", "to_datetime"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "SORT_KEYS",
+    "SubjectCounter",
+    "SubjectCounters",
+    "SubjectMessage",
+    "SubjectStats",
+    "SubjectTreeNode",
+    "build_tree",
+    "to_datetime",
+]
 
 SORT_KEYS = ("name", "count", "rate", "bytes", "last_seen")
 """What subjects and tree nodes can be sorted by."""
@@ -52,6 +64,40 @@ class SubjectStats:
     """The NATS headers of the newest message, or ``None`` if it had none."""
     rate_per_minute: float = 0.0
     """:attr:`rate` times 60: below one per second, views show this."""
+
+
+@dataclass(frozen=True)
+class SubjectCounter:
+    """One subject's counters, read without decoding anything (see :meth:`SubjectIndex.counter`)."""
+
+    count: int
+    """Messages seen."""
+    bytes: int
+    """Payload bytes seen."""
+    last_seen_ns: int
+    """When the newest message came, in ns since the epoch."""
+
+
+@dataclass(frozen=True)
+class SubjectCounters:
+    """Every tracked subject's counters at one instant, as arrays (see :meth:`SubjectIndex.counters`).
+
+    ``subjects[i]`` has ``count[i]`` messages, ``bytes[i]`` payload bytes and its newest message at
+    ``last_seen_ns[i]``. The order is the order the subjects were first seen: a subject keeps its
+    position until :meth:`~SubjectIndex.clear` or a :meth:`~SubjectIndex.set_pattern` that drops
+    subjects, so a view can keep positions from one read to the next.
+    """
+
+    subjects: list[str]
+    count: np.ndarray
+    """int64 per subject."""
+    bytes: np.ndarray
+    """int64 per subject."""
+    last_seen_ns: np.ndarray
+    """int64 per subject."""
+
+    def __len__(self) -> int:
+        return len(self.subjects)
 
 
 @dataclass(frozen=True)

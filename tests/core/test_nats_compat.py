@@ -209,3 +209,58 @@ def test_build_message_builds_what_nats_py_builds() -> None:
     assert ours is not None and theirs is not None
     fields = ("subject", "reply", "data", "headers", "_client", "_sid")
     assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
+
+
+async def test_the_read_loop_yields_after_each_full_chunk() -> None:
+    # nats-py's read loop awaits `client._ps.parse(chunk)` for every chunk it reads (and never yields while
+    # data is buffered); TolerantClient's parse lets the loop run what is ready after a full chunk.
+    nc = _nats_compat.TolerantClient()
+    ran: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(ran.append, "between full chunks")
+    await nc._ps.parse(b"+OK\r\n" * (_nats_compat.READ_CHUNK // 5 + 1))
+    assert ran == ["between full chunks"]
+    loop.call_soon(ran.append, "after the buffer was drained")
+    await nc._ps.parse(b"+OK\r\n")
+    assert ran == ["between full chunks"]  # a short chunk: nothing more is buffered, no extra yield
+    await asyncio.sleep(0)
+
+
+async def test_a_burst_of_many_chunks_arrives_whole(client: NatsClient) -> None:
+    got: list[bytes] = []
+    done = asyncio.Event()
+    count = 3 * _nats_compat.READ_CHUNK // 100
+
+    async def cb(msg: Any) -> None:
+        got.append(msg.data)
+        if len(got) == count:
+            done.set()
+
+    await client.subscribe("burst", cb=cb)
+    await client.flush()
+    for i in range(count):
+        await client.publish("burst", b"%080d" % i)
+    await asyncio.wait_for(done.wait(), WAIT)
+    assert got == [b"%080d" % i for i in range(count)]
+
+
+async def test_under_a_firehose_the_read_loop_lets_other_threads_have_the_gil(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every turn of the event loop releases the GIL for an instant, which restarts the wait of a thread
+    # that wants it; a busy read loop would starve ipykernel's threads. It sleeps a moment once per switch
+    # interval instead (here: at every full chunk), and only when there are other threads.
+
+    slept: list[float] = []
+    monkeypatch.setattr(_nats_compat.time, "sleep", slept.append)
+    monkeypatch.setattr(_nats_compat.sys, "getswitchinterval", lambda: 0.0)
+    nc = _nats_compat.TolerantClient()
+    chunk = b"+OK\r\n" * (_nats_compat.READ_CHUNK // 5 + 1)
+    monkeypatch.setattr(_nats_compat.threading, "active_count", lambda: 1)
+    await nc._ps.parse(chunk)
+    assert slept == []  # nobody else to hand the GIL to
+    monkeypatch.setattr(_nats_compat.threading, "active_count", lambda: 2)
+    await nc._ps.parse(chunk)
+    await nc._ps.parse(b"+OK\r\n")  # not a full chunk: the buffer is drained, the loop will wait anyway
+    await nc._ps.parse(chunk)
+    assert slept == [_nats_compat.GIL_HANDOFF] * 2

@@ -97,18 +97,29 @@ async def test_pause_resume_and_clear_buttons(broker: NatsBrokerConnection, pref
     await _publish(broker, prefix, 4)
     await wait_for_trait(table, "received", lambda n: n == 4)
 
+    # Pause freezes the view; the capture keeps capturing, so the counts are right at Resume.
+    view = GridViews(table.grid).view(rows=20)  # what a browser shows
+    await wait_for_trait(table, "renders", lambda _n: len(view.shown()) == 4)
     table.pause_button.click()
-    assert table.paused and table.capture.is_paused
+    assert table.paused and not table.capture.is_paused
     assert (table.pause_button.disabled, table.resume_button.disabled) == (True, False)
+    shown = view.shown()
     await _publish(broker, prefix, 5, start=4)
     await table.capture.sync()
-    assert table.capture.skipped == 5 and table.capture.received == 4
-    await wait_for_trait(table, "summary", lambda v: "paused, 5 skipped" in v)
+    assert table.capture.received == 9 and table.capture.skipped == 0
+    await wait_for_trait(table, "summary", lambda v: "paused: 5 messages since, still captured" in v)
+    table.refresh()  # as the throttle would, however often: while paused the view stands still
+    assert (table.received, table.rows, table.grid.row_count) == (4, 4, 4)
+    assert view.shown() == shown
 
     table.resume_button.click()
-    assert not table.paused and not table.capture.is_paused
+    assert not table.paused
+    await wait_for_trait(table, "received", lambda n: n == 9)
+    assert table.rows == 9 and "paused" not in table.summary
+    values = [dict(zip(table.grid.columns, row, strict=True))["value"] for row in view.shown()]
+    assert values == [f"{20.0 + i:.6g}" for i in range(8, -1, -1)], "nothing was missed while paused"
     await _publish(broker, prefix, 2, start=9)
-    await wait_for_trait(table, "received", lambda n: n == 6)
+    await wait_for_trait(table, "received", lambda n: n == 11)
 
     table.clear_button.click()
     await wait_for_trait(table, "received", lambda n: n == 0)

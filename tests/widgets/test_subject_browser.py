@@ -9,6 +9,7 @@ import types
 import uuid
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fastiot import workbench
@@ -20,7 +21,7 @@ from fastiot.subjects import SubjectIndex
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets.subject_browser import subject_matcher
 from fastiot_widgets.subject_detail import hexdump
-from fastiot_widgets.subject_tree import TreeRow, describe_age
+from fastiot_widgets.subject_tree import MAX_NEW_PER_SYNC, SubjectTree, TreeRow, describe_age
 from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
@@ -498,3 +499,75 @@ def test_helpers() -> None:
         "2 d ago",
     ]
     assert hexdump(bytes(range(40)), limit=32).splitlines()[-1] == "... 8 more bytes"
+
+
+def test_the_tree_totals_and_sorts_come_from_one_snapshot_of_the_counters() -> None:
+    tree = SubjectTree()
+    for subject in ("p.b.x", "p.a.y", "p.a", "p.b.z", "q"):
+        tree.add_subject(subject)  # slots 0..4 in this order
+    tree.set_counters(np.array([1, 4, 2, 8, 16]), np.array([50, 10, 20, 40, 30]))
+
+    def totals() -> dict[str, tuple[int, int]]:
+        return {n.path: (tree.count_of(n), tree.last_seen_of(n)) for n in tree.flat()}
+
+    # A subject that is a folder too (p.a) counts its own messages and those below it.
+    assert totals() == {
+        "p": (15, 50),
+        "p.a": (6, 20),
+        "p.a.y": (4, 10),
+        "p.b": (9, 50),
+        "p.b.x": (1, 50),
+        "p.b.z": (8, 40),
+        "q": (16, 30),
+    }
+    tree.sort_by = "count"
+    tree.invalidate()
+    assert [n.path for n in tree.flat()] == ["q", "p", "p.b", "p.b.z", "p.b.x", "p.a", "p.a.y"]
+    tree.sort_by = "last_seen"
+    tree.invalidate()
+    assert [n.path for n in tree.flat()] == ["p", "p.b", "p.b.x", "p.b.z", "p.a", "p.a.y", "q"]
+    # A new snapshot changes the numbers; the order waits for the next re-sort.
+    tree.set_counters(np.array([1, 4, 2, 8, 100]), np.array([50, 10, 20, 40, 99]))
+    assert totals()["q"] == (100, 99) and tree.flat()[-1].path == "q"
+    tree.invalidate()
+    assert tree.flat()[0].path == "q"
+
+
+async def test_closed_views_and_their_models_are_freed(broker: NatsBrokerConnection, prefix: str) -> None:
+    # Closing a view closes every widget in it; before, its buttons (whose callbacks hold the view) stayed
+    # in ipywidgets' registry and each anywidget stayed tied to anywidget's file watcher, so a closed
+    # browser kept its 10,000 subjects' statistics for the life of the kernel.
+    import gc
+    import weakref
+
+    browser = await _browser(broker, prefix)
+    table = browser.open_table(f"{prefix}.>")
+    await table.start()
+    plot = LivePlot(f"{prefix}.press_1.temperature", "value", connection=broker)
+    await plot.start()
+    alive = [weakref.ref(x) for x in (browser, browser.index, table, table.capture, plot, plot.series)]
+    await browser.aclose()
+    await plot.aclose()
+    del browser, table, plot
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * len(alive)
+
+
+async def test_thousands_of_new_subjects_join_the_tree_a_slice_per_render(
+    nats_server: NatsServer, broker: NatsBrokerConnection, prefix: str
+) -> None:
+    # A first look at a busy broker must not hold the kernel for one long render: the tree takes new
+    # subjects in slices, a render each, soon after one another.
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    browser.pause()  # the index counts on; the tree waits
+    total = 2 * MAX_NEW_PER_SYNC + 500
+    await run_firehose(nats_server.url, prefix, count=total, subjects=total)
+    await browser.index.sync(timeout=30)
+    assert len(browser.index) == total and browser.subject_count == 0
+    seen: list[int] = []
+    browser.observe(lambda change: seen.append(change.new), names="subject_count")
+    browser.resume()
+    await wait_for_trait(browser, "subject_count", lambda n: n == total)
+    assert seen == [MAX_NEW_PER_SYNC, 2 * MAX_NEW_PER_SYNC, total]
+    await browser.aclose()

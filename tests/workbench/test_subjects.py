@@ -62,6 +62,27 @@ async def test_counts_bytes_times_and_rate_per_subject(broker: NatsBrokerConnect
         index[f"{prefix}.zzz"]
 
 
+async def test_counters_read_every_subject_without_decoding_in_first_seen_order(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    junk = b"\xff not a payload"
+    async with SubjectIndex(f"{prefix}.>", broker) as index:
+        for suffix, count in (("b", 2), ("a", 3), ("b", 1)):
+            for _ in range(count):
+                await broker.publish_raw(f"{prefix}.{suffix}", junk)
+        await index.wait_for(6, timeout=5)
+        counters = index.counters()
+        one = index.counter(f"{prefix}.a")
+        assert index.stats(f"{prefix}.a").last_error is not None  # it would not decode; nobody asked
+    assert counters.subjects == [f"{prefix}.b", f"{prefix}.a"] and len(counters) == 2
+    assert counters.count.tolist() == [3, 3] and counters.count.dtype == np.int64
+    assert counters.bytes.tolist() == [3 * len(junk), 3 * len(junk)]
+    assert (one.count, one.bytes, one.last_seen_ns) == (3, 3 * len(junk), counters.last_seen_ns[1])
+    assert counters.last_seen_ns[0] > 0 and counters.last_seen_ns.dtype == np.int64
+    with pytest.raises(KeyError, match="no messages on"):
+        index.counter(f"{prefix}.zzz")
+
+
 async def test_the_tree_groups_subjects_by_tokens_with_totals(
     broker: NatsBrokerConnection, prefix: str
 ) -> None:
@@ -158,6 +179,31 @@ async def test_subjects_beyond_the_limit_are_counted_not_tracked(
         assert index.subjects == [f"{prefix}.a", f"{prefix}.b"]
         assert (index.untracked_subjects, index.untracked_messages, index.received) == (2, 3, 3)
         assert index[f"{prefix}.a"].count == 2
+
+
+async def test_kept_payloads_stay_within_max_bytes_and_what_goes_early_is_counted(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    payload = pack({"v": 1, "pad": "x" * 90})  # 100 bytes
+    async with SubjectIndex(f"{prefix}.>", broker, history=1000, max_bytes=5_000) as index:
+        for _ in range(50):
+            for k in range(10):
+                await broker.publish_raw(f"{prefix}.s{k}", payload)
+        await index.sync(timeout=5)
+        kept = {s: len(index.messages(s, 1000)) for s in index.subjects}
+        # Every message is counted; fewer are kept per subject, and the payload bytes fit.
+        assert index.received == 500 and all(index.counter(s).count == 50 for s in index.subjects)
+        assert index.payload_bytes == sum(kept.values()) * len(payload) <= index.max_bytes == 5_000
+        assert sum(kept.values()) + index.dropped_payloads == 500
+        assert min(kept.values()) >= 1 and index.diff(f"{prefix}.s0") == []
+
+    # A single payload bigger than the whole budget is counted, not kept.
+    async with SubjectIndex(f"{prefix}.>", broker, max_bytes=50) as index:
+        await broker.publish_raw(f"{prefix}.big", payload)
+        await index.wait_for(1, timeout=5)
+        assert index.payload_bytes == 0 and index.dropped_payloads == 1
+        assert index.counter(f"{prefix}.big").count == 1
+        assert "max_bytes" in (index.last(f"{prefix}.big").error or "")
 
 
 async def test_inbox_subjects_are_ignored_unless_asked_for(broker: NatsBrokerConnection) -> None:
