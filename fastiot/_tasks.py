@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["DEFAULT_CANCEL_TIMEOUT", "BackgroundTasks", "TaskErrorCallback"]
+__all__ = ["DEFAULT_CANCEL_TIMEOUT", "BackgroundTasks", "TaskErrorCallback", "loop_is_running"]
 
 # How long cancel() waits for cancelled tasks to finish their clean-up.
 DEFAULT_CANCEL_TIMEOUT = 5.0
@@ -93,7 +93,7 @@ class BackgroundTasks:
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         """The tasks that are not done yet, except the one calling (a task may stop its owner)."""
-        current = asyncio.current_task() if _loop_running() else None
+        current = asyncio.current_task() if loop_is_running() else None
         return [task for task in self._tasks if task is not current]
 
     async def wait(self, timeout: float | None = 10.0) -> None:
@@ -135,7 +135,8 @@ class BackgroundTasks:
         return f"<BackgroundTasks: {len(self._tasks)} pending>"
 
 
-def _loop_running() -> bool:
+def loop_is_running() -> bool:
+    """Whether this thread is running an asyncio event loop right now."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

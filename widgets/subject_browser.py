@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import html
 import time
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import traitlets
 
+from fastiot._tasks import loop_is_running
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.data_models import Subject
 from fastiot.subjects import SubjectIndex
@@ -499,7 +499,7 @@ class SubjectBrowser(LiveView):
             return
         now = time.monotonic()
         tree = self.tree_model
-        tree.sync(now, MAX_NEW_PER_SYNC if _loop_running() else None)
+        tree.sync(now, MAX_NEW_PER_SYNC if loop_is_running() else None)
         tree.resort(now, self.resort_interval)
         flat = tree.flat()
         window = self.tree_view.window()
@@ -578,14 +578,6 @@ class SubjectBrowser(LiveView):
 
     def __repr__(self) -> str:
         return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 _EMPTY_FOLDER = {"subjects": 0, "count": 0, "rate": "0/s", "last_seen": 0}
