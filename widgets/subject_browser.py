@@ -440,7 +440,10 @@ class SubjectBrowser(LiveView):
         """
         from fastiot.history import Recording  # imported on use: JetStream is needed only to record
 
-        recording = await Recording.start(name or self._recording_name(), self.index.pattern)
+        # On the broker the browser watches, not on whichever one FASTIOT_NATS_* names.
+        recording = await Recording.start(
+            name or self._recording_name(), self.index.pattern, connection=self.index.connection
+        )
         self.recording = recording
         return recording
 

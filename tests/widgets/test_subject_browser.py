@@ -4,8 +4,6 @@ detail pane's content and traitlets; clicks as the ES modules send them (traitle
 from __future__ import annotations
 
 import json
-import sys
-import types
 import uuid
 from typing import Any
 
@@ -22,7 +20,7 @@ from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets.subject_browser import subject_matcher
 from fastiot_widgets.subject_detail import hexdump
 from fastiot_widgets.subject_tree import MAX_NEW_PER_SYNC, SubjectTree, TreeRow, describe_age
-from tests.waits import wait_for_trait
+from tests.waits import wait_for_trait, wait_until
 
 from .firehose import run_firehose
 
@@ -408,42 +406,40 @@ async def test_copy_as_code_captures_the_selection(broker: NatsBrokerConnection,
     await browser.aclose()
 
 
-async def test_record_starts_and_stops_a_recording_of_the_pattern(
-    broker: NatsBrokerConnection, prefix: str, monkeypatch: pytest.MonkeyPatch
+async def test_record_starts_and_stops_a_recording_of_the_pattern_on_the_browsers_broker(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[str, ...]] = []
+    # The browser watches its own JetStream broker; FASTIOT_NATS_* names another one, which must not be used.
+    with NatsServer(jetstream=True) as own_server:
+        broker = await NatsBrokerConnection.connect(servers=own_server.url)
+        try:
+            browser = await _browser(broker, prefix)
+            browser.record_button.click()
+            await browser._tasks.wait()
+            recording = browser.recording
+            assert recording is not None and recording.name.startswith(prefix.replace(".", "_"))
+            assert browser.record_button.description == "Stop recording"
+            assert recording.name in browser.status_view.value
+            await _publish_plant(broker, prefix)
 
-    class Recording:
-        """Stands in for fastiot.history.Recording (branch history, not merged here): the same calls."""
+            async def all_recorded() -> bool:
+                return (await recording.info()).messages == sum(PLANT.values())
 
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        @classmethod
-        async def start(cls, name: str, subjects: str) -> Recording:
-            calls.append(("start", name, subjects))
-            return cls(name)
-
-        async def stop(self) -> None:
-            calls.append(("stop", self.name))
-
-    monkeypatch.setitem(sys.modules, "fastiot.history", types.SimpleNamespace(Recording=Recording))
-    browser = await _browser(broker, prefix)
-    browser.record_button.click()
-    await browser._tasks.wait()
-    assert calls and calls[0][0] == "start" and calls[0][2] == f"{prefix}.>"
-    name = calls[0][1]
-    assert name.startswith(prefix.replace(".", "_")) and browser.recording.name == name
-    assert browser.record_button.description == "Stop recording" and name in browser.status_view.value
-    browser.record_button.click()
-    await browser._tasks.wait()
-    assert calls[-1] == ("stop", name) and browser.recording is None
-    assert browser.record_button.description == "Record" and browser.status_view.value == ""
-    browser.copy_record_code.frontend_timeout = 0.05
-    await browser.copy_record_code.copy()
-    assert f'Recording.start("{prefix.replace(".", "_")}' in browser.copy_record_code.code
-    assert browser.copy_record_code.code.endswith(f', "{prefix}.>")')
-    await browser.aclose()
+            await wait_until(all_recorded, timeout=10, what="the plant's messages in the recording")
+            info = await recording.info()
+            assert info.recording and info.subjects == [f"{prefix}.>"]
+            browser.record_button.click()
+            await browser._tasks.wait()
+            assert browser.recording is None and browser.record_button.description == "Record"
+            assert not (await recording.info()).recording, "Stop seals the recording, keeping what it has"
+            browser.copy_record_code.frontend_timeout = 0.05
+            await browser.copy_record_code.copy()
+            assert f'Recording.start("{prefix.replace(".", "_")}' in browser.copy_record_code.code
+            assert browser.copy_record_code.code.endswith(f', "{prefix}.>")')
+            await recording.delete()
+            await browser.aclose()
+        finally:
+            await broker.close()
 
 
 async def test_views_a_given_index_and_uses_the_workbench_connection(prefix: str) -> None:
