@@ -44,7 +44,8 @@ from fastiot.payloads import decode, get_path
 
 if TYPE_CHECKING:
     import pandas as pd
-    from nats.aio.msg import Msg as NatsMsg
+
+    from fastiot.capture._delivery import Message
 
 __all__ = [
     "DEFAULT_DISPLAY_POINTS",
@@ -297,11 +298,11 @@ class LiveSeries(BrokerObserver):
 
     # -- filling ------------------------------------------------------------------------------------
 
-    def _subscription_plan(self) -> list[tuple[str, Callable[[NatsMsg], None]]]:
+    def _subscription_plan(self) -> list[tuple[str, Callable[[Message], None]]]:
         return [(pattern, self._callback(fields)) for pattern, fields in self._selections.items()]
 
-    def _callback(self, fields: list[str]) -> Callable[[NatsMsg], None]:
-        def on_msg(msg: NatsMsg) -> None:
+    def _callback(self, fields: list[str]) -> Callable[[Message], None]:
+        def on_msg(msg: Message) -> None:
             if self._paused:
                 self._skipped += 1
                 return

@@ -37,7 +37,8 @@ from fastiot.rates import DEFAULT_RATE_WINDOW, message_rate
 
 if TYPE_CHECKING:
     import pandas as pd
-    from nats.aio.msg import Msg as NatsMsg
+
+    from fastiot.capture._delivery import Message
 
 __all__ = [
     "DEFAULT_MAX_ROWS",
@@ -232,7 +233,7 @@ class MessageCapture(BrokerObserver):
         time_ns = _time_ns
         unpack = unpackb
 
-        def on_msg(msg: NatsMsg) -> None:
+        def on_msg(msg: Message) -> None:
             if self._paused:
                 self._on_paused_msg()
                 return

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 
 from fastiot._callbacks import is_coroutine_callable
-from fastiot.capture.shared import Feed, MessageHandler, shared_subscriptions
+from fastiot.capture.shared import Delivering, Feed, MessageHandler, shared_subscriptions
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.exceptions import NotRunningError, WaitTimeoutError
 
 if TYPE_CHECKING:
-    from fastiot.core.subscription import RawSubscription
+    pass
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
@@ -73,7 +73,7 @@ class _Waiter:
     wake_seq: int = 0
 
 
-def handled_by_client(subscription: RawSubscription) -> int:
+def handled_by_client(subscription: Delivering) -> int:
     """Messages the NATS client handed to the callback of a subscription so far."""
     return subscription.delivered - subscription.pending_msgs
 

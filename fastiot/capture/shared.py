@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from fastiot.capture._delivery import Message, RawDelivery
 from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.logger import setup_logger
@@ -42,10 +43,18 @@ from fastiot.core.subscription import RawSubscription, Subscription
 if TYPE_CHECKING:
     from nats.aio.msg import Msg as NatsMsg
 
-__all__ = ["Feed", "MessageHandler", "SharedSubscriptions", "pattern_covers", "shared_subscriptions"]
+__all__ = [
+    "Delivering",
+    "Feed",
+    "MessageHandler",
+    "SharedSubscriptions",
+    "pattern_covers",
+    "shared_subscriptions",
+]
 
-# What a feed calls for each of its messages: a plain function, it must not block.
-MessageHandler = Callable[["NatsMsg"], None]
+# What a feed calls for each of its messages: a plain function, it must not block. The message has
+# ``subject``, ``data`` and ``headers`` (a nats-py Msg, or a MessageView that is reused: copy what you keep).
+MessageHandler = Callable[[Message], None]
 Limits = tuple[int, int]  # (pending_msgs_limit, pending_bytes_limit)
 
 # How long a hand-over waits for the old subscription to deliver what it queued before the cut.
@@ -54,6 +63,16 @@ CUT_TIMEOUT = 10.0
 
 _logger = setup_logger("capture")
 _hubs: weakref.WeakKeyDictionary[BrokerConnection, SharedSubscriptions] = weakref.WeakKeyDictionary()
+
+
+class Delivering(Protocol):
+    """What counts a subscription's messages: received (dropped ones included) and not handled yet."""
+
+    @property
+    def delivered(self) -> int: ...
+
+    @property
+    def pending_msgs(self) -> int: ...
 
 
 def pattern_covers(broad: str, narrow: str) -> bool:
@@ -100,13 +119,14 @@ class Feed:
         self._links: list[_Link] = []
 
     @property
-    def subscriptions(self) -> list[RawSubscription]:
-        """The NATS subscriptions delivering to this feed now (one; two during a hand-over)."""
-        return [
-            link.shared.subscription
-            for link in self._links
-            if isinstance(link.shared.subscription, RawSubscription)
-        ]
+    def subscriptions(self) -> list[Delivering]:
+        """The counters of the subscriptions delivering to this feed now (one; two during a hand-over)."""
+        found: list[Delivering] = []
+        for link in self._links:
+            counters = link.shared.counters
+            if counters is not None:
+                found.append(counters)
+        return found
 
     @property
     def attached(self) -> bool:
@@ -144,7 +164,7 @@ class _Link:
         if match is None:
             return handler
 
-        def filtered(msg: NatsMsg) -> None:
+        def filtered(msg: Message) -> None:
             if match(msg.subject):
                 handler(msg)
 
@@ -159,7 +179,7 @@ class _Link:
             self.shared.set_call(self, steady)
             return
 
-        def skipping(_msg: NatsMsg) -> None:
+        def skipping(_msg: Message) -> None:
             self.skip_left -= 1
             if self.skip_left == 0:
                 self.shared.set_call(self, steady)
@@ -175,7 +195,7 @@ class _Link:
         steady = self.steady
         left = deliver
 
-        def ending(msg: NatsMsg) -> None:
+        def ending(msg: Message) -> None:
             nonlocal left
             if self.skip_left > 0:
                 self.skip_left -= 1
@@ -188,19 +208,20 @@ class _Link:
         self.shared.set_call(self, ending)
 
 
-def _ignore(_msg: NatsMsg) -> None:
+def _ignore(_msg: Message) -> None:
     """A feed's call before its cut: what arrives now belongs to the subscription it comes from."""
 
 
 class _Shared:
     """One NATS subscription and the feeds it delivers to."""
 
-    __slots__ = ("by_subject", "calls", "limits", "links", "pattern", "subscription")
+    __slots__ = ("by_subject", "calls", "delivery", "limits", "links", "pattern", "subscription")
 
     def __init__(self, pattern: str, limits: Limits) -> None:
         self.pattern: str = pattern
         self.limits: Limits = limits
         self.subscription: Subscription | None = None
+        self.delivery: RawDelivery | None = None  # messages raw from the parser (a NATS connection)
         self.links: list[_Link] = []
         self.calls: tuple[MessageHandler, ...] = ()
         self.by_subject: dict[str, tuple[MessageHandler, ...]] = {}  # single-subject feeds, steady
@@ -233,13 +254,24 @@ class _Shared:
         self.by_subject = {subject: tuple(handlers) for subject, handlers in by_subject.items()}
 
     @property
+    def counters(self) -> Delivering | None:
+        """What counts the messages received and handled."""
+        if self.delivery is not None:
+            return self.delivery
+        return self.subscription if isinstance(self.subscription, RawSubscription) else None
+
+    @property
     def queued(self) -> int:
         """Messages received and not handled yet."""
-        subscription = self.subscription
-        return subscription.pending_msgs if isinstance(subscription, RawSubscription) else 0
+        counters = self.counters
+        return counters.pending_msgs if counters is not None else 0
 
     async def fan_out(self, msg: NatsMsg) -> None:
-        """The subscription's callback: every feed's call, in turn; the first failure is reported."""
+        """The subscription's callback (for what nats-py delivers itself): :meth:`deliver`."""
+        self.deliver(msg)
+
+    def deliver(self, msg: Message) -> None:
+        """Every feed's call, in turn; the first failure is raised after all of them."""
         error: Exception | None = None
         for call in self.calls:
             try:
@@ -321,6 +353,16 @@ class SharedSubscriptions:
         shared.subscription = subscription
         if isinstance(subscription, RawSubscription):
             subscription.on_dropped = shared.on_dropped
+            if isinstance(self._connection, NatsBrokerConnection):
+                shared.delivery = RawDelivery(
+                    self._connection.client,
+                    subscription,
+                    shared.deliver,
+                    shared.on_dropped,
+                    name=pattern,
+                    max_msgs=limits[0],
+                    max_bytes=limits[1],
+                )
         self._shared.append(shared)
         return shared
 
@@ -422,6 +464,8 @@ class SharedSubscriptions:
     async def _unsubscribe_unused(self) -> None:
         for shared in [s for s in self._shared if not s.links]:
             self._shared.remove(shared)
+            if shared.delivery is not None:
+                await shared.delivery.close()
             if shared.subscription is not None:
                 try:
                     await shared.subscription.unsubscribe()

@@ -48,7 +48,9 @@ __all__ = [
     "intercept_raw_messages",
     "parse_headers",
     "pending_msgs_limit",
+    "raw_headers",
     "reconnection_task",
+    "report_bad_message",
     "server_info",
     "stop_subscription",
     "subscription_id",
@@ -368,3 +370,29 @@ async def parse_headers(client: NatsClient, raw: bytes) -> dict[str, str]:
     """The headers of a raw header block (``NATS/1.0 ...``) as nats-py parses them; status lines become
     ``Status`` and ``Description``."""
     return dict(await client._process_headers(raw) or {})
+
+
+def report_bad_message(
+    client: NatsClient,
+    sid: int,
+    subject: bytes,
+    reply: bytes,
+    data: bytes,
+    headers: bytes | None,
+    cause: Exception,
+) -> None:
+    """Report a malformed message taken raw from the parser as nats-py's path would (``on_bad_message``)."""
+    if isinstance(client, TolerantClient):
+        client._report_bad_message(sid, subject, reply, data, headers, cause)
+
+
+async def raw_headers(
+    client: NatsClient, sid: int, subject: bytes, reply: bytes, data: bytes, raw: bytes
+) -> dict[str, str] | None:
+    """The headers of a message taken raw from the parser, as nats-py parses them; ``None`` if the block is
+    malformed (reported with :func:`report_bad_message`)."""
+    parsed = await client._process_headers(raw)
+    if type(parsed) is _BadHeaders:
+        report_bad_message(client, sid, subject, reply, data, parsed.raw, parsed.error)
+        return None
+    return dict(parsed or {})

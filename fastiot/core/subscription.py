@@ -203,6 +203,11 @@ class NatsBrokerSubscription(Subscription):
         return _nats_compat.pending_msgs_limit(self._subscription) if self._subscription is not None else 0
 
     @property
+    def sid(self) -> int | None:
+        """The subscription's id on its connection (``None`` once unsubscribed)."""
+        return _nats_compat.subscription_id(self._subscription) if self._subscription is not None else None
+
+    @property
     def delivered(self) -> int:
         """Messages the client got for this subscription, including those dropped as a slow consumer."""
         return self._subscription.delivered if self._subscription is not None else 0

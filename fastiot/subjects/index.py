@@ -47,7 +47,8 @@ from fastiot.subjects.stats import (
 
 if TYPE_CHECKING:
     import pandas as pd
-    from nats.aio.msg import Msg as NatsMsg
+
+    from fastiot.capture._delivery import Message
 
 __all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
 
@@ -173,7 +174,7 @@ class SubjectIndex(BrokerObserver):
         """The handler of every message: counts and keeps the payload, nothing else."""
         entries = self._entries  # cleared in place, never replaced
 
-        def on_msg(msg: NatsMsg) -> None:
+        def on_msg(msg: Message) -> None:
             subject = msg.subject
             entry = entries.get(subject)
             if entry is None:

@@ -257,3 +257,38 @@ def test_a_hand_over_splits_the_queued_messages_at_the_cut() -> None:
     new_shared.on_dropped("p.a.x")
     old_shared.on_dropped("p.a.x")
     assert feed.lost == 1
+
+
+async def test_malformed_messages_are_reported_and_the_views_go_on(
+    nats_server: NatsServer, broker: NatsBrokerConnection, prefix: str
+) -> None:
+    # Observers take their messages raw from nats-py's parser (no Msg, no queue per message); what
+    # nats-py's own path reports as a bad message is reported the same way, and the next one arrives.
+    async with SubjectIndex(">", broker) as index, MessageCapture(f"{prefix}.>", broker) as capture:
+        reader, writer = await asyncio.open_connection(nats_server.host, nats_server.port)
+        headers = b"NATS/1.0 503 \xff\xfe\r\n\r\n"
+        bad_header = b"HPUB %s.bad %d %d\r\n%s%s\r\n" % (
+            prefix.encode(),
+            len(headers),
+            len(headers) + 2,
+            headers,
+            b"hi",
+        )
+        try:
+            await asyncio.wait_for(reader.readline(), 10)  # INFO
+            writer.write(
+                b'CONNECT {"verbose":false,"headers":true}\r\n'
+                b"PUB \xff\xfe 5\r\nhello\r\n"  # a subject that is not UTF-8
+                + bad_header  # a status line that is not UTF-8
+                + b"HPUB %s.good 12 14\r\nNATS/1.0\r\n\r\nok\r\n" % prefix.encode()
+                + b"PING\r\n"
+            )
+            await writer.drain()
+            assert await asyncio.wait_for(reader.readline(), 10) == b"PONG\r\n"
+        finally:
+            writer.close()
+        await capture.wait_for(1)
+        await index.sync()
+    assert broker.bad_messages == 2 and capture.received == 1
+    assert index.subjects == [f"{prefix}.good"] and index.counter(f"{prefix}.good").count == 1
+    assert capture.to_dataframe()["value"].tolist() == ["ok"]
