@@ -1,7 +1,7 @@
 """Key-value buckets (JetStream KV): list buckets, keys, values decoded like payloads, history, live watch.
 
-Everything goes through nats-py's KV API (``js.key_value(...)``, ``kv.keys()``, ``kv.history()``,
-``kv.watch()``); values are decoded as captures decode payloads.
+Everything goes through nats-py's KV API (``js.key_value(...)``, ``kv.get()``, ``kv.watch()``); values
+are decoded as captures decode payloads.
 
 Example:
     >>> from fastiot.history import Bucket
@@ -30,7 +30,7 @@ from nats.js.kv import KeyValue
 
 from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.exceptions import BucketNotFoundError, InvalidRecordingError
+from fastiot.exceptions import BucketNotFoundError, HistoryReadError, InvalidRecordingError
 from fastiot.history._connection import jetstream_error, using_connection
 from fastiot.history._frames import decode_value
 
@@ -40,6 +40,61 @@ _STREAM_PREFIX = "KV_"
 _OPERATIONS = {None: "PUT", "PUT": "PUT", "DEL": "DEL", "PURGE": "PURGE"}
 _READY_TIMEOUT = 10.0
 CHECK_INTERVAL = 5.0  # seconds between two looks whether a watched bucket still exists
+
+
+class _InitialValues:
+    """Tells when a nats-py KV watcher has handed out everything its bucket held when it started.
+
+    nats-py marks that point with a None update, but it can send that marker before the first entry: it asks
+    the server for the consumer's pending count, and when the server has already pushed every message that
+    the client has not yet handed to the watcher, pending and delivered are both 0 and the marker goes out
+    at once (in CI a key's three revisions came back as none). So the end is the entry with ``delta`` 0
+    (nothing pending after it, as the server counted when it sent it); a marker before any entry is believed
+    only when the stream holds no message on the watched subjects.
+    """
+
+    def __init__(self, conn: NatsBrokerConnection, bucket: str, keys: str) -> None:
+        self._conn, self._stream, self._subject = conn, f"{_STREAM_PREFIX}{bucket}", f"$KV.{bucket}.{keys}"
+        self.seen = 0
+        self.done = False
+
+    async def update(self, update: Any) -> bool:
+        """Take one update of the watcher (None: nats-py's marker); True once the initial values are in."""
+        if self.done:
+            return True
+        if update is None:
+            self.done = self.seen > 0 or not await self._holds_messages()
+        else:
+            self.seen += 1
+            self.done = update.delta == 0
+        return self.done
+
+    async def _holds_messages(self) -> bool:
+        try:
+            info = await self._conn.client.jsm().stream_info(self._stream, subjects_filter=self._subject)
+        except nats.js.errors.NotFoundError:
+            return False
+        return bool(info.state.subjects)
+
+
+async def _initial_entries(
+    conn: NatsBrokerConnection, bucket: str, keys: str, watcher: KeyValue.KeyWatcher
+) -> builtins.list[KeyValue.Entry]:
+    """Every entry ``watcher`` hands out until the values the bucket held at its start are in."""
+    initial = _InitialValues(conn, bucket, keys)
+    entries: builtins.list[KeyValue.Entry] = []
+    while True:
+        try:
+            update = await watcher.updates(timeout=_READY_TIMEOUT)
+        except nats.errors.TimeoutError:
+            raise HistoryReadError(
+                f"bucket {bucket!r} did not deliver the entries of {keys!r} within {_READY_TIMEOUT:g} s "
+                f"({len(entries)} arrived); the server may be overloaded, try again"
+            ) from None
+        if update is not None:
+            entries.append(update)
+        if await initial.update(update):
+            return entries
 
 
 @dataclass(frozen=True)
@@ -199,18 +254,14 @@ class Bucket:
         """The keys that have a value (not deleted), sorted; ``pattern`` may use ``*`` and ``>``."""
         async with using_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
-            watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-            keys: set[str] = set()
+            # Deletes are filtered here, not by nats-py: every stored key must hand out an entry.
+            watcher = await kv.watch(pattern, meta_only=True)
             try:
-                while True:
-                    entry = await watcher.updates(timeout=_READY_TIMEOUT)
-                    if entry is None:  # nats-py's marker: everything there was has been delivered
-                        break
-                    keys.add(entry.key)
+                entries = await _initial_entries(conn, self.name, pattern, watcher)
             finally:
                 with contextlib.suppress(Exception):
                     await watcher.stop()
-        return sorted(keys)
+        return sorted({e.key for e in entries if _OPERATIONS.get(e.operation) == "PUT"})
 
     async def get(self, key: str, *, connection: NatsBrokerConnection | None = None) -> KeyEntry | None:
         """The current value of ``key``, or None if it has none (never set, deleted or purged)."""
@@ -233,10 +284,13 @@ class Bucket:
         """
         async with using_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
+            # Not kv.history(): it trusts nats-py's end marker, which can come before the entries.
+            watcher = await kv.watch(key, include_history=True)
             try:
-                entries = await kv.history(key)
-            except nats.js.errors.NoKeysError:
-                return []
+                entries = await _initial_entries(conn, self.name, key, watcher)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
         return [KeyEntry.from_nats(entry) for entry in entries]
 
     def watch(self, keys: str = ">", *, connection: NatsBrokerConnection | None = None) -> BucketWatch:
@@ -327,18 +381,21 @@ class BucketWatch:
         )
         self._ready.clear()
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._follow(watcher))
+        self._task = loop.create_task(
+            self._follow(watcher, _InitialValues(conn, self.bucket.name, self.keys))
+        )
         self._check = loop.create_task(self._check_bucket(conn))
         self._set_state(WatchState.WATCHING)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ready.wait(), timeout)
         return self
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+    async def _follow(self, watcher: KeyValue.KeyWatcher, initial: _InitialValues) -> None:
         try:
             async for update in watcher:
-                if update is None:
+                if await initial.update(update):
                     self._ready.set()
+                if update is None:
                     continue
                 entry = KeyEntry.from_nats(update)
                 if entry.is_deleted:

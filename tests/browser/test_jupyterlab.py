@@ -246,6 +246,8 @@ def workbench(tmp_path: Path) -> Iterator[Workbench]:
                 process.wait(STOP_TIMEOUT)
                 pytest.fail(f"fastiot-workbench ignored SIGTERM:\n{''.join(lines[-50:])}")
         reader.join(STOP_TIMEOUT)
+        if process.stdout is not None:
+            process.stdout.close()
         # Nothing left behind: the broker, the demo plant, JupyterLab and its kernels are gone too.
         _gone, alive = psutil.wait_procs(started, timeout=STOP_TIMEOUT)
         for proc in alive:

@@ -168,14 +168,14 @@ def test_server_dies_with_its_parent(tmp_path: Path) -> None:
         "print(server.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert parent.stdout is not None
-        pid = int(parent.stdout.readline())
-        os.kill(pid, 0)  # running
-    finally:
-        parent.kill()
-        parent.wait(10)
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as parent:
+        try:
+            assert parent.stdout is not None
+            pid = int(parent.stdout.readline())
+            os.kill(pid, 0)  # running
+        finally:
+            parent.kill()
+            parent.wait(10)
     wait_until_gone(pid, 10, f"nats-server {pid} to end with its killed parent")
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from nats.js.kv import KeyValue
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
@@ -149,3 +151,68 @@ async def test_a_deleted_bucket_is_noticed_even_without_jetstreams_advisory(
         assert watch.state is WatchState.DELETED
     finally:
         await watch.stop()
+
+
+class _EndAnnouncedFirst:
+    """A nats-py KV watcher that hands out its end-of-initial-values marker (None) before any entry.
+
+    nats-py does exactly this when the server has pushed every message before the client handed the first
+    one to the watcher (seen in CI: a key's history came back empty). Only the watcher's public API is used.
+    """
+
+    def __init__(self, watcher: Any) -> None:
+        self._watcher, self._announced = watcher, False
+
+    async def updates(self, timeout: float = 5.0) -> Any:
+        if not self._announced:
+            self._announced = True
+            return None
+        return await self._watcher.updates(timeout)
+
+    def __aiter__(self) -> _EndAnnouncedFirst:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self._announced:
+            self._announced = True
+            return None
+        return await self._watcher.__anext__()
+
+    async def stop(self) -> None:
+        await self._watcher.stop()
+
+
+@pytest.fixture
+def end_announced_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_watch = KeyValue.watch
+
+    async def watch(self: KeyValue, *args: Any, **kwargs: Any) -> Any:
+        return _EndAnnouncedFirst(await real_watch(self, *args, **kwargs))
+
+    monkeypatch.setattr(KeyValue, "watch", watch)
+
+
+@pytest.mark.usefixtures("end_announced_first")
+async def test_an_end_marker_before_the_entries_loses_nothing(connection: NatsBrokerConnection) -> None:
+    kv = await make_bucket(connection)
+    for value in (1, 2):
+        await kv.put("counter", pack({"n": value}))  # type: ignore[attr-defined]
+    await kv.delete("counter")  # type: ignore[attr-defined]
+    await kv.put("other", pack(3))  # type: ignore[attr-defined]
+    await make_bucket(connection, "empty")
+    bucket = await Bucket.open("settings", connection=connection)
+
+    assert [(e.operation, e.value) for e in await bucket.history("counter")] == [
+        ("PUT", {"n": 1}),
+        ("PUT", {"n": 2}),
+        ("DEL", None),
+    ]
+    assert await bucket.keys() == ["other"]
+    watch = await bucket.watch().start()
+    try:
+        assert {k: e.value for k, e in watch.entries.items()} == {"other": 3}
+    finally:
+        await watch.stop()
+    assert await bucket.history("nothing") == [], "a key without revisions still answers at once"
+    empty = await Bucket.open("empty", connection=connection)
+    assert await empty.keys() == []
