@@ -74,11 +74,12 @@ ACK_WINDOW = 20_000  # acknowledgements the helper waits for at most at a time w
 STREAM, PACED_STREAM = "plant", "paced"
 TARGETS = {"load_over_nats_py": 3.0, "peak_memory_over_frame": 2.0, "replay_p99_ms": 5.0}
 
-NATS_PY, NATS_PY_META, OURS = "nats_py", "nats_py_metadata", "to_dataframe"
+NATS_PY, NATS_PY_META, OURS, FLOOR = "nats_py", "nats_py_metadata", "to_dataframe", "floor"
 LABELS = {
     NATS_PY: "nats-py ordered consumer + unpackb + dicts",
     NATS_PY_META: "  the same + subject, sequence, time",
     OURS: "Recording.to_dataframe()",
+    FLOOR: "floor: read raw + unpackb, no rows kept",
 }
 
 OPTIONS: list[Option] = [
@@ -228,9 +229,44 @@ async def load_ours(url: str) -> Any:
     return frame
 
 
+async def load_floor(url: str) -> tuple[int, float]:
+    """What any loader built on nats-py's parser must spend at least: the messages taken raw from the
+    parser (no ``Msg``, queue or task), their reply subjects parsed a batch at a time (sequence and time),
+    and each payload decoded by ``msgpack.unpackb``; nothing is kept. Returns the rows and the seconds
+    spent decoding (the rest of the wall time is reading)."""
+    from fastiot.core.broker_connection import NatsBrokerConnection
+    from fastiot.core.serialization import unpackb
+    from fastiot.history._reader import StreamReader
+    from fastiot.history.ranges import Range
+
+    connection = await NatsBrokerConnection.connect(servers=url)
+    rows, decoding = 0, 0.0
+    async with StreamReader(connection, STREAM, range_=Range()) as reader:
+        async for batch in reader:
+            rows += len(batch)
+            start = time.perf_counter()
+            for data in batch.payloads:
+                unpackb(data)
+            decoding += time.perf_counter() - start
+    await connection.close()
+    return rows, decoding
+
+
 async def timed(kind: str, url: str, count: int) -> dict[str, Any]:
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
+    if kind == FLOOR:
+        rows, decoding = await load_floor(url)
+        seconds = time.perf_counter() - wall
+        if rows != count:
+            raise RuntimeError(f"{kind} read {rows} rows, not {count}")
+        return {
+            "seconds": seconds,
+            "cpu_seconds": time.process_time() - cpu,
+            "rows": rows,
+            "decode_seconds": decoding,
+            "read_seconds": seconds - decoding,
+        }
     if kind == OURS:
         frame = await load_ours(url)
     else:
@@ -248,7 +284,7 @@ async def timed(kind: str, url: str, count: int) -> dict[str, Any]:
 
 
 async def measure_load(url: str, count: int, rounds: int) -> dict[str, Any]:
-    kinds = [NATS_PY, NATS_PY_META, OURS]
+    kinds = [NATS_PY, NATS_PY_META, OURS, FLOOR]
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for r in range(rounds):
         for kind in rotated(kinds, r):
@@ -264,6 +300,8 @@ async def measure_load(url: str, count: int, rounds: int) -> dict[str, Any]:
             "cpu_seconds": statistics.median(run["cpu_seconds"] for run in runs[kind]),
             "rounds": runs[kind],
         }
+    for part in ("read_seconds", "decode_seconds"):
+        out[FLOOR][part] = statistics.median(run[part] for run in runs[FLOOR])
 
     def speedup(baseline: str, measure: str = "seconds") -> float:
         pairs = zip(runs[baseline], runs[OURS], strict=True)
@@ -273,6 +311,15 @@ async def measure_load(url: str, count: int, rounds: int) -> dict[str, Any]:
     out[OURS]["speedup_over_nats_py_metadata"] = speedup(NATS_PY_META)
     out[OURS]["cpu_speedup_over_nats_py"] = speedup(NATS_PY, "cpu_seconds")
     out[OURS]["rows_per_s"] = count / out[OURS]["seconds"]
+    out[OURS]["us_per_row"] = 1e6 * out[OURS]["seconds"] / count
+    out[NATS_PY]["us_per_row"] = 1e6 * out[NATS_PY]["seconds"] / count
+    floor = out[FLOOR]
+    floor["read_us_per_row"] = 1e6 * floor["read_seconds"] / count
+    floor["decode_us_per_row"] = 1e6 * floor["decode_seconds"] / count
+    # The most any loader on nats-py's parser could gain over the straightforward way, in this run.
+    floor["best_possible_speedup_over_nats_py"] = statistics.median(
+        b["seconds"] / f["seconds"] for b, f in zip(runs[NATS_PY], runs[FLOOR], strict=True)
+    )
     return out
 
 
@@ -346,11 +393,11 @@ def table(report: dict[str, Any]) -> str:
         f"Load: {params['messages']:,} recorded Things into a DataFrame, median of {params['rounds']} rounds",
         f"{'way':<46}{'seconds':>9}{'CPU-s':>9}",
     ]
-    for kind in (NATS_PY, NATS_PY_META, OURS):
+    for kind in (NATS_PY, NATS_PY_META, OURS, FLOOR):
         lines.append(
             f"{load[kind]['label']:<46}{load[kind]['seconds']:>9.2f}{load[kind]['cpu_seconds']:>9.2f}"
         )
-    ours = load[OURS]
+    ours, floor = load[OURS], load[FLOOR]
     lines += [
         f"({ours['rows_per_s']:,.0f} rows/s; recording them took {report['recorded']['seconds']:.1f} s)",
         "",
@@ -359,6 +406,12 @@ def table(report: dict[str, Any]) -> str:
         f"{ours['speedup_over_nats_py']:>6.2f} ({ours['cpu_speedup_over_nats_py']:.2f})"
         f"{'>= 3':>10}  {verdict(checks['load'])}",
         f"{'  over nats-py + subject, sequence, time':<56}{ours['speedup_over_nats_py_metadata']:>12.2f}",
+        f"{'  floor (read + decode, nothing kept) over nats-py':<56}"
+        f"{floor['best_possible_speedup_over_nats_py']:>12.2f}",
+        f"{'  us per message: nats-py / to_dataframe':<56}"
+        f"{load[NATS_PY]['us_per_row']:>6.2f} / {ours['us_per_row']:.2f}",
+        f"{'  us per message: floor read / floor decode':<56}"
+        f"{floor['read_us_per_row']:>6.2f} / {floor['decode_us_per_row']:.2f}",
         f"{'peak memory while loading / final DataFrame':<56}{memory['peak_over_frame']:>12.2f}"
         f"{'<= 2':>10}  {verdict(checks['memory'])}",
         f"{'  (RSS growth / DataFrame, MB)':<56}"
