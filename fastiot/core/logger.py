@@ -1,9 +1,11 @@
 """Logging for fastiot services: ``from fastiot import logging``.
 
-The level comes from ``FASTIOT_LOG_LEVEL`` (default INFO). Every fastiot logger (``fastiot``, and
+The console shows ``FASTIOT_LOG_LEVEL`` and up (default INFO). Every fastiot logger (``fastiot``, and
 ``fastiot.<ServiceName>`` behind a service's ``self._logger``) passes its records on to the root logger,
 as in FastIoT, so ``unittest``'s ``assertLogs()``, pytest's ``caplog`` and a program's own logging
-setup see them.
+setup see them. Lowering the root logger's level lowers theirs too: ``assertLogs(level="DEBUG")`` and
+``caplog.set_level(logging.DEBUG)`` get a service's debug lines, as with FastIoT, whose services log
+on the root logger; the console still shows only ``FASTIOT_LOG_LEVEL`` and up.
 
 Each line is printed once. The ``fastiot`` logger has a console handler of its own, so that a service's
 lines show in a fresh notebook or script where nothing configured logging; it steps aside for records
@@ -26,6 +28,43 @@ from fastiot.env import env_basic
 __all__ = ["LOG_FORMAT", "ConsoleHandler", "get_log_config", "logging", "setup_logger"]
 
 LOG_FORMAT = "%(asctime)s: %(levelname)-8s %(name)s: %(message)s"
+
+
+class _FastIoTLogger(_logging.Logger):
+    """The ``fastiot`` logger: its level is its own (``FASTIOT_LOG_LEVEL``) or the root logger's, the lower.
+
+    The root logger's default level, WARNING, does not count, so ``FASTIOT_LOG_LEVEL=ERROR`` holds in a
+    program that never set up logging (and ``assertLogs(level="WARNING")`` needs FASTIOT_LOG_LEVEL at
+    WARNING or lower to see warnings).
+
+    The loggers below ``fastiot`` read this level when they have none of their own. Logging reads it
+    again whenever a level is set anywhere (``Logger.setLevel`` clears every logger's cache), which is
+    how ``assertLogs`` and ``caplog`` change the root logger's level.
+    """
+
+    @property
+    def level(self) -> int:
+        own: int = self.__dict__.get("_own_level", _logging.NOTSET)
+        root = self.root.level
+        # The root's level counts where something set it lower than ours. Not WARNING, its default: that
+        # would override FASTIOT_LOG_LEVEL=ERROR in every program that never touched logging. NOTSET on
+        # either side leaves it to the other (our NOTSET falls through to the root's level anyway).
+        if _logging.NOTSET < root < own and root != _logging.WARNING:
+            return root
+        return own
+
+    @level.setter
+    def level(self, value: int) -> None:
+        self.__dict__["_own_level"] = value
+
+
+def _fastiot_logger() -> _logging.Logger:
+    logger = _logging.getLogger("fastiot")
+    if type(logger) is _logging.Logger:  # made by logging.getLogger (a custom logger class is left as is)
+        own = logger.__dict__.pop("level", _logging.NOTSET)
+        logger.__class__ = _FastIoTLogger
+        logger.level = own
+    return logger
 
 
 class ConsoleHandler(_logging.StreamHandler):  # type: ignore[type-arg]
@@ -87,17 +126,24 @@ def setup_logger(name: str = "root") -> _logging.Logger:
 
     ``name="root"`` gives the ``fastiot`` logger, the parent of every fastiot logger; other names give
     a child of it. Records go on to the root logger, whose level and handlers are left as they are, so
-    a notebook's own logging setup is not overridden.
+    a notebook's own logging setup is not overridden. ``FASTIOT_LOG_LEVEL`` is the level of the
+    ``fastiot`` logger and of its console handler; where the root logger's level is lower (e.g. inside
+    ``assertLogs(level="DEBUG")``), the ``fastiot`` logger's follows it and only the console keeps
+    ``FASTIOT_LOG_LEVEL``.
 
     Example:
         >>> log = setup_logger("my_service")
         >>> log.name
         'fastiot.my_service'
     """
-    base = _logging.getLogger("fastiot")
-    if not any(isinstance(h, ConsoleHandler) for h in base.handlers):
-        base.addHandler(ConsoleHandler())
-    base.setLevel(env_basic.log_level)
+    base = _fastiot_logger()
+    level = env_basic.log_level
+    console = next((h for h in base.handlers if isinstance(h, ConsoleHandler)), None)
+    if console is None:
+        console = ConsoleHandler()
+        base.addHandler(console)
+    console.setLevel(level)
+    base.setLevel(level)
     if name in ("root", "fastiot", ""):
         return base
     return base.getChild(name.removeprefix("fastiot."))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import unittest
+import unittest.mock
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +31,19 @@ class Chatty(FastIoTService):
             self._logger.info("chatty says hello")
             self.logged.set()
         return asyncio.sleep(10)
+
+
+class Whispering(FastIoTService):
+    """Logs one debug and one info line when it starts."""
+
+    async def _start(self) -> None:
+        self._logger.debug("whispering in debug")
+        self._logger.info("whispering in info")
+
+
+async def _run_whispering() -> None:
+    async with Whispering(broker_connection=BrokerConnectionDummy()):
+        pass
 
 
 class Recorder(logging.Handler):
@@ -74,6 +89,44 @@ class TestAssertLogs(unittest.IsolatedAsyncioTestCase):
             async with Chatty(broker_connection=BrokerConnectionDummy()) as service:
                 await asyncio.wait_for(service.logged.wait(), 10)
         self.assertEqual(1, sum("chatty says hello" in line for line in capture.output))
+
+
+class TestAssertLogsLowersTheLevel(unittest.IsolatedAsyncioTestCase):
+    """assertLogs(level=...) lowers the root logger's level: fastiot's loggers follow it, as in FastIoT."""
+
+    async def test_assert_logs_debug_sees_the_service_loggers_debug_lines(self) -> None:
+        with self.assertLogs(level="DEBUG") as capture:
+            await _run_whispering()
+        self.assertIn("DEBUG:fastiot.Whispering:whispering in debug", capture.output)
+
+    async def test_assert_logs_info_sees_info_lines_under_fastiot_log_level_warning(self) -> None:
+        self.addCleanup(setup_logger)  # back to the level of the test run's environment
+        with unittest.mock.patch.dict(os.environ, {"FASTIOT_LOG_LEVEL": "WARNING"}):
+            with self.assertLogs(level="INFO") as capture:
+                await _run_whispering()
+        self.assertIn("INFO:fastiot.Whispering:whispering in info", capture.output)
+        self.assertNotIn("DEBUG:fastiot.Whispering:whispering in debug", capture.output)
+
+
+async def test_caplog_at_debug_sees_the_service_loggers_debug_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await _run_whispering()
+    assert ("fastiot.Whispering", logging.DEBUG, "whispering in debug") in caplog.record_tuples
+
+
+async def test_the_console_shows_only_fastiot_log_level_when_the_root_level_is_lowered(
+    console: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await _run_whispering()
+    assert "whispering in info" in console.getvalue()
+    assert "whispering in debug" not in console.getvalue()
+    assert "whispering in debug" in caplog.text
+
+
+def test_without_a_lowered_root_level_debug_lines_are_not_made(root_recorder: Recorder) -> None:
+    setup_logger("quiet").debug("not made")  # the root logger at its default, WARNING
+    assert "fastiot.quiet: not made" not in root_recorder.lines
 
 
 def test_a_line_is_printed_once_without_any_logging_setup(console: io.StringIO) -> None:
