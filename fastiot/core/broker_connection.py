@@ -51,7 +51,7 @@ from fastiot.core.broker_api import (
     ConnectionState,
     StateCallback,
 )
-from fastiot.core.data_models import ReplySubject, Subject
+from fastiot.core.data_models import Msg, MsgPub, MsgReq, MsgResp, ReplySubject, Subject
 from fastiot.core.logger import setup_logger
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
 from fastiot.core.subscription import (
@@ -80,6 +80,7 @@ from fastiot.exceptions import (
     SubjectTooLongError,
 )
 
+# Msg, MsgPub, MsgReq and MsgResp are data_models' aliases: FastIoT's broker_connection has them too.
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_FLUSH_TIMEOUT",
@@ -94,6 +95,10 @@ __all__ = [
     "BrokerConnection",
     "BrokerConnectionDummy",
     "ConnectionState",
+    "Msg",
+    "MsgPub",
+    "MsgReq",
+    "MsgResp",
     "NatsBrokerConnection",
     "NatsBrokerSubscription",
     "NatsBrokerSubscriptionReplySubject",

@@ -20,10 +20,15 @@ from typing import Any
 import msgpack
 from pydantic import BaseModel
 
+from fastiot.core.data_models import FastIoTData, Msg, MsgCls
 from fastiot.core.time import ensure_tzinfo
 from fastiot.exceptions import DeserializationError
 
+# FastIoTData, Msg and MsgCls are data_models' names: FastIoT's serialization module has them too.
 __all__ = [
+    "FastIoTData",
+    "Msg",
+    "MsgCls",
     "decoder_for",
     "pack",
     "serialize_from_bin",

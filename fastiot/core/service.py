@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from logging import Logger
 from typing import Any
 
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
-from fastiot.core.logger import setup_logger
+from fastiot.core.logger import logging, setup_logger
 from fastiot.env import env_basic
 from fastiot.exceptions import BrokerUnavailableError, ShutdownRequestedInterruption
 
-__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DEFAULT_STOP_TIMEOUT", "FastIoTService"]
+# logging is the `fastiot` logger: FastIoT's service module has its root logger under that name.
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DEFAULT_STOP_TIMEOUT", "FastIoTService", "logging"]
 
 # How long stopping may wait for subscriptions to drain and for tasks to finish before they are cancelled.
 DEFAULT_DRAIN_TIMEOUT = 5.0
@@ -120,7 +121,7 @@ class FastIoTService:
         super().__init__(**kwargs)
         self.broker_connection: BrokerConnection | None = broker_connection
         self.service_id: str = env_basic.service_id
-        self._logger: logging.Logger = setup_logger(type(self).__name__)
+        self._logger: Logger = setup_logger(type(self).__name__)
         self._shutdown_event: asyncio.Event = asyncio.Event()
         self._owns_connection: bool = False
         self._subscription_fns: list[_Handler] = []

@@ -146,6 +146,9 @@ FASTIOT_NAMES = {
         "MSG_FORMAT_VERSION",
         "WILDCARD_SAME_LEVEL",
     ],
+    "fastiot.core.broker_connection": ["Msg", "MsgPub", "MsgReq", "MsgResp"],
+    "fastiot.core.serialization": ["FastIoTData", "Msg", "MsgCls"],
+    "fastiot.core.service": ["logging"],
     "fastiot.core.subject_helper": [
         "MSG_FORMAT_VERSION",
         "HIERARCHY",
@@ -171,6 +174,22 @@ def test_fastiot_names_import(module: str) -> None:
     imported = importlib.import_module(module)
     missing = [name for name in FASTIOT_NAMES[module] if not hasattr(imported, name)]
     assert not missing, f"{module} lacks FastIoT's {missing}"
+
+
+def test_the_re_exported_names_are_the_data_models_own() -> None:
+    import logging
+
+    from fastiot.core import broker_connection, data_models, serialization, service
+    from fastiot.core.logger import logging as fastiot_logging
+
+    for module, names in (
+        (broker_connection, FASTIOT_NAMES["fastiot.core.broker_connection"]),
+        (serialization, FASTIOT_NAMES["fastiot.core.serialization"]),
+    ):
+        for name in names:
+            assert getattr(module, name) is getattr(data_models, name), f"{module.__name__}.{name}"
+    # FastIoT's service.logging is a logger (its root logger), not the logging module.
+    assert isinstance(service.logging, logging.Logger) and service.logging is fastiot_logging
 
 
 def test_fastiot_exceptions_are_fastiot_errors() -> None:
