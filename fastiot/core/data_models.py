@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic_core import PydanticUndefined
 
 from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, WILDCARD_SAME_LEVEL, camel_to_snake
 from fastiot.core.time import ensure_tzinfo
@@ -48,6 +49,10 @@ _NEVER_DATETIME: frozenset[Any] = frozenset((str, int, float, bool, bytes))
 # Values that are surely no datetime and no container, e.g. the float in an ``Any`` field: one set lookup.
 _PLAIN_VALUE_TYPES: frozenset[type] = frozenset((float, int, str, bool, bytes, type(None)))
 _UTC = timezone.utc
+# FastIoT's settings of a model class. FastIoT code may annotate them (`_reply_cls: Type[R] = R`), which
+# pydantic v1 (FastIoT's) left as class attributes and pydantic v2 turns into per-instance private ones,
+# invisible to the classmethods that read them. They are put back as class attributes.
+_CLASS_SETTINGS = ("_handles_hierarchical_subjects", "_reply_cls")
 # Counts the FastIoTData subclasses defined so far: who maps subjects to models (fastiot.payloads)
 # rebuilds its map when this changes, instead of walking every subclass on every lookup.
 _model_generation = 0
@@ -119,6 +124,10 @@ class FastIoTData(BaseModel):
         global _model_generation
         super().__pydantic_init_subclass__(**kwargs)
         _model_generation += 1
+        for name in _CLASS_SETTINGS:
+            private = cls.__private_attributes__.pop(name, None)  # this class's own dict, not its base's
+            if private is not None and private.default is not PydanticUndefined:
+                setattr(cls, name, private.default)
         cls._fastiot_datetime_fields = tuple(
             name for name, field in cls.model_fields.items() if field.annotation not in _NEVER_DATETIME
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from typing import Optional, Type  # noqa: UP035 (as FastIoT code writes them)
 
 import pytest
 
@@ -45,6 +46,23 @@ class Square(FastIoTResponse):
 class SquareMe(FastIoTRequest):
     _reply_cls = Square
     x: int
+
+
+# As FastIoT code writes them (pydantic v1 left annotated underscore attributes as class attributes).
+class AnnotatedCommand(FastIoTPublish):
+    _handles_hierarchical_subjects: bool = False
+    action: str = ""
+
+
+class AnnotatedReading(FastIoTPublish):
+    _handles_hierarchical_subjects: Optional[bool] = True  # noqa: UP045
+    value: float = 0.0
+
+
+class AnnotatedSquareMe(FastIoTRequest):
+    _handles_hierarchical_subjects: bool = False
+    _reply_cls: Type[Square] = Square  # noqa: UP006
+    x: int = 0
 
 
 class Sensor_Reading(FastIoTPublish):  # FastIoT code may name classes like this
@@ -108,6 +126,37 @@ def test_default_subject_is_machine_dot_name_without_spaces() -> None:
     assert Thing(machine="press_1", name="temp", value=1).default_subject == Thing.get_subject("press_1.temp")
     assert isinstance(Thing.__dict__["default_subject"], property)  # thing.default_subject, not ()
     assert "default_subject" not in thing.model_dump()  # not sent on the wire
+
+
+def test_an_annotated_hierarchy_setting_counts_as_in_fastiot() -> None:
+    assert AnnotatedCommand._handles_hierarchical_subjects is False
+    with pytest.raises(RuntimeError, match="no hierarchy"):
+        AnnotatedCommand.get_subject("*")
+    assert AnnotatedCommand.get_subject("press_1").name == "v1.annotated_command.press_1"
+    with pytest.raises(RuntimeError, match=r"AnnotatedReading.get_subject\('my_sensor'\)"):
+        AnnotatedReading.get_subject()
+    assert AnnotatedCommand(action="go").model_dump() == {"action": "go"}
+
+
+def test_an_annotated_reply_class_counts_as_in_fastiot() -> None:
+    subject = AnnotatedSquareMe.get_reply_subject()
+    assert (subject.name, subject.msg_cls, subject.reply_cls) == (
+        "v1.annotated_square_me",
+        AnnotatedSquareMe,
+        Square,
+    )
+    assert AnnotatedSquareMe(x=2)._reply_cls is Square
+    with pytest.raises(RuntimeError):
+        AnnotatedSquareMe.get_reply_subject("*")
+
+
+async def test_an_annotated_reply_class_is_answered(broker: NatsBrokerConnection) -> None:
+    async def square(request: AnnotatedSquareMe) -> Square:
+        return Square(result=request.x**2)
+
+    subject = AnnotatedSquareMe.get_reply_subject()
+    await broker.subscribe_reply_cb(subject, square)
+    assert await broker.request(subject, AnnotatedSquareMe(x=7), timeout=10) == Square(result=49)
 
 
 def test_class_names_convert_to_subjects_as_in_fastiot() -> None:
