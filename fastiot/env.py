@@ -100,13 +100,13 @@ def redact_url(url: str) -> str:
         'nats://***@broker:4222, nats://broker2:4222'
     """
     return _CREDENTIALS_IN_URL.sub(
-        lambda m: f"{m['scheme']}***{':***' if m['password'] is not None else ''}@", url
+        lambda m: f"{m['scheme']}***{':***' if ':' in m['userinfo'] else ''}@", url
     )
 
 
-_CREDENTIALS_IN_URL = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:,]*(?::(?P<password>[^/@\s,]*))?@"
-)
+# The user information runs to the LAST "@" before the host (the greedy match backs off to it), as nats-py
+# reads it (urlparse), so a password with an "@" in it is hidden whole; a ":" in it means user:password.
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s,]*)@")
 
 
 # --- the checks: each error names the variable, the value, and what it should be ----------------------

@@ -267,6 +267,10 @@ def test_get_log_config_is_a_valid_dict_config() -> None:
         ("nats://mytoken@broker:4222", "nats://***@broker:4222"),
         ("nats://broker:4222", "nats://broker:4222"),
         ("tls://a:b@h:1, nats://c:d@e:2", "tls://***:***@h:1, nats://***:***@e:2"),
+        # The user information runs to the last "@" before the host, as nats-py (urlparse) reads it.
+        ("nats://alice:p@ss@h:4222", "nats://***:***@h:4222"),
+        ("nats://al@ice:p@s:s@h:4222, nats://t@k@e:2", "nats://***:***@h:4222, nats://***@e:2"),
+        ("nats://h:4222/path@x", "nats://h:4222/path@x"),
     ],
 )
 def test_redact_url_hides_every_user_password_and_token(url: str, redacted: str) -> None:
