@@ -3,8 +3,8 @@
 Rows are staged flat (subject, received ns, decoded payload, payload size) and written to the
 columns in batches: numpy stores a batch of values far cheaper than one value at a time. Every read
 first writes what is staged. Only the newest ``max_rows`` rows are kept, and only as many as hold
-``max_bytes`` payload bytes, staged rows included; :attr:`ColumnarBuffer.dropped` counts the evicted
-rows exactly.
+``max_bytes`` payload bytes, staged rows included. A payload larger than ``max_bytes`` is dropped alone,
+the rows before it stay. :attr:`ColumnarBuffer.dropped` counts the rows evicted and dropped exactly.
 
 Example:
     >>> from fastiot.core.serialization import pack
@@ -144,6 +144,9 @@ class ColumnarBuffer:
         self.staged.clear()  # in place: a capture's hot path holds staged.extend
         self.staged_headers.clear()
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
+        # Rows dropped alone for a payload larger than max_bytes. They get no seq of their own: the rows
+        # kept stay one run of seqs, and the caller's count of rows added (rows_added) runs this far ahead.
+        self._oversized: int = 0
         self._start: int = 0  # the seq of the oldest row kept
         self._ring_bytes: int = 0
         # Bytes staged through stage() since the last flush (a capture's hot path counts its own).
@@ -217,8 +220,11 @@ class ColumnarBuffer:
 
     @property
     def rows_added(self) -> int:
-        """Rows added since the buffer was made or cleared, evicted ones included (the next row's seq)."""
-        return self._stored + len(self.staged) // self._width
+        """Rows added since the buffer was made or cleared, dropped ones included.
+
+        It is the number a caller gives the next row in :attr:`staged_headers`.
+        """
+        return self._stored + self._oversized + len(self.staged) // self._width
 
     @property
     def byte_room(self) -> int:
@@ -236,10 +242,17 @@ class ColumnarBuffer:
         subjects, times, payloads, sizes = staged[0::w], staged[1::w], staged[2::w], staged[3::w]
         sequences = staged[4::w] if w == 5 else None
         staged.clear()
+        first_new = self._stored  # rows before first_new are in the ring (or evicted)
+        first_added = first_new + self._oversized  # what the caller counted the first staged row as
+        keep = self._drop_oversized(sizes, payloads) if max(sizes) > self.max_bytes else None
+        if keep is not None:
+            subjects, times, payloads, sizes = (
+                [c[i] for i in keep] for c in (subjects, times, payloads, sizes)
+            )
+            sequences = [sequences[i] for i in keep] if sequences is not None else None
         if self.staged_headers:
-            self._headers.update(self.staged_headers)
-            self.staged_headers.clear()
-        first_new, n = self._stored, len(payloads)  # rows before first_new are in the ring (or evicted)
+            self._take_staged_headers(first_added, first_new, keep)
+        n = len(payloads)
         self._stored = first_new + n
         self._staged_size = 0
         skip = self._rows_to_skip(sizes, n)
@@ -261,23 +274,57 @@ class ColumnarBuffer:
         self._prune(self._headers)
         self._payload.housekeep()
 
+    def _drop_oversized(self, sizes: list[int], payloads: list[Any]) -> list[int]:
+        """Count the staged rows with a payload larger than ``max_bytes`` as dropped; the others' indexes.
+
+        Such a row can never be kept; dropping it alone keeps the rows before it, which evicting down to
+        it would throw away.
+        """
+        max_bytes = self.max_bytes
+        keep = [i for i, size in enumerate(sizes) if size <= max_bytes]
+        too_large = [i for i, size in enumerate(sizes) if size > max_bytes]
+        before = self._oversized
+        self._oversized += len(too_large)
+        self._error_count += sum(1 for i in too_large if _is_failure(payloads[i]))
+        # A warning for the first, then one per thousand: a stream of them must not flood the log.
+        if before == 0 or before // 1_000 != self._oversized // 1_000:
+            _logger.warning(
+                "%s: a %d byte payload is larger than max_bytes (%d) and was dropped (%d so far)",
+                self._name,
+                sizes[too_large[-1]],
+                max_bytes,
+                self._oversized,
+            )
+        return keep
+
+    def _take_staged_headers(self, first_added: int, first_new: int, keep: list[int] | None) -> None:
+        """Move the staged headers to their rows' seqs: the caller's numbers, less the rows dropped before."""
+        staged_headers = self.staged_headers
+        if keep is None:
+            shift = first_added - first_new
+            self._headers.update(
+                {seq - shift: h for seq, h in staged_headers.items()} if shift else staged_headers
+            )
+        else:
+            for j, i in enumerate(keep):
+                headers = staged_headers.get(first_added + i)
+                if headers is not None:
+                    self._headers[first_new + j] = headers
+        staged_headers.clear()
+
     def _rows_to_skip(self, sizes: list[int], n: int) -> int:
-        """How many of the oldest staged rows cannot be kept: beyond ``max_rows``, or ``max_bytes``."""
+        """How many of the oldest staged rows cannot be kept: beyond ``max_rows``, or ``max_bytes``.
+
+        No row is larger than ``max_bytes`` (:meth:`_drop_oversized` took those out), so the newest is kept.
+        """
         skip = max(0, n - self.max_rows)
         if sum(sizes[skip:]) <= self.max_bytes:
             return skip
-        kept = 0
-        k = n
+        k = n - 1
+        kept = sizes[k]
         while k > skip and kept + sizes[k - 1] <= self._byte_target:
             k -= 1
             kept += sizes[k]
-        if k == n:
-            _logger.warning(
-                "%s: a %d byte payload is larger than max_bytes (%d) and was dropped",
-                self._name,
-                sizes[-1],
-                self.max_bytes,
-            )
         return k
 
     def _evict_to(self, start: int, ring_stop: int) -> None:
@@ -366,9 +413,10 @@ class ColumnarBuffer:
 
     @property
     def dropped(self) -> int:
-        """Rows evicted to keep the bounds (``max_rows``, ``max_bytes``), exact."""
+        """Rows evicted to keep the bounds (``max_rows``, ``max_bytes``) or dropped as larger than
+        ``max_bytes``, exact."""
         self.flush()
-        return self._start
+        return self._start + self._oversized
 
     @property
     def errors(self) -> int:

@@ -126,11 +126,44 @@ async def test_a_payload_larger_than_max_bytes_is_dropped_and_counted(
         await broker.publish_raw(f"{prefix}.a", pack({"i": 1, "blob": bytes(20 * KB)}))
         await broker.publish_raw(f"{prefix}.a", pack({"i": 2}))
         await capture.wait_for(3, timeout=5)
-        assert capture.to_dataframe()["i"].tolist() == [2]
-        assert (capture.received, capture.dropped, len(capture)) == (3, 2, 1)
+        assert capture.to_dataframe()["i"].tolist() == [0, 2], "the rows that fit are kept"
+        assert (capture.received, capture.dropped, len(capture)) == (3, 1, 2)
     assert "larger than max_bytes" in caplog.text
     with pytest.raises(ValueError, match="max_bytes"):
         MessageCapture("v1.>", max_bytes=0)
+
+
+def test_a_payload_larger_than_max_bytes_drops_alone_after_staged_rows() -> None:
+    """20 small rows not yet written, then one row of 20 KB under max_bytes=10,000: only that one goes."""
+    buffer = ColumnarBuffer(max_rows=1000, max_bytes=10_000)
+    for i in range(20):
+        buffer.append("v1.a", i, pack({"i": i}), {"row": str(i)} if i == 19 else None)
+    buffer.append("v1.a", 20, pack({"i": 20, "blob": bytes(20 * KB)}), {"row": "big"})
+    buffer.append("v1.a", 21, pack({"i": 21}), {"row": "21"})
+    frame = buffer.to_dataframe()
+    assert frame["i"].tolist() == [*range(20), 21]
+    assert (len(buffer), buffer.dropped, buffer.rows_added) == (21, 1, 22)
+    assert frame["headers"].tolist()[-2:] == [{"row": "19"}, {"row": "21"}], "headers stay on their rows"
+    assert buffer.payload_bytes == sum(len(pack({"i": i})) for i in [*range(20), 21])
+
+
+def test_a_payload_larger_than_max_bytes_leaves_the_written_rows_alone() -> None:
+    buffer = ColumnarBuffer(max_rows=1000, max_bytes=10_000)
+    for i in range(20):
+        buffer.append("v1.a", i, pack({"i": i}))
+    assert len(buffer) == 20  # written to the columns
+    buffer.append("v1.a", 20, b"\xc1" * 20_000)  # not msgpack either: dropped, and counted as an error
+    buffer.append("v1.a", 21, pack({"i": 21}))
+    assert buffer.to_dataframe()["i"].tolist() == [*range(20), 21]
+    assert (len(buffer), buffer.dropped, buffer.errors) == (21, 1, 1)
+
+
+def test_the_newest_row_is_kept_when_it_alone_fits_max_bytes() -> None:
+    buffer = ColumnarBuffer(max_rows=1000, max_bytes=10_000)
+    buffer.append("v1.a", 0, pack({"i": 0, "blob": bytes(500)}))
+    buffer.append("v1.a", 1, pack({"i": 1, "blob": bytes(9_900)}))  # fits max_bytes, not with row 0
+    assert buffer.to_dataframe()["i"].tolist() == [1]
+    assert (len(buffer), buffer.dropped) == (1, 1) and buffer.payload_bytes <= 10_000
 
 
 async def test_nats_headers_are_a_column(broker: NatsBrokerConnection, prefix: str) -> None:
