@@ -6,12 +6,14 @@ Example:
     $ fastiot-workbench --no-lab --broker-port 4222   # broker + demo only (as binder/start uses it)
 
 Everything it starts is stopped when it ends (Ctrl-C, SIGTERM, or JupyterLab's File > Shut Down):
-JupyterLab and the demo plant first, then the broker they were connected to.
+JupyterLab and the demo plant first, then the broker they were connected to; then one line says what
+it stopped. JupyterLab's own stop messages are shown only if it fails to stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import ipaddress
 import os
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker, redact_url
@@ -43,6 +46,7 @@ DEFAULT_LAB_PORT = 8888
 DEFAULT_DEMO_RATE = 2.0
 DEFAULT_NATS_PORT = 4222
 _STOP_TIMEOUT = 15.0
+_DRAIN_TIMEOUT = 5.0  # for a stopped child's last lines
 _READY_TIMEOUT = 60.0
 _PROBE_TIMEOUT = 2.0
 # --ip values that mean "every interface" (JupyterLab's and the socket API's spellings).
@@ -219,28 +223,109 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
+class _QuietStop:
+    """Copies a child's output to our stderr while it runs, and holds back what it prints while stopped.
+
+    JupyterLab answers SIGTERM with "[C ...] received signal 15, stopping", "Shutting down 4
+    extensions" and a line per kernel: alarming noise after a Ctrl-C that went well. Those lines are
+    shown only if the stop fails (:meth:`show_held`), so a clean stop ends with the one calm line.
+    """
+
+    _MAX_HELD_LINES = 1000  # a stop that goes wrong explains itself in far fewer lines
+    _MAX_LINE = 64 * 1024
+
+    def __init__(self, name: str, output: IO[bytes]) -> None:
+        self._output = output
+        self._lock = threading.Lock()
+        self._holding = False
+        self._held: collections.deque[bytes] = collections.deque(maxlen=self._MAX_HELD_LINES)
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._relay, name=f"{name} output", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        # Read to the end whatever happens: a child writing into a full pipe would hang.
+        for line in iter(lambda: self._output.readline(self._MAX_LINE), b""):
+            with self._lock:
+                if self._holding:
+                    if len(self._held) == self._held.maxlen:
+                        self._dropped += 1  # the oldest goes
+                    self._held.append(line)
+                    continue
+            _write_stderr(line)
+
+    def hold(self) -> None:
+        """From now on keep the child's lines instead of printing them."""
+        with self._lock:
+            self._holding = True
+
+    def show_held(self) -> None:
+        """Print the lines held so far, and every later one as it comes: the stop went wrong."""
+        with self._lock:
+            self._holding = False
+            if self._dropped:
+                _write_stderr(f"... ({self._dropped} earlier lines not kept)\n".encode())
+            for line in self._held:
+                _write_stderr(line)
+            self._held.clear()
+            self._dropped = 0
+
+    def finish(self) -> None:
+        """Wait (bounded) for the child's last lines after it ended, then close the pipe.
+
+        A lingering grandchild may hold the pipe open: the pipe is then left to the daemon thread,
+        which ends with this process (closing it under a blocked read would block too).
+        """
+        self._thread.join(_DRAIN_TIMEOUT)
+        if not self._thread.is_alive():
+            self._output.close()
+
+
+def _write_stderr(data: bytes) -> None:
+    with contextlib.suppress(OSError, ValueError):  # a closed terminal must not stop the relay
+        sys.stderr.write(data.decode(errors="replace"))
+        sys.stderr.flush()
+
+
 @contextlib.contextmanager
-def _child(name: str, args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a child until the block ends, then stop it (SIGTERM, then SIGKILL after a timeout)."""
+def _child(
+    name: str, args: list[str], env: dict[str, str], *, quiet_stop: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child until the block ends, then stop it (SIGTERM, then SIGKILL after a timeout).
+
+    With ``quiet_stop`` its output goes through :class:`_QuietStop`: what it prints while being
+    stopped is shown only if it has to be killed or exits with an error.
+    """
     process = start_child_process(
         args,
         env=env,
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if quiet_stop else None,
+        stderr=subprocess.STDOUT if quiet_stop else None,
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order
         # (JupyterLab would otherwise ask "Shutdown this Jupyter server (y/[n])?").
         start_new_session=True,
     )
+    relay = _QuietStop(name, process.stdout) if process.stdout is not None else None
     try:
         yield process
     finally:
+        if relay is not None:
+            relay.hold()
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(_STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
+                if relay is not None:
+                    relay.show_held()
                 _complain(f"{name} did not stop in {_STOP_TIMEOUT:g} s; killing it")
                 process.kill()
                 process.wait(_STOP_TIMEOUT)
+        if relay is not None:
+            relay.finish()
+            if process.returncode != 0:  # killed, failed to start, or failed to stop: say why
+                relay.show_held()
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -330,7 +415,7 @@ def _lab(
         lab_args.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         lab_args.append("--allow-root")  # containers and CI run as root
-    lab = stack.enter_context(_child("JupyterLab", lab_args, setup.environment(env)))
+    lab = stack.enter_context(_child("JupyterLab", lab_args, setup.environment(env), quiet_stop=True))
     started.append("JupyterLab")
     if not _wait_for_port(host, port, lab, _READY_TIMEOUT):
         _complain(f"JupyterLab did not start on port {port}")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from jupyter_client import BlockingKernelClient
 
-from fastiot.cli import build_parser
+from fastiot.cli import _child, build_parser
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer, find_free_port
@@ -198,3 +202,91 @@ def test_allow_no_token_beyond_loopback_goes_ahead_with_a_warning(tmp_path: Path
     assert "WARNING: JupyterLab listens on every network interface (--ip 0.0.0.0)" in command.output
     assert f"anyone who can reach port {port} can run code as you" in command.output
     assert "fastiot-workbench: stopped JupyterLab" in command.output, "JupyterLab was started"
+
+
+def _start_kernel(port: int, token: str, runtime_dir: Path) -> None:
+    """Open a kernel in the command's JupyterLab and wait until it answers."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/kernels",
+        data=json.dumps({"name": "python3"}).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        kernel_id = json.load(response)["id"]
+    client = BlockingKernelClient(connection_file=str(runtime_dir / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+    finally:
+        client.stop_channels()
+
+
+def test_ctrl_c_with_jupyterlab_and_a_kernel_says_only_the_calm_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """JupyterLab's own stop messages ("received signal 15, stopping", "Shutting down 4 extensions",
+    "Kernel shutdown: ...") stay out of the terminal when the stop goes well."""
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    runtime_dir = tmp_path / "runtime"  # where the kernel's connection file is
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime_dir))
+    broker_port, lab_port = find_free_port(), find_free_port()
+    args = ["--no-browser", "--token", "t0k", "--notebook-dir", str(tmp_path), "--port", str(lab_port)]
+    args += ["--broker-port", str(broker_port), "--demo-rate", "20"]
+    with WorkbenchCommand(args, own_process_group=True) as command:
+        command.wait_for("Ctrl-C stops everything", 90)
+        asyncio.run(_one_demo_value(broker_port))  # the demo plant is connected and publishing
+        _start_kernel(lab_port, "t0k", runtime_dir)
+        children = command.children()
+        assert any("ipykernel" in " ".join(p.cmdline()) for p in children), "a kernel is open"
+        before_ctrl_c = len(command.lines)
+        os.killpg(command.process.pid, signal.SIGINT)
+        assert command.wait() == 0, command.output
+        after_ctrl_c = command.lines[before_ctrl_c:]
+    assert after_ctrl_c == ["fastiot-workbench: stopped JupyterLab, the demo plant and the NATS broker\n"], (
+        command.output
+    )
+    for jupyter_stop_message in ("received signal", "Shutting down", "Kernel shutdown"):
+        assert jupyter_stop_message not in command.output, command.output
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+
+
+# A child that, like JupyterLab, says something when it is stopped, and exits with {status}.
+_TALKATIVE_CHILD = """
+import signal, sys
+def stop(*_):
+    print("[C ServerApp] received signal 15, stopping")
+    sys.exit({status})
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+class _Terminal(io.StringIO):
+    """Our stderr, noticing when the child said it is ready."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if "ready" in self.getvalue():
+            self.ready.set()
+        return written
+
+
+@pytest.mark.parametrize(("status", "shown"), [(0, False), (3, True)])
+def test_what_a_child_says_while_stopped_is_shown_only_if_the_stop_fails(
+    status: int, shown: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    child = [sys.executable, "-c", _TALKATIVE_CHILD.format(status=status)]
+    with _child("talkative child", child, dict(os.environ), quiet_stop=True) as process:
+        assert terminal.ready.wait(30), "what a child prints while it runs is shown at once"
+    assert process.returncode == status
+    assert ("received signal 15, stopping" in terminal.getvalue()) is shown, terminal.getvalue()
