@@ -85,7 +85,8 @@ class TolerantClient(NatsClient):
     raises there, the read loop ends, and every subscription of the connection goes deaf while the
     client still says it is connected. Here such a message is dropped and handed to
     :attr:`on_bad_message` as a :class:`~fastiot.exceptions.BadMessageError` with its raw bytes;
-    the read loop goes on with the next message.
+    the read loop goes on with the next message. The bug report for nats-py, ready to file (to be
+    filed; no internet where it was written): ``docs/upstream/nats-py-non-utf8-read-loop.md``.
 
     And its read loop lets the event loop breathe under a firehose: nats-py's loop reads and parses
     chunk after chunk without ever yielding while data is buffered (awaiting a read that need not wait

@@ -48,9 +48,12 @@ class _InitialValues:
     nats-py marks that point with a None update, but it can send that marker before the first entry: it asks
     the server for the consumer's pending count, and when the server has already pushed every message that
     the client has not yet handed to the watcher, pending and delivered are both 0 and the marker goes out
-    at once (in CI a key's three revisions came back as none). So the end is the entry with ``delta`` 0
+    at once (in CI a key's four revisions came back as none). So the end is the entry with ``delta`` 0
     (nothing pending after it, as the server counted when it sent it); a marker before any entry is believed
     only when the stream holds no message on the watched subjects.
+
+    The report for nats-py, with a reproduction and a suggested fix, ready to file (to be filed; no internet
+    where it was written): ``docs/upstream/nats-py-kv-watch-early-marker.md``.
     """
 
     def __init__(self, conn: NatsBrokerConnection, bucket: str, keys: str) -> None:
