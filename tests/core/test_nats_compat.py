@@ -115,6 +115,67 @@ async def test_stop_subscription_ends_a_drain_that_timed_out(client: NatsClient)
     assert _nats_compat.client_subscription_count(client) == before - 1
 
 
+async def test_nats_py_answers_its_pings_oldest_first() -> None:
+    # flush_at_cut hands _send_ping its own future and TolerantClient._process_pong looks up the cut of
+    # `_pongs[0]` before nats-py pops it: both rely on _send_ping appending the future it is given and on
+    # each PONG resolving (and removing) the oldest one.
+    nc = NatsClient()
+    first, second = asyncio.Future[Any](), asyncio.Future[Any]()
+    nc._pongs = [first, second]
+    await nc._process_pong()
+    assert first.done() and not second.done()
+    assert nc._pongs == [second]
+
+
+async def test_send_ping_queues_the_future_its_pong_resolves(client: NatsClient) -> None:
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    answered: list[str] = []
+    first.add_done_callback(lambda _: answered.append("first"))
+    second.add_done_callback(lambda _: answered.append("second"))
+    await client._send_ping(first)
+    await client._send_ping(second)
+    assert client._pongs[-2:] == [first, second]
+    await asyncio.wait_for(asyncio.gather(first, second), WAIT)
+    assert answered == ["first", "second"]
+    assert first not in client._pongs and second not in client._pongs
+
+
+async def test_flush_at_cut_runs_the_cut_when_its_pong_is_parsed(client: NatsClient) -> None:
+    sub = await client.subscribe("compat.cut")  # no callback: messages wait in its queue, countable
+    seen: list[tuple[int, int]] = []
+
+    def cut() -> None:  # (messages queued, PINGs still unanswered) at the instant of the PONG
+        seen.append((sub.pending_msgs, len(client._pongs)))
+
+    for i in range(5):
+        await client.publish("compat.cut", b"%d" % i)  # still buffered: flush_at_cut writes them first
+    await _nats_compat.flush_at_cut(client, cut, WAIT)
+    assert seen == [(5, 1)]  # every message sent before the PONG is queued; its PING not yet popped
+    assert isinstance(client, _nats_compat.TolerantClient) and client._pong_cuts == {}
+    for i in range(3):
+        await client.publish("compat.cut", b"%d" % i)
+    await client.flush(timeout=int(WAIT))
+    assert sub.pending_msgs == 8 and seen == [(5, 1)]  # a plain flush runs no cut
+
+
+async def test_a_failing_cut_does_not_end_the_read_loop(
+    client: NatsClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    def cut() -> None:
+        raise RuntimeError("broken cut")
+
+    await _nats_compat.flush_at_cut(client, cut, WAIT)
+    assert "a flush_at_cut callback failed" in caplog.text
+    await _nats_compat.flush_at_cut(client, lambda: None, WAIT)  # the read loop still parses PONGs
+    assert client.is_connected
+
+
+async def test_flush_at_cut_needs_a_tolerant_client() -> None:
+    with pytest.raises(TypeError, match="TolerantClient"):
+        await _nats_compat.flush_at_cut(NatsClient(), lambda: None, WAIT)
+
+
 async def test_discard_pending_publishes_and_the_reconnection_task() -> None:
     with NatsServer() as server:
         nc = NatsClient()
