@@ -45,7 +45,7 @@ from fastiot.payloads import decode, get_path
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fastiot.capture._delivery import Message
+    from fastiot.capture import Message
 
 __all__ = [
     "DEFAULT_DISPLAY_POINTS",

@@ -1,7 +1,8 @@
 """Capturing NATS messages into pandas: MessageCapture and the parts it is built of.
 
 - :mod:`~fastiot.capture.observer`: :class:`BrokerObserver`, the base of captures and subject
-  indexes (subscriptions, throttled listeners, waiters, lost-message accounting);
+  indexes (subscriptions, throttled listeners, waiters, lost-message accounting), and
+  :class:`Message`, what its handlers read of each message;
 - :mod:`~fastiot.capture.columns` and :mod:`~fastiot.capture.buffer`: :class:`ColumnarBuffer`, decoded
   rows as numpy columns in a ring bounded in rows and bytes;
 - :mod:`~fastiot.capture.export`: column arrays to pandas, frames to CSV and Parquet;
@@ -17,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from fastiot.capture._delivery import Message
 from fastiot.capture.buffer import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COLUMNS,
@@ -55,6 +57,7 @@ __all__ = [
     "CaptureSubjects",
     "ColumnarBuffer",
     "Listener",
+    "Message",
     "MessageCallback",
     "MessageCapture",
     "MessageHandler",

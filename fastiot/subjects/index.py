@@ -48,7 +48,7 @@ from fastiot.subjects.stats import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fastiot.capture._delivery import Message
+    from fastiot.capture import Message
 
 __all__ = ["DEFAULT_HISTORY", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SUBJECTS", "ChangeCallback", "SubjectIndex"]
 
