@@ -492,7 +492,7 @@ class LiveSeries(BrokerObserver):
         """Forget every point; listeners get 0."""
         self._series.clear()
         self._latest_ns = 0
-        for listener in self._listeners:
+        for listener in self._listeners.states():
             listener.mark = self._points
             self._call_listener(listener, 0)
         self._rearm()

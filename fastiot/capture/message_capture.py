@@ -377,7 +377,7 @@ class MessageCapture(BrokerObserver):
         self._buffer.clear()
         self._byte_budget = self._buffer.byte_room
         self._update_trigger()
-        for listener in self._listeners:
+        for listener in self._listeners.states():
             listener.mark = self._received_before_clear
             self._call_listener(listener, 0)
         self._rearm()

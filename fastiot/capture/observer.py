@@ -26,18 +26,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats.errors
 
-from fastiot._callbacks import is_coroutine_callable
+from fastiot._callbacks import StatefulCallbackList
 from fastiot.capture.shared import Delivering, Feed, MessageHandler, shared_subscriptions
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.exceptions import NotRunningError, WaitTimeoutError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
@@ -51,6 +48,11 @@ DEFAULT_WAIT_TIMEOUT = 10.0
 
 _NEVER = sys.maxsize
 _logger = setup_logger("capture")
+# Why a listener must be a plain function (the end of the error for an async one).
+_SYNC_HINT = (
+    "it runs on the event loop between messages; start a task with asyncio.create_task(...) inside it "
+    "if it needs to await"
+)
 _time_ns = time.time_ns
 
 
@@ -106,7 +108,16 @@ class BrokerObserver:
         self._pending_bytes_limit: int = pending_bytes_limit
         self._feeds: list[Feed] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listeners: list[Listener] = []
+        # Registered by the rules of every on_*(callback, remove=False), each with its throttle and news.
+        self._listeners: StatefulCallbackList[[Any], Listener] = StatefulCallbackList(
+            self._what,
+            lambda callback: Listener(callback=callback, min_interval=0.0),
+            logger=_logger,
+            hint=_SYNC_HINT,
+        )
+        # Whether any listener is registered, as a plain attribute: the hot path of a subclass reads it
+        # for every message, where the list's __bool__ would cost a Python call.
+        self._listening: bool = False
         self._waiters: list[_Waiter] = []
         self._wake_seq: int = _NEVER
         self._trigger_seq: int = _NEVER
@@ -256,34 +267,34 @@ class BrokerObserver:
     ) -> None:
         """Register (or with ``remove`` unregister) a throttled listener; its news start at ``mark``.
 
-        As :class:`fastiot._callbacks.CallbackList`: removing a callback that is not registered does
-        nothing, and registering one again keeps it once (with the new ``min_interval``).
+        By the rules of :class:`fastiot._callbacks.CallbackList`: removing a callback that is not
+        registered does nothing, and registering one again keeps it once (with the new
+        ``min_interval``, its news unchanged).
         """
-        registered = next((listener for listener in self._listeners if listener.callback == callback), None)
+        listeners = self._listeners
         if remove:
-            if registered is not None:
-                self._listeners.remove(registered)
+            if callback in listeners:
+                listeners.register(callback, remove=True)
+                self._listening = bool(listeners)
                 self._rearm()
             return
-        if is_coroutine_callable(callback):
-            raise TypeError(
-                "the callback must be a plain function, not async def: it runs on the event loop between "
-                "messages; start a task with asyncio.create_task(...) inside it if it needs to await"
-            )
-        if not callable(callback):
-            raise TypeError(f"the callback must be callable, got {type(callback).__name__}")
+        listeners.check(callback)
         if min_interval < 0:
             raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval}")
-        if registered is not None:
-            registered.min_interval = min_interval
+        if callback in listeners:
+            listeners.state(callback).min_interval = min_interval
             return
-        self._listeners.append(Listener(callback=callback, min_interval=min_interval, mark=mark))
+        listeners.register(callback)
+        listener = listeners.state(callback)
+        listener.min_interval = min_interval
+        listener.mark = mark
+        self._listening = True
         self._rearm()
 
     def _rearm(self) -> None:
         """Have the hot path call :meth:`_wake` when a listener or waiter needs to look."""
         if not self._dispatch_scheduled:
-            wake_seq = self._received if self._listeners else _NEVER
+            wake_seq = self._received if self._listening else _NEVER
             for waiter in self._waiters:
                 wake_seq = min(wake_seq, max(self._received, waiter.wake_seq))
             self._wake_seq = wake_seq
@@ -310,10 +321,7 @@ class BrokerObserver:
         self._dispatch()
 
     def _call_listener(self, listener: Listener, news: Any) -> None:
-        try:
-            listener.callback(news)
-        except Exception:
-            _logger.exception("a %s callback (%r) failed", self._what, listener.callback)
+        self._listeners.call_one(listener.callback, news)  # one that raises is logged
 
     def _dispatch_now(self) -> None:
         if self._waiters:
@@ -326,11 +334,11 @@ class BrokerObserver:
                 else:
                     pending.append(waiter)
             self._waiters = pending
-        if not self._listeners or self._hold_listeners:
+        if not self._listening or self._hold_listeners:
             return
         now = time.monotonic()
         next_due = math.inf
-        for listener in list(self._listeners):
+        for listener in self._listeners.states():
             due = listener.last_call + listener.min_interval
             if now < due:
                 next_due = min(next_due, due)

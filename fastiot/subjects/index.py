@@ -203,7 +203,7 @@ class SubjectIndex(BrokerObserver):
                 entry.note_headers(headers)
             seq = self._received
             self._received = seq + 1
-            if self._listeners:
+            if self._listening:
                 self._dirty.add(subject)
             if seq >= self._trigger_seq:
                 self._wake()
@@ -317,7 +317,7 @@ class SubjectIndex(BrokerObserver):
     def _dispatch_now(self) -> None:
         if self._dirty and not self._hold_listeners:
             dirty, self._dirty = self._dirty, set()
-            for listener in self._listeners:
+            for listener in self._listeners.states():
                 listener.mark |= dirty
         super()._dispatch_now()
 
@@ -613,7 +613,7 @@ class SubjectIndex(BrokerObserver):
         self._entries.clear()
         self._keep, self._kept_bytes = self._history, 0
         self._dirty.clear()
-        for listener in self._listeners:
+        for listener in self._listeners.states():
             listener.mark = set()
             self._call_listener(listener, set())
         self._rearm()

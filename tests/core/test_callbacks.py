@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from fastiot._callbacks import CallbackList
+from fastiot._callbacks import CallbackList, StatefulCallbackList
 
 
 def test_calls_in_order_and_keeps_a_duplicate_once() -> None:
@@ -100,3 +100,50 @@ async def test_async_callbacks_are_awaited_and_failures_logged(caplog: pytest.Lo
         await callbacks.call_async(5)
     assert seen == [5]
     assert "bad" in caplog.text
+
+
+def test_a_stateful_list_keeps_one_state_per_callback_by_the_same_rules() -> None:
+    made: list[object] = []
+
+    def new_state(callback: object) -> list[int]:
+        made.append(callback)
+        return []
+
+    callbacks: StatefulCallbackList[[int], list[int]] = StatefulCallbackList("count", new_state)
+    seen: list[int] = []
+    callbacks.register(seen.append)
+    callbacks.state(seen.append).append(1)
+    callbacks.register(seen.append)  # again: kept once, with its state
+    callbacks.register(print)
+    assert made == [seen.append, print]
+    assert callbacks.states() == [[1], []]
+    callbacks(5)
+    assert seen == [5]
+    callbacks.register(seen.append, remove=True)
+    callbacks.register(seen.append, remove=True)  # not registered any more: no error
+    assert seen.append not in callbacks and callbacks.states() == [[]]
+    with pytest.raises(KeyError):
+        callbacks.state(seen.append)
+
+
+def test_a_stateful_list_rejects_the_wrong_kind_with_its_hint() -> None:
+    async def async_cb(n: int) -> None:
+        pass
+
+    callbacks: StatefulCallbackList[[int], None] = StatefulCallbackList(
+        "count", lambda cb: None, hint="start a task inside it"
+    )
+    with pytest.raises(TypeError, match=r"plain function \(def \.\.\.\), got .*async_cb: start a task"):
+        callbacks.register(async_cb)
+    assert not callbacks and callbacks.states() == []
+
+
+def test_call_one_logs_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    callbacks: CallbackList[[int]] = CallbackList("count")
+
+    def broken(n: int) -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="fastiot.callbacks"):
+        callbacks.call_one(broken, 1)
+    assert "count callback" in caplog.text and "boom" in caplog.text
