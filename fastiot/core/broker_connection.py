@@ -34,6 +34,7 @@ from nats.aio.client import DEFAULT_PENDING_SIZE as NATS_DEFAULT_PENDING_SIZE
 from nats.aio.client import Client as NatsClient
 
 from fastiot._callbacks import is_coroutine_callable
+from fastiot._tasks import BackgroundTasks
 from fastiot.core import _nats_compat
 from fastiot.core._connect import (
     ReconnectServerChoice,
@@ -294,7 +295,7 @@ class NatsBrokerConnection(BrokerConnection):
         self.bad_messages: int = 0
         """Malformed messages from the wire (e.g. a subject that is not UTF-8), dropped and reported."""
         # Error reports started from nats-py's read loop, which cannot wait for them; cancelled on close.
-        self._report_tasks: set[asyncio.Task[None]] = set()
+        self._report_tasks: BackgroundTasks = BackgroundTasks()
         self._closing: bool = False
         self._disconnected_at: float | None = None
         self.failed_reconnect_attempts: int = 0
@@ -359,9 +360,7 @@ class NatsBrokerConnection(BrokerConnection):
         self.last_error = err
         sub = self._subscriptions_by_sid.get(err.sid)
         if sub is not None:  # reported like a handler error of the subscription it was for
-            task = asyncio.get_running_loop().create_task(sub._report_error(err))
-            self._report_tasks.add(task)
-            task.add_done_callback(self._report_tasks.discard)
+            self._report_tasks.spawn(sub._report_error(err), what="reporting a malformed message")
         elif self.bad_messages <= 10 or self.bad_messages % 1000 == 0:  # e.g. a JetStream subscription
             _logger.error("%s (%d on this connection)", err, self.bad_messages)
 
@@ -455,8 +454,8 @@ class NatsBrokerConnection(BrokerConnection):
                 _nats_compat.discard_pending_publishes(self._client),
             )
         await self._stop_reconnecting()
-        for task in list(self._report_tasks):
-            task.cancel()
+        # An error callback that ignores cancellation must not hold up closing for long.
+        await self._report_tasks.cancel(timeout=DEFAULT_ABANDON_TIMEOUT)
         try:
             await self._client.close()
         except OSError as e:  # the old socket's error surfacing late; the client is closed regardless

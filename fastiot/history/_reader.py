@@ -29,6 +29,7 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from fastiot._tasks import BackgroundTasks
 from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import HistoryReadError, RecordingDeletedError
@@ -56,6 +57,9 @@ DEFAULT_IDLE_HEARTBEAT = 2.0
 # deleted without the advisory saying so); check the stream, then start a new consumer.
 DEFAULT_STALL_TIMEOUT = 3 * DEFAULT_IDLE_HEARTBEAT
 MAX_RESTARTS = 5
+# How long close() waits for the consumer's removal started when the range ended: longer than nats-py's
+# JetStream API timeout (5 s), which bounds it anyway.
+_CLEANUP_TIMEOUT = 10.0
 _MAX_SUBJECT_NAMES = 100_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -132,7 +136,8 @@ class StreamReader:
         self._advisory: NatsSubscription | None = None
         self._end_intercept: Callable[[], None] | None = None
         self._consumer: str | None = None
-        self._cleanup: set[asyncio.Task[None]] = set()
+        # The consumer's removal, started when the range ends (from the read loop, which cannot wait for it).
+        self._cleanup: BackgroundTasks = BackgroundTasks()
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -233,8 +238,10 @@ class StreamReader:
     async def close(self) -> None:
         """End the read: remove the consumer and the subscriptions."""
         self._finished = True
-        if self._cleanup:
-            await asyncio.gather(*self._cleanup, return_exceptions=True)
+        try:
+            await self._cleanup.wait(timeout=_CLEANUP_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self._cleanup.cancel()
         await self._stop_consumer()
         advisory, self._advisory = self._advisory, None
         if advisory is not None:
@@ -362,9 +369,7 @@ class StreamReader:
             self._finished = True
             self._wake.set()
             # Stop the server pushing the rest of the stream at once, not after the range is consumed.
-            task = asyncio.get_running_loop().create_task(self._stop_consumer())
-            self._cleanup.add(task)
-            task.add_done_callback(self._cleanup.discard)
+            self._cleanup.spawn(self._stop_consumer(), what="removing the consumer of a finished read")
 
     # -- the reader's side -----------------------------------------------------------------------------
 

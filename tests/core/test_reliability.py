@@ -30,6 +30,7 @@ from tests.core.fault_helpers import ErrorCollector, HangingHandler
 from tests.waits import wait_until
 
 WAIT = 10.0
+CLEAN_UP_STEPS = 100
 
 
 class Reading(FastIoTPublish):
@@ -107,6 +108,36 @@ async def test_a_message_that_is_not_utf8_is_reported_and_delivery_goes_on(nats_
         assert await asyncio.wait_for(delivered.get(), WAIT) == "reliability.own"
     finally:
         await connection.close()
+
+
+async def test_close_cancels_an_error_report_still_running_and_waits_for_its_clean_up(
+    nats_server: NatsServer,
+) -> None:
+    entered = asyncio.Event()
+    cleaned_up = asyncio.Event()
+
+    async def error_cb(err: Exception) -> None:  # hangs on the report of a malformed message
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            for _ in range(CLEAN_UP_STEPS):  # a clean-up that awaits (closing a file, a socket, ...)
+                await asyncio.sleep(0)
+            cleaned_up.set()
+            raise
+
+    async def handler(msg: Any) -> None:
+        pass
+
+    connection = await NatsBrokerConnection.connect(subscription_error_cb=error_cb)
+    try:
+        await connection.subscribe_raw("reliability.hang", handler)
+        await connection.flush()
+        await _raw_client(nats_server, _hpub(b"reliability.hang", b"NATS/1.0 503 \xff\xfe\r\n\r\n", b"x"))
+        await asyncio.wait_for(entered.wait(), WAIT)
+    finally:
+        await connection.close()
+    assert cleaned_up.is_set()  # the report task is not left running on the loop after close()
 
 
 # --- defect 5: credentials in a URL never appear in errors or logs ----------------------------------

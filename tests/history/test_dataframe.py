@@ -182,6 +182,18 @@ async def test_a_recording_deleted_during_a_read_is_a_clear_error(
     assert reader.rows < 5_000
 
 
+async def test_a_read_that_ends_before_the_stream_leaves_no_consumer_behind(
+    connection: NatsBrokerConnection, name: str
+) -> None:
+    # The range ends mid-stream: the consumer's removal starts in the background at once (so the server
+    # stops pushing), and closing the reader waits for it.
+    await recorded(connection, name, 500)
+    async with StreamReader(connection, name, range_=Range(end_seq=50), batch_rows=20) as reader:
+        rows = [batch async for batch in reader]
+    assert sum(map(len, rows)) == 50
+    assert await connection.client.jsm().consumers_info(name) == []
+
+
 async def test_bad_ranges_and_limits_are_refused_before_reading(
     connection: NatsBrokerConnection, name: str
 ) -> None:
