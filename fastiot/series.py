@@ -37,7 +37,7 @@ from fastiot.capture import DEFAULT_WAIT_TIMEOUT, BrokerObserver, Listener
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
-    NatsBrokerConnection,
+    BrokerConnection,
 )
 from fastiot.exceptions import LivePlotError
 from fastiot.payloads import decode, get_path
@@ -231,7 +231,7 @@ class LiveSeries(BrokerObserver):
         self,
         subjects: str | Sequence[str],
         fields: str | Sequence[str] = "value",
-        connection: NatsBrokerConnection | None = None,
+        connection: BrokerConnection | None = None,
         *,
         window: dt.timedelta | float | None = DEFAULT_WINDOW,
         max_points: int = DEFAULT_MAX_POINTS,

@@ -17,13 +17,13 @@ import asyncio
 import html
 import pathlib
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 
 import ipywidgets as widgets
 import traitlets
 
 from fastiot._tasks import BackgroundTasks
-from fastiot.core.broker_connection import BrokerConnection, ConnectionState
+from fastiot.core.broker_connection import BrokerConnection, ConnectionState, NatsBrokerConnection
 
 __all__ = [
     "CONNECTION_STATES",
@@ -69,8 +69,15 @@ def pre_html(text: str, *, color: str | None = None, max_height: str = "16em") -
     return f'<pre style="{style}">{html.escape(text)}</pre>'
 
 
-async def resolve_connection(connection: BrokerConnection | None) -> BrokerConnection:
-    """``connection`` itself, or the kernel-wide workbench connection when it is ``None``."""
+AnyConnection = TypeVar("AnyConnection", bound=BrokerConnection)
+
+
+async def resolve_connection(connection: AnyConnection | None) -> AnyConnection | NatsBrokerConnection:
+    """``connection`` itself, or the kernel-wide workbench connection (a NATS one) when it is ``None``.
+
+    Typed so that a widget that needs a :class:`NatsBrokerConnection` (for JetStream) and takes only
+    that gets one back.
+    """
     if connection is not None:
         return connection
     from fastiot import workbench

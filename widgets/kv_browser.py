@@ -152,7 +152,7 @@ class KeyValueBrowser(widgets.VBox):
     async def _conn(self) -> NatsBrokerConnection:
         conn = await resolve_connection(self._connection)
         self.connection_status.attach(conn)
-        return conn  # type: ignore[return-value]
+        return conn
 
     # -- buckets ---------------------------------------------------------------------------------------
 

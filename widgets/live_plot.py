@@ -119,7 +119,7 @@ class LivePlot(LiveView):
             series = LiveSeries(
                 subjects,
                 fields,
-                connection,  # type: ignore[arg-type]
+                connection,
                 window=window,
                 max_points=max_points,
                 max_series=max_series,

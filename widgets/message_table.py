@@ -119,7 +119,7 @@ class MessageTable(LiveView):
         else:
             capture = MessageCapture(
                 subjects,
-                connection,  # type: ignore[arg-type]
+                connection,
                 DEFAULT_MAX_ROWS if max_rows is None else max_rows,
                 **capture_kwargs,
             )

@@ -209,7 +209,7 @@ class RecordingBrowser(widgets.VBox):
                 self._advisory = advisory
             else:  # another call subscribed meanwhile
                 await advisory.unsubscribe()
-        return conn  # type: ignore[return-value]
+        return conn
 
     async def refresh(self) -> list[str]:
         """List the recordings again (and show the one chosen, or the first); returns their names."""

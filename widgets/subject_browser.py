@@ -35,8 +35,9 @@ import ipywidgets as widgets
 import traitlets
 
 from fastiot._tasks import loop_is_running
-from fastiot.core.broker_connection import BrokerConnection
+from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import Subject
+from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.subjects import SubjectIndex
 
 from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
@@ -129,7 +130,7 @@ class SubjectBrowser(LiveView):
             index, owns = pattern, False
             connection = index.connection
         else:
-            index = SubjectIndex(pattern, connection, **index_kwargs)  # type: ignore[arg-type]
+            index = SubjectIndex(pattern, connection, **index_kwargs)
             owns = True
         self.index: SubjectIndex = index
         self.tree_model: LiveSubjectTree = LiveSubjectTree(index)
@@ -437,12 +438,22 @@ class SubjectBrowser(LiveView):
 
         Returns:
             The :class:`fastiot.history.Recording`; :meth:`stop_recording` (or Stop) ends it.
+
+        Raises:
+            JetStreamUnavailableError: The browser watches a connection that is not to a NATS server.
         """
         from fastiot.history import Recording  # imported on use: JetStream is needed only to record
 
         # On the broker the browser watches, not on whichever one FASTIOT_NATS_* names.
+        connection = self.index.connection
+        if connection is not None and not isinstance(connection, NatsBrokerConnection):
+            raise JetStreamUnavailableError(
+                f"recording needs JetStream on a NATS server, and this browser watches a "
+                f"{type(connection).__name__}; give SubjectBrowser a NatsBrokerConnection (or none, for the "
+                f"workbench's) to record"
+            )
         recording = await Recording.start(
-            name or self._recording_name(), self.index.pattern, connection=self.index.connection
+            name or self._recording_name(), self.index.pattern, connection=connection
         )
         self.recording = recording
         return recording

@@ -27,7 +27,7 @@ from fastiot.capture.observer import DEFAULT_WAIT_TIMEOUT, BrokerObserver, Liste
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
-    NatsBrokerConnection,
+    BrokerConnection,
 )
 from fastiot.core.data_models import Subject
 from fastiot.core.serialization import unpackb
@@ -178,7 +178,7 @@ class MessageCapture(BrokerObserver):
     def __init__(
         self,
         subjects: CaptureSubjects,
-        connection: NatsBrokerConnection | None = None,
+        connection: BrokerConnection | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,

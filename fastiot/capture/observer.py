@@ -32,7 +32,7 @@ import nats.errors
 
 from fastiot._callbacks import StatefulCallbackList
 from fastiot.capture.shared import Delivering, Feed, MessageHandler, shared_subscriptions
-from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.exceptions import NotRunningError, WaitTimeoutError
 
@@ -96,13 +96,13 @@ class BrokerObserver:
 
     def __init__(
         self,
-        connection: NatsBrokerConnection | None,
+        connection: BrokerConnection | None,
         *,
         pending_msgs_limit: int,
         pending_bytes_limit: int,
     ) -> None:
-        self._connection: NatsBrokerConnection | None = connection
-        self._active_connection: NatsBrokerConnection | None = None
+        self._connection: BrokerConnection | None = connection
+        self._active_connection: BrokerConnection | None = None
         self._registered: bool = False
         self._pending_msgs_limit: int = pending_msgs_limit
         self._pending_bytes_limit: int = pending_bytes_limit
@@ -149,11 +149,11 @@ class BrokerObserver:
         return bool(self._feeds)
 
     @property
-    def connection(self) -> NatsBrokerConnection | None:
+    def connection(self) -> BrokerConnection | None:
         """The broker connection in use (``None`` before the first start without an explicit one)."""
         return self._active_connection or self._connection
 
-    async def _subscribe_plan(self, connection: NatsBrokerConnection) -> list[Feed]:
+    async def _subscribe_plan(self, connection: BrokerConnection) -> list[Feed]:
         """Feeds of every pattern of the plan; on return the server has the subscriptions."""
         hub = shared_subscriptions(connection)
         feeds: list[Feed] = []

@@ -28,7 +28,7 @@ from fastiot.capture.shared import shared_subscriptions
 from fastiot.core.broker_connection import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
-    NatsBrokerConnection,
+    BrokerConnection,
 )
 from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches
@@ -118,7 +118,7 @@ class SubjectIndex(BrokerObserver):
     def __init__(
         self,
         pattern: str | Subject = ">",
-        connection: NatsBrokerConnection | None = None,
+        connection: BrokerConnection | None = None,
         *,
         history: int = DEFAULT_HISTORY,
         max_bytes: int = DEFAULT_MAX_BYTES,

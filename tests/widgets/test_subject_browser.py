@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from fastiot import workbench
-from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.broker_connection import BrokerConnectionDummy, NatsBrokerConnection
 from fastiot.core.data_models import FastIoTPublish
 from fastiot.core.serialization import pack
+from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.nats_server import NatsServer
 from fastiot.subjects import SubjectIndex
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
@@ -440,6 +441,16 @@ async def test_record_starts_and_stops_a_recording_of_the_pattern_on_the_browser
             await browser.aclose()
         finally:
             await broker.close()
+
+
+async def test_recording_on_a_connection_that_is_not_nats_says_what_to_give_instead() -> None:
+    browser = SubjectBrowser(">", BrokerConnectionDummy(), refresh_interval=FAST)
+    try:
+        with pytest.raises(JetStreamUnavailableError, match=r"BrokerConnectionDummy.*NatsBrokerConnection"):
+            await browser.record("not_recorded")
+        assert browser.recording is None
+    finally:
+        await browser.aclose()
 
 
 async def test_views_a_given_index_and_uses_the_workbench_connection(prefix: str) -> None:
