@@ -12,13 +12,17 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastiot.exceptions import BrokerUnavailableError, FastIoTError
 from fastiot.history.ranges import parse_duration
 from fastiot.nats_server import NatsServer, NatsServerStartError
+
+if TYPE_CHECKING:
+    from fastiot.core.broker_connection import NatsBrokerConnection
 
 __all__ = [
     "STORE_ENV",
@@ -147,7 +151,7 @@ def _add_nats(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run(args: argparse.Namespace, work: Callable[..., object]) -> int:
+def _run(args: argparse.Namespace, work: Callable[[NatsBrokerConnection], Awaitable[str]]) -> int:
     command = getattr(args, "command", None) or "history"
 
     async def main() -> str:
@@ -155,7 +159,7 @@ def _run(args: argparse.Namespace, work: Callable[..., object]) -> int:
 
         connection = await NatsBrokerConnection.connect(servers=args.nats, name=f"{_APP} {command}")
         try:
-            return await work(connection)  # type: ignore[no-any-return, misc]
+            return await work(connection)
         finally:
             await connection.close()
 
@@ -174,11 +178,11 @@ def record_command(args: argparse.Namespace) -> int:
     """``fastiot-workbench record``: start (or reuse) a recording and return."""
     from fastiot.history.recording import Recording
 
-    async def work(connection: object) -> str:
+    async def work(connection: NatsBrokerConnection) -> str:
         rec = await Recording.start(
             args.name,
             args.pattern,
-            connection=connection,  # type: ignore[arg-type]
+            connection=connection,
             max_age=args.max_age,
             max_bytes=args.max_bytes,
             max_msgs=args.max_msgs,
@@ -200,8 +204,8 @@ def export_command(args: argparse.Namespace) -> int:
     """``fastiot-workbench export``: write a recording (or its last ``--since``) as Parquet."""
     from fastiot.history.recording import Recording
 
-    async def work(connection: object) -> str:
-        rec = await Recording.open(args.name, connection=connection)  # type: ignore[arg-type]
+    async def work(connection: NatsBrokerConnection) -> str:
+        rec = await Recording.open(args.name, connection=connection)
         directory = await rec.to_parquet(args.parquet, start=args.since, subjects=args.subjects)
         files = sorted(directory.rglob("*.parquet"))
         return f"{_APP}: exported {args.name!r} to {directory} ({len(files)} Parquet files in the folder)"
