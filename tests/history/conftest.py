@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import nats.errors
@@ -15,6 +14,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.history import Recording
 from fastiot.nats_server import NatsServer
+from tests.waits import wait_until
 
 WAIT = 20.0
 _names = itertools.count()
@@ -120,14 +120,20 @@ async def wait_for_jetstream(conn: NatsBrokerConnection, replicas: int, timeout:
 
     Nothing signals that: a probe stream is made (and removed) until the servers accept it.
     """
-    deadline = time.monotonic() + timeout
     jsm = conn.client.jsm()
-    while True:
+    refused: list[Exception] = []
+
+    async def takes_a_stream() -> bool:
         try:
             await jsm.add_stream(name="probe", subjects=["probe.>"], num_replicas=replicas)
             await jsm.delete_stream("probe")
-            return
-        except (nats.js.errors.Error, nats.errors.Error):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+        except (nats.js.errors.Error, nats.errors.Error) as e:
+            refused[:] = [e]
+            return False
+        return True
+
+    what = f"JetStream taking a stream of {replicas} replicas"
+    try:
+        await wait_until(takes_a_stream, timeout, what, interval=0.2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the last refusal: {refused[-1]!r}" if refused else str(e)) from None

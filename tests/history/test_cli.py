@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from fastiot.history import Recording
 from fastiot.history import cli as history_cli
 from fastiot.nats_server import NatsServer, find_free_port
 from tests.history.conftest import publish, things
-
-CLI = [sys.executable, "-m", "fastiot.cli"]
+from tests.workbench.cli_process import CLI, WorkbenchCommand
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,49 +78,26 @@ def test_the_default_store_is_a_per_user_data_folder(monkeypatch: pytest.MonkeyP
     assert history_cli.default_store_dir() == tmp_path / "mine"
 
 
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
-    assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), False)
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        line = process.stdout.readline()
-        seen += line
-        if marker in seen:
-            return seen
-        if not line:
-            time.sleep(0.05)
-    raise AssertionError(f"{marker!r} not printed within {timeout} s: {seen}")
-
-
-def _workbench(store: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTIOT_NATS_")}
-    return subprocess.Popen(
-        [*CLI, "--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(store)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
 @pytest.mark.timeout(180)
-async def test_the_workbench_broker_keeps_recordings_across_a_restart(tmp_path: Path) -> None:
+async def test_the_workbench_broker_keeps_recordings_across_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in [k for k in os.environ if k.startswith("FASTIOT_NATS_")]:
+        monkeypatch.delenv(variable)  # the workbench is to start its own broker, not use the tests' one
     store, port = tmp_path / "store", find_free_port()
     for day, expected in (("yesterday", 0), ("today", 5)):
-        process = _workbench(store, port)
-        try:
-            banner = await asyncio.to_thread(_read_until, process, "running without JupyterLab")
-            assert f"JetStream store {store}" in banner
+        with WorkbenchCommand(
+            ["--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(store)]
+        ) as command:
+            await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
+            assert f"JetStream store {store}" in command.output
             conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
             rec = await Recording.start("plant", "v1.thing.>", connection=conn)
             assert (await rec.info()).messages == expected, day  # yesterday's recording is still there
             if day == "yesterday":
                 await publish(conn, things(5))
             await conn.close()
-        finally:
-            process.send_signal(signal.SIGINT)
-            assert await asyncio.to_thread(process.wait, 30) == 0
+            assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
 
 
 def test_a_busy_default_store_falls_back_to_a_temporary_one_and_says_so(

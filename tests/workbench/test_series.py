@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import pytest
 
@@ -42,8 +40,9 @@ def test_a_buffer_is_bounded_by_points_and_window() -> None:
     assert SeriesKey("a.b", "value").label == "a.b" and SeriesKey("a.b", "x.y").label == "a.b x.y"
 
 
-async def test_a_live_series_follows_subjects_fields_and_clears(broker: NatsBrokerConnection) -> None:
-    prefix = f"test.series.{uuid.uuid4().hex[:12]}"
+async def test_a_live_series_follows_subjects_fields_and_clears(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
     news: list[int] = []
     async with LiveSeries(f"{prefix}.*", ["value", "inner.x"], broker, window=60) as series:
         series.on_change(news.append)
