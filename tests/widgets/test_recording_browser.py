@@ -48,7 +48,10 @@ async def test_shows_a_recording_with_per_subject_counts_and_time_range(
     await browser.wait_idle()
     assert browser.subjects == [f"{recorded.prefix}.b"]
     assert f"{recorded.prefix}.b" in browser.subject_chooser.ranges_view.value
-    assert "<td style='text-align:right'>2</td>" in browser.subject_chooser.ranges_view.value
+    ranges = await browser.show_subject_ranges()  # what the view shows: count, first and last time
+    assert list(ranges) == [f"{recorded.prefix}.b"]
+    count, first, last = ranges[f"{recorded.prefix}.b"]
+    assert count == 2 and first is not None and last is not None and first <= last
 
 
 async def test_an_unknown_recording_is_reported_and_another_one_shown(
