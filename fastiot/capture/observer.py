@@ -108,6 +108,10 @@ class BrokerObserver:
         self._pending_bytes_limit: int = pending_bytes_limit
         self._feeds: list[Feed] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # start() and stop() run one at a time: two overlapping starts (a widget's and a cell's) would
+        # otherwise both subscribe, and every message would be collected twice.
+        self._lifecycle: asyncio.Lock | None = None
+        self._lifecycle_loop: asyncio.AbstractEventLoop | None = None
         # Registered by the rules of every on_*(callback, remove=False), each with its throttle and news.
         self._listeners: StatefulCallbackList[[Any], Listener] = StatefulCallbackList(
             self._what,
@@ -184,6 +188,18 @@ class BrokerObserver:
         """
         if self._feeds:
             return self
+        async with self._lifecycle_lock():
+            if not self._feeds:
+                await self._start()
+        return self
+
+    def _lifecycle_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lifecycle is None or self._lifecycle_loop is not loop:  # a lock belongs to one loop
+            self._lifecycle, self._lifecycle_loop = asyncio.Lock(), loop
+        return self._lifecycle
+
+    async def _start(self) -> None:
         connection = self._connection
         if connection is None:
             from fastiot import workbench
@@ -199,10 +215,13 @@ class BrokerObserver:
             workbench.register(self)
             self._registered = True
         self._rearm()
-        return self
 
     async def stop(self) -> None:
         """Unsubscribe. What was collected stays readable; :meth:`start` continues collecting."""
+        async with self._lifecycle_lock():
+            await self._stop()
+
+    async def _stop(self) -> None:
         if self._feeds:
             self._lost_before = self.lost
             feeds, self._feeds = self._feeds, []

@@ -29,6 +29,7 @@ from fastiot.core.data_models import Subject
 from fastiot.core.serialization import pack, serialize_to_bin
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
+from fastiot.subjects import SubjectIndex
 
 THING_COLUMNS = ["received_at", "subject", "machine", "name", "value", "unit", "timestamp", "measurement_id"]
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
@@ -185,6 +186,26 @@ async def test_the_ring_buffer_keeps_the_newest_rows_and_counts_evictions_exactl
     assert frame["i"].tolist() == list(range(1500, 2500))
     assert frame["half"].tolist() == [i / 2 for i in range(1500, 2500)]
     assert frame["i"].dtype == np.int64
+
+
+async def test_starts_that_overlap_subscribe_once(broker: NatsBrokerConnection, prefix: str) -> None:
+    """A widget starting its capture while a cell awaits ``start()`` too must not capture twice."""
+    capture = MessageCapture(f"{prefix}.>", broker)
+    index = SubjectIndex(f"{prefix}.>", broker)
+    try:
+        await asyncio.gather(capture.start(), capture.start(), index.start(), index.start())
+        for i in range(10):
+            await broker.publish_raw(f"{prefix}.a", pack({"i": i}))
+        await capture.wait_for(10, timeout=5)
+        await capture.sync(timeout=5)
+        await index.sync(timeout=5)
+        assert capture.to_dataframe()["i"].tolist() == list(range(10))
+        assert index.stats(f"{prefix}.a").count == 10
+    finally:
+        await asyncio.gather(capture.stop(), capture.stop(), index.stop())
+    await broker.publish_raw(f"{prefix}.a", pack({"i": 10}))
+    await broker.flush()
+    assert len(capture) == 10, "stopped: nothing more is captured"
 
 
 async def test_pause_skips_messages_and_resume_keeps_them_again(
