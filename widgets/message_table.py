@@ -36,9 +36,10 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from fastiot.capture import DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
+from fastiot.capture import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
 from fastiot.core.broker_connection import BrokerConnection
 
+from ._code import CopyAsCode, code_for_table
 from ._common import plural, pre_html
 from ._grid_rows import CaptureSource, cell_text
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
@@ -160,6 +161,9 @@ class MessageTable(PlotsColumns, LiveView):
             tooltip="Chart the chosen numeric column below; it follows the capture (again: adds a line)",
         )
         self._plot_columns: tuple[str, ...] = ()
+        self.copy_code = CopyAsCode(
+            self._code, tooltip="Insert the code that opens this table as a cell below"
+        )
         self.column_chooser = widgets.SelectMultiple(
             options=list(_META_COLUMNS),
             rows=8,
@@ -190,11 +194,13 @@ class MessageTable(PlotsColumns, LiveView):
                     self.parquet_button,
                     self.plot_action.field_box,
                     self.plot_action.button,
+                    self.copy_code.button,
                     self.counters_view,
                 ],
                 layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
             ),
             self.export_view,
+            self.copy_code.output,
             widgets.HBox(
                 [
                     self.grid,
@@ -231,6 +237,16 @@ class MessageTable(PlotsColumns, LiveView):
     def shown_columns(self) -> list[str]:
         """The columns the grid shows now: the chosen ones that exist, or all."""
         return list(self.grid.columns)
+
+    def _code(self) -> str:
+        """Copy as code: the cell that opens a table of the same subjects, with the same bounds."""
+        capture = self.capture
+        options: dict[str, Any] = {}
+        if capture.max_rows != DEFAULT_MAX_ROWS:
+            options["max_rows"] = capture.max_rows
+        if capture.max_bytes != DEFAULT_MAX_BYTES:
+            options["max_bytes"] = capture.max_bytes
+        return code_for_table(capture.targets, **options)
 
     # -- export ------------------------------------------------------------------------------------
 

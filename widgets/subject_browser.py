@@ -176,7 +176,9 @@ class SubjectBrowser(LiveView):
             tooltip="Record the subscribed pattern into JetStream (fastiot.history)",
         )
         self.copy_code = CopyAsCode(
-            self._code, tooltip="Insert the code that captures the selection into a DataFrame as a cell below"
+            self._code,
+            tooltip="Insert the code that captures the selection into a DataFrame (or, while a table is "
+            "open, opens that table) as a cell below",
         )
         self.copy_record_code = CopyAsCode(
             lambda: code_for_record(self._recording_name(), self.index.pattern),
@@ -480,6 +482,8 @@ class SubjectBrowser(LiveView):
         )
 
     def _code(self) -> str:
+        if self.table is not None:  # "Open table" showed one: its code, the last thing done here
+            return self.table._code()
         if not self.selected:
             return code_for_browser(self.index.pattern)
         return code_for_capture(self._target_pattern(None), wait_for=10)

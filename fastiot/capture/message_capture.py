@@ -318,6 +318,16 @@ class MessageCapture(BrokerObserver):
         return [pattern for pattern, _ in self._targets]
 
     @property
+    def targets(self) -> list[tuple[str, type | None]]:
+        """What is captured: each pattern with the model its payloads decode to (``None``: any format).
+
+        Example:
+            >>> MessageCapture(["v1.a", "v1.b"]).targets
+            [('v1.a', None), ('v1.b', None)]
+        """
+        return list(self._targets)
+
+    @property
     def received(self) -> int:
         """Rows added since the capture was made or last cleared, including evicted ones."""
         return self._received

@@ -388,3 +388,24 @@ async def test_plot_charts_a_numeric_column_of_the_capture_and_follows_it(
     table.close_plot()
     assert table.plot is None and table.plot_action.area.children == ()
     await table.aclose()
+
+
+async def test_copy_as_code_gives_the_cell_that_opens_this_table(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    table = MessageTable([f"{prefix}.a", f"{prefix}.b"], connection=broker, max_rows=500)
+    table.copy_code.frontend_timeout = 0.05
+    assert await table.copy_code.copy() == "shown"  # no JupyterLab here: shown in the box
+    assert (
+        table.copy_code.code.splitlines()[-2]
+        == f'table = MessageTable(["{prefix}.a", "{prefix}.b"], max_rows=500)'
+    )
+    assert table.copy_code.code_box.code == table.copy_code.code
+    await table.aclose()
+
+    typed = MessageTable(MessageCapture(Thing.get_subject("press_1"), broker))
+    typed.copy_code.frontend_timeout = 0.05
+    await typed.copy_code.copy()
+    assert "from fastiot.msg.thing import Thing" in typed.copy_code.code
+    assert 'MessageTable(Subject(name="v1.thing.press_1", msg_cls=Thing))' in typed.copy_code.code
+    await typed.aclose()

@@ -404,6 +404,14 @@ async def test_copy_as_code_captures_the_selection(broker: NatsBrokerConnection,
     browser.select(f"{prefix}.press_1")
     await browser.copy_code.copy()
     assert f'MessageCapture("{prefix}.press_1.>")' in browser.copy_code.code
+    browser.open_table_button.click()  # the table open is what the copy button gives now
+    await browser.copy_code.copy()
+    assert browser.copy_code.code.splitlines()[-2] == (
+        f'table = MessageTable("{prefix}.press_1.>", max_rows={browser.table_max_rows})'
+    )
+    browser.close_table()
+    await browser.copy_code.copy()
+    assert f'MessageCapture("{prefix}.press_1.>")' in browser.copy_code.code
     await browser.aclose()
 
 
