@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PLOT_HEIGHT", "DEFAULT_PLOT_REFRESH", "LivePlot"]
 
 DEFAULT_PLOT_HEIGHT = "320px"
-# One update a second: a 5-minute window moves ~3 pixels per update, and three busy lines of 1,000
-# points cost ~36 KB/s on the comm (2 Hz would double that).
+# One update a second: a 5-minute window moves ~3 pixels per update, and each update costs comm
+# bytes (three busy lines: 5.3 kB/s in bench/results/firehose.json); 2 Hz would send each line twice as often.
 DEFAULT_PLOT_REFRESH = 1.0
 # Colors of the series, in order (Material 800 shades: readable on light and dark themes).
 _PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#4e342e", "#ad1457")
