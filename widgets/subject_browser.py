@@ -512,7 +512,7 @@ class SubjectBrowser(LiveView):
         if self.paused:
             since = max(0, index.received - self.message_count)
             self.summary_view.value = summary_html(
-                [f"<b>paused</b>: {since:,} messages since, still counted"]
+                [f"<b>paused</b>: {plural(since, 'message')} since, still counted"]
             )
             return
         now = time.monotonic()
@@ -595,7 +595,7 @@ class SubjectBrowser(LiveView):
         )
 
     def __repr__(self) -> str:
-        return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
+        return f"SubjectBrowser({self.index.pattern}, {plural(len(self.index), 'subject')})"
 
 
 _EMPTY_FOLDER = {"subjects": 0, "count": 0, "rate": "0/s", "last_seen": 0}

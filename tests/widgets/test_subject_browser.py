@@ -215,6 +215,25 @@ async def test_pause_freezes_the_view_and_keeps_counting(broker: NatsBrokerConne
     await browser.aclose()
 
 
+async def test_one_message_and_one_subject_are_counted_in_the_singular(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    await broker.publish_raw(f"{prefix}.only", pack({"value": 1}))
+    await wait_for_trait(browser, "message_count", lambda n: n == 1)
+    assert repr(browser) == f"SubjectBrowser({prefix}.>, 1 subject)"
+    browser.pause_button.click()
+    await broker.publish_raw(f"{prefix}.only", pack({"value": 2}))
+    await browser.index.wait_for(2, timeout=5)
+    await wait_for_trait(
+        browser.summary_view, "value", lambda v: "0 messages since" not in v and "since" in v
+    )
+    assert "1 message since" in browser.summary_view.value
+    assert "1 messages" not in browser.summary_view.value
+    await browser.aclose()
+
+
 async def test_detail_shows_headers_decoded_messages_and_what_changed(
     broker: NatsBrokerConnection, prefix: str
 ) -> None:
