@@ -275,6 +275,46 @@ async def test_detail_shows_headers_decoded_messages_and_what_changed(
     await browser.aclose()
 
 
+def _nested(levels: int, *, inner: object, as_dict: bool) -> object:
+    value = inner
+    for _ in range(levels):
+        value = {"a": value} if as_dict else [value]
+    return value
+
+
+async def test_a_payload_nested_1000_deep_shows_its_detail_diff_and_fields(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    subject = f"{prefix}.deep"
+    for value in (1, 2):
+        payload = {
+            "value": value,
+            "deep_list": _nested(1000, inner=value, as_dict=False),
+            "deep_dict": _nested(1000, inner=value, as_dict=True),
+        }
+        await broker.publish_raw(subject, pack(payload))
+    await browser.index.wait_for(2, timeout=5)
+    browser.select(subject)
+    detail = await wait_for_trait(
+        browser.detail_view, "detail", lambda d: d.get("path") == subject and len(d.get("messages", [])) == 2
+    )
+    assert browser.error == "" and browser.detail_view.detail is detail
+    assert json.loads(json.dumps(detail)) == detail, "what the pane sends the browser serializes"
+    assert [m["error"] for m in detail["messages"]] == [None, None]
+    assert all('"deep_list": [[[[' in m["text"] for m in detail["messages"])
+    changes = {c["path"]: (c["old"], c["new"]) for c in detail["diff"]["changes"]}
+    assert changes["value"] == ("1", "2")
+    # The deep parts differ only at the bottom; below the depth limit they are compared as text.
+    assert any(path.startswith("deep_list") for path in changes)
+    assert any(path.startswith("deep_dict.a.a") for path in changes)
+    fields = {f["path"]: f for f in detail["fields"]}
+    assert fields["value"]["numeric"] and fields["value"]["changed"]
+    assert any(path.startswith("deep_dict.a.a") for path in fields)
+    await browser.aclose()
+
+
 class BrowserProbe(FastIoTPublish):
     """A typed subject: its messages decode to this model, and the pane shows its JSON schema."""
 
