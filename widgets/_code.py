@@ -274,10 +274,13 @@ def code_for_request(
 ) -> str:
     """The code that sends a request and shows the reply decoded, with its round-trip time.
 
+    It requests through the workbench connection (``request_raw``), so no reply in time raises
+    :class:`~fastiot.exceptions.RequestTimeoutError` naming the subject and the timeout, and a failed
+    service :class:`~fastiot.exceptions.ReplyHandlerError`, as every request of the workbench does.
     Arguments as :func:`code_for_publish`; ``timeout`` is in seconds.
 
     Example:
-        >>> "reply = await broker.client.request(" in code_for_request("v1.ask", {"n": 2})
+        >>> "reply = await broker.request_raw(" in code_for_request("v1.ask", {"n": 2})
         True
     """
     source = _Source()
@@ -287,16 +290,19 @@ def code_for_request(
     source.need("from fastiot.payloads import decode")
     source.add(
         "started = time.perf_counter()",
-        f"reply = await broker.client.request({_text(subject)}, {data}, "
-        f"timeout={float(timeout)!r}{_headers(source, headers)})",
+        f"reply = await broker.request_raw({_text(subject)}, {data}"
+        f"{_headers(source, headers)}, timeout={float(timeout)!r})",
         'print(f"answered in {(time.perf_counter() - started) * 1e3:.1f} ms")',
         f"decode(reply.data, subject={_text(subject)}, headers=reply.headers)",
     )
     return source.text()
 
 
-def code_for_table(pattern: str, **options: Any) -> str:
-    """The code that opens a live MessageTable of ``pattern`` (``options`` as its keyword arguments).
+def code_for_table(subjects: str | Sequence[str | tuple[str, type | None]], **options: Any) -> str:
+    """The code that opens a live MessageTable of ``subjects`` (``options`` as its keyword arguments).
+
+    ``subjects``: a pattern, or a list of patterns and ``(pattern, model)`` pairs (a capture's
+    ``targets``); a pattern with a model becomes a ``Subject`` of it.
 
     Example:
         >>> code_for_table("v1.>", max_rows=1000).splitlines()[-2]
@@ -304,8 +310,23 @@ def code_for_table(pattern: str, **options: Any) -> str:
     """
     source = _Source()
     source.need("from fastiot_widgets import MessageTable")
-    source.add(f"table = MessageTable({_text(pattern)}{_options(source, options)})", "table")
+    if isinstance(subjects, str):
+        targets = _text(subjects)
+    else:
+        items = [_subject(source, *(s if isinstance(s, tuple) else (s, None))) for s in subjects]
+        targets = items[0] if len(items) == 1 else "[" + ", ".join(items) + "]"
+    source.add(f"table = MessageTable({targets}{_options(source, options)})", "table")
     return source.text()
+
+
+def _subject(source: _Source, pattern: str, model: type | None) -> str:
+    """A pattern's literal, or ``Subject(name=..., msg_cls=Model)`` if its payloads decode to a model."""
+    if model is None:
+        return _text(pattern)
+    source.need("from fastiot.core.data_models import Subject")
+    if model.__module__ not in ("__main__", "builtins"):
+        source.need(_import_of(model))
+    return f"Subject(name={_text(pattern)}, msg_cls={model.__name__})"
 
 
 def code_for_capture(subjects: str | Sequence[str], *, max_rows: int | None = None, wait_for: int = 0) -> str:

@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import traitlets
 
 from fastiot._tasks import BackgroundTasks
+from fastiot._words import plural  # re-exported: the widgets' counts read as the CLI's
 from fastiot.core.broker_connection import BrokerConnection, ConnectionState, NatsBrokerConnection
 
 __all__ = [
@@ -46,17 +47,6 @@ _STATE_COLORS = {"connected": "#2e7d32", "reconnecting": "#ef6c00", "disconnecte
 def format_exception(exc: BaseException) -> str:
     """The full traceback text of ``exc``."""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``count`` with the noun that fits it, thousands separated.
-
-    Example:
-        >>> plural(1, "row"), plural(2, "row"), plural(1234, "older line"), plural(2, "entry", "entries")
-        ('1 row', '2 rows', '1,234 older lines', '2 entries')
-    """
-    word = singular if count == 1 else plural_form or f"{singular}s"
-    return f"{count:,} {word}"
 
 
 def pre_html(text: str, *, color: str | None = None, max_height: str = "16em") -> str:

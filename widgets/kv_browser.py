@@ -209,7 +209,7 @@ class KeyValueBrowser(widgets.VBox):
         ttl = f", values kept {info.ttl}" if info.ttl else ""
         self.info_view.value = (
             f"<b>{html.escape(name)}</b><br>{plural(info.values, 'entry', 'entries')}, "
-            f"{info.history} revisions kept per key{ttl}"
+            f"{plural(info.history, 'revision')} kept per key{ttl}"
         )
         self._render_keys()
 

@@ -44,6 +44,7 @@ from fastiot.series import (
 )
 
 from ._code import CopyAsCode, code_for_plot
+from ._common import plural
 from ._live import LiveView, summary_html
 
 if TYPE_CHECKING:
@@ -54,8 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PLOT_HEIGHT", "DEFAULT_PLOT_REFRESH", "LivePlot"]
 
 DEFAULT_PLOT_HEIGHT = "320px"
-# One update a second: a 5-minute window moves ~3 pixels per update, and three busy lines of 1,000
-# points cost ~36 KB/s on the comm (2 Hz would double that).
+# One update a second: a 5-minute window moves ~3 pixels per update, and each update costs comm
+# bytes (three busy lines: 5.3 kB/s in bench/results/firehose.json); 2 Hz would send each line twice as often.
 DEFAULT_PLOT_REFRESH = 1.0
 # Colors of the series, in order (Material 800 shades: readable on light and dark themes).
 _PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#4e342e", "#ad1457")
@@ -300,11 +301,11 @@ class LivePlot(LiveView):
 
     def _render(self) -> None:
         series = self.series
-        parts = [f"{len(series.keys)} lines", f"{series.points:,} points"]
+        parts = [plural(len(series.keys), "line"), plural(series.points, "point")]
         if series.undecodable:
-            parts.append(f"{series.undecodable:,} payloads did not decode")
+            parts.append(f"{plural(series.undecodable, 'payload')} did not decode")
         if series.series_not_kept:
-            parts.append(f"{series.series_not_kept:,} values of further lines not kept (max_series)")
+            parts.append(f"{plural(series.series_not_kept, 'value')} of further lines not kept (max_series)")
         if self.paused:
             parts.append("<b>paused</b>")
         elif self._live and not self.running:
@@ -351,7 +352,7 @@ class LivePlot(LiveView):
         )
 
     def __repr__(self) -> str:
-        return f"LivePlot({self.series.subjects}, {self.series.fields}, {len(self._marks)} lines)"
+        return f"LivePlot({self.series.subjects}, {self.series.fields}, {plural(len(self._marks), 'line')})"
 
 
 def _last(times: np.ndarray) -> int:

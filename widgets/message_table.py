@@ -6,7 +6,8 @@ newest ``max_rows`` messages in a columnar ring buffer. The table shows them new
 (``>20``, ``10..20``, ``!press``), drag a header's edge to resize, scroll through all of them (50,000
 rows are as quick as 50: the browser only ever gets the rows on screen). Clicking a row shows its
 whole message below the grid. Counters (rows, received, dropped, undecodable, rate), pause / resume /
-clear, and CSV or Parquet export of every captured row sit above. The grid is updated at most every
+clear, CSV or Parquet export of every captured row, and "Plot" (a numeric column as a LivePlot that
+follows the capture) sit above. The grid is updated at most every
 ``refresh_interval`` seconds however fast messages arrive, and then only with the rows a view lacks.
 
 Example:
@@ -18,6 +19,7 @@ Example:
     >>> table.grid.filters = {"name": "temperature"}                  # doctest: +SKIP
     >>> table.export_csv()                      # or click "CSV"      # doctest: +SKIP
     PosixPath('/home/me/v1.thing.press_1.all-20240501-120000.csv')
+    >>> plot = table.open_plot("value")         # or choose it and click "Plot"  # doctest: +SKIP
     >>> table.to_dataframe().describe()                               # doctest: +SKIP
 """
 
@@ -34,13 +36,16 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from fastiot.capture import DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
+from fastiot.capture import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
 from fastiot.core.broker_connection import BrokerConnection
 
+from ._code import CopyAsCode, code_for_table
 from ._common import plural, pre_html
 from ._grid_rows import CaptureSource, cell_text
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
+from ._plot_action import PlotAction, PlotsColumns, numeric_columns
 from .data_grid import DEFAULT_GRID_HEIGHT, DataGrid
+from .live_plot import LivePlot
 
 __all__ = ["MessageTable"]
 
@@ -56,7 +61,7 @@ def _slug(patterns: list[str]) -> str:
     return text[:80]
 
 
-class MessageTable(LiveView):
+class MessageTable(PlotsColumns, LiveView):
     """A live capture in a sortable, filterable, virtualized grid, with counters, pause / resume /
     clear and export.
 
@@ -75,7 +80,8 @@ class MessageTable(LiveView):
     The capture (the headless model) is :attr:`capture`, the grid :attr:`grid` (its sort, filters and
     column widths are traitlets there); :meth:`to_dataframe` returns all captured rows. In a notebook
     the capture starts when the table is made; ``await table.start()`` waits for that. :meth:`close`
-    stops it.
+    stops it. :meth:`open_plot` (the "Plot" button) charts numeric columns below the table; the
+    chart is :attr:`plot`.
     """
 
     columns = traitlets.List(
@@ -149,6 +155,15 @@ class MessageTable(LiveView):
         self.grid.placeholder = "no messages yet"
         self.details_view = widgets.HTML()
         """The row clicked last, every column of it, nested payloads in full (depth-limited)."""
+        self.plot_action = PlotAction(
+            lambda fields: LivePlot.from_capture(capture, fields, title=", ".join(capture.patterns)),
+            self._show_error,
+            tooltip="Chart the chosen numeric column below; it follows the capture (again: adds a line)",
+        )
+        self._plot_columns: tuple[str, ...] = ()
+        self.copy_code = CopyAsCode(
+            self._code, tooltip="Insert the code that opens this table as a cell below"
+        )
         self.column_chooser = widgets.SelectMultiple(
             options=list(_META_COLUMNS),
             rows=8,
@@ -177,11 +192,15 @@ class MessageTable(LiveView):
                     widgets.HTML("&nbsp;export:"),
                     self.csv_button,
                     self.parquet_button,
+                    self.plot_action.field_box,
+                    self.plot_action.button,
+                    self.copy_code.button,
                     self.counters_view,
                 ],
                 layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
             ),
             self.export_view,
+            self.copy_code.output,
             widgets.HBox(
                 [
                     self.grid,
@@ -190,6 +209,7 @@ class MessageTable(LiveView):
             ),
             self.details_view,
             self.error_view,
+            self.plot_action.area,
         ]
         self.export_dir = os.fspath(export_dir)
         self.refresh()
@@ -217,6 +237,16 @@ class MessageTable(LiveView):
     def shown_columns(self) -> list[str]:
         """The columns the grid shows now: the chosen ones that exist, or all."""
         return list(self.grid.columns)
+
+    def _code(self) -> str:
+        """Copy as code: the cell that opens a table of the same subjects, with the same bounds."""
+        capture = self.capture
+        options: dict[str, Any] = {}
+        if capture.max_rows != DEFAULT_MAX_ROWS:
+            options["max_rows"] = capture.max_rows
+        if capture.max_bytes != DEFAULT_MAX_BYTES:
+            options["max_bytes"] = capture.max_bytes
+        return code_for_table(capture.targets, **options)
 
     # -- export ------------------------------------------------------------------------------------
 
@@ -329,7 +359,11 @@ class MessageTable(LiveView):
         if self.paused:  # the view stands still; the capture keeps capturing and counting
             self._render_paused()
             return
-        self._update_chooser(list(dict.fromkeys([*_META_COLUMNS, *self._source.columns()])))
+        names = list(dict.fromkeys([*_META_COLUMNS, *self._source.columns()]))
+        self._update_chooser(names)
+        if tuple(names) != self._plot_columns:  # a new column: which ones hold numbers
+            self._plot_columns = tuple(names)
+            self.plot_action.set_fields(numeric_columns(capture.tail(1)))
         self.rows = len(capture)
         self.received = capture.received
         self.dropped = capture.dropped
@@ -376,6 +410,9 @@ class MessageTable(LiveView):
     def close(self) -> None:
         """Stop the capture (if the table made it), the re-renders and the grid."""
         grid = self.__dict__.get("grid")
+        plot_action = self.__dict__.get("plot_action")
+        if plot_action is not None:
+            plot_action.close()  # the chart stops following the capture
         super().close()
         if grid is not None:
             grid.close()

@@ -2,8 +2,9 @@
 
 A thin view over :mod:`fastiot.history`: pick a recording to see its messages, size, time range and
 per-subject counts; pick a range (everything, the last N minutes, or between two times) and subjects;
-then load them into a table or a DataFrame, replay them at a chosen speed (with progress, pause,
-resume and stop), or delete the recording after a confirmation. Each action has a "copy as code"
+then load them into a table or a DataFrame, plot a numeric column of what was loaded, replay them
+at a chosen speed (with progress, pause, resume and stop), or delete the recording after a
+confirmation. Each action has a "copy as code"
 button that inserts the cell doing the same with :mod:`fastiot.history`.
 
 The list follows the server: a recording made or deleted elsewhere appears or disappears (JetStream
@@ -16,6 +17,7 @@ Example:
     >>> browser                                      # shows it  # doctest: +SKIP
     >>> browser.set_range(timedelta(minutes=1))      # the last minute  # doctest: +SKIP
     >>> df = await browser.load()                    # or click "Load into DataFrame"  # doctest: +SKIP
+    >>> plot = browser.open_plot("value")            # or choose it and click "Plot"  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from ._code import CopyAsCode
 from ._common import ConnectionStatus, follow_connection, plural, pre_html, resolve_connection
 from ._history_code import code_for_load, code_for_record_subjects, code_for_replay
 from ._history_parts import Coalesced, ConfirmButton, RangePicker, ReplayOptions, SubjectChooser, info_html
+from ._plot_action import PlotAction, PlotsColumns, numeric_columns
 from .data_grid import DataGrid
+from .live_plot import LivePlot
 from .replay_view import ReplayProgress
 
 __all__ = ["DEFAULT_MAX_ROWS", "RecordingBrowser"]
@@ -55,7 +59,7 @@ def _is_bucket_stream(recording: Recording) -> bool:
     return name.startswith("KV_") and recording.subjects == [f"$KV.{name[3:]}.>"]
 
 
-class RecordingBrowser(widgets.VBox):
+class RecordingBrowser(PlotsColumns, widgets.VBox):
     """Browse the recordings on the server; load, replay and delete ranges of them.
 
     Args:
@@ -68,6 +72,7 @@ class RecordingBrowser(widgets.VBox):
 
     From code: ``await browser.refresh()``, ``await browser.show(name)``, ``browser.set_range(...)``,
     ``browser.subjects = [...]``, ``await browser.load()`` (a DataFrame), ``await browser.load_table()``,
+    ``browser.open_plot("value")`` (a LivePlot of the loaded frame),
     ``await browser.start_replay()``, ``await browser.delete_recording()``. Clicks do the same in the
     background; a failure shows in :attr:`error`, what happened in :attr:`notice`.
     """
@@ -127,6 +132,9 @@ class RecordingBrowser(widgets.VBox):
         self.notice_view = widgets.HTML()
         self.error_view = widgets.HTML()
         self.table_box = widgets.VBox()
+        self.plot_action = PlotAction(
+            self._make_plot, self._show_failure, tooltip="Chart the chosen numeric column of what was loaded"
+        )
         self.record_code = CopyAsCode(self._record_code, description="Record as code")
         self.load_code = CopyAsCode(self._load_code, description="Load as code")
         self.replay_code = CopyAsCode(self._replay_code, description="Replay as code")
@@ -175,6 +183,8 @@ class RecordingBrowser(widgets.VBox):
                                 self.load_table_button,
                                 self.load_frame_button,
                                 self.load_code.button,
+                                self.plot_action.field_box,
+                                self.plot_action.button,
                             ]
                         ),
                         self.load_code.output,
@@ -187,6 +197,7 @@ class RecordingBrowser(widgets.VBox):
                 self.notice_view,
                 self.error_view,
                 self.table_box,
+                self.plot_action.area,
             ]
         )
         self._render_info(None)
@@ -391,6 +402,7 @@ class RecordingBrowser(widgets.VBox):
             self._gone(name)
             raise
         self.frame, self.loaded_rows = frame, len(frame)
+        self.plot_action.set_fields(numeric_columns(frame))
         cut = f" (the first {limit:,} of the range; raise 'at most' for more)" if len(frame) >= limit else ""
         self.notice = f"loaded {plural(len(frame), 'row')} of {name!r} into browser.frame{cut}"
         self._render_notice()
@@ -405,6 +417,16 @@ class RecordingBrowser(widgets.VBox):
         else:
             self.table.set_data(frame)
         return self.table
+
+    def _make_plot(self, fields: list[str]) -> LivePlot:
+        if self.frame is None:
+            raise ValueError("load a range first (Load into table / DataFrame), then plot a column of it")
+        title = f"{self.recording} ({plural(len(self.frame), 'row')})"
+        return LivePlot.from_dataframe(self.frame, fields, title=title)
+
+    def _show_failure(self, text: str) -> None:
+        self.error = text
+        self._render_error()
 
     async def start_replay(self) -> Replay:
         """Replay the chosen range and subjects at the chosen speed (a replay running already is stopped).
@@ -535,4 +557,5 @@ class RecordingBrowser(widgets.VBox):
             view.close()
         if self.table is not None:
             self.table.close()
+        self.plot_action.close()
         super().close()

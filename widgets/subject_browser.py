@@ -176,7 +176,9 @@ class SubjectBrowser(LiveView):
             tooltip="Record the subscribed pattern into JetStream (fastiot.history)",
         )
         self.copy_code = CopyAsCode(
-            self._code, tooltip="Insert the code that captures the selection into a DataFrame as a cell below"
+            self._code,
+            tooltip="Insert the code that captures the selection into a DataFrame (or, while a table is "
+            "open, opens that table) as a cell below",
         )
         self.copy_record_code = CopyAsCode(
             lambda: code_for_record(self._recording_name(), self.index.pattern),
@@ -480,6 +482,8 @@ class SubjectBrowser(LiveView):
         )
 
     def _code(self) -> str:
+        if self.table is not None:  # "Open table" showed one: its code, the last thing done here
+            return self.table._code()
         if not self.selected:
             return code_for_browser(self.index.pattern)
         return code_for_capture(self._target_pattern(None), wait_for=10)
@@ -508,7 +512,7 @@ class SubjectBrowser(LiveView):
         if self.paused:
             since = max(0, index.received - self.message_count)
             self.summary_view.value = summary_html(
-                [f"<b>paused</b>: {since:,} messages since, still counted"]
+                [f"<b>paused</b>: {plural(since, 'message')} since, still counted"]
             )
             return
         now = time.monotonic()
@@ -591,7 +595,7 @@ class SubjectBrowser(LiveView):
         )
 
     def __repr__(self) -> str:
-        return f"SubjectBrowser({self.index.pattern}, {len(self.index)} subjects)"
+        return f"SubjectBrowser({self.index.pattern}, {plural(len(self.index), 'subject')})"
 
 
 _EMPTY_FOLDER = {"subjects": 0, "count": 0, "rate": "0/s", "last_seen": 0}

@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from fastiot.capture.export import column_to_pandas, string_array
 from fastiot.capture.rows import VALUE_COLUMN, PayloadColumns
 from fastiot.core.logger import setup_logger
-from fastiot.payloads import Decoded, value_decoder
+from fastiot.payloads import Decoded, ValueDecoder, value_decoder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +119,7 @@ class ColumnarBuffer:
         self._with_sequence: bool = sequence
         self._width: int = 5 if sequence else 4
         self._name: str = name
-        self._decode: Callable[[bytes, str], Any] = value_decoder(model)
+        self._decode: ValueDecoder = value_decoder(model)
         self.staged: list[Any] = []
         """Rows not yet written, flat: subject, received ns, payload, size[, sequence] per row."""
         self.staged_headers: dict[int, Mapping[str, str]] = {}
@@ -167,7 +167,8 @@ class ColumnarBuffer:
         sequence: int | None = None,
     ) -> None:
         """Decode one message and add it as a row (written to the columns with the next batch)."""
-        self.stage(subject, timestamp_ns, self._decode(data, subject), len(data), headers, sequence=sequence)
+        payload = self._decode(data, subject, headers) if headers else self._decode(data, subject)
+        self.stage(subject, timestamp_ns, payload, len(data), headers, sequence=sequence)
 
     def append_rows(
         self,

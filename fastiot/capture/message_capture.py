@@ -31,7 +31,7 @@ from fastiot.core.broker_connection import (
 )
 from fastiot.core.data_models import Subject
 from fastiot.core.serialization import unpackb
-from fastiot.payloads import Decoded, flatten, value_decoder
+from fastiot.payloads import Decoded, ValueDecoder, flatten, value_decoder
 from fastiot.payloads.decoding import is_msgpack_first
 from fastiot.rates import DEFAULT_RATE_WINDOW, message_rate
 
@@ -135,7 +135,8 @@ class MessageCapture(BrokerObserver):
     Each message becomes one row: ``received_at``, ``subject`` and the payload's fields (nested
     mappings flattened to ``a.b`` columns, a key holding a dot quoted as ``a["b.c"]``). With a
     :class:`Subject` the payload is decoded to the subject's model; with a pattern string as msgpack
-    (FastIoT's wire format), else JSON, else UTF-8 text (see :mod:`fastiot.payloads`). A payload that
+    (FastIoT's wire format), else JSON, else UTF-8 text, a ``Content-Type`` header naming text or JSON
+    first, as :func:`fastiot.payloads.decode` decodes it for the browser. A payload that
     does not decode is kept as a row with ``raw`` bytes and an ``error`` text, never dropped. A payload
     that is not a mapping lands in the ``value`` column; values nested deeper than
     :data:`fastiot.payloads.DEFAULT_MAX_DEPTH` are kept as text. Rows of messages with NATS headers
@@ -220,11 +221,13 @@ class MessageCapture(BrokerObserver):
             plan.append((pattern, self._handler(decode, msgpack_first=is_msgpack_first(decode))))
         return plan
 
-    def _handler(self, decode: Callable[[bytes, str], Any], msgpack_first: bool) -> MessageHandler:
+    def _handler(self, decode: ValueDecoder, msgpack_first: bool) -> MessageHandler:
         """The handler, run for every message: decode, stage, count, nothing else.
 
         With ``msgpack_first`` (a pattern without a model or registered decoder) the callback unpacks
         msgpack itself and calls ``decode`` only for what is not msgpack: one call less per message.
+        A message with headers always goes through ``decode``, which reads its ``Content-Type`` as
+        :func:`fastiot.payloads.decode` does.
         """
         buffer = self._buffer
         stage = buffer.staged.extend  # the list is cleared in place, never replaced
@@ -239,7 +242,12 @@ class MessageCapture(BrokerObserver):
                 return
             data = msg.data
             size = len(data)
-            if msgpack_first:
+            headers = msg.headers
+            seq = self._received
+            if headers:
+                payload = decode(data, msg.subject, headers)
+                staged_headers[seq] = headers
+            elif msgpack_first:
                 try:
                     payload = unpack(data)
                 except Exception:
@@ -249,10 +257,7 @@ class MessageCapture(BrokerObserver):
                         payload = decode(data, msg.subject)  # text, e.g. `nats pub subject 5`
             else:
                 payload = decode(data, msg.subject)
-            seq = self._received
             stage((msg.subject, time_ns(), payload, size))
-            if msg.headers:
-                staged_headers[seq] = msg.headers
             self._received = seq + 1
             budget = self._byte_budget - size
             self._byte_budget = budget
@@ -311,6 +316,16 @@ class MessageCapture(BrokerObserver):
     def patterns(self) -> list[str]:
         """The NATS subject patterns captured."""
         return [pattern for pattern, _ in self._targets]
+
+    @property
+    def targets(self) -> list[tuple[str, type | None]]:
+        """What is captured: each pattern with the model its payloads decode to (``None``: any format).
+
+        Example:
+            >>> MessageCapture(["v1.a", "v1.b"]).targets
+            [('v1.a', None), ('v1.b', None)]
+        """
+        return list(self._targets)
 
     @property
     def received(self) -> int:

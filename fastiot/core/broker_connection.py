@@ -32,6 +32,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import DEFAULT_PENDING_SIZE as NATS_DEFAULT_PENDING_SIZE
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
 
 from fastiot._callbacks import is_coroutine_callable
 from fastiot._tasks import BackgroundTasks
@@ -644,15 +645,36 @@ class NatsBrokerConnection(BrokerConnection):
 
     async def _request(self, subject: ReplySubject, msg: Any, timeout: float) -> Any:
         payload = serialize_to_bin(subject.msg_cls, msg)
-        check_subject_length(subject.name)
-        try:
-            response = await self._client.request(subject.name, payload, timeout=timeout)
-        except nats.errors.TimeoutError:
-            raise RequestTimeoutError(subject.name, timeout) from None
-        except nats.errors.OutboundBufferLimitError:
-            raise self._publish_refused(subject.name, len(payload)) from None
-        except nats.errors.MaxPayloadError:
-            raise PayloadTooLargeError(subject.name, len(payload), self._client.max_payload) from None
-        if response.headers and ERROR_HEADER in response.headers:
-            raise ReplyHandlerError(subject.name, response.headers[ERROR_HEADER])
+        response = await self.request_raw(subject.name, payload, timeout=timeout)
         return serialize_from_bin(subject.reply_cls, response.data)
+
+    async def request_raw(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> NatsMsg:
+        """Send a request of bytes as they are (any format, with headers); returns nats-py's reply ``Msg``.
+
+        ``timeout`` and the errors are those of :meth:`request` (:class:`RequestTimeoutError`,
+        ``NoRespondersError``, :class:`ReplyHandlerError`) and of :meth:`publish`.
+
+        Example:
+            >>> reply = await connection.request_raw("v1.ask", b'{"n": 2}', timeout=2)  # doctest: +SKIP
+            >>> decode(reply.data, headers=reply.headers).value  # doctest: +SKIP
+        """
+        timeout = env_broker.default_timeout if timeout is None else timeout
+        check_subject_length(subject)
+        try:
+            response = await self._client.request(subject, payload, timeout=timeout, headers=headers)
+        except nats.errors.TimeoutError:
+            raise RequestTimeoutError(subject, timeout) from None
+        except nats.errors.OutboundBufferLimitError:
+            raise self._publish_refused(subject, len(payload)) from None
+        except nats.errors.MaxPayloadError:
+            raise PayloadTooLargeError(subject, len(payload), self._client.max_payload) from None
+        if response.headers and ERROR_HEADER in response.headers:
+            raise ReplyHandlerError(subject, response.headers[ERROR_HEADER])
+        return response

@@ -3,8 +3,9 @@
 A recording's DataFrame has the columns and the decoding of ``MessageCapture.to_dataframe()`` plus a
 ``sequence`` column, because it is made by the same code: rows go into a
 :class:`~fastiot.capture.ColumnarBuffer` (with ``sequence=True``), decoded by the decoder a capture
-on ``>`` uses (:func:`fastiot.payloads.value_decoder`), and the buffer exports them. The only
-difference is ``received_at``: here it is the time the stream stored the message.
+on ``>`` uses (:func:`fastiot.payloads.value_decoder`, which reads a message's headers as
+:func:`fastiot.payloads.decode` does), and the buffer exports them. The only difference is
+``received_at``: here it is the time the stream stored the message.
 """
 
 from __future__ import annotations
@@ -86,12 +87,15 @@ class FrameBuilder:
         staged: list[Any] = [None] * (5 * n)
         staged[0::5] = batch.subjects
         staged[1::5] = batch.times.tolist()
-        staged[2::5] = self._payloads(batch)
+        payloads = self._payloads(batch)
+        for k, row_headers in (headers or {}).items():
+            # A Content-Type decides how the payload reads, as in a capture and fastiot.payloads.decode.
+            payloads[k] = self._decode(batch.payloads[k], batch.subjects[k], row_headers)
+            buffer.staged_headers[first + k] = row_headers
+        staged[2::5] = payloads
         staged[3::5] = list(map(len, batch.payloads))
         staged[4::5] = batch.sequences.tolist()
         buffer.staged.extend(staged)
-        for k, row_headers in (headers or {}).items():
-            buffer.staged_headers[first + k] = row_headers
         buffer.flush()
 
     def to_dataframe(self) -> pd.DataFrame:

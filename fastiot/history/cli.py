@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fastiot._words import plural
 from fastiot.exceptions import BrokerUnavailableError, FastIoTError
 from fastiot.history.ranges import parse_duration
 from fastiot.nats_server import NatsServer, NatsServerStartError
@@ -193,8 +194,8 @@ def record_command(args: argparse.Namespace) -> int:
         limit = f", keeping {args.max_age}" if args.max_age else ""
         return (
             f"{_APP}: recording {', '.join(info.subjects)} into {info.name!r}{limit} "
-            f"({info.messages} messages so far); it runs in the broker until "
-            f"`await Recording.open({info.name!r})).stop()` or .delete()"
+            f"({plural(info.messages, 'message')} so far); it runs in the broker until "
+            f"`await (await Recording.open({info.name!r})).stop()` or .delete()"
         )
 
     return _run(args, work)

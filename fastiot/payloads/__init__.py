@@ -31,6 +31,7 @@ from __future__ import annotations
 from fastiot.payloads.decoding import (
     KINDS,
     Decoded,
+    ValueDecoder,
     decode,
     error_text,
     register_decoder,
@@ -47,6 +48,7 @@ __all__ = [
     "KINDS",
     "MISSING",
     "Decoded",
+    "ValueDecoder",
     "decode",
     "diff",
     "error_text",

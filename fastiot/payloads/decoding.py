@@ -16,7 +16,7 @@ import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import pydantic
@@ -31,6 +31,7 @@ from fastiot.payloads.text import limit_depth, to_text
 __all__ = [
     "KINDS",
     "Decoded",
+    "ValueDecoder",
     "decode",
     "error_text",
     "register_decoder",
@@ -262,18 +263,26 @@ def _structured(data: bytes, *, prefer_json: bool, failures: list[str]) -> tuple
     return None, None
 
 
-def value_decoder(
-    model: type | None = None, *, pattern: str = ">", fields: bool = False
-) -> Callable[[bytes, str], Any]:
-    """The decoder of one subscription, chosen once: a function ``(data, subject)`` for every message.
+class ValueDecoder(Protocol):
+    """What :func:`value_decoder` returns: ``decoder(data, subject, headers=None)`` for each message."""
+
+    def __call__(self, data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any: ...
+
+
+def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool = False) -> ValueDecoder:
+    """The decoder of one subscription, chosen once: a function ``(data, subject, headers=None)``.
 
     It returns the decoded value itself on the fast path (msgpack, or the model instance) and a
     :class:`Decoded` otherwise (JSON, text, registered formats, and failures with their error).
-    Captures use it; other code should call :func:`decode`.
+    Without a model, a message's headers count as in :func:`decode` (a ``Content-Type`` naming text or
+    JSON is tried first), so a capture shows a payload as the subject browser does; a message without
+    headers, or without a ``Content-Type``, takes the fast path. Captures use it; other code should
+    call :func:`decode`.
 
     Args:
         model: The subscription's model: a pydantic model class (payloads must be msgpack that
-            validates), ``dict`` (payloads must be msgpack), or ``None`` (any format, untyped).
+            validates, whatever the headers say), ``dict`` (payloads must be msgpack), or ``None``
+            (any format, untyped).
         pattern: The subscription's pattern: decoders registered for overlapping subjects are used.
         fields: Return a model's fields as a dict instead of the instance.
 
@@ -281,13 +290,15 @@ def value_decoder(
         >>> decode_value = value_decoder()
         >>> decode_value(b"\\x81\\xa1a\\x01", "v1.x")
         {'a': 1}
+        >>> decode_value(b"123", "v1.x", {"Content-Type": "text/plain"}).value
+        '123'
     """
     if isinstance(model, type) and issubclass(model, pydantic.BaseModel):
         return _model_decoder(model, fields)
     fast = unpackb
     if model is dict:
 
-        def decode_msgpack(data: bytes, subject: str) -> Any:
+        def decode_msgpack(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
             try:
                 return fast(data)
             except Exception as e:
@@ -296,12 +307,14 @@ def value_decoder(
         return decode_msgpack
     if any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects):
 
-        def decode_registered(data: bytes, subject: str) -> Any:
-            return decode(data, subject=subject, typed=False)
+        def decode_registered(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
+            return decode(data, subject=subject, headers=headers, typed=False)
 
         return decode_registered
 
-    def decode_any(data: bytes, subject: str) -> Any:
+    def decode_any(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
+        if headers and _content_type(headers):
+            return _decode_untyped(data, headers)
         try:
             value = fast(data)
         except Exception:
@@ -314,6 +327,12 @@ def value_decoder(
     return decode_any
 
 
+def _decode_untyped(data: bytes, headers: Mapping[str, str]) -> Any:
+    """:func:`decode` with the headers, shaped as the fast path's results (msgpack as the bare value)."""
+    decoded = decode(data, headers=headers, typed=False)
+    return decoded.value if decoded.kind == "msgpack" else decoded
+
+
 # The value decoders that try msgpack first and fall back to decode() (see is_msgpack_first).
 _MSGPACK_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
@@ -321,16 +340,16 @@ _MSGPACK_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 def is_msgpack_first(decoder: Callable[..., Any]) -> bool:
     """Whether a :func:`value_decoder` unpacks msgpack with :data:`fastiot.core.serialization.unpackb`
     first and calls :func:`decode` only for the rest (a hot path may then unpack inline, calling the
-    decoder for what fails)."""
+    decoder for what fails, and for every message with headers)."""
     return decoder in _MSGPACK_FIRST
 
 
-def _model_decoder(model: type[pydantic.BaseModel], as_fields: bool) -> Callable[[bytes, str], Any]:
+def _model_decoder(model: type[pydantic.BaseModel], as_fields: bool) -> ValueDecoder:
     validate = model.__pydantic_validator__.validate_python
     name = model.__name__
     fast = unpackb
 
-    def decode_model(data: bytes, subject: str) -> Any:
+    def decode_model(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
         try:
             unpacked = fast(data)
         except Exception as e:

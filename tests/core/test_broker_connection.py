@@ -21,7 +21,7 @@ from fastiot.core.broker_connection import (
 )
 from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, FastIoTResponse, ReplySubject, Subject
 from fastiot.core.serialization import serialize_to_bin
-from fastiot.exceptions import DeserializationError, ReplyHandlerError
+from fastiot.exceptions import DeserializationError, ReplyHandlerError, RequestTimeoutError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from tests.core.fault_helpers import ErrorCollector
@@ -575,6 +575,35 @@ async def test_reply_handler_gets_an_undecodable_request(broker: NatsBrokerConne
     await broker.subscribe_reply_cb(SquareRequest.get_reply_subject("garbage"), handler)
     raw = await broker.client.request("v1.square_request.garbage", b"\xc1", timeout=WAIT)
     assert raw.headers is not None and "DeserializationError" in raw.headers[ERROR_HEADER]
+
+
+async def test_request_raw_sends_any_bytes_with_headers_and_fails_as_request_does(
+    broker: NatsBrokerConnection,
+) -> None:
+    async def shout(msg: Any) -> None:
+        await broker.client.publish(msg.reply, msg.data.upper(), headers={"seen": msg.headers["trace"]})
+
+    async def silent(msg: Any) -> None:
+        pass
+
+    await broker.subscribe_raw("v1.raw_request.shout", shout)
+    await broker.subscribe_raw("v1.raw_request.silent", silent)
+    await broker.flush()
+    reply = await broker.request_raw("v1.raw_request.shout", b"hello", headers={"trace": "t1"}, timeout=WAIT)
+    assert reply.data == b"HELLO" and reply.headers == {"seen": "t1"}
+
+    with pytest.raises(RequestTimeoutError) as timed_out:
+        await broker.request_raw("v1.raw_request.silent", b"hello", timeout=0.2)
+    assert timed_out.value.subject == "v1.raw_request.silent" and timed_out.value.timeout == 0.2
+
+    async def failing(request: SquareRequest) -> SquareReply:
+        raise ValueError("no square today")
+
+    await broker.subscribe_reply_cb(SquareRequest.get_reply_subject("raw"), failing)
+    with pytest.raises(ReplyHandlerError, match="no square today"):
+        await broker.request_raw(
+            "v1.square_request.raw", serialize_to_bin(SquareRequest, SquareRequest(x=1)), timeout=WAIT
+        )
 
 
 async def test_request_with_nobody_listening_fails_within_its_timeout(broker: NatsBrokerConnection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import os
 import signal
@@ -43,6 +44,22 @@ async def test_record_returns_at_once_and_the_broker_records(
         ["v1.thing.>", "v1.alarm.*"],
         timedelta(days=1),
     )
+
+
+async def test_record_again_counts_what_is_recorded_and_names_the_code_that_stops_it(
+    js_server: NatsServer, connection: NatsBrokerConnection, name: str
+) -> None:
+    first = await asyncio.to_thread(run, "record", "v1.thing.>", "--name", name, "--nats", js_server.url)
+    assert first.returncode == 0, first.stderr
+    assert "(0 messages so far)" in first.stdout
+    await publish(connection, things(1))
+    again = await asyncio.to_thread(run, "record", "v1.thing.>", "--name", name, "--nats", js_server.url)
+    assert again.returncode == 0, again.stderr
+    assert "(1 message so far)" in again.stdout, again.stdout
+    # The code it quotes runs as a notebook cell (top-level await).
+    stop_code = again.stdout.split("`")[1]
+    assert stop_code == f"await (await Recording.open({name!r})).stop()"
+    compile(stop_code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
 async def test_export_writes_a_parquet_dataset_of_the_last_hour(

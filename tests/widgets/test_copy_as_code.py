@@ -18,7 +18,7 @@ from nats.aio.msg import Msg as NatsMsg
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
-from fastiot.exceptions import CodeGenerationError
+from fastiot.exceptions import CodeGenerationError, RequestTimeoutError
 from fastiot.msg.thing import Thing
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets._code import (
@@ -164,6 +164,24 @@ async def test_request_code_prints_the_round_trip_and_decodes_the_reply(
     assert "answered in" in capsys.readouterr().out
 
 
+async def test_request_code_raises_the_workbenchs_timeout_error(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    subject = f"{prefix}.silent"
+
+    async def silent(msg: NatsMsg) -> None:
+        pass  # subscribed, so NATS cannot say "no responders", and never answers
+
+    listener = await broker.subscribe_raw(subject, silent)
+    await broker.flush()
+    try:
+        with pytest.raises(RequestTimeoutError) as timed_out:
+            await run_cell(code_for_request(subject, "ping", encoding="text", timeout=0.2))
+    finally:
+        await listener.unsubscribe()
+    assert timed_out.value.subject == subject and timed_out.value.timeout == 0.2
+
+
 async def test_table_capture_and_browser_code_open_the_same_views(
     broker: NatsBrokerConnection, prefix: str
 ) -> None:
@@ -173,6 +191,11 @@ async def test_table_capture_and_browser_code_open_the_same_views(
     assert table.capture.patterns == [f"{prefix}.>"] and table.capture.max_rows == 500
     await table.start()
     assert table.running
+    await table.aclose()
+
+    namespace = await run_cell(code_for_table([(f"{prefix}.a", Thing), (f"{prefix}.b", None)]))
+    table = namespace["table"]
+    assert table.capture.targets == [(f"{prefix}.a", Thing), (f"{prefix}.b", None)]
     await table.aclose()
 
     namespace = await run_cell(code_for_capture([f"{prefix}.a", f"{prefix}.b"], max_rows=10))

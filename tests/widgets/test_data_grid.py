@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,37 @@ def test_columns_can_be_chosen_and_new_data_resets_the_views() -> None:
     assert views.sent[-1]["reset"] and view.shown()[0] == ["0", "press_0"]
     grid.set_data(pd.DataFrame({"x": [1, 2]}))
     assert grid.columns == ["x"] and view.shown() == [["1"], ["2"]]
+
+
+def _front_end_sets(grid: DataGrid, state: dict[str, Any]) -> None:
+    """What the widget manager sends the kernel when the ES module does model.set(...); save_changes()."""
+    grid._handle_msg(
+        {"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []}
+    )
+
+
+def test_column_widths_dragged_in_the_browser_are_kept_and_widths_set_in_code_reach_it() -> None:
+    grid = DataGrid(_frame(10))
+    states: list[dict[str, Any]] = []
+    grid._send = lambda msg, buffers=None: states.append(  # type: ignore[method-assign]
+        msg.get("state", {}) if msg.get("method") == "update" else {}  # not the protocol's echo_update
+    )
+
+    # A drag on a header's edge ends: data_grid.js sets column_widths and saves it.
+    _front_end_sets(grid, {"column_widths": {"value": 140}})
+    assert grid.column_widths == {"value": 140}
+    # Sorting, filtering, choosing columns and new data keep the width (it belongs to the column's name).
+    grid.sort_column = "value"
+    grid.filters = {"machine": "press_1"}
+    grid.visible_columns = ["value", "machine"]
+    grid.set_data(_frame(20))
+    assert grid.column_widths == {"value": 140}
+    # A view that opens later (the notebook reloaded, the cell shown twice) starts with the widths.
+    assert grid.get_state()["column_widths"] == {"value": 140}
+
+    # Set from code: the browser gets the new widths (it applies them as CSS widths of the columns).
+    grid.column_widths = {"value": 90, "machine": 200}
+    assert states[-1] == {"column_widths": {"value": 90, "machine": 200}}
 
 
 def test_cells_are_short_text() -> None:

@@ -69,6 +69,19 @@ async def test_lists_buckets_keys_and_decoded_values(bucket: Kv, broker: NatsBro
     assert browser.value.startswith("c100ff"), "what does not decode shows as hex with the reason"
 
 
+async def test_a_bucket_keeping_one_revision_says_so_in_the_singular(broker: NatsBrokerConnection) -> None:
+    js = broker.client.jetstream()
+    name = f"kvb_{uuid.uuid4().hex[:10]}"
+    kv = await js.create_key_value(bucket=name, history=1)
+    try:
+        await kv.put("only", packed(1))
+        browser = await browse(Kv(name, kv), broker)
+        assert "1 entry, 1 revision kept per key" in browser.info_view.value
+        browser.close()
+    finally:
+        await js.delete_key_value(name)
+
+
 async def test_history_shows_the_changes_between_revisions(bucket: Kv, broker: NatsBrokerConnection) -> None:
     key = "press_1.threshold"
     await bucket.kv.put(key, packed({"threshold": 56.0, "unit": "degC"}))

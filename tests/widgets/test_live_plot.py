@@ -219,3 +219,18 @@ async def test_close_cancels_the_subscription(broker: NatsBrokerConnection, pref
     await plot.aclose()
     assert series.is_running
     await series.stop()
+
+
+async def test_one_line_of_one_point_is_counted_in_the_singular(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    plot = await _plot(broker, f"{prefix}.s")
+    await broker.publish_raw(f"{prefix}.s", pack({"value": 1.5, "text": "no number"}))
+    await broker.publish_raw(f"{prefix}.s", b"\xc1")
+    await wait_for_trait(plot, "points_shown", lambda n: n == 1)
+    await wait_for_trait(plot.summary_view, "value", lambda v: "did not decode" in v)
+    summary = plot.summary_view.value
+    assert "1 line" in summary and "1 point" in summary and "1 payload did not decode" in summary
+    assert "1 lines" not in summary and "1 points" not in summary
+    assert repr(plot).endswith("1 line)")
+    await plot.aclose()

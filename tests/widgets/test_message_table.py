@@ -17,7 +17,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
-from fastiot_widgets import MessageTable
+from fastiot_widgets import LivePlot, MessageTable
 from tests.waits import wait_for_trait
 
 from .firehose import run_firehose
@@ -357,3 +357,55 @@ async def test_one_row_is_one_row(broker: NatsBrokerConnection, prefix: str) -> 
     assert "the newest 1 row kept" in table.title.value
     assert repr(table) == f"MessageTable({prefix}.>, 1 row)"
     await table.aclose()
+
+
+async def test_plot_charts_a_numeric_column_of_the_capture_and_follows_it(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    table = MessageTable(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await table.start()
+    assert table.plot_action.button.disabled, "nothing to plot before a message came"
+    with pytest.raises(ValueError, match="no numeric column"):
+        table.open_plot()
+    subject = f"{prefix}.press_1"
+    for i in range(3):
+        await broker.publish_raw(subject, pack({"value": 20.0 + i, "count": i, "ok": True, "unit": "degC"}))
+    await wait_for_trait(table, "received", lambda n: n == 3)
+    await wait_for_trait(table.plot_action.button, "disabled", lambda d: not d)
+    assert list(table.plot_action.field_box.options) == ["value", "count"], "numbers only, no bool or text"
+
+    table.plot_action.button.click()  # plots the column chosen: the first
+    plot = table.plot
+    assert isinstance(plot, LivePlot) and plot in table.plot_action.area.children
+    assert plot.series.fields == ["value"] and plot.labels == [subject] and plot.points_shown == 3
+    await broker.publish_raw(subject, pack({"value": 23.0, "count": 3, "ok": True, "unit": "degC"}))
+    await wait_for_trait(plot, "points_shown", lambda n: n == 4)  # it follows the capture
+
+    table.plot_action.field_box.value = "count"
+    table.plot_action.button.click()  # a second column joins the chart
+    assert table.plot is not plot and table.plot is not None
+    assert sorted(table.plot.series.fields) == ["count", "value"] and table.plot.points_shown == 8
+    table.close_plot()
+    assert table.plot is None and table.plot_action.area.children == ()
+    await table.aclose()
+
+
+async def test_copy_as_code_gives_the_cell_that_opens_this_table(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    table = MessageTable([f"{prefix}.a", f"{prefix}.b"], connection=broker, max_rows=500)
+    table.copy_code.frontend_timeout = 0.05
+    assert await table.copy_code.copy() == "shown"  # no JupyterLab here: shown in the box
+    assert (
+        table.copy_code.code.splitlines()[-2]
+        == f'table = MessageTable(["{prefix}.a", "{prefix}.b"], max_rows=500)'
+    )
+    assert table.copy_code.code_box.code == table.copy_code.code
+    await table.aclose()
+
+    typed = MessageTable(MessageCapture(Thing.get_subject("press_1"), broker))
+    typed.copy_code.frontend_timeout = 0.05
+    await typed.copy_code.copy()
+    assert "from fastiot.msg.thing import Thing" in typed.copy_code.code
+    assert 'MessageTable(Subject(name="v1.thing.press_1", msg_cls=Thing))' in typed.copy_code.code
+    await typed.aclose()

@@ -14,7 +14,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Recording
 from fastiot.nats_server import NatsServer
-from fastiot_widgets import DataGrid, RecordingBrowser
+from fastiot_widgets import DataGrid, LivePlot, RecordingBrowser
 from tests.waits import wait_for_trait, wait_until
 from tests.widgets.history_helpers import MakeRecording, Recorded, make_recording, recorded
 
@@ -161,6 +161,29 @@ async def test_load_into_table_shows_the_rows_in_a_grid(
     assert isinstance(browser.table, DataGrid) and browser.table_box.children == (browser.table,)
     assert browser.table.total_rows == 5
     assert "sequence" in browser.table.columns
+
+
+async def test_plot_charts_a_numeric_column_of_what_was_loaded(
+    recorded: Recorded, broker: NatsBrokerConnection
+) -> None:
+    browser = await browse(recorded, broker)
+    assert browser.plot_action.button.disabled
+    with pytest.raises(ValueError, match="load a range first"):
+        browser.open_plot("value")
+
+    browser.load_frame_button.click()
+    await browser.wait_idle()
+    assert list(browser.plot_action.field_box.options) == ["i", "value"], "numbers, not the stream sequence"
+    browser.plot_action.field_box.value = "value"
+    browser.plot_action.button.click()
+
+    plot = browser.plot
+    assert isinstance(plot, LivePlot) and plot in browser.plot_action.area.children
+    assert browser.error == ""
+    assert plot.labels == sorted(recorded.counts) and plot.points_shown == recorded.total
+    browser.close_plot()
+    assert browser.plot is None and browser.plot_action.area.children == ()
+    browser.close()
 
 
 async def test_replays_with_a_prefix_and_shows_the_progress(

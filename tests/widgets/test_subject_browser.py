@@ -215,6 +215,25 @@ async def test_pause_freezes_the_view_and_keeps_counting(broker: NatsBrokerConne
     await browser.aclose()
 
 
+async def test_one_message_and_one_subject_are_counted_in_the_singular(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    await broker.publish_raw(f"{prefix}.only", pack({"value": 1}))
+    await wait_for_trait(browser, "message_count", lambda n: n == 1)
+    assert repr(browser) == f"SubjectBrowser({prefix}.>, 1 subject)"
+    browser.pause_button.click()
+    await broker.publish_raw(f"{prefix}.only", pack({"value": 2}))
+    await browser.index.wait_for(2, timeout=5)
+    await wait_for_trait(
+        browser.summary_view, "value", lambda v: "0 messages since" not in v and "since" in v
+    )
+    assert "1 message since" in browser.summary_view.value
+    assert "1 messages" not in browser.summary_view.value
+    await browser.aclose()
+
+
 async def test_detail_shows_headers_decoded_messages_and_what_changed(
     broker: NatsBrokerConnection, prefix: str
 ) -> None:
@@ -253,6 +272,46 @@ async def test_detail_shows_headers_decoded_messages_and_what_changed(
     browser.select(f"{prefix}.press_1")  # a folder: its totals
     detail = await wait_for_trait(browser.detail_view, "detail", lambda d: d.get("kind") == "folder")
     assert detail["summary"]["subjects"] == 1 and detail["summary"]["count"] == 2
+    await browser.aclose()
+
+
+def _nested(levels: int, *, inner: object, as_dict: bool) -> object:
+    value = inner
+    for _ in range(levels):
+        value = {"a": value} if as_dict else [value]
+    return value
+
+
+async def test_a_payload_nested_1000_deep_shows_its_detail_diff_and_fields(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    subject = f"{prefix}.deep"
+    for value in (1, 2):
+        payload = {
+            "value": value,
+            "deep_list": _nested(1000, inner=value, as_dict=False),
+            "deep_dict": _nested(1000, inner=value, as_dict=True),
+        }
+        await broker.publish_raw(subject, pack(payload))
+    await browser.index.wait_for(2, timeout=5)
+    browser.select(subject)
+    detail = await wait_for_trait(
+        browser.detail_view, "detail", lambda d: d.get("path") == subject and len(d.get("messages", [])) == 2
+    )
+    assert browser.error == "" and browser.detail_view.detail is detail
+    assert json.loads(json.dumps(detail)) == detail, "what the pane sends the browser serializes"
+    assert [m["error"] for m in detail["messages"]] == [None, None]
+    assert all('"deep_list": [[[[' in m["text"] for m in detail["messages"])
+    changes = {c["path"]: (c["old"], c["new"]) for c in detail["diff"]["changes"]}
+    assert changes["value"] == ("1", "2")
+    # The deep parts differ only at the bottom; below the depth limit they are compared as text.
+    assert any(path.startswith("deep_list") for path in changes)
+    assert any(path.startswith("deep_dict.a.a") for path in changes)
+    fields = {f["path"]: f for f in detail["fields"]}
+    assert fields["value"]["numeric"] and fields["value"]["changed"]
+    assert any(path.startswith("deep_dict.a.a") for path in fields)
     await browser.aclose()
 
 
@@ -402,6 +461,14 @@ async def test_copy_as_code_captures_the_selection(broker: NatsBrokerConnection,
     assert await browser.copy_code.copy() == "shown"
     assert f'browser = SubjectBrowser("{prefix}.>")' in browser.copy_code.code
     browser.select(f"{prefix}.press_1")
+    await browser.copy_code.copy()
+    assert f'MessageCapture("{prefix}.press_1.>")' in browser.copy_code.code
+    browser.open_table_button.click()  # the table open is what the copy button gives now
+    await browser.copy_code.copy()
+    assert browser.copy_code.code.splitlines()[-2] == (
+        f'table = MessageTable("{prefix}.press_1.>", max_rows={browser.table_max_rows})'
+    )
+    browser.close_table()
     await browser.copy_code.copy()
     assert f'MessageCapture("{prefix}.press_1.>")' in browser.copy_code.code
     await browser.aclose()

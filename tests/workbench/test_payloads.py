@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import msgpack
 import pytest
 
+from fastiot.capture import ColumnarBuffer
 from fastiot.core.data_models import FastIoTPublish, FastIoTResponse
 from fastiot.core.serialization import pack
 from fastiot.exceptions import DecoderRegistrationError, InvalidPathError, PathNotFoundError
@@ -29,6 +30,7 @@ from fastiot.payloads import (
     registered_decoders,
     to_text,
     unregister_decoder,
+    value_decoder,
 )
 from fastiot.rates import describe_rate, message_rate
 
@@ -78,6 +80,34 @@ def test_a_content_type_header_is_tried_first() -> None:
     assert decode(b"[1]", headers={"Content-Type": "text/plain"}).value == "[1]"
     assert decode(b"[1]", headers={"content-type": "application/json"}).kind == "json"
     assert decode(pack([1])).kind == "msgpack"
+
+
+@pytest.mark.parametrize(
+    "data, headers",
+    [
+        (b"123", {"Content-Type": "text/plain"}),
+        (b'{"a": 1}', {"content-type": "text/plain; charset=utf-8"}),
+        (b"123", {"Content-Type": "application/json"}),
+        (b"123", {"origin": "no content type"}),
+        (pack({"a": 1}), {"Content-Type": "application/msgpack"}),
+        (b"\xff\xfe", {"Content-Type": "text/plain"}),
+        (b"123", None),
+    ],
+)
+def test_a_captures_decoder_reads_headers_as_decode_does(data: bytes, headers: dict[str, str] | None) -> None:
+    expected = decode(data, headers=headers, typed=False)
+    got = value_decoder()(data, "v1.x", headers)
+    if type(got) is Decoded:
+        assert (got.kind, got.value, got.error) == (expected.kind, expected.value, expected.error)
+    else:  # the fast path's msgpack value
+        assert expected.kind == "msgpack" and got == expected.value
+
+
+def test_a_capture_buffer_reads_headers_as_decode_does() -> None:
+    buffer = ColumnarBuffer(10)
+    buffer.append("v1.x", 1, b"123", {"Content-Type": "text/plain"})
+    buffer.append("v1.x", 2, b"123")
+    assert buffer.to_dataframe()["value"].tolist() == ["123", 123]
 
 
 # -- typed decoding --------------------------------------------------------------------------------
