@@ -365,8 +365,10 @@ def feed(callback: Any, messages: list[FakeMsg], count: int) -> None:
     """Run a NATS callback for ``count`` messages (cycling through ``messages``) without a server."""
     n = len(messages)
     for i in range(count):
-        # a NATS callback is a coroutine that never suspends: run it to its end
+        # a callback is a plain function, or a coroutine that never suspends: run it to its end
         coro = callback(messages[i % n])
+        if coro is None:
+            continue
         try:
             coro.send(None)
         except StopIteration:
