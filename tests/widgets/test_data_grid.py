@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
 
 import numpy as np
@@ -153,6 +155,50 @@ def _front_end_sets(grid: DataGrid, state: dict[str, Any]) -> None:
     grid._handle_msg(
         {"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []}
     )
+
+
+async def test_messages_handled_on_a_kernel_subshell_thread_are_answered_on_the_grids_loop() -> None:
+    """JupyterLab can send widget messages on a kernel subshell, which ipykernel 7 handles on a thread of
+    its own. A live source (a capture) changes on the grid's loop only: sorted on the subshell's thread,
+    a view got rows under the ids of rows that arrived meanwhile (values out of order, one row twice)."""
+    loop, here = asyncio.get_running_loop(), threading.get_ident()
+    grid = DataGrid(_frame(100))
+    views = GridViews(grid)
+    view = views.view(rows=10)
+    readers: set[int] = set()
+    read_frame = grid.source.frame
+
+    def frame() -> tuple[pd.DataFrame, np.ndarray]:
+        readers.add(threading.get_ident())
+        return read_frame()
+
+    grid.source.frame = frame  # type: ignore[method-assign]
+    senders: set[int] = set()
+    sorted_arrived = asyncio.Event()
+    record = views._send
+
+    def send(content: dict[str, Any], buffers: Any = None) -> None:
+        senders.add(threading.get_ident())
+        record(content, buffers)
+        if grid.sort_column:
+            loop.call_soon_threadsafe(sorted_arrived.set)
+
+    grid.send = send  # type: ignore[method-assign]
+
+    def subshell() -> None:
+        async def handle() -> None:  # a subshell runs its handlers on that thread's own loop
+            _front_end_sets(grid, {"sort_column": "value", "sort_descending": True})
+            window = {"type": "window", "view": view.name, "start": 0, "stop": 10}
+            grid._handle_msg({"content": {"data": {"method": "custom", "content": window}}, "buffers": []})
+
+        asyncio.run(handle())
+
+    thread = threading.Thread(target=subshell, name="subshell")
+    thread.start()
+    await asyncio.wait_for(asyncio.to_thread(thread.join), 10)
+    await asyncio.wait_for(sorted_arrived.wait(), 10)
+    assert view.column("value") == [str(v) for v in range(99, 89, -1)], "the top of the new order"
+    assert readers == {here} and senders == {here}, "the source is read and views answered on its loop only"
 
 
 def test_column_widths_dragged_in_the_browser_are_kept_and_widths_set_in_code_reach_it() -> None:
