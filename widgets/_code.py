@@ -44,6 +44,7 @@ from fastiot._tasks import BackgroundTasks
 from fastiot.exceptions import CodeGenerationError
 
 from ._common import front_end_file
+from ._loop_bound import LoopBound
 
 __all__ = [
     "DEFAULT_FRONTEND_TIMEOUT",
@@ -397,7 +398,7 @@ def code_for_browser(pattern: str = ">") -> str:
 # -- putting the code into the notebook ---------------------------------------------------------------
 
 
-class CodeBox(anywidget.AnyWidget):
+class CodeBox(LoopBound, anywidget.AnyWidget):
     """A read-only code box with a Copy button: where the code goes when no JupyterLab inserts it.
 
     The front end also tries to put new code on the clipboard by itself (browsers allow that shortly
@@ -409,7 +410,7 @@ class CodeBox(anywidget.AnyWidget):
     copied = traitlets.Bool(False, help="The front end put the current code on the clipboard.").tag(sync=True)
 
 
-class CopyButton(anywidget.AnyWidget):
+class CopyButton(LoopBound, anywidget.AnyWidget):
     """The "Copy as code" button (``copy_button.js``): a click first activates the notebook cell the
     button is in, so the new cell lands right below it, then tells Python (:meth:`on_click`)."""
 

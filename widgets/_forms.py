@@ -31,6 +31,8 @@ from fastiot.core.data_models import FastIoTPublish, FastIoTRequest, ReplySubjec
 from fastiot.core.time import get_time_now
 from fastiot.exceptions import SubjectHierarchyError
 
+from . import _loop_bound as ui
+
 __all__ = [
     "DESCRIPTION_STYLE",
     "FormField",
@@ -179,42 +181,36 @@ def _field_for(name: str, info: Any) -> FormField:
         kind = "choice"
         if optional:
             choices.insert(0, ("(none)", _NO_CHOICE))
-        widget = widgets.Dropdown(options=choices, layout=layout, **common)
+        widget = ui.Dropdown(options=choices, layout=layout, **common)
     elif annotation is bool and not optional:
         kind = "bool"
-        widget = widgets.Checkbox(value=False, indent=False, **common)
+        widget = ui.Checkbox(value=False, indent=False, **common)
     elif annotation is int and not optional:
         kind = "int"
-        widget = widgets.IntText(value=0, layout=layout, **common)
+        widget = ui.IntText(value=0, layout=layout, **common)
     elif annotation is float and not optional:
         kind = "float"
-        widget = widgets.FloatText(value=0.0, layout=layout, **common)
+        widget = ui.FloatText(value=0.0, layout=layout, **common)
     elif annotation is str and not optional:
         kind = "str"
-        widget = widgets.Text(value="", layout=layout, **common)
+        widget = ui.Text(value="", layout=layout, **common)
     elif _is_class(annotation) and issubclass(annotation, dt.datetime):
         kind = "datetime"
         # "now" is resolved when the message is sent, so a message published later is not stale.
-        widget = widgets.Text(
-            value=NOW, placeholder="now, or e.g. 2024-01-31T12:00:00Z", layout=layout, **common
-        )
+        widget = ui.Text(value=NOW, placeholder="now, or e.g. 2024-01-31T12:00:00Z", layout=layout, **common)
     elif _is_class(annotation) and annotation in (int, float, bool, dt.date, dt.time, dt.timedelta):
         kind = "text"  # an optional scalar: empty means None, anything else pydantic parses
-        widget = widgets.Text(
-            value="", placeholder="empty for None" if optional else "", layout=layout, **common
-        )
+        widget = ui.Text(value="", placeholder="empty for None" if optional else "", layout=layout, **common)
     elif (
         _is_class(annotation)
         and not issubclass(annotation, (pydantic.BaseModel, dict, list, tuple, set, frozenset))
         and annotation is not typing.Any
     ):
         kind = "text"  # UUID, Decimal, Path and friends parse from their text form
-        widget = widgets.Text(
-            value="", placeholder="empty for None" if optional else "", layout=layout, **common
-        )
+        widget = ui.Text(value="", placeholder="empty for None" if optional else "", layout=layout, **common)
     else:
         kind = "json"
-        widget = widgets.Textarea(
+        widget = ui.Textarea(
             value="",
             placeholder='JSON, e.g. 21.5, "on", [1, 2] or {"a": 1}',
             layout=widgets.Layout(width="32em", height="3.2em"),
@@ -236,7 +232,7 @@ def message_field() -> FormField:
     return FormField(
         name="message",
         kind="json",
-        widget=widgets.Textarea(
+        widget=ui.Textarea(
             value="{}",
             description="message",
             placeholder='a JSON object, e.g. {"a": 1}',

@@ -22,6 +22,7 @@ import traitlets
 
 from fastiot.history import Bound, RecordingInfo
 
+from . import _loop_bound as ui
 from ._common import plural
 
 __all__ = [
@@ -107,11 +108,11 @@ class ReplayOptions(widgets.HBox):
     """The speed of a replay (or as fast as possible) and the prefix of the subjects it publishes on."""
 
     def __init__(self, **kwargs: Any) -> None:
-        self.speed_input = widgets.BoundedFloatText(
+        self.speed_input = ui.BoundedFloatText(
             value=1.0, min=0.001, max=1e6, description="speed", layout=widgets.Layout(width="10em")
         )
-        self.max_speed = widgets.Checkbox(value=False, description="as fast as possible", indent=False)
-        self.prefix_input = widgets.Text(
+        self.max_speed = ui.Checkbox(value=False, description="as fast as possible", indent=False)
+        self.prefix_input = ui.Text(
             value="replay",
             description="prefix",
             placeholder="none",
@@ -135,16 +136,16 @@ class RangePicker(widgets.VBox):
     """Everything, the last N minutes, or between two times: ``start`` / ``end`` of a recording's range."""
 
     def __init__(self, **kwargs: Any) -> None:
-        self.mode = widgets.Dropdown(
+        self.mode = ui.Dropdown(
             options=[("everything", "all"), ("the last minutes", "last"), ("between", "between")],
             value="all",
             layout=widgets.Layout(width="11em"),
         )
-        self.last_minutes = widgets.BoundedFloatText(
+        self.last_minutes = ui.BoundedFloatText(
             value=5.0, min=0.01, max=1e7, layout=widgets.Layout(width="7em")
         )
-        self.start_picker = widgets.DatetimePicker(description="from")
-        self.end_picker = widgets.DatetimePicker(description="to")
+        self.start_picker = ui.DatetimePicker(description="from")
+        self.end_picker = ui.DatetimePicker(description="to")
         self.mode.observe(lambda _c: self._render(), names="value")
         super().__init__(
             children=[
@@ -200,8 +201,8 @@ class SubjectChooser(widgets.HBox):
     def __init__(self, **kwargs: Any) -> None:
         self.counts: dict[str, int] = {}
         self._updating: bool = False
-        self.filter = widgets.Text(placeholder="filter subjects", layout=widgets.Layout(width="22em"))
-        self.select = widgets.SelectMultiple(
+        self.filter = ui.Text(placeholder="filter subjects", layout=widgets.Layout(width="22em"))
+        self.select = ui.SelectMultiple(
             options=[], rows=8, layout=widgets.Layout(width="22em"), tooltip="None chosen: all subjects"
         )
         self.ranges_view = widgets.HTML()
@@ -261,10 +262,10 @@ class ConfirmButton(widgets.VBox):
     confirming = traitlets.Bool(False, help="The confirmation is shown.")
 
     def __init__(self, description: str, on_confirm: Callable[[], None], **kwargs: Any) -> None:
-        self.button = widgets.Button(description=description, icon="trash", button_style="danger")
+        self.button = ui.Button(description=description, icon="trash", button_style="danger")
         self.text = widgets.HTML()
-        self.confirm_button = widgets.Button(description="Delete", icon="trash", button_style="danger")
-        self.cancel_button = widgets.Button(description="Cancel")
+        self.confirm_button = ui.Button(description="Delete", icon="trash", button_style="danger")
+        self.cancel_button = ui.Button(description="Cancel")
         for button in (self.button, self.confirm_button, self.cancel_button):
             button.layout = widgets.Layout(width="auto")
         self.box = widgets.HBox([self.text, self.confirm_button, self.cancel_button])

@@ -25,6 +25,7 @@ import traitlets
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection
 
+from . import _loop_bound as ui
 from ._common import ConnectionStatus, close_widgets, format_exception, pre_html
 
 __all__ = ["DEFAULT_IDLE_REFRESH", "DEFAULT_REFRESH_INTERVAL", "LiveModel", "LiveView"]
@@ -105,19 +106,19 @@ class LiveView(widgets.VBox):
         self._closed: bool = False
 
         self.connection_status = ConnectionStatus()
-        self.pause_button = widgets.Button(
+        self.pause_button = ui.Button(
             description="Pause",
             icon="pause",
             tooltip="Freeze the view (arriving messages are still counted)",
             layout={"width": "auto"},
         )
-        self.resume_button = widgets.Button(
+        self.resume_button = ui.Button(
             description="Resume",
             icon="play",
             tooltip="Follow the messages again",
             layout={"width": "auto"},
         )
-        self.clear_button = widgets.Button(
+        self.clear_button = ui.Button(
             description="Clear", icon="trash", tooltip="Forget everything collected", layout={"width": "auto"}
         )
         self.error_view = widgets.HTML()

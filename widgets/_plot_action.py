@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from . import _loop_bound as ui
 from ._common import close_widgets
 
 if TYPE_CHECKING:
@@ -62,10 +63,10 @@ class PlotAction:
         self._on_error = on_error
         self.plot: LivePlot | None = None
         """The chart open now; None if none."""
-        self.field_box = widgets.Dropdown(
+        self.field_box = ui.Dropdown(
             options=[], description="plot", layout=widgets.Layout(width="14em"), tooltip="A numeric column"
         )
-        self.button = widgets.Button(
+        self.button = ui.Button(
             description="Plot", icon="line-chart", disabled=True, tooltip=tooltip, layout={"width": "auto"}
         )
         self.area = widgets.VBox()
@@ -98,7 +99,7 @@ class PlotAction:
         plot = self._make_plot(wanted)
         self.close_plot()
         self.plot = plot
-        close = widgets.Button(description="Close plot", icon="times", layout={"width": "auto"})
+        close = ui.Button(description="Close plot", icon="times", layout={"width": "auto"})
         close.on_click(lambda _b: self.close_plot())
         self.area.children = [close, plot]
         return plot

@@ -23,6 +23,7 @@ import traitlets
 from fastiot.exceptions import FormError, TemplateFileError
 from fastiot.publishing import Template, TemplateStore, format_headers, parse_headers
 
+from . import _loop_bound as ui
 from ._common import plural
 
 if TYPE_CHECKING:
@@ -43,11 +44,11 @@ class HistoryPanel(widgets.VBox):
 
     def __init__(self, publisher: Publisher) -> None:
         self._publisher: Publisher = publisher
-        self.entries = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="40em"))
-        self.resend_button = widgets.Button(
+        self.entries = ui.Select(options=[], rows=6, layout=widgets.Layout(width="40em"))
+        self.resend_button = ui.Button(
             description="Re-send", icon="redo", tooltip="Send the selected message again, as it was sent"
         )
-        self.edit_button = widgets.Button(
+        self.edit_button = ui.Button(
             description="Edit", icon="edit", tooltip="Put the selected message back into the form"
         )
         self.message = widgets.HTML()
@@ -99,13 +100,11 @@ class TemplatesPanel(widgets.VBox):
     def __init__(self, publisher: Publisher, path: str | os.PathLike[str] | None = None) -> None:
         self._publisher: Publisher = publisher
         self.store: TemplateStore = TemplateStore(path)
-        self.choice = widgets.Dropdown(
-            options=[], description="template", layout=widgets.Layout(width="24em")
-        )
-        self.name_field = widgets.Text(placeholder="name to save as", layout=widgets.Layout(width="14em"))
-        self.load_button = widgets.Button(description="Load", icon="folder-open")
-        self.save_button = widgets.Button(description="Save", icon="save")
-        self.delete_button = widgets.Button(description="Delete", icon="trash")
+        self.choice = ui.Dropdown(options=[], description="template", layout=widgets.Layout(width="24em"))
+        self.name_field = ui.Text(placeholder="name to save as", layout=widgets.Layout(width="14em"))
+        self.load_button = ui.Button(description="Load", icon="folder-open")
+        self.save_button = ui.Button(description="Save", icon="save")
+        self.delete_button = ui.Button(description="Delete", icon="trash")
         self.message = widgets.HTML()
         for button in (self.load_button, self.save_button, self.delete_button):
             button.layout = widgets.Layout(width="auto")

@@ -41,6 +41,7 @@ from fastiot.exceptions import GridFilterError
 
 from ._common import front_end_file
 from ._grid_rows import FrameSource, RowSource, cells, column_kind, filter_mask, sort_positions
+from ._loop_bound import LoopBound
 
 __all__ = ["DEFAULT_GRID_HEIGHT", "MAX_VIEWS", "MAX_WINDOW_ROWS", "DataGrid"]
 
@@ -65,14 +66,7 @@ class _View:
     used: float = 0.0
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class DataGrid(anywidget.AnyWidget):
+class DataGrid(LoopBound, anywidget.AnyWidget):
     """A virtualized, sortable, filterable grid over a DataFrame or a live row source.
 
     Args:
@@ -134,8 +128,6 @@ class DataGrid(anywidget.AnyWidget):
         self._order_dirty: bool = True
         self._next_pass: float = 0.0
         self._deferred: asyncio.TimerHandle | None = None
-        # The loop whose thread alone reads the source (a capture changes on it); None in a plain script.
-        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
         self.on_msg(self._on_front_end_msg)
         self.refresh()
 
@@ -260,25 +252,6 @@ class DataGrid(anywidget.AnyWidget):
         return int(found[0]) if len(found) else None
 
     # -- the views ---------------------------------------------------------------------------------
-
-    def _handle_msg(self, msg: dict[str, Any]) -> None:
-        """Handle a message from the browser (a window asked for, a sort, a filter) on the grid's loop.
-
-        JupyterLab may send widget messages on a kernel subshell, and ipykernel (7) then handles them on
-        a thread of its own. The source (a live capture) changes on the grid's loop only, so reading it
-        from that other thread gives rows with the ids of rows that arrived meanwhile, and two threads
-        would send a view interleaved windows. So every message, state updates included (their
-        observers sort and filter), is handed to the grid's loop; while that loop is busy, the grid
-        answers afterwards, as it did before subshells.
-        """
-        loop = self._loop
-        if loop is None or _running_loop() is loop:
-            super()._handle_msg(msg)
-            return
-        try:
-            loop.call_soon_threadsafe(super()._handle_msg, msg)
-        except RuntimeError:  # the loop is closed (the kernel is stopping): no view is left to answer
-            _logger.debug("a message from the browser came after the grid's loop closed")
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):

@@ -30,6 +30,7 @@ from fastiot.exceptions import BucketNotFoundError
 from fastiot.history import Bucket, BucketWatch, KeyEntry, WatchState
 from fastiot.payloads import MISSING, diff, to_text
 
+from . import _loop_bound as ui
 from ._common import ConnectionStatus, follow_connection, plural, pre_html, resolve_connection
 from ._history_parts import Coalesced
 
@@ -109,12 +110,12 @@ class KeyValueBrowser(widgets.VBox):
         self._history_stale: bool = False
 
         self.connection_status = ConnectionStatus()
-        self.bucket_select = widgets.Select(options=[], rows=8, layout=widgets.Layout(width="14em"))
-        self.refresh_button = widgets.Button(icon="refresh", tooltip="List the buckets again")
+        self.bucket_select = ui.Select(options=[], rows=8, layout=widgets.Layout(width="14em"))
+        self.refresh_button = ui.Button(icon="refresh", tooltip="List the buckets again")
         self.refresh_button.layout.width = "auto"
         self.info_view = widgets.HTML()
-        self.key_filter = widgets.Text(placeholder="filter keys", layout=widgets.Layout(width="18em"))
-        self.key_select = widgets.Select(options=[], rows=12, layout=widgets.Layout(width="18em"))
+        self.key_filter = ui.Text(placeholder="filter keys", layout=widgets.Layout(width="18em"))
+        self.key_select = ui.Select(options=[], rows=12, layout=widgets.Layout(width="18em"))
         self.value_view = widgets.HTML()
         self.history_view = widgets.HTML()
         self.notice_view = widgets.HTML()

@@ -43,6 +43,7 @@ from fastiot.series import (
     SeriesKey,
 )
 
+from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_plot
 from ._common import plural
 from ._live import LiveView, summary_html
@@ -153,7 +154,7 @@ class LivePlot(LiveView):
         )
         self.figure.add_class("fastiot-live-plot")
         self.figure.interaction = bqplot.PanZoom(scales={"x": [self.x_scale], "y": [self.y_scale]})
-        self.reset_zoom_button = widgets.Button(
+        self.reset_zoom_button = ui.Button(
             description="Reset zoom",
             icon="expand",
             tooltip="Follow the newest points again",

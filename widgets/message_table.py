@@ -39,6 +39,7 @@ import traitlets
 from fastiot.capture import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
 from fastiot.core.broker_connection import BrokerConnection
 
+from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_table
 from ._common import plural, pre_html
 from ._grid_rows import CaptureSource, cell_text
@@ -140,10 +141,10 @@ class MessageTable(PlotsColumns, LiveView):
             f"{plural(capture.max_rows, 'row')} kept)</span>"
         )
         self.counters_view = widgets.HTML()
-        self.csv_button = widgets.Button(
+        self.csv_button = ui.Button(
             description="CSV", icon="download", tooltip="Write every captured row to a CSV file"
         )
-        self.parquet_button = widgets.Button(
+        self.parquet_button = ui.Button(
             description="Parquet", icon="download", tooltip="Write every captured row to a Parquet file"
         )
         for button in (self.csv_button, self.parquet_button):
@@ -164,7 +165,7 @@ class MessageTable(PlotsColumns, LiveView):
         self.copy_code = CopyAsCode(
             self._code, tooltip="Insert the code that opens this table as a cell below"
         )
-        self.column_chooser = widgets.SelectMultiple(
+        self.column_chooser = ui.SelectMultiple(
             options=list(_META_COLUMNS),
             rows=8,
             tooltip="Columns shown (none selected: all); Ctrl/Shift-click to choose several",

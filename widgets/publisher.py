@@ -61,6 +61,7 @@ from fastiot.publishing import (
     subject_problem,
 )
 
+from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_publish, code_for_request
 from ._common import (
     ConnectionStatus,
@@ -141,17 +142,15 @@ class Publisher(widgets.VBox):
         elif msg_cls is dict:
             self.fields = {"message": message_field()}
 
-        self.subject_field = widgets.Text(
+        self.subject_field = ui.Text(
             value=target.subject,
             description="subject",
             tooltip="Edit to publish elsewhere; clear it to go back to the model's subject",
             style=DESCRIPTION_STYLE,
             layout=widgets.Layout(width=_WIDE),
         )
-        self.mode_buttons = widgets.ToggleButtons(
-            options=["publish", "request"], style={"button_width": "7em"}
-        )
-        self.encoding_field = widgets.Dropdown(
+        self.mode_buttons = ui.ToggleButtons(options=["publish", "request"], style={"button_width": "7em"})
+        self.encoding_field = ui.Dropdown(
             options=[
                 ("msgpack (written as JSON)", "msgpack"),
                 ("JSON", "json"),
@@ -163,20 +162,20 @@ class Publisher(widgets.VBox):
             style=DESCRIPTION_STYLE,
             layout=widgets.Layout(width=_WIDE),
         )
-        self.payload_field = widgets.Textarea(
+        self.payload_field = ui.Textarea(
             description="payload",
             placeholder='{"value": 21.5}',
             style=DESCRIPTION_STYLE,
             layout=widgets.Layout(width="32em", height="6em"),
         )
-        self.headers_field = widgets.Textarea(
+        self.headers_field = ui.Textarea(
             description="headers",
             placeholder="one a line, e.g. Trace-Id: 42",
             style=DESCRIPTION_STYLE,
             layout=widgets.Layout(width="32em", height="3.2em"),
         )
-        self.publish_button = widgets.Button(icon="paper-plane", button_style="primary")
-        self.timeout_field = widgets.BoundedFloatText(
+        self.publish_button = ui.Button(icon="paper-plane", button_style="primary")
+        self.timeout_field = ui.BoundedFloatText(
             value=self.timeout,
             min=0.01,
             max=3600.0,
@@ -225,7 +224,7 @@ class Publisher(widgets.VBox):
                 self.copy_code.code_box,
                 self.field_errors,
                 self.output,
-                widgets.Accordion(
+                ui.Accordion(
                     children=[self.history_panel, self.templates_panel], titles=("History", "Templates")
                 ),
             ]

@@ -36,6 +36,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Bound, Recording, RecordingInfo, Replay
 
+from . import _loop_bound as ui
 from ._code import CopyAsCode
 from ._common import ConnectionStatus, follow_connection, plural, pre_html, resolve_connection
 from ._history_code import code_for_load, code_for_record_subjects, code_for_replay
@@ -110,20 +111,20 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         """The replay started last."""
 
         self.connection_status = ConnectionStatus()
-        self.recording_select = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="16em"))
-        self.refresh_button = widgets.Button(icon="refresh", tooltip="List the recordings again")
+        self.recording_select = ui.Select(options=[], rows=6, layout=widgets.Layout(width="16em"))
+        self.refresh_button = ui.Button(icon="refresh", tooltip="List the recordings again")
         self.refresh_button.layout = widgets.Layout(width="auto")
         self.info_view = widgets.HTML()
         self.subject_chooser = SubjectChooser()
         self.subject_select = self.subject_chooser.select
         self.range_picker = RangePicker()
-        self.max_rows_input = widgets.BoundedIntText(
+        self.max_rows_input = ui.BoundedIntText(
             value=max_rows, min=1, max=100_000_000, description="at most", layout=widgets.Layout(width="14em")
         )
-        self.load_table_button = widgets.Button(description="Load into table", icon="table")
-        self.load_frame_button = widgets.Button(description="Load into DataFrame", icon="download")
+        self.load_table_button = ui.Button(description="Load into table", icon="table")
+        self.load_frame_button = ui.Button(description="Load into DataFrame", icon="download")
         self.replay_options = ReplayOptions()
-        self.replay_button = widgets.Button(description="Replay", icon="play")
+        self.replay_button = ui.Button(description="Replay", icon="play")
         self.replay_view = ReplayProgress()
         self.delete_confirmation = ConfirmButton(
             "Delete…", lambda: self._click(self.delete_recording(), "delete")

@@ -26,6 +26,7 @@ from fastiot.history import Replay, ReplayState
 from fastiot.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
 
+from . import _loop_bound as ui
 from ._common import plural
 from .service_control import ServiceControl
 
@@ -62,13 +63,13 @@ class ReplayProgress(widgets.VBox):
             value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="14em"), description=""
         )
         self.label = widgets.HTML()
-        self.pause_button = widgets.Button(description="Pause", icon="pause", tooltip="Hold the replay")
-        self.resume_button = widgets.Button(
+        self.pause_button = ui.Button(description="Pause", icon="pause", tooltip="Hold the replay")
+        self.resume_button = ui.Button(
             description="Resume",
             icon="play",
             tooltip="Go on where the replay was paused, with the same spacing",
         )
-        self.stop_button = widgets.Button(
+        self.stop_button = ui.Button(
             description="Stop replay",
             icon="stop",
             tooltip="End the replay (what was published stays published)",

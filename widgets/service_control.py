@@ -35,6 +35,7 @@ from fastiot.runner import (
     ServiceStatus,
 )
 
+from . import _loop_bound as ui
 from ._common import ConnectionStatus, follow_connection, format_exception, plural, pre_html
 
 __all__ = [
@@ -130,9 +131,9 @@ class ServiceControl(widgets.VBox):
 
         self.status_light = widgets.HTML()
         self.connection_status = ConnectionStatus()
-        self.start_button = widgets.Button(description="Start", icon="play", tooltip=f"Start {runner.name}")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", tooltip=f"Stop {runner.name}")
-        self.restart_button = widgets.Button(
+        self.start_button = ui.Button(description="Start", icon="play", tooltip=f"Start {runner.name}")
+        self.stop_button = ui.Button(description="Stop", icon="stop", tooltip=f"Stop {runner.name}")
+        self.restart_button = ui.Button(
             description="Restart", icon="refresh", tooltip=f"Stop {runner.name} and start a fresh instance"
         )
         for button in (self.start_button, self.stop_button, self.restart_button):

@@ -40,6 +40,7 @@ from fastiot.core.data_models import Subject
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.subjects import SubjectIndex
 
+from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
 from ._common import close_widgets, plural
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
@@ -140,36 +141,36 @@ class SubjectBrowser(LiveView):
         self._detail_due: bool = True
         self._detail_count: int = -1  # messages at or below the selection when the pane was drawn
 
-        self.pattern_box = widgets.Text(
+        self.pattern_box = ui.Text(
             value=index.pattern,
             description="subscribe",
             placeholder="a NATS pattern, e.g. v1.thing.>",
             continuous_update=False,
             layout=widgets.Layout(width="20em"),
         )
-        self.filter_box = widgets.Text(
+        self.filter_box = ui.Text(
             placeholder="filter: text, or v1.*.press_1.>", continuous_update=True, layout={"width": "16em"}
         )
-        self.sort_box = widgets.Dropdown(
+        self.sort_box = ui.Dropdown(
             options=[("name", "name"), ("count", "count"), ("rate", "rate"), ("last seen", "last_seen")],
             description="sort",
             layout={"width": "14em"},
         )
-        self.unfold_all_button = widgets.Button(
+        self.unfold_all_button = ui.Button(
             description="Unfold all", icon="plus-square", layout={"width": "auto"}
         )
-        self.fold_all_button = widgets.Button(
+        self.fold_all_button = ui.Button(
             description="Fold all", icon="minus-square", layout={"width": "auto"}
         )
-        self.open_table_button = widgets.Button(
+        self.open_table_button = ui.Button(
             description="Open table",
             icon="table",
             disabled=True,
             layout={"width": "auto"},
             tooltip="A live table of the selected subject's messages below",
         )
-        self.raw_button = widgets.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
-        self.record_button = widgets.Button(
+        self.raw_button = ui.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
+        self.record_button = ui.Button(
             description="Record",
             icon="circle",
             layout={"width": "auto"},
@@ -392,7 +393,7 @@ class SubjectBrowser(LiveView):
         table = MessageTable(pattern, connection=self._connection, **table_kwargs)
         self.close_table()
         self.table = table
-        close = widgets.Button(description="Close table", icon="times", layout={"width": "auto"})
+        close = ui.Button(description="Close table", icon="times", layout={"width": "auto"})
         close.on_click(lambda _b: self.close_table())
         self.table_area.children = [close, table]
         return table
@@ -420,7 +421,7 @@ class SubjectBrowser(LiveView):
         plot = LivePlot(pattern, field, connection=self._connection)
         self.close_plot()
         self.plot = plot
-        close = widgets.Button(description="Close plot", icon="times", layout={"width": "auto"})
+        close = ui.Button(description="Close plot", icon="times", layout={"width": "auto"})
         close.on_click(lambda _b: self.close_plot())
         self.plot_area.children = [close, plot]
         return plot

@@ -25,6 +25,7 @@ from fastiot.series import numeric_value
 from fastiot.subjects import SubjectMessage
 
 from ._common import front_end_file
+from ._loop_bound import LoopBound
 
 __all__ = ["DEFAULT_LAST_MESSAGES", "SubjectDetailView", "folder_detail", "hexdump", "subject_detail"]
 
@@ -196,7 +197,7 @@ def folder_detail(path: str, *, subjects: int, count: int, rate: float, last_see
     }
 
 
-class SubjectDetailView(anywidget.AnyWidget):
+class SubjectDetailView(LoopBound, anywidget.AnyWidget):
     """Draws :func:`subject_detail` (``subject_detail.js``); picks and plot clicks come back to Python.
 
     From the browser, as messages: ``{"type": "diff", "pair": [a, b]}`` (the two messages picked) and

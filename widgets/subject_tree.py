@@ -21,6 +21,7 @@ import traitlets
 from fastiot.subjects import SubjectIndex, SubjectMessage
 
 from ._common import front_end_file
+from ._loop_bound import LoopBound
 from ._tree import (
     DEFAULT_RESORT_INTERVAL,
     MAX_NEW_PER_SYNC,
@@ -59,7 +60,7 @@ def recent_messages(index: SubjectIndex, subject: str, n: int) -> list[SubjectMe
     return index.messages(subject, n) if subject in index else []
 
 
-class SubjectTreeView(anywidget.AnyWidget):
+class SubjectTreeView(LoopBound, anywidget.AnyWidget):
     """The virtualized tree (``subject_tree.js``): draws the rows Python sends for the viewport.
 
     Messages to the browser: ``{"type": "rows", "total": n, "reset": bool, "rows": [[i, row], ...],

@@ -133,7 +133,11 @@ async def test_validation_errors_are_shown_not_raised(broker) -> None:
 async def test_form_is_generated_from_the_field_types(broker) -> None:
     received = await _subscribe(broker, Setpoint.get_subject())
     pub = Publisher(Setpoint, connection=broker)
-    kinds = {name: type(field.widget) for name, field in pub.fields.items()}
+    # The ipywidgets kind of each field (the fields are its loop-bound subclasses).
+    kinds = {
+        name: next(c for c in type(field.widget).__mro__ if c.__module__.startswith("ipywidgets."))
+        for name, field in pub.fields.items()
+    }
     assert kinds == {
         "machine": widgets.Text,
         "target": widgets.FloatText,
