@@ -24,7 +24,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["DEFAULT_CANCEL_TIMEOUT", "BackgroundTasks", "TaskErrorCallback", "loop_is_running"]
+__all__ = [
+    "DEFAULT_CANCEL_TIMEOUT",
+    "BackgroundTasks",
+    "TaskErrorCallback",
+    "loop_is_running",
+    "running_loop",
+]
 
 # How long cancel() waits for cancelled tasks to finish their clean-up.
 DEFAULT_CANCEL_TIMEOUT = 5.0
@@ -135,10 +141,14 @@ class BackgroundTasks:
         return f"<BackgroundTasks: {len(self._tasks)} pending>"
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio event loop this thread is running right now, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def loop_is_running() -> bool:
     """Whether this thread is running an asyncio event loop right now."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    return running_loop() is not None

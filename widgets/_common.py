@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import html
 import pathlib
 import traceback
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 import traitlets
 
-from fastiot._tasks import BackgroundTasks
+from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot._words import plural  # re-exported: the widgets' counts read as the CLI's
 from fastiot.core.broker_connection import BrokerConnection, ConnectionState, NatsBrokerConnection
 
@@ -205,9 +204,7 @@ def follow_connection(
     if connection is not None:
         status.attach(connection)
         return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not loop_is_running():
         return
 
     async def attach_workbench() -> None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 import ipywidgets as widgets
 import traitlets
 
-from fastiot._tasks import BackgroundTasks
+from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot.core.broker_connection import BrokerConnection
 
 from . import _loop_bound as ui
@@ -138,9 +138,7 @@ class LiveView(widgets.VBox):
             self.connection_status.attach(model.connection)
         if not autostart:
             return  # a view of data that is there already (a DataFrame), or started by its owner
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not loop_is_running():
             return  # a plain script: `await view.start()` inside asyncio.run(...) starts it
         self._start_task = self._tasks.spawn(self._start_model(), what="start")
 
@@ -247,11 +245,8 @@ class LiveView(widgets.VBox):
             if self._owns_model and self._model.is_running:
                 # Paused first, so the subscription costs nothing until the unsubscribe has gone out.
                 self._model.pause()
-                try:
-                    asyncio.get_running_loop()
-                except RuntimeError:
-                    pass  # no running loop (interpreter exit): nothing is delivered anymore either
-                else:
+                # Without a running loop (interpreter exit) nothing is delivered anymore either.
+                if loop_is_running():
                     self._tasks.spawn(self._model.stop(), what="stop")
         super().close()
         self._close_widgets()

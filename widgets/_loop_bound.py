@@ -27,6 +27,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from fastiot._tasks import running_loop
+
 __all__ = [
     "Accordion",
     "BoundedFloatText",
@@ -47,14 +49,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("fastiot.widgets")
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread, or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class LoopBound(widgets.Widget):

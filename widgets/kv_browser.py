@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import html
 from datetime import datetime, timezone
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from fastiot._tasks import BackgroundTasks
+from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import BucketNotFoundError
 from fastiot.history import Bucket, BucketWatch, KeyEntry, WatchState
@@ -144,9 +143,7 @@ class KeyValueBrowser(widgets.VBox):
             ]
         )
         follow_connection(self.connection_status, connection, self._tasks)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not loop_is_running():
             return
         self._tasks.spawn(self.refresh(), what="list the buckets")
 

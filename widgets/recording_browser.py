@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import html
 from datetime import datetime
 from typing import Any
@@ -31,7 +30,7 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from fastiot._tasks import BackgroundTasks
+from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Bound, Recording, RecordingInfo, Replay
@@ -203,9 +202,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         )
         self._render_info(None)
         follow_connection(self.connection_status, connection, self._tasks)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not loop_is_running():
             return  # a plain script: `await browser.refresh()` when a loop runs
         self._tasks.spawn(self.refresh(), what="list the recordings")
 

@@ -24,7 +24,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from fastiot._tasks import BackgroundTasks
+from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.service import FastIoTService
 from fastiot.runner import (
@@ -254,9 +254,7 @@ class ServiceControl(widgets.VBox):
     def _start_refreshing(self) -> None:
         if self._refresh_task is not None and not self._refresh_task.done():
             return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not loop_is_running():
             return
         self._refresh_task = self._refresher.spawn(self._refresh_periodically(), what="refresh")
 

@@ -81,23 +81,29 @@ class _InitialValues:
 
 
 async def _initial_entries(
-    conn: NatsBrokerConnection, bucket: str, keys: str, watcher: KeyValue.KeyWatcher
+    conn: NatsBrokerConnection, kv: KeyValue, bucket: str, keys: str, **watch_options: Any
 ) -> builtins.list[KeyValue.Entry]:
-    """Every entry ``watcher`` hands out until the values the bucket held at its start are in."""
+    """Watch ``keys`` of ``kv`` (nats-py's ``kv.watch(keys, **watch_options)``) until the values the
+    bucket held at the start are in; those entries."""
+    watcher = await kv.watch(keys, **watch_options)
     initial = _InitialValues(conn, bucket, keys)
     entries: builtins.list[KeyValue.Entry] = []
-    while True:
-        try:
-            update = await watcher.updates(timeout=_READY_TIMEOUT)
-        except nats.errors.TimeoutError:
-            raise HistoryReadError(
-                f"bucket {bucket!r} did not deliver the entries of {keys!r} within {_READY_TIMEOUT:g} s "
-                f"({len(entries)} arrived); the server may be overloaded, try again"
-            ) from None
-        if update is not None:
-            entries.append(update)
-        if await initial.update(update):
-            return entries
+    try:
+        while True:
+            try:
+                update = await watcher.updates(timeout=_READY_TIMEOUT)
+            except nats.errors.TimeoutError:
+                raise HistoryReadError(
+                    f"bucket {bucket!r} did not deliver the entries of {keys!r} within "
+                    f"{_READY_TIMEOUT:g} s ({len(entries)} arrived); the server may be overloaded, try again"
+                ) from None
+            if update is not None:
+                entries.append(update)
+            if await initial.update(update):
+                return entries
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()
 
 
 @dataclass(frozen=True)
@@ -258,12 +264,7 @@ class Bucket:
         async with using_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
             # Deletes are filtered here, not by nats-py: every stored key must hand out an entry.
-            watcher = await kv.watch(pattern, meta_only=True)
-            try:
-                entries = await _initial_entries(conn, self.name, pattern, watcher)
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()
+            entries = await _initial_entries(conn, kv, self.name, pattern, meta_only=True)
         return sorted({e.key for e in entries if _OPERATIONS.get(e.operation) == "PUT"})
 
     async def get(self, key: str, *, connection: NatsBrokerConnection | None = None) -> KeyEntry | None:
@@ -288,12 +289,7 @@ class Bucket:
         async with using_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
             # Not kv.history(): it trusts nats-py's end marker, which can come before the entries.
-            watcher = await kv.watch(key, include_history=True)
-            try:
-                entries = await _initial_entries(conn, self.name, key, watcher)
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()
+            entries = await _initial_entries(conn, kv, self.name, key, include_history=True)
         return [KeyEntry.from_nats(entry) for entry in entries]
 
     def watch(self, keys: str = ">", *, connection: NatsBrokerConnection | None = None) -> BucketWatch:
