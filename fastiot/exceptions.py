@@ -36,6 +36,7 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── TemplateFileError                  (ValueError) a publisher templates file is unreadable or too big
     ├── SubjectHierarchyError              (RuntimeError) a subject does not fit its model's hierarchy
     ├── BackgroundProcessError             (RuntimeError) testlib's service process did not start
+    ├── ConfigFileNotFoundError            (FileNotFoundError) no YAML configuration for a service
     ├── ServiceError, SQLSchemaCheckError, CSVError   FastIoT 1.1's names, raised by no fastiot code
     └── HistoryError                       recordings and key-value buckets (JetStream)
         ├── JetStreamUnavailableError      (RuntimeError) the server has no JetStream (or it is not ready)
@@ -63,6 +64,7 @@ __all__ = [
     "BucketNotFoundError",
     "CSVError",
     "CodeGenerationError",
+    "ConfigFileNotFoundError",
     "DecoderRegistrationError",
     "DeserializationError",
     "FastIoTError",
@@ -419,6 +421,10 @@ class SubjectHierarchyError(FastIoTError, RuntimeError):
 
 class BackgroundProcessError(FastIoTError, RuntimeError):
     """``fastiot.testlib.BackgroundProcess`` could not start its service process, or it died starting."""
+
+
+class ConfigFileNotFoundError(FastIoTError, FileNotFoundError):
+    """``FastIoTConfigModel.from_service`` found no YAML file for the service in ``FASTIOT_CONFIG_DIR``."""
 
 
 # FastIoT 1.1 names, raised by no code of fastiot-workbench (they belong to FastIoT's database and CSV

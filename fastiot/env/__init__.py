@@ -1,5 +1,9 @@
 """FASTIOT_* settings, read from the environment in one place (pydantic-settings).
 
+FastIoT's module paths sit beside this one: :mod:`fastiot.env.env` (``env_basic``, ``env_broker``) and
+:mod:`fastiot.env.env_constants_basic` (the variable names), so service code written for FastIoT imports
+them unchanged.
+
 Every value is read when it is asked for, not at import time, so that a broker the workbench starts
 (which sets ``FASTIOT_NATS_*`` for the kernel) is seen by services created later in the same process.
 A value that does not fit raises :class:`~fastiot.exceptions.SettingsError` (a ``ValueError``) naming
@@ -25,9 +29,12 @@ from fastiot.exceptions import SettingsError
 
 __all__ = [
     "ALL_SETTINGS",
+    "DEFAULT_CONFIG_DIR",
     "DEFAULT_NATS_HOST",
     "DEFAULT_NATS_PORT",
     "DEFAULT_NATS_TIMEOUT",
+    "DEFAULT_VOLUME_DIR",
+    "FASTIOT_CONFIG_DIR",
     "FASTIOT_LOG_LEVEL",
     "FASTIOT_NATS_CREDS",
     "FASTIOT_NATS_DEFAULT_TIMEOUT",
@@ -41,6 +48,7 @@ __all__ = [
     "FASTIOT_NATS_TOKEN",
     "FASTIOT_NATS_USER",
     "FASTIOT_SERVICE_ID",
+    "FASTIOT_VOLUME_DIR",
     "NATS_CONNECTION_SETTINGS",
     "BasicEnv",
     "BasicSettings",
@@ -64,6 +72,8 @@ FASTIOT_NATS_TLS_CERT = "FASTIOT_NATS_TLS_CERT"
 FASTIOT_NATS_TLS_KEY = "FASTIOT_NATS_TLS_KEY"
 FASTIOT_LOG_LEVEL = "FASTIOT_LOG_LEVEL"
 FASTIOT_SERVICE_ID = "FASTIOT_SERVICE_ID"
+FASTIOT_CONFIG_DIR = "FASTIOT_CONFIG_DIR"
+FASTIOT_VOLUME_DIR = "FASTIOT_VOLUME_DIR"
 
 # Where the broker is and how to log in to it: what a test or a fresh environment clears.
 NATS_CONNECTION_SETTINGS: tuple[str, ...] = (
@@ -83,11 +93,16 @@ ALL_SETTINGS: tuple[str, ...] = (
     FASTIOT_NATS_DEFAULT_TIMEOUT,
     FASTIOT_LOG_LEVEL,
     FASTIOT_SERVICE_ID,
+    FASTIOT_CONFIG_DIR,
+    FASTIOT_VOLUME_DIR,
 )
 
 DEFAULT_NATS_HOST = "localhost"
 DEFAULT_NATS_PORT = 4222
 DEFAULT_NATS_TIMEOUT = 30.0
+# FastIoT's defaults: where its deployments mount configuration and data into a service's container.
+DEFAULT_CONFIG_DIR = "/etc/fastiot"
+DEFAULT_VOLUME_DIR = "/var/fastiot"
 
 
 def redact_url(url: str) -> str:
@@ -190,6 +205,8 @@ class BasicSettings(_FromEnvironment):
 
     log_level: Annotated[int, BeforeValidator(_log_level)] = _variable(FASTIOT_LOG_LEVEL, logging.INFO)
     service_id: str = _variable(FASTIOT_SERVICE_ID, "")
+    config_dir: str = _variable(FASTIOT_CONFIG_DIR, DEFAULT_CONFIG_DIR)
+    volume_dir: str = _variable(FASTIOT_VOLUME_DIR, DEFAULT_VOLUME_DIR)
 
 
 _S = TypeVar("_S", bound=_FromEnvironment)
@@ -336,6 +353,29 @@ class BasicEnv:
     def service_id(self) -> str:
         """``FASTIOT_SERVICE_ID``, default empty: separates several instances of one service."""
         return self.settings.service_id
+
+    @property
+    def config_dir(self) -> str:
+        """``FASTIOT_CONFIG_DIR``, default ``/etc/fastiot``: where a service's YAML configuration is.
+
+        :func:`fastiot.util.config_helper.read_config` looks for ``<ServiceClass>.yaml`` here.
+        """
+        return self.settings.config_dir
+
+    @property
+    def volume_dir(self) -> str:
+        """``FASTIOT_VOLUME_DIR``, default ``/var/fastiot``: where a service keeps data that outlives it."""
+        return self.settings.volume_dir
+
+    @property
+    def log_dir(self) -> str:
+        """``logs`` in :attr:`volume_dir`."""
+        return os.path.join(self.volume_dir, "logs")
+
+    @property
+    def error_logfile(self) -> str:
+        """``error.log`` in :attr:`log_dir`."""
+        return os.path.join(self.log_dir, "error.log")
 
 
 env_broker = BrokerEnv()
