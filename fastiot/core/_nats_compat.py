@@ -45,6 +45,7 @@ __all__ = [
     "current_server_uri",
     "discard_pending_publishes",
     "flush_at_cut",
+    "inbox_prefix",
     "intercept_raw_messages",
     "parse_headers",
     "pending_msgs_limit",
@@ -176,6 +177,11 @@ class TolerantClient(NatsClient):
             import logging
 
             logging.getLogger("fastiot.broker").exception("reporting a malformed message failed")
+
+
+def inbox_prefix(client: NatsClient) -> str:
+    """The prefix of the client's reply inboxes (``_INBOX`` unless ``connect(inbox_prefix=...)``)."""
+    return bytes(client._inbox_prefix).decode()
 
 
 def server_info(client: NatsClient) -> dict[str, Any]:
