@@ -31,6 +31,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from fastiot._callbacks import CallbackList
 from fastiot.exceptions import PermissionDeniedError
 
 __all__ = [
@@ -181,6 +182,16 @@ class RefusalWatch:
         self._numbered: collections.deque[tuple[int, Refusal]] = collections.deque(maxlen=kept)
         self._unflushed: collections.deque[Refusal] = collections.deque(maxlen=kept)
         self._guards: set[_Guard] = set()
+        self._listeners: CallbackList[[Refusal]] = CallbackList("refusal")
+
+    def on_refusal(self, callback: Callable[[Refusal], None], remove: bool = False) -> None:
+        """Call ``callback(refusal)`` (a plain function; it runs in the read loop and must not block) for
+        every refusal from now on, or stop with ``remove=True``.
+
+        Example:
+            >>> connection.refusals.on_refusal(lambda r: print(r.operation, r.subject))  # doctest: +SKIP
+        """
+        self._listeners.register(callback, remove)
 
     def record(self, refusal: Refusal) -> None:
         """Keep a refusal and end every guarded operation it matches."""
@@ -195,6 +206,7 @@ class RefusalWatch:
         for guard in list(self._guards):
             if not guard.future.done() and guard.match(refusal):
                 guard.future.set_result(refusal)
+        self._listeners(refusal)
 
     def is_inbox(self, subject: str) -> bool:
         """Whether ``subject`` (as a refusal names it) is under the connection's inbox prefix."""
