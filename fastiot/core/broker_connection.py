@@ -311,6 +311,9 @@ class NatsBrokerConnection(BrokerConnection):
         self._reconnect_choice: ReconnectServerChoice = ReconnectServerChoice(DEFAULT_RECONNECT_TIME_WAIT)
         self.refusals: RefusalWatch = RefusalWatch()
         """The server's permission refusals on this connection (see :mod:`fastiot.core.permissions`)."""
+        if isinstance(client, _nats_compat.TolerantClient):
+            # Every request of the client (JetStream's and key-value's too) ends at once when refused.
+            client.request_guard = self.refusals.request
         self._refusals_at_disconnect: int = 0
 
     @property
@@ -725,9 +728,7 @@ class NatsBrokerConnection(BrokerConnection):
         timeout = env_broker.default_timeout if timeout is None else timeout
         check_subject_length(subject)
         try:
-            response = await self.refusals.request(
-                self._client.request(subject, payload, timeout=timeout, headers=headers), subject
-            )
+            response = await self._client.request(subject, payload, timeout=timeout, headers=headers)
         except nats.errors.TimeoutError:
             raise RequestTimeoutError(subject, timeout) from None
         except nats.errors.OutboundBufferLimitError:

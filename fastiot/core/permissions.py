@@ -145,6 +145,16 @@ def jetstream_call(api_rest: str) -> str:
     return upper.split(".", 1)[0] or "JetStream"
 
 
+def _jetstream_api_prefix(subject: str) -> str | None:
+    # "$JS.API.STREAM.INFO.x" -> "$JS.API"; in a JetStream domain "$JS.hub.API.STREAM.INFO.x" -> "$JS.hub.API"
+    tokens = subject.split(".")
+    if len(tokens) > 2 and tokens[0] == "$JS" and tokens[1] == "API":
+        return "$JS.API"
+    if len(tokens) > 3 and tokens[0] == "$JS" and tokens[2] == "API":
+        return ".".join(tokens[:3])
+    return None
+
+
 def same_subject(refused: str, subject: str) -> bool:
     """Whether a subject named in a refusal (lowercased by nats-py) is ``subject``."""
     return refused.casefold() == subject.casefold()
@@ -198,14 +208,17 @@ class RefusalWatch:
         self.count += 1
         self.recent.append(refusal)
         self._numbered.append((self.count, refusal))
-        if refusal.operation == "publish":
-            self.unflushed_publish_refusals += 1
-            self._unflushed.append(refusal)
-        elif self.is_inbox(refusal.subject):
-            self.inbox_refusal = (self.count, refusal)
+        reported = False
         for guard in list(self._guards):
             if not guard.future.done() and guard.match(refusal):
                 guard.future.set_result(refusal)
+                reported = True
+        if refusal.operation == "publish":
+            if not reported:  # a guarded request raised it already; the next flush need not say it again
+                self.unflushed_publish_refusals += 1
+                self._unflushed.append(refusal)
+        elif self.is_inbox(refusal.subject):
+            self.inbox_refusal = (self.count, refusal)
         self._listeners(refusal)
 
     def is_inbox(self, subject: str) -> bool:
@@ -243,6 +256,9 @@ class RefusalWatch:
     async def request(self, operation: Awaitable[T], subject: str) -> T:
         """Await a request to ``subject``; a refusal of its publish or of the reply inbox ends it at once.
 
+        Every JetStream and key-value call is such a request (to ``$JS.API.…``, or ``$JS.<domain>.API.…``):
+        its error names the API call as its ``operation`` (``"STREAM.CREATE"``).
+
         Raises:
             PermissionDeniedError: The server refused the request's subject or the reply inbox.
         """
@@ -257,9 +273,12 @@ class RefusalWatch:
             return self.is_inbox(refusal.subject)
 
         def error(refusal: Refusal) -> PermissionDeniedError:
-            if refusal.operation == "publish":
+            if refusal.operation == "subscribe":
+                return PermissionDeniedError(refusal.subject, "subscribe")
+            api = _jetstream_api_prefix(subject)
+            if api is None:
                 return PermissionDeniedError(subject, "publish")
-            return PermissionDeniedError(refusal.subject, "subscribe")
+            return PermissionDeniedError(subject, jetstream_call(subject[len(api) + 1 :]))
 
         return await self.guard(operation, match, error)
 
