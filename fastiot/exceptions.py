@@ -8,6 +8,7 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── ShutdownRequestedInterruption      a service is asked to shut down (run_coro)
     ├── BrokerUnavailableError             (ConnectionError) no NATS server accepted the connection
     │   └── BrokerAuthenticationError      the server rejected the credentials
+    ├── PermissionDeniedError              (PermissionError) the server refused a subscribe/publish/JS call
     ├── DeserializationError               (ValueError) a payload is not valid msgpack / not the model
     ├── MessageHandlingError               (0.1 only; handlers' own errors are reported now)
     ├── BadMessageError                    (ValueError) a message from the wire is malformed
@@ -86,6 +87,7 @@ __all__ = [
     "ParquetUnavailableError",
     "PathNotFoundError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "PublishBufferFullError",
     "RecordingDeletedError",
     "RecordingExistsError",
@@ -142,6 +144,54 @@ class BrokerUnavailableError(FastIoTError, ConnectionError):
 
 class BrokerAuthenticationError(BrokerUnavailableError):
     """The NATS server rejected the credentials (user/password, token, creds file or TLS)."""
+
+
+class PermissionDeniedError(FastIoTError, PermissionError):
+    """The NATS server refused this user an operation: a subscription, a publish or a JetStream call.
+
+    Raised by the operation that asked, at once (never a timeout, never only a log line); the
+    connection keeps working for everything else the user may do.
+
+    Attributes:
+        subject: The subject (or pattern) that was refused, as the server named it (nats-py lowercases
+            the server's text, so a refusal that only the server reported is in lowercase).
+        operation: ``"subscribe"``, ``"publish"``, or the JetStream API call (``"STREAM.CREATE"``).
+        queue: The queue group of a refused queue subscription.
+    """
+
+    def __init__(self, subject: str, operation: str, *, queue: str | None = None, more: int = 0) -> None:
+        self.subject = subject
+        self.operation = operation
+        self.queue = queue
+        self.more = more
+        super().__init__(_permission_message(subject, operation, queue, more))
+
+
+def _permission_message(subject: str, operation: str, queue: str | None, more: int) -> str:
+    also = f" ({more} more refusal{'' if more == 1 else 's'} since the last flush)" if more else ""
+    if operation == "subscribe":
+        group = f" in queue group {queue!r}" if queue else ""
+        if subject.startswith(("_INBOX.", "_inbox.")) or ".inbox." in subject.casefold():
+            return (
+                f"the NATS server refused to let this user subscribe to the reply inbox {subject!r}{group}, "
+                "so no request can get its reply: ask the NATS administrator for subscribe permission on "
+                "'_INBOX.>', or set FASTIOT_NATS_INBOX_PREFIX to an inbox prefix your user may subscribe to"
+            )
+        return (
+            f"the NATS server refused to let this user subscribe to {subject!r}{group}: ask the NATS "
+            f"administrator for subscribe permission on {subject!r}, or use a narrower pattern that your "
+            "permissions cover"
+        )
+    if operation == "publish":
+        return (
+            f"the NATS server refused to let this user publish to {subject!r}{also}: ask the NATS "
+            f"administrator for publish permission on {subject!r}"
+        )
+    return (
+        f"the NATS server refused the JetStream call {operation} ({subject!r}){also}: ask the NATS "
+        f"administrator for publish permission on {subject!r} (or on '$JS.API.>' for every JetStream "
+        "feature of the workbench)"
+    )
 
 
 class DeserializationError(FastIoTError, ValueError):

@@ -219,11 +219,14 @@ class NatsServer:
         http_port: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         host: str = LOOPBACK,
+        authorization: dict[str, Any] | None = None,
     ) -> None:
         if (user is None) != (password is None):
             raise ValueError("give both user and password, or neither")
         if user is not None and token is not None:
             raise ValueError("give either user/password or token, not both")
+        if authorization is not None and (user is not None or token is not None):
+            raise ValueError("give either authorization (users and permissions) or user/password/token")
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("TLS needs both tls_cert and tls_key")
         self.binary: str = find_nats_server_binary()
@@ -245,6 +248,8 @@ class NatsServer:
         self.routes: list[str] = list(routes or [])
         self.max_payload: int | None = max_payload
         self.http_port: int | None = http_port
+        self.authorization: dict[str, Any] | None = authorization
+        """nats-server's ``authorization`` block as it is, e.g. users with permissions; see :meth:`reload`."""
         self.startup_timeout: float = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -281,7 +286,9 @@ class NatsServer:
             store = self.store_dir or Path(self._workdir.name) / "jetstream"
             store.mkdir(parents=True, exist_ok=True)
             config["jetstream"] = {"store_dir": str(store)}
-        if self.user is not None:
+        if self.authorization is not None:
+            config["authorization"] = self.authorization
+        elif self.user is not None:
             config["authorization"] = {"user": self.user, "password": self.password}
         elif self.token is not None:
             config["authorization"] = {"token": self.token}
@@ -401,6 +408,20 @@ class NatsServer:
                 process.kill()
                 process.wait(DEFAULT_STOP_TIMEOUT)
         self._process = None
+
+    def reload(self) -> None:
+        """Apply changed settings (e.g. :attr:`authorization`) to the running server, as ``nats-server
+        --signal reload`` does: clients stay connected, and a subscription the new permissions no longer
+        allow is refused by the server.
+
+        Example:
+            >>> server.authorization["users"][0]["permissions"] = {"subscribe": "v1.a.>"}  # doctest: +SKIP
+            >>> server.reload()  # doctest: +SKIP
+        """
+        if self._process is None or self._workdir is None or self._process.poll() is not None:
+            raise NatsServerStartError("reload() needs a running server: start() it first")
+        (Path(self._workdir.name) / "nats-server.conf").write_text(self._config())
+        self._process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), keeping its port and store for :meth:`start` (fault tests)."""

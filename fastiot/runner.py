@@ -25,8 +25,9 @@ from typing import Any, Protocol
 
 from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import BrokerConnection
+from fastiot.core.permissions import Refusal, RefusalWatch
 from fastiot.core.service import FastIoTService
-from fastiot.exceptions import ServiceReplacedError, ServiceStartError
+from fastiot.exceptions import PermissionDeniedError, ServiceReplacedError, ServiceStartError
 
 __all__ = [
     "DEFAULT_MAX_LOG_LINES",
@@ -185,6 +186,8 @@ class ServiceRunner:
         self.log_lines: collections.deque[str] = collections.deque(maxlen=max_log_lines)
         self.log_lines_dropped: int = 0
         self.starts: int = 0
+        self.refused_publishes: int = 0
+        """Publishes on the service's connection that the server refused (no permission), while it ran."""
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
         self._status_callbacks: CallbackList[[ServiceStatus]] = CallbackList(
@@ -309,8 +312,28 @@ class ServiceRunner:
 
         workbench.register(self)
 
+    def _on_refusal(self, refusal: Refusal) -> None:
+        # In the connection's read loop, outside the service's context: put the line in its log here.
+        if refusal.operation != "publish" or self.service is None:
+            return
+        self.refused_publishes += 1
+        self._capture(
+            self.service._logger.makeRecord(
+                self.service._logger.name,
+                logging.ERROR,
+                __file__,
+                0,
+                "%s",
+                (PermissionDeniedError(refusal.subject, "publish"),),
+                None,
+            )
+        )
+
     async def _run(self, service: FastIoTService, started: asyncio.Event) -> None:
         _current_runner.set(self)  # this task's own context: every task it starts inherits it
+        refusals = getattr(service.broker_connection, "refusals", None)
+        if isinstance(refusals, RefusalWatch):
+            refusals.on_refusal(self._on_refusal)
         try:
             async with service:
                 if self.environment is not None:
@@ -333,6 +356,8 @@ class ServiceRunner:
             service._logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
             self._set_status(ServiceStatus.CRASHED)
         finally:
+            if isinstance(refusals, RefusalWatch):
+                refusals.on_refusal(self._on_refusal, remove=True)
             if self.environment is not None:
                 await self._close_environment()
             started.set()

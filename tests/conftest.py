@@ -11,12 +11,20 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.history.cli import STORE_ENV
 from fastiot.nats_server import NatsServer
+from tests.lockdown import locked_down_server
 
 
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NatsServer]:
     """A real nats-server (JetStream on) for the whole session, on a free 127.0.0.1 port."""
     with NatsServer(jetstream=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def locked_down() -> Iterator[NatsServer]:
+    """A production-like nats-server with per-user permissions (see ``tests/lockdown.py``)."""
+    with locked_down_server() as server:
         yield server
 
 

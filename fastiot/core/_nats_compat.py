@@ -22,7 +22,7 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import ParseResult
 
@@ -39,12 +39,14 @@ __all__ = [
     "SUPPORTED_NATS_PY",
     "YIELD_EVERY",
     "RawMessageHandler",
+    "RequestGuard",
     "TolerantClient",
     "abort_sockets",
     "client_subscription_count",
     "current_server_uri",
     "discard_pending_publishes",
     "flush_at_cut",
+    "inbox_prefix",
     "intercept_raw_messages",
     "parse_headers",
     "pending_msgs_limit",
@@ -66,6 +68,8 @@ GIL_HANDOFF = 0.0002
 SUPPORTED_NATS_PY = (">=2.15", "<2.17")
 
 BadMessageCallback = Callable[[BadMessageError], None]
+# Runs one request (the coroutine) to a subject and returns its reply, or raises instead of it.
+RequestGuard = Callable[[Coroutine[Any, Any, NatsMsg], str], Awaitable[NatsMsg]]
 
 
 class _BadHeaders(dict[str, str]):
@@ -115,6 +119,23 @@ class TolerantClient(NatsClient):
         # What flush_at_cut runs when the PONG of its PING is parsed, by that PING's future.
         self._pong_cuts: dict[asyncio.Future[Any], Callable[[], None]] = {}
         self._handed_off: float = 0.0  # when the read loop last let other threads have the GIL
+        self.request_guard: RequestGuard | None = None
+        """Wraps every request, JetStream's and key-value's included (they all go through ``request``):
+        the connection's refusal watch, which ends a request the server refused at once."""
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float = 0.5,
+        old_style: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> NatsMsg:
+        """nats-py's ``request``, run through :attr:`request_guard` when one is set."""
+        call = super().request(subject, payload, timeout=timeout, old_style=old_style, headers=headers)
+        if self.request_guard is None:
+            return await call
+        return await self.request_guard(call, subject)
 
     async def _parse_then_yield(self, data: bytes = b"") -> None:
         await Parser.parse(self._ps, data)
@@ -176,6 +197,11 @@ class TolerantClient(NatsClient):
             import logging
 
             logging.getLogger("fastiot.broker").exception("reporting a malformed message failed")
+
+
+def inbox_prefix(client: NatsClient) -> str:
+    """The prefix of the client's reply inboxes (``_INBOX`` unless ``connect(inbox_prefix=...)``)."""
+    return bytes(client._inbox_prefix).decode()
 
 
 def server_info(client: NatsClient) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from fastiot.core.broker_api import (
 )
 from fastiot.core.data_models import Msg, MsgPub, MsgReq, MsgResp, ReplySubject, Subject
 from fastiot.core.logger import setup_logger
+from fastiot.core.permissions import Refusal, RefusalWatch, parse_refusal, same_subject
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
 from fastiot.core.subscription import (
     DEFAULT_MAX_PENDING_ERRORS,
@@ -76,6 +77,7 @@ from fastiot.exceptions import (
     BadMessageError,
     BrokerUnavailableError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     PublishBufferFullError,
     ReplyHandlerError,
     RequestTimeoutError,
@@ -307,6 +309,12 @@ class NatsBrokerConnection(BrokerConnection):
         self._auth_rejected_this_outage: bool = False
         self._slow_consumer_last: dict[int, float] = {}
         self._reconnect_choice: ReconnectServerChoice = ReconnectServerChoice(DEFAULT_RECONNECT_TIME_WAIT)
+        self.refusals: RefusalWatch = RefusalWatch()
+        """The server's permission refusals on this connection (see :mod:`fastiot.core.permissions`)."""
+        if isinstance(client, _nats_compat.TolerantClient):
+            # Every request of the client (JetStream's and key-value's too) ends at once when refused.
+            client.request_guard = self.refusals.request
+        self._refusals_at_disconnect: int = 0
 
     @property
     def client(self) -> NatsClient:
@@ -326,6 +334,9 @@ class NatsBrokerConnection(BrokerConnection):
 
     async def _on_error(self, err: Exception) -> None:
         self.last_error = err
+        refusal = parse_refusal(err)
+        if refusal is not None:
+            self._on_refusal(refusal)
         if isinstance(err, nats.errors.SlowConsumerError):
             sub = self._subscriptions_by_sid.get(err.sid)
             if isinstance(sub, RawSubscription) and sub.on_dropped is not None:
@@ -354,6 +365,17 @@ class NatsBrokerConnection(BrokerConnection):
                 _logger.debug("reconnect attempt failed: %s: %s", type(err).__name__, redact_url(str(err)))
             return
         _logger.warning("NATS: %s: %s", type(err).__name__, redact_url(str(err)))
+
+    def _on_refusal(self, refusal: Refusal) -> None:
+        # In nats-py's read loop, in order with PONGs: a subscribe or flush waiting for its PONG sees it.
+        self.refusals.inbox_prefix = _nats_compat.inbox_prefix(self._client)
+        self.refusals.record(refusal)
+        if refusal.operation != "subscribe":
+            return
+        for sub in list(self._subscriptions_by_sid.values()):
+            name = sub.subject_name
+            if name is not None and same_subject(refusal.subject, name):
+                sub.refused(PermissionDeniedError(name, "subscribe", queue=refusal.queue))
 
     def _on_bad_message(self, err: BadMessageError) -> None:
         # Called from nats-py's read loop (TolerantClient), which goes on with the next message.
@@ -399,6 +421,7 @@ class NatsBrokerConnection(BrokerConnection):
                 "lost the connection to NATS; reconnecting (publishes are buffered up to %d bytes meanwhile)",
                 self.reconnect_buffer_size,
             )
+            self._refusals_at_disconnect = self.refusals.mark()
             self._set_state(ConnectionState.RECONNECTING)
 
     def _choose_reconnect_server(self, servers: list[Any], server_info: dict[str, Any]) -> tuple[Any, float]:
@@ -407,6 +430,8 @@ class NatsBrokerConnection(BrokerConnection):
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
+        # nats-py subscribed the reply inbox again: a refusal from before the outage no longer stands.
+        self.refusals.forget_inbox_refusal(self._refusals_at_disconnect)
         outage = time.monotonic() - self._disconnected_at if self._disconnected_at is not None else 0.0
         _logger.info(
             "reconnected to NATS at %s after %.1f s (%d failed attempts)%s",
@@ -445,7 +470,7 @@ class NatsBrokerConnection(BrokerConnection):
         self._closing = True
         if self._client.is_connected:
             try:
-                await self.flush(2.0)
+                await self.flush(2.0, report_refused=False)
             except (nats.errors.Error, asyncio.TimeoutError):
                 pass
         elif self._client.pending_data_size > 0:
@@ -478,14 +503,29 @@ class NatsBrokerConnection(BrokerConnection):
     def is_connected(self) -> bool:
         return self._client.is_connected
 
-    async def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
+    async def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT, *, report_refused: bool = True) -> None:
         """Wait until the server has received everything sent on this connection so far.
+
+        A publish the server refused (no permission for its subject) is reported here: the server says
+        so before it answers the flush, and this raises :class:`PermissionDeniedError` naming the first
+        subject refused since the last flush (and how many more).
 
         Use this, not ``connection.client.flush()``: nats-py (2.16) writes its PING straight to the
         socket, ahead of publishes and subscriptions still in its write buffer, so its flush can return
         before the server has them. Here the buffer is written out first.
 
+        Args:
+            timeout: Seconds to wait for the server's answer.
+            report_refused: ``False`` waits without reporting (or forgetting) refused publishes, for
+                code that only needs its own subscriptions to be in place.
+
+        Example:
+            >>> await connection.publish_raw("cmd.stop", b"")  # doctest: +SKIP
+            >>> await connection.flush()  # doctest: +SKIP
+            PermissionDeniedError: the NATS server refused to let this user publish to 'cmd.stop': ...
+
         Raises:
+            PermissionDeniedError: The server refused a publish made since the last flush.
             nats.errors.TimeoutError: The server did not answer within ``timeout`` seconds.
             nats.errors.ConnectionClosedError: The connection is closed.
         """
@@ -495,6 +535,24 @@ class NatsBrokerConnection(BrokerConnection):
         except asyncio.TimeoutError:
             raise nats.errors.FlushTimeoutError() from None
         await client.flush(timeout)  # type: ignore[arg-type]  # annotated int, any number of seconds works
+        if report_refused:
+            refused = self.refusals.take_publish_refusals()
+            if refused is not None:
+                raise refused
+
+    async def _confirm_subscription(self, result: NatsBrokerSubscription, name: str, mark: int) -> None:
+        # The server answers a SUB it refuses with -ERR before the PONG of a later PING: one round trip
+        # tells. Not connected (reconnecting), the refusal comes later and reaches the subscription.
+        if self._client.is_connected:
+            try:
+                await self.flush(DEFAULT_FLUSH_TIMEOUT, report_refused=False)
+            except (nats.errors.Error, asyncio.TimeoutError):
+                pass  # lost meanwhile: a refusal after the reconnect still reaches the subscription
+            refused = self.refusals.subscription_refused(mark, name)
+            if refused is not None:
+                await result.unsubscribe()
+                raise refused
+        result.confirmed = True
 
     async def _subscribe_nats(
         self,
@@ -508,6 +566,7 @@ class NatsBrokerConnection(BrokerConnection):
             pending_msgs_limit = self.pending_msgs_limit
         if pending_bytes_limit is None:
             pending_bytes_limit = self.pending_bytes_limit
+        mark = self.refusals.mark()
         subscription = await self._client.subscribe(
             subject=name,
             cb=result.received_nats_msg_cb,
@@ -516,6 +575,7 @@ class NatsBrokerConnection(BrokerConnection):
         )
         result._set_subscription(subscription)
         self._subscriptions_by_sid[_nats_compat.subscription_id(subscription)] = result
+        await self._confirm_subscription(result, name, mark)
         return result
 
     async def subscribe(

@@ -27,7 +27,7 @@ from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
 from fastiot.core.logger import logging, setup_logger
 from fastiot.env import env_basic
-from fastiot.exceptions import BrokerUnavailableError, ShutdownRequestedInterruption
+from fastiot.exceptions import BrokerUnavailableError, PermissionDeniedError, ShutdownRequestedInterruption
 
 # logging is the `fastiot` logger: FastIoT's service module has its root logger under that name.
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "DEFAULT_STOP_TIMEOUT", "FastIoTService", "logging"]
@@ -111,6 +111,9 @@ class FastIoTService:
                 except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
                     pass
             await service.run()
+        except PermissionDeniedError as e:  # a subscription refused at start: no point in running
+            logger.error("%s cannot run: %s", cls.__name__, e)
+            return False
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)

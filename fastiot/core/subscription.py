@@ -34,7 +34,7 @@ from fastiot.core.data_models import ReplySubject, Subject
 from fastiot.core.logger import setup_logger
 from fastiot.core.serialization import decoder_for, serialize_to_bin
 from fastiot.core.subject_helper import is_fastiot1_inbox
-from fastiot.exceptions import BadMessageError, DeserializationError
+from fastiot.exceptions import BadMessageError, DeserializationError, PermissionDeniedError
 
 __all__ = [
     "DEFAULT_MAX_PENDING_ERRORS",
@@ -179,9 +179,32 @@ class NatsBrokerSubscription(Subscription):
         self.errors: int = 0
         self.errors_dropped: int = 0
         self.slow_consumer_events: int = 0
+        self.refusal: PermissionDeniedError | None = None
+        """Set when the server refused this subscription after it was made (e.g. after a reconnect)."""
+        self.on_refused: Callable[[PermissionDeniedError], None] | None = None
+        """Called (in the read loop; it must not block) when the server refuses this subscription later."""
+        self.confirmed: bool = False
+        """Whether the server took the subscription (or the connection was down when it was made)."""
 
     def _set_subscription(self, subscription: NatsSubscription) -> None:
         self._subscription = subscription
+
+    @property
+    def subject_name(self) -> str | None:
+        """The subject or pattern subscribed to (``None`` once unsubscribed)."""
+        return self._subscription.subject if self._subscription is not None else None
+
+    def refused(self, err: PermissionDeniedError) -> None:
+        """The server refused this subscription: keep the error, log it and tell :attr:`on_refused`."""
+        self.refusal = err
+        if not self.confirmed:
+            return  # subscribe() is waiting for this answer and raises it
+        _logger.error("%s", err)
+        if self.on_refused is not None:
+            try:
+                self.on_refused(err)
+            except Exception:
+                _logger.exception("on_refused of the subscription to %s raised", err.subject)
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
         """Handle one message from nats-py (the callback given to nats-py's ``subscribe``)."""

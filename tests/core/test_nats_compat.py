@@ -325,3 +325,17 @@ async def test_under_a_firehose_the_read_loop_lets_other_threads_have_the_gil(
     await nc._ps.parse(b"+OK\r\n")  # not a full chunk: the buffer is drained, the loop will wait anyway
     await nc._ps.parse(chunk)
     assert slept == [_nats_compat.GIL_HANDOFF] * 2
+
+
+async def test_inbox_prefix_is_the_prefix_requests_reply_to(nats_server: NatsServer) -> None:
+    client = await nats.connect(nats_server.url, inbox_prefix="_INBOX_fastiot_test")
+    try:
+        assert _nats_compat.inbox_prefix(client) == "_INBOX_fastiot_test"
+        assert client.new_inbox().startswith("_INBOX_fastiot_test.")
+    finally:
+        await client.close()
+    default = await nats.connect(nats_server.url)
+    try:
+        assert _nats_compat.inbox_prefix(default) == "_INBOX"
+    finally:
+        await default.close()
