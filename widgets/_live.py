@@ -17,6 +17,7 @@ import asyncio
 import html
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
@@ -24,6 +25,7 @@ import traitlets
 
 from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot.core.broker_connection import BrokerConnection
+from fastiot.exceptions import PermissionDeniedError
 
 from . import _loop_bound as ui
 from ._common import ConnectionStatus, close_widgets, format_exception, pre_html
@@ -49,6 +51,11 @@ class LiveModel(Protocol):
 
     @property
     def connection(self) -> Any: ...
+
+    @property
+    def error(self) -> PermissionDeniedError | None: ...
+
+    def on_refused(self, callback: Callable[[PermissionDeniedError], None], remove: bool = False) -> None: ...
 
     async def start(self) -> Any: ...
 
@@ -132,6 +139,7 @@ class LiveView(widgets.VBox):
         self.refresh_interval = refresh_interval
         self.paused = model.is_paused
         self._listen(self._on_model_news, remove=False)
+        model.on_refused(self._on_model_refused)
         self._listening = True
         self._update_buttons()
         if model.connection is not None:
@@ -174,6 +182,10 @@ class LiveView(widgets.VBox):
         try:
             if not self._model.is_running:
                 await self._model.start()
+        except PermissionDeniedError as e:  # connected, but not allowed: say so in red, not "disconnected"
+            self.running = False
+            self._show_refusal(e)
+            raise
         except Exception as e:
             self.connection_status.show_unavailable(f"{type(e).__name__}: {e}")
             raise
@@ -266,6 +278,7 @@ class LiveView(widgets.VBox):
                 self._listen(self._on_model_news, remove=True)
             except ValueError:
                 pass
+            self._model.on_refused(self._on_model_refused, remove=True)
         if self._render_handle is not None:
             self._render_handle.cancel()
             self._render_handle = None
@@ -332,7 +345,17 @@ class LiveView(widgets.VBox):
         self.renders += 1
 
     def _on_task_error(self, exc: BaseException, what: str) -> None:
+        if isinstance(exc, PermissionDeniedError):
+            self._show_refusal(exc)  # already said as it is
+            return
         self._show_error(f"{what} failed: {type(exc).__name__}: {exc}")
+
+    def _on_model_refused(self, err: PermissionDeniedError) -> None:
+        self.running = False
+        self._show_refusal(err)
+
+    def _show_refusal(self, err: PermissionDeniedError) -> None:
+        self._show_error(f"refused by the server: {err}")
 
     def _show_error(self, text: str) -> None:
         self.error = text

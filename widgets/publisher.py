@@ -48,7 +48,7 @@ from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import ERROR_HEADER, BrokerConnection
 from fastiot.core.data_models import Subject
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
-from fastiot.exceptions import FormError
+from fastiot.exceptions import FormError, PermissionDeniedError
 from fastiot.payloads import decode, limit_depth, to_text
 from fastiot.publishing import (
     DEFAULT_HISTORY,
@@ -444,7 +444,11 @@ class Publisher(widgets.VBox):
     async def _send_publish(self, subject: str, data: bytes, headers: dict[str, str], inputs: Any) -> bool:
         try:
             connection = await self._connection()
-            await connection.publish_raw(subject, data, headers or None)
+            await connection.publish_raw(subject, data, headers or None, confirm=True)
+        except PermissionDeniedError as e:
+            self._show_failure(f"refused by the server: {e}")
+            self._remember("publish", subject, data, headers, inputs, "refused")
+            return False
         except Exception as e:
             self._show_failure(f"publishing on {subject} failed:\n{format_exception(e)}")
             return False
@@ -471,6 +475,10 @@ class Publisher(widgets.VBox):
                 f"no service answers requests on {subject}: start one (e.g. a %%service with "
                 f"@reply(subject=...)) or check the subject"
             )
+            return None
+        except PermissionDeniedError as e:
+            self._show_failure(f"refused by the server: {e}")
+            self._remember("request", subject, data, headers, inputs, "refused")
             return None
         except asyncio.TimeoutError:  # nats.errors.TimeoutError is one too
             self._show_failure(

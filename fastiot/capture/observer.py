@@ -30,11 +30,11 @@ from typing import Any
 
 import nats.errors
 
-from fastiot._callbacks import StatefulCallbackList
+from fastiot._callbacks import CallbackList, StatefulCallbackList
 from fastiot.capture.shared import Delivering, Feed, MessageHandler, shared_subscriptions
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.logger import setup_logger
-from fastiot.exceptions import NotRunningError, WaitTimeoutError
+from fastiot.exceptions import NotRunningError, PermissionDeniedError, WaitTimeoutError
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
@@ -134,6 +134,12 @@ class BrokerObserver:
         self._paused: bool = False
         # Listeners are not called while this is set (a paused index keeps counting, its views hold still).
         self._hold_listeners: bool = False
+        self.error: PermissionDeniedError | None = None
+        """Set when the server refused a subscription after the start (a permission taken away and a
+        reconnect, or a config reload): the object no longer counts as running. ``start()`` tries again."""
+        self._refused_callbacks: CallbackList[[PermissionDeniedError]] = CallbackList(
+            f"{self._what} refusal", logger=_logger
+        )
 
     # -- what subclasses provide --------------------------------------------------------------------
 
@@ -149,8 +155,23 @@ class BrokerObserver:
 
     @property
     def is_running(self) -> bool:
-        """Whether the subscriptions are active."""
-        return bool(self._feeds)
+        """Whether the subscriptions are active (and none was refused since the start)."""
+        return bool(self._feeds) and self.error is None
+
+    def on_refused(self, callback: Callable[[PermissionDeniedError], None], remove: bool = False) -> None:
+        """Call ``callback(error)`` (a plain function) when the server refuses a subscription of this
+        object after it started; the error is also kept in :attr:`error`.
+
+        Example:
+            >>> capture.on_refused(lambda err: print("no longer live:", err))  # doctest: +SKIP
+        """
+        self._refused_callbacks.register(callback, remove=remove)
+
+    def _on_refused(self, err: PermissionDeniedError) -> None:
+        if self.error is None:
+            self.error = err
+            _logger.error("%s of %s is no longer live: %s", self._what, err.subject, err)
+            self._refused_callbacks(err)
 
     @property
     def connection(self) -> BrokerConnection | None:
@@ -163,14 +184,14 @@ class BrokerObserver:
         feeds: list[Feed] = []
         try:
             for pattern, handler in self._subscription_plan():
-                feeds.append(
-                    await hub.attach(
-                        pattern,
-                        handler,
-                        pending_msgs_limit=self._pending_msgs_limit,
-                        pending_bytes_limit=self._pending_bytes_limit,
-                    )
+                feed = await hub.attach(
+                    pattern,
+                    handler,
+                    pending_msgs_limit=self._pending_msgs_limit,
+                    pending_bytes_limit=self._pending_bytes_limit,
                 )
+                feed.on_refused = self._on_refused
+                feeds.append(feed)
         except BaseException:
             for feed in feeds:
                 await _close_quietly(feed)
@@ -186,10 +207,13 @@ class BrokerObserver:
         Returns:
             The object itself, so ``capture = await MessageCapture(...).start()`` works.
         """
-        if self._feeds:
+        if self._feeds and self.error is None:
             return self
         async with self._lifecycle_lock():
+            if self._feeds and self.error is not None:  # refused since: subscribe anew
+                await self._stop()
             if not self._feeds:
+                self.error = None
                 await self._start()
         return self
 

@@ -39,6 +39,7 @@ from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnectio
 from fastiot.core.logger import setup_logger
 from fastiot.core.subject_helper import subject_matches
 from fastiot.core.subscription import RawSubscription, Subscription
+from fastiot.exceptions import PermissionDeniedError
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg as NatsMsg
@@ -106,7 +107,7 @@ class Feed:
         lost: Messages of the pattern the client dropped (slow consumer) while the feed was attached.
     """
 
-    __slots__ = ("_hub", "_links", "handler", "limits", "lost", "pattern")
+    __slots__ = ("_hub", "_links", "handler", "limits", "lost", "on_refused", "pattern")
 
     def __init__(
         self, hub: SharedSubscriptions, pattern: str, handler: MessageHandler, limits: Limits
@@ -116,6 +117,8 @@ class Feed:
         self.handler: MessageHandler = handler
         self.limits: Limits = limits
         self.lost: int = 0
+        self.on_refused: Callable[[PermissionDeniedError], None] | None = None
+        """Called (on the loop; it must not block) when the server refuses the subscription later."""
         self._links: list[_Link] = []
 
     @property
@@ -287,6 +290,11 @@ class _Shared:
         if error is not None:
             raise error
 
+    def on_refused(self, err: PermissionDeniedError) -> None:
+        for link in list(self.links):
+            if link.feed.on_refused is not None:
+                link.feed.on_refused(err)
+
     def on_dropped(self, subject: str) -> None:
         for link in self.links:
             if link.counts_drops and (link.match is None or link.match(subject)):
@@ -353,6 +361,7 @@ class SharedSubscriptions:
         shared.subscription = subscription
         if isinstance(subscription, RawSubscription):
             subscription.on_dropped = shared.on_dropped
+            subscription.on_refused = shared.on_refused
             if isinstance(self._connection, NatsBrokerConnection):
                 shared.delivery = RawDelivery(
                     self._connection.client,

@@ -123,8 +123,10 @@ class BrokerConnection(SyncBridge, ABC):
         """Subscribe to a NATS pattern and get the undecoded nats-py messages (captures use this)."""
         raise NotImplementedError(f"{type(self).__name__} has no raw subscriptions")
 
-    async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        """Publish bytes as they are (no serialization)."""
+    async def publish_raw(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
+    ) -> None:
+        """Publish bytes as they are (no serialization); ``confirm`` waits until the server has them."""
         raise NotImplementedError(f"{type(self).__name__} cannot publish raw bytes")
 
     @abstractmethod
@@ -248,7 +250,9 @@ class BrokerConnectionDummy(BrokerConnection):
             raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
         return SubscriptionDummy()
 
-    async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    async def publish_raw(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
+    ) -> None:
         self.published.append((subject, payload))
 
     async def _send(

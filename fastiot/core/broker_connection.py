@@ -649,13 +649,31 @@ class NatsBrokerConnection(BrokerConnection):
         await self._subscribe_nats(result, pattern, pending_msgs_limit, pending_bytes_limit)
         return result
 
-    async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    async def publish_raw(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
+    ) -> None:
         """Publish bytes as they are (no serialization).
 
+        Args:
+            subject: The subject.
+            payload: The bytes.
+            headers: NATS headers.
+            confirm: Wait until the server has the message (one round trip), and raise if it refused
+                it; what a form that says "sent" needs, too slow for a producer's hot path.
+
         Raises:
+            PermissionDeniedError: With ``confirm``, the server refused this publish.
             PublishBufferFullError, PayloadTooLargeError, SubjectTooLongError: As :meth:`publish`.
         """
+        if not confirm:
+            await self._publish_nats(subject, payload, headers=headers)
+            return
+        mark = self.refusals.mark()
         await self._publish_nats(subject, payload, headers=headers)
+        await self.flush(report_refused=False)
+        refused = self.refusals.publish_refused(mark, subject)
+        if refused is not None:
+            raise refused
 
     def _publish_refused(self, subject: str, size: int) -> PublishBufferFullError:
         self.publish_buffer_overflows += 1

@@ -253,6 +253,17 @@ class RefusalWatch:
                 return PermissionDeniedError(subject, "subscribe", queue=queue)
         return None
 
+    def publish_refused(self, mark: int, subject: str) -> PermissionDeniedError | None:
+        """The error for a publish to ``subject`` refused after ``mark`` (taken out of what the next
+        flush reports), or ``None``."""
+        for refusal in self.since(mark):
+            if refusal.operation == "publish" and same_subject(refusal.subject, subject):
+                if refusal in self._unflushed:
+                    self._unflushed.remove(refusal)
+                    self.unflushed_publish_refusals -= 1
+                return PermissionDeniedError(subject, "publish")
+        return None
+
     async def request(self, operation: Awaitable[T], subject: str) -> T:
         """Await a request to ``subject``; a refusal of its publish or of the reply inbox ends it at once.
 
