@@ -223,3 +223,15 @@ async def test_creds_file_logs_in_to_an_operator_mode_server(
         creds = write_creds(tmp_path / "user.creds", operator.user_jwt(user), user)
         monkeypatch.setenv("FASTIOT_NATS_CREDS", str(creds))
         assert await connect_and_round_trip("creds") == "creds"
+
+
+async def test_a_domain_nobody_serves_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTIOT_NATS_JS_DOMAIN", "nowhere")
+    conn = await NatsBrokerConnection.connect()
+    try:
+        with pytest.raises(
+            JetStreamUnavailableError, match=r"no JetStream of domain 'nowhere'.*FASTIOT_NATS_JS_DOMAIN"
+        ):
+            await Bucket.open("any", connection=conn)
+    finally:
+        await conn.close()
