@@ -223,6 +223,7 @@ def _start_supervisor(folder: Path, timeout: float) -> SharedBroker:
             stdout=out,
             stderr=out,
             start_new_session=True,
+            cwd=folder,  # not the kernel's folder, which may go away while the broker runs
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
