@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker, redact_url
+from fastiot.env import (
+    FASTIOT_NATS_HOST,
+    FASTIOT_NATS_PASSWORD,
+    FASTIOT_NATS_PORT,
+    FASTIOT_NATS_SERVERS,
+    FASTIOT_NATS_USER,
+    env_broker,
+    redact_url,
+)
 from fastiot.history import cli as history_cli
 from fastiot.lab import prepare_lab
 from fastiot.nats_server import (
@@ -39,6 +47,7 @@ from fastiot.nats_server import (
     find_free_port,
     start_child_process,
 )
+from fastiot.shared_broker import BROKER_USER, new_password
 
 __all__ = ["build_parser", "default_notebook_dir", "is_loopback", "main"]
 
@@ -86,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PORT",
         help="client port of the local nats-server when one is started (default: a free port)",
+    )
+    parser.add_argument(
+        "--open-broker",
+        action="store_true",
+        help="start the local nats-server without a login (by default it requires a password made for this "
+        "start, which the demo plant and the kernels get in FASTIOT_NATS_USER/PASSWORD): every program and "
+        "user on this machine can then use it",
     )
     parser.add_argument("--no-demo", action="store_true", help="do not start the simulated demo plant")
     parser.add_argument(
@@ -373,16 +389,29 @@ def _broker(
         return redact_url(", ".join(urls))
     if args.broker_port is None and accepts_connections("localhost", DEFAULT_NATS_PORT):
         return f"nats://localhost:{DEFAULT_NATS_PORT}"
+    # A password made for this start, as JupyterLab makes its token: other local users cannot use the
+    # broker. Its children log in through FASTIOT_NATS_USER/PASSWORD; it is never printed.
+    user, password = (None, None) if args.open_broker else (BROKER_USER, new_password())
     try:
         # Entered first, so the ExitStack stops it after every child that uses it.
-        server, store = history_cli.workbench_server(args.broker_port, args)
+        server, store = history_cli.workbench_server(args.broker_port, args, user=user, password=password)
         stack.enter_context(server)
     except NatsServerStartError as e:
         _complain(f"the local NATS server did not start: {e}")
         raise _Exit(1) from None
     started.append("the NATS broker")
     env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
-    return f"{server.url} (started by fastiot-workbench, {store})"
+    if user is None or password is None:
+        env.pop(FASTIOT_NATS_USER, None)
+        env.pop(FASTIOT_NATS_PASSWORD, None)
+        _complain(
+            f"--open-broker: the NATS broker at {server.url} requires no login; every program and user "
+            f"on this machine can read and publish on it"
+        )
+        return f"{server.url} (started by fastiot-workbench, no login, {store})"
+    env[FASTIOT_NATS_USER], env[FASTIOT_NATS_PASSWORD] = user, password
+    url = redact_url(f"nats://{user}:{password}@{server.host}:{server.port}")
+    return f"{url} (started by fastiot-workbench, login in the kernels' FASTIOT_NATS_USER/PASSWORD, {store})"
 
 
 def _lab(

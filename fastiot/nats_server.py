@@ -190,6 +190,11 @@ class NatsServer:
             ``nats-<host>-<port>`` there (stable across :meth:`restart`).
         max_payload: The largest message the server accepts, in bytes (NATS default 1 MiB).
         http_port: Serve the monitoring endpoints (``/varz``, ``/connz``) on this port; ``0`` picks one.
+        jetstream_domain: The JetStream domain of this server (``jetstream { domain: ... }``), as leaf
+            nodes and hub/spoke set-ups have; clients reach it with ``FASTIOT_NATS_JS_DOMAIN``.
+        extra_config: More of nats-server's configuration, merged over what the other arguments make
+            (e.g. ``{"authorization": {"users": [{"nkey": "U..."}]}}``, or ``operator`` and ``resolver``
+            for operator mode with JWTs).
         startup_timeout: Seconds to wait for the server to accept connections.
         host: The address to bind; loopback unless you mean otherwise.
 
@@ -217,6 +222,8 @@ class NatsServer:
         server_name: str | None = None,
         max_payload: int | None = None,
         http_port: int | None = None,
+        jetstream_domain: str | None = None,
+        extra_config: dict[str, Any] | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         host: str = LOOPBACK,
         authorization: dict[str, Any] | None = None,
@@ -233,7 +240,9 @@ class NatsServer:
         self.host: str = host
         self._requested_port: int | None = port
         self.port: int = port or 0
-        self.jetstream: bool = jetstream or store_dir is not None
+        self.jetstream: bool = jetstream or store_dir is not None or jetstream_domain is not None
+        self.jetstream_domain: str | None = jetstream_domain
+        self.extra_config: dict[str, Any] = dict(extra_config or {})
         self.store_dir: Path | None = None if store_dir is None else Path(store_dir).expanduser()
         self.server_name: str | None = server_name
         self.user: str | None = user
@@ -285,7 +294,10 @@ class NatsServer:
         if self.jetstream:
             store = self.store_dir or Path(self._workdir.name) / "jetstream"
             store.mkdir(parents=True, exist_ok=True)
+            store.chmod(0o700)  # recordings may hold anything the plant sends: the owner's alone
             config["jetstream"] = {"store_dir": str(store)}
+            if self.jetstream_domain is not None:
+                config["jetstream"]["domain"] = self.jetstream_domain
         if self.authorization is not None:
             config["authorization"] = self.authorization
         elif self.user is not None:
@@ -318,6 +330,7 @@ class NatsServer:
             if self.http_port == 0:
                 self.http_port = find_free_port(self.host)
             config["http"] = f"{self.host}:{self.http_port}"
+        config.update(self.extra_config)
         return json.dumps(config, indent=2)
 
     def start(self) -> NatsServer:
@@ -364,7 +377,11 @@ class NatsServer:
         if self._workdir is None:
             self._workdir = tempfile.TemporaryDirectory(prefix="fastiot-nats-")
         config_path = Path(self._workdir.name) / "nats-server.conf"
-        config_path.write_text(self._config())
+        # The config may hold the password: created owner-only, never world-readable for a moment.
+        config_path.unlink(missing_ok=True)
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as config_file:
+            config_file.write(self._config())
         self._log_path = Path(self._workdir.name) / "nats-server.log"
         with open(self._log_path, "ab") as log:
             self._process = start_child_process(

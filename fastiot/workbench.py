@@ -11,11 +11,12 @@ re-entrant (nest-asyncio2) and allows them on the kernel-wide connection. Import
 changes nothing by itself.
 
 With no broker configured (none of FASTIOT_NATS_SERVERS / _HOST / _PORT set) and nothing listening on
-localhost:4222, a real nats-server (JetStream on) is started for the kernel's lifetime and the
-``FASTIOT_NATS_HOST`` / ``FASTIOT_NATS_PORT`` variables are set, so services started later find it.
-A configured but unreachable server raises :class:`BrokerUnavailableError` naming its URL: a
-different broker is never started silently. The broker started here lives as long as the process
-(whichever thread or ``asyncio.run()`` started it) and never longer, even if the process is killed.
+localhost:4222, the kernel joins this user's shared broker (:mod:`fastiot.shared_broker`: a real
+nats-server, JetStream on, with a password made for its start), starting it if no other kernel did,
+and the ``FASTIOT_NATS_HOST`` / ``_PORT`` / ``_USER`` / ``_PASSWORD`` variables are set, so services
+started later find it. A configured but unreachable server raises :class:`BrokerUnavailableError`
+naming its URL: a different broker is never started silently. The shared broker stops once no kernel
+(and no client) has used it for a while, even if the kernels were killed.
 
 Everything that keeps running between cells (captures, subject indexes, services) registers here;
 ``await workbench.shutdown()`` stops all of it and the broker it started, and so does the end of the
@@ -30,10 +31,12 @@ import logging
 import os
 from typing import Any, Protocol
 
+from fastiot import shared_broker
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
-from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, env_broker
-from fastiot.nats_server import NatsServer, accepts_connections
+from fastiot.env import env_broker
+from fastiot.nats_server import accepts_connections
+from fastiot.shared_broker import SharedBroker
 
 __all__ = [
     "DEFAULT_LOCAL_URL",
@@ -69,7 +72,7 @@ class _Workbench:
         self.connection: NatsBrokerConnection | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lock: asyncio.Lock | None = None
-        self.server: NatsServer | None = None
+        self.server: SharedBroker | None = None
         self.env_set: dict[str, str | None] = {}
         self.owned: list[Stoppable] = []
 
@@ -122,22 +125,22 @@ async def ensure_broker() -> str:
         return _wb.server.url
     if await asyncio.to_thread(accepts_connections, "localhost", 4222):
         return DEFAULT_LOCAL_URL
-    server = NatsServer(jetstream=True)
-    await asyncio.to_thread(server.start)  # forked by nats_server's long-lived thread, not this one
+    server = await asyncio.to_thread(shared_broker.join)
     _wb.server = server
-    for name, value in ((FASTIOT_NATS_HOST, server.host), (FASTIOT_NATS_PORT, str(server.port))):
+    for name, value in server.nats_env().items():
         _wb.env_set.setdefault(name, os.environ.get(name))
         os.environ[name] = value
     _logger.info(
-        "no NATS server at localhost:4222 and FASTIOT_NATS_HOST is not set; started a local one at %s "
-        "for this kernel (FASTIOT_NATS_HOST/PORT now point to it)",
+        "no NATS server at localhost:4222 and FASTIOT_NATS_HOST is not set; using this user's local one "
+        "at %s, started on demand and shared by this user's kernels (FASTIOT_NATS_HOST/PORT/USER/PASSWORD "
+        "now point to it)",
         server.url,
     )
     return server.url
 
 
-def started_server() -> NatsServer | None:
-    """The nats-server the workbench started for this kernel, if it started one."""
+def started_server() -> SharedBroker | None:
+    """The shared nats-server this kernel joined (or started) on demand, if it did."""
     return _wb.server
 
 
@@ -213,8 +216,8 @@ async def shutdown(timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
 def _stop_server() -> None:
     server, _wb.server = _wb.server, None
     if server is not None:
-        server.stop()
-        _logger.info("stopped the local NATS server at %s", server.url)
+        shared_broker.leave()  # it stops once no kernel (and no client) uses it any more
+        _logger.info("left the shared local NATS server at %s", server.url)
     for name, previous in _wb.env_set.items():
         if previous is None:
             os.environ.pop(name, None)
@@ -225,6 +228,6 @@ def _stop_server() -> None:
 
 @atexit.register
 def _shutdown_at_exit() -> None:
-    # The kernel is exiting: the loop no longer runs, so only the broker process needs stopping.
-    # (If the kernel is killed outright, the server gets SIGTERM from the kernel's death on Linux.)
+    # The kernel is exiting: the loop no longer runs, so only the shared broker needs telling.
+    # (If the kernel is killed outright, the broker's supervisor sees its process gone.)
     _stop_server()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.history.cli import STORE_ENV
 from fastiot.nats_server import NatsServer
+from fastiot.shared_broker import IDLE_ENV, RUNTIME_DIR_ENV
 from tests.lockdown import locked_down_server
 
 
@@ -36,6 +38,21 @@ def workbench_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     patch.setenv(STORE_ENV, store)
     yield store
     patch.undo()
+
+
+@pytest.fixture(scope="session")
+def _shared_broker_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shared-broker")
+
+
+@pytest.fixture(autouse=True)
+def shared_broker_dir(_shared_broker_base: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's on-demand kernels share a broker of that test only (never the user's own), which
+    stops half a second after the last of them left; subprocesses and kernels inherit this."""
+    folder = _shared_broker_base / uuid.uuid4().hex[:12]  # made by the first join(), if any
+    monkeypatch.setenv(RUNTIME_DIR_ENV, str(folder))
+    monkeypatch.setenv(IDLE_ENV, "0.5")
+    return folder
 
 
 @pytest.fixture(autouse=True)

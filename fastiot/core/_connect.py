@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
 import ssl
 from collections.abc import Mapping, Sequence
@@ -116,12 +118,25 @@ def connect_failure_error(
     )
 
 
+def _readable(path: str, variable: str, what: str) -> str:
+    # nats-py reads these files only while connecting, where a missing one surfaces as a bare
+    # FileNotFoundError (or, without the nkeys package, a ModuleNotFoundError) that names no setting.
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValueError(f"{variable}={path!r} is not a readable {what}; give the path of one")
+    if importlib.util.find_spec("nkeys") is None:
+        raise ValueError(
+            f"{variable} needs the nkeys package, which signs the login: "
+            f"pip install 'nats-py[nkeys]' (a dependency of fastiot-workbench)"
+        )
+    return path
+
+
 def nats_options_from_env() -> dict[str, Any]:
     """``nats.connect`` options for the credentials and TLS settings in ``FASTIOT_NATS_*``.
 
     Raises:
-        ValueError: A ``FASTIOT_NATS_TLS_*`` setting names a missing or unreadable file, or the key is
-            set without the certificate.
+        ValueError: A ``FASTIOT_NATS_TLS_*``, ``_CREDS`` or ``_NKEY`` setting names a missing or
+            unreadable file, or the key is set without the certificate.
     """
     options: dict[str, Any] = {}
     if env_broker.user is not None:
@@ -130,7 +145,11 @@ def nats_options_from_env() -> dict[str, Any]:
     if env_broker.token is not None:
         options["token"] = env_broker.token
     if env_broker.creds is not None:
-        options["user_credentials"] = env_broker.creds
+        options["user_credentials"] = _readable(env_broker.creds, "FASTIOT_NATS_CREDS", "credentials file")
+    if env_broker.nkey is not None:
+        options["nkeys_seed"] = _readable(env_broker.nkey, "FASTIOT_NATS_NKEY", "NKey seed file")
+    if env_broker.inbox_prefix is not None:
+        options["inbox_prefix"] = env_broker.inbox_prefix
     tls_ca, tls_cert, tls_key = env_broker.tls_ca, env_broker.tls_cert, env_broker.tls_key
     if tls_key is not None and tls_cert is None:
         raise ValueError(

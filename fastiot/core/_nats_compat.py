@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import ParseResult
 
+import nats.js
 from nats.aio.client import DEFAULT_BUFFER_SIZE as READ_CHUNK
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg as NatsMsg
@@ -119,9 +120,23 @@ class TolerantClient(NatsClient):
         # What flush_at_cut runs when the PONG of its PING is parsed, by that PING's future.
         self._pong_cuts: dict[asyncio.Future[Any], Callable[[], None]] = {}
         self._handed_off: float = 0.0  # when the read loop last let other threads have the GIL
+        self.js_domain: str | None = None
+        """The JetStream domain every ``jetstream()`` / ``jsm()`` uses unless given one
+        (``FASTIOT_NATS_JS_DOMAIN``): set once here, so no JetStream call of fastiot can forget it."""
         self.request_guard: RequestGuard | None = None
         """Wraps every request, JetStream's and key-value's included (they all go through ``request``):
         the connection's refusal watch, which ends a request the server refused at once."""
+
+    def jetstream(self, **opts: Any) -> nats.js.JetStreamContext:
+        if self.js_domain is not None and "domain" not in opts and "prefix" not in opts:
+            opts["domain"] = self.js_domain
+        return super().jetstream(**opts)
+
+    def jsm(self, **opts: Any) -> nats.js.JetStreamManager:
+        # nats-py's JetStreamManager takes no domain, only the API prefix the domain makes.
+        if self.js_domain is not None and "prefix" not in opts:
+            opts["prefix"] = f"$JS.{self.js_domain}.API"
+        return super().jsm(**opts)
 
     async def request(
         self,

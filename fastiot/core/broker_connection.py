@@ -203,6 +203,7 @@ class NatsBrokerConnection(BrokerConnection):
             servers = [s.strip() for s in servers.split(",") if s.strip()]
         server_list = servers or env_broker.servers
         client = _nats_compat.TolerantClient()
+        client.js_domain = env_broker.js_domain
         conn = cls(client=client, subscription_error_cb=subscription_error_cb)
         conn._closed_cb = closed_cb
         # Defaults first, so that nats_options (e.g. reconnect_time_wait) may override any of them.

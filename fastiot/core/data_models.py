@@ -20,6 +20,7 @@ from pydantic_core import PydanticUndefined
 
 from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, WILDCARD_SAME_LEVEL, camel_to_snake
 from fastiot.core.time import ensure_tzinfo
+from fastiot.env import env_broker
 from fastiot.exceptions import SubjectHierarchyError
 
 __all__ = [
@@ -320,7 +321,8 @@ class ReplySubject(Subject):
 
     def make_generic_reply_inbox(self) -> Subject:
         """A fresh, unique inbox subject for one reply."""
-        return Subject(name=f"_INBOX.{secrets.token_hex(11)}", msg_cls=self.reply_cls)
+        prefix = env_broker.inbox_prefix or "_INBOX"  # a locked-down account may only receive on its own
+        return Subject(name=f"{prefix}.{secrets.token_hex(11)}", msg_cls=self.reply_cls)
 
     def get_reply_inbox(self, reply_to: str) -> Subject:
         """The subject to send a reply to, given a request's ``reply_to`` inbox."""

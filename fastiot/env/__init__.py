@@ -39,6 +39,9 @@ __all__ = [
     "FASTIOT_NATS_CREDS",
     "FASTIOT_NATS_DEFAULT_TIMEOUT",
     "FASTIOT_NATS_HOST",
+    "FASTIOT_NATS_INBOX_PREFIX",
+    "FASTIOT_NATS_JS_DOMAIN",
+    "FASTIOT_NATS_NKEY",
     "FASTIOT_NATS_PASSWORD",
     "FASTIOT_NATS_PORT",
     "FASTIOT_NATS_SERVERS",
@@ -70,6 +73,10 @@ FASTIOT_NATS_CREDS = "FASTIOT_NATS_CREDS"
 FASTIOT_NATS_TLS_CA = "FASTIOT_NATS_TLS_CA"
 FASTIOT_NATS_TLS_CERT = "FASTIOT_NATS_TLS_CERT"
 FASTIOT_NATS_TLS_KEY = "FASTIOT_NATS_TLS_KEY"
+# What a locked-down account needs: an NKey seed file, its own reply inboxes, a JetStream domain.
+FASTIOT_NATS_NKEY = "FASTIOT_NATS_NKEY"
+FASTIOT_NATS_INBOX_PREFIX = "FASTIOT_NATS_INBOX_PREFIX"
+FASTIOT_NATS_JS_DOMAIN = "FASTIOT_NATS_JS_DOMAIN"
 FASTIOT_LOG_LEVEL = "FASTIOT_LOG_LEVEL"
 FASTIOT_SERVICE_ID = "FASTIOT_SERVICE_ID"
 FASTIOT_CONFIG_DIR = "FASTIOT_CONFIG_DIR"
@@ -87,6 +94,9 @@ NATS_CONNECTION_SETTINGS: tuple[str, ...] = (
     FASTIOT_NATS_TLS_CA,
     FASTIOT_NATS_TLS_CERT,
     FASTIOT_NATS_TLS_KEY,
+    FASTIOT_NATS_NKEY,
+    FASTIOT_NATS_INBOX_PREFIX,
+    FASTIOT_NATS_JS_DOMAIN,
 )
 ALL_SETTINGS: tuple[str, ...] = (
     *NATS_CONNECTION_SETTINGS,
@@ -158,6 +168,29 @@ def _log_level(raw: Any) -> int:
     return level
 
 
+def _inbox_prefix(raw: Any) -> str | None:
+    if raw is None:  # pydantic-settings validates the default too
+        return None
+    prefix = str(raw).rstrip(".")
+    if not prefix or any(c in prefix for c in " \t*>") or ".." in prefix or prefix.startswith("."):
+        raise ValueError(
+            f"{FASTIOT_NATS_INBOX_PREFIX}={raw!r} is not a subject prefix; use dot separated tokens "
+            f"without wildcards, e.g. _INBOX_alice"
+        )
+    return prefix
+
+
+def _js_domain(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", str(raw)):
+        raise ValueError(
+            f"{FASTIOT_NATS_JS_DOMAIN}={raw!r} is not a JetStream domain; use the server's "
+            f"`jetstream {{ domain: ... }}` name (letters, digits, - and _), e.g. hub"
+        )
+    return str(raw)
+
+
 class _FromEnvironment(BaseSettings):
     """What both settings models share: exact variable names; blank counts as unset; values stripped."""
 
@@ -198,6 +231,9 @@ class BrokerSettings(_FromEnvironment):
     tls_ca: str | None = _variable(FASTIOT_NATS_TLS_CA)
     tls_cert: str | None = _variable(FASTIOT_NATS_TLS_CERT)
     tls_key: str | None = _variable(FASTIOT_NATS_TLS_KEY)
+    nkey: str | None = _variable(FASTIOT_NATS_NKEY)
+    inbox_prefix: Annotated[str | None, BeforeValidator(_inbox_prefix)] = _variable(FASTIOT_NATS_INBOX_PREFIX)
+    js_domain: Annotated[str | None, BeforeValidator(_js_domain)] = _variable(FASTIOT_NATS_JS_DOMAIN)
 
 
 class BasicSettings(_FromEnvironment):
@@ -316,6 +352,21 @@ class BrokerEnv:
     def creds(self) -> str | None:
         """``FASTIOT_NATS_CREDS``: a NATS credentials file."""
         return self.settings.creds
+
+    @property
+    def nkey(self) -> str | None:
+        """``FASTIOT_NATS_NKEY``: the path of an NKey seed file (a user with an ``nkey`` login)."""
+        return self.settings.nkey
+
+    @property
+    def inbox_prefix(self) -> str | None:
+        """``FASTIOT_NATS_INBOX_PREFIX``: reply inboxes start with this instead of ``_INBOX``."""
+        return self.settings.inbox_prefix
+
+    @property
+    def js_domain(self) -> str | None:
+        """``FASTIOT_NATS_JS_DOMAIN``: the JetStream domain (leaf nodes, hub and spoke)."""
+        return self.settings.js_domain
 
     @property
     def tls_ca(self) -> str | None:

@@ -15,7 +15,7 @@ import nats.errors
 import nats.js.errors
 
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.env import redact_url
+from fastiot.env import env_broker, redact_url
 from fastiot.exceptions import HistoryServerError, JetStreamUnavailableError
 
 __all__ = ["in_notebook", "jetstream_error", "server_url", "using_connection"]
@@ -66,7 +66,13 @@ def jetstream_error(error: BaseException, connection: NatsBrokerConnection, doin
     """The fastiot error for a nats-py JetStream error raised while ``doing`` something."""
     where = server_url(connection)
     if isinstance(error, nats.js.errors.ServiceUnavailableError) and error.err_code is None:
-        # No responders on $JS.API: the server runs without JetStream.
+        # No responders on $JS.API: the server runs without JetStream (or not in that domain).
+        domain = env_broker.js_domain
+        if domain is not None:
+            return JetStreamUnavailableError(
+                f"{doing} failed: no JetStream of domain {domain!r} answers at {where}; check "
+                f"FASTIOT_NATS_JS_DOMAIN (the `jetstream {{ domain: ... }}` of the hub or leaf to use)"
+            )
         return JetStreamUnavailableError(f"{doing} failed: {where} has no JetStream; {JETSTREAM_HINT}")
     if isinstance(error, nats.js.errors.APIError) and error.err_code in _NOT_READY_CODES:
         return JetStreamUnavailableError(

@@ -32,6 +32,7 @@ from fastiot.core.broker_connection import (
 )
 from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches
+from fastiot.env import env_broker
 from fastiot.payloads import Decoded, decode, value_decoder
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -148,6 +149,8 @@ class SubjectIndex(BrokerObserver):
         self._dropped_payloads: int = 0
         self._max_subjects: int = max_subjects
         self._include_inbox: bool = include_inbox
+        # FASTIOT_NATS_INBOX_PREFIX moves this kernel's own reply inboxes; other clients' stay at _INBOX.
+        self._inbox_prefixes: tuple[str, ...] = (_INBOX_PREFIX, f"{env_broker.inbox_prefix or '_INBOX'}.")
         self._typed: bool = typed
         self._rate_window_ns: int = int(rate_window * 1e9)
         self._entries: dict[str, SubjectEntry] = {}
@@ -211,7 +214,7 @@ class SubjectIndex(BrokerObserver):
         return on_msg
 
     def _track(self, subject: str) -> SubjectEntry | None:
-        if not self._include_inbox and subject.startswith(_INBOX_PREFIX):
+        if not self._include_inbox and subject.startswith(self._inbox_prefixes):
             self._ignored_messages += 1
             return None
         if len(self._entries) >= self._max_subjects:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,15 +182,25 @@ def test_service_id_and_credentials(clean_env: pytest.MonkeyPatch) -> None:
     assert env_broker.tls_ca == "/etc/ca.pem"
 
 
-def test_credentials_are_passed_to_nats_py(clean_env: pytest.MonkeyPatch) -> None:
+def test_credentials_are_passed_to_nats_py(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    creds, seed = tmp_path / "user.creds", tmp_path / "user.nk"
+    creds.write_text("creds")
+    seed.write_text("seed")
     clean_env.setenv("FASTIOT_NATS_USER", "alice")
     clean_env.setenv("FASTIOT_NATS_PASSWORD", "s3cret")
-    clean_env.setenv("FASTIOT_NATS_CREDS", "/etc/nats/user.creds")
+    clean_env.setenv("FASTIOT_NATS_CREDS", str(creds))
+    clean_env.setenv("FASTIOT_NATS_NKEY", str(seed))
+    clean_env.setenv("FASTIOT_NATS_INBOX_PREFIX", "_INBOX_alice.")
     options = NatsBrokerConnection._nats_options_from_env()
-    assert options == {"user": "alice", "password": "s3cret", "user_credentials": "/etc/nats/user.creds"}
-    clean_env.delenv("FASTIOT_NATS_USER")
-    clean_env.delenv("FASTIOT_NATS_PASSWORD")
-    clean_env.delenv("FASTIOT_NATS_CREDS")
+    assert options == {
+        "user": "alice",
+        "password": "s3cret",
+        "user_credentials": str(creds),
+        "nkeys_seed": str(seed),
+        "inbox_prefix": "_INBOX_alice",
+    }
+    for name in ("USER", "PASSWORD", "CREDS", "NKEY", "INBOX_PREFIX"):
+        clean_env.delenv(f"FASTIOT_NATS_{name}")
     clean_env.setenv("FASTIOT_NATS_TOKEN", "tok")
     assert NatsBrokerConnection._nats_options_from_env() == {"token": "tok"}
 

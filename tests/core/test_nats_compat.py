@@ -38,7 +38,8 @@ def test_the_installed_nats_py_is_in_the_verified_range() -> None:
         f"fastiot/core/_nats_compat.py, then widen the range there and in pyproject.toml"
     )
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
-    assert f'"nats-py{",".join(_nats_compat.SUPPORTED_NATS_PY)}"' in pyproject
+    # With the nkeys extra: FASTIOT_NATS_CREDS and FASTIOT_NATS_NKEY sign the login with it.
+    assert f'"nats-py[nkeys]{",".join(_nats_compat.SUPPORTED_NATS_PY)}"' in pyproject
 
 
 @pytest.fixture

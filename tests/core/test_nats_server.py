@@ -298,3 +298,18 @@ async def test_unreachable_server_fails_fast_with_a_clear_message() -> None:
     assert url in str(info.value)
     assert not isinstance(info.value, BrokerAuthenticationError)
     assert isinstance(info.value, ConnectionError)
+
+
+def test_the_password_and_the_store_are_the_owners_alone(tmp_path: Path) -> None:
+    import stat
+
+    import psutil
+
+    store = tmp_path / "store"
+    with NatsServer(store_dir=store, user="fastiot", password="s3cret") as server:
+        assert server.pid is not None
+        config = Path(psutil.Process(server.pid).cmdline()[-1])
+        assert "s3cret" in config.read_text()
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(store.stat().st_mode) == 0o700

@@ -7,6 +7,7 @@ import ast
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 from datetime import timedelta
@@ -103,11 +104,13 @@ async def test_the_workbench_broker_keeps_recordings_across_a_restart(
         monkeypatch.delenv(variable)  # the workbench is to start its own broker, not use the tests' one
     store, port = tmp_path / "store", find_free_port()
     for day, expected in (("yesterday", 0), ("today", 5)):
+        # --open-broker: this test connects from outside, where no child's FASTIOT_NATS_PASSWORD reaches.
         with WorkbenchCommand(
-            ["--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(store)]
+            ["--no-lab", "--no-demo", "--open-broker", "--broker-port", str(port), "--store", str(store)]
         ) as command:
             await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
             assert f"JetStream store {store}" in command.output
+            assert stat.S_IMODE(store.stat().st_mode) == 0o700, "recordings are the user's alone"
             conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
             rec = await Recording.start("plant", "v1.thing.>", connection=conn)
             assert (await rec.info()).messages == expected, day  # yesterday's recording is still there

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -63,6 +64,18 @@ class WorkbenchCommand:
     def children(self) -> list[psutil.Process]:
         """Every process it started, and theirs."""
         return psutil.Process(self.process.pid).children(recursive=True)
+
+    def broker_login(self) -> dict[str, str]:
+        """``user`` and ``password`` of the broker it started, as its children got them (never printed)."""
+        for child in self.children():
+            with contextlib.suppress(psutil.Error):
+                environ = child.environ()
+                if "FASTIOT_NATS_PASSWORD" in environ:
+                    return {
+                        "user": environ["FASTIOT_NATS_USER"],
+                        "password": environ["FASTIOT_NATS_PASSWORD"],
+                    }
+        raise AssertionError(f"no child of the command has FASTIOT_NATS_PASSWORD; output: {self.output!r}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Send ``sig`` and wait until it has exited and printed everything; returns the exit status."""

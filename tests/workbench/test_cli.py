@@ -21,6 +21,7 @@ from jupyter_client import BlockingKernelClient
 
 from fastiot.cli import _child, build_parser
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.exceptions import BrokerAuthenticationError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer, find_free_port
 from tests.workbench.cli_process import CLI, WorkbenchCommand
@@ -37,8 +38,8 @@ def _stop_and_check_nothing_left(command: WorkbenchCommand, sig: int) -> None:
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
 
 
-async def _one_demo_value(port: int, machine: str = "press_1") -> Thing:
-    broker = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+async def _one_demo_value(port: int, login: dict[str, str], machine: str = "press_1") -> Thing:
+    broker = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}", **login)
     got: asyncio.Queue[Thing] = asyncio.Queue()
 
     async def on_thing(thing: Thing) -> None:
@@ -73,7 +74,26 @@ def test_broker_and_demo_without_lab_started_and_stopped(monkeypatch: pytest.Mon
     port = find_free_port()
     with WorkbenchCommand(["--no-lab", "--broker-port", str(port), "--demo-rate", "20"]) as command:
         command.wait_for("running without JupyterLab", 30)
-        assert asyncio.run(_one_demo_value(port)).machine == "press_1"
+        login = command.broker_login()
+        assert asyncio.run(_one_demo_value(port, login)).machine == "press_1"
+        # The broker is the user's alone: nats://127.0.0.1:PORT without the login is refused.
+        with pytest.raises(BrokerAuthenticationError):
+            asyncio.run(_one_demo_value(port, {}))
+        assert login["password"] not in command.output
+        assert f"NATS broker nats://***:***@127.0.0.1:{port} (started by fastiot-workbench" in command.output
+        _stop_and_check_nothing_left(command, signal.SIGINT)
+
+
+def test_open_broker_needs_no_login_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    port = find_free_port()
+    with WorkbenchCommand(
+        ["--no-lab", "--open-broker", "--broker-port", str(port), "--demo-rate", "20"]
+    ) as command:
+        command.wait_for("running without JupyterLab", 30)
+        assert asyncio.run(_one_demo_value(port, {})).machine == "press_1"
+        assert "--open-broker: the NATS broker at" in command.output
+        assert "every program and user on this machine" in command.output
         _stop_and_check_nothing_left(command, signal.SIGINT)
 
 
@@ -84,7 +104,7 @@ def test_ctrl_c_stops_the_broker_last_and_says_one_calm_line(monkeypatch: pytest
     args = ["--no-lab", "--broker-port", str(port), "--demo-rate", "50"]
     with WorkbenchCommand(args, own_process_group=True) as command:
         command.wait_for("running without JupyterLab", 30)
-        asyncio.run(_one_demo_value(port))  # the demo plant is connected and publishing
+        asyncio.run(_one_demo_value(port, command.broker_login()))  # the demo plant is publishing
         os.killpg(command.process.pid, signal.SIGINT)
         assert command.wait() == 0, command.output
     for alarming in ALARMING:
@@ -236,7 +256,7 @@ def test_ctrl_c_with_jupyterlab_and_a_kernel_says_only_the_calm_line(
     args += ["--broker-port", str(broker_port), "--demo-rate", "20"]
     with WorkbenchCommand(args, own_process_group=True) as command:
         command.wait_for("Ctrl-C stops everything", 90)
-        asyncio.run(_one_demo_value(broker_port))  # the demo plant is connected and publishing
+        asyncio.run(_one_demo_value(broker_port, command.broker_login()))  # the demo plant is publishing
         _start_kernel(lab_port, "t0k", runtime_dir)
         children = command.children()
         assert any("ipykernel" in " ".join(p.cmdline()) for p in children), "a kernel is open"
