@@ -217,7 +217,7 @@ def decode(
     Raises:
         InvalidSubjectError: ``subject`` is not a NATS subject (wildcards, empty tokens, white space).
     """
-    model: type | None = None
+    model: type[pydantic.BaseModel] | None = None
     if subject is not None:
         if isinstance(subject, NamedSubject):
             msg_cls = subject.msg_cls
@@ -323,7 +323,7 @@ def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool
     if any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects):
 
         def decode_registered(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-            return decode(data, subject=subject, headers=headers, typed=False)
+            return decode(data, subject=subject or None, headers=headers, typed=False)
 
         return decode_registered
 
