@@ -180,7 +180,7 @@ SubjectsArg = Union[str, NamedSubject, Sequence[Union[str, NamedSubject]]]  # no
 def check_subject(
     subject: object,
     *,
-    wildcards: bool = True,
+    wildcards: bool | None = True,
     error: type[InvalidSubjectError] = InvalidSubjectError,
 ) -> str:
     """``subject`` if NATS accepts it as a subject pattern (or, with ``wildcards=False``, a subject).
@@ -191,7 +191,8 @@ def check_subject(
 
     Args:
         subject: The subject or pattern.
-        wildcards: Whether ``*`` (one token) and a final ``>`` (the rest) are allowed.
+        wildcards: Whether ``*`` (one token) and a final ``>`` (the rest) are allowed; ``None`` for a
+            name that may be either, as a :class:`Subject`'s (only the tokens' syntax is checked).
         error: The :class:`InvalidSubjectError` subclass to raise (an API's own, e.g. a recording's).
 
     Raises:
@@ -209,6 +210,8 @@ def check_subject(
 the last token; use dot separated tokens, '*' for one token and '>' for the rest at the end, e.g. 'v1.thing.>'
     """
     what = "NATS subject pattern" if wildcards else "NATS subject"
+    if wildcards is None:
+        what = "NATS subject or pattern"
     if not isinstance(subject, str):
         raise error(f"a {what} must be a string like 'v1.thing.>', got {type(subject).__name__} {subject!r}")
     problem = _subject_problem(subject, wildcards)
@@ -218,7 +221,7 @@ the last token; use dot separated tokens, '*' for one token and '>' for the rest
     return subject
 
 
-def _subject_problem(subject: str, wildcards: bool) -> str | None:
+def _subject_problem(subject: str, wildcards: bool | None) -> str | None:
     if not subject:
         return "it is empty"
     if _FORBIDDEN.search(subject):
@@ -226,6 +229,8 @@ def _subject_problem(subject: str, wildcards: bool) -> str | None:
     tokens = subject.split(".")
     if not all(tokens):
         return "it has an empty token (two dots, or a dot at an end)"
+    if wildcards is None:
+        return None
     for i, token in enumerate(tokens):
         if token in (WILDCARD_SAME_LEVEL, HIERARCHY):
             if not wildcards:
