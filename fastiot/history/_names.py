@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Union
 
 from fastiot.core.data_models import Subject
-from fastiot.core.subject_helper import patterns_overlap, subject_targets
-from fastiot.exceptions import InvalidRecordingError, InvalidRecordingSubjectError
+from fastiot.core.subject_helper import check_subject, patterns_overlap, subject_targets
+from fastiot.exceptions import InvalidRecordingError, InvalidRecordingSubjectError, InvalidSubjectError
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -82,9 +82,14 @@ def check_prefix(prefix: str) -> str:
         raise InvalidRecordingError(
             f"subject_prefix must be a non-empty string like 'replay', got {prefix!r}"
         )
-    tokens = prefix.split(".")
-    if not all(tokens) or any(c.isspace() for c in prefix) or "*" in prefix or ">" in prefix:
-        raise InvalidRecordingError(
+    # No wildcard character at all: in front of every replayed subject even a literal `*` would mislead.
+    bad = "*" in prefix or ">" in prefix
+    try:
+        check_subject(prefix, wildcards=False)
+    except InvalidSubjectError:
+        bad = True
+    if bad:
+        raise InvalidRecordingSubjectError(
             f"subject_prefix {prefix!r} must be plain subject tokens without wildcards, e.g. 'replay' or "
             f"'test.replay' (messages go to PREFIX.SUBJECT)"
         )
