@@ -31,6 +31,7 @@ from typing import Any
 
 import nats.errors
 
+from fastiot import workbench
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
 from fastiot.core.logger import setup_logger
@@ -39,6 +40,7 @@ from fastiot.core.service_annotations import loop, reply
 from fastiot.env import FASTIOT_LOG_LEVEL, redact_url
 from fastiot.exceptions import PublishBufferFullError
 from fastiot.msg.thing import Thing
+from fastiot.workbench import ConnectionLease, use_connection
 
 __all__ = [
     "DEFAULT_MACHINES",
@@ -261,7 +263,8 @@ class DemoPlant:
     """The machines of the demo plant plus its status service, started and stopped together.
 
     Args:
-        connection: The connection its services use (default: the workbench's).
+        connection: The connection its services use (default: the workbench's shared one while it runs,
+            see :func:`fastiot.workbench.use_connection`).
         rate: Values per second per sensor.
         machines: (name, simulator class) of each machine.
         anomaly_probability: Chance per value of a spike.
@@ -292,6 +295,7 @@ class DemoPlant:
         self.seed: int | None = seed
         self.machines: list[MachineSimulator] = []
         self.services: list[FastIoTService] = []
+        self._lease: ConnectionLease[Any] | None = None
 
     @property
     def is_running(self) -> bool:
@@ -301,10 +305,8 @@ class DemoPlant:
         """Start every machine and the status service on the running loop."""
         if self.is_running:
             return self
-        if self.connection is None:
-            from fastiot import workbench
-
-            self.connection = await workbench.connection()
+        self._lease = await use_connection(self.connection)
+        self.connection = self._lease.connection
         self.machines = [
             cls(
                 machine=name,
@@ -318,10 +320,12 @@ class DemoPlant:
         self.services = [*self.machines, PlantStatusService(self.machines, broker_connection=self.connection)]
         # One level for the demo's loggers (fastiot.demo.*); NOTSET leaves it to FASTIOT_LOG_LEVEL.
         _DEMO_LOGGER.setLevel(logging.WARNING if self.quiet else logging.NOTSET)
-        for service in self.services:
-            await service.__aenter__()  # the services run on the loop until stop() exits them
-        from fastiot import workbench
-
+        try:
+            for service in self.services:
+                await service.__aenter__()  # the services run on the loop until stop() exits them
+        except BaseException:
+            await self.stop()
+            raise
         workbench.register(self)
         return self
 
@@ -330,9 +334,12 @@ class DemoPlant:
         services, self.services = self.services, []
         for service in services:
             await service.__aexit__(None, None, None)
-        from fastiot import workbench
-
         workbench.unregister(self)
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            if lease.is_shared:
+                self.connection = None  # the next start() asks the workbench again
+            await lease.release()
 
     async def __aenter__(self) -> DemoPlant:
         return await self.start()
@@ -358,14 +365,11 @@ async def ensure_demo(
     Returns:
         The plant it started (stop it with ``await plant.stop()``), or None if one was running.
     """
-    if connection is None:
-        from fastiot import workbench
-
-        connection = await workbench.connection()
     try:
-        await connection.request(
-            PlantStatusRequest.get_reply_subject(), PlantStatusRequest(), timeout=timeout
-        )
+        async with use_connection(connection) as broker:
+            await broker.request(
+                PlantStatusRequest.get_reply_subject(), PlantStatusRequest(), timeout=timeout
+            )
         return None
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         return await start_demo(connection, rate=rate)
@@ -387,8 +391,6 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         import signal
-
-        from fastiot import workbench
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -17,7 +17,8 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── SyncCallOnLoopThreadError          (RuntimeError) a blocking call on the loop's own thread
     ├── PublishBufferFullError             (nats OutboundBufferLimitError) reconnect buffer full
     ├── PayloadTooLargeError               (nats MaxPayloadError) larger than max_payload
-    ├── SubjectTooLongError                (ValueError) too long for a NATS protocol line
+    ├── InvalidSubjectError                (ValueError) not a NATS subject or pattern (``v1.>.x``, ``a..b``)
+    │   └── SubjectTooLongError            too long for a NATS protocol line
     ├── NatsServerBinaryNotFound           (FileNotFoundError) nats-server is not installed
     ├── NatsServerStartError               (RuntimeError) nats-server did not come up
     ├── WaitTimeoutError                   (TimeoutError) wait_for / sync saw too little in time
@@ -29,6 +30,7 @@ each class lets code written for the standard library or nats-py catch it as bef
     ├── PathNotFoundError                  (KeyError) a field path names no field of a payload
     ├── InvalidPathError                   (ValueError) a field path is not written as paths are
     ├── DecoderRegistrationError           (ValueError) a payload decoder cannot be registered
+    │   └── InvalidDecoderSubjectError     (InvalidSubjectError) a decoder's subject pattern
     ├── MessageNotKeptError                (IndexError) a subject index no longer keeps that message
     ├── ServiceReplacedError               (RuntimeError) a newer %%service cell replaced this one
     ├── CodeGenerationError                (ValueError) an action has no Python code to copy
@@ -43,6 +45,7 @@ each class lets code written for the standard library or nats-py catch it as bef
         ├── JetStreamUnavailableError      (RuntimeError) the server has no JetStream (or it is not ready)
         ├── HistoryServerError             the server refused a JetStream request; its reason included
         ├── InvalidRecordingError          (ValueError) a bad name, subjects or setting, before any call
+        │   └── InvalidRecordingSubjectError  (InvalidSubjectError) a recording's subject pattern
         ├── SubjectsOverlapError           (ValueError) another stream records these subjects already
         ├── RecordingExistsError           (ValueError) the name is taken with another configuration
         ├── RecordingNotFoundError         (LookupError) no such recording
@@ -74,9 +77,12 @@ __all__ = [
     "HistoryError",
     "HistoryReadError",
     "HistoryServerError",
+    "InvalidDecoderSubjectError",
     "InvalidPathError",
     "InvalidRangeError",
     "InvalidRecordingError",
+    "InvalidRecordingSubjectError",
+    "InvalidSubjectError",
     "JetStreamUnavailableError",
     "LivePlotError",
     "MessageHandlingError",
@@ -361,7 +367,16 @@ class PayloadTooLargeError(_PlainMessage, nats.errors.MaxPayloadError):
         )
 
 
-class SubjectTooLongError(FastIoTError, ValueError):
+class InvalidSubjectError(FastIoTError, ValueError):
+    """A subject or subject pattern NATS does not accept: an empty token, white space, a misplaced wildcard.
+
+    Every API that takes a subject or pattern checks it with
+    :func:`fastiot.core.subject_helper.check_subject` and raises this (never nats-py's ``BadSubjectError``).
+    A ``ValueError``, so code that caught the ``ValueError`` of earlier versions still catches it.
+    """
+
+
+class SubjectTooLongError(InvalidSubjectError):
     """A subject is too long for a NATS protocol line; it was refused before reaching the server.
 
     nats-server closes a connection whose protocol line exceeds its ``max_control_line`` (4 KiB by
@@ -439,6 +454,10 @@ class InvalidPathError(FastIoTError, ValueError):
 
 class DecoderRegistrationError(FastIoTError, ValueError):
     """A payload decoder cannot be registered: no name, not callable or a bad subject pattern."""
+
+
+class InvalidDecoderSubjectError(DecoderRegistrationError, InvalidSubjectError):
+    """A payload decoder's subject pattern is not valid: the same mistake as :class:`InvalidSubjectError`."""
 
 
 class MessageNotKeptError(FastIoTError, IndexError):
@@ -528,6 +547,14 @@ class HistoryServerError(HistoryError):
 
 class InvalidRecordingError(HistoryError, ValueError):
     """A recording's name, subjects or settings are not valid; refused before any call to the server."""
+
+
+class InvalidRecordingSubjectError(InvalidRecordingError, InvalidSubjectError):
+    """A recording's subject pattern is not valid: the same mistake as :class:`InvalidSubjectError`.
+
+    Both an ``InvalidRecordingError`` (as recordings always raised) and an ``InvalidSubjectError`` (as
+    every other API raises for the same pattern).
+    """
 
 
 class SubjectsOverlapError(HistoryError, ValueError):

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from fastiot.core.serialization import pack
-from fastiot.exceptions import FormError, TemplateFileError
+from fastiot.core.subject_helper import check_subject
+from fastiot.exceptions import FormError, InvalidSubjectError, TemplateFileError
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -61,17 +62,19 @@ _HEADER_NAME = re.compile(r"^[!#-9;-~]+$")  # printable ASCII without ':' and sp
 def subject_problem(subject: str) -> str | None:
     """What is wrong with ``subject`` as the subject of one message, or ``None``.
 
+    The text of :func:`fastiot.core.subject_helper.check_subject`'s error, for a form to show.
+
     Example:
         >>> subject_problem("v1.thing.>")
-        "'v1.thing.>' is a wildcard; messages go to one concrete subject"
+        "'v1.thing.>' is not a NATS subject: '>' is a wildcard; a message goes to one concrete subject; \
+write tokens joined by dots, e.g. 'v1.thing.press_1'"
     """
     if not subject:
         return "give the subject to send on, e.g. v1.my_model"
-    tokens = subject.split(".")
-    if "*" in tokens or ">" in tokens:
-        return f"{subject!r} is a wildcard; messages go to one concrete subject"
-    if any(not token for token in tokens) or any(c.isspace() for c in subject):
-        return f"{subject!r} has an empty token or white space; write tokens joined by dots, e.g. v1.thing.x"
+    try:
+        check_subject(subject, wildcards=False)
+    except InvalidSubjectError as e:
+        return str(e)
     return None
 
 

@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any, Protocol
 
+from fastiot import workbench
 from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.permissions import Refusal, RefusalWatch
 from fastiot.core.service import FastIoTService
 from fastiot.exceptions import PermissionDeniedError, ServiceReplacedError, ServiceStartError
+from fastiot.workbench import ConnectionLease, use_connection
 
 __all__ = [
     "DEFAULT_MAX_LOG_LINES",
@@ -133,7 +135,8 @@ class ServiceRunner:
     Args:
         service_cls_or_instance: A FastIoTService subclass (a new instance is made at each start)
             or an instance.
-        connection: The broker connection; ``None`` means the workbench connection.
+        connection: The broker connection; ``None`` uses the workbench's shared one while the service runs
+            (the rule of :func:`fastiot.workbench.use_connection`).
         max_log_lines: How many of the service's log lines to keep (older ones are dropped and counted).
         echo_log: Also pass the service's log lines on to the console (and the root logger). A view that
             shows :attr:`log_lines` itself (ServiceControl) turns this off, so a notebook does not show
@@ -272,11 +275,14 @@ class ServiceRunner:
             )
         if self.is_running:
             return
-        connection = await self.environment.open() if self.environment is not None else self.connection
-        if connection is None:
-            from fastiot import workbench
-
-            connection = await workbench.connection()
+        lease: ConnectionLease[Any] | None = None
+        if self.environment is not None:
+            connection: BrokerConnection | None = await self.environment.open()
+        elif self._given_instance and self.service is not None and self.service.broker_connection is not None:
+            connection = self.service.broker_connection  # an instance that brought its own
+        else:
+            lease = await use_connection(self.connection)
+            connection = lease.connection
         try:
             with self._on_behalf():
                 if not self._given_instance:
@@ -289,6 +295,8 @@ class ServiceRunner:
         except BaseException:
             if self.environment is not None:
                 await self._close_environment()
+            if lease is not None:
+                await lease.release()
             raise
         assert self.service is not None
         _route_to_runners(self.service._logger)
@@ -298,7 +306,7 @@ class ServiceRunner:
         self._started = asyncio.Event()
         self._reached_running = False
         self._set_status(ServiceStatus.STARTING)
-        self._task = asyncio.get_running_loop().create_task(self._run(self.service, self._started))
+        self._task = asyncio.get_running_loop().create_task(self._run(self.service, self._started, lease))
         try:
             await asyncio.wait_for(asyncio.shield(self._started.wait()), timeout)
         except asyncio.TimeoutError:
@@ -308,8 +316,6 @@ class ServiceRunner:
             error = self.error or ""
             cause = next((line for line in reversed(error.splitlines()) if line.strip()), "unknown error")
             raise ServiceStartError(f"{self.name} crashed while starting: {cause.strip()}", error)
-        from fastiot import workbench
-
         workbench.register(self)
 
     def _on_refusal(self, refusal: Refusal) -> None:
@@ -329,7 +335,9 @@ class ServiceRunner:
             )
         )
 
-    async def _run(self, service: FastIoTService, started: asyncio.Event) -> None:
+    async def _run(
+        self, service: FastIoTService, started: asyncio.Event, lease: ConnectionLease[Any] | None
+    ) -> None:
         _current_runner.set(self)  # this task's own context: every task it starts inherits it
         refusals = getattr(service.broker_connection, "refusals", None)
         if isinstance(refusals, RefusalWatch):
@@ -360,6 +368,8 @@ class ServiceRunner:
                 refusals.on_refusal(self._on_refusal, remove=True)
             if self.environment is not None:
                 await self._close_environment()
+            if lease is not None:
+                await lease.release()  # the service has ended: in a script its shared connection may close
             started.set()
 
     async def _close_environment(self) -> None:
@@ -371,8 +381,6 @@ class ServiceRunner:
 
     async def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Ask the service to shut down and wait (at most ``timeout`` s, then cancel) until it has."""
-        from fastiot import workbench
-
         workbench.unregister(self)
         task, self._task = self._task, None
         if task is None:

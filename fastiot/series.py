@@ -39,6 +39,7 @@ from fastiot.core.broker_connection import (
     DEFAULT_PENDING_MSGS_LIMIT,
     BrokerConnection,
 )
+from fastiot.core.subject_helper import SubjectsArg, subject_targets
 from fastiot.exceptions import LivePlotError
 from fastiot.payloads import decode, get_path
 
@@ -212,24 +213,26 @@ class LiveSeries(BrokerObserver):
     """Numeric fields of the messages on NATS subjects, as bounded time series by receive time.
 
     Args:
-        subjects: A subject or pattern, or a list of them; each subject that matches gets its series.
-            An empty list makes a model that only :meth:`add` and :meth:`add_frame` fill.
+        subjects: A subject or pattern, a :class:`Subject`, or a list of them; each subject that matches
+            gets its series. An empty list makes a model that only :meth:`add` and :meth:`add_frame` fill.
         fields: A field path or a list of them (``"value"``, ``"sensor.temp"``, ``'["a.b"]'``).
-        connection: The broker connection; ``None`` uses the notebook kernel's (``fastiot.workbench``).
+        connection: The broker connection; ``None`` uses the workbench's shared one while running (the
+            rule of :func:`fastiot.workbench.use_connection`).
         window: How much history to keep: a timedelta, seconds, or ``None`` (no time limit).
         max_points: Points kept per series at most.
         max_series: Series kept at most; values of further subject/field pairs are counted in
             :attr:`series_not_kept`.
 
     Raises:
-        LivePlotError: No fields, a bad subject list, or a window that is not a positive time.
+        LivePlotError: No fields, or a window that is not a positive time.
+        InvalidSubjectError: A pattern is not a NATS pattern.
     """
 
     _what = "live series"
 
     def __init__(
         self,
-        subjects: str | Sequence[str],
+        subjects: SubjectsArg,
         fields: str | Sequence[str] = "value",
         connection: BrokerConnection | None = None,
         *,
@@ -242,7 +245,9 @@ class LiveSeries(BrokerObserver):
         super().__init__(
             connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
         )
-        patterns = [] if not subjects and not isinstance(subjects, str) else _as_list("subjects", subjects)
+        # An empty list makes a model without subscriptions; anything else is checked as every API checks.
+        empty = isinstance(subjects, Sequence) and not isinstance(subjects, str) and not subjects
+        patterns = [] if empty else [pattern for pattern, _ in subject_targets(subjects)]
         field_list = _as_list("fields", fields)
         # Each subject pattern with the fields plotted of it (a list object its callback holds on to).
         self._selections: dict[str, list[str]] = {p: list(field_list) for p in patterns}

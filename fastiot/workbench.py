@@ -1,4 +1,5 @@
-"""The notebook runtime: one kernel-wide broker connection on the kernel's own asyncio loop.
+"""The notebook runtime: one shared broker connection on the running asyncio loop, and THE rule for
+which connection an API uses when it is given none.
 
 In a Jupyter cell (ipykernel runs cells on a running asyncio loop)::
 
@@ -6,9 +7,14 @@ In a Jupyter cell (ipykernel runs cells on a running asyncio loop)::
     broker = await workbench.connection()        # created once, reused by every cell and widget
     broker.publish_sync(subject, msg)            # blocking calls complete instead of deadlocking
 
-Blocking calls on the loop's own thread are an opt-in: :func:`connection` makes the kernel's loop
-re-entrant (nest-asyncio2) and allows them on the kernel-wide connection. Importing this module
-changes nothing by itself.
+Which connection, when none is given (:func:`use_connection`, called by every API that takes
+``connection=``): the workbench's shared connection on the running loop, opened on first use. In a
+notebook kernel, and once :func:`connection` was called, it stays open until :func:`shutdown`; in a
+plain script it closes when the last call or object using it is done, so nothing is left open.
+
+Blocking calls on the loop's own thread are an opt-in: the shared connection allows them, and the
+first such call makes the loop re-entrant (nest-asyncio2). Importing this module, or connecting,
+patches nothing.
 
 With no broker configured (none of FASTIOT_NATS_SERVERS / _HOST / _PORT set) and nothing listening on
 localhost:4222, the kernel joins this user's shared broker (:mod:`fastiot.shared_broker`: a real
@@ -29,9 +35,14 @@ import asyncio
 import atexit
 import logging
 import os
-from typing import Any, Protocol
+import sys
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 
 from fastiot import shared_broker
+from fastiot.core._sync_bridge import make_reentrant
+from fastiot.core.broker_api import BrokerConnection
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.env import env_broker
@@ -41,16 +52,19 @@ from fastiot.shared_broker import SharedBroker
 __all__ = [
     "DEFAULT_LOCAL_URL",
     "DEFAULT_STOP_TIMEOUT",
+    "ConnectionLease",
     "Stoppable",
     "broker_url",
     "connection",
     "enable_nested_loop",
     "ensure_broker",
+    "in_notebook",
     "register",
     "registered",
     "shutdown",
     "started_server",
     "unregister",
+    "use_connection",
 ]
 
 DEFAULT_LOCAL_URL = "nats://localhost:4222"
@@ -70,6 +84,10 @@ class _Workbench:
 
     def __init__(self) -> None:
         self.connection: NatsBrokerConnection | None = None
+        # Leases of the shared connection not yet released, and whether it stays open without them
+        # (in a notebook kernel, or once connection() was called).
+        self.users: int = 0
+        self.kept: bool = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lock: asyncio.Lock | None = None
         self.server: SharedBroker | None = None
@@ -84,8 +102,8 @@ def enable_nested_loop(loop: asyncio.AbstractEventLoop | None = None) -> bool:
     """Make ``loop`` (default: the running one) re-entrant, so blocking calls can run on its thread.
 
     A Jupyter cell runs on the kernel's running loop, where blocking on that loop would deadlock;
-    nest-asyncio2 lets the call run the loop until it completes instead. :func:`connection` calls this
-    for the kernel's loop; nothing else does.
+    nest-asyncio2 lets the call run the loop until it completes instead. The shared connection's first
+    blocking call on the loop's thread does this by itself; ``%%service`` calls it.
 
     Returns:
         True if the loop is (now) re-entrant; False without a running loop or for a loop class that
@@ -100,12 +118,19 @@ def enable_nested_loop(loop: asyncio.AbstractEventLoop | None = None) -> bool:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-    if not isinstance(loop, asyncio.BaseEventLoop):  # e.g. uvloop: cannot be patched
-        return False
-    import nest_asyncio2
+    return make_reentrant(loop)
 
-    nest_asyncio2.apply(loop)  # patches once; a second call for the same loop does nothing
-    return True
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (there the shared connection lives as long as the kernel).
+
+    Example:
+        >>> workbench.in_notebook()  # in a plain script  # doctest: +SKIP
+        False
+    """
+    ipython = sys.modules.get("IPython")  # never imported here: a script without IPython has no kernel
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def broker_url() -> str:
@@ -145,12 +170,13 @@ def started_server() -> SharedBroker | None:
 
 
 async def connection() -> NatsBrokerConnection:
-    """The kernel-wide broker connection on the running loop.
+    """The shared broker connection on the running loop, kept open until :func:`shutdown`.
 
     Created on first use, reused by every cell, widget and service, and created again if it was
-    closed. Starts a local broker when none is configured (see the module docs). Makes the running
-    loop re-entrant and allows blocking calls (``publish_sync``, ``request_sync``, ``run_threadsafe``)
-    on its thread for this connection, as a Jupyter cell needs.
+    closed. Starts a local broker when none is configured (see the module docs). It allows blocking
+    calls (``publish_sync``, ``request_sync``, ``run_threadsafe``) on the loop's thread, as a Jupyter
+    cell needs; the first one makes the loop re-entrant. In a plain script, call this once to have every
+    API share the connection until ``await workbench.shutdown()``.
 
     Raises:
         BrokerUnavailableError: A configured server is unreachable (the message names its URL).
@@ -159,21 +185,141 @@ async def connection() -> NatsBrokerConnection:
     Example:
         >>> broker = await workbench.connection()  # doctest: +SKIP
     """
+    return await _shared(keep=True)
+
+
+async def _shared(*, keep: bool) -> NatsBrokerConnection:
+    """The shared connection of the running loop; ``keep`` keeps it open, else it counts one more user."""
     loop = asyncio.get_running_loop()
-    nested = enable_nested_loop(loop)
     if _wb.loop is not loop or _wb.lock is None:
-        # A new loop (a new kernel or test): the old connection belonged to the old loop.
+        # A new loop (a new kernel, asyncio.run() or test): the old connection belonged to the old loop.
         _wb.loop, _wb.lock, _wb.connection = loop, asyncio.Lock(), None
     async with _wb.lock:
         current = _wb.connection
-        if current is not None and current.state != "closed" and not current.client.is_closed:
-            return current
-        url = await ensure_broker()
-        connection = await NatsBrokerConnection.connect(servers=url, name="fastiot-workbench")
-        # The opt-in of this one connection: only a re-entrant loop can serve a blocking call on its thread.
-        connection.allow_sync_calls_on_loop_thread = nested
-        _wb.connection = connection
-        return connection
+        if current is None or current.state == "closed" or current.client.is_closed:
+            url = await ensure_broker()
+            current = await NatsBrokerConnection.connect(servers=url, name="fastiot-workbench")
+            # The opt-in of this one connection; the loop is made re-entrant by the first blocking call.
+            current.allow_sync_calls_on_loop_thread = True
+            _wb.connection, _wb.users, _wb.kept = current, 0, False
+        if keep or in_notebook():
+            _wb.kept = True
+        else:
+            _wb.users += 1
+        return current
+
+
+async def _let_go(shared: NatsBrokerConnection) -> None:
+    """One user fewer of ``shared``; the last one closes it unless it is kept."""
+    lock = _wb.lock
+    if lock is None or _wb.loop is not asyncio.get_running_loop():
+        return  # the loop it belonged to is gone, and the connection with it
+    async with lock:
+        if _wb.connection is not shared:
+            return  # closed by shutdown() (or replaced after a close) meanwhile
+        _wb.users = max(0, _wb.users - 1)
+        if _wb.users or _wb.kept:
+            return
+        _wb.connection = None
+        try:
+            await asyncio.wait_for(shared.close(), DEFAULT_STOP_TIMEOUT)
+        except Exception:
+            _logger.exception("closing the shared connection failed")
+
+
+AnyConnection = TypeVar("AnyConnection", bound=BrokerConnection)
+
+
+class ConnectionLease(Generic[AnyConnection]):
+    """A connection one call or object uses (from :func:`use_connection`) until :meth:`release`.
+
+    ``async with`` releases it at the end of the block. Releasing the given connection does nothing;
+    releasing the shared one lets it close when nothing else uses it (in a plain script).
+
+    Attributes:
+        connection: The connection to use.
+        is_shared: Whether it is the workbench's shared connection (no connection was given).
+    """
+
+    def __init__(self, connection: AnyConnection, *, is_shared: bool, owner: Stoppable | None) -> None:
+        self.connection: AnyConnection = connection
+        self.is_shared: bool = is_shared
+        self._owner: Stoppable | None = owner
+        self._released: bool = False
+
+    async def release(self) -> None:
+        """Done with the connection (a second call does nothing); the owner is no longer the workbench's."""
+        if self._released:
+            return
+        self._released = True
+        if self._owner is not None:
+            unregister(self._owner)
+        if self.is_shared:
+            assert isinstance(self.connection, NatsBrokerConnection)
+            await _let_go(self.connection)
+
+    async def __aenter__(self) -> AnyConnection:
+        return self.connection
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.release()
+
+
+class _Using(Generic[AnyConnection]):
+    """What :func:`use_connection` returns: ``await`` it for a lease, ``async with`` it for a connection."""
+
+    def __init__(self, connection: AnyConnection | None, owner: Stoppable | None) -> None:
+        self._connection = connection
+        self._owner = owner
+        self._lease: ConnectionLease[Any] | None = None
+
+    async def _acquire(self) -> ConnectionLease[Any]:
+        if self._connection is not None:
+            return ConnectionLease(self._connection, is_shared=False, owner=None)
+        shared = await _shared(keep=False)
+        if self._owner is not None:
+            register(self._owner)
+        return ConnectionLease(shared, is_shared=True, owner=self._owner)
+
+    def __await__(self) -> Generator[Any, None, ConnectionLease[Any]]:
+        return self._acquire().__await__()
+
+    async def __aenter__(self) -> Any:
+        self._lease = await self._acquire()
+        return self._lease.connection
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()
+
+
+def use_connection(
+    connection: AnyConnection | None = None, *, owner: Stoppable | None = None
+) -> _Using[AnyConnection]:
+    """THE rule for the connection an API uses: ``connection`` if given, else the shared one.
+
+    Every API that takes ``connection=`` calls this. Without a connection it is the workbench's
+    shared connection on the running loop (:func:`connection`'s), opened on first use. In a notebook
+    kernel (and once :func:`connection` was called) the shared connection stays open for the next
+    cell; in a plain script the last user's release closes it, so a script leaves nothing open.
+
+    ``async with use_connection(connection) as broker:`` uses it for a block; ``lease = await
+    use_connection(connection, owner=self)`` holds it until ``await lease.release()``. ``owner``, an
+    object that keeps running between calls, is stopped by :func:`shutdown` until then.
+
+    Raises:
+        BrokerUnavailableError: A configured server is unreachable (the message names its URL).
+
+    Example:
+        >>> async with workbench.use_connection(None) as broker:  # doctest: +SKIP
+        ...     await broker.publish_raw("v1.hello", b"hi")
+    """
+    return _Using(connection, owner)
 
 
 def register(obj: Stoppable) -> None:
@@ -205,11 +351,11 @@ async def shutdown(timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
             _logger.exception("stopping %r failed", obj)
         unregister(obj)
     if _wb.connection is not None:
+        shared, _wb.connection, _wb.users, _wb.kept = _wb.connection, None, 0, False
         try:
-            await asyncio.wait_for(_wb.connection.close(), timeout)
+            await asyncio.wait_for(shared.close(), timeout)
         except Exception:
             _logger.exception("closing the workbench connection failed")
-        _wb.connection = None
     await asyncio.to_thread(_stop_server)
 
 

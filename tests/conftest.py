@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,18 @@ def prefix(request: pytest.FixtureRequest) -> str:
     """A subject prefix of this test alone (``test.<module>.<random>``): other tests never mix in."""
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     return f"test.{module}.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def opened_connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[NatsBrokerConnection, str]]:
+    """Every connection ``NatsBrokerConnection.connect()`` opens in the test, with the URL it reached."""
+    opened: list[tuple[NatsBrokerConnection, str]] = []
+    connect = NatsBrokerConnection.connect.__func__  # type: ignore[attr-defined]
+
+    async def counting(cls: type[NatsBrokerConnection], *args: Any, **kwargs: Any) -> NatsBrokerConnection:
+        connection = await connect(cls, *args, **kwargs)
+        opened.append((connection, connection.connected_url))
+        return connection
+
+    monkeypatch.setattr(NatsBrokerConnection, "connect", classmethod(counting))
+    return opened

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 import traitlets
 
+from fastiot import workbench
 from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot._words import plural  # re-exported: the widgets' counts read as the CLI's
 from fastiot.core.broker_connection import BrokerConnection, ConnectionState, NatsBrokerConnection
@@ -62,15 +63,15 @@ AnyConnection = TypeVar("AnyConnection", bound=BrokerConnection)
 
 
 async def resolve_connection(connection: AnyConnection | None) -> AnyConnection | NatsBrokerConnection:
-    """``connection`` itself, or the kernel-wide workbench connection (a NATS one) when it is ``None``.
+    """``connection`` itself, or the workbench's shared connection (a NATS one) when it is ``None``.
 
-    Typed so that a widget that needs a :class:`NatsBrokerConnection` (for JetStream) and takes only
-    that gets one back.
+    The rule of :func:`fastiot.workbench.use_connection`; a widget is a view in a notebook that keeps
+    the shared connection for as long as it is shown, so it holds it until ``workbench.shutdown()``
+    (as a notebook kernel does anyway). Typed so that a widget that needs a
+    :class:`NatsBrokerConnection` (for JetStream) and takes only that gets one back.
     """
     if connection is not None:
         return connection
-    from fastiot import workbench
-
     return await workbench.connection()
 
 

@@ -116,7 +116,7 @@ class LivePlot(LiveView):
         if isinstance(subjects, LiveSeries):
             series, owns = subjects, _owns_series
         else:
-            if not subjects or (isinstance(subjects, str) and not subjects.strip()):
+            if not isinstance(subjects, str) and not subjects:  # a bad pattern: LiveSeries says what is wrong
                 raise LivePlotError("give the subjects to plot, e.g. LivePlot('v1.thing.press_1.temp')")
             series = LiveSeries(
                 subjects,

@@ -38,6 +38,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from fastiot import workbench
 from fastiot.core.service import FastIoTService
 from fastiot.exceptions import ServiceCellError
 from fastiot.history import parse_duration
@@ -60,11 +61,9 @@ NO_SERVICES = "no services running"
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coro`` to completion from a magic, which runs synchronously on the kernel's running loop.
 
-    ``fastiot.workbench`` makes that loop re-entrant (nest-asyncio), so the coroutine runs right
+    This makes that loop re-entrant (nest-asyncio2), so the coroutine runs right
     here while the loop goes on serving everything else (the service's own tasks included).
     """
-    from fastiot import workbench
-
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -84,8 +83,6 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def running_services(name: str | None = None) -> list[ServiceRunner]:
     """The service runners the workbench owns (started and not stopped), optionally only class ``name``."""
-    from fastiot import workbench
-
     return [
         obj
         for obj in workbench.registered()

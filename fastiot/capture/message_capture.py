@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -31,6 +31,7 @@ from fastiot.core.broker_connection import (
 )
 from fastiot.core.data_models import Subject
 from fastiot.core.serialization import unpackb
+from fastiot.core.subject_helper import subject_targets
 from fastiot.payloads import Decoded, ValueDecoder, flatten, value_decoder
 from fastiot.payloads.decoding import is_msgpack_first
 from fastiot.rates import DEFAULT_RATE_WINDOW, message_rate
@@ -95,38 +96,7 @@ def flatten_payload(payload: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _subject_patterns(subjects: CaptureSubjects) -> list[tuple[str, type | None]]:
-    items: Iterable[Any]
-    if isinstance(subjects, (str, Subject)):
-        items = [subjects]
-    elif isinstance(subjects, Sequence):
-        items = subjects
-    else:
-        raise TypeError(
-            "subjects must be a NATS pattern string, a Subject or a list of them, "
-            f"got {type(subjects).__name__}"
-        )
-    result: list[tuple[str, type | None]] = []
-    for item in items:
-        if isinstance(item, Subject):
-            result.append((item.name, item.msg_cls))
-        elif isinstance(item, str):
-            if (
-                not item
-                or any(c.isspace() for c in item)
-                or ".." in item
-                or item.startswith(".")
-                or item.endswith(".")
-            ):
-                raise ValueError(
-                    f"{item!r} is not a NATS subject pattern; use dot separated tokens with * or > "
-                    f"wildcards, e.g. 'v1.thing.>'"
-                )
-            result.append((item, None))
-        else:
-            raise TypeError(f"each subject must be a pattern string or a Subject, got {type(item).__name__}")
-    if not result:
-        raise ValueError("give at least one subject to capture, e.g. MessageCapture('v1.thing.>')")
-    return result
+    return subject_targets(subjects)
 
 
 class MessageCapture(BrokerObserver):

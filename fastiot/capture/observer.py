@@ -35,6 +35,7 @@ from fastiot.capture.shared import Delivering, Feed, MessageHandler, shared_subs
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.exceptions import NotRunningError, PermissionDeniedError, WaitTimeoutError
+from fastiot.workbench import ConnectionLease, use_connection
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
@@ -84,8 +85,9 @@ class BrokerObserver:
     """The base of objects that observe NATS subjects on a connection (MessageCapture, SubjectIndex).
 
     Args:
-        connection: The broker connection; ``None`` uses the notebook kernel's connection
-            (``fastiot.workbench``), which also stops the observer on ``workbench.shutdown()``.
+        connection: The broker connection; ``None`` uses the workbench's shared one (the rule of
+            :func:`fastiot.workbench.use_connection`) while running, and ``workbench.shutdown()``
+            stops the observer.
         pending_msgs_limit: Messages the NATS client may buffer for the observer before it drops some.
         pending_bytes_limit: The same limit in bytes.
     """
@@ -103,7 +105,7 @@ class BrokerObserver:
     ) -> None:
         self._connection: BrokerConnection | None = connection
         self._active_connection: BrokerConnection | None = None
-        self._registered: bool = False
+        self._lease: ConnectionLease[Any] | None = None
         self._pending_msgs_limit: int = pending_msgs_limit
         self._pending_bytes_limit: int = pending_bytes_limit
         self._feeds: list[Feed] = []
@@ -201,8 +203,8 @@ class BrokerObserver:
     async def start(self) -> Any:
         """Subscribe and start collecting. Starting a running object does nothing.
 
-        Without an explicit connection this uses the notebook kernel's connection
-        (``await fastiot.workbench.connection()``), and ``workbench.shutdown()`` stops the object.
+        Without an explicit connection this uses the workbench's shared connection until :meth:`stop`
+        (:func:`fastiot.workbench.use_connection`), and ``workbench.shutdown()`` stops the object.
 
         Returns:
             The object itself, so ``capture = await MessageCapture(...).start()`` works.
@@ -224,20 +226,16 @@ class BrokerObserver:
         return self._lifecycle
 
     async def _start(self) -> None:
-        connection = self._connection
-        if connection is None:
-            from fastiot import workbench
-
-            connection = await workbench.connection()
+        lease = await use_connection(self._connection, owner=self)
         self._loop = asyncio.get_running_loop()
-        self._active_connection = connection
-        self._feeds = await self._subscribe_plan(connection)
+        self._active_connection = lease.connection
+        try:
+            self._feeds = await self._subscribe_plan(lease.connection)
+        except BaseException:
+            await lease.release()
+            raise
+        self._lease = lease
         self._started_ns = _time_ns()
-        if self._connection is None:
-            from fastiot import workbench
-
-            workbench.register(self)
-            self._registered = True
         self._rearm()
 
     async def stop(self) -> None:
@@ -251,14 +249,9 @@ class BrokerObserver:
             feeds, self._feeds = self._feeds, []
             for feed in feeds:
                 await _close_quietly(feed)
-        if self._registered:
-            self._registered = False
-            from fastiot import workbench
-
-            try:
-                workbench.unregister(self)
-            except (KeyError, ValueError):
-                pass  # already forgotten, e.g. while workbench.shutdown() stops everything
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()  # in a script the last user of the shared connection closes it
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -18,7 +18,24 @@ from typing import Any
 
 from fastiot.exceptions import SyncCallOnLoopThreadError
 
-__all__ = ["SyncBridge"]
+__all__ = ["SyncBridge", "make_reentrant"]
+
+
+def make_reentrant(loop: asyncio.AbstractEventLoop) -> bool:
+    """Make ``loop`` re-entrant (nest-asyncio2), so a blocking call can run it on its own thread.
+
+    nest-asyncio2 patches the loop's *class*, so this is done only when a blocking call on the loop's
+    thread really needs it (or by ``%%service``), never on import or connect.
+
+    Returns:
+        True if the loop is (now) re-entrant; False for a loop class that cannot be patched (e.g. uvloop).
+    """
+    if not isinstance(loop, asyncio.BaseEventLoop):  # e.g. uvloop: cannot be patched
+        return False
+    import nest_asyncio2  # only here: importing it patches nothing, but most programs never need it
+
+    nest_asyncio2.apply(loop)  # patches once; a second call for the same loop does nothing
+    return True
 
 
 class SyncBridge:
@@ -26,9 +43,9 @@ class SyncBridge:
 
     Attributes:
         allow_sync_calls_on_loop_thread: If True, a blocking call made on the loop's own thread runs
-            the coroutine to completion right there, which needs a re-entrant loop
-            (``nest_asyncio2.apply(loop)``; ``fastiot.workbench.connection()`` does both). If False
-            (default) such a call raises :class:`SyncCallOnLoopThreadError` instead of deadlocking.
+            the coroutine to completion right there; the first such call makes the loop re-entrant
+            (:func:`make_reentrant`). The workbench's connection sets it. If False (default) such a
+            call raises :class:`SyncCallOnLoopThreadError` instead of deadlocking.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -72,8 +89,9 @@ class SyncBridge:
             timeout: Seconds to wait; 0 waits until it is done.
 
         On the loop's own thread (e.g. a Jupyter cell) blocking would deadlock, so: if
-        :attr:`allow_sync_calls_on_loop_thread` is set, the coroutine runs to completion right here;
-        otherwise :class:`SyncCallOnLoopThreadError` says to ``await`` instead.
+        :attr:`allow_sync_calls_on_loop_thread` is set, the loop is made re-entrant (once) and the
+        coroutine runs to completion right here; otherwise :class:`SyncCallOnLoopThreadError` says to
+        ``await`` instead.
 
         Raises:
             concurrent.futures.TimeoutError: The result was not ready within ``timeout``.
@@ -88,8 +106,15 @@ class SyncBridge:
                 raise SyncCallOnLoopThreadError(
                     f"{name} was called synchronously on the event loop's own thread, where waiting would "
                     f"deadlock. Use `await` on the async method instead, or, in a notebook, the connection "
-                    f"of `await fastiot.workbench.connection()` (it makes the loop re-entrant and allows "
-                    f"blocking calls)."
+                    f"of `await fastiot.workbench.connection()` (it allows blocking calls and makes the "
+                    f"loop re-entrant for them)."
+                )
+            if not make_reentrant(loop):
+                name = getattr(coro, "__qualname__", "the coroutine")
+                coro.close()
+                raise SyncCallOnLoopThreadError(
+                    f"{name} was called synchronously on the event loop's own thread, and this loop "
+                    f"({type(loop).__name__}) cannot be made re-entrant; use `await` on the async method"
                 )
             task = loop.create_task(coro)
             try:

@@ -24,6 +24,7 @@ this module re-exports the names the seed documents here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ from fastiot.core.data_models import Msg, MsgPub, MsgReq, MsgResp, ReplySubject,
 from fastiot.core.logger import setup_logger
 from fastiot.core.permissions import Refusal, RefusalWatch, parse_refusal, same_subject
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
+from fastiot.core.subject_helper import check_subject
 from fastiot.core.subscription import (
     DEFAULT_MAX_PENDING_ERRORS,
     ERROR_HEADER,
@@ -152,6 +154,13 @@ def check_subject_length(subject: str) -> None:
             f"{MAX_SUBJECT_BYTES} bytes (nats-server closes a connection whose protocol line exceeds 4 KiB, "
             f"ending every subscription on it). Use shorter tokens, or put the detail into the payload"
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(subject: str, wildcards: bool) -> None:
+    """The subject check of every subscribe, publish and request, once per subject (they repeat)."""
+    check_subject(subject, wildcards=wildcards)
+    check_subject_length(subject)
 
 
 class _InitialConnectAbort(Exception):
@@ -562,7 +571,7 @@ class NatsBrokerConnection(BrokerConnection):
         pending_msgs_limit: int | None,
         pending_bytes_limit: int | None,
     ) -> NatsBrokerSubscription:
-        check_subject_length(name)
+        _checked(name, True)
         if pending_msgs_limit is None:
             pending_msgs_limit = self.pending_msgs_limit
         if pending_bytes_limit is None:
@@ -599,7 +608,8 @@ class NatsBrokerConnection(BrokerConnection):
 
         Raises:
             TypeError: If ``cb`` is not async or has another signature.
-            SubjectTooLongError: If the subject is too long for NATS.
+            InvalidSubjectError: If the subject is not a NATS subject (:class:`SubjectTooLongError`: too
+                long for NATS).
         """
         result = NatsBrokerSubscriptionSubject(
             subject=subject, cb=cb, subscription_error_cb=self._subscription_error_cb
@@ -644,7 +654,8 @@ class NatsBrokerConnection(BrokerConnection):
 
         Raises:
             TypeError: If ``cb`` is not async.
-            SubjectTooLongError: If the pattern is too long for NATS.
+            InvalidSubjectError: If the pattern is not a NATS pattern (:class:`SubjectTooLongError`: too
+                long for NATS).
         """
         result = RawSubscription(cb, subscription_error_cb=self._subscription_error_cb)
         await self._subscribe_nats(result, pattern, pending_msgs_limit, pending_bytes_limit)
@@ -691,7 +702,7 @@ class NatsBrokerConnection(BrokerConnection):
         self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
         # nats-py's own errors here say neither which message nor what to do; ours do, and are counted.
-        check_subject_length(subject)
+        _checked(subject, False)
         try:
             await self._client.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.OutboundBufferLimitError:
@@ -709,7 +720,8 @@ class NatsBrokerConnection(BrokerConnection):
             TypeError: If ``msg`` is not of the subject's model.
             PublishBufferFullError: The connection is down and the reconnect buffer is full; not sent.
             PayloadTooLargeError: The message is larger than the server's max_payload; not sent.
-            SubjectTooLongError: The subject is too long for NATS; not sent.
+            InvalidSubjectError: The subject is not a NATS subject (:class:`SubjectTooLongError`: too long
+                for NATS); not sent.
         """
         # A producer's hot path: one coroutine less than going through _send().
         await self._publish_nats(subject.name, serialize_to_bin(subject.msg_cls, msg))
@@ -745,7 +757,7 @@ class NatsBrokerConnection(BrokerConnection):
             >>> decode(reply.data, headers=reply.headers).value  # doctest: +SKIP
         """
         timeout = env_broker.default_timeout if timeout is None else timeout
-        check_subject_length(subject)
+        _checked(subject, False)
         try:
             response = await self._client.request(subject, payload, timeout=timeout, headers=headers)
         except nats.errors.TimeoutError:

@@ -18,7 +18,13 @@ from typing import Any, ClassVar, Union
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
-from fastiot.core.subject_helper import HIERARCHY, MSG_FORMAT_VERSION, WILDCARD_SAME_LEVEL, camel_to_snake
+from fastiot.core.subject_helper import (
+    HIERARCHY,
+    MSG_FORMAT_VERSION,
+    WILDCARD_SAME_LEVEL,
+    camel_to_snake,
+    check_subject,
+)
 from fastiot.core.time import ensure_tzinfo
 from fastiot.env import env_broker
 from fastiot.exceptions import SubjectHierarchyError
@@ -293,14 +299,11 @@ class Subject(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
+        # The one check of every API (an InvalidSubjectError, a ValueError, which pydantic reports).
         # Tabs and line breaks too: nats-py refuses them only when publishing, with a vaguer message.
-        whitespace = " " in v or "\t" in v or "\r" in v or "\n" in v
-        if not v or whitespace or ".." in v or v.startswith(".") or v.endswith("."):
-            raise ValueError(
-                f"{v!r} is not a valid NATS subject (no spaces, tabs, line breaks or empty tokens); "
-                f"use dot separated tokens like 'v1.thing.press_1'"
-            )
-        return v
+        # Wildcards are checked where the name is used (subscribe or publish): FastIoT's sanitized names
+        # (`MyModel.*x`) stay Subjects.
+        return check_subject(v, wildcards=None)
 
     @field_validator("msg_cls")
     @classmethod

@@ -12,17 +12,25 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any, Protocol, Union, runtime_checkable
+
+from fastiot.exceptions import InvalidSubjectError
 
 __all__ = [
     "HIERARCHY",
     "MSG_FORMAT_VERSION",
     "WILDCARD_SAME_LEVEL",
+    "NamedSubject",
+    "SubjectsArg",
     "camel_to_snake",
+    "check_subject",
     "filter_specific_sign",
     "is_fastiot1_inbox",
     "patterns_overlap",
     "sanitize_pub_subject_name",
     "subject_matches",
+    "subject_targets",
 ]
 
 MSG_FORMAT_VERSION = "v1"
@@ -36,6 +44,12 @@ WILDCARD_SAME_LEVEL = "*"
 # there, so it must here too, or the two would publish the same class on different subjects.
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
 _WHITESPACE_OR_WILDCARD = re.compile(r"[\s*]")
+# Characters NATS never accepts in a subject: white space (nats-py refuses it only when publishing,
+# nats-server drops the connection for it) and control characters.
+_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+_PATTERN_HINT = (
+    "use dot separated tokens, '*' for one token and '>' for the rest at the end, e.g. 'v1.thing.>'"
+)
 # FastIoT 1.x requests with a reply inbox of its own: "_INBOX" and a random number, no dot. Ours and
 # nats-py's are "_INBOX.<token>...".
 _FASTIOT1_INBOX = re.compile(r"_INBOX[0-9]+")
@@ -149,3 +163,124 @@ def patterns_overlap(a: str, b: str) -> bool:
         if x != y and WILDCARD_SAME_LEVEL not in (x, y):
             return False
     return True
+
+
+@runtime_checkable
+class NamedSubject(Protocol):
+    """A :class:`fastiot.core.data_models.Subject` as the subject checks see it: a name and a model."""
+
+    name: str
+    msg_cls: Any
+
+
+# What an API that listens to subjects takes: a pattern, a Subject, or a list of them.
+SubjectsArg = Union[str, NamedSubject, Sequence[Union[str, NamedSubject]]]  # noqa: UP007 - a runtime alias
+
+
+def check_subject(
+    subject: object,
+    *,
+    wildcards: bool | None = True,
+    error: type[InvalidSubjectError] = InvalidSubjectError,
+) -> str:
+    """``subject`` if NATS accepts it as a subject pattern (or, with ``wildcards=False``, a subject).
+
+    THE check of subjects and patterns: every API that takes one calls it, so the same mistake gives
+    the same error everywhere. A :class:`Subject` is not accepted here; :func:`subject_targets` takes
+    its name.
+
+    Args:
+        subject: The subject or pattern.
+        wildcards: Whether ``*`` (one token) and a final ``>`` (the rest) are allowed; ``None`` for a
+            name that may be either, as a :class:`Subject`'s (only the tokens' syntax is checked).
+        error: The :class:`InvalidSubjectError` subclass to raise (an API's own, e.g. a recording's).
+
+    Raises:
+        InvalidSubjectError: It is no string, empty, has an empty token (``a..b``), white space or a
+            control character, a ``>`` before the end (``v1.>.x``), a wildcard inside a token of a
+            pattern (``th*ng``), or, with ``wildcards=False``, a wildcard token.
+
+    Example:
+        >>> check_subject("v1.thing.>")
+        'v1.thing.>'
+        >>> check_subject("v1.>.x")
+        Traceback (most recent call last):
+        ...
+        fastiot.exceptions.InvalidSubjectError: 'v1.>.x' is not a NATS subject pattern: '>' must be \
+the last token; use dot separated tokens, '*' for one token and '>' for the rest at the end, e.g. 'v1.thing.>'
+    """
+    what = "NATS subject pattern" if wildcards else "NATS subject"
+    if wildcards is None:
+        what = "NATS subject or pattern"
+    if not isinstance(subject, str):
+        raise error(f"a {what} must be a string like 'v1.thing.>', got {type(subject).__name__} {subject!r}")
+    problem = _subject_problem(subject, wildcards)
+    if problem is not None:
+        hint = _PATTERN_HINT if wildcards else "write tokens joined by dots, e.g. 'v1.thing.press_1'"
+        raise error(f"{subject!r} is not a {what}: {problem}; {hint}")
+    return subject
+
+
+def _subject_problem(subject: str, wildcards: bool | None) -> str | None:
+    if not subject:
+        return "it is empty"
+    if _FORBIDDEN.search(subject):
+        return "it has white space or a control character"
+    tokens = subject.split(".")
+    if not all(tokens):
+        return "it has an empty token (two dots, or a dot at an end)"
+    if wildcards is None:
+        return None
+    for i, token in enumerate(tokens):
+        if token in (WILDCARD_SAME_LEVEL, HIERARCHY):
+            if not wildcards:
+                return f"{token!r} is a wildcard; a message goes to one concrete subject"
+            if token == HIERARCHY and i < len(tokens) - 1:
+                return "'>' must be the last token"
+        elif wildcards and (WILDCARD_SAME_LEVEL in token or HIERARCHY in token):
+            # In a subject NATS takes `th*ng` literally; in a pattern it is most likely a mistake.
+            return f"the token {token!r} mixes a wildcard with other characters"
+    return None
+
+
+def subject_targets(
+    subjects: object,
+    *,
+    error: type[InvalidSubjectError] = InvalidSubjectError,
+    example: str = "'v1.thing.>'",
+) -> list[tuple[str, Any]]:
+    """The (pattern, model) pairs of a pattern, a :class:`Subject` or a list of them, each checked.
+
+    THE normalization of what an API that listens to subjects is given; the model is ``None`` for a
+    pattern string. A pattern given twice is kept once (the first one).
+
+    Raises:
+        InvalidSubjectError: A pattern is not valid (see :func:`check_subject`), or the list is empty.
+        TypeError: ``subjects``, or an item of the list, is neither a string nor a Subject.
+
+    Example:
+        >>> subject_targets(["v1.thing.>", "v1.alarm.*", "v1.thing.>"])
+        [('v1.thing.>', None), ('v1.alarm.*', None)]
+    """
+    items: Sequence[object]
+    if isinstance(subjects, (str, NamedSubject)):
+        items = [subjects]
+    elif isinstance(subjects, Sequence):
+        items = subjects
+    else:
+        raise TypeError(
+            f"subjects must be a NATS pattern string like {example}, a Subject or a list of them, "
+            f"got {type(subjects).__name__}"
+        )
+    targets: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, str):
+            pattern, model = item, None
+        elif isinstance(item, NamedSubject):
+            pattern, model = item.name, item.msg_cls
+        else:
+            raise TypeError(f"each subject must be a pattern string or a Subject, got {type(item).__name__}")
+        targets.setdefault(check_subject(pattern, error=error), model)
+    if not targets:
+        raise error(f"give at least one subject pattern, e.g. {example}")
+    return list(targets.items())

@@ -1,14 +1,11 @@
-"""The connection a history call uses when it is given none, and JetStream errors made readable.
+"""JetStream errors made readable.
 
-In a notebook kernel that is the kernel-wide connection (``fastiot.workbench.connection()``); in a
-script, a connection described by ``FASTIOT_NATS_*``, opened for the call and closed after it.
+Which connection a history call uses when it is given none is the workbench's rule
+(:func:`fastiot.workbench.use_connection`).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import nats.errors
@@ -18,7 +15,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.env import env_broker, redact_url
 from fastiot.exceptions import HistoryServerError, JetStreamUnavailableError
 
-__all__ = ["in_notebook", "jetstream_error", "server_url", "using_connection"]
+__all__ = ["jetstream_error", "server_url"]
 
 # JetStream's error codes that mean "JetStream is there, but not ready" (a cluster without a leader yet).
 _NOT_READY_CODES = {10008, 10009}
@@ -31,29 +28,6 @@ JETSTREAM_HINT = (
     "start nats-server with JetStream: `nats-server -js`, or add `jetstream {}` (with a store_dir) to "
     "its configuration; the broker fastiot-workbench starts has it on"
 )
-
-
-def in_notebook() -> bool:
-    """Whether this runs in a Jupyter kernel (there, calls share the kernel-wide connection)."""
-    return "ipykernel" in sys.modules and "ipykernel.kernelapp" in sys.modules
-
-
-@asynccontextmanager
-async def using_connection(connection: NatsBrokerConnection | None) -> AsyncIterator[NatsBrokerConnection]:
-    """The given connection, else the kernel's (in a notebook), else a new one closed at the end."""
-    if connection is not None:
-        yield connection
-        return
-    if in_notebook():
-        from fastiot import workbench
-
-        yield await workbench.connection()
-        return
-    own = await NatsBrokerConnection.connect(name="fastiot-history")
-    try:
-        yield own
-    finally:
-        await own.close()
 
 
 def server_url(connection: NatsBrokerConnection) -> str:

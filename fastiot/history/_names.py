@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from typing import Union
 
 from fastiot.core.data_models import Subject
-from fastiot.exceptions import InvalidRecordingError
+from fastiot.core.subject_helper import check_subject, patterns_overlap, subject_targets
+from fastiot.exceptions import InvalidRecordingError, InvalidRecordingSubjectError, InvalidSubjectError
 
 __all__ = [
     "MAX_NAME_LENGTH",
     "RecordingSubjects",
     "check_prefix",
     "check_stream_name",
-    "pattern_matches",
     "patterns_overlap",
     "subject_patterns",
 ]
@@ -55,48 +55,21 @@ def check_stream_name(name: object, what: str = "recording name") -> str:
     return name
 
 
-def _check_pattern(pattern: str) -> str:
-    tokens = pattern.split(".")
-    valid = bool(pattern) and not any(c.isspace() for c in pattern) and all(tokens)
-    valid = valid and all(t in ("*", ">") or ("*" not in t and ">" not in t) for t in tokens)
-    valid = valid and ">" not in tokens[:-1]
-    if not valid:
-        raise InvalidRecordingError(
-            f"{pattern!r} is not a NATS subject pattern; use dot separated tokens, '*' for one token and "
-            f"'>' for the rest at the end, e.g. 'v1.thing.>'"
-        )
-    return pattern
-
-
 def subject_patterns(subjects: RecordingSubjects) -> list[str]:
     """The patterns of a pattern, a :class:`Subject` or a list of them (duplicates dropped).
 
+    Checked by :func:`fastiot.core.subject_helper.subject_targets`, as every API checks patterns.
+
     Raises:
-        InvalidRecordingError: A pattern is malformed, the list is empty, or an item is of another type.
+        InvalidRecordingSubjectError: A pattern is malformed or the list is empty (an
+            :class:`InvalidRecordingError` and an :class:`InvalidSubjectError`).
+        InvalidRecordingError: ``subjects``, or an item of it, is neither a pattern nor a Subject.
     """
-    items: Sequence[object]
-    if isinstance(subjects, (str, Subject)):
-        items = [subjects]
-    elif isinstance(subjects, Sequence):
-        items = subjects
-    else:
-        raise InvalidRecordingError(
-            f"subjects must be a pattern like 'v1.thing.>', a Subject or a list of them, "
-            f"got {type(subjects).__name__}"
-        )
-    patterns: list[str] = []
-    for item in items:
-        if isinstance(item, Subject):
-            pattern = item.name
-        elif isinstance(item, str):
-            pattern = item
-        else:
-            raise InvalidRecordingError(f"each subject must be a pattern or a Subject, got {item!r}")
-        if _check_pattern(pattern) not in patterns:
-            patterns.append(pattern)
-    if not patterns:
-        raise InvalidRecordingError("give at least one subject pattern to record, e.g. 'v1.thing.>'")
-    return patterns
+    try:
+        targets = subject_targets(subjects, error=InvalidRecordingSubjectError)
+    except TypeError as e:
+        raise InvalidRecordingError(str(e)) from None
+    return [pattern for pattern, _ in targets]
 
 
 def check_prefix(prefix: str) -> str:
@@ -109,30 +82,15 @@ def check_prefix(prefix: str) -> str:
         raise InvalidRecordingError(
             f"subject_prefix must be a non-empty string like 'replay', got {prefix!r}"
         )
-    tokens = prefix.split(".")
-    if not all(tokens) or any(c.isspace() for c in prefix) or "*" in prefix or ">" in prefix:
-        raise InvalidRecordingError(
+    # No wildcard character at all: in front of every replayed subject even a literal `*` would mislead.
+    bad = "*" in prefix or ">" in prefix
+    try:
+        check_subject(prefix, wildcards=False)
+    except InvalidSubjectError:
+        bad = True
+    if bad:
+        raise InvalidRecordingSubjectError(
             f"subject_prefix {prefix!r} must be plain subject tokens without wildcards, e.g. 'replay' or "
             f"'test.replay' (messages go to PREFIX.SUBJECT)"
         )
     return prefix
-
-
-def pattern_matches(pattern: str, subject: str) -> bool:
-    """Whether the NATS ``pattern`` matches the plain ``subject``."""
-    return patterns_overlap(pattern, subject)
-
-
-def patterns_overlap(a: str, b: str) -> bool:
-    """Whether some subject matches both NATS patterns ``a`` and ``b``."""
-    ta, tb = a.split("."), b.split(".")
-    for i in range(max(len(ta), len(tb))):
-        x = ta[i] if i < len(ta) else None
-        y = tb[i] if i < len(tb) else None
-        if x == ">" or y == ">":
-            return x is not None and y is not None
-        if x is None or y is None:
-            return False
-        if x != y and x != "*" and y != "*":
-            return False
-    return True

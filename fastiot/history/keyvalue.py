@@ -31,8 +31,9 @@ from nats.js.kv import KeyValue
 from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import BucketNotFoundError, HistoryReadError, InvalidRecordingError
-from fastiot.history._connection import jetstream_error, using_connection
+from fastiot.history._connection import jetstream_error
 from fastiot.history._frames import decode_value
+from fastiot.workbench import ConnectionLease, use_connection
 
 __all__ = ["CHECK_INTERVAL", "Bucket", "BucketInfo", "BucketWatch", "KeyEntry", "WatchState"]
 
@@ -222,7 +223,7 @@ class Bucket:
             BucketNotFoundError: There is no such bucket.
         """
         bucket = cls(name, connection=connection)
-        async with using_connection(connection) as conn:
+        async with use_connection(connection) as conn:
             await bucket._kv(conn)
         return bucket
 
@@ -240,7 +241,7 @@ class Bucket:
 
     async def info(self, *, connection: NatsBrokerConnection | None = None) -> BucketInfo:
         """How many entries the bucket holds, and its settings."""
-        async with using_connection(connection or self.connection) as conn:
+        async with use_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
             try:
                 status = await kv.status()
@@ -261,7 +262,7 @@ class Bucket:
         self, pattern: str = ">", *, connection: NatsBrokerConnection | None = None
     ) -> builtins.list[str]:
         """The keys that have a value (not deleted), sorted; ``pattern`` may use ``*`` and ``>``."""
-        async with using_connection(connection or self.connection) as conn:
+        async with use_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
             # Deletes are filtered here, not by nats-py: every stored key must hand out an entry.
             entries = await _initial_entries(conn, kv, self.name, pattern, meta_only=True)
@@ -269,7 +270,7 @@ class Bucket:
 
     async def get(self, key: str, *, connection: NatsBrokerConnection | None = None) -> KeyEntry | None:
         """The current value of ``key``, or None if it has none (never set, deleted or purged)."""
-        async with using_connection(connection or self.connection) as conn:
+        async with use_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
             try:
                 entry = await kv.get(key)
@@ -286,7 +287,7 @@ class Bucket:
 
         The changes between two revisions are ``fastiot.payloads.diff(older.value, newer.value)``.
         """
-        async with using_connection(connection or self.connection) as conn:
+        async with use_connection(connection or self.connection) as conn:
             kv = await self._kv(conn)
             # Not kv.history(): it trusts nats-py's end marker, which can come before the entries.
             entries = await _initial_entries(conn, kv, self.name, key, include_history=True)
@@ -335,8 +336,7 @@ class BucketWatch:
         self._check: asyncio.Task[None] | None = None
         self._ready: asyncio.Event = asyncio.Event()
         self._advisory: Any = None
-        self._registered: bool = False
-        self._own_connection: NatsBrokerConnection | None = None
+        self._lease: ConnectionLease[Any] | None = None
 
     def on_change(self, callback: Any, remove: bool = False) -> None:
         """Call ``callback(entry)`` (a plain function) for every change of a watched key (``entry.operation``
@@ -360,24 +360,17 @@ class BucketWatch:
         """
         if self._task is not None:
             return self
-        from fastiot.history._connection import in_notebook
-
-        if self.connection is None and in_notebook():
-            from fastiot import workbench
-
-            self.connection = await workbench.connection()
-            workbench.register(self)
-            self._registered = True
-        elif self.connection is None:
-            self._own_connection = self.connection = await NatsBrokerConnection.connect(
-                name="fastiot-kv-watch"
+        self._lease = await use_connection(self.connection, owner=self)
+        conn = self.connection = self._lease.connection
+        try:
+            kv = await self.bucket._kv(conn)
+            watcher = await kv.watch(self.keys)
+            self._advisory = await conn.client.subscribe(
+                f"$JS.EVENT.ADVISORY.STREAM.DELETED.{_STREAM_PREFIX}{self.bucket.name}", cb=self._on_deleted
             )
-        conn = self.connection
-        kv = await self.bucket._kv(conn)
-        watcher = await kv.watch(self.keys)
-        self._advisory = await conn.client.subscribe(
-            f"$JS.EVENT.ADVISORY.STREAM.DELETED.{_STREAM_PREFIX}{self.bucket.name}", cb=self._on_deleted
-        )
+        except BaseException:
+            await self.stop()  # gives the connection back
+            raise
         self._ready.clear()
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(
@@ -434,15 +427,10 @@ class BucketWatch:
         if advisory is not None:
             with contextlib.suppress(Exception):
                 await advisory.unsubscribe()
-        if self._registered:
-            from fastiot import workbench
-
-            workbench.unregister(self)
-            self._registered = False
-            self.connection = None
-        own, self._own_connection = self._own_connection, None
-        if own is not None:
-            self.connection = None
-            await own.close()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            if lease.is_shared:
+                self.connection = None  # the next start() asks the workbench again
+            await lease.release()
         if self.state is WatchState.WATCHING:
             self._set_state(WatchState.STOPPED)

@@ -37,12 +37,13 @@ from fastiot.exceptions import (
     SubjectsOverlapError,
 )
 from fastiot.history._config import differences, stream_config, unlimited
-from fastiot.history._connection import jetstream_error, using_connection
+from fastiot.history._connection import jetstream_error
 from fastiot.history._frames import FrameBuilder
 from fastiot.history._names import RecordingSubjects, check_stream_name, subject_patterns
 from fastiot.history._reader import StreamReader
 from fastiot.history.info import RecordingInfo, SubjectRange
 from fastiot.history.ranges import Bound, resolve_range
+from fastiot.workbench import use_connection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,7 +87,7 @@ class Recording:
 
     @asynccontextmanager
     async def _using(self, connection: NatsBrokerConnection | None) -> AsyncIterator[NatsBrokerConnection]:
-        async with using_connection(connection or self.connection) as conn:
+        async with use_connection(connection or self.connection) as conn:
             yield conn
 
     def _not_found(self, deleted: bool = True) -> RecordingNotFoundError:
@@ -154,7 +155,7 @@ class Recording:
         name = check_stream_name(name)
         patterns = subject_patterns(subjects)
         config = stream_config(name, patterns, max_age, max_bytes, max_msgs, storage, replicas)
-        async with using_connection(connection) as conn:
+        async with use_connection(connection) as conn:
             jsm = conn.client.jsm()
             doing = f"starting recording {name!r}"
             try:
@@ -224,7 +225,7 @@ class Recording:
             >>> rec = await Recording.open("plant")  # doctest: +SKIP
         """
         recording = cls(name, connection=connection)
-        async with using_connection(connection) as conn:
+        async with use_connection(connection) as conn:
             try:
                 info = await conn.client.jsm().stream_info(recording.name)
             except nats.js.errors.NotFoundError:
@@ -243,7 +244,7 @@ class Recording:
             ['plant']
         """
         recordings: list[Recording] = []
-        async with using_connection(connection) as conn:
+        async with use_connection(connection) as conn:
             jsm = conn.client.jsm()
             try:
                 while True:

@@ -26,11 +26,11 @@ from fastiot._callbacks import CallbackList
 from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import InvalidRecordingError, ReplayLoopError, WaitTimeoutError
-from fastiot.history._connection import in_notebook, using_connection
 from fastiot.history._consumers import count_from
 from fastiot.history._names import check_prefix, patterns_overlap, subject_patterns
 from fastiot.history._reader import StreamReader
 from fastiot.history.ranges import Bound, resolve_range
+from fastiot.workbench import Stoppable, use_connection
 
 if TYPE_CHECKING:
     from fastiot.history._names import RecordingSubjects
@@ -91,7 +91,6 @@ class Replay:
         self._task: asyncio.Task[None] | None = None
         self._stack: AsyncExitStack | None = None  # the read (and a connection this replay opened)
         self._stopping: bool = False
-        self._registered: bool = False
 
     def __repr__(self) -> str:
         speed = "max" if self.speed is None else f"{self.speed:g}x"
@@ -206,10 +205,6 @@ class Replay:
         if stack is not None:
             with contextlib.suppress(Exception):
                 await stack.aclose()
-        if self._registered:
-            from fastiot import workbench
-
-            workbench.unregister(cast("workbench.Stoppable", self))
         self._notify(force=True)
 
     async def _publish_all(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
@@ -298,7 +293,10 @@ async def start_replay(
     replay = Replay(recording.name, speed=None if speed is None else float(speed), subject_prefix=prefix)
     stack = AsyncExitStack()
     try:
-        source = await stack.enter_async_context(using_connection(recording.connection))
+        # A replay on the shared connection keeps running between cells: workbench.shutdown() stops it.
+        lease = await use_connection(recording.connection, owner=cast("Stoppable", replay))
+        stack.push_async_callback(lease.release)
+        source: NatsBrokerConnection = lease.connection
         destination = target or source
         stream = await recording._stream_info(source)
         recorded = list(stream.config.subjects or [])
@@ -330,12 +328,6 @@ async def start_replay(
     except BaseException:
         await stack.aclose()
         raise
-    if recording.connection is None and target is None and in_notebook():
-        from fastiot import workbench
-
-        # stop() returns an awaitable (a Future), which is what the workbench awaits on shutdown.
-        workbench.register(cast("workbench.Stoppable", replay))
-        replay._registered = True
     replay._stack = stack
     replay._task = asyncio.get_running_loop().create_task(replay._run(reader, destination))
     return replay

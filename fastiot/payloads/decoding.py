@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,8 +23,15 @@ import msgpack
 import pydantic
 
 from fastiot.core.serialization import unpackb
-from fastiot.core.subject_helper import patterns_overlap, subject_matches
-from fastiot.exceptions import DecoderRegistrationError
+from fastiot.core.subject_helper import (
+    NamedSubject,
+    SubjectsArg,
+    check_subject,
+    patterns_overlap,
+    subject_matches,
+    subject_targets,
+)
+from fastiot.exceptions import DecoderRegistrationError, InvalidDecoderSubjectError
 from fastiot.payloads.models import model_for_subject
 from fastiot.payloads.text import fields as model_fields
 from fastiot.payloads.text import limit_depth, to_text
@@ -105,9 +113,7 @@ class _Registered:
 _decoders: dict[str, _Registered] = {}
 
 
-def register_decoder(
-    name: str, function: Callable[[bytes], Any], subjects: str | Sequence[str] = ">"
-) -> None:
+def register_decoder(name: str, function: Callable[[bytes], Any], subjects: SubjectsArg = ">") -> None:
     """Decode payloads on matching subjects with ``function`` before trying the built-in formats.
 
     ``function(data)`` returns the decoded value, or raises if the payload is not its format; then
@@ -117,11 +123,13 @@ def register_decoder(
     Args:
         name: The decoder's name; it becomes :attr:`Decoded.kind` of what it decodes.
         function: Takes the payload bytes, returns the value.
-        subjects: A NATS pattern or a list of them; the decoder is tried on matching subjects only.
+        subjects: A NATS pattern, a :class:`Subject` or a list of them; the decoder is tried on matching
+            subjects only.
 
     Raises:
-        DecoderRegistrationError: If the name is empty, ``function`` is not callable or a pattern is
-            no NATS pattern.
+        DecoderRegistrationError: If the name is empty or ``function`` is not callable.
+        InvalidDecoderSubjectError: A pattern is no NATS pattern, or there is none (an
+            :class:`InvalidSubjectError` and a ``DecoderRegistrationError``).
 
     Example:
         >>> import cbor2  # doctest: +SKIP
@@ -133,20 +141,7 @@ def register_decoder(
         raise DecoderRegistrationError(
             f"the decoder {name!r} must be a function taking the payload bytes, got {type(function).__name__}"
         )
-    patterns = (subjects,) if isinstance(subjects, str) else tuple(subjects)
-    for pattern in patterns:
-        if (
-            not isinstance(pattern, str)
-            or not pattern
-            or any(c.isspace() for c in pattern)
-            or ".." in pattern
-        ):
-            raise DecoderRegistrationError(
-                f"the decoder {name!r}: {pattern!r} is not a NATS subject pattern; "
-                "use e.g. '>' or 'v1.proto.>'"
-            )
-    if not patterns:
-        raise DecoderRegistrationError(f"the decoder {name!r} needs at least one subject pattern, e.g. '>'")
+    patterns = tuple(p for p, _ in subject_targets(subjects, error=InvalidDecoderSubjectError))
     _decoders.pop(name, None)
     _decoders[name] = _Registered(name, function, patterns)
 
@@ -187,10 +182,16 @@ def _content_type(headers: Mapping[str, str] | None) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _check_arrival_subject(subject: str) -> None:
+    """Check a subject once: messages arrive on the same few subjects again and again."""
+    check_subject(subject, wildcards=False)
+
+
 def decode(
     data: bytes,
     *,
-    subject: str | None = None,
+    subject: str | NamedSubject | None = None,
     headers: Mapping[str, str] | None = None,
     typed: bool = True,
 ) -> Decoded:
@@ -201,7 +202,8 @@ def decode(
 
     Args:
         data: The payload bytes.
-        subject: The subject it arrived on (selects registered decoders and the model).
+        subject: The subject it arrived on (selects registered decoders and the model), as a string or
+            a :class:`Subject` (whose model is then the one decoded to).
         headers: The message's NATS headers, if any.
         typed: Decode to the subject's FastIoTData model when there is one.
 
@@ -211,7 +213,17 @@ def decode(
         Decoded(kind='msgpack', value={'a': 1}, error=None, decoder='msgpack', note=None)
         >>> decode(b"21.5 degC").kind
         'text'
+
+    Raises:
+        InvalidSubjectError: ``subject`` is not a NATS subject (wildcards, empty tokens, white space).
     """
+    model: type[pydantic.BaseModel] | None = None
+    if subject is not None:
+        if isinstance(subject, NamedSubject):
+            msg_cls = subject.msg_cls
+            model = msg_cls if isinstance(msg_cls, type) and issubclass(msg_cls, pydantic.BaseModel) else None
+            subject = subject.name
+        _check_arrival_subject(subject)
     failures: list[str] = []
     for registered in _decoders_for(subject):
         try:
@@ -235,7 +247,10 @@ def decode(
         failures.append("not UTF-8 text")
         return Decoded("bytes", data, ", ".join(failures), "bytes")
     value = limit_depth(value)
-    model = model_for_subject(subject) if typed and subject else None
+    if not typed:
+        model = None
+    elif model is None and subject:
+        model = model_for_subject(subject)
     if model is not None and isinstance(value, dict):
         try:
             instance = model.__pydantic_validator__.validate_python(value)
@@ -308,7 +323,7 @@ def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool
     if any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects):
 
         def decode_registered(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-            return decode(data, subject=subject, headers=headers, typed=False)
+            return decode(data, subject=subject or None, headers=headers, typed=False)
 
         return decode_registered
 

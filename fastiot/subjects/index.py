@@ -31,8 +31,9 @@ from fastiot.core.broker_connection import (
     BrokerConnection,
 )
 from fastiot.core.data_models import Subject
-from fastiot.core.subject_helper import subject_matches
+from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
+from fastiot.exceptions import InvalidSubjectError
 from fastiot.payloads import Decoded, decode, value_decoder
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -261,7 +262,7 @@ class SubjectIndex(BrokerObserver):
         the hand-over is counted once. Listeners get the subjects dropped. Calls are taken one at a time.
 
         Raises:
-            ValueError: If ``pattern`` is not a NATS pattern.
+            InvalidSubjectError: If ``pattern`` is not a NATS pattern (a ``ValueError``).
 
         Example:
             >>> async def main(index):
@@ -662,8 +663,10 @@ class SubjectIndex(BrokerObserver):
 
 
 def _parse_pattern(pattern: str | Subject) -> tuple[str, type | None]:
-    if isinstance(pattern, Subject):
-        return pattern.name, pattern.msg_cls
-    if isinstance(pattern, str) and pattern and not any(c.isspace() for c in pattern):
-        return pattern, None
-    raise ValueError(f"{pattern!r} is not a NATS subject pattern; use e.g. '>' or 'v1.thing.>'")
+    targets = subject_targets(pattern, example="'>' or 'v1.thing.>'")
+    if len(targets) > 1:
+        raise InvalidSubjectError(
+            f"a subject index watches one pattern, got {len(targets)}; give the pattern that covers them "
+            f"(e.g. 'v1.>'), or one index per pattern"
+        )
+    return targets[0]

@@ -224,7 +224,9 @@ async def test_a_too_long_subject_is_refused_and_the_connection_survives(
     await collector.thing_count.wait_for(1)
 
 
-@pytest.mark.parametrize("name", ["v1.thing.a b", "v1.thing.a\tb", "v1.thing.a\r\nPUB x 1", "v1..x", "v1.x."])
+@pytest.mark.parametrize(
+    "name", ["v1.thing.a b", "v1.thing.a\tb", "v1.thing.a\r\nPUB x 1", "v1..x", "v1.x.", ""]
+)
 def test_subjects_with_whitespace_or_empty_tokens_are_rejected_up_front(name: str) -> None:
-    with pytest.raises(pydantic.ValidationError, match="not a valid NATS subject"):
+    with pytest.raises(pydantic.ValidationError, match="is not a NATS subject"):
         Subject(name=name, msg_cls=dict)

@@ -127,7 +127,8 @@ def test_run_threadsafe_without_an_event_loop_says_so() -> None:
 # Every case runs in a fresh interpreter: nest_asyncio2.apply() patches the event loop *class*, so once
 # anything in this test session (the workbench tests, say) has applied it, every loop here is nested.
 # Blocking calls on the loop's thread are an opt-in per connection (allow_sync_calls_on_loop_thread,
-# which the workbench sets); a re-entrant loop alone does not allow them.
+# which the workbench sets); a re-entrant loop alone does not allow them, and the opt-in makes the loop
+# re-entrant at the first such call.
 
 LOOP_THREAD_SCRIPT = textwrap.dedent(
     """
@@ -142,7 +143,7 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
     from fastiot.exceptions import SyncCallOnLoopThreadError
 
     NESTED = sys.argv[1] in ("nested", "nested-not-allowed")
-    ALLOWED = sys.argv[1] == "nested"
+    ALLOWED = sys.argv[1] in ("nested", "allowed")
 
 
     class Ping(FastIoTPublish):
@@ -243,8 +244,15 @@ LOOP_THREAD_SCRIPT = textwrap.dedent(
             "run_threadsafe=SyncCallOnLoopThreadError " * 2 + "ping=9",
         ),
         ("nested", "publish_sync=None request_sync=40 run_threadsafe=42 " * 2 + "pings=[1, 1]"),
+        # The opt-in alone: the first blocking call makes the loop re-entrant.
+        ("allowed", "publish_sync=None request_sync=40 run_threadsafe=42 " * 2 + "pings=[1, 1]"),
     ],
-    ids=["without-nest-asyncio-raises", "re-entrant-loop-without-opt-in-raises", "opted-in-completes"],
+    ids=[
+        "without-nest-asyncio-raises",
+        "re-entrant-loop-without-opt-in-raises",
+        "opted-in-completes",
+        "opted-in-patches-the-loop-when-needed",
+    ],
 )
 def test_sync_calls_on_the_loop_thread(
     tmp_path: Any, nats_server: NatsServer, mode: str, expected: str

@@ -10,7 +10,6 @@ from fastiot import workbench
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingDeletedError, RecordingExistsError, RecordingNotFoundError
 from fastiot.history import Recording
-from fastiot.history import _connection as history_connection
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from tests.history.conftest import publish, recorded, things
@@ -139,9 +138,10 @@ async def test_delete_removes_the_stream_and_later_calls_say_so(
             await call
 
 
-async def test_without_a_connection_a_script_uses_the_fastiot_nats_settings(
-    use_js_server: str, name: str
+async def test_without_a_connection_a_script_uses_the_fastiot_nats_settings_and_leaves_nothing_open(
+    use_js_server: str, name: str, opened_connections: list[tuple[NatsBrokerConnection, str]]
 ) -> None:
+    opened = opened_connections
     rec = await Recording.start(name, "v1.script.>")
     try:
         assert rec.connection is None
@@ -149,27 +149,27 @@ async def test_without_a_connection_a_script_uses_the_fastiot_nats_settings(
         assert (await rec.info()).messages == 0
     finally:
         await rec.delete()
+    assert opened and all(url == use_js_server for _, url in opened)
+    assert all(c.state == "closed" for c, _ in opened), "a script's calls must not leave a connection open"
 
 
 async def test_without_a_connection_a_notebook_uses_the_kernel_wide_connection(
-    use_js_server: str, name: str, monkeypatch: pytest.MonkeyPatch
+    use_js_server: str,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    opened_connections: list[tuple[NatsBrokerConnection, str]],
 ) -> None:
-    monkeypatch.setattr(history_connection, "in_notebook", lambda: True)
-    used: list[NatsBrokerConnection] = []
-    kernel_connection = workbench.connection
-
-    async def spy() -> NatsBrokerConnection:
-        used.append(await kernel_connection())
-        return used[-1]
-
-    monkeypatch.setattr(workbench, "connection", spy)
+    monkeypatch.setattr(workbench, "in_notebook", lambda: True)
+    opened = opened_connections
     try:
         rec = await Recording.start(name, "v1.kernel.>")
         assert (await rec.info()).name == name
         await rec.delete()
         # Every call used the kernel's one connection and left it open for the next cells.
-        assert len(used) == 3 and all(c is used[0] for c in used)
-        assert used[0].state == "connected"
-        assert used[0].connected_url == use_js_server
+        assert len(opened) == 1
+        kernel_connection, url = opened[0]
+        assert kernel_connection.state == "connected"
+        assert url == use_js_server
+        assert await workbench.connection() is kernel_connection
     finally:
         await workbench.shutdown()
