@@ -41,7 +41,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from fastiot.core.service import FastIoTService
 from fastiot.exceptions import ServiceCellError
 from fastiot.history import parse_duration
-from fastiot.replay_broker import ReplayBroker
+from fastiot.history.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
 
 from .replay_view import ReplayServiceControl

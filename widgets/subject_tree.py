@@ -1,8 +1,8 @@
 """The SubjectBrowser's tree: its own token tree of the index's subjects, flattened and virtualized.
 
-The model (:class:`SubjectTree`, :class:`LiveSubjectTree`, in :mod:`._tree`, re-exported here) keeps
-one node per subject token and reads every subject's counters once per render as arrays, so a render
-costs the rows in view however many of 10,000 subjects changed.
+The model (:class:`SubjectTree`, :class:`LiveSubjectTree`, headless in :mod:`fastiot.subjects.tree`,
+re-exported here) keeps one node per subject token and reads every subject's counters once per render
+as arrays, so a render costs the rows in view however many of 10,000 subjects changed.
 
 :class:`SubjectTreeView` is the anywidget (``subject_tree.js``) that draws a window of those rows.
 The browser's scroller tells Python which rows are in view (:attr:`SubjectTreeView.viewport`); Python
@@ -19,10 +19,7 @@ import anywidget
 import traitlets
 
 from fastiot.subjects import SubjectIndex, SubjectMessage
-
-from ._common import front_end_file
-from ._loop_bound import LoopBound
-from ._tree import (
+from fastiot.subjects.tree import (
     DEFAULT_RESORT_INTERVAL,
     MAX_NEW_PER_SYNC,
     SORT_KEYS,
@@ -34,6 +31,9 @@ from ._tree import (
     short_text,
     subject_matcher,
 )
+
+from ._common import front_end_file
+from ._loop_bound import LoopBound
 
 __all__ = [
     "DEFAULT_RESORT_INTERVAL",

@@ -1,4 +1,4 @@
-"""The SubjectBrowser's tree model: the token tree of the index's subjects, flattened to rows.
+"""The subject tree: the token tree of an index's subjects, flattened to rows (a SubjectBrowser's model).
 
 :class:`SubjectTree` keeps one node per subject token (``v1`` > ``thing`` > ``press_1`` >
 ``temperature``). The numbers of a row (messages and newest message at or below it) are not kept in
@@ -14,6 +14,7 @@ rebuilt only when one of them changes or new subjects appear (and, for sorts by 
 most every ``resort_interval`` seconds, so rows do not jump under the pointer).
 
 Example:
+    >>> from fastiot.subjects import SubjectTree
     >>> tree = SubjectTree()
     >>> tree.add("v1.thing.press_1.temperature", count=3, last_seen_ns=1)
     True
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from fastiot.rates import describe_rate
-from fastiot.subjects import SubjectIndex
+from fastiot.subjects.index import SubjectIndex
 
 __all__ = [
     "DEFAULT_RESORT_INTERVAL",
