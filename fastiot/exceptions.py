@@ -63,6 +63,7 @@ __all__ = [
     "BucketNotFoundError",
     "CSVError",
     "CodeGenerationError",
+    "CommandRegistrationError",
     "DecoderRegistrationError",
     "DeserializationError",
     "FastIoTError",
@@ -415,6 +416,10 @@ class SubjectHierarchyError(FastIoTError, RuntimeError):
     A ``RuntimeError``, as in FastIoT: a model without hierarchy got a ``*`` or ``>``, or one that expects a
     hierarchy (like ``Thing``) got no name.
     """
+
+
+class CommandRegistrationError(FastIoTError, ValueError):
+    """A ``fastiot-workbench`` subcommand cannot be registered: a bad or taken name, or no function."""
 
 
 class BackgroundProcessError(FastIoTError, RuntimeError):

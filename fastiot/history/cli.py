@@ -1,4 +1,7 @@
-"""``fastiot-workbench record`` and ``fastiot-workbench export``, and the workbench broker's ``--store``.
+"""What ``fastiot-workbench record`` and ``export`` run, and the workbench broker's ``--store``.
+
+The subcommands themselves (their arguments and help) are :mod:`fastiot.cli.commands.record` and
+:mod:`fastiot.cli.commands.export`.
 
 Example:
     $ fastiot-workbench record 'v1.thing.>' --name plant --max-age 1d     # returns at once
@@ -27,9 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STORE_ENV",
+    "add_nats_option",
     "add_store_option",
-    "add_subcommands",
     "default_store_dir",
+    "duration_argument",
     "export_command",
     "record_command",
     "workbench_server",
@@ -96,54 +100,16 @@ def workbench_server(port: int | None, args: argparse.Namespace) -> tuple[NatsSe
     )
 
 
-def _duration(text: str) -> timedelta:
+def duration_argument(text: str) -> timedelta:
+    """An argparse ``type`` for ``1d``, ``12h``, ``90m``: a timedelta, or argparse's usage error."""
     try:
         return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``record`` and ``export``; each sets ``handler`` (``handler(args) -> exit status``)."""
-    record = subparsers.add_parser(
-        "record",
-        help="record subjects into a JetStream stream in the broker (returns at once)",
-        description="Record the subjects matching PATTERN into the JetStream stream NAME. The broker "
-        "records; this command returns at once, and the recording goes on until it is stopped or deleted.",
-    )
-    record.add_argument("pattern", nargs="+", metavar="PATTERN", help="subject pattern(s), e.g. 'v1.thing.>'")
-    record.add_argument("--name", required=True, help="the recording's (stream's) name, e.g. plant")
-    record.add_argument(
-        "--max-age", type=_duration, default=None, metavar="AGE", help="drop older messages: 1d, 12h, 90m"
-    )
-    record.add_argument(
-        "--max-bytes", type=int, default=None, metavar="N", help="drop the oldest beyond N bytes"
-    )
-    record.add_argument(
-        "--max-msgs", type=int, default=None, metavar="N", help="drop the oldest beyond N messages"
-    )
-    record.add_argument("--storage", choices=("file", "memory"), default="file", help="default: file")
-    record.add_argument("--replicas", type=int, default=1, metavar="N", help="copies in a cluster (1-5)")
-    _add_nats(record)
-    record.set_defaults(handler=record_command)
-
-    export = subparsers.add_parser(
-        "export",
-        help="export a recording as a Parquet dataset (partitioned by subject and hour)",
-        description="Write the messages of recording NAME to DIR as a Parquet dataset partitioned by subject "
-        "and hour; pandas reads it with pd.read_parquet(DIR), DuckDB and pyarrow read parts of it.",
-    )
-    export.add_argument("name", metavar="NAME", help="the recording's name")
-    export.add_argument("--parquet", required=True, type=Path, metavar="DIR", help="the dataset's folder")
-    export.add_argument(
-        "--since", type=_duration, default=None, metavar="AGE", help="only the last AGE: 1h, 1d"
-    )
-    export.add_argument("--subjects", nargs="+", default=None, metavar="PATTERN", help="only these subjects")
-    _add_nats(export)
-    export.set_defaults(handler=export_command)
-
-
-def _add_nats(parser: argparse.ArgumentParser) -> None:
+def add_nats_option(parser: argparse.ArgumentParser) -> None:
+    """``--nats URL``: the broker a subcommand talks to."""
     parser.add_argument(
         "--nats",
         metavar="URL",
