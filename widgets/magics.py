@@ -39,11 +39,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from fastiot.core.service import FastIoTService
-from fastiot.exceptions import ServiceCellError
 from fastiot.history import parse_duration
 from fastiot.history.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
 
+from .errors import ServiceCellError
 from .replay_view import ReplayServiceControl
 from .service_control import ServiceControl
 
