@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastiot.subjects import SubjectTree, subject_matcher
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.serialization import pack
+from fastiot.subjects import LiveSubjectTree, SubjectIndex, SubjectTree, subject_matcher
 from fastiot.subjects.tree import describe_age
 
 
@@ -53,3 +55,44 @@ def test_the_tree_totals_and_sorts_come_from_one_snapshot_of_the_counters() -> N
     assert totals()["q"] == (100, 99) and tree.flat()[-1].path == "q"
     tree.invalidate()
     assert tree.flat()[0].path == "q"
+
+
+def _machines(tree: LiveSubjectTree, prefix: str) -> list[str]:
+    return [node.token for node in tree.flat() if node.parent is not None and node.parent.path == prefix]
+
+
+async def test_sorted_by_count_machines_at_the_same_rate_keep_name_order_at_every_resort(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    # Three machines publish once a tick each, at the same rate; which of them has reached the kernel
+    # when the counters are read changes from tick to tick. Their counts are tied but for that one
+    # message, so sorted by count they must stay in name order instead of swapping at every re-sort
+    # (where a click then lands on another machine).
+    machines = [f"{prefix}.{name}.temperature" for name in ("oven_1", "press_1", "press_2")]
+    index = SubjectIndex(f"{prefix}.>", broker)
+    await index.start()
+    tree = LiveSubjectTree(index)
+    tree.sort_by = "count"
+    orders = []
+    received = 0
+    for tick in range(9):
+        now = 1.5 * tick  # the tree's clock: renders 1.5 s apart, re-sorting at each
+        first = machines[tick % 3]  # this machine's message is in when the counters are read
+        for subject in [first, *(m for m in machines if m != first)]:
+            await broker.publish_raw(subject, pack({"value": tick}))
+            received += 1
+            await index.wait_for(received, timeout=5)
+            if subject == first:
+                tree.sync(now)
+                tree.resort(now, interval=1.0)
+                orders.append(_machines(tree, prefix))
+    # The first two re-sorts come before any rate is known (a second of history); from then on, one order.
+    assert {tuple(order) for order in orders[2:]} == {("oven_1", "press_1", "press_2")}, orders
+    # A machine clearly ahead (more than a second of its traffic) is still sorted first.
+    for n in range(20):
+        await broker.publish_raw(machines[2], pack({"value": n}))
+    await index.wait_for(received + 20, timeout=5)
+    tree.sync(15.0)
+    tree.resort(15.0, interval=1.0)
+    assert _machines(tree, prefix) == ["press_2", "oven_1", "press_1"]
+    await index.stop()
