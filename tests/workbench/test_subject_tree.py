@@ -6,7 +6,7 @@ import numpy as np
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
-from fastiot.subjects import LiveSubjectTree, SubjectIndex, SubjectTree, subject_matcher
+from fastiot.subjects import LiveSubjectTree, SubjectIndex, SubjectTree, build_tree, subject_matcher
 from fastiot.subjects.tree import describe_age
 
 
@@ -96,3 +96,15 @@ async def test_sorted_by_count_machines_at_the_same_rate_keep_name_order_at_ever
     tree.resort(15.0, interval=1.0)
     assert _machines(tree, prefix) == ["press_2", "oven_1", "press_1"]
     await index.stop()
+
+
+def test_the_index_tree_sorted_highest_first_keeps_ties_in_name_order() -> None:
+    # Like SubjectIndex.sorted_subjects: ties in name order whichever way the numbers run.
+    rows = [(f"v1.{name}", count, 0, 0.0, 0) for name, count in (("c", 2), ("a", 2), ("d", 5), ("b", 2))]
+    for descending in (True, False):
+        root = build_tree(rows, sort="count", descending=descending).find("v1")
+        assert root is not None
+        tied = [token for token in root.children if token != "d"]
+        assert tied == ["a", "b", "c"], f"descending={descending}"
+    root = build_tree(rows, sort="name", descending=True).find("v1")
+    assert root is not None and list(root.children) == ["d", "c", "b", "a"]
