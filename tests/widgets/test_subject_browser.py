@@ -16,9 +16,9 @@ from fastiot.core.serialization import pack
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.nats_server import NatsServer
 from fastiot.subjects import SubjectIndex
+from fastiot.subjects.tree import MAX_NEW_PER_SYNC, TreeRow
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets.subject_detail import hexdump
-from fastiot_widgets.subject_tree import MAX_NEW_PER_SYNC, TreeRow
 from tests.waits import wait_for_trait, wait_until
 
 from .firehose import run_firehose
