@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from fastiot.cli.commands._broker import APP, add_nats_option, duration_argument, run_on_broker
 from fastiot.cli.registry import register
-from fastiot.history.cli import add_nats_option, duration_argument, export_command
 
-__all__ = ["add_arguments"]
+if TYPE_CHECKING:
+    from fastiot.core.broker_connection import NatsBrokerConnection
+
+__all__ = ["add_arguments", "export_command"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--subjects", nargs="+", default=None, metavar="PATTERN", help="only these subjects")
     add_nats_option(parser)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``fastiot-workbench export``: write a recording (or its last ``--since``) as Parquet."""
+    from fastiot.history.recording import Recording
+
+    async def work(connection: NatsBrokerConnection) -> str:
+        rec = await Recording.open(args.name, connection=connection)
+        directory = await rec.to_parquet(args.parquet, start=args.since, subjects=args.subjects)
+        files = sorted(directory.rglob("*.parquet"))
+        return f"{APP}: exported {args.name!r} to {directory} ({len(files)} Parquet files in the folder)"
+
+    return run_on_broker(args, work)
 
 
 register(

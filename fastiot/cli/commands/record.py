@@ -7,11 +7,16 @@ Example:
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from fastiot._words import plural
+from fastiot.cli.commands._broker import APP, add_nats_option, duration_argument, run_on_broker
 from fastiot.cli.registry import register
-from fastiot.history.cli import add_nats_option, duration_argument, record_command
 
-__all__ = ["add_arguments"]
+if TYPE_CHECKING:
+    from fastiot.core.broker_connection import NatsBrokerConnection
+
+__all__ = ["add_arguments", "record_command"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +39,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("file", "memory"), default="file", help="default: file")
     parser.add_argument("--replicas", type=int, default=1, metavar="N", help="copies in a cluster (1-5)")
     add_nats_option(parser)
+
+
+def record_command(args: argparse.Namespace) -> int:
+    """``fastiot-workbench record``: start (or reuse) a recording and return."""
+    from fastiot.history.recording import Recording
+
+    async def work(connection: NatsBrokerConnection) -> str:
+        rec = await Recording.start(
+            args.name,
+            args.pattern,
+            connection=connection,
+            max_age=args.max_age,
+            max_bytes=args.max_bytes,
+            max_msgs=args.max_msgs,
+            storage=args.storage,
+            replicas=args.replicas,
+        )
+        info = await rec.info()
+        limit = f", keeping {args.max_age}" if args.max_age else ""
+        return (
+            f"{APP}: recording {', '.join(info.subjects)} into {info.name!r}{limit} "
+            f"({plural(info.messages, 'message')} so far); it runs in the broker until "
+            f"`await (await Recording.open({info.name!r})).stop()` or .delete()"
+        )
+
+    return run_on_broker(args, work)
 
 
 register(
