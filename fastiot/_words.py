@@ -1,6 +1,6 @@
 """Words for what fastiot says to a person: counts with the noun that fits them.
 
-The one plural helper of the project: the command line (``fastiot.history.cli``) uses it, and the
+The one plural helper of the project: the command line (``fastiot.cli.commands``) uses it, and the
 widgets (``fastiot_widgets._common.plural``) re-export it.
 
 Example:

@@ -82,7 +82,7 @@ LogCallback = Callable[[str], None]
 
 class ServiceEnvironment(Protocol):
     """Where a service runs instead of on the given connection: set up at each start, torn down at its
-    end however it ends. :class:`fastiot.replay_broker.ReplayBroker` (a private broker fed from a
+    end however it ends. :class:`fastiot.history.ReplayBroker` (a private broker fed from a
     recording, ``%%service --replay``) is one."""
 
     async def open(self) -> BrokerConnection:

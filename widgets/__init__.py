@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from .data_grid import DataGrid
+from .errors import CodeGenerationError, ServiceCellError, WidgetError
 from .kv_browser import KeyValueBrowser
 from .live_plot import LivePlot
 from .message_table import MessageTable
@@ -31,14 +32,17 @@ from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
 
 __all__ = [
+    "CodeGenerationError",
     "DataGrid",
     "KeyValueBrowser",
     "LivePlot",
     "MessageTable",
     "Publisher",
     "RecordingBrowser",
+    "ServiceCellError",
     "ServiceControl",
     "SubjectBrowser",
+    "WidgetError",
     "load_ipython_extension",
 ]
 

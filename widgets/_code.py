@@ -41,10 +41,10 @@ import traitlets
 
 from fastiot._callbacks import CallbackList
 from fastiot._tasks import BackgroundTasks
-from fastiot.exceptions import CodeGenerationError
 
 from ._common import front_end_file
 from ._loop_bound import LoopBound
+from .errors import CodeGenerationError
 
 __all__ = [
     "DEFAULT_FRONTEND_TIMEOUT",

@@ -6,7 +6,7 @@ already has. Sorting and filtering run in the kernel with pandas, so the browser
 and what goes over the comm is bounded by the window, however many rows there are.
 
 A person clicks a header to sort (ascending, descending, off), types in the filter box under a header
-(``>20``, ``10..20``, ``!idle``, text; see :func:`~fastiot_widgets._grid_rows.filter_mask`), drags a
+(``>20``, ``10..20``, ``!idle``, text; see :func:`~fastiot.capture.grid_rows.filter_mask`), drags a
 header's right edge to resize the column, and clicks a row to select it.
 
 Live data: :meth:`DataGrid.refresh` re-reads the source and sends each view only what changed in
@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from fastiot.capture.grid_rows import FrameSource, RowSource, cells, column_kind, filter_mask, sort_positions
 from fastiot.exceptions import GridFilterError
 
 from ._common import front_end_file
-from ._grid_rows import FrameSource, RowSource, cells, column_kind, filter_mask, sort_positions
 from ._loop_bound import LoopBound
 
 __all__ = ["DEFAULT_GRID_HEIGHT", "MAX_VIEWS", "MAX_WINDOW_ROWS", "DataGrid"]
@@ -70,7 +70,7 @@ class DataGrid(LoopBound, anywidget.AnyWidget):
     """A virtualized, sortable, filterable grid over a DataFrame or a live row source.
 
     Args:
-        data: A DataFrame, or a :class:`~fastiot_widgets._grid_rows.RowSource` (MessageTable passes
+        data: A DataFrame, or a :class:`~fastiot.capture.grid_rows.RowSource` (MessageTable passes
             one over its capture).
         height: The grid's CSS height.
 

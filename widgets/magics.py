@@ -40,11 +40,11 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from fastiot import workbench
 from fastiot.core.service import FastIoTService
-from fastiot.exceptions import ServiceCellError
 from fastiot.history import parse_duration
-from fastiot.replay_broker import ReplayBroker
+from fastiot.history.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
 
+from .errors import ServiceCellError
 from .replay_view import ReplayServiceControl
 from .service_control import ServiceControl
 

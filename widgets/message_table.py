@@ -37,12 +37,12 @@ import pandas as pd
 import traitlets
 
 from fastiot.capture import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
+from fastiot.capture.grid_rows import CaptureSource, cell_text
 from fastiot.core.broker_connection import BrokerConnection
 
 from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_table
 from ._common import plural, pre_html
-from ._grid_rows import CaptureSource, cell_text
 from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
 from ._plot_action import PlotAction, PlotsColumns, numeric_columns
 from .data_grid import DEFAULT_GRID_HEIGHT, DataGrid

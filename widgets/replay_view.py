@@ -3,7 +3,7 @@
 :class:`ReplayProgress` follows a :class:`fastiot.history.Replay` through ``on_progress`` (at most ten
 updates a second however fast it publishes). The RecordingBrowser shows one under its Replay button;
 :class:`ReplayServiceControl` shows one beside the handler counters of a service that runs against a
-private broker fed from a recording (:class:`fastiot.replay_broker.ReplayBroker`).
+private broker fed from a recording (:class:`fastiot.history.ReplayBroker`).
 
 Example:
     >>> from fastiot_widgets.replay_view import ReplayProgress
@@ -23,7 +23,7 @@ import traitlets
 
 from fastiot.core.service import FastIoTService
 from fastiot.history import Replay, ReplayState
-from fastiot.replay_broker import ReplayBroker
+from fastiot.history.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
 
 from . import _loop_bound as ui

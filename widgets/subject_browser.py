@@ -39,6 +39,15 @@ from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnectio
 from fastiot.core.data_models import Subject
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.subjects import SubjectIndex
+from fastiot.subjects.tree import (
+    DEFAULT_RESORT_INTERVAL,
+    MAX_NEW_PER_SYNC,
+    SORT_KEYS,
+    LiveSubjectTree,
+    SubjectTree,
+    TreeRow,
+    subject_matcher,
+)
 
 from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
@@ -52,18 +61,7 @@ from .subject_detail import (
     folder_detail,
     subject_detail,
 )
-from .subject_tree import (
-    DEFAULT_RESORT_INTERVAL,
-    DEFAULT_TREE_HEIGHT,
-    MAX_NEW_PER_SYNC,
-    SORT_KEYS,
-    LiveSubjectTree,
-    SubjectTree,
-    SubjectTreeView,
-    TreeRow,
-    recent_messages,
-    subject_matcher,
-)
+from .subject_tree import DEFAULT_TREE_HEIGHT, SubjectTreeView, recent_messages
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,8 +1,9 @@
 """The SubjectBrowser's tree: its own token tree of the index's subjects, flattened and virtualized.
 
-The model (:class:`SubjectTree`, :class:`LiveSubjectTree`, in :mod:`._tree`, re-exported here) keeps
-one node per subject token and reads every subject's counters once per render as arrays, so a render
-costs the rows in view however many of 10,000 subjects changed.
+The model (:class:`~fastiot.subjects.tree.SubjectTree`, :class:`~fastiot.subjects.tree.LiveSubjectTree`,
+headless in :mod:`fastiot.subjects.tree`) keeps one node per subject token and reads every subject's
+counters once per render as arrays, so a render costs the rows in view however many of 10,000 subjects
+changed.
 
 :class:`SubjectTreeView` is the anywidget (``subject_tree.js``) that draws a window of those rows.
 The browser's scroller tells Python which rows are in view (:attr:`SubjectTreeView.viewport`); Python
@@ -19,36 +20,12 @@ import anywidget
 import traitlets
 
 from fastiot.subjects import SubjectIndex, SubjectMessage
+from fastiot.subjects.tree import SORT_KEYS, TreeRow
 
 from ._common import front_end_file
 from ._loop_bound import LoopBound
-from ._tree import (
-    DEFAULT_RESORT_INTERVAL,
-    MAX_NEW_PER_SYNC,
-    SORT_KEYS,
-    LiveSubjectTree,
-    SubjectTree,
-    TreeNode,
-    TreeRow,
-    describe_age,
-    short_text,
-    subject_matcher,
-)
 
-__all__ = [
-    "DEFAULT_RESORT_INTERVAL",
-    "MAX_NEW_PER_SYNC",
-    "SORT_KEYS",
-    "LiveSubjectTree",
-    "SubjectTree",
-    "SubjectTreeView",
-    "TreeNode",
-    "TreeRow",
-    "describe_age",
-    "recent_messages",
-    "short_text",
-    "subject_matcher",
-]
+__all__ = ["DEFAULT_TREE_HEIGHT", "SubjectTreeView", "recent_messages"]
 
 DEFAULT_TREE_HEIGHT = 420
 # Rows beyond the visible ones the scroller asks for, so a small scroll needs no round trip.

@@ -6,7 +6,9 @@
 - :mod:`~fastiot.capture.columns` and :mod:`~fastiot.capture.buffer`: :class:`ColumnarBuffer`, decoded
   rows as numpy columns in a ring bounded in rows and bytes;
 - :mod:`~fastiot.capture.export`: column arrays to pandas, frames to CSV and Parquet;
-- :mod:`~fastiot.capture.message_capture`: :class:`MessageCapture` itself.
+- :mod:`~fastiot.capture.message_capture`: :class:`MessageCapture` itself;
+- :mod:`~fastiot.capture.grid_rows`: what a data grid shows of a capture or a DataFrame (row sources,
+  the column filter language, sorting, cell text), imported from there (it needs pandas).
 
 Payloads are decoded by :mod:`fastiot.payloads`, rates computed by :mod:`fastiot.rates`.
 

@@ -21,6 +21,7 @@ from fastiot.history.keyvalue import Bucket, BucketInfo, BucketWatch, KeyEntry, 
 from fastiot.history.ranges import Bound, Range, parse_duration, resolve_range
 from fastiot.history.recording import Recording
 from fastiot.history.replay import Replay, ReplayState
+from fastiot.history.replay_broker import ReplayBroker
 
 __all__ = [
     "SEQUENCE_COLUMN",
@@ -33,6 +34,7 @@ __all__ = [
     "Recording",
     "RecordingInfo",
     "Replay",
+    "ReplayBroker",
     "ReplayState",
     "SubjectRange",
     "WatchState",

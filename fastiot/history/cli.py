@@ -1,37 +1,25 @@
-"""``fastiot-workbench record`` and ``fastiot-workbench export``, and the workbench broker's ``--store``.
+"""The JetStream store of the broker ``fastiot-workbench`` starts: ``--store``, its default, the server.
+
+The history subcommands (``record``, ``export``) are :mod:`fastiot.cli.commands.record` and
+:mod:`fastiot.cli.commands.export`.
 
 Example:
-    $ fastiot-workbench record 'v1.thing.>' --name plant --max-age 1d     # returns at once
-    $ fastiot-workbench export plant --parquet ./plant-parquet --since 1h
     $ fastiot-workbench --store ~/plant-store    # the broker keeps its streams there
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from fastiot._words import plural
-from fastiot.exceptions import BrokerUnavailableError, FastIoTError
-from fastiot.history.ranges import parse_duration
 from fastiot.nats_server import NatsServer, NatsServerStartError
-
-if TYPE_CHECKING:
-    from fastiot.core.broker_connection import NatsBrokerConnection
 
 __all__ = [
     "STORE_ENV",
     "add_store_option",
-    "add_subcommands",
     "default_store_dir",
-    "export_command",
-    "record_command",
     "workbench_server",
 ]
 
@@ -99,121 +87,3 @@ def workbench_server(
         f"JetStream in a temporary store: {store} is in use by another fastiot-workbench; "
         f"give --store DIR to keep this one's recordings"
     )
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``record`` and ``export``; each sets ``handler`` (``handler(args) -> exit status``)."""
-    record = subparsers.add_parser(
-        "record",
-        help="record subjects into a JetStream stream in the broker (returns at once)",
-        description="Record the subjects matching PATTERN into the JetStream stream NAME. The broker "
-        "records; this command returns at once, and the recording goes on until it is stopped or deleted.",
-    )
-    record.add_argument("pattern", nargs="+", metavar="PATTERN", help="subject pattern(s), e.g. 'v1.thing.>'")
-    record.add_argument("--name", required=True, help="the recording's (stream's) name, e.g. plant")
-    record.add_argument(
-        "--max-age", type=_duration, default=None, metavar="AGE", help="drop older messages: 1d, 12h, 90m"
-    )
-    record.add_argument(
-        "--max-bytes", type=int, default=None, metavar="N", help="drop the oldest beyond N bytes"
-    )
-    record.add_argument(
-        "--max-msgs", type=int, default=None, metavar="N", help="drop the oldest beyond N messages"
-    )
-    record.add_argument("--storage", choices=("file", "memory"), default="file", help="default: file")
-    record.add_argument("--replicas", type=int, default=1, metavar="N", help="copies in a cluster (1-5)")
-    _add_nats(record)
-    record.set_defaults(handler=record_command)
-
-    export = subparsers.add_parser(
-        "export",
-        help="export a recording as a Parquet dataset (partitioned by subject and hour)",
-        description="Write the messages of recording NAME to DIR as a Parquet dataset partitioned by subject "
-        "and hour; pandas reads it with pd.read_parquet(DIR), DuckDB and pyarrow read parts of it.",
-    )
-    export.add_argument("name", metavar="NAME", help="the recording's name")
-    export.add_argument("--parquet", required=True, type=Path, metavar="DIR", help="the dataset's folder")
-    export.add_argument(
-        "--since", type=_duration, default=None, metavar="AGE", help="only the last AGE: 1h, 1d"
-    )
-    export.add_argument("--subjects", nargs="+", default=None, metavar="PATTERN", help="only these subjects")
-    _add_nats(export)
-    export.set_defaults(handler=export_command)
-
-
-def _add_nats(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--nats",
-        metavar="URL",
-        default=None,
-        help="NATS server URL(s), comma separated; default: the FASTIOT_NATS_* settings, else localhost:4222",
-    )
-
-
-def _run(args: argparse.Namespace, work: Callable[[NatsBrokerConnection], Awaitable[str]]) -> int:
-    command = getattr(args, "command", None) or "history"
-
-    async def main() -> str:
-        from fastiot.core.broker_connection import NatsBrokerConnection
-
-        connection = await NatsBrokerConnection.connect(servers=args.nats, name=f"{_APP} {command}")
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    try:
-        print(asyncio.run(main()), flush=True)
-    except BrokerUnavailableError as e:
-        print(f"{_APP}: {e}", file=sys.stderr)
-        return 1
-    except FastIoTError as e:
-        print(f"{_APP} {command}: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def record_command(args: argparse.Namespace) -> int:
-    """``fastiot-workbench record``: start (or reuse) a recording and return."""
-    from fastiot.history.recording import Recording
-
-    async def work(connection: NatsBrokerConnection) -> str:
-        rec = await Recording.start(
-            args.name,
-            args.pattern,
-            connection=connection,
-            max_age=args.max_age,
-            max_bytes=args.max_bytes,
-            max_msgs=args.max_msgs,
-            storage=args.storage,
-            replicas=args.replicas,
-        )
-        info = await rec.info()
-        limit = f", keeping {args.max_age}" if args.max_age else ""
-        return (
-            f"{_APP}: recording {', '.join(info.subjects)} into {info.name!r}{limit} "
-            f"({plural(info.messages, 'message')} so far); it runs in the broker until "
-            f"`await (await Recording.open({info.name!r})).stop()` or .delete()"
-        )
-
-    return _run(args, work)
-
-
-def export_command(args: argparse.Namespace) -> int:
-    """``fastiot-workbench export``: write a recording (or its last ``--since``) as Parquet."""
-    from fastiot.history.recording import Recording
-
-    async def work(connection: NatsBrokerConnection) -> str:
-        rec = await Recording.open(args.name, connection=connection)
-        directory = await rec.to_parquet(args.parquet, start=args.since, subjects=args.subjects)
-        files = sorted(directory.rglob("*.parquet"))
-        return f"{_APP}: exported {args.name!r} to {directory} ({len(files)} Parquet files in the folder)"
-
-    return _run(args, work)

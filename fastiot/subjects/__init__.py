@@ -1,7 +1,10 @@
 """Live statistics of every subject seen on the broker: :class:`SubjectIndex` and what it reports.
 
 - :mod:`~fastiot.subjects.index`: :class:`SubjectIndex` (counting, lazy decoding, pause, set_pattern);
-- :mod:`~fastiot.subjects.stats`: :class:`SubjectStats`, :class:`SubjectMessage`, :class:`SubjectTreeNode`.
+- :mod:`~fastiot.subjects.stats`: :class:`SubjectStats`, :class:`SubjectMessage`, :class:`SubjectTreeNode`;
+- :mod:`~fastiot.subjects.tree`: :class:`SubjectTree` and :class:`LiveSubjectTree`, the token tree of an
+  index's subjects with folding, a filter and a sort order, flattened to rows (what a SubjectBrowser
+  shows).
 
 Example:
     >>> from fastiot.subjects import SubjectIndex
@@ -24,12 +27,14 @@ from fastiot.subjects.stats import (
     SubjectTreeNode,
     build_tree,
 )
+from fastiot.subjects.tree import LiveSubjectTree, SubjectTree, TreeNode, TreeRow, subject_matcher
 
 __all__ = [
     "DEFAULT_HISTORY",
     "DEFAULT_MAX_SUBJECTS",
     "SORT_KEYS",
     "ChangeCallback",
+    "LiveSubjectTree",
     "MessageNotKeptError",
     "NotRunningError",
     "SubjectCounter",
@@ -37,7 +42,11 @@ __all__ = [
     "SubjectIndex",
     "SubjectMessage",
     "SubjectStats",
+    "SubjectTree",
     "SubjectTreeNode",
+    "TreeNode",
+    "TreeRow",
     "WaitTimeoutError",
     "build_tree",
+    "subject_matcher",
 ]

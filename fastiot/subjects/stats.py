@@ -202,14 +202,17 @@ def build_tree(
             node.subjects += 1
             if last_seen > node.last_seen_ns:
                 node.last_seen_ns = last_seen
-    # Ties (and the name order) by token; attrgetter builds the key tuples in C.
+    # Ties in name order either way: a stable sort by the number (reverse keeps ties in place) of the
+    # children in name order; attrgetter reads the keys in C.
     attribute = {"name": "token", "last_seen": "last_seen_ns"}.get(sort, sort)
-    key = operator.attrgetter(attribute, "token")
+    by_token, key = operator.attrgetter("token"), operator.attrgetter(attribute)
     stack = [root]
     while stack:
         node = stack.pop()
         if node.children:
-            ordered = sorted(node.children.values(), key=key, reverse=descending)
+            ordered = sorted(node.children.values(), key=by_token)
+            if attribute != "token" or descending:
+                ordered.sort(key=key, reverse=descending)
             node.children = {child.token: child for child in ordered}
             stack.extend(child for child in ordered if child.children)
     return root

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg as NatsMsg
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
-from fastiot.exceptions import CodeGenerationError, RequestTimeoutError
+from fastiot.exceptions import RequestTimeoutError
 from fastiot.msg.thing import Thing
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets._code import (
@@ -33,6 +33,7 @@ from fastiot_widgets._code import (
     code_for_table,
     python_literal,
 )
+from fastiot_widgets.errors import CodeGenerationError
 from tests.waits import wait_for_trait
 
 TIMEOUT = 10.0

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from fastiot.exceptions import GridFilterError
 from fastiot_widgets import DataGrid
-from fastiot_widgets._grid_rows import cell_text, filter_mask
 from fastiot_widgets.data_grid import MAX_VIEWS, MAX_WINDOW_ROWS
 
 from .grid_view import GridViews
@@ -45,37 +41,6 @@ def test_a_column_of_mixed_types_sorts_by_text() -> None:
     grid = DataGrid(pd.DataFrame({"value": [3, "on", 1.5, None]}, dtype=object))
     grid.sort_column = "value"
     assert grid.rows()["value"].tolist() == ["1.5", "3", "on", ""]
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (">20", [25.0, 30.0]),
-        (">=20", [20.0, 25.0, 30.0]),
-        ("<=5", [5.0]),
-        ("!=20", [5.0, 25.0, 30.0]),
-        ("=25", [25.0]),
-        ("20..25", [20.0, 25.0]),
-        ("", [5.0, 20.0, 25.0, 30.0]),
-        ("3", [30.0]),  # plain text searches the cell's text
-    ],
-)
-def test_filter_language_on_numbers(text: str, expected: list[float]) -> None:
-    series = pd.Series([5.0, 20.0, 25.0, 30.0])
-    assert series[filter_mask(series, text)].tolist() == expected
-
-
-def test_filter_language_on_text_and_times() -> None:
-    names = pd.Series(["press_1", "Oven_2", None, "press_3"])
-    assert filter_mask(names, "PRESS").tolist() == [True, False, False, True]
-    assert filter_mask(names, "!press").tolist() == [False, True, True, False]
-    times = pd.Series(pd.date_range("2024-05-01T12:00:00Z", periods=4, freq="min"))
-    assert filter_mask(times, ">2024-05-01T12:01").tolist() == [False, False, True, True]
-    assert filter_mask(times, "2024-05-01T12:01..2024-05-01T12:02").tolist() == [False, True, True, False]
-    with pytest.raises(GridFilterError, match=r"not a number; write e\.g\. >20"):
-        filter_mask(pd.Series([1.0]), ">warm", "value")
-    with pytest.raises(GridFilterError, match="not a time"):
-        filter_mask(times, ">soon", "at")
 
 
 def test_filters_combine_and_a_bad_one_is_named_not_raised() -> None:
@@ -223,12 +188,3 @@ def test_column_widths_dragged_in_the_browser_are_kept_and_widths_set_in_code_re
     # Set from code: the browser gets the new widths (it applies them as CSS widths of the columns).
     grid.column_widths = {"value": 90, "machine": 200}
     assert states[-1] == {"column_widths": {"value": 90, "machine": 200}}
-
-
-def test_cells_are_short_text() -> None:
-    assert cell_text(np.float64(1 / 3)) == "0.333333"
-    assert cell_text(pd.Timestamp("2024-05-01T12:00:00.123456Z")) == "12:00:00.123"
-    assert cell_text(pd.NaT) == "" and cell_text(float("nan")) == ""
-    assert cell_text(bytes(range(40))).endswith(" …")
-    assert len(cell_text("x" * 1_000)) == 200
-    assert json.loads(cell_text({"a": [1, 2]})) == {"a": [1, 2]}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.replay_broker import ReplayBroker
+from fastiot.history.replay_broker import ReplayBroker
 from fastiot.runner import ServiceStatus
 from fastiot_widgets.replay_view import ReplayServiceControl
+from tests.history.test_replay_broker import Counter, RecordedThings, record_things, things
 from tests.kernel_util import execute_cells
 from tests.waits import wait_for_trait
-from tests.workbench.test_replay_broker import Counter, RecordedThings, record_things, things
 
 __all__ = ["things"]  # the fixture, imported to be used here
 

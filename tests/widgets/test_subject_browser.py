@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Any
 
-import numpy as np
 import pytest
 
 from fastiot import workbench
@@ -17,10 +16,9 @@ from fastiot.core.serialization import pack
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.nats_server import NatsServer
 from fastiot.subjects import SubjectIndex
+from fastiot.subjects.tree import MAX_NEW_PER_SYNC, TreeRow
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
-from fastiot_widgets.subject_browser import subject_matcher
 from fastiot_widgets.subject_detail import hexdump
-from fastiot_widgets.subject_tree import MAX_NEW_PER_SYNC, SubjectTree, TreeRow, describe_age
 from tests.waits import wait_for_trait, wait_until
 
 from .firehose import run_firehose
@@ -559,52 +557,8 @@ async def test_a_failed_start_is_shown_not_raised_into_the_cell(nats_server: Nat
     browser.close()
 
 
-def test_helpers() -> None:
-    match = subject_matcher("v1.*.press_1.>")
-    assert match is not None
-    assert match("v1.thing.press_1.temperature") and not match("v1.thing.press_1")
-    assert subject_matcher("  ") is None
-    assert [describe_age(s) for s in (0.5, 59.9, 60, 3599, 3600, 86400 * 2)] == [
-        "now",
-        "59 s ago",
-        "1 min ago",
-        "59 min ago",
-        "1 h ago",
-        "2 d ago",
-    ]
+def test_hexdump_says_how_many_bytes_it_left_out() -> None:
     assert hexdump(bytes(range(40)), limit=32).splitlines()[-1] == "... 8 more bytes"
-
-
-def test_the_tree_totals_and_sorts_come_from_one_snapshot_of_the_counters() -> None:
-    tree = SubjectTree()
-    for subject in ("p.b.x", "p.a.y", "p.a", "p.b.z", "q"):
-        tree.add_subject(subject)  # slots 0..4 in this order
-    tree.set_counters(np.array([1, 4, 2, 8, 16]), np.array([50, 10, 20, 40, 30]))
-
-    def totals() -> dict[str, tuple[int, int]]:
-        return {n.path: (tree.count_of(n), tree.last_seen_of(n)) for n in tree.flat()}
-
-    # A subject that is a folder too (p.a) counts its own messages and those below it.
-    assert totals() == {
-        "p": (15, 50),
-        "p.a": (6, 20),
-        "p.a.y": (4, 10),
-        "p.b": (9, 50),
-        "p.b.x": (1, 50),
-        "p.b.z": (8, 40),
-        "q": (16, 30),
-    }
-    tree.sort_by = "count"
-    tree.invalidate()
-    assert [n.path for n in tree.flat()] == ["q", "p", "p.b", "p.b.z", "p.b.x", "p.a", "p.a.y"]
-    tree.sort_by = "last_seen"
-    tree.invalidate()
-    assert [n.path for n in tree.flat()] == ["p", "p.b", "p.b.x", "p.b.z", "p.a", "p.a.y", "q"]
-    # A new snapshot changes the numbers; the order waits for the next re-sort.
-    tree.set_counters(np.array([1, 4, 2, 8, 100]), np.array([50, 10, 20, 40, 99]))
-    assert totals()["q"] == (100, 99) and tree.flat()[-1].path == "q"
-    tree.invalidate()
-    assert tree.flat()[0].path == "q"
 
 
 async def test_closed_views_and_their_models_are_freed(broker: NatsBrokerConnection, prefix: str) -> None:

@@ -19,7 +19,8 @@ import psutil
 import pytest
 from jupyter_client import BlockingKernelClient
 
-from fastiot.cli import _child, build_parser
+from fastiot.cli import build_parser
+from fastiot.cli.supervisor import _child
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import BrokerAuthenticationError
 from fastiot.msg.thing import Thing

@@ -11,7 +11,7 @@ sees every replayed message), and closes it when the service ends (replay, conne
 ``%%service --replay NAME`` is built on this.
 
 Example:
-    >>> from fastiot.replay_broker import ReplayBroker
+    >>> from fastiot.history import ReplayBroker
     >>> from fastiot.runner import ServiceRunner
     >>> async def main():
     ...     runner = ServiceRunner(MyService, environment=ReplayBroker("plant", speed=10))
@@ -32,8 +32,9 @@ from datetime import timedelta
 from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import InvalidRecordingError
-from fastiot.history import Recording, Replay
 from fastiot.history.ranges import Bound
+from fastiot.history.recording import Recording
+from fastiot.history.replay import Replay
 from fastiot.nats_server import NatsServer
 
 __all__ = ["ChangeCallback", "ReplayBroker"]

@@ -7,7 +7,7 @@ filters and sorts. Everything here runs in a plain script and is tested without 
 
 Example:
     >>> import pandas as pd
-    >>> from fastiot_widgets._grid_rows import FrameSource, filter_mask
+    >>> from fastiot.capture.grid_rows import FrameSource, filter_mask
     >>> source = FrameSource(pd.DataFrame({"value": [3.0, 21.5, 40.0]}))
     >>> frame, ids = source.frame()
     >>> filter_mask(frame["value"], ">20").tolist()
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from fastiot.capture import ERROR_COLUMN, RAW_COLUMN
+from fastiot.capture.buffer import ERROR_COLUMN, RAW_COLUMN
 from fastiot.exceptions import GridFilterError
 
 if TYPE_CHECKING:
-    from fastiot.capture import MessageCapture
+    from fastiot.capture.message_capture import MessageCapture
 
 __all__ = [
     "MAX_CELL_CHARS",

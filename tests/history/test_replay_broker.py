@@ -14,9 +14,9 @@ from fastiot.core import FastIoTService, subscribe
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import InvalidRecordingError, RecordingNotFoundError
 from fastiot.history import Recording, ReplayState
+from fastiot.history.replay_broker import ReplayBroker
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
-from fastiot.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner, ServiceStatus
 from tests.waits import wait_until, wait_until_gone
 

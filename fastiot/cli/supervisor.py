@@ -5,6 +5,9 @@ Example:
     $ fastiot-workbench --nats nats://broker.plant.local:4222 --no-demo
     $ fastiot-workbench --no-lab --broker-port 4222   # broker + demo only (as binder/start uses it)
 
+Its subcommands (``record``, ``export``, ...) are registered in :mod:`fastiot.cli.registry`; this module
+only lists them in its parser and hands over to the one named.
+
 Everything it starts is stopped when it ends (Ctrl-C, SIGTERM, or JupyterLab's File > Shut Down):
 JupyterLab and the demo plant first, then the broker they were connected to; then one line says what
 it stopped. JupyterLab's own stop messages are shown only if it fails to stop.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from fastiot.cli.registry import add_subcommands, chosen_subcommand
 from fastiot.env import (
     FASTIOT_NATS_HOST,
     FASTIOT_NATS_PASSWORD,
@@ -67,7 +71,7 @@ def default_notebook_dir() -> Path:
     here = Path.cwd() / "notebooks"
     if here.is_dir():
         return here
-    project = Path(__file__).resolve().parent.parent / "notebooks"
+    project = Path(__file__).resolve().parents[2] / "notebooks"  # fastiot/cli/ -> the project
     if project.is_dir():
         return project
     return Path.cwd()
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only run the broker and the demo plant (until Ctrl-C), no JupyterLab",
     )
     history_cli.add_store_option(parser)
-    history_cli.add_subcommands(parser.add_subparsers(dest="command", metavar="{record,export}"))
+    add_subcommands(parser)
     return parser
 
 
@@ -459,8 +463,9 @@ def _lab(
 def main(argv: list[str] | None = None) -> int:
     """Run the workbench; returns the exit status (0 after Ctrl-C or SIGTERM)."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "handler", None) is not None:  # a subcommand (record, export)
-        return int(args.handler(args))
+    subcommand = chosen_subcommand(args)
+    if subcommand is not None:
+        return int(subcommand.run(args))
     if args.demo_rate <= 0:
         _complain("--demo-rate must be positive")
         return 2
