@@ -9,6 +9,9 @@ button that inserts the cell doing the same with :mod:`fastiot.history`.
 
 The list follows the server: a recording made or deleted elsewhere appears or disappears (JetStream
 advisories). If the recording shown is deleted, the browser says so and goes on with the others.
+While the recording shown is still recording, its numbers (messages, size, time range, per-subject
+counts) are read again every ``refresh_interval`` seconds; ⟳ reads them at once, and the delete
+confirmation states the count read when it is asked.
 
 Example:
     >>> from datetime import timedelta
@@ -22,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import html
 from datetime import datetime
 from typing import Any
@@ -45,9 +49,12 @@ from .data_grid import DataGrid
 from .live_plot import LivePlot
 from .replay_view import ReplayProgress
 
-__all__ = ["DEFAULT_MAX_ROWS", "RecordingBrowser"]
+__all__ = ["DEFAULT_INFO_REFRESH", "DEFAULT_MAX_ROWS", "RecordingBrowser"]
 
 DEFAULT_MAX_ROWS = 100_000  # a load never holds more rows than this unless the person asks
+# A running recording's numbers are read again this often: one request (plus two per chosen subject,
+# at most MAX_SUBJECT_RANGES) every few seconds, however fast the recording grows.
+DEFAULT_INFO_REFRESH = 3.0
 MAX_SUBJECT_RANGES = 10  # chosen subjects whose time range is read (two requests each)
 _ADVISORIES = "$JS.EVENT.ADVISORY.STREAM.*.*"
 _LIST_EVENTS = {"CREATED", "DELETED", "UPDATED"}
@@ -86,6 +93,10 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
     notice = traitlets.Unicode("", help="What the last action did, or that the recording shown was deleted.")
     error = traitlets.Unicode("", help="Why the last action failed; '' if it did not.")
     show_buckets = traitlets.Bool(False, help="List key-value buckets' streams (KV_*) too.")
+    refresh_interval = traitlets.Float(
+        DEFAULT_INFO_REFRESH,
+        help="Seconds between two reads of the numbers of the recording shown while it still records.",
+    )
 
     def __init__(
         self,
@@ -98,6 +109,9 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         self._connection: NatsBrokerConnection | None = connection
         self._replay_connection: NatsBrokerConnection | None = replay_connection
         self._tasks: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        # The periodic re-read lives apart from the clicks' tasks: wait_idle() waits for clicks only.
+        self._follower: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        self._follow_task: asyncio.Task[None] | None = None
         self._advisory: Any = None
         self._refresh_soon = Coalesced(self.refresh, _REFRESH_DELAY, self._background, "list the recordings")
         self._updating: bool = False
@@ -242,7 +256,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         finally:
             self._updating = False
         chosen = self.recording_select.value
-        if chosen != self.recording or (chosen and not self.info):
+        if chosen or self.recording:  # the same one too: a running recording has grown
             await self.show(chosen)
         return names
 
@@ -265,6 +279,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         if self.replay is not None and self.replay.recording == name and self.replay.is_running:
             self.replay.stop()
         self._wanted = None
+        self._follow(False)
         self.recording = ""
         self.info = {}
         self.delete_confirmation.cancel()
@@ -280,25 +295,37 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
     # -- one recording ---------------------------------------------------------------------------------
 
     async def show(self, name: str | None) -> RecordingInfo | None:
-        """Show the recording ``name`` (its info and subjects); None shows nothing.
+        """Show the recording ``name`` (its info and subjects, read now); None shows nothing.
 
         Raises:
             RecordingNotFoundError: There is no such recording (the browser says so and lists the others).
         """
-        self.delete_confirmation.cancel()
+        if name != self.recording:
+            self.delete_confirmation.cancel()
         if not name:
+            self._follow(False)
             self.recording, self.info = "", {}
             self._render_info(None)
             return None
+        again = name == self.recording and bool(self.info)
         self._wanted = name
         self.recording = name
+        info = await self._read_info(name)
+        if info is None or self.recording != name:  # gone, or another one was chosen meanwhile
+            return info
+        self._render_info(info, keep_ranges=again)
+        self._follow(info.recording)
+        return info
+
+    async def _read_info(self, name: str) -> RecordingInfo | None:
+        """Read ``name``'s numbers into :attr:`info` (if it is still the one shown)."""
         try:
             info = await self._current().info(connection=await self._conn())
         except RecordingNotFoundError:
             self._gone(name)
             self._click(self.refresh(), "list the recordings")
             raise
-        if self.recording != name:  # another one was chosen meanwhile
+        if self.recording != name:
             return info
         self.info = {
             "messages": info.messages,
@@ -310,8 +337,47 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
             "recording": info.recording,
             "max_age": info.max_age,
         }
-        self._render_info(info)
+        if self.delete_confirmation.confirming:
+            self._ask_delete_question()  # the count it states is the one read now
         return info
+
+    # -- following a recording that grows --------------------------------------------------------------
+
+    @property
+    def is_following(self) -> bool:
+        """True while the numbers of the recording shown are read again periodically (it still records)."""
+        return self._follow_task is not None and not self._follow_task.done()
+
+    def _follow(self, on: bool) -> None:
+        if not on or not loop_is_running():
+            task, self._follow_task = self._follow_task, None
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+            return
+        if not self.is_following:
+            self._follow_task = self._follower.spawn(self._follow_periodically(), what="read the numbers")
+
+    async def _follow_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.refresh_interval, 0.05))
+            name = self.recording
+            if not name:
+                return
+            try:
+                info = await self._read_info(name)
+            except RecordingNotFoundError:
+                return  # the browser says that it is gone
+            except Exception as exc:  # e.g. the connection is down: say so, try again next time
+                self._on_task_error(exc, "read the numbers of the recording")
+                continue
+            if info is None or self.recording != name:
+                continue
+            self._render_info(info, keep_ranges=True)
+            if self.subjects:
+                await self.show_subject_ranges()
+            if not info.recording:  # stopped: its numbers stay as they are now
+                self._follow_task = None
+                return
 
     def _current(self, connection: NatsBrokerConnection | None = None) -> Recording:
         if not self.recording:
@@ -320,7 +386,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
             )
         return Recording(self.recording, connection=connection or self._connection)
 
-    def _render_info(self, info: RecordingInfo | None) -> None:
+    def _render_info(self, info: RecordingInfo | None, *, keep_ranges: bool = False) -> None:
         for button in (
             self.delete_button,
             self.load_table_button,
@@ -338,7 +404,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
             self.subject_chooser.set_counts({})
             return
         self.info_view.value = info_html(info)
-        self.subject_chooser.set_counts(info.subject_counts)
+        self.subject_chooser.set_counts(info.subject_counts, keep_ranges=keep_ranges)
 
     @property
     def subjects(self) -> list[str]:
@@ -455,14 +521,23 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         return replay
 
     def ask_delete(self) -> None:
-        """Show the confirmation of deleting the recording shown (nothing is deleted yet)."""
+        """Show the confirmation of deleting the recording shown (nothing is deleted yet).
+
+        The question states the count known now and is corrected when the count read again arrives
+        (a recording that still records has grown since it was shown).
+        """
         if self.recording:
-            count = self.info.get("messages", 0)
-            self.delete_confirmation.ask(
-                f"Delete <b>{html.escape(self.recording)}</b> and its {plural(count, 'message')}? "
-                f"This cannot be undone.",
-                f"Delete {self.recording}",
-            )
+            self._ask_delete_question()
+            if loop_is_running():
+                self._click(self._read_info(self.recording), "read the number of messages")
+
+    def _ask_delete_question(self) -> None:
+        count = self.info.get("messages", 0)
+        self.delete_confirmation.ask(
+            f"Delete <b>{html.escape(self.recording)}</b> and its {plural(count, 'message')}? "
+            f"This cannot be undone.",
+            f"Delete {self.recording}",
+        )
 
     async def delete_recording(self) -> None:
         """Delete the recording shown (the stream and everything it recorded), then list the others."""
@@ -473,6 +548,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         if self.replay is not None and self.replay.recording == name and self.replay.is_running:
             await self.replay.stop()
         await self._current().delete(connection=await self._conn())
+        self._follow(False)
         self._wanted = None
         self.recording, self.info = "", {}
         self.notice = f"deleted recording {name!r}"
@@ -534,6 +610,8 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         if "_tasks" not in self.__dict__:  # __init__ failed (ipywidgets closes on __del__)
             return
         self._tasks.cancel_all()
+        self._follow(False)
+        self._follower.cancel_all()
         advisory, self._advisory = self._advisory, None
         if advisory is not None:
             try:
