@@ -6,9 +6,11 @@ binary buffers: each update sends, per series that changed, at most ``display_po
 (thinned by min/max buckets, so spikes stay), and updates come at most every ``refresh_interval``
 seconds however fast messages arrive.
 
-The axes fit the points in the window, so the lines move left as time goes on; dragging or scrolling
-the chart pans and zooms it (bqplot's PanZoom) and holds the axes there, Reset zoom fits them again.
-Pause freezes the chart while the series keep collecting, so nothing is missing after Resume.
+The axes fit the points in the window, so the lines move left as time goes on; dragging the chart
+pans it (bqplot's PanZoom) and holds the axes there, Reset zoom fits them again. The mouse wheel
+scrolls the notebook, as everywhere else on the page; it zooms the chart only while the Zoom toggle
+is on (:attr:`LivePlot.wheel_zoom`). Times read on a 24-hour UTC clock, with the date when the range
+spans days. Pause freezes the chart while the series keep collecting, so nothing is missing after Resume.
 
 Open one from code, from a numeric field in the SubjectBrowser, or from data you have:
 
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 
     from fastiot.capture import MessageCapture
 
-__all__ = ["DEFAULT_PLOT_HEIGHT", "DEFAULT_PLOT_REFRESH", "LivePlot"]
+__all__ = ["DEFAULT_PLOT_HEIGHT", "DEFAULT_PLOT_REFRESH", "LivePlot", "time_tick_format"]
 
 DEFAULT_PLOT_HEIGHT = "320px"
 # One update a second: a 5-minute window moves ~3 pixels per update, and each update costs comm
@@ -62,6 +64,31 @@ DEFAULT_PLOT_REFRESH = 1.0
 # Colors of the series, in order (Material 800 shades: readable on light and dark themes).
 _PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#4e342e", "#ad1457")
 _MS = np.dtype("M8[ms]")
+_NS_PER_S = 1_000_000_000
+_NS_PER_DAY = 86_400 * _NS_PER_S
+
+
+def time_tick_format(first_ns: int, last_ns: int) -> str:
+    """The d3 time format of the time axis for a range (nanoseconds since the epoch, UTC).
+
+    bqplot's own guess reads a 12-hour clock without AM/PM ("11:20" for 23:20); the tables beside a
+    chart read 24-hour UTC, and so does the chart with this format: seconds for a short range,
+    milliseconds for a very short one, and the date once the range spans days.
+
+    Example:
+        >>> time_tick_format(0, 30 * 1_000_000_000)
+        '%H:%M:%S'
+        >>> time_tick_format(0, 2 * 86_400 * 1_000_000_000)
+        '%Y-%m-%d %H:%M'
+    """
+    if first_ns // _NS_PER_DAY != last_ns // _NS_PER_DAY:
+        return "%Y-%m-%d %H:%M"
+    span = last_ns - first_ns
+    if span < 5 * _NS_PER_S:
+        return "%H:%M:%S.%L"
+    if span < 3_600 * _NS_PER_S:
+        return "%H:%M:%S"
+    return "%H:%M"
 
 
 class LivePlot(LiveView):
@@ -97,6 +124,10 @@ class LivePlot(LiveView):
     labels = traitlets.List(traitlets.Unicode(), help="The legend: one label per line drawn, in order.")
     points_shown = traitlets.Int(0, help="Points drawn by the last update, all lines together.")
     updates_sent = traitlets.Int(0, help="Line updates sent to the browser (a line whose points changed).")
+    wheel_zoom = traitlets.Bool(
+        False,
+        help="The mouse wheel over the chart zooms it (the Zoom toggle); off, the wheel scrolls the page.",
+    )
 
     def __init__(
         self,
@@ -143,7 +174,9 @@ class LivePlot(LiveView):
         self.figure = bqplot.Figure(
             marks=[],
             axes=[
-                bqplot.Axis(scale=self.x_scale, label="time", grid_lines="dashed"),
+                bqplot.Axis(
+                    scale=self.x_scale, label="time (UTC)", grid_lines="dashed", tick_format="%H:%M:%S"
+                ),
                 bqplot.Axis(scale=self.y_scale, side="left", label=fields_text, grid_lines="dashed"),
             ],
             title=title,
@@ -153,7 +186,17 @@ class LivePlot(LiveView):
             layout=widgets.Layout(width="100%", height=height),
         )
         self.figure.add_class("fastiot-live-plot")
-        self.figure.interaction = bqplot.PanZoom(scales={"x": [self.x_scale], "y": [self.y_scale]})
+        # A plain wheel scrolls the notebook: bqplot's PanZoom only takes the wheel with allow_zoom.
+        self.figure.interaction = bqplot.PanZoom(
+            scales={"x": [self.x_scale], "y": [self.y_scale]}, allow_zoom=False
+        )
+        self.zoom_button = ui.ToggleButton(
+            value=False,
+            description="Zoom",
+            icon="search-plus",
+            tooltip="While on, the mouse wheel over the chart zooms it; off, it scrolls the page",
+            layout={"width": "auto"},
+        )
         self.reset_zoom_button = ui.Button(
             description="Reset zoom",
             icon="expand",
@@ -166,6 +209,7 @@ class LivePlot(LiveView):
         )
         self.copy_code.button.disabled = not live  # a DataFrame has no code that makes it again
         self.reset_zoom_button.on_click(lambda _b: self.reset_zoom())
+        self.zoom_button.observe(self._on_zoom_toggle, names="value")
         self.x_scale.observe(self._on_user_zoom, names=["min", "max"])
         self.y_scale.observe(self._on_user_zoom, names=["min", "max"])
 
@@ -178,7 +222,13 @@ class LivePlot(LiveView):
             children=[],
         )
         self.display_points = display_points
-        toolbar = [self.pause_button, self.resume_button, self.clear_button, self.reset_zoom_button]
+        toolbar = [
+            self.pause_button,
+            self.resume_button,
+            self.clear_button,
+            self.zoom_button,
+            self.reset_zoom_button,
+        ]
         if live:
             toolbar = [self.connection_status, *toolbar, self.copy_code.button]
         self.children = [
@@ -281,6 +331,32 @@ class LivePlot(LiveView):
     def _on_user_zoom(self, _change: Any) -> None:
         if not self._setting_scale:  # PanZoom in the browser moved a scale
             self.follow = False
+        self._set_time_format()
+
+    def _on_zoom_toggle(self, change: dict[str, Any]) -> None:
+        self.wheel_zoom = bool(change["new"])
+
+    @traitlets.observe("wheel_zoom")
+    def _on_wheel_zoom(self, change: dict[str, Any]) -> None:
+        if "figure" not in self.__dict__:
+            return  # set before the chart exists (a constructor keyword): the chart reads it then
+        self.figure.interaction.allow_zoom = change["new"]
+        self.zoom_button.value = change["new"]
+
+    def _set_time_format(self, times: Sequence[np.ndarray] = ()) -> None:
+        """Format the time axis for the range shown: the one zoomed to, else the points'."""
+        low, high = self.x_scale.min, self.x_scale.max
+        if low is not None and high is not None:
+            first, last = _epoch_ns(low), _epoch_ns(high)
+        else:
+            ends = [(int(t[0].view(np.int64)), _last(t)) for t in times if len(t)]
+            if not ends:
+                return
+            first, last = min(e[0] for e in ends), max(e[1] for e in ends)
+        tick_format = time_tick_format(first, last)
+        axis = self.figure.axes[0]
+        if axis.tick_format != tick_format:
+            axis.tick_format = tick_format
 
     def close(self) -> None:
         """Stop the series' subscription (or stop following the capture) and the updates."""
@@ -335,6 +411,7 @@ class LivePlot(LiveView):
             del self._marks[key]
             self._shown.pop(key, None)
             added = True
+        self._set_time_format([times for times, _values in data.values()])
         if added:
             self.figure.marks = list(self._marks.values())
             self.labels = [key.label for key in self._marks]
@@ -354,6 +431,13 @@ class LivePlot(LiveView):
 
     def __repr__(self) -> str:
         return f"LivePlot({self.series.subjects}, {self.series.fields}, {plural(len(self._marks), 'line')})"
+
+
+def _epoch_ns(value: dt.datetime) -> int:
+    """A scale's bound (naive means UTC, as bqplot's date scales send it) in nanoseconds since the epoch."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return int(np.datetime64(value, "ns").view(np.int64))
 
 
 def _last(times: np.ndarray) -> int:
