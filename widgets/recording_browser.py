@@ -30,7 +30,6 @@ import html
 from datetime import datetime
 from typing import Any
 
-import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
@@ -39,15 +38,13 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Bound, Recording, RecordingInfo, Replay
 
-from . import _loop_bound as ui
-from ._code import CopyAsCode
-from ._common import ConnectionStatus, follow_connection, plural, pre_html, resolve_connection
+from ._common import follow_connection, plural, pre_html, resolve_connection
 from ._history_code import code_for_load, code_for_record_subjects, code_for_replay
-from ._history_parts import Coalesced, ConfirmButton, RangePicker, ReplayOptions, SubjectChooser, info_html
-from ._plot_action import PlotAction, PlotsColumns, numeric_columns
+from ._history_parts import Coalesced, info_html
+from ._plot_action import PlotsColumns, numeric_columns
+from ._recording_browser_layout import RecordingBrowserLayout
 from .data_grid import DataGrid
 from .live_plot import LivePlot
-from .replay_view import ReplayProgress
 
 __all__ = ["DEFAULT_INFO_REFRESH", "DEFAULT_MAX_ROWS", "RecordingBrowser"]
 
@@ -66,7 +63,7 @@ def _is_bucket_stream(recording: Recording) -> bool:
     return name.startswith("KV_") and recording.subjects == [f"$KV.{name[3:]}.>"]
 
 
-class RecordingBrowser(PlotsColumns, widgets.VBox):
+class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
     """Browse the recordings on the server; load, replay and delete ranges of them.
 
     Args:
@@ -123,45 +120,13 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         self.replay: Replay | None = None
         """The replay started last."""
 
-        self.connection_status = ConnectionStatus()
-        self.recording_select = ui.Select(options=[], rows=6, layout=widgets.Layout(width="16em"))
-        self.refresh_button = ui.Button(icon="refresh", tooltip="List the recordings again")
-        self.refresh_button.layout = widgets.Layout(width="auto")
-        self.info_view = widgets.HTML()
-        self.subject_chooser = SubjectChooser()
-        self.subject_select = self.subject_chooser.select
-        self.range_picker = RangePicker()
-        self.max_rows_input = ui.BoundedIntText(
-            value=max_rows, min=1, max=100_000_000, description="at most", layout=widgets.Layout(width="14em")
+        self._make_controls(
+            max_rows=max_rows,
+            confirm_delete=lambda: self._click(self.delete_recording(), "delete"),
+            make_plot=self._make_plot,
+            show_failure=self._show_failure,
+            code={"record": self._record_code, "load": self._load_code, "replay": self._replay_code},
         )
-        self.load_table_button = ui.Button(description="Load into table", icon="table")
-        self.load_frame_button = ui.Button(description="Load into DataFrame", icon="download")
-        self.replay_options = ReplayOptions()
-        self.replay_button = ui.Button(description="Replay", icon="play")
-        self.replay_view = ReplayProgress()
-        self.delete_confirmation = ConfirmButton(
-            "Delete…", lambda: self._click(self.delete_recording(), "delete")
-        )
-        self.delete_button = self.delete_confirmation.button
-        self.notice_view = widgets.HTML()
-        self.error_view = widgets.HTML()
-        self.table_box = widgets.VBox()
-        self.plot_action = PlotAction(
-            self._make_plot, self._show_failure, tooltip="Chart the chosen numeric column of what was loaded"
-        )
-        self.record_code = CopyAsCode(self._record_code, description="Record as code")
-        self.load_code = CopyAsCode(self._load_code, description="Load as code")
-        self.replay_code = CopyAsCode(self._replay_code, description="Replay as code")
-        for button in (
-            self.load_table_button,
-            self.load_frame_button,
-            self.replay_button,
-            self.record_code.button,
-            self.load_code.button,
-            self.replay_code.button,
-        ):
-            button.layout.width = "auto"
-
         self.refresh_button.on_click(lambda _b: self._click(self.refresh(), "list the recordings"))
         self.recording_select.observe(self._on_select, names="value")
         self.subject_chooser.observe(self._on_subjects_chosen, names="subjects")
@@ -170,50 +135,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         self.replay_button.on_click(lambda _b: self._click(self.start_replay(), "replay"))
         self.delete_button.on_click(lambda _b: self.ask_delete())
         self.observe(lambda _c: self._click(self.refresh(), "list the recordings"), names="show_buckets")
-
-        box = widgets.Layout(border="1px solid #e0e0e0", padding="4px", margin="2px 0")
-        super().__init__(
-            children=[
-                widgets.HBox(
-                    [widgets.HTML("<b>Recordings</b>"), self.refresh_button, self.connection_status]
-                ),
-                widgets.HBox(
-                    [
-                        self.recording_select,
-                        widgets.VBox(
-                            [self.info_view, widgets.HBox([self.delete_button, self.record_code.button])]
-                        ),
-                    ]
-                ),
-                self.delete_confirmation,
-                self.record_code.output,
-                widgets.Box([self.subject_chooser], layout=box),
-                widgets.VBox(
-                    [
-                        self.range_picker,
-                        widgets.HBox(
-                            [
-                                self.max_rows_input,
-                                self.load_table_button,
-                                self.load_frame_button,
-                                self.load_code.button,
-                                self.plot_action.field_box,
-                                self.plot_action.button,
-                            ]
-                        ),
-                        self.load_code.output,
-                        widgets.HBox([self.replay_options, self.replay_button, self.replay_code.button]),
-                        self.replay_code.output,
-                        self.replay_view,
-                    ],
-                    layout=box,
-                ),
-                self.notice_view,
-                self.error_view,
-                self.table_box,
-                self.plot_action.area,
-            ]
-        )
+        super().__init__(children=self._arrange())
         self._render_info(None)
         follow_connection(self.connection_status, connection, self._tasks)
         if not loop_is_running():
