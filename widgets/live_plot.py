@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from fastiot.series import (
 from . import _loop_bound as ui
 from ._code import CopyAsCode, code_for_plot
 from ._common import plural
+from ._layout import toolbar
 from ._live import LiveView, summary_html
 
 if TYPE_CHECKING:
@@ -180,7 +182,6 @@ class LivePlot(LiveView):
                 bqplot.Axis(scale=self.y_scale, side="left", label=fields_text, grid_lines="dashed"),
             ],
             title=title,
-            legend_location="top-left",
             animation_duration=0,
             fig_margin={"top": 30 if title else 15, "bottom": 45, "left": 60, "right": 15},
             layout=widgets.Layout(width="100%", height=height),
@@ -204,6 +205,8 @@ class LivePlot(LiveView):
             layout={"width": "auto"},
         )
         self.summary_view = widgets.HTML()
+        self.legend_view = widgets.HTML()
+        """The legend, above the chart: bqplot's legend box inside the chart covered the lines."""
         self.copy_code = CopyAsCode(
             self._code, tooltip="Insert the code that opens this plot as a cell below"
         )
@@ -222,7 +225,7 @@ class LivePlot(LiveView):
             children=[],
         )
         self.display_points = display_points
-        toolbar = [
+        controls = [
             self.pause_button,
             self.resume_button,
             self.clear_button,
@@ -230,12 +233,10 @@ class LivePlot(LiveView):
             self.reset_zoom_button,
         ]
         if live:
-            toolbar = [self.connection_status, *toolbar, self.copy_code.button]
+            controls = [self.connection_status, *controls, self.copy_code.button]
         self.children = [
-            widgets.HBox(
-                [*toolbar, self.summary_view],
-                layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
-            ),
+            toolbar(*controls, self.summary_view),
+            self.legend_view,
             self.figure,
             self.error_view,
             self.copy_code.output,
@@ -415,6 +416,7 @@ class LivePlot(LiveView):
         if added:
             self.figure.marks = list(self._marks.values())
             self.labels = [key.label for key in self._marks]
+            self.legend_view.value = _legend_html(self.labels)
         self.points_shown = shown
         self._set_shows_traffic(self._live and series.is_running)
 
@@ -424,13 +426,28 @@ class LivePlot(LiveView):
             y=np.array([], dtype=np.float32),
             scales={"x": self.x_scale, "y": self.y_scale},
             labels=[key.label],
-            display_legend=True,
-            colors=[_PALETTE[i % len(_PALETTE)]],
+            display_legend=False,  # the legend is legend_view, above the chart
+            colors=[_color(i)],
             stroke_width=1.5,
         )
 
     def __repr__(self) -> str:
         return f"LivePlot({self.series.subjects}, {self.series.fields}, {plural(len(self._marks), 'line')})"
+
+
+def _color(i: int) -> str:
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def _legend_html(labels: list[str]) -> str:
+    """One entry per line drawn: a swatch in the line's color and its label; entries wrap."""
+    entries = "".join(
+        f"<span style='display:inline-block;margin-right:1.2em;white-space:nowrap'>"
+        f"<span style='display:inline-block;width:1.5em;height:3px;vertical-align:middle;"
+        f"background:{_color(i)}'></span> {html.escape(label)}</span>"
+        for i, label in enumerate(labels)
+    )
+    return f"<div class='fastiot-plot-legend' style='line-height:1.6'>{entries}</div>" if labels else ""
 
 
 def _epoch_ns(value: dt.datetime) -> int:

@@ -1,4 +1,4 @@
-"""LivePlot: a 24-hour UTC time axis (dates when the range spans days); the wheel scrolls the page."""
+"""LivePlot: a 24-hour UTC time axis (dates across days); the wheel scrolls the page; the legend is above."""
 
 from __future__ import annotations
 
@@ -62,4 +62,16 @@ def test_the_mouse_wheel_zooms_only_while_zoom_is_on() -> None:
 
     plot.wheel_zoom = False  # from code
     assert not plot.zoom_button.value and interaction.allow_zoom is False
+    plot.close()
+
+
+def test_the_legend_sits_above_the_chart_not_over_its_lines() -> None:
+    rows = pd.concat([frame("2024-05-01 12:00", 5, "1s"), frame("2024-05-01 12:00", 5, "1s")])
+    rows["subject"] = ["m.a"] * 5 + ["m.<b>"] * 5
+    plot = LivePlot.from_dataframe(rows, "value")
+
+    assert sorted(plot.labels) == ["m.<b>", "m.a"]
+    assert not any(mark.display_legend for mark in plot.figure.marks), "bqplot's legend box covers lines"
+    assert "m.a" in plot.legend_view.value and "m.&lt;b&gt;" in plot.legend_view.value
+    assert plot.children.index(plot.legend_view) < plot.children.index(plot.figure)
     plot.close()
