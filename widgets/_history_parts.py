@@ -111,7 +111,9 @@ class ReplayOptions(widgets.HBox):
         self.speed_input = ui.BoundedFloatText(
             value=1.0, min=0.001, max=1e6, description="speed", layout=widgets.Layout(width="10em")
         )
-        self.max_speed = ui.Checkbox(value=False, description="as fast as possible", indent=False)
+        self.max_speed = ui.Checkbox(
+            value=False, description="as fast as possible", indent=False, layout=widgets.Layout(width="auto")
+        )
         self.prefix_input = ui.Text(
             value="replay",
             description="prefix",

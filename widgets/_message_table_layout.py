@@ -103,8 +103,7 @@ class MessageTableLayout(LiveView):
                 widgets.HTML("&nbsp;export:"),
                 self.csv_button,
                 self.parquet_button,
-                self.plot_action.field_box,
-                self.plot_action.button,
+                toolbar(self.plot_action.field_box, self.plot_action.button),  # wrap together
                 self.copy_code.button,
                 self.counters_view,
             ),

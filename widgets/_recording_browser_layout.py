@@ -74,7 +74,12 @@ class RecordingBrowserLayout(widgets.VBox):
         self.subject_select = self.subject_chooser.select
         self.range_picker = RangePicker()
         self.max_rows_input = ui.BoundedIntText(
-            value=max_rows, min=1, max=100_000_000, description="at most", layout=widgets.Layout(width="14em")
+            value=max_rows,
+            min=1,
+            max=100_000_000,
+            description="at most",
+            layout=widgets.Layout(width="12em"),
+            style={"description_width": "initial"},
         )
         self.load_table_button = ui.Button(description="Load into table", icon="table")
         self.load_frame_button = ui.Button(description="Load into DataFrame", icon="download")
@@ -123,8 +128,7 @@ class RecordingBrowserLayout(widgets.VBox):
                         self.load_table_button,
                         self.load_frame_button,
                         self.load_code.button,
-                        self.plot_action.field_box,
-                        self.plot_action.button,
+                        toolbar(self.plot_action.field_box, self.plot_action.button),  # wrap together
                     ),
                     self.load_code.output,
                     toolbar(self.replay_options, self.replay_button, self.replay_code.button),

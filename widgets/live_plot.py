@@ -183,7 +183,7 @@ class LivePlot(LiveView):
             ],
             title=title,
             animation_duration=0,
-            fig_margin={"top": 30 if title else 15, "bottom": 45, "left": 60, "right": 15},
+            fig_margin={"top": 30 if title else 15, "bottom": 45, "left": 60, "right": 40},
             layout=widgets.Layout(width="100%", height=height),
         )
         self.figure.add_class("fastiot-live-plot")
