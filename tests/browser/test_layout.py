@@ -19,6 +19,7 @@ from playwright.sync_api import Page, sync_playwright
 from tests.browser.test_jupyterlab import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    KERNELSPEC,
     UI_TIMEOUT_MS,
     Workbench,
     _run_menu,
@@ -87,11 +88,7 @@ _VALUE_COLUMN = """() => {
 
 def _write_notebook(folder: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
     nbformat.write(nb, folder / NOTEBOOK)
 
