@@ -5,7 +5,8 @@ Publisher and a RecordingBrowser over the demo plant. Headless Chromium shows it
 wide with the left sidebar (the file browser) open; at each width the test screenshots every view
 (into the test's tmp dir) and checks, in the page, that no button label is truncated (a button whose
 text needs more room than it has: ``scrollWidth > clientWidth``), that the SubjectBrowser's toolbar
-stays one line, and that the tree's last-value column has room for a value.
+stays one line, and that the tree's last-value column has room for a value. Last, the mouse wheel
+over the LivePlot scrolls the notebook (it zooms the chart only with the Zoom toggle on).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import nbformat
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.test_jupyterlab import (
     CHROMIUM,
@@ -86,6 +88,32 @@ _VALUE_COLUMN = """() => {
 }"""
 
 
+# The notebook's scroll position: the first scrollable ancestor of the chart.
+_NOTEBOOK_SCROLL = """() => {
+    let e = document.querySelector('.fastiot-live-plot');
+    while (e && !(e.scrollHeight > e.clientHeight && /auto|scroll/.test(getComputedStyle(e).overflowY))) {
+        e = e.parentElement;
+    }
+    return e ? e.scrollTop : -1;
+}"""
+
+
+def _wheel_over_the_chart_scrolls_the_notebook(page: Page) -> bool:
+    """Turn the mouse wheel over the middle of the LivePlot: does the notebook scroll?"""
+    chart = page.locator(".fastiot-live-plot").first
+    chart.evaluate("e => e.scrollIntoView({block: 'center'})")
+    box = chart.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    before = page.evaluate(_NOTEBOOK_SCROLL)
+    page.mouse.wheel(0, 300)
+    try:
+        page.wait_for_function(f"before => ({_NOTEBOOK_SCROLL})() !== before", arg=before, timeout=5_000)
+    except PlaywrightTimeoutError:
+        return False
+    return True
+
+
 def _write_notebook(folder: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
@@ -137,6 +165,7 @@ def test_the_views_read_well_from_1280_px_with_the_file_browser_open(
             page.locator(".fastiot-subject-detail").first.wait_for(state="attached")
             page.locator(".fastiot-live-plot path.line").nth(1).wait_for(state="attached")
             results = {width: _check_width(page, width, shots) for width in WIDTHS}
+            wheel_scrolls = _wheel_over_the_chart_scrolls_the_notebook(page)
         except Exception:
             page.screenshot(path=str(shots / "failure.png"))
             (shots / "failure-workbench.log").write_text("".join(workbench.lines))
@@ -148,3 +177,4 @@ def test_the_views_read_well_from_1280_px_with_the_file_browser_open(
         assert found["truncated"] == [], f"button labels cut at {width} px: {found['truncated']}"
         assert found["toolbar_lines"] == 1, f"the SubjectBrowser's toolbar wraps at {width} px"
         assert found["value_column"] >= MIN_VALUE_COLUMN_PX, f"the last-value column at {width} px: {found}"
+    assert wheel_scrolls, "the mouse wheel over a LivePlot must scroll the notebook (zoom only with Zoom on)"
