@@ -286,20 +286,25 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
             if not name:
                 return
             try:
-                info = await self._read_info(name)
+                info = await self._read_again(name)
             except RecordingNotFoundError:
                 return  # the browser says that it is gone
             except Exception as exc:  # e.g. the connection is down: say so, try again next time
                 self._on_task_error(exc, "read the numbers of the recording")
                 continue
-            if info is None or self.recording != name:
-                continue
-            self._render_info(info, keep_ranges=True)
-            if self.subjects:
-                await self.show_subject_ranges()
-            if not info.recording:  # stopped: its numbers stay as they are now
-                self._follow_task = None
+            if info is not None and self.recording == name and not info.recording:
+                self._follow_task = None  # stopped: its numbers stay as they are now
                 return
+
+    async def _read_again(self, name: str) -> RecordingInfo | None:
+        """Read the numbers of the recording shown again and show them (chosen subjects' ranges too)."""
+        info = await self._read_info(name)
+        if info is None or self.recording != name:
+            return info
+        self._render_info(info, keep_ranges=True)
+        if self.subjects:
+            await self.show_subject_ranges()
+        return info
 
     def _current(self, connection: NatsBrokerConnection | None = None) -> Recording:
         if not self.recording:
@@ -451,7 +456,7 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
         if self.recording:
             self._ask_delete_question()
             if loop_is_running():
-                self._click(self._read_info(self.recording), "read the number of messages")
+                self._click(self._read_again(self.recording), "read the number of messages")
 
     def _ask_delete_question(self) -> None:
         count = self.info.get("messages", 0)

@@ -76,6 +76,7 @@ async def test_the_delete_confirmation_states_the_count_read_when_asked(
 
     assert browser.delete_confirmation.confirming
     assert f"its {total} messages" in browser.delete_confirmation.text.value
+    assert f"{total} messages" in browser.info_view.value, "the info beside it says the same"
     await Recording.open(recorded.name, connection=broker)  # nothing deleted by asking
 
 
