@@ -26,12 +26,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import bqplot
-import ipywidgets as widgets
 import numpy as np
 import traitlets
 
@@ -46,11 +44,10 @@ from fastiot.series import (
     SeriesKey,
 )
 
-from . import _loop_bound as ui
-from ._code import CopyAsCode, code_for_plot
+from ._code import code_for_plot
 from ._common import plural
-from ._layout import toolbar
-from ._live import LiveView, summary_html
+from ._live import summary_html
+from ._live_plot_layout import LivePlotLayout, color, epoch_ns, legend_html, time_tick_format
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,37 +60,10 @@ DEFAULT_PLOT_HEIGHT = "320px"
 # One update a second: a 5-minute window moves ~3 pixels per update, and each update costs comm
 # bytes (three busy lines: 5.3 kB/s in bench/results/firehose.json); 2 Hz would send each line twice as often.
 DEFAULT_PLOT_REFRESH = 1.0
-# Colors of the series, in order (Material 800 shades: readable on light and dark themes).
-_PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#4e342e", "#ad1457")
 _MS = np.dtype("M8[ms]")
-_NS_PER_S = 1_000_000_000
-_NS_PER_DAY = 86_400 * _NS_PER_S
 
 
-def time_tick_format(first_ns: int, last_ns: int) -> str:
-    """The d3 time format of the time axis for a range (nanoseconds since the epoch, UTC).
-
-    bqplot's own guess reads a 12-hour clock without AM/PM ("11:20" for 23:20); the tables beside a
-    chart read 24-hour UTC, and so does the chart with this format: seconds for a short range,
-    milliseconds for a very short one, and the date once the range spans days.
-
-    Example:
-        >>> time_tick_format(0, 30 * 1_000_000_000)
-        '%H:%M:%S'
-        >>> time_tick_format(0, 2 * 86_400 * 1_000_000_000)
-        '%Y-%m-%d %H:%M'
-    """
-    if first_ns // _NS_PER_DAY != last_ns // _NS_PER_DAY:
-        return "%Y-%m-%d %H:%M"
-    span = last_ns - first_ns
-    if span < 5 * _NS_PER_S:
-        return "%H:%M:%S.%L"
-    if span < 3_600 * _NS_PER_S:
-        return "%H:%M:%S"
-    return "%H:%M"
-
-
-class LivePlot(LiveView):
+class LivePlot(LivePlotLayout):
     """A live chart of numeric fields of NATS subjects over a sliding time window.
 
     Args:
@@ -170,45 +140,8 @@ class LivePlot(LiveView):
         self._setting_scale: bool = False
         self._unfollow: Any = None  # how a capture source stops feeding the series (from_capture)
 
-        self.x_scale = bqplot.DateScale()
-        self.y_scale = bqplot.LinearScale()
-        fields_text = ", ".join(self.series.fields)
-        self.figure = bqplot.Figure(
-            marks=[],
-            axes=[
-                bqplot.Axis(
-                    scale=self.x_scale, label="time (UTC)", grid_lines="dashed", tick_format="%H:%M:%S"
-                ),
-                bqplot.Axis(scale=self.y_scale, side="left", label=fields_text, grid_lines="dashed"),
-            ],
-            title=title,
-            animation_duration=0,
-            fig_margin={"top": 30 if title else 15, "bottom": 45, "left": 60, "right": 40},
-            layout=widgets.Layout(width="100%", height=height),
-        )
-        self.figure.add_class("fastiot-live-plot")
-        # A plain wheel scrolls the notebook: bqplot's PanZoom only takes the wheel with allow_zoom.
-        self.figure.interaction = bqplot.PanZoom(
-            scales={"x": [self.x_scale], "y": [self.y_scale]}, allow_zoom=False
-        )
-        self.zoom_button = ui.ToggleButton(
-            value=False,
-            description="Zoom",
-            icon="search-plus",
-            tooltip="While on, the mouse wheel over the chart zooms it; off, it scrolls the page",
-            layout={"width": "auto"},
-        )
-        self.reset_zoom_button = ui.Button(
-            description="Reset zoom",
-            icon="expand",
-            tooltip="Follow the newest points again",
-            layout={"width": "auto"},
-        )
-        self.summary_view = widgets.HTML()
-        self.legend_view = widgets.HTML()
-        """The legend, above the chart: bqplot's legend box inside the chart covered the lines."""
-        self.copy_code = CopyAsCode(
-            self._code, tooltip="Insert the code that opens this plot as a cell below"
+        self._make_controls(
+            fields_text=", ".join(self.series.fields), title=title, height=height, code=self._code
         )
         self.copy_code.button.disabled = not live  # a DataFrame has no code that makes it again
         self.reset_zoom_button.on_click(lambda _b: self.reset_zoom())
@@ -225,22 +158,7 @@ class LivePlot(LiveView):
             children=[],
         )
         self.display_points = display_points
-        controls = [
-            self.pause_button,
-            self.resume_button,
-            self.clear_button,
-            self.zoom_button,
-            self.reset_zoom_button,
-        ]
-        if live:
-            controls = [self.connection_status, *controls, self.copy_code.button]
-        self.children = [
-            toolbar(*controls, self.summary_view),
-            self.legend_view,
-            self.figure,
-            self.error_view,
-            self.copy_code.output,
-        ]
+        self.children = self._arrange(live)
         self.add_class("fastiot-live-plot-view")
         self.refresh()
 
@@ -348,7 +266,7 @@ class LivePlot(LiveView):
         """Format the time axis for the range shown: the one zoomed to, else the points'."""
         low, high = self.x_scale.min, self.x_scale.max
         if low is not None and high is not None:
-            first, last = _epoch_ns(low), _epoch_ns(high)
+            first, last = epoch_ns(low), epoch_ns(high)
         else:
             ends = [(int(t[0].view(np.int64)), _last(t)) for t in times if len(t)]
             if not ends:
@@ -416,7 +334,7 @@ class LivePlot(LiveView):
         if added:
             self.figure.marks = list(self._marks.values())
             self.labels = [key.label for key in self._marks]
-            self.legend_view.value = _legend_html(self.labels)
+            self.legend_view.value = legend_html(self.labels)
         self.points_shown = shown
         self._set_shows_traffic(self._live and series.is_running)
 
@@ -427,34 +345,12 @@ class LivePlot(LiveView):
             scales={"x": self.x_scale, "y": self.y_scale},
             labels=[key.label],
             display_legend=False,  # the legend is legend_view, above the chart
-            colors=[_color(i)],
+            colors=[color(i)],
             stroke_width=1.5,
         )
 
     def __repr__(self) -> str:
         return f"LivePlot({self.series.subjects}, {self.series.fields}, {plural(len(self._marks), 'line')})"
-
-
-def _color(i: int) -> str:
-    return _PALETTE[i % len(_PALETTE)]
-
-
-def _legend_html(labels: list[str]) -> str:
-    """One entry per line drawn: a swatch in the line's color and its label; entries wrap."""
-    entries = "".join(
-        f"<span style='display:inline-block;margin-right:1.2em;white-space:nowrap'>"
-        f"<span style='display:inline-block;width:1.5em;height:3px;vertical-align:middle;"
-        f"background:{_color(i)}'></span> {html.escape(label)}</span>"
-        for i, label in enumerate(labels)
-    )
-    return f"<div class='fastiot-plot-legend' style='line-height:1.6'>{entries}</div>" if labels else ""
-
-
-def _epoch_ns(value: dt.datetime) -> int:
-    """A scale's bound (naive means UTC, as bqplot's date scales send it) in nanoseconds since the epoch."""
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return int(np.datetime64(value, "ns").view(np.int64))
 
 
 def _last(times: np.ndarray) -> int:
