@@ -5,7 +5,8 @@ Publisher and a RecordingBrowser over the demo plant. Headless Chromium shows it
 wide with the left sidebar (the file browser) open; at each width the test screenshots every view
 (into the test's tmp dir) and checks, in the page, that no button label is truncated (a button whose
 text needs more room than it has: ``scrollWidth > clientWidth``), that the SubjectBrowser's toolbar
-stays one line, and that the tree's last-value column has room for a value. Last, the mouse wheel
+stays one line, that the tree's last-value column has room for a value and that the detail pane
+does not need a sideways scroll. Last, the mouse wheel
 over the LivePlot scrolls the notebook (it zooms the chart only with the Zoom toggle on).
 """
 
@@ -135,6 +136,9 @@ def _check_width(page: Page, width: int, shots: Path) -> dict[str, Any]:
         "truncated": page.evaluate(_TRUNCATED_BUTTONS),
         "toolbar_lines": page.evaluate(_TOOLBAR_LINES),
         "value_column": page.evaluate(_VALUE_COLUMN),
+        "detail_overflow": page.locator(".fastiot-subject-detail").first.evaluate(
+            "e => e.scrollWidth - e.clientWidth"
+        ),
     }
 
 
@@ -177,4 +181,5 @@ def test_the_views_read_well_from_1280_px_with_the_file_browser_open(
         assert found["truncated"] == [], f"button labels cut at {width} px: {found['truncated']}"
         assert found["toolbar_lines"] == 1, f"the SubjectBrowser's toolbar wraps at {width} px"
         assert found["value_column"] >= MIN_VALUE_COLUMN_PX, f"the last-value column at {width} px: {found}"
+        assert found["detail_overflow"] <= 1, f"the detail pane scrolls sideways at {width} px: {found}"
     assert wheel_scrolls, "the mouse wheel over a LivePlot must scroll the notebook (zoom only with Zoom on)"
