@@ -102,3 +102,16 @@ async def test_close_stops_following(recorded: Recorded, broker: NatsBrokerConne
     assert not browser.is_following
     await wait_until(task.done, what="the periodic read to end")
     assert task.cancelled()
+
+
+async def test_plot_of_a_loaded_range_reads_a_24_hour_clock(
+    recorded: Recorded, broker: NatsBrokerConnection
+) -> None:
+    browser = await browse(recorded, broker, SLOW)
+    await browser.load()
+
+    plot = browser.open_plot("value")
+
+    axis = plot.figure.axes[0]
+    assert axis.label == "time (UTC)" and axis.tick_format.startswith("%H:%M")
+    assert "%I" not in axis.tick_format, "12-hour clock without AM/PM"
