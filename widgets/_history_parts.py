@@ -111,7 +111,9 @@ class ReplayOptions(widgets.HBox):
         self.speed_input = ui.BoundedFloatText(
             value=1.0, min=0.001, max=1e6, description="speed", layout=widgets.Layout(width="10em")
         )
-        self.max_speed = ui.Checkbox(value=False, description="as fast as possible", indent=False)
+        self.max_speed = ui.Checkbox(
+            value=False, description="as fast as possible", indent=False, layout=widgets.Layout(width="auto")
+        )
         self.prefix_input = ui.Text(
             value="replay",
             description="prefix",
@@ -210,10 +212,16 @@ class SubjectChooser(widgets.HBox):
         self.select.observe(self._on_chosen, names="value")
         super().__init__(children=[widgets.VBox([self.filter, self.select]), self.ranges_view], **kwargs)
 
-    def set_counts(self, counts: dict[str, int]) -> None:
-        """Show these subjects (messages per subject); chosen ones that are still there stay chosen."""
+    def set_counts(self, counts: dict[str, int], *, keep_ranges: bool = False) -> None:
+        """Show these subjects (messages per subject); chosen ones that are still there stay chosen.
+
+        Args:
+            counts: Messages per subject.
+            keep_ranges: The same recording's newer counts: the time ranges shown stay until read again.
+        """
         self.counts = dict(counts)
-        self.ranges_view.value = ""
+        if not keep_ranges:
+            self.ranges_view.value = ""
         self._render()
 
     def _render(self) -> None:

@@ -64,7 +64,11 @@ class PlotAction:
         self.plot: LivePlot | None = None
         """The chart open now; None if none."""
         self.field_box = ui.Dropdown(
-            options=[], description="plot", layout=widgets.Layout(width="14em"), tooltip="A numeric column"
+            options=[],
+            description="plot",
+            layout=widgets.Layout(width="12em"),
+            style={"description_width": "initial"},
+            tooltip="A numeric column",
         )
         self.button = ui.Button(
             description="Plot", icon="line-chart", disabled=True, tooltip=tooltip, layout={"width": "auto"}

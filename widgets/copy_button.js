@@ -17,6 +17,7 @@ function activateOwnCell(el) {
 function render({ model, el }) {
   const button = document.createElement("button");
   button.className = "jupyter-button widget-button";
+  button.style.width = "auto"; // the label decides: "Copy record code" does not fit the default 148 px
   const icon = document.createElement("i");
   icon.className = "fa fa-code";
   const label = document.createElement("span");

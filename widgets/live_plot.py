@@ -6,9 +6,11 @@ binary buffers: each update sends, per series that changed, at most ``display_po
 (thinned by min/max buckets, so spikes stay), and updates come at most every ``refresh_interval``
 seconds however fast messages arrive.
 
-The axes fit the points in the window, so the lines move left as time goes on; dragging or scrolling
-the chart pans and zooms it (bqplot's PanZoom) and holds the axes there, Reset zoom fits them again.
-Pause freezes the chart while the series keep collecting, so nothing is missing after Resume.
+The axes fit the points in the window, so the lines move left as time goes on; dragging the chart
+pans it (bqplot's PanZoom) and holds the axes there, Reset zoom fits them again. The mouse wheel
+scrolls the notebook, as everywhere else on the page; it zooms the chart only while the Zoom toggle
+is on (:attr:`LivePlot.wheel_zoom`). Times read on a 24-hour UTC clock, with the date when the range
+spans days. Pause freezes the chart while the series keep collecting, so nothing is missing after Resume.
 
 Open one from code, from a numeric field in the SubjectBrowser, or from data you have:
 
@@ -28,7 +30,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import bqplot
-import ipywidgets as widgets
 import numpy as np
 import traitlets
 
@@ -43,28 +44,26 @@ from fastiot.series import (
     SeriesKey,
 )
 
-from . import _loop_bound as ui
-from ._code import CopyAsCode, code_for_plot
+from ._code import code_for_plot
 from ._common import plural
-from ._live import LiveView, summary_html
+from ._live import summary_html
+from ._live_plot_layout import LivePlotLayout, color, epoch_ns, legend_html, time_tick_format
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from fastiot.capture import MessageCapture
 
-__all__ = ["DEFAULT_PLOT_HEIGHT", "DEFAULT_PLOT_REFRESH", "LivePlot"]
+__all__ = ["DEFAULT_PLOT_HEIGHT", "DEFAULT_PLOT_REFRESH", "LivePlot", "time_tick_format"]
 
 DEFAULT_PLOT_HEIGHT = "320px"
 # One update a second: a 5-minute window moves ~3 pixels per update, and each update costs comm
 # bytes (three busy lines: 5.3 kB/s in bench/results/firehose.json); 2 Hz would send each line twice as often.
 DEFAULT_PLOT_REFRESH = 1.0
-# Colors of the series, in order (Material 800 shades: readable on light and dark themes).
-_PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#4e342e", "#ad1457")
 _MS = np.dtype("M8[ms]")
 
 
-class LivePlot(LiveView):
+class LivePlot(LivePlotLayout):
     """A live chart of numeric fields of NATS subjects over a sliding time window.
 
     Args:
@@ -97,6 +96,10 @@ class LivePlot(LiveView):
     labels = traitlets.List(traitlets.Unicode(), help="The legend: one label per line drawn, in order.")
     points_shown = traitlets.Int(0, help="Points drawn by the last update, all lines together.")
     updates_sent = traitlets.Int(0, help="Line updates sent to the browser (a line whose points changed).")
+    wheel_zoom = traitlets.Bool(
+        False,
+        help="The mouse wheel over the chart zooms it (the Zoom toggle); off, the wheel scrolls the page.",
+    )
 
     def __init__(
         self,
@@ -137,35 +140,12 @@ class LivePlot(LiveView):
         self._setting_scale: bool = False
         self._unfollow: Any = None  # how a capture source stops feeding the series (from_capture)
 
-        self.x_scale = bqplot.DateScale()
-        self.y_scale = bqplot.LinearScale()
-        fields_text = ", ".join(self.series.fields)
-        self.figure = bqplot.Figure(
-            marks=[],
-            axes=[
-                bqplot.Axis(scale=self.x_scale, label="time", grid_lines="dashed"),
-                bqplot.Axis(scale=self.y_scale, side="left", label=fields_text, grid_lines="dashed"),
-            ],
-            title=title,
-            legend_location="top-left",
-            animation_duration=0,
-            fig_margin={"top": 30 if title else 15, "bottom": 45, "left": 60, "right": 15},
-            layout=widgets.Layout(width="100%", height=height),
-        )
-        self.figure.add_class("fastiot-live-plot")
-        self.figure.interaction = bqplot.PanZoom(scales={"x": [self.x_scale], "y": [self.y_scale]})
-        self.reset_zoom_button = ui.Button(
-            description="Reset zoom",
-            icon="expand",
-            tooltip="Follow the newest points again",
-            layout={"width": "auto"},
-        )
-        self.summary_view = widgets.HTML()
-        self.copy_code = CopyAsCode(
-            self._code, tooltip="Insert the code that opens this plot as a cell below"
+        self._make_controls(
+            fields_text=", ".join(self.series.fields), title=title, height=height, code=self._code
         )
         self.copy_code.button.disabled = not live  # a DataFrame has no code that makes it again
         self.reset_zoom_button.on_click(lambda _b: self.reset_zoom())
+        self.zoom_button.observe(self._on_zoom_toggle, names="value")
         self.x_scale.observe(self._on_user_zoom, names=["min", "max"])
         self.y_scale.observe(self._on_user_zoom, names=["min", "max"])
 
@@ -178,18 +158,7 @@ class LivePlot(LiveView):
             children=[],
         )
         self.display_points = display_points
-        toolbar = [self.pause_button, self.resume_button, self.clear_button, self.reset_zoom_button]
-        if live:
-            toolbar = [self.connection_status, *toolbar, self.copy_code.button]
-        self.children = [
-            widgets.HBox(
-                [*toolbar, self.summary_view],
-                layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
-            ),
-            self.figure,
-            self.error_view,
-            self.copy_code.output,
-        ]
+        self.children = self._arrange(live)
         self.add_class("fastiot-live-plot-view")
         self.refresh()
 
@@ -281,6 +250,32 @@ class LivePlot(LiveView):
     def _on_user_zoom(self, _change: Any) -> None:
         if not self._setting_scale:  # PanZoom in the browser moved a scale
             self.follow = False
+        self._set_time_format()
+
+    def _on_zoom_toggle(self, change: dict[str, Any]) -> None:
+        self.wheel_zoom = bool(change["new"])
+
+    @traitlets.observe("wheel_zoom")
+    def _on_wheel_zoom(self, change: dict[str, Any]) -> None:
+        if "figure" not in self.__dict__:
+            return  # set before the chart exists (a constructor keyword): the chart reads it then
+        self.figure.interaction.allow_zoom = change["new"]
+        self.zoom_button.value = change["new"]
+
+    def _set_time_format(self, times: Sequence[np.ndarray] = ()) -> None:
+        """Format the time axis for the range shown: the one zoomed to, else the points'."""
+        low, high = self.x_scale.min, self.x_scale.max
+        if low is not None and high is not None:
+            first, last = epoch_ns(low), epoch_ns(high)
+        else:
+            ends = [(int(t[0].view(np.int64)), _last(t)) for t in times if len(t)]
+            if not ends:
+                return
+            first, last = min(e[0] for e in ends), max(e[1] for e in ends)
+        tick_format = time_tick_format(first, last)
+        axis = self.figure.axes[0]
+        if axis.tick_format != tick_format:
+            axis.tick_format = tick_format
 
     def close(self) -> None:
         """Stop the series' subscription (or stop following the capture) and the updates."""
@@ -335,9 +330,11 @@ class LivePlot(LiveView):
             del self._marks[key]
             self._shown.pop(key, None)
             added = True
+        self._set_time_format([times for times, _values in data.values()])
         if added:
             self.figure.marks = list(self._marks.values())
             self.labels = [key.label for key in self._marks]
+            self.legend_view.value = legend_html(self.labels)
         self.points_shown = shown
         self._set_shows_traffic(self._live and series.is_running)
 
@@ -347,8 +344,8 @@ class LivePlot(LiveView):
             y=np.array([], dtype=np.float32),
             scales={"x": self.x_scale, "y": self.y_scale},
             labels=[key.label],
-            display_legend=True,
-            colors=[_PALETTE[i % len(_PALETTE)]],
+            display_legend=False,  # the legend is legend_view, above the chart
+            colors=[color(i)],
             stroke_width=1.5,
         )
 

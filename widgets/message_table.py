@@ -32,7 +32,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
@@ -40,17 +39,17 @@ from fastiot.capture import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, CaptureSubjects
 from fastiot.capture.grid_rows import CaptureSource, cell_text
 from fastiot.core.broker_connection import BrokerConnection
 
-from . import _loop_bound as ui
-from ._code import CopyAsCode, code_for_table
+from ._code import code_for_table
 from ._common import plural, pre_html
-from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
-from ._plot_action import PlotAction, PlotsColumns, numeric_columns
+from ._live import DEFAULT_REFRESH_INTERVAL, summary_html
+from ._message_table_layout import META_COLUMNS, MessageTableLayout
+from ._plot_action import PlotsColumns, numeric_columns
 from .data_grid import DEFAULT_GRID_HEIGHT, DataGrid
 from .live_plot import LivePlot
 
 __all__ = ["MessageTable"]
 
-_META_COLUMNS = ("received_at", "subject")
+_META_COLUMNS = META_COLUMNS
 _OK_COLOR = "#2e7d32"
 _ERROR_COLOR = "#c62828"
 
@@ -62,7 +61,7 @@ def _slug(patterns: list[str]) -> str:
     return text[:80]
 
 
-class MessageTable(PlotsColumns, LiveView):
+class MessageTable(PlotsColumns, MessageTableLayout):
     """A live capture in a sortable, filterable, virtualized grid, with counters, pause / resume /
     clear and export.
 
@@ -135,41 +134,15 @@ class MessageTable(PlotsColumns, LiveView):
         self._source: CaptureSource = CaptureSource(capture)
         self._updating_chooser: bool = False
 
-        self.title = widgets.HTML(
-            f"<b>{html.escape(', '.join(capture.patterns))}</b> "
-            f"<span style='color:#757575'>(newest first, the newest "
-            f"{plural(capture.max_rows, 'row')} kept)</span>"
-        )
-        self.counters_view = widgets.HTML()
-        self.csv_button = ui.Button(
-            description="CSV", icon="download", tooltip="Write every captured row to a CSV file"
-        )
-        self.parquet_button = ui.Button(
-            description="Parquet", icon="download", tooltip="Write every captured row to a Parquet file"
-        )
-        for button in (self.csv_button, self.parquet_button):
-            button.layout = widgets.Layout(width="auto")
-        self.export_view = widgets.HTML()
-        self.grid = DataGrid(
-            self._source, height=height, layout=widgets.Layout(flex="1 1 auto", width="100%")
-        )
-        self.grid.placeholder = "no messages yet"
-        self.details_view = widgets.HTML()
-        """The row clicked last, every column of it, nested payloads in full (depth-limited)."""
-        self.plot_action = PlotAction(
-            lambda fields: LivePlot.from_capture(capture, fields, title=", ".join(capture.patterns)),
-            self._show_error,
-            tooltip="Chart the chosen numeric column below; it follows the capture (again: adds a line)",
-        )
         self._plot_columns: tuple[str, ...] = ()
-        self.copy_code = CopyAsCode(
-            self._code, tooltip="Insert the code that opens this table as a cell below"
-        )
-        self.column_chooser = ui.SelectMultiple(
-            options=list(_META_COLUMNS),
-            rows=8,
-            tooltip="Columns shown (none selected: all); Ctrl/Shift-click to choose several",
-            layout=widgets.Layout(width="13em", flex="0 0 auto"),
+        self._make_controls(
+            capture,
+            DataGrid(self._source, height=height),
+            make_plot=lambda fields: LivePlot.from_capture(
+                capture, fields, title=", ".join(capture.patterns)
+            ),
+            show_error=self._show_error,
+            code=self._code,
         )
         self.csv_button.on_click(lambda _b: self._export_clicked("csv"))
         self.parquet_button.on_click(lambda _b: self._export_clicked("parquet"))
@@ -183,35 +156,7 @@ class MessageTable(PlotsColumns, LiveView):
             refresh_interval=refresh_interval,
             children=[],
         )
-        self.children = [
-            widgets.HBox([self.title, self.connection_status], layout=widgets.Layout(align_items="center")),
-            widgets.HBox(
-                [
-                    self.pause_button,
-                    self.resume_button,
-                    self.clear_button,
-                    widgets.HTML("&nbsp;export:"),
-                    self.csv_button,
-                    self.parquet_button,
-                    self.plot_action.field_box,
-                    self.plot_action.button,
-                    self.copy_code.button,
-                    self.counters_view,
-                ],
-                layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
-            ),
-            self.export_view,
-            self.copy_code.output,
-            widgets.HBox(
-                [
-                    self.grid,
-                    widgets.VBox([widgets.HTML("<small>columns (none: all)</small>"), self.column_chooser]),
-                ]
-            ),
-            self.details_view,
-            self.error_view,
-            self.plot_action.area,
-        ]
+        self.children = self._arrange()
         self.export_dir = os.fspath(export_dir)
         self.refresh()
 

@@ -38,7 +38,6 @@ import os
 import time
 from typing import Any
 
-import ipywidgets as widgets
 import nats.errors
 import pydantic
 import traitlets
@@ -61,16 +60,15 @@ from fastiot.publishing import (
     subject_problem,
 )
 
-from . import _loop_bound as ui
-from ._code import CopyAsCode, code_for_publish, code_for_request
+from ._code import code_for_publish, code_for_request
 from ._common import (
-    ConnectionStatus,
     follow_connection,
     format_exception,
     pre_html,
     resolve_connection,
 )
-from ._forms import DESCRIPTION_STYLE, FormField, SubjectFollower, form_fields, form_target, message_field
+from ._forms import FormField, SubjectFollower, form_fields, form_target, message_field
+from ._publisher_layout import PublisherLayout
 from ._publisher_panels import HistoryPanel, TemplatesPanel
 
 __all__ = ["DEFAULT_REQUEST_TIMEOUT", "FormError", "Publisher"]
@@ -79,10 +77,9 @@ __all__ = ["DEFAULT_REQUEST_TIMEOUT", "FormError", "Publisher"]
 DEFAULT_REQUEST_TIMEOUT = 5.0
 _ERROR_COLOR = "#c62828"
 _OK = "<span style='color:#2e7d32'>&#10003;</span>"
-_WIDE = "32em"  # the inputs' width (a Layout per widget: widgets must not share one)
 
 
-class Publisher(widgets.VBox):
+class Publisher(PublisherLayout):
     """A form that publishes a message, or sends a request and shows the reply decoded.
 
     Args:
@@ -142,56 +139,8 @@ class Publisher(widgets.VBox):
         elif msg_cls is dict:
             self.fields = {"message": message_field()}
 
-        self.subject_field = ui.Text(
-            value=target.subject,
-            description="subject",
-            tooltip="Edit to publish elsewhere; clear it to go back to the model's subject",
-            style=DESCRIPTION_STYLE,
-            layout=widgets.Layout(width=_WIDE),
-        )
-        self.mode_buttons = ui.ToggleButtons(options=["publish", "request"], style={"button_width": "7em"})
-        self.encoding_field = ui.Dropdown(
-            options=[
-                ("msgpack (written as JSON)", "msgpack"),
-                ("JSON", "json"),
-                ("text", "text"),
-                ("hex bytes", "hex"),
-            ],
-            value="msgpack",
-            description="payload as",
-            style=DESCRIPTION_STYLE,
-            layout=widgets.Layout(width=_WIDE),
-        )
-        self.payload_field = ui.Textarea(
-            description="payload",
-            placeholder='{"value": 21.5}',
-            style=DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="32em", height="6em"),
-        )
-        self.headers_field = ui.Textarea(
-            description="headers",
-            placeholder="one a line, e.g. Trace-Id: 42",
-            style=DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="32em", height="3.2em"),
-        )
-        self.publish_button = ui.Button(icon="paper-plane", button_style="primary")
-        self.timeout_field = ui.BoundedFloatText(
-            value=self.timeout,
-            min=0.01,
-            max=3600.0,
-            step=0.5,
-            description="timeout s",
-            style=DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="16em"),
-        )
-        self.copy_code = CopyAsCode(
-            self._code, tooltip="Insert the Python that sends this message as a cell below"
-        )
-        self.connection_status = ConnectionStatus()
-        self.field_errors = widgets.HTML()
-        """Validation errors, shown next to the form."""
-        self.output = widgets.HTML()
-        """The reply, the error, or what was published."""
+        self._title_text = "free-form message" if self.free_form else msg_cls.__name__
+        self._make_controls(subject=target.subject, timeout=self.timeout, code=self._code)
         self.history_panel = HistoryPanel(self)
         self.templates_panel = TemplatesPanel(self, templates_file)
 
@@ -205,31 +154,7 @@ class Publisher(widgets.VBox):
         self.subject_field.observe(self._on_subject_edit, names="value")
         self.publish_button.on_click(lambda _b: self._tasks.spawn(self.submit(), what=self.mode))
 
-        title = "free-form message" if self.free_form else msg_cls.__name__
-        inputs: list[widgets.Widget] = (
-            [self.mode_buttons, self.subject_field, self.encoding_field, self.payload_field]
-            if self.free_form
-            else [self.subject_field, *(f.widget for f in self.fields.values())]
-        )
-        self.title = widgets.HTML()
-        super().__init__(
-            children=[
-                widgets.HBox(
-                    [self.title, self.connection_status], layout=widgets.Layout(align_items="center")
-                ),
-                *inputs,
-                self.headers_field,
-                widgets.HBox([self.publish_button, self.timeout_field, self.copy_code.button]),
-                self.copy_code.message,
-                self.copy_code.code_box,
-                self.field_errors,
-                self.output,
-                ui.Accordion(
-                    children=[self.history_panel, self.templates_panel], titles=("History", "Templates")
-                ),
-            ]
-        )
-        self._title_text = title
+        super().__init__(children=self._arrange(self.free_form, self.fields))
         self._on_mode({"new": self.mode})
         self.subject = self.subject_field.value
         follow_connection(self.connection_status, connection, self._tasks)

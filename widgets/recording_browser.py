@@ -9,6 +9,9 @@ button that inserts the cell doing the same with :mod:`fastiot.history`.
 
 The list follows the server: a recording made or deleted elsewhere appears or disappears (JetStream
 advisories). If the recording shown is deleted, the browser says so and goes on with the others.
+While the recording shown is still recording, its numbers (messages, size, time range, per-subject
+counts) are read again every ``refresh_interval`` seconds; ⟳ reads them at once, and the delete
+confirmation states the count read when it is asked.
 
 Example:
     >>> from datetime import timedelta
@@ -22,11 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import html
 from datetime import datetime
 from typing import Any
 
-import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
@@ -35,19 +38,20 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Bound, Recording, RecordingInfo, Replay
 
-from . import _loop_bound as ui
-from ._code import CopyAsCode
-from ._common import ConnectionStatus, follow_connection, plural, pre_html, resolve_connection
+from ._common import follow_connection, plural, pre_html, resolve_connection
 from ._history_code import code_for_load, code_for_record_subjects, code_for_replay
-from ._history_parts import Coalesced, ConfirmButton, RangePicker, ReplayOptions, SubjectChooser, info_html
-from ._plot_action import PlotAction, PlotsColumns, numeric_columns
+from ._history_parts import Coalesced, info_html
+from ._plot_action import PlotsColumns, numeric_columns
+from ._recording_browser_layout import RecordingBrowserLayout
 from .data_grid import DataGrid
 from .live_plot import LivePlot
-from .replay_view import ReplayProgress
 
-__all__ = ["DEFAULT_MAX_ROWS", "RecordingBrowser"]
+__all__ = ["DEFAULT_INFO_REFRESH", "DEFAULT_MAX_ROWS", "RecordingBrowser"]
 
 DEFAULT_MAX_ROWS = 100_000  # a load never holds more rows than this unless the person asks
+# A running recording's numbers are read again this often: one request (plus two per chosen subject,
+# at most MAX_SUBJECT_RANGES) every few seconds, however fast the recording grows.
+DEFAULT_INFO_REFRESH = 3.0
 MAX_SUBJECT_RANGES = 10  # chosen subjects whose time range is read (two requests each)
 _ADVISORIES = "$JS.EVENT.ADVISORY.STREAM.*.*"
 _LIST_EVENTS = {"CREATED", "DELETED", "UPDATED"}
@@ -59,7 +63,7 @@ def _is_bucket_stream(recording: Recording) -> bool:
     return name.startswith("KV_") and recording.subjects == [f"$KV.{name[3:]}.>"]
 
 
-class RecordingBrowser(PlotsColumns, widgets.VBox):
+class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
     """Browse the recordings on the server; load, replay and delete ranges of them.
 
     Args:
@@ -86,6 +90,10 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
     notice = traitlets.Unicode("", help="What the last action did, or that the recording shown was deleted.")
     error = traitlets.Unicode("", help="Why the last action failed; '' if it did not.")
     show_buckets = traitlets.Bool(False, help="List key-value buckets' streams (KV_*) too.")
+    refresh_interval = traitlets.Float(
+        DEFAULT_INFO_REFRESH,
+        help="Seconds between two reads of the numbers of the recording shown while it still records.",
+    )
 
     def __init__(
         self,
@@ -98,6 +106,9 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         self._connection: NatsBrokerConnection | None = connection
         self._replay_connection: NatsBrokerConnection | None = replay_connection
         self._tasks: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        # The periodic re-read lives apart from the clicks' tasks: wait_idle() waits for clicks only.
+        self._follower: BackgroundTasks = BackgroundTasks(self._on_task_error)
+        self._follow_task: asyncio.Task[None] | None = None
         self._advisory: Any = None
         self._refresh_soon = Coalesced(self.refresh, _REFRESH_DELAY, self._background, "list the recordings")
         self._updating: bool = False
@@ -109,45 +120,13 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         self.replay: Replay | None = None
         """The replay started last."""
 
-        self.connection_status = ConnectionStatus()
-        self.recording_select = ui.Select(options=[], rows=6, layout=widgets.Layout(width="16em"))
-        self.refresh_button = ui.Button(icon="refresh", tooltip="List the recordings again")
-        self.refresh_button.layout = widgets.Layout(width="auto")
-        self.info_view = widgets.HTML()
-        self.subject_chooser = SubjectChooser()
-        self.subject_select = self.subject_chooser.select
-        self.range_picker = RangePicker()
-        self.max_rows_input = ui.BoundedIntText(
-            value=max_rows, min=1, max=100_000_000, description="at most", layout=widgets.Layout(width="14em")
+        self._make_controls(
+            max_rows=max_rows,
+            confirm_delete=lambda: self._click(self.delete_recording(), "delete"),
+            make_plot=self._make_plot,
+            show_failure=self._show_failure,
+            code={"record": self._record_code, "load": self._load_code, "replay": self._replay_code},
         )
-        self.load_table_button = ui.Button(description="Load into table", icon="table")
-        self.load_frame_button = ui.Button(description="Load into DataFrame", icon="download")
-        self.replay_options = ReplayOptions()
-        self.replay_button = ui.Button(description="Replay", icon="play")
-        self.replay_view = ReplayProgress()
-        self.delete_confirmation = ConfirmButton(
-            "Delete…", lambda: self._click(self.delete_recording(), "delete")
-        )
-        self.delete_button = self.delete_confirmation.button
-        self.notice_view = widgets.HTML()
-        self.error_view = widgets.HTML()
-        self.table_box = widgets.VBox()
-        self.plot_action = PlotAction(
-            self._make_plot, self._show_failure, tooltip="Chart the chosen numeric column of what was loaded"
-        )
-        self.record_code = CopyAsCode(self._record_code, description="Record as code")
-        self.load_code = CopyAsCode(self._load_code, description="Load as code")
-        self.replay_code = CopyAsCode(self._replay_code, description="Replay as code")
-        for button in (
-            self.load_table_button,
-            self.load_frame_button,
-            self.replay_button,
-            self.record_code.button,
-            self.load_code.button,
-            self.replay_code.button,
-        ):
-            button.layout.width = "auto"
-
         self.refresh_button.on_click(lambda _b: self._click(self.refresh(), "list the recordings"))
         self.recording_select.observe(self._on_select, names="value")
         self.subject_chooser.observe(self._on_subjects_chosen, names="subjects")
@@ -156,50 +135,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         self.replay_button.on_click(lambda _b: self._click(self.start_replay(), "replay"))
         self.delete_button.on_click(lambda _b: self.ask_delete())
         self.observe(lambda _c: self._click(self.refresh(), "list the recordings"), names="show_buckets")
-
-        box = widgets.Layout(border="1px solid #e0e0e0", padding="4px", margin="2px 0")
-        super().__init__(
-            children=[
-                widgets.HBox(
-                    [widgets.HTML("<b>Recordings</b>"), self.refresh_button, self.connection_status]
-                ),
-                widgets.HBox(
-                    [
-                        self.recording_select,
-                        widgets.VBox(
-                            [self.info_view, widgets.HBox([self.delete_button, self.record_code.button])]
-                        ),
-                    ]
-                ),
-                self.delete_confirmation,
-                self.record_code.output,
-                widgets.Box([self.subject_chooser], layout=box),
-                widgets.VBox(
-                    [
-                        self.range_picker,
-                        widgets.HBox(
-                            [
-                                self.max_rows_input,
-                                self.load_table_button,
-                                self.load_frame_button,
-                                self.load_code.button,
-                                self.plot_action.field_box,
-                                self.plot_action.button,
-                            ]
-                        ),
-                        self.load_code.output,
-                        widgets.HBox([self.replay_options, self.replay_button, self.replay_code.button]),
-                        self.replay_code.output,
-                        self.replay_view,
-                    ],
-                    layout=box,
-                ),
-                self.notice_view,
-                self.error_view,
-                self.table_box,
-                self.plot_action.area,
-            ]
-        )
+        super().__init__(children=self._arrange())
         self._render_info(None)
         follow_connection(self.connection_status, connection, self._tasks)
         if not loop_is_running():
@@ -242,7 +178,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         finally:
             self._updating = False
         chosen = self.recording_select.value
-        if chosen != self.recording or (chosen and not self.info):
+        if chosen or self.recording:  # the same one too: a running recording has grown
             await self.show(chosen)
         return names
 
@@ -265,6 +201,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         if self.replay is not None and self.replay.recording == name and self.replay.is_running:
             self.replay.stop()
         self._wanted = None
+        self._follow(False)
         self.recording = ""
         self.info = {}
         self.delete_confirmation.cancel()
@@ -280,25 +217,37 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
     # -- one recording ---------------------------------------------------------------------------------
 
     async def show(self, name: str | None) -> RecordingInfo | None:
-        """Show the recording ``name`` (its info and subjects); None shows nothing.
+        """Show the recording ``name`` (its info and subjects, read now); None shows nothing.
 
         Raises:
             RecordingNotFoundError: There is no such recording (the browser says so and lists the others).
         """
-        self.delete_confirmation.cancel()
+        if name != self.recording:
+            self.delete_confirmation.cancel()
         if not name:
+            self._follow(False)
             self.recording, self.info = "", {}
             self._render_info(None)
             return None
+        again = name == self.recording and bool(self.info)
         self._wanted = name
         self.recording = name
+        info = await self._read_info(name)
+        if info is None or self.recording != name:  # gone, or another one was chosen meanwhile
+            return info
+        self._render_info(info, keep_ranges=again)
+        self._follow(info.recording)
+        return info
+
+    async def _read_info(self, name: str) -> RecordingInfo | None:
+        """Read ``name``'s numbers into :attr:`info` (if it is still the one shown)."""
         try:
             info = await self._current().info(connection=await self._conn())
         except RecordingNotFoundError:
             self._gone(name)
             self._click(self.refresh(), "list the recordings")
             raise
-        if self.recording != name:  # another one was chosen meanwhile
+        if self.recording != name:
             return info
         self.info = {
             "messages": info.messages,
@@ -310,7 +259,51 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
             "recording": info.recording,
             "max_age": info.max_age,
         }
-        self._render_info(info)
+        if self.delete_confirmation.confirming:
+            self._ask_delete_question()  # the count it states is the one read now
+        return info
+
+    # -- following a recording that grows --------------------------------------------------------------
+
+    @property
+    def is_following(self) -> bool:
+        """True while the numbers of the recording shown are read again periodically (it still records)."""
+        return self._follow_task is not None and not self._follow_task.done()
+
+    def _follow(self, on: bool) -> None:
+        if not on or not loop_is_running():
+            task, self._follow_task = self._follow_task, None
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+            return
+        if not self.is_following:
+            self._follow_task = self._follower.spawn(self._follow_periodically(), what="read the numbers")
+
+    async def _follow_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.refresh_interval, 0.05))
+            name = self.recording
+            if not name:
+                return
+            try:
+                info = await self._read_again(name)
+            except RecordingNotFoundError:
+                return  # the browser says that it is gone
+            except Exception as exc:  # e.g. the connection is down: say so, try again next time
+                self._on_task_error(exc, "read the numbers of the recording")
+                continue
+            if info is not None and self.recording == name and not info.recording:
+                self._follow_task = None  # stopped: its numbers stay as they are now
+                return
+
+    async def _read_again(self, name: str) -> RecordingInfo | None:
+        """Read the numbers of the recording shown again and show them (chosen subjects' ranges too)."""
+        info = await self._read_info(name)
+        if info is None or self.recording != name:
+            return info
+        self._render_info(info, keep_ranges=True)
+        if self.subjects:
+            await self.show_subject_ranges()
         return info
 
     def _current(self, connection: NatsBrokerConnection | None = None) -> Recording:
@@ -320,7 +313,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
             )
         return Recording(self.recording, connection=connection or self._connection)
 
-    def _render_info(self, info: RecordingInfo | None) -> None:
+    def _render_info(self, info: RecordingInfo | None, *, keep_ranges: bool = False) -> None:
         for button in (
             self.delete_button,
             self.load_table_button,
@@ -338,7 +331,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
             self.subject_chooser.set_counts({})
             return
         self.info_view.value = info_html(info)
-        self.subject_chooser.set_counts(info.subject_counts)
+        self.subject_chooser.set_counts(info.subject_counts, keep_ranges=keep_ranges)
 
     @property
     def subjects(self) -> list[str]:
@@ -455,14 +448,23 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         return replay
 
     def ask_delete(self) -> None:
-        """Show the confirmation of deleting the recording shown (nothing is deleted yet)."""
+        """Show the confirmation of deleting the recording shown (nothing is deleted yet).
+
+        The question states the count known now and is corrected when the count read again arrives
+        (a recording that still records has grown since it was shown).
+        """
         if self.recording:
-            count = self.info.get("messages", 0)
-            self.delete_confirmation.ask(
-                f"Delete <b>{html.escape(self.recording)}</b> and its {plural(count, 'message')}? "
-                f"This cannot be undone.",
-                f"Delete {self.recording}",
-            )
+            self._ask_delete_question()
+            if loop_is_running():
+                self._click(self._read_again(self.recording), "read the number of messages")
+
+    def _ask_delete_question(self) -> None:
+        count = self.info.get("messages", 0)
+        self.delete_confirmation.ask(
+            f"Delete <b>{html.escape(self.recording)}</b> and its {plural(count, 'message')}? "
+            f"This cannot be undone.",
+            f"Delete {self.recording}",
+        )
 
     async def delete_recording(self) -> None:
         """Delete the recording shown (the stream and everything it recorded), then list the others."""
@@ -473,6 +475,7 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         if self.replay is not None and self.replay.recording == name and self.replay.is_running:
             await self.replay.stop()
         await self._current().delete(connection=await self._conn())
+        self._follow(False)
         self._wanted = None
         self.recording, self.info = "", {}
         self.notice = f"deleted recording {name!r}"
@@ -534,6 +537,8 @@ class RecordingBrowser(PlotsColumns, widgets.VBox):
         if "_tasks" not in self.__dict__:  # __init__ failed (ipywidgets closes on __del__)
             return
         self._tasks.cancel_all()
+        self._follow(False)
+        self._follower.cancel_all()
         advisory, self._advisory = self._advisory, None
         if advisory is not None:
             try:

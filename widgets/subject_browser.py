@@ -50,18 +50,18 @@ from fastiot.subjects.tree import (
 )
 
 from . import _loop_bound as ui
-from ._code import CopyAsCode, code_for_browser, code_for_capture, code_for_record
+from ._code import code_for_browser, code_for_capture, code_for_record
 from ._common import close_widgets, plural
-from ._live import DEFAULT_REFRESH_INTERVAL, LiveView, summary_html
+from ._live import DEFAULT_REFRESH_INTERVAL, summary_html
+from ._subject_browser_layout import SubjectBrowserLayout
 from .live_plot import LivePlot
 from .message_table import MessageTable
 from .subject_detail import (
     DEFAULT_LAST_MESSAGES,
-    SubjectDetailView,
     folder_detail,
     subject_detail,
 )
-from .subject_tree import DEFAULT_TREE_HEIGHT, SubjectTreeView, recent_messages
+from .subject_tree import DEFAULT_TREE_HEIGHT, recent_messages
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,7 +74,7 @@ _CATCH_UP_DELAY = 0.05
 _ERROR = "#c62828"
 
 
-class SubjectBrowser(LiveView):
+class SubjectBrowser(SubjectBrowserLayout):
     """A live, virtualized tree of subjects with counts, rates and last values, and a detail pane.
 
     Args:
@@ -139,58 +139,12 @@ class SubjectBrowser(LiveView):
         self._detail_due: bool = True
         self._detail_count: int = -1  # messages at or below the selection when the pane was drawn
 
-        self.pattern_box = ui.Text(
-            value=index.pattern,
-            description="subscribe",
-            placeholder="a NATS pattern, e.g. v1.thing.>",
-            continuous_update=False,
-            layout=widgets.Layout(width="20em"),
+        self._make_controls(
+            pattern=index.pattern,
+            height=height,
+            code=self._code,
+            record_code=lambda: code_for_record(self._recording_name(), self.index.pattern),
         )
-        self.filter_box = ui.Text(
-            placeholder="filter: text, or v1.*.press_1.>", continuous_update=True, layout={"width": "16em"}
-        )
-        self.sort_box = ui.Dropdown(
-            options=[("name", "name"), ("count", "count"), ("rate", "rate"), ("last seen", "last_seen")],
-            description="sort",
-            layout={"width": "14em"},
-        )
-        self.unfold_all_button = ui.Button(
-            description="Unfold all", icon="plus-square", layout={"width": "auto"}
-        )
-        self.fold_all_button = ui.Button(
-            description="Fold all", icon="minus-square", layout={"width": "auto"}
-        )
-        self.open_table_button = ui.Button(
-            description="Open table",
-            icon="table",
-            disabled=True,
-            layout={"width": "auto"},
-            tooltip="A live table of the selected subject's messages below",
-        )
-        self.raw_button = ui.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
-        self.record_button = ui.Button(
-            description="Record",
-            icon="circle",
-            layout={"width": "auto"},
-            tooltip="Record the subscribed pattern into JetStream (fastiot.history)",
-        )
-        self.copy_code = CopyAsCode(
-            self._code,
-            tooltip="Insert the code that captures the selection into a DataFrame (or, while a table is "
-            "open, opens that table) as a cell below",
-        )
-        self.copy_record_code = CopyAsCode(
-            lambda: code_for_record(self._recording_name(), self.index.pattern),
-            description="Copy record code",
-            tooltip="Insert the code that records this pattern as a cell below",
-        )
-        self.summary_view = widgets.HTML()
-        self.status_view = widgets.HTML()
-        self.tree_view = SubjectTreeView(height=height)
-        self.detail_view = SubjectDetailView()
-        self.table_area = widgets.VBox()
-        self.plot_area = widgets.VBox()
-
         self.tree_view.handlers(toggle=self.toggle, hello=lambda: self._request_render(now=True))
         self.detail_view.on_plot(lambda field: self._clicked(lambda: self.open_plot(field=field), "plot"))
         self.unfold_all_button.on_click(lambda _b: self.expand_all())
@@ -211,50 +165,7 @@ class SubjectBrowser(LiveView):
         widgets.dlink((self, "paused"), (self.tree_view, "paused"))
         self.tree_view.observe(lambda _c: self._request_render(now=True), names="viewport")
         self.detail_view.observe(self._on_diff_pair, names="diff_pair")
-        bar = widgets.Layout(flex_flow="row wrap", align_items="center")
-        self.children = [
-            widgets.HBox([self.connection_status, self.summary_view], layout=bar),
-            widgets.HBox(
-                [
-                    self.pattern_box,
-                    self.filter_box,
-                    self.sort_box,
-                    self.pause_button,
-                    self.resume_button,
-                    self.clear_button,
-                    self.unfold_all_button,
-                    self.fold_all_button,
-                ],
-                layout=bar,
-            ),
-            widgets.HBox(
-                [
-                    widgets.Box([self.tree_view], layout=widgets.Layout(width="58%", min_width="30em")),
-                    widgets.VBox(
-                        [
-                            widgets.HBox(
-                                [
-                                    self.open_table_button,
-                                    self.raw_button,
-                                    self.record_button,
-                                    self.copy_code.button,
-                                    self.copy_record_code.button,
-                                ],
-                                layout=bar,
-                            ),
-                            self.status_view,
-                            self.copy_code.output,
-                            self.copy_record_code.output,
-                            self.detail_view,
-                        ],
-                        layout=widgets.Layout(flex="1 1 auto", overflow="hidden"),
-                    ),
-                ]
-            ),
-            self.error_view,
-            self.plot_area,
-            self.table_area,
-        ]
+        self.children = self._arrange()
         self.refresh()
 
     def _listen(self, callback: Any, remove: bool) -> None:

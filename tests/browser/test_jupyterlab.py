@@ -54,6 +54,7 @@ STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 UI_TIMEOUT_MS = 45_000
 NOTEBOOK = "workbench.ipynb"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 SUBJECT = "v1.thing.press_1.temperature"
 DEMO_RATE = 10  # values per second per sensor
 MANY_SUBJECTS = 10_000
@@ -134,11 +135,7 @@ def _describe(process: psutil.Process) -> str:
 
 def _write_notebook(folder: Path) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.cells = [
         nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
         for kind, source in NOTEBOOK_CELLS
@@ -425,11 +422,7 @@ def test_message_table_grid_sorts_and_filters_in_jupyterlab(workbench: Workbench
     """A MessageTable over the demo plant: clicking a header sorts by it, a filter box filters."""
     ARTIFACTS.mkdir(exist_ok=True)
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.cells = [nbformat.v4.new_code_cell(GRID_CELL)]
     nbformat.write(nb, workbench.notebook_dir / GRID_NOTEBOOK)
     _start_kernel(workbench.url, GRID_NOTEBOOK)
