@@ -41,6 +41,7 @@ __all__ = [
     "Stoppable",
     "broker_url",
     "connection",
+    "current_connection",
     "enable_nested_loop",
     "ensure_broker",
     "register",
@@ -171,6 +172,20 @@ async def connection() -> NatsBrokerConnection:
         connection.allow_sync_calls_on_loop_thread = nested
         _wb.connection = connection
         return connection
+
+
+def current_connection() -> NatsBrokerConnection | None:
+    """The kernel-wide connection if :func:`connection` made one that is still open; never connects.
+
+    Example:
+        >>> broker = await workbench.connection()  # doctest: +SKIP
+        >>> workbench.current_connection() is broker  # doctest: +SKIP
+        True
+    """
+    current = _wb.connection
+    if current is None or current.state == "closed" or current.client.is_closed:
+        return None
+    return current
 
 
 def register(obj: Stoppable) -> None:

@@ -458,7 +458,7 @@ async def test_copy_as_code_writes_the_publish_and_the_request(broker: NatsBroke
     )
     pub.mode = "request"
     await pub.copy_code.copy()
-    assert "broker.request_raw(" in pub.copy_code.code and "decode(reply.data" in pub.copy_code.code
+    assert "broker.request_raw(" in pub.copy_code.code and "decode(response.data" in pub.copy_code.code
 
     form = Publisher(DoubleRequest, connection=broker)
     form.copy_code.frontend_timeout = 0.05
