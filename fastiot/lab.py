@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 # The IPython extension every workbench kernel loads (by name: fastiot never imports the widget layer).
-KERNEL_EXTENSION = "fastiot_widgets"
+# The magics module, not the package: a notebook's own `%load_ext fastiot_widgets` then loads the
+# package's extension without IPython's "already loaded" answer.
+KERNEL_EXTENSION = "fastiot_widgets.magics"
 
 LAB_SETTING_OVERRIDES: dict[str, dict[str, Any]] = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
