@@ -267,6 +267,27 @@ def test_a_service_cells_traceback_shows_the_users_lines_under_its_number(kernel
     assert "magics.py" not in out.traceback and "run_cell_magic" not in out.traceback, out.traceback
 
 
+def test_a_crashed_service_shows_its_own_lines_under_the_cells_number(kernel: Kernel) -> None:
+    kernel.run_ok("%load_ext fastiot_widgets")
+    kernel.run_ok(MODELS)
+    kernel.run_ok(CONTROLS)
+    cell = nbformat.v4.new_code_cell()
+    kernel.client.nb.cells.append(cell)
+    out = kernel.run(
+        "%%service\n"
+        "class Broken(FastIoTService):\n"
+        "    async def _start(self):\n"
+        "        limit = 3\n"
+        "        raise ValueError(f'bad config: {limit}')\n",
+        cell,
+    )
+    assert "Broken did not start" in out.stderr
+    shown = kernel.run_ok("print(controls()[-1].error)").text
+    assert f"Cell In[{cell.execution_count}], line 5, in _start" in shown, shown
+    assert "raise ValueError(f'bad config: {limit}')" in shown
+    assert "runner.py" not in shown and "service.py" not in shown, "the runner's frames are left out"
+
+
 def test_loading_the_extension_again_is_silent(kernel: Kernel) -> None:
     """The workbench's kernels load it at start (as --ext=fastiot_widgets.magics); the tutorials'
     %load_ext fastiot_widgets then says nothing, and a second one neither."""
