@@ -149,11 +149,6 @@ def _replay_options(args: Any) -> dict[str, Any]:
     return options
 
 
-# Marks the file names of the cell bodies %%service ran, so a traceback starts at the user's code.
-_CELL_BODY_FILES: set[str] = set()
-_MAX_CELL_BODY_FILES = 10_000
-
-
 def _cell_number(shell: Any) -> int:
     """The number of the cell running now (``In[10]``), as IPython names it in tracebacks.
 
@@ -175,9 +170,6 @@ def _run_cell_body(shell: Any, magic_line: str, cell: str, namespace: dict[str, 
     __tracebackhide__ = True
     code = shell.transform_cell(cell)
     filename = shell.compile.cache(f"{magic_line}\n{code}", _cell_number(shell), raw_code=cell)
-    if len(_CELL_BODY_FILES) >= _MAX_CELL_BODY_FILES:
-        _CELL_BODY_FILES.clear()
-    _CELL_BODY_FILES.add(filename)
     exec(shell.compile("\n" + code, filename, "exec"), namespace)
 
 
@@ -206,10 +198,10 @@ def _show_only_the_cell(shell: Any, error: Exception) -> None:
     if isinstance(error, UsageError):
         return  # IPython shows it as a message already
     tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename not in _CELL_BODY_FILES:
+    while tb is not None and tb.tb_frame.f_code is not _run_cell_body.__code__:
         tb = tb.tb_next
+    start = tb.tb_next if tb is not None else None  # the cell's code, which _run_cell_body ran
     formatter = shell.InteractiveTB
-    start = tb
 
     def render() -> list[str]:
         if start is None:
