@@ -235,11 +235,18 @@ def test_cells_after_a_service_cell_run_and_sync_calls_work(kernel: Kernel) -> N
     assert kernel.run_ok("print('last cell runs')").text.strip() == "last cell runs"
 
 
-def test_a_service_cells_traceback_shows_the_users_lines_under_its_number(kernel: Kernel) -> None:
+def _service_cell(kernel: Kernel) -> nbformat.NotebookNode:
+    """A new cell of the notebook, after the models (its execution_count is the In[N] it runs as)."""
     kernel.run_ok("%load_ext fastiot_widgets")
     kernel.run_ok(MODELS)
+    kernel.run_ok(CONTROLS)
     cell = nbformat.v4.new_code_cell()
     kernel.client.nb.cells.append(cell)
+    return cell
+
+
+def test_a_service_cells_traceback_shows_the_users_lines_under_its_number(kernel: Kernel) -> None:
+    cell = _service_cell(kernel)
     out = kernel.run(
         "%%service\n"
         "from fastiot.core import subscribe\n"
@@ -268,11 +275,7 @@ def test_a_service_cells_traceback_shows_the_users_lines_under_its_number(kernel
 
 
 def test_a_crashed_service_shows_its_own_lines_under_the_cells_number(kernel: Kernel) -> None:
-    kernel.run_ok("%load_ext fastiot_widgets")
-    kernel.run_ok(MODELS)
-    kernel.run_ok(CONTROLS)
-    cell = nbformat.v4.new_code_cell()
-    kernel.client.nb.cells.append(cell)
+    cell = _service_cell(kernel)
     out = kernel.run(
         "%%service\n"
         "class Broken(FastIoTService):\n"
