@@ -7,7 +7,9 @@ configuration is not touched, and where it says otherwise, it wins:
 - ``config/labconfig/default_setting_overrides.json``: JupyterLab does not ask about "official Jupyter
   news" on first start and does not check for updates;
 - ``config/jupyter_server_config.json``: a tutorial notebook is saved without outputs
-  (:func:`strip_tutorial_outputs`), so running the tour leaves the repository clean;
+  (:func:`strip_tutorial_outputs`), so running the tour on the repository's ``notebooks/`` (Binder,
+  ``--notebook-dir notebooks``) leaves it clean; by default the workbench opens the user's own
+  workspace instead (:mod:`fastiot.workspace`), whose copies of the tutorials keep their outputs;
 - ``data/kernels/python3/kernel.json``: the ``python3`` kernel loads the ``fastiot_widgets`` IPython
   extension, so ``%%service`` works in a fresh kernel without ``%load_ext``.
 
@@ -41,7 +43,9 @@ __all__ = [
 ]
 
 # The IPython extension every workbench kernel loads (by name: fastiot never imports the widget layer).
-KERNEL_EXTENSION = "fastiot_widgets"
+# The magics module, not the package: a notebook's own `%load_ext fastiot_widgets` then loads the
+# package's extension without IPython's "already loaded" answer.
+KERNEL_EXTENSION = "fastiot_widgets.magics"
 
 LAB_SETTING_OVERRIDES: dict[str, dict[str, Any]] = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},

@@ -18,9 +18,11 @@ import collections
 import contextlib
 import contextvars
 import logging
+import os
 import traceback
 from collections.abc import Callable, Iterator
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 from fastiot import workbench
@@ -53,6 +55,29 @@ LOG_LINE_DATE_FORMAT = "%H:%M:%S"
 
 # Where subscriptions report a failing handler; its lines in a runner's task belong to that service.
 _SUBSCRIPTION_LOGGER = "fastiot.broker"
+
+
+def _folders(module_file: str) -> tuple[str, Path]:
+    """The folder of a module's file, as written and resolved (frames name files either way)."""
+    return os.path.dirname(os.path.abspath(module_file)), Path(module_file).resolve().parent
+
+
+# The folders of the code that runs a service (fastiot's, asyncio's): a crash is shown from below them.
+_OWN_CODE = tuple(
+    {os.path.join(str(folder), "") for module in (__file__, asyncio.__file__) for folder in _folders(module)}
+)
+
+
+def _crash_text(exc: BaseException) -> str:
+    """The traceback of a service's crash from the service's own code on: the runner's and FastIoT's
+    frames that called into it (and asyncio's) are left out, as IPython leaves out its own. A crash
+    with no frame of the service's own keeps every frame."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE):
+        tb = tb.tb_next
+    if tb is None:  # no frame of the service's own: the whole story
+        tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class ServiceStatus(str, Enum):
@@ -352,7 +377,7 @@ class ServiceRunner:
                 await service.wait_for_shutdown()
             if service.shutdown_exception is not None:
                 exc = service.shutdown_exception
-                self.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                self.error = _crash_text(exc)
                 self._set_status(ServiceStatus.CRASHED)
             else:
                 self._set_status(ServiceStatus.STOPPED)
@@ -360,7 +385,7 @@ class ServiceRunner:
             self._set_status(ServiceStatus.STOPPED)
             raise
         except Exception as exc:
-            self.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self.error = _crash_text(exc)
             service._logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
             self._set_status(ServiceStatus.CRASHED)
         finally:

@@ -56,6 +56,7 @@ __all__ = [
     "Stoppable",
     "broker_url",
     "connection",
+    "current_connection",
     "enable_nested_loop",
     "ensure_broker",
     "in_notebook",
@@ -320,6 +321,20 @@ def use_connection(
         ...     await broker.publish_raw("v1.hello", b"hi")
     """
     return _Using(connection, owner)
+
+
+def current_connection() -> NatsBrokerConnection | None:
+    """The kernel-wide connection if :func:`connection` made one that is still open; never connects.
+
+    Example:
+        >>> broker = await workbench.connection()  # doctest: +SKIP
+        >>> workbench.current_connection() is broker  # doctest: +SKIP
+        True
+    """
+    current = _wb.connection
+    if current is None or current.state == "closed" or current.client.is_closed:
+        return None
+    return current
 
 
 def register(obj: Stoppable) -> None:

@@ -8,6 +8,7 @@ cell. Both read a cell's outputs the same way (:func:`read_outputs`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import nbformat
 
 __all__ = ["CellResult", "Kernel", "execute_cells", "read_outputs", "running_kernel"]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 
 @dataclass
 class CellResult:
@@ -27,6 +30,8 @@ class CellResult:
     """What the cell wrote to stderr: a notebook shows it in red."""
     errors: list[str]
     """``"ename: evalue"`` of each error the cell raised."""
+    traceback: str = ""
+    """The tracebacks of those errors as the notebook shows them (colours removed)."""
 
     @property
     def shown(self) -> str:
@@ -36,7 +41,7 @@ class CellResult:
 
 def read_outputs(cell: nbformat.NotebookNode) -> CellResult:
     """The outputs of an executed ``cell``."""
-    text, stderr, errors = [], [], []
+    text, stderr, errors, tracebacks = [], [], [], []
     for output in cell.outputs:
         if output.output_type == "stream":
             (stderr if output.name == "stderr" else text).append(output.text)
@@ -44,7 +49,8 @@ def read_outputs(cell: nbformat.NotebookNode) -> CellResult:
             text.append(output.get("data", {}).get("text/plain", ""))
         elif output.output_type == "error":
             errors.append(f"{output.ename}: {output.evalue}")
-    return CellResult("".join(text), "".join(stderr), errors)
+            tracebacks.append(_ANSI.sub("", "\n".join(output.get("traceback", []))))
+    return CellResult("".join(text), "".join(stderr), errors, "\n".join(tracebacks))
 
 
 def execute_cells(cells: list[str], *, timeout: float = 60, allow_errors: bool = False) -> list[CellResult]:

@@ -48,11 +48,16 @@ __all__ = [
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext fastiot_widgets``: register ``%%service``, ``%service_stop`` and ``%services``."""
+    """``%load_ext fastiot_widgets``: register ``%%service``, ``%service_stop`` and ``%services``.
+
+    Loading it again (re-running a notebook's first cell, or in a workbench kernel, which loads the
+    magics at start) is silent and registers nothing twice.
+    """
     # Imported here, not at the top: importing the package must not need a running IPython.
-    from .magics import register_magics
+    from .magics import forget_extension_load, register_magics
 
     register_magics(ipython)
+    forget_extension_load(ipython, __name__)
 
 
 def _register_magics_in_running_ipython() -> None:

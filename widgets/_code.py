@@ -26,8 +26,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import enum
+import keyword
 import logging
 import math
 import sys
@@ -39,6 +41,7 @@ import ipywidgets as widgets
 import pydantic
 import traitlets
 
+import fastiot.core
 from fastiot._callbacks import CallbackList
 from fastiot._tasks import BackgroundTasks
 
@@ -77,15 +80,81 @@ _logger = logging.getLogger("fastiot_widgets")
 # -- Python literals ----------------------------------------------------------------------------------
 
 
-class _Source:
-    """A cell being written: its import lines (deduplicated, sorted) and its statements."""
+# Names a notebook binds by convention (the tutorials, the README): a generated cell never rebinds
+# them, even before the cell that binds them has run. The names the kernel's namespace holds are
+# checked too (:func:`user_namespace`).
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {
+        *fastiot.core.__all__,
+        *keyword.kwlist,
+        *dir(builtins),
+        "Thing",
+        "broker",
+        "demo",
+        "display",
+        "get_ipython",
+        "plant",
+        "workbench",
+    }
+)
 
-    def __init__(self) -> None:
+
+def user_namespace() -> Mapping[str, Any]:
+    """The namespace of the running IPython kernel's cells; empty outside IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell.user_ns if shell is not None else {}
+
+
+class _Source:
+    """A cell being written: its import lines (deduplicated, sorted), its statements, the names it binds.
+
+    Every name the cell binds (a variable or an import) is checked against ``namespace`` (the
+    kernel's, by default) and :data:`RESERVED_NAMES`: a name already bound to something else gets a
+    suffix (``response_2``) or, for an import, an alias, so running the cell never shadows a name the
+    notebook uses (``reply``, ``loop``, ``Thing``, ``broker``...).
+    """
+
+    def __init__(self, namespace: Mapping[str, Any] | None = None) -> None:
+        self.namespace: Mapping[str, Any] = user_namespace() if namespace is None else namespace
         self.imports: set[str] = set()
         self.lines: list[str] = []
+        self._bound: set[str] = set()
+        self._imported: dict[str, str] = {}  # import line as asked -> the name it binds
 
-    def need(self, line: str) -> None:
-        self.imports.add(line)
+    def need(self, line: str) -> str:
+        """Add ``import m`` or ``from m import n``; returns the name to use (an alias if taken)."""
+        if line in self._imported:
+            return self._imported[line]
+        parts = line.split()
+        module, name = (parts[1], parts[1]) if parts[0] == "import" else (parts[1], parts[3])
+        target = _resolve_import(module, None if parts[0] == "import" else name)
+        bound = self._free(name, lambda value: target is not _UNRESOLVED and value is target, reserved=False)
+        self.imports.add(line if bound == name else f"{line} as {bound}")
+        self._imported[line] = bound
+        return bound
+
+    def var(self, name: str, same: Callable[[Any], bool] | None = None) -> str:
+        """A free variable name like ``name`` for the cell to bind.
+
+        ``same(value)`` says whether the namespace's current value of ``name`` is what the cell binds
+        anyway (then ``name`` is kept, reserved or not).
+        """
+        return self._free(name, same, reserved=same is None)
+
+    def _free(self, name: str, same: Callable[[Any], bool] | None, *, reserved: bool) -> str:
+        candidate, n = name, 1
+        while True:
+            if candidate not in self._bound:
+                if candidate in self.namespace:
+                    if same is not None and n == 1 and same(self.namespace[candidate]):
+                        break
+                elif not (reserved and candidate in RESERVED_NAMES):
+                    break
+            n += 1
+            candidate = f"{name}_{n}"
+        self._bound.add(candidate)
+        return candidate
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -96,6 +165,17 @@ class _Source:
         others = sorted((i for i in self.imports if _module(i) not in sys.stdlib_module_names), key=_order)
         head = "\n".join(stdlib) + ("\n\n" if stdlib and others else "") + "\n".join(others)
         return (head + "\n\n" if head else "") + "\n".join(self.lines)
+
+
+_UNRESOLVED = object()
+
+
+def _resolve_import(module: str, name: str | None) -> Any:
+    """What ``import module`` / ``from module import name`` binds (the module is imported already)."""
+    found = sys.modules.get(module)
+    if found is None:
+        return _UNRESOLVED
+    return found if name is None else getattr(found, name, _UNRESOLVED)
 
 
 def _module(line: str) -> str:
@@ -124,8 +204,7 @@ def python_literal(value: Any, source: _Source | None = None, *, indent: int = 0
 
 def _literal(value: Any, src: _Source, indent: int) -> str:
     if isinstance(value, enum.Enum):  # first: a str or int Enum is an Enum in the code too
-        src.need(_import_of(type(value)))
-        return f"{type(value).__name__}.{value.name}"
+        return f"{_class_name(type(value), src)}.{value.name}"
     if value is None or isinstance(value, (bool, int, bytes)):
         return repr(value)
     if isinstance(value, str):
@@ -133,24 +212,20 @@ def _literal(value: Any, src: _Source, indent: int) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else f"float({_text(str(value))})"
     if isinstance(value, dt.datetime):
-        src.need("import datetime")
         # fromisoformat keeps the UTC offset, so an aware datetime stays aware.
-        return f"datetime.datetime.fromisoformat({_text(value.isoformat())})"
+        return f"{src.need('import datetime')}.datetime.fromisoformat({_text(value.isoformat())})"
     if isinstance(value, dt.timedelta):
-        src.need("import datetime")
-        return f"datetime.timedelta(seconds={value.total_seconds()!r})"
+        return f"{src.need('import datetime')}.timedelta(seconds={value.total_seconds()!r})"
     if isinstance(value, (dt.date, dt.time)):
-        src.need("import datetime")
-        return f"datetime.{type(value).__name__}.fromisoformat({_text(value.isoformat())})"
+        module = src.need("import datetime")
+        return f"{module}.{type(value).__name__}.fromisoformat({_text(value.isoformat())})"
     inner = indent + 4
     if isinstance(value, pydantic.BaseModel):
         cls = type(value)
-        if cls.__module__ != "__main__":
-            src.need(_import_of(cls))
         # The fields given when it was made, in declaration order; defaults (a fresh timestamp) stay out.
         names = [n for n in cls.model_fields if n in value.model_fields_set]
         parts = [f"{n}={_literal(getattr(value, n), src, inner)}" for n in names]
-        return _container(f"{cls.__name__}(", ")", parts, indent)
+        return _container(f"{_class_name(cls, src)}(", ")", parts, indent)
     if isinstance(value, Mapping):
         parts = [f"{_literal(k, src, inner)}: {_literal(v, src, inner)}" for k, v in value.items()]
         return _container("{", "}", parts, indent)
@@ -180,6 +255,13 @@ def _import_of(cls: type) -> str:
     return f"from {cls.__module__} import {cls.__name__}"
 
 
+def _class_name(cls: type, source: _Source) -> str:
+    """How the cell names ``cls``: imported from its module, or as the notebook defined it (``__main__``)."""
+    if cls.__module__ in ("__main__", "builtins"):
+        return cls.__name__
+    return source.need(_import_of(cls))
+
+
 def _text(value: str) -> str:
     """A string literal, in double quotes where that needs no escapes (as ruff format writes them)."""
     text = repr(str(value))
@@ -201,9 +283,14 @@ def _options(source: _Source, options: Mapping[str, Any]) -> str:
 # -- code for each action -----------------------------------------------------------------------------
 
 
-def _connect(source: _Source) -> None:
-    source.need("from fastiot import workbench")
-    source.add("broker = await workbench.connection()")
+def _connect(source: _Source) -> str:
+    """Bind the workbench connection; returns its name (``broker`` unless that holds something else)."""
+    from fastiot import workbench
+
+    module = source.need("from fastiot import workbench")
+    name = source.var("broker", same=lambda value: value is workbench.current_connection())
+    source.add(f"{name} = await {module}.connection()")
+    return name
 
 
 def _payload_bytes(source: _Source, payload: Any, encoding: str) -> str:
@@ -211,9 +298,11 @@ def _payload_bytes(source: _Source, payload: Any, encoding: str) -> str:
     if encoding not in PAYLOAD_ENCODINGS:
         raise CodeGenerationError(f"encoding must be one of {', '.join(PAYLOAD_ENCODINGS)}, got {encoding!r}")
     if isinstance(payload, pydantic.BaseModel):
-        source.need("from fastiot.core.serialization import serialize_to_bin")
-        source.add(f"msg = {python_literal(payload, source, indent=0)}")
-        return f"serialize_to_bin({type(payload).__name__}, msg)"
+        serialize = source.need("from fastiot.core.serialization import serialize_to_bin")
+        literal = python_literal(payload, source, indent=0)
+        msg = source.var("msg")
+        source.add(f"{msg} = {literal}")
+        return f"{serialize}({_class_name(type(payload), source)}, {msg})"
     if encoding == "text":
         if not isinstance(payload, str):
             raise CodeGenerationError(f"a text payload must be a str, got {type(payload).__name__}")
@@ -222,12 +311,12 @@ def _payload_bytes(source: _Source, payload: Any, encoding: str) -> str:
         if not isinstance(payload, (bytes, bytearray)):
             raise CodeGenerationError(f"a bytes payload must be bytes, got {type(payload).__name__}")
         return repr(bytes(payload))
-    source.add(f"payload = {python_literal(payload, source)}")
+    literal = python_literal(payload, source)
+    name = source.var("payload")
+    source.add(f"{name} = {literal}")
     if encoding == "json":
-        source.need("import json")
-        return "json.dumps(payload).encode()"
-    source.need("from fastiot.core.serialization import pack")
-    return "pack(payload)"
+        return f"{source.need('import json')}.dumps({name}).encode()"
+    return f"{source.need('from fastiot.core.serialization import pack')}({name})"
 
 
 def _headers(source: _Source, headers: Mapping[str, str] | None) -> str:
@@ -246,6 +335,8 @@ def code_for_publish(
         encoding: ``msgpack`` (FastIoT's wire format), ``json``, ``text`` (UTF-8) or ``bytes``.
         headers: NATS headers to send along.
 
+    The names the code binds never shadow one the notebook uses (see :class:`_Source`).
+
     Raises:
         CodeGenerationError: An unknown encoding, or a payload that does not fit it.
 
@@ -259,9 +350,9 @@ def code_for_publish(
         await broker.publish_raw("v1.demo", pack(payload), headers={"origin": "notebook"})
     """
     source = _Source()
-    _connect(source)
+    broker = _connect(source)
     data = _payload_bytes(source, payload, encoding)
-    source.add(f"await broker.publish_raw({_text(subject)}, {data}{_headers(source, headers)})")
+    source.add(f"await {broker}.publish_raw({_text(subject)}, {data}{_headers(source, headers)})")
     return source.text()
 
 
@@ -272,29 +363,38 @@ def code_for_request(
     encoding: str = "msgpack",
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    reply_cls: type[pydantic.BaseModel] | None = None,
 ) -> str:
     """The code that sends a request and shows the reply decoded, with its round-trip time.
 
     It requests through the workbench connection (``request_raw``), so no reply in time raises
     :class:`~fastiot.exceptions.RequestTimeoutError` naming the subject and the timeout, and a failed
     service :class:`~fastiot.exceptions.ReplyHandlerError`, as every request of the workbench does.
-    Arguments as :func:`code_for_publish`; ``timeout`` is in seconds.
+    Arguments as :func:`code_for_publish`; ``timeout`` is in seconds. The reply decodes as
+    ``reply_cls`` (the request model's reply model) if given, else as :func:`fastiot.payloads.decode`
+    reads any payload; it is the cell's result, and bound to ``answer`` (or a free name like it).
 
     Example:
-        >>> "reply = await broker.request_raw(" in code_for_request("v1.ask", {"n": 2})
+        >>> "response = await broker.request_raw(" in code_for_request("v1.ask", {"n": 2})
         True
     """
     source = _Source()
-    _connect(source)
+    broker = _connect(source)
     data = _payload_bytes(source, payload, encoding)
-    source.need("import time")
-    source.need("from fastiot.payloads import decode")
+    clock = source.need("import time")
+    started, response, answer = source.var("started"), source.var("response"), source.var("answer")
+    if reply_cls is not None:
+        deserialize = source.need("from fastiot.core.serialization import serialize_from_bin")
+        decoded = f"{deserialize}({_class_name(reply_cls, source)}, {response}.data)"
+    else:
+        decoded = f"{source.need('from fastiot.payloads import decode')}({response}.data).value"
     source.add(
-        "started = time.perf_counter()",
-        f"reply = await broker.request_raw({_text(subject)}, {data}"
+        f"{started} = {clock}.perf_counter()",
+        f"{response} = await {broker}.request_raw({_text(subject)}, {data}"
         f"{_headers(source, headers)}, timeout={float(timeout)!r})",
-        'print(f"answered in {(time.perf_counter() - started) * 1e3:.1f} ms")',
-        f"decode(reply.data, subject={_text(subject)}, headers=reply.headers)",
+        f'print(f"answered in {{({clock}.perf_counter() - {started}) * 1e3:.1f}} ms")',
+        f"{answer} = {decoded}",
+        answer,
     )
     return source.text()
 
@@ -310,13 +410,15 @@ def code_for_table(subjects: str | Sequence[str | tuple[str, type | None]], **op
         'table = MessageTable("v1.>", max_rows=1000)'
     """
     source = _Source()
-    source.need("from fastiot_widgets import MessageTable")
+    cls = source.need("from fastiot_widgets import MessageTable")
     if isinstance(subjects, str):
         targets = _text(subjects)
     else:
         items = [_subject(source, *(s if isinstance(s, tuple) else (s, None))) for s in subjects]
         targets = items[0] if len(items) == 1 else "[" + ", ".join(items) + "]"
-    source.add(f"table = MessageTable({targets}{_options(source, options)})", "table")
+    args = f"{targets}{_options(source, options)}"
+    table = source.var("table")
+    source.add(f"{table} = {cls}({args})", table)
     return source.text()
 
 
@@ -324,10 +426,8 @@ def _subject(source: _Source, pattern: str, model: type | None) -> str:
     """A pattern's literal, or ``Subject(name=..., msg_cls=Model)`` if its payloads decode to a model."""
     if model is None:
         return _text(pattern)
-    source.need("from fastiot.core.data_models import Subject")
-    if model.__module__ not in ("__main__", "builtins"):
-        source.need(_import_of(model))
-    return f"Subject(name={_text(pattern)}, msg_cls={model.__name__})"
+    subject = source.need("from fastiot.core.data_models import Subject")
+    return f"{subject}(name={_text(pattern)}, msg_cls={_class_name(model, source)})"
 
 
 def code_for_capture(subjects: str | Sequence[str], *, max_rows: int | None = None, wait_for: int = 0) -> str:
@@ -338,12 +438,13 @@ def code_for_capture(subjects: str | Sequence[str], *, max_rows: int | None = No
         'capture = await MessageCapture("v1.thing.>", max_rows=500).start()'
     """
     source = _Source()
-    source.need("from fastiot.capture import MessageCapture")
+    cls = source.need("from fastiot.capture import MessageCapture")
     rows = f", max_rows={int(max_rows)}" if max_rows is not None else ""
-    source.add(f"capture = await MessageCapture({_patterns(subjects)}{rows}).start()")
+    capture = source.var("capture")
+    source.add(f"{capture} = await {cls}({_patterns(subjects)}{rows}).start()")
     if wait_for > 0:
-        source.add(f"await capture.wait_for({int(wait_for)}, timeout=30)")
-    source.add("capture.to_dataframe()")
+        source.add(f"await {capture}.wait_for({int(wait_for)}, timeout=30)")
+    source.add(f"{capture}.to_dataframe()")
     return source.text()
 
 
@@ -360,12 +461,13 @@ def code_for_plot(
         'plot = LivePlot(["v1.a", "v1.b"], fields="value", window=datetime.timedelta(seconds=60.0))'
     """
     source = _Source()
-    source.need("from fastiot_widgets import LivePlot")
+    cls = source.need("from fastiot_widgets import LivePlot")
     args = f"{_patterns(subjects)}, fields={_patterns(fields)}"
     if window is not None:
         seconds = window.total_seconds() if isinstance(window, dt.timedelta) else float(window)
         args += f", window={python_literal(dt.timedelta(seconds=seconds), source)}"
-    source.add(f"plot = LivePlot({args})", "plot")
+    plot = source.var("plot")
+    source.add(f"{plot} = {cls}({args})", plot)
     return source.text()
 
 
@@ -377,8 +479,9 @@ def code_for_record(name: str, pattern: str) -> str:
         'recording = await Recording.start("run1", "v1.thing.>")'
     """
     source = _Source()
-    source.need("from fastiot.history import Recording")
-    source.add(f"recording = await Recording.start({_text(name)}, {_text(pattern)})")
+    cls = source.need("from fastiot.history import Recording")
+    recording = source.var("recording")
+    source.add(f"{recording} = await {cls}.start({_text(name)}, {_text(pattern)})")
     return source.text()
 
 
@@ -390,8 +493,9 @@ def code_for_browser(pattern: str = ">") -> str:
         'browser = SubjectBrowser("v1.>")'
     """
     source = _Source()
-    source.need("from fastiot_widgets import SubjectBrowser")
-    source.add(f"browser = SubjectBrowser({_text(pattern)})", "browser")
+    cls = source.need("from fastiot_widgets import SubjectBrowser")
+    browser = source.var("browser")
+    source.add(f"{browser} = {cls}({_text(pattern)})", browser)
     return source.text()
 
 

@@ -22,47 +22,38 @@ from datetime import datetime, timedelta
 
 from fastiot.history import Bound
 
-from ._code import python_literal
+from ._code import _Source, python_literal
 
 __all__ = ["code_for_load", "code_for_record_subjects", "code_for_replay"]
 
-_OPEN = "recording = await Recording.open({name})"
-_IMPORT = "from fastiot.history import Recording"
 
-
-def _cell(imports: set[str], lines: list[str]) -> str:
-    # The standard library's imports first, as ruff's isort puts them.
-    std = sorted(i for i in imports if i.startswith(("from datetime", "import datetime")))
-    rest = sorted(imports - set(std))
-    head = "\n".join(std) + ("\n\n" if std and rest else "") + "\n".join(rest)
-    return head + "\n\n" + "\n".join(lines)
-
-
-def _bound(value: Bound, imports: set[str]) -> str:
+def _bound(value: Bound, source: _Source) -> str:
     """Source for a range bound: a timedelta back from now, a datetime or a stream sequence."""
     if isinstance(value, timedelta):
-        imports.add("from datetime import timedelta")
-        return f"timedelta(seconds={value.total_seconds()!r})"
+        return f"{source.need('from datetime import timedelta')}(seconds={value.total_seconds()!r})"
     if isinstance(value, datetime):
-        imports.add("from datetime import datetime")
-        return f"datetime.fromisoformat({python_literal(value.isoformat())})"
+        cls = source.need("from datetime import datetime")
+        return f"{cls}.fromisoformat({python_literal(value.isoformat())})"
     return repr(value)
 
 
-def _range_options(start: Bound, end: Bound, subjects: Sequence[str] | None, imports: set[str]) -> list[str]:
+def _range_options(start: Bound, end: Bound, subjects: Sequence[str] | None, source: _Source) -> list[str]:
     options = []
     if start is not None:
-        options.append(f"start={_bound(start, imports)}")
+        options.append(f"start={_bound(start, source)}")
     if end is not None:
-        options.append(f"end={_bound(end, imports)}")
+        options.append(f"end={_bound(end, source)}")
     if subjects:
         options.append(f"subjects={python_literal(list(subjects))}")
     return options
 
 
-def _on_recording(name: str, imports: set[str], *lines: str) -> str:
-    """A cell that opens the recording ``name`` and then runs ``lines``."""
-    return _cell(imports, [_OPEN.format(name=python_literal(name)), *lines])
+def _open(name: str, source: _Source) -> str:
+    """Add the line that opens the recording ``name``; returns the variable it is bound to."""
+    cls = source.need("from fastiot.history import Recording")
+    recording = source.var("recording")
+    source.add(f"{recording} = await {cls}.open({python_literal(name)})")
+    return recording
 
 
 def code_for_load(
@@ -73,11 +64,14 @@ def code_for_load(
     max_rows: int | None = None,
 ) -> str:
     """The code that loads a range of the recording ``name`` into a DataFrame ``df``."""
-    imports = {_IMPORT}
-    options = _range_options(start, end, subjects, imports)
+    source = _Source()
+    recording = _open(name, source)
+    options = _range_options(start, end, subjects, source)
     if max_rows is not None:
         options.append(f"max_rows={max_rows!r}")
-    return _on_recording(name, imports, f"df = await recording.to_dataframe({', '.join(options)})", "df")
+    df = source.var("df")
+    source.add(f"{df} = await {recording}.to_dataframe({', '.join(options)})", df)
+    return source.text()
 
 
 def code_for_replay(
@@ -95,16 +89,18 @@ def code_for_replay(
         >>> code_for_replay("plant", speed=10, subject_prefix="replay").splitlines()[-2]
         'replay = await recording.replay(speed=10, subject_prefix="replay")'
     """
-    imports = {_IMPORT}
-    options = [f"speed={speed!r}", *_range_options(start, end, subjects, imports)]
+    source = _Source()
+    recording = _open(name, source)
+    options = [f"speed={speed!r}", *_range_options(start, end, subjects, source)]
     if subject_prefix:
         options.append(f"subject_prefix={python_literal(subject_prefix)}")
-    return _on_recording(
-        name,
-        imports,
-        f"replay = await recording.replay({', '.join(options)})",
-        "await replay.wait()  # replay.pause(), replay.resume(), await replay.stop(); replay.published",
+    replay = source.var("replay")
+    source.add(
+        f"{replay} = await {recording}.replay({', '.join(options)})",
+        f"await {replay}.wait()  # {replay}.pause(), {replay}.resume(), await {replay}.stop(); "
+        f"{replay}.published",
     )
+    return source.text()
 
 
 def code_for_record_subjects(name: str, subjects: Sequence[str], *, max_age: timedelta | None = None) -> str:
@@ -114,7 +110,10 @@ def code_for_record_subjects(name: str, subjects: Sequence[str], *, max_age: tim
         >>> code_for_record_subjects("plant", ["v1.thing.>"]).splitlines()[-1]
         'recording = await Recording.start("plant", "v1.thing.>")'
     """
-    imports = {_IMPORT}
+    source = _Source()
+    cls = source.need("from fastiot.history import Recording")
     what = python_literal(subjects[0] if len(subjects) == 1 else list(subjects))
-    options = f", max_age={_bound(max_age, imports)}" if max_age is not None else ""
-    return _cell(imports, [f"recording = await Recording.start({python_literal(name)}, {what}{options})"])
+    options = f", max_age={_bound(max_age, source)}" if max_age is not None else ""
+    recording = source.var("recording")
+    source.add(f"{recording} = await {cls}.start({python_literal(name)}, {what}{options})")
+    return source.text()

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -51,6 +52,8 @@ from .service_control import ServiceControl
 __all__ = [
     "ServiceCellError",
     "ServiceMagics",
+    "forget_extension_load",
+    "load_ipython_extension",
     "register_magics",
     "running_services",
 ]
@@ -143,6 +146,69 @@ def _replay_options(args: Any) -> dict[str, Any]:
     return options
 
 
+def _cell_number(shell: Any) -> int:
+    """The number of the cell running now (``In[10]``), as IPython names it in tracebacks.
+
+    IPython 9 counts ``execution_count`` up before the cell runs, IPython 8 after it; the result the
+    cell is filling in has its own number either way.
+    """
+    result = getattr(shell.displayhook, "exec_result", None)
+    number = getattr(result, "execution_count", None)
+    return number if isinstance(number, int) else int(shell.execution_count)
+
+
+def _run_cell_body(shell: Any, magic_line: str, cell: str, namespace: dict[str, Any]) -> None:
+    """Run a cell magic's body in ``namespace`` as IPython runs a cell.
+
+    The source is cached under the cell's own number (``Cell In[10]``) with the magic's line as its line
+    1, so a traceback names the cell and the line as the notebook shows them; the shell's compiler
+    keeps the notebook's ``from __future__`` imports.
+    """
+    __tracebackhide__ = True
+    code = shell.transform_cell(cell)
+    filename = shell.compile.cache(f"{magic_line}\n{code}", _cell_number(shell), raw_code=cell)
+    exec(shell.compile("\n" + code, filename, "exec"), namespace)
+
+
+def _show_syntax_error(shell: Any, error: SyntaxError) -> bool:
+    """Show a syntax error of the cell as IPython shows one in a plain cell, and fail the cell.
+
+    IPython shows a SyntaxError raised while code runs with every frame down to the raise (the
+    magic's), so the magic shows it itself and marks the running cell's result as failed, which the
+    kernel reports as the cell's error. Returns False outside a running cell (then raise it).
+    """
+    result = getattr(shell.displayhook, "exec_result", None)
+    if result is None:
+        return False
+    shell.showsyntaxerror()
+    result.error_in_exec = error
+    return True
+
+
+def _show_only_the_cell(shell: Any, error: Exception) -> None:
+    """Make IPython show ``error`` without the magic's frames (nor the cell as one string).
+
+    An error of the cell's code is shown from the cell's first frame on; one of the magic itself
+    (no service defined, a bad recording name) as its message. IPython asks an exception for
+    ``_render_traceback_()`` before formatting it.
+    """
+    if isinstance(error, UsageError):
+        return  # IPython shows it as a message already
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _run_cell_body.__code__:
+        tb = tb.tb_next
+    start = tb.tb_next if tb is not None else None  # the cell's code, which _run_cell_body ran
+    formatter = shell.InteractiveTB
+
+    def render() -> list[str]:
+        if start is None:
+            return list(formatter.get_exception_only(type(error), error))
+        return list(formatter.structured_traceback(type(error), error, start, tb_offset=0))
+
+    with contextlib.suppress(AttributeError):  # an exception class that takes no attributes
+        error._render_traceback_ = render  # type: ignore[attr-defined]
+
+
 @magics_class
 class ServiceMagics(Magics):
     """``%%service``, ``%service_stop`` and ``%services`` of one IPython shell.
@@ -174,18 +240,27 @@ class ServiceMagics(Magics):
     @cell_magic
     def service(self, line: str, cell: str) -> None:
         """Run the cell, then (re)start the services it defines and show their controls."""
+        __tracebackhide__ = True
+        shell = self.shell
+        assert shell is not None  # a registered Magics always has its shell
+        try:
+            self._service(shell, line, cell)
+        except SyntaxError as e:
+            if not _show_syntax_error(shell, e):
+                raise
+        except Exception as e:
+            _show_only_the_cell(shell, e)
+            raise
+
+    def _service(self, shell: Any, line: str, cell: str) -> None:
+        __tracebackhide__ = True
         from IPython.display import display
 
         args = parse_argstring(self.service, line)
         replay_options = _replay_options(args)  # bad options fail before the cell runs
-        shell = self.shell
-        assert shell is not None  # a registered Magics always has its shell
         namespace = shell.user_ns
         before = dict(namespace)
-        code = shell.transform_cell(cell)
-        # Cached under the execution count, so tracebacks show the cell's lines.
-        filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)
-        exec(compile(code, filename, "exec"), namespace)
+        _run_cell_body(shell, f"%%service {line}".rstrip(), cell, namespace)
 
         classes = self._chosen(_defined_services(before, namespace), args.names)
         controls = [
@@ -289,6 +364,34 @@ def services_table() -> Any:
         print(NO_SERVICES)
         return None
     return pd.DataFrame(rows)
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``--ext=fastiot_widgets.magics``: how the workbench's kernels register the magics at start.
+
+    Under this name, not ``fastiot_widgets``, so a notebook's own ``%load_ext fastiot_widgets`` is not
+    answered with "already loaded" (it registers nothing twice either).
+    """
+    register_magics(shell)
+
+
+def forget_extension_load(shell: Any, name: str) -> None:
+    """Make IPython forget, once the running cell is done, that extension ``name`` was loaded.
+
+    Registering is idempotent (:func:`register_magics`), and IPython answers a second ``%load_ext`` of
+    a loaded extension with "already loaded. To reload it, use: %reload_ext", which a notebook
+    re-run from its top should not show.
+    """
+    events = getattr(shell, "events", None)
+    manager = getattr(shell, "extension_manager", None)
+    if events is None or manager is None:
+        return
+
+    def forget(*_: Any) -> None:
+        manager.loaded.discard(name)
+        events.unregister("post_execute", forget)
+
+    events.register("post_execute", forget)
 
 
 def register_magics(shell: Any) -> None:

@@ -18,7 +18,7 @@ Example:
     >>> table.grid.sort_column = "value"        # or click the header  # doctest: +SKIP
     >>> table.grid.filters = {"name": "temperature"}                  # doctest: +SKIP
     >>> table.export_csv()                      # or click "CSV"      # doctest: +SKIP
-    PosixPath('/home/me/v1.thing.press_1.all-20240501-120000.csv')
+    PosixPath('/home/me/notebooks/exports/v1.thing.press_1.all-20240501-120000.csv')
     >>> plot = table.open_plot("value")         # or choose it and click "Plot"  # doctest: +SKIP
     >>> table.to_dataframe().describe()                               # doctest: +SKIP
 """
@@ -38,6 +38,7 @@ import traitlets
 from fastiot.capture import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, CaptureSubjects, MessageCapture
 from fastiot.capture.grid_rows import CaptureSource, cell_text
 from fastiot.core.broker_connection import BrokerConnection
+from fastiot.exports import EXPORTS_FOLDER, exports_dir
 
 from ._code import code_for_table
 from ._common import plural, pre_html
@@ -72,7 +73,8 @@ class MessageTable(PlotsColumns, MessageTableLayout):
         connection: The broker connection; ``None`` means the workbench connection.
         max_rows: How many of the newest messages the capture keeps (memory stays bounded by it);
             older ones are evicted and counted in ``dropped``.
-        export_dir: Folder for export files; ``""`` is the current directory.
+        export_dir: Folder for export files; ``""`` is the workbench's exports folder, ``exports/``
+            beside the notebook (:func:`fastiot.exports.exports_dir`).
         refresh_interval: The least seconds between two updates of the view.
         height: The grid's CSS height.
         capture_kwargs: Passed on to :class:`~fastiot.capture.MessageCapture`.
@@ -87,7 +89,9 @@ class MessageTable(PlotsColumns, MessageTableLayout):
     columns = traitlets.List(
         traitlets.Unicode(), help="The columns shown, in this order; empty shows every column."
     )
-    export_dir = traitlets.Unicode("", help="The folder export files are written to; '' is the current one.")
+    export_dir = traitlets.Unicode(
+        "", help="The folder export files are written to; '' is exports/ beside the notebook (exports_dir())."
+    )
     last_export = traitlets.Unicode("", help="The path of the file the last export wrote; '' if none.")
     export_message = traitlets.Unicode(
         "", help="What the last export said: the file written, or why it failed (e.g. pyarrow missing)."
@@ -158,6 +162,7 @@ class MessageTable(PlotsColumns, MessageTableLayout):
         )
         self.children = self._arrange()
         self.export_dir = os.fspath(export_dir)
+        self._export_dir_changed()
         self.refresh()
 
     def _listen(self, callback: Any, remove: bool) -> None:
@@ -216,9 +221,20 @@ class MessageTable(PlotsColumns, MessageTableLayout):
         """
         return self._export("parquet", path)
 
+    @traitlets.observe("export_dir")
+    def _export_dir_changed(self, _change: Any = None) -> None:
+        if "csv_button" not in self.__dict__:
+            return
+        where = self.export_dir or f"{EXPORTS_FOLDER}/ beside this notebook"
+        self.csv_button.tooltip = f"Write every captured row to a CSV file in {where}"
+        self.parquet_button.tooltip = f"Write every captured row to a Parquet file in {where}"
+
     def _export_path(self, suffix: str) -> Path:
-        folder = Path(self.export_dir or os.getcwd()).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
+        if self.export_dir:
+            folder = Path(self.export_dir).expanduser()
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            folder = exports_dir()
         stem = f"{_slug(self.capture.patterns)}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         target = folder / f"{stem}.{suffix}"
         n = 2

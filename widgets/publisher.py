@@ -48,7 +48,7 @@ from fastiot.core.broker_connection import ERROR_HEADER, BrokerConnection
 from fastiot.core.data_models import Subject
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
 from fastiot.exceptions import FormError, PermissionDeniedError
-from fastiot.payloads import decode, limit_depth, to_text
+from fastiot.payloads import decode, limit_depth, model_for_subject, to_text
 from fastiot.publishing import (
     DEFAULT_HISTORY,
     ENCODINGS,
@@ -295,9 +295,25 @@ class Publisher(PublisherLayout):
         subject, headers = self.subject_field.value.strip(), parse_headers(self.headers)
         if self.mode == "request":
             return code_for_request(
-                subject, payload, encoding=encoding, headers=headers, timeout=self.timeout
+                subject,
+                payload,
+                encoding=encoding,
+                headers=headers,
+                timeout=self.timeout,
+                reply_cls=self._reply_model(subject),
             )
         return code_for_publish(subject, payload, encoding=encoding, headers=headers)
+
+    def _reply_model(self, subject: str) -> type[pydantic.BaseModel] | None:
+        """The model replies to a request on ``subject`` decode as: the form's, or the subject's request
+        model's reply model (free-form), if it has one."""
+        if self.reply_cls is not None:
+            return self.reply_cls if isinstance(self.reply_cls, type) else None
+        model = model_for_subject(subject)
+        reply_cls = getattr(model, "_reply_cls", None) if model is not None else None
+        if isinstance(reply_cls, type) and issubclass(reply_cls, pydantic.BaseModel):
+            return reply_cls
+        return None
 
     # -- actions -----------------------------------------------------------------------------------
 
@@ -419,11 +435,15 @@ class Publisher(PublisherLayout):
             self._show_failure(f"the service answering {subject} failed: {reply_headers[ERROR_HEADER]}")
             self._remember("request", subject, data, headers, inputs, "failed")
             return None
-        if self.reply_cls is not None and inputs[0] is None:
-            reply: Any = serialize_from_bin(self.reply_cls, response.data)
+        reply_cls = self.reply_cls if inputs[0] is None else self._reply_model(subject)
+        try:
+            if reply_cls is None:
+                raise ValueError("no reply model")
+            reply: Any = serialize_from_bin(reply_cls, response.data)
             kind = "model"
-        else:
-            decoded = decode(response.data, subject=subject, headers=reply_headers)
+        except ValueError:  # pydantic's ValidationError is one
+            # Not by the request's subject: its model is the request's, not the reply's.
+            decoded = decode(response.data, headers=reply_headers)
             reply, kind = decoded.value, decoded.kind
         self.reply, self.reply_headers, self.reply_kind = reply, reply_headers, kind
         self.round_trip_ms = took_ms

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -317,7 +319,7 @@ class ServiceControl(widgets.VBox):
     def _render_status(self) -> None:
         status = self.status
         crashed = status == ServiceStatus.CRASHED
-        self.error = self.runner.error if crashed and self.runner.error else self._action_error
+        self.error = _cell_names(self.runner.error) if crashed and self.runner.error else self._action_error
         color = _STATUS_COLORS[status]
         self.status_light.value = (
             f"<span style='font-size:120%;color:{color}'>&#9679;</span> "
@@ -347,3 +349,24 @@ class ServiceControl(widgets.VBox):
 
     def __repr__(self) -> str:
         return f"ServiceControl({self.runner.name}, {self.status})"
+
+
+_FILE_LINE = re.compile(r'^( *)File "([^"]+)", line (\d+)', re.MULTILINE)
+
+
+def _cell_names(text: str) -> str:
+    """A traceback's ``File "/tmp/ipykernel_1/123.py", line 5`` as IPython names a notebook cell's code:
+    ``Cell In[3], line 5`` (the numbering the notebook shows); other files stay as they are."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    name_of = getattr(getattr(shell, "compile", None), "format_code_name", None)
+    if name_of is None:  # no IPython, or one too old to name cells
+        return text
+
+    def named(match: re.Match[str]) -> str:
+        found = name_of(match.group(2))
+        if not found:
+            return match.group(0)
+        return f"{match.group(1)}{found[0]} {found[1]}, line {match.group(3)}"
+
+    return _FILE_LINE.sub(named, text)

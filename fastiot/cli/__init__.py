@@ -12,12 +12,11 @@ Example:
 from __future__ import annotations
 
 from fastiot.cli.registry import Subcommand, register, subcommands, unregister
-from fastiot.cli.supervisor import build_parser, default_notebook_dir, is_loopback, main
+from fastiot.cli.supervisor import build_parser, is_loopback, main
 
 __all__ = [
     "Subcommand",
     "build_parser",
-    "default_notebook_dir",
     "is_loopback",
     "main",
     "register",

@@ -1,7 +1,7 @@
 """``fastiot-workbench``: a broker, the demo plant and JupyterLab in one command.
 
 Example:
-    $ fastiot-workbench                      # local broker + demo plant + JupyterLab on ./notebooks
+    $ fastiot-workbench                      # local broker + demo plant + JupyterLab on your workspace
     $ fastiot-workbench --nats nats://broker.plant.local:4222 --no-demo
     $ fastiot-workbench --no-lab --broker-port 4222   # broker + demo only (as binder/start uses it)
 
@@ -52,8 +52,9 @@ from fastiot.nats_server import (
     start_child_process,
 )
 from fastiot.shared_broker import BROKER_USER, new_password
+from fastiot.workspace import prepare_workspace
 
-__all__ = ["build_parser", "default_notebook_dir", "is_loopback", "main"]
+__all__ = ["build_parser", "is_loopback", "main"]
 
 DEFAULT_LAB_PORT = 8888
 DEFAULT_DEMO_RATE = 2.0
@@ -64,17 +65,6 @@ _READY_TIMEOUT = 60.0
 _PROBE_TIMEOUT = 2.0
 # --ip values that mean "every interface" (JupyterLab's and the socket API's spellings).
 _ALL_INTERFACES = {"", "*", "0.0.0.0", "::"}
-
-
-def default_notebook_dir() -> Path:
-    """``./notebooks`` if it exists, else the project's notebooks folder (editable installs), else ``.``."""
-    here = Path.cwd() / "notebooks"
-    if here.is_dir():
-        return here
-    project = Path(__file__).resolve().parents[2] / "notebooks"  # fastiot/cli/ -> the project
-    if project.is_dir():
-        return project
-    return Path.cwd()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--notebook-dir",
         type=Path,
         default=None,
-        help="folder JupyterLab opens (default: ./notebooks, else the project's notebooks folder)",
+        help="your notebook folder, which JupyterLab opens and which gets copies of the tutorials "
+        "(default: workspace/ in the project's checkout, a folder git ignores; else ./fastiot-workspace)",
     )
     parser.add_argument(
         "--port",
@@ -422,10 +413,12 @@ def _lab(
     args: argparse.Namespace, token: str, env: dict[str, str], stack: contextlib.ExitStack, started: list[str]
 ) -> subprocess.Popen[bytes]:
     """Start JupyterLab (stopped when ``stack`` unwinds) and print where it is."""
-    notebook_dir = (args.notebook_dir or default_notebook_dir()).resolve()
-    if not notebook_dir.is_dir():
-        _complain(f"--notebook-dir {notebook_dir} is not a folder")
-        raise _Exit(2)
+    try:
+        workspace = prepare_workspace(args.notebook_dir)
+    except OSError as e:
+        _complain(f"--notebook-dir: {e}")
+        raise _Exit(2) from None
+    notebook_dir = workspace.folder
     host = _url_host(args.ip)
     port = args.port
     if port is None:
@@ -456,7 +449,7 @@ def _lab(
     url_host = f"[{host}]" if ":" in host else host
     query = f"?token={token}" if token else ""
     _say(f"JupyterLab at http://{url_host}:{port}/lab{query}")
-    _say(f"notebooks in {notebook_dir}; Ctrl-C stops everything")
+    _say(f"notebooks in {notebook_dir}{workspace.describe_copied()}; Ctrl-C stops everything")
     return lab
 
 

@@ -365,7 +365,8 @@ def test_subject_browser_plot_diff_and_service_cell_in_jupyterlab(workbench: Wor
             inserted.wait_for(state="attached")
             texts = [cells.nth(i).locator(".jp-InputArea").inner_text() for i in range(cells.count())]
             plot_cell = next(i for i, text in enumerate(texts) if 'height="240px"' in text)
-            assert 'plot = LivePlot("v1.thing.press_1.temperature", fields="value"' in texts[plot_cell + 1]
+            # `plot` is the notebook's: the inserted cell takes a free name instead of rebinding it.
+            assert 'plot_2 = LivePlot("v1.thing.press_1.temperature", fields="value"' in texts[plot_cell + 1]
 
             # The %%service cell's control reaches "running". (Cells out of view are not rendered
             # by JupyterLab, hence "attached" rather than "visible".)

@@ -1,4 +1,8 @@
-"""Every notebook in notebooks/ runs top to bottom in a real kernel against a test broker."""
+"""The tutorials run top to bottom in a real kernel against a test broker.
+
+They are named (:data:`fastiot.workspace.TUTORIALS`), never globbed: whatever else lies in notebooks/
+(a notebook a user made there) is not a tutorial and not tested.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import nbclient
 import nbformat
 import pytest
 
+from fastiot.workspace import TUTORIALS
+
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = [ROOT / "notebooks" / name for name in TUTORIALS]
 
 
 def _ignored_notebook_folders() -> set[str]:
@@ -20,14 +26,14 @@ def _ignored_notebook_folders() -> set[str]:
     return {line[len("notebooks/") :].strip("/") for line in lines if line.startswith("notebooks/")}
 
 
-def test_there_are_the_four_tour_notebooks() -> None:
-    names = [p.name for p in NOTEBOOKS]
-    assert names == [
+def test_the_four_tutorials_are_in_the_repository() -> None:
+    assert list(TUTORIALS) == [
         "01_explore_live_subjects.ipynb",
         "02_prototype_a_service.ipynb",
         "03_capture_to_dataframe.ipynb",
         "04_record_and_replay.ipynb",
     ]
+    assert all(path.is_file() for path in NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -9,6 +9,7 @@ import datetime as dt
 import enum
 import inspect
 import json
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -16,24 +17,30 @@ import pytest
 from nats.aio.msg import Msg as NatsMsg
 
 from fastiot.capture import MessageCapture
+from fastiot.core import FastIoTRequest, FastIoTResponse, FastIoTService
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
 from fastiot.exceptions import RequestTimeoutError
 from fastiot.msg.thing import Thing
+from fastiot.nats_server import NatsServer
 from fastiot_widgets import LivePlot, MessageTable, SubjectBrowser
 from fastiot_widgets._code import (
     INSERT_CELL_BELOW,
     REPLACE_SELECTION,
+    RESERVED_NAMES,
     CopyAsCode,
     code_for_browser,
     code_for_capture,
     code_for_plot,
     code_for_publish,
+    code_for_record,
     code_for_request,
     code_for_table,
     python_literal,
 )
+from fastiot_widgets._history_code import code_for_load, code_for_record_subjects, code_for_replay
 from fastiot_widgets.errors import CodeGenerationError
+from tests.kernel_util import running_kernel
 from tests.waits import wait_for_trait
 
 TIMEOUT = 10.0
@@ -154,14 +161,12 @@ async def test_request_code_prints_the_round_trip_and_decodes_the_reply(
     replier = await broker.subscribe_raw(subject, double)
     await broker.flush()
     code = code_for_request(subject, {"n": 21}, headers={"trace": "t1"}, timeout=TIMEOUT)
-    # The cell's last line is the decoded reply, which the notebook shows.
-    code = code.replace("\ndecode(", "\nresult = decode(")
+    assert code.endswith("\nanswer"), "the cell's last line is the decoded reply, which the notebook shows"
     try:
         namespace = await run_cell(code)
     finally:
         await replier.unsubscribe()
-    result = namespace["result"]
-    assert result.kind == "msgpack" and result.value == {"answer": 42, "seen": {"trace": "t1"}}
+    assert namespace["answer"] == {"answer": 42, "seen": {"trace": "t1"}}
     assert "answered in" in capsys.readouterr().out
 
 
@@ -274,3 +279,180 @@ async def test_the_button_inserts_a_cell_below_through_jupyterlab_commands() -> 
     ]
     assert button.code_box.layout.display == "none"
     button.close()
+
+
+# -- the names a generated cell binds -------------------------------------------------------------------
+
+
+class Count(FastIoTResponse):
+    alarms: int
+    threshold: float
+
+
+class CountRequest(FastIoTRequest):
+    _reply_cls = Count
+
+
+def _tutorial_namespace() -> dict[str, Any]:
+    """What a tutorial's cells have bound before its Publisher's code is copied (notebook 02)."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(
+        "from datetime import datetime, timedelta\n"
+        "from fastiot.core import FastIoTRequest, FastIoTResponse, FastIoTService, loop, reply, subscribe\n"
+        "from fastiot.msg.thing import Thing\n"
+        "import time\n",
+        namespace,
+    )
+    namespace.update(
+        broker="another connection",  # not the workbench's: the cell must not take the name
+        Count=Count,
+        CountRequest=CountRequest,
+        response=1,
+        answer=2,
+        msg=3,
+        payload=4,
+        started=5,
+        table=6,
+        pack="the user's pack",
+        time=dt.time(12, 0),  # `from datetime import time`, say
+    )
+    return namespace
+
+
+async def test_request_code_decodes_the_reply_model_and_shadows_nothing(
+    broker: NatsBrokerConnection, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notebook 02: Publisher(AlarmCountRequest)'s code, then the next %%service cell's @reply(...)."""
+    namespace = _tutorial_namespace()
+    before = dict(namespace)
+    monkeypatch.setattr("fastiot_widgets._code.user_namespace", lambda: namespace)
+    subject = f"{prefix}.count_request"
+
+    async def count(msg: NatsMsg) -> None:
+        await msg.respond(pack({"alarms": 3, "threshold": 56.0}))
+
+    replier = await broker.subscribe_raw(subject, count)
+    await broker.flush()
+    code = code_for_request(subject, CountRequest(), timeout=TIMEOUT, reply_cls=Count)
+    compiled = compile(code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    try:
+        result = eval(compiled, namespace)
+        if inspect.iscoroutine(result):
+            await result
+    finally:
+        await replier.unsubscribe()
+    answers = [v for k, v in namespace.items() if k not in before and isinstance(v, Count)]
+    assert answers == [Count(alarms=3, threshold=56.0)], code
+    # Every name the notebook had still means what it meant.
+    assert all(namespace[name] is value for name, value in before.items() if name != "__builtins__"), code
+    # The next cell of the tutorial defines a service with the notebook's `reply`.
+    exec(
+        "class Watch(FastIoTService):\n"
+        "    @reply(subject=CountRequest.get_reply_subject())\n"
+        "    async def count(self, request: CountRequest) -> Count:\n"
+        "        return Count(alarms=0, threshold=1.0)\n",
+        namespace,
+    )
+    assert issubclass(namespace["Watch"], FastIoTService)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: code_for_publish("v1.x", {"at": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)}),
+        lambda: code_for_publish("v1.x", {"n": 1}, encoding="json"),
+        lambda: code_for_publish("v1.x", Thing(machine="m", name="n", value=1.0)),
+        lambda: code_for_request("v1.x", {"n": 1}),
+        lambda: code_for_table([("v1.a", Thing), ("v1.b", None)]),
+        lambda: code_for_capture("v1.>", wait_for=1),
+        lambda: code_for_plot("v1.a", window=60),
+        lambda: code_for_record("r", "v1.>"),
+        lambda: code_for_browser("v1.>"),
+        lambda: code_for_load("r", dt.timedelta(minutes=1), dt.datetime(2024, 1, 1), ["v1.a"]),
+        lambda: code_for_replay("r", speed=10, start=dt.timedelta(minutes=1)),
+        lambda: code_for_record_subjects("r", ["v1.a"], max_age=dt.timedelta(hours=1)),
+    ],
+)
+def test_no_generated_cell_rebinds_a_name_the_notebook_holds(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = _tutorial_namespace()
+    monkeypatch.setattr("fastiot_widgets._code.user_namespace", lambda: namespace)
+    code = make()
+    rebound = _bound_names(code) & {name for name in namespace if not name.startswith("__")}
+    same = {  # an import of the very object the notebook holds under that name changes nothing
+        name
+        for name in rebound
+        if _imports(code).get(name) is not None and _imports(code)[name] is namespace[name]
+    }
+    assert rebound == same, code
+
+
+def test_without_a_kernel_the_reserved_names_are_kept_free() -> None:
+    code = code_for_request("v1.x", {"n": 1})
+    variables = _bound_names(code) - set(_imports(code))  # an import binds what the name means anyway
+    assert variables & (RESERVED_NAMES - {"broker"}) == set(), code
+    assert "broker" in variables, "the connection keeps the name the tutorials give it"
+
+
+def _bound_names(code: str) -> set[str]:
+    tree = ast.parse(code)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+    return names
+
+
+def _imports(code: str) -> dict[str, Any]:
+    """What each import line of ``code`` binds, by name."""
+    bound: dict[str, Any] = {}
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            scratch: dict[str, Any] = {}
+            exec(compile(ast.Module(body=[node], type_ignores=[]), "<imports>", "exec"), scratch)
+            bound.update({k: v for k, v in scratch.items() if k != "__builtins__"})
+    return bound
+
+
+TUTORIAL_SERVICE = """%%service
+class OverheatWatch(FastIoTService):
+    @reply(subject=AlarmCountRequest.get_reply_subject())
+    async def alarm_count(self, request: AlarmCountRequest) -> AlarmCount:
+        return AlarmCount(alarms=7, threshold=56.0)
+"""
+
+
+def test_the_publishers_request_code_in_notebook_02(nats_server: NatsServer, tmp_path: Path) -> None:
+    """In a kernel, as the tutorial runs: the copied request cell answers with the reply model, and the
+    next %%service cell's ``@reply(...)`` still is FastIoT's ``reply``."""
+    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
+        kernel.run_ok(
+            "%load_ext fastiot_widgets\n"
+            "from fastiot import workbench\n"
+            "from fastiot.core import FastIoTRequest, FastIoTResponse, FastIoTService, reply, subscribe\n"
+            "broker = await workbench.connection()\n"
+            "class AlarmCount(FastIoTResponse):\n"
+            "    alarms: int\n"
+            "    threshold: float\n"
+            "class AlarmCountRequest(FastIoTRequest):\n"
+            "    _reply_cls = AlarmCount\n"
+        )
+        kernel.run_ok(TUTORIAL_SERVICE)
+        code = kernel.run_ok(
+            "from fastiot_widgets import Publisher\n"
+            "pub = Publisher(AlarmCountRequest)\n"
+            "pub.copy_code.frontend_timeout = 0.05  # no JupyterLab: the code is shown\n"
+            "assert await pub.copy_code.copy() == 'shown', pub.copy_code.error\n"
+            "print(pub.copy_code.code)"
+        ).text
+        assert "broker = await workbench.connection()" in code, "the notebook's broker is this connection"
+        out = kernel.run_ok(code)
+        assert "AlarmCount(alarms=7, threshold=56.0)" in out.text, out.text
+        kernel.run_ok(TUTORIAL_SERVICE)  # the tutorial's next %%service cell, with @reply(...)
+        out = kernel.run_ok(
+            "subject = AlarmCountRequest.get_reply_subject()\n"
+            "print(await broker.request(subject, AlarmCountRequest(), timeout=5))\n"
+            "%service_stop OverheatWatch"
+        )
+        assert "alarms=7" in out.text

@@ -233,3 +233,70 @@ def test_cells_after_a_service_cell_run_and_sync_calls_work(kernel: Kernel) -> N
     assert "clicked ['v2:click']" in out.text, "the click was handled before this cell (shell order)"
     assert "relay v2:in" in out.text
     assert kernel.run_ok("print('last cell runs')").text.strip() == "last cell runs"
+
+
+def _service_cell(kernel: Kernel) -> nbformat.NotebookNode:
+    """A new cell of the notebook, after the models (its execution_count is the In[N] it runs as)."""
+    kernel.run_ok("%load_ext fastiot_widgets")
+    kernel.run_ok(MODELS)
+    kernel.run_ok(CONTROLS)
+    cell = nbformat.v4.new_code_cell()
+    kernel.client.nb.cells.append(cell)
+    return cell
+
+
+def test_a_service_cells_traceback_shows_the_users_lines_under_its_number(kernel: Kernel) -> None:
+    cell = _service_cell(kernel)
+    out = kernel.run(
+        "%%service\n"
+        "from fastiot.core import subscribe\n"
+        "class Typo(FastIoTService):\n"
+        "    @subscribe(subject=Thingg.get_subject('>'))\n"
+        "    async def on_thing(self, thing) -> None:\n"
+        "        pass\n",
+        cell,
+    )
+    assert out.errors == ["NameError: name 'Thingg' is not defined"]
+    # Named as the notebook numbers the cell, line 1 being the %%service line.
+    assert f"Cell In[{cell.execution_count}], line 4" in out.traceback, out.traceback
+    assert "@subscribe(subject=Thingg.get_subject('>'))" in out.traceback
+    assert f"Cell In[{cell.execution_count + 1}]" not in out.traceback
+    for ours in ("run_cell_magic", "magics.py", "interactiveshell.py", "skipping hidden"):
+        assert ours not in out.traceback, out.traceback
+
+    out = kernel.run("%%service\nclass Broken(FastIoTService):\n    x = = 1\n", cell)
+    assert out.errors and out.errors[0].startswith("SyntaxError: invalid syntax"), out.errors
+    assert f"Cell In[{cell.execution_count}], line 3" in out.traceback and "x = = 1" in out.traceback
+    assert "magics.py" not in out.traceback and "run_cell_magic" not in out.traceback, out.traceback
+
+    out = kernel.run("%%service\nx = 1\n", cell)  # the magic's own complaint: just its message
+    assert out.errors and "defines no FastIoTService subclass" in out.errors[0]
+    assert "magics.py" not in out.traceback and "run_cell_magic" not in out.traceback, out.traceback
+
+
+def test_a_crashed_service_shows_its_own_lines_under_the_cells_number(kernel: Kernel) -> None:
+    cell = _service_cell(kernel)
+    out = kernel.run(
+        "%%service\n"
+        "class Broken(FastIoTService):\n"
+        "    async def _start(self):\n"
+        "        limit = 3\n"
+        "        raise ValueError(f'bad config: {limit}')\n",
+        cell,
+    )
+    assert "Broken did not start" in out.stderr
+    shown = kernel.run_ok("print(controls()[-1].error)").text
+    assert f"Cell In[{cell.execution_count}], line 5, in _start" in shown, shown
+    assert "raise ValueError(f'bad config: {limit}')" in shown
+    assert "runner.py" not in shown and "service.py" not in shown, "the runner's frames are left out"
+
+
+def test_loading_the_extension_again_is_silent(kernel: Kernel) -> None:
+    """The workbench's kernels load it at start (as --ext=fastiot_widgets.magics); the tutorials'
+    %load_ext fastiot_widgets then says nothing, and a second one neither."""
+    kernel.run_ok("%load_ext fastiot_widgets.magics")
+    for _ in range(2):
+        out = kernel.run_ok("%load_ext fastiot_widgets")
+        assert out.shown == "", out.shown
+    kernel.run_ok(MODELS)
+    assert "ServiceControl(EchoService, running)" in kernel.run_ok(SERVICE.format(version="v1")).text

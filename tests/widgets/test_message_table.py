@@ -4,6 +4,7 @@ state read from traitlets and the capture."""
 from __future__ import annotations
 
 import gc
+import html
 import sys
 import tracemalloc
 from pathlib import Path
@@ -15,6 +16,7 @@ from fastiot import workbench
 from fastiot.capture import MessageCapture, ParquetUnavailableError
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack
+from fastiot.exports import exports_dir
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot_widgets import LivePlot, MessageTable
@@ -155,6 +157,27 @@ async def test_export_buttons_write_csv_and_parquet_and_show_the_path(
 
     explicit = table.export_csv(tmp_path / "mine.csv")
     assert explicit == (tmp_path / "mine.csv").resolve() and _exists(explicit)
+    await table.aclose()
+
+
+async def test_the_export_buttons_write_into_the_exports_folder_beside_the_notebook(
+    broker: NatsBrokerConnection, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not into the notebook's folder itself (the repository's notebooks/, where git lists it as
+    untracked), but into exports/ there, which notebook 03 uses too and git ignores."""
+    monkeypatch.chdir(tmp_path)  # a notebook's kernel runs in the notebook's folder
+    table = MessageTable(f"{prefix}.>", connection=broker, refresh_interval=FAST)
+    assert "exports/" in table.csv_button.tooltip and "exports/" in table.parquet_button.tooltip
+    await table.start()
+    await _publish(broker, prefix, 2)
+    await wait_for_trait(table, "received", lambda n: n == 2)
+    table.csv_button.click()
+    table.parquet_button.click()
+    assert [p.name for p in _files(tmp_path)] == ["exports"]
+    written = _files(tmp_path / "exports")
+    assert sorted(p.suffix for p in written) == [".csv", ".parquet"]
+    assert exports_dir() == (tmp_path / "exports").resolve() == Path(table.last_export).parent
+    assert html.escape(table.last_export) in table.export_view.value, "the path is shown"
     await table.aclose()
 
 

@@ -353,6 +353,21 @@ async def test_a_free_form_request_shows_the_reply_decoded_with_its_round_trip_t
     assert [entry.subject for entry in pub.history] == ["v1.free.ask_text", "v1.free.ask_json"]
 
 
+async def test_a_free_form_request_on_a_request_models_subject_shows_the_reply_model(
+    broker: NatsBrokerConnection, doubler: ServiceRunner
+) -> None:
+    """Not the request model (which the request's subject names): ``DoubleRequest(value=...)`` would
+    show the reply's numbers under the wrong name, and a reply with other fields as an empty model."""
+    pub = Publisher(DoubleRequest.get_reply_subject().name, connection=broker)
+    pub.mode, pub.payload = "request", '{"value": 4}'
+    assert await pub.request() == DoubleReply(value=8.0)
+    assert pub.reply_kind == "model" and "DoubleReply" in pub.output.value
+    assert await pub.resend(0) == DoubleReply(value=8.0)
+    pub.copy_code.frontend_timeout = 0.05
+    await pub.copy_code.copy()
+    assert "serialize_from_bin(DoubleReply, response.data)" in pub.copy_code.code
+
+
 async def test_history_entries_can_be_sent_again_and_edited(broker: NatsBrokerConnection) -> None:
     inbox = await _raw_inbox(broker, "v1.free.history.>")
     pub = Publisher(connection=broker, history_size=2)
@@ -458,7 +473,7 @@ async def test_copy_as_code_writes_the_publish_and_the_request(broker: NatsBroke
     )
     pub.mode = "request"
     await pub.copy_code.copy()
-    assert "broker.request_raw(" in pub.copy_code.code and "decode(reply.data" in pub.copy_code.code
+    assert "broker.request_raw(" in pub.copy_code.code and "decode(response.data" in pub.copy_code.code
 
     form = Publisher(DoubleRequest, connection=broker)
     form.copy_code.frontend_timeout = 0.05

@@ -1,4 +1,4 @@
-"""The JupyterLab of fastiot-workbench: no news question, kernels with %%service, tutorials saved clean.
+"""The JupyterLab of fastiot-workbench: on the user's workspace, no news question, kernels with %%service.
 
 One JupyterLab (started by the command, as a user starts it) serves every test of this module; the
 tests talk to it through its REST and kernel websocket APIs, as the browser does.
@@ -22,10 +22,12 @@ from tornado.websocket import websocket_connect
 
 from fastiot.lab import strip_tutorial_outputs
 from fastiot.nats_server import NatsServer, find_free_port
+from fastiot.workspace import TUTORIALS
 from tests.workbench.cli_process import WorkbenchCommand
 
 TOKEN = "lab-test-token"
-TUTORIAL = Path(__file__).resolve().parents[2] / "notebooks" / "03_capture_to_dataframe.ipynb"
+ROOT = Path(__file__).resolve().parents[2]
+TUTORIAL = ROOT / "notebooks" / "03_capture_to_dataframe.ipynb"
 KERNEL_TIMEOUT = 60.0
 
 
@@ -33,6 +35,7 @@ KERNEL_TIMEOUT = 60.0
 class Lab:
     base: str
     notebook_dir: Path
+    output: str
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -46,12 +49,12 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    notebook_dir = tmp_path_factory.mktemp("lab")
+    notebook_dir = tmp_path_factory.mktemp("lab") / "my notebooks"  # made by the command
     port = find_free_port()
     args = ["--no-browser", "--no-demo", "--token", TOKEN, "--port", str(port)]
     with WorkbenchCommand([*args, "--notebook-dir", str(notebook_dir)]) as command:
-        command.wait_for("JupyterLab at", 90)
-        yield Lab(f"http://127.0.0.1:{port}", notebook_dir)
+        command.wait_for("notebooks in", 90)
+        yield Lab(f"http://127.0.0.1:{port}", notebook_dir, command.output)
         assert command.stop(signal.SIGTERM) == 0, command.output
 
 
@@ -102,9 +105,29 @@ async def _execute(lab: Lab, kernel_id: str, code: str) -> tuple[str, list[str]]
         socket.close()
 
 
+def test_jupyterlab_opens_the_users_workspace_with_copies_of_the_tutorials(lab: Lab) -> None:
+    listed = {item["name"] for item in lab.api("/api/contents")["content"]}
+    assert set(TUTORIALS) <= listed
+    assert f"notebooks in {lab.notebook_dir} (the tutorials copied in: {', '.join(TUTORIALS)})" in lab.output
+    # The user's copy keeps what they ran; the repository's tutorial does not change.
+    name = TUTORIALS[1]
+    committed = (ROOT / "notebooks" / name).read_text()
+    ran = _as_if_run(lab.api(f"/api/contents/{name}")["content"])
+    lab.api(f"/api/contents/{name}", "PUT", {"type": "notebook", "format": "json", "content": ran})
+    saved = json.loads((lab.notebook_dir / name).read_text())
+    assert all(c["outputs"] for c in saved["cells"] if c["cell_type"] == "code")
+    lab.api("/api/contents", "POST", {"type": "notebook"})  # File > New > Notebook
+    assert (lab.notebook_dir / "Untitled.ipynb").is_file()
+    assert (ROOT / "notebooks" / name).read_text() == committed
+    assert not (ROOT / "notebooks" / "Untitled.ipynb").exists()
+
+
 def test_a_fresh_kernel_has_the_service_magics(lab: Lab) -> None:
     kernel = lab.api("/api/kernels", "POST", {"name": "python3"})
     try:
+        # The tutorials' first line: silent, although the kernel loaded the magics at its start.
+        out, errors = asyncio.run(_execute(lab, kernel["id"], "%load_ext fastiot_widgets"))
+        assert (out, errors) == ("", [])
         cell = "%%service\nfrom fastiot.core import FastIoTService\nclass Idle(FastIoTService):\n    pass\n"
         out, errors = asyncio.run(_execute(lab, kernel["id"], cell))
         # IPython reports an unknown magic as text ("UsageError: Cell magic `%%service` not found.").
