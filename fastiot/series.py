@@ -220,6 +220,8 @@ class LiveSeries(BrokerObserver):
         max_points: Points kept per series at most.
         max_series: Series kept at most; values of further subject/field pairs are counted in
             :attr:`series_not_kept`.
+        include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
+            somebody reading a recording, a KV watch): stored messages, not traffic published now.
 
     Raises:
         LivePlotError: No fields, a bad subject list, or a window that is not a positive time.
@@ -238,9 +240,13 @@ class LiveSeries(BrokerObserver):
         max_series: int = DEFAULT_MAX_SERIES,
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
+        include_deliveries: bool = False,
     ) -> None:
         super().__init__(
-            connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+            connection,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+            include_deliveries=include_deliveries,
         )
         patterns = [] if not subjects and not isinstance(subjects, str) else _as_list("subjects", subjects)
         field_list = _as_list("fields", fields)

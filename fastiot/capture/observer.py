@@ -88,6 +88,8 @@ class BrokerObserver:
             (``fastiot.workbench``), which also stops the observer on ``workbench.shutdown()``.
         pending_msgs_limit: Messages the NATS client may buffer for the observer before it drops some.
         pending_bytes_limit: The same limit in bytes.
+        include_deliveries: Also take the messages JetStream consumers deliver (reply ``$JS.ACK.…``:
+            a recording being read, a KV watch); without, only messages published now count.
     """
 
     _what = "observer"
@@ -100,8 +102,10 @@ class BrokerObserver:
         *,
         pending_msgs_limit: int,
         pending_bytes_limit: int,
+        include_deliveries: bool = False,
     ) -> None:
         self._connection: BrokerConnection | None = connection
+        self._include_deliveries: bool = include_deliveries
         self._active_connection: BrokerConnection | None = None
         self._registered: bool = False
         self._pending_msgs_limit: int = pending_msgs_limit
@@ -153,6 +157,11 @@ class BrokerObserver:
         return bool(self._feeds)
 
     @property
+    def include_deliveries(self) -> bool:
+        """Whether JetStream consumers' deliveries (reply ``$JS.ACK.…``) count as messages too."""
+        return self._include_deliveries
+
+    @property
     def connection(self) -> BrokerConnection | None:
         """The broker connection in use (``None`` before the first start without an explicit one)."""
         return self._active_connection or self._connection
@@ -169,6 +178,7 @@ class BrokerObserver:
                         handler,
                         pending_msgs_limit=self._pending_msgs_limit,
                         pending_bytes_limit=self._pending_bytes_limit,
+                        include_deliveries=self._include_deliveries,
                     )
                 )
         except BaseException:

@@ -96,6 +96,8 @@ class SubjectIndex(BrokerObserver):
             :attr:`untracked_messages` and their subjects in :attr:`untracked_subjects`.
         include_inbox: Also track ``_INBOX.*`` subjects (request replies, one subject each); they are
             counted in :attr:`ignored_messages` otherwise.
+        include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
+            somebody reading a recording, a KV watch): stored messages, not traffic published now.
         rate_window: Seconds :attr:`SubjectStats.rate` counts messages over.
         typed: Decode payloads on a FastIoTData model's subject to the model (see
             :func:`fastiot.payloads.decode`).
@@ -124,13 +126,17 @@ class SubjectIndex(BrokerObserver):
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_subjects: int = DEFAULT_MAX_SUBJECTS,
         include_inbox: bool = False,
+        include_deliveries: bool = False,
         rate_window: float = DEFAULT_RATE_WINDOW,
         typed: bool = True,
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
     ) -> None:
         super().__init__(
-            connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+            connection,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+            include_deliveries=include_deliveries,
         )
         self._pattern, self._msg_cls = _parse_pattern(pattern)
         if history < 1:
