@@ -140,6 +140,8 @@ class SubjectTree:
         self.collapsed: set[str] = set()
         self.sort_by: str = "name"
         self.match: Callable[[str], bool] | None = None
+        # First tokens whose subjects are not shown (NATS' system subjects unless asked for).
+        self.hidden_tops: frozenset[str] = frozenset()
         self.slots: list[str] = []  # the subject of each slot
         self._count: np.ndarray = _NO_COUNTS
         self._last_seen: np.ndarray = _NO_COUNTS
@@ -270,10 +272,16 @@ class SubjectTree:
         return self._flat
 
     def matching_subjects(self, node: TreeNode) -> int:
-        """Subjects at or below ``node`` that pass the filter."""
-        if self._matching is None:
-            return node.subjects
-        return self._matching.get(id(node), 0)
+        """Subjects at or below ``node`` that pass the filter (hidden ones left out)."""
+        count = node.subjects if self._matching is None else self._matching.get(id(node), 0)
+        if node is self.root:
+            count -= sum(self.matching_subjects(top) for top in self.hidden())
+        return count
+
+    def hidden(self) -> list[TreeNode]:
+        """The top-level nodes not shown (:attr:`hidden_tops` that have subjects)."""
+        tops = self.root.children
+        return [tops[token] for token in self.hidden_tops if token in tops]
 
     def _count_matching(self) -> dict[int, int]:
         assert self.match is not None
@@ -301,6 +309,8 @@ class SubjectTree:
         if node.by_name is None:
             node.by_name = sorted(node.children.values(), key=_token_order)
         children = node.by_name
+        if node is self.root and self.hidden_tops:
+            children = [c for c in children if c.token not in self.hidden_tops]
         if self._matching is not None:
             matching = self._matching
             children = [c for c in children if matching.get(id(c), 0)]

@@ -5,8 +5,10 @@ tree (:mod:`~fastiot_widgets.subject_tree`, an anywidget) draws only the rows in
 subjects scroll as smoothly as ten, and each update sends only the rows in view that changed: count,
 rate (per minute below 1/s), the last value inline and "3 s ago"; a row flashes when its subject
 gets a message. Sort by name, count, rate or last seen (click a column head). The pattern field
-changes the index's subscription; the filter narrows the tree down. Pause freezes the view while the
-index keeps counting, so counts and rates are right again at Resume.
+changes the index's subscription; the filter narrows the tree down. NATS' own subjects (``$JS.``,
+``$KV.``, ``$SYS.``, ``$MQTT.``, ``$SRV.``, ``_INBOX.``) are hidden until "System subjects" shows them;
+the index counts them all the same. Pause freezes the view while the index keeps counting, so counts
+and rates are right again at Resume.
 
 Selecting a subject shows (:mod:`~fastiot_widgets.subject_detail`) its statistics, NATS headers, the
 model's JSON schema when the subject is typed, its newest fields (changed ones marked; a numeric one
@@ -37,6 +39,7 @@ import traitlets
 from fastiot._tasks import loop_is_running
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import Subject
+from fastiot.core.subject_helper import SYSTEM_SUBJECT_PREFIXES, is_system_subject
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.subjects import SubjectIndex
 
@@ -74,6 +77,8 @@ DEFAULT_TABLE_MAX_ROWS = 10_000
 # While the tree takes in thousands of new subjects, slice after slice, this long between the slices.
 _CATCH_UP_DELAY = 0.05
 _ERROR = "#c62828"
+# Each system prefix is one whole first token ("$JS."): the tree hides those top-level nodes.
+_SYSTEM_TOPS = frozenset(prefix.rstrip(".") for prefix in SYSTEM_SUBJECT_PREFIXES)
 
 
 class SubjectBrowser(LiveView):
@@ -105,6 +110,11 @@ class SubjectBrowser(LiveView):
     collapsed = traitlets.List(traitlets.Unicode(), help="The tree nodes (subject prefixes) shown folded.")
     sort_by = traitlets.Enum(SORT_KEYS, default_value="name", help="Sort by name, count, rate or last seen.")
     show_raw = traitlets.Bool(False, help="Show the raw bytes of the selected subject's messages too.")
+    show_system = traitlets.Bool(
+        False,
+        help="Show NATS' system subjects ($JS., $KV., $SYS., $MQTT., $SRV., _INBOX.); the index counts "
+        "them either way (_INBOX. ones only with include_inbox=True).",
+    )
     last_messages = traitlets.Int(DEFAULT_LAST_MESSAGES, help="How many recent messages the pane shows.")
     resort_interval = traitlets.Float(
         DEFAULT_RESORT_INTERVAL, help="Seconds between re-sorts by a live number (rows then stay put)."
@@ -135,6 +145,7 @@ class SubjectBrowser(LiveView):
             owns = True
         self.index: SubjectIndex = index
         self.tree_model: LiveSubjectTree = LiveSubjectTree(index)
+        self.tree_model.hidden_tops = _SYSTEM_TOPS  # until show_system
         self.table: MessageTable | None = None
         self.plot: LivePlot | None = None
         self.table_max_rows: int = table_max_rows
@@ -170,6 +181,12 @@ class SubjectBrowser(LiveView):
             tooltip="A live table of the selected subject's messages below",
         )
         self.raw_button = ui.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
+        self.system_button = ui.ToggleButton(
+            description="System subjects",
+            icon="cogs",
+            layout={"width": "auto"},
+            tooltip="Show NATS' own subjects too: $JS. $KV. $SYS. $MQTT. $SRV. _INBOX.",
+        )
         self.record_button = ui.Button(
             description="Record",
             icon="circle",
@@ -210,6 +227,7 @@ class SubjectBrowser(LiveView):
         widgets.link((self.tree_view, "sort_by"), (self, "sort_by"))
         widgets.link((self.tree_view, "selected"), (self, "selected"))
         widgets.link((self.raw_button, "value"), (self, "show_raw"))
+        widgets.link((self.system_button, "value"), (self, "show_system"))
         widgets.dlink((self, "paused"), (self.tree_view, "paused"))
         self.tree_view.observe(lambda _c: self._request_render(now=True), names="viewport")
         self.detail_view.observe(self._on_diff_pair, names="diff_pair")
@@ -226,6 +244,7 @@ class SubjectBrowser(LiveView):
                     self.clear_button,
                     self.unfold_all_button,
                     self.fold_all_button,
+                    self.system_button,
                 ],
                 layout=bar,
             ),
@@ -276,6 +295,8 @@ class SubjectBrowser(LiveView):
     def to_dataframe(self) -> pd.DataFrame:
         """The subject overview, one row per subject shown (the filter applies), sorted by subject."""
         frame = self.index.to_dataframe()
+        if not self.show_system and len(frame):
+            frame = frame[~frame["subject"].map(is_system_subject).astype(bool)].reset_index(drop=True)
         match = subject_matcher(self.filter)
         if match is not None and len(frame):
             frame = frame[frame["subject"].map(match).astype(bool)].reset_index(drop=True)
@@ -325,9 +346,10 @@ class SubjectBrowser(LiveView):
         self.detail_view.diff_pair = [1, 0]
         self._request_render(now=True)
 
-    @traitlets.observe("collapsed", "filter", "sort_by")
+    @traitlets.observe("collapsed", "filter", "sort_by", "show_system")
     def _on_tree_option(self, _change: Any) -> None:
         tree = self.tree_model
+        tree.hidden_tops = frozenset() if self.show_system else _SYSTEM_TOPS
         tree.collapsed = set(self.collapsed)
         tree.match = subject_matcher(self.filter)
         tree.sort_by = self.sort_by
@@ -540,7 +562,8 @@ class SubjectBrowser(LiveView):
 
     def _render_summary(self, tree: SubjectTree) -> None:
         index = self.index
-        total = len(tree)
+        hidden = sum(top.subjects for top in tree.hidden())
+        total = len(tree) - hidden
         parts = [
             f"{self.subject_count:,} of {plural(total, 'subject')}"
             if self.filter.strip()
@@ -548,6 +571,8 @@ class SubjectBrowser(LiveView):
             plural(index.received, "message"),
             f"pattern {index.pattern}",
         ]
+        if hidden:
+            parts.append(f"{plural(hidden, 'system subject')} hidden")
         if index.untracked_messages:
             parts.append(
                 f"{plural(index.untracked_messages, 'message')} on untracked subjects (max_subjects)"

@@ -16,10 +16,12 @@ import re
 __all__ = [
     "HIERARCHY",
     "MSG_FORMAT_VERSION",
+    "SYSTEM_SUBJECT_PREFIXES",
     "WILDCARD_SAME_LEVEL",
     "camel_to_snake",
     "filter_specific_sign",
     "is_fastiot1_inbox",
+    "is_system_subject",
     "patterns_overlap",
     "sanitize_pub_subject_name",
     "subject_matches",
@@ -149,3 +151,19 @@ def patterns_overlap(a: str, b: str) -> bool:
         if x != y and WILDCARD_SAME_LEVEL not in (x, y):
             return False
     return True
+
+
+SYSTEM_SUBJECT_PREFIXES: tuple[str, ...] = ("$JS.", "$KV.", "$SYS.", "$MQTT.", "$SRV.", "_INBOX.")
+"""The subjects of NATS' own machinery (JetStream's API and KV buckets, the system account, the MQTT
+bridge, the services API, request replies), not application traffic: hidden in the SubjectBrowser by
+default and left out of "record everything"."""
+
+
+def is_system_subject(subject: str) -> bool:
+    """Whether ``subject`` belongs to NATS' machinery (see :data:`SYSTEM_SUBJECT_PREFIXES`).
+
+    Example:
+        >>> is_system_subject("$KV.config.limit"), is_system_subject("v1.thing.press_1.temperature")
+        (True, False)
+    """
+    return subject.startswith(SYSTEM_SUBJECT_PREFIXES)

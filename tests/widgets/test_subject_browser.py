@@ -645,3 +645,30 @@ async def test_thousands_of_new_subjects_join_the_tree_a_slice_per_render(
     await wait_for_trait(browser, "subject_count", lambda n: n == total)
     assert seen == [MAX_NEW_PER_SYNC, 2 * MAX_NEW_PER_SYNC, total]
     await browser.aclose()
+
+
+async def test_system_subjects_are_hidden_on_everything_until_asked_for_and_counted_anyway(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    """Issue 20 item 4: `$KV.`, `$JS.`, `_INBOX.`... drown the tree on `>`; the index counts them exactly."""
+    bucket = f"b{uuid.uuid4().hex[:8]}"
+    browser = SubjectBrowser(">", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    for subject, times in ((f"{prefix}.a", 2), (f"$KV.{bucket}.k", 3), (f"$MQTT.{bucket}", 1)):
+        for _ in range(times):
+            await broker.publish_raw(subject, b"1")
+    await browser.index.sync()
+    assert browser.index.counter(f"$KV.{bucket}.k").count == 3
+    assert browser.index.counter(f"$MQTT.{bucket}").count == 1
+    await wait_for_trait(browser, "renders", lambda _n: f"{prefix}.a" in _rows(browser))
+    assert not [path for path in _rows(browser) if path.startswith(("$KV", "$MQTT"))]
+    assert "system subjects hidden" in browser.summary_view.value
+    assert f"$KV.{bucket}.k" not in set(browser.to_dataframe()["subject"])
+
+    browser.system_button.value = True  # the toggle
+    await wait_for_trait(browser, "renders", lambda _n: f"$KV.{bucket}.k" in _rows(browser))
+    assert _rows(browser)[f"$KV.{bucket}.k"].count == 3
+    assert f"$MQTT.{bucket}" in _rows(browser)
+    assert "hidden" not in browser.summary_view.value
+    assert f"$KV.{bucket}.k" in set(browser.to_dataframe()["subject"])
+    await browser.aclose()
