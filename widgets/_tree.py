@@ -140,8 +140,8 @@ class SubjectTree:
         self.collapsed: set[str] = set()
         self.sort_by: str = "name"
         self.match: Callable[[str], bool] | None = None
-        # First tokens whose subjects are not shown (NATS' system subjects unless asked for).
-        self.hidden_tops: frozenset[str] = frozenset()
+        # Which first tokens' subjects are not shown (NATS' system subjects unless asked for).
+        self.hide_top: Callable[[str], bool] | None = None
         self.slots: list[str] = []  # the subject of each slot
         self._count: np.ndarray = _NO_COUNTS
         self._last_seen: np.ndarray = _NO_COUNTS
@@ -279,9 +279,9 @@ class SubjectTree:
         return count
 
     def hidden(self) -> list[TreeNode]:
-        """The top-level nodes not shown (:attr:`hidden_tops` that have subjects)."""
-        tops = self.root.children
-        return [tops[token] for token in self.hidden_tops if token in tops]
+        """The top-level nodes not shown (their tokens pass :attr:`hide_top`)."""
+        hide = self.hide_top
+        return [] if hide is None else [top for token, top in self.root.children.items() if hide(token)]
 
     def _count_matching(self) -> dict[int, int]:
         assert self.match is not None
@@ -309,8 +309,9 @@ class SubjectTree:
         if node.by_name is None:
             node.by_name = sorted(node.children.values(), key=_token_order)
         children = node.by_name
-        if node is self.root and self.hidden_tops:
-            children = [c for c in children if c.token not in self.hidden_tops]
+        hide = self.hide_top
+        if node is self.root and hide is not None:
+            children = [c for c in children if not hide(c.token)]
         if self._matching is not None:
             matching = self._matching
             children = [c for c in children if matching.get(id(c), 0)]

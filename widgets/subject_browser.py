@@ -6,9 +6,9 @@ subjects scroll as smoothly as ten, and each update sends only the rows in view 
 rate (per minute below 1/s), the last value inline and "3 s ago"; a row flashes when its subject
 gets a message. Sort by name, count, rate or last seen (click a column head). The pattern field
 changes the index's subscription; the filter narrows the tree down. NATS' own subjects (``$JS.``,
-``$KV.``, ``$SYS.``, ``$MQTT.``, ``$SRV.``, ``_INBOX.``) are hidden until "System subjects" shows them;
-the index counts them all the same. Pause freezes the view while the index keeps counting, so counts
-and rates are right again at Resume.
+``$KV.``, ``$SYS.``, ``$MQTT.``, ``$SRV.``, any ``$...``, ``_INBOX.``) are hidden until "System
+subjects" shows them; the index counts them all the same. Pause freezes the view while the index
+keeps counting, so counts and rates are right again at Resume.
 
 Selecting a subject shows (:mod:`~fastiot_widgets.subject_detail`) its statistics, NATS headers, the
 model's JSON schema when the subject is typed, its newest fields (changed ones marked; a numeric one
@@ -39,7 +39,7 @@ import traitlets
 from fastiot._tasks import loop_is_running
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import Subject
-from fastiot.core.subject_helper import SYSTEM_SUBJECT_PREFIXES, is_system_subject
+from fastiot.core.subject_helper import is_system_subject
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.subjects import SubjectIndex
 
@@ -77,8 +77,11 @@ DEFAULT_TABLE_MAX_ROWS = 10_000
 # While the tree takes in thousands of new subjects, slice after slice, this long between the slices.
 _CATCH_UP_DELAY = 0.05
 _ERROR = "#c62828"
-# Each system prefix is one whole first token ("$JS."): the tree hides those top-level nodes.
-_SYSTEM_TOPS = frozenset(prefix.rstrip(".") for prefix in SYSTEM_SUBJECT_PREFIXES)
+
+
+def _is_system_top(token: str) -> bool:
+    """Whether the subjects below a top-level token are NATS' own (the tree hides that node)."""
+    return is_system_subject(f"{token}.")
 
 
 class SubjectBrowser(LiveView):
@@ -112,7 +115,7 @@ class SubjectBrowser(LiveView):
     show_raw = traitlets.Bool(False, help="Show the raw bytes of the selected subject's messages too.")
     show_system = traitlets.Bool(
         False,
-        help="Show NATS' system subjects ($JS., $KV., $SYS., $MQTT., $SRV., _INBOX.); the index counts "
+        help="Show NATS' system subjects ($JS., $KV., $SYS., $MQTT., $SRV., ... _INBOX.); the index counts "
         "them either way (_INBOX. ones only with include_inbox=True).",
     )
     last_messages = traitlets.Int(DEFAULT_LAST_MESSAGES, help="How many recent messages the pane shows.")
@@ -145,7 +148,7 @@ class SubjectBrowser(LiveView):
             owns = True
         self.index: SubjectIndex = index
         self.tree_model: LiveSubjectTree = LiveSubjectTree(index)
-        self.tree_model.hidden_tops = _SYSTEM_TOPS  # until show_system
+        self.tree_model.hide_top = _is_system_top  # until show_system
         self.table: MessageTable | None = None
         self.plot: LivePlot | None = None
         self.table_max_rows: int = table_max_rows
@@ -349,7 +352,7 @@ class SubjectBrowser(LiveView):
     @traitlets.observe("collapsed", "filter", "sort_by", "show_system")
     def _on_tree_option(self, _change: Any) -> None:
         tree = self.tree_model
-        tree.hidden_tops = frozenset() if self.show_system else _SYSTEM_TOPS
+        tree.hide_top = None if self.show_system else _is_system_top
         tree.collapsed = set(self.collapsed)
         tree.match = subject_matcher(self.filter)
         tree.sort_by = self.sort_by

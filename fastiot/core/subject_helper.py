@@ -153,10 +153,11 @@ def patterns_overlap(a: str, b: str) -> bool:
     return True
 
 
-SYSTEM_SUBJECT_PREFIXES: tuple[str, ...] = ("$JS.", "$KV.", "$SYS.", "$MQTT.", "$SRV.", "_INBOX.")
-"""The subjects of NATS' own machinery (JetStream's API and KV buckets, the system account, the MQTT
-bridge, the services API, request replies), not application traffic: hidden in the SubjectBrowser by
-default and left out of "record everything"."""
+SYSTEM_SUBJECT_PREFIXES: tuple[str, ...] = ("$", "_INBOX.")
+"""NATS reserves subjects starting with ``$`` for its own machinery (``$JS.`` JetStream's API, ``$KV.``
+and ``$O.`` buckets, ``$SYS.``, ``$MQTT.``, ``$SRV.`` the services API), and request replies go to
+``_INBOX.``: not application traffic. Hidden in the SubjectBrowser by default, and never part of
+"record everything" (a stream on them would take JetStream's API traffic or block buckets)."""
 
 
 def is_system_subject(subject: str) -> bool:
