@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, FASTIOT_NATS_SERVERS, env_broker, redact_url
 from fastiot.history import cli as history_cli
+from fastiot.history import rolling_cli
 from fastiot.lab import prepare_lab
 from fastiot.nats_server import (
     LOOPBACK,
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only run the broker and the demo plant (until Ctrl-C), no JupyterLab",
     )
     history_cli.add_store_option(parser)
+    rolling_cli.add_history_options(parser)
     history_cli.add_subcommands(parser.add_subparsers(dest="command", metavar="{record,export}"))
     return parser
 
@@ -382,6 +384,11 @@ def _broker(
         raise _Exit(1) from None
     started.append("the NATS broker")
     env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
+    settings = rolling_cli.settings_from_arguments(args)
+    keeper = rolling_cli.prepare_for_cli(server.url, settings)  # the stream exists before the demo publishes
+    if keeper is not None:
+        stack.enter_context(_child("history keeper", keeper, env))
+        store = f"{store}, {settings.describe()}"
     return f"{server.url} (started by fastiot-workbench, {store})"
 
 

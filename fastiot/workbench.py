@@ -16,6 +16,8 @@ localhost:4222, a real nats-server (JetStream on) is started for the kernel's li
 A configured but unreachable server raises :class:`BrokerUnavailableError` naming its URL: a
 different broker is never started silently. The broker started here lives as long as the process
 (whichever thread or ``asyncio.run()`` started it) and never longer, even if the process is killed.
+It keeps a rolling history of every non-system subject (:mod:`fastiot.history.rolling`;
+``FASTIOT_HISTORY=off`` turns it off), which :func:`history` opens.
 
 Everything that keeps running between cells (captures, subject indexes, services) registers here;
 ``await workbench.shutdown()`` stops all of it and the broker it started, and so does the end of the
@@ -28,12 +30,15 @@ import asyncio
 import atexit
 import logging
 import os
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
 from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PORT, env_broker
 from fastiot.nats_server import NatsServer, accepts_connections
+
+if TYPE_CHECKING:
+    from fastiot.history import Recording
 
 __all__ = [
     "DEFAULT_LOCAL_URL",
@@ -43,6 +48,7 @@ __all__ = [
     "connection",
     "enable_nested_loop",
     "ensure_broker",
+    "history",
     "register",
     "registered",
     "shutdown",
@@ -133,7 +139,29 @@ async def ensure_broker() -> str:
         "for this kernel (FASTIOT_NATS_HOST/PORT now point to it)",
         server.url,
     )
+    from fastiot.history.rolling import start_history  # JetStream code only where a broker is started
+
+    keeper = await start_history(server.url)
+    if keeper is not None:
+        register(keeper)  # shutdown() stops it before the server
     return server.url
+
+
+async def history() -> Recording:
+    """The rolling history of the broker the workbench started: every non-system subject, lately.
+
+    Raises:
+        RecordingNotFoundError: The broker keeps none (the workbench did not start it, or
+            ``FASTIOT_HISTORY=off``); the message says how to get one.
+
+    Example:
+        >>> from datetime import timedelta
+        >>> history = await workbench.history()  # doctest: +SKIP
+        >>> last_2_min = await history.to_dataframe(start=timedelta(minutes=2))  # doctest: +SKIP
+    """
+    from fastiot.history.rolling import open_history
+
+    return await open_history(await connection())
 
 
 def started_server() -> NatsServer | None:

@@ -21,6 +21,7 @@ from fastiot.history import Recording
 from fastiot.history import cli as history_cli
 from fastiot.nats_server import NatsServer, find_free_port
 from tests.history.conftest import publish, things
+from tests.waits import wait_until
 from tests.workbench.cli_process import CLI, WorkbenchCommand
 
 
@@ -113,6 +114,11 @@ async def test_the_workbench_broker_keeps_recordings_across_a_restart(
             assert (await rec.info()).messages == expected, day  # yesterday's recording is still there
             if day == "yesterday":
                 await publish(conn, things(5))
+
+                async def copied(rec: Recording = rec) -> bool:  # the broker's history has v1: copied from it
+                    return (await rec.info()).messages == 5
+
+                await wait_until(copied, 10.0, "the recording to copy the five messages", interval=0.05)
             await conn.close()
             assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
 

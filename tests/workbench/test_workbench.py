@@ -193,3 +193,53 @@ def test_broker_on_demand_outlives_asyncio_run_but_not_the_process() -> None:
     first, second = (int(pid) for pid in result.stdout.split("broker", 1)[1].split())
     assert first == second, "the second asyncio.run() must find the broker of the first one"
     wait_until_gone(first, 10, f"nats-server {first} to stop with the program that started it")
+
+
+async def test_the_broker_started_on_demand_keeps_a_rolling_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: "which machine ran hottest over the last two minutes?" needs no recording started before."""
+    from datetime import timedelta
+
+    from fastiot.core.serialization import pack
+    from fastiot.history.rolling import HistoryKeeper
+    from tests.waits import wait_until
+
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    if _localhost_4222_serves_nats():
+        pytest.skip("a NATS server on localhost:4222 is used as it is: the workbench starts no broker")
+    connection = await workbench.connection()
+    keeper = next(obj for obj in workbench.registered() if isinstance(obj, HistoryKeeper))
+    for machine, value in (("press_1", 71.0), ("oven_1", 230.0), ("press_1", 73.5)):
+        await connection.publish_raw(f"v1.thing.{machine}.temperature", pack({"value": value}))
+    await connection.publish_raw("plant.hall", b"new first token")  # learned: the next one is kept
+    await keeper.settled()
+    await connection.publish_raw("plant.hall", b"kept")
+    await connection.flush()
+    history = await workbench.history()
+
+    async def kept_all() -> bool:
+        return (await history.info()).messages == 4
+
+    await wait_until(kept_all, 10.0, "the history to keep the four messages", interval=0.05)
+    frame = await history.to_dataframe(start=timedelta(minutes=2))
+    things = frame[frame["subject"].str.startswith("v1.thing.")]
+    assert things.groupby("subject")["value"].max().idxmax() == "v1.thing.oven_1.temperature"
+    assert list(frame.loc[frame["subject"] == "plant.hall", "value"]) == ["kept"]
+    await workbench.shutdown()
+    assert keeper not in workbench.registered() and not keeper.is_running
+
+
+async def test_no_history_when_turned_off_or_on_a_broker_the_workbench_did_not_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastiot.exceptions import RecordingNotFoundError
+
+    with pytest.raises(RecordingNotFoundError, match=r"keeps no rolling history.*README: History by default"):
+        await workbench.history()  # the session's server: started by the tests, not the workbench
+    await workbench.shutdown()
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    monkeypatch.setenv("FASTIOT_HISTORY", "off")
+    if _localhost_4222_serves_nats():
+        pytest.skip("a NATS server on localhost:4222 is used as it is: the workbench starts no broker")
+    with pytest.raises(RecordingNotFoundError, match="keeps no rolling history"):
+        await workbench.history()
+    assert workbench.started_server() is not None
