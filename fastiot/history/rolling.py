@@ -13,7 +13,9 @@ server allows it only with ``no_ack``) also takes JetStream's own API traffic, `
 says "everything but ``$...`` and ``_INBOX.``" either (``*.>`` covers ``$KV.x.>`` as much as ``>``).
 So the stream records one pair of patterns per first token in use (``v1`` and ``v1.>``), starting with
 FastIoT's ``v1``, and :class:`HistoryKeeper` adds a token's pair when a message shows it for the first
-time; only the messages of that first round trip on a new first token are missed. A recording of
+time; only the messages of that first round trip on a new first token are missed. The stream does
+not acknowledge (``no_ack``): it would answer every request on a recorded subject before the service
+does, so a JetStream publish (which waits for an ack) to a recorded subject gets none. A recording of
 subjects the history holds is made from the history (a stream that sources it, from now on), so it
 never collides with it (:func:`history_source`).
 
@@ -226,6 +228,8 @@ def _history_config(max_age: timedelta, max_bytes: int, subjects: list[str]) -> 
         max_age=max_age.total_seconds(),
         max_bytes=max_bytes,
         storage=StorageType.FILE,
+        # The stream must not answer: a request on a recorded subject would get its ack as the reply.
+        no_ack=True,
     )
 
 
@@ -248,8 +252,8 @@ async def ensure_history_stream(
     except nats.js.errors.NotFoundError:
         have = None
     if have is not None:
-        if have.max_age != max_age.total_seconds() or have.max_bytes != max_bytes:
-            limits = have.evolve(max_age=max_age.total_seconds(), max_bytes=max_bytes)
+        if have.max_age != max_age.total_seconds() or have.max_bytes != max_bytes or not have.no_ack:
+            limits = have.evolve(max_age=max_age.total_seconds(), max_bytes=max_bytes, no_ack=True)
             return (await jsm.update_stream(limits)).config
         return have
     seeds = [p for root in SEED_ROOTS for p in root_patterns(root)]

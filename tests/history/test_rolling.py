@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import nats.js.errors
 import pytest
+from nats.aio.msg import Msg
 
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.serialization import pack
 from fastiot.exceptions import InvalidRecordingError, RecordingNotFoundError
 from fastiot.history import Recording
 from fastiot.history.rolling import (
@@ -27,6 +29,13 @@ WAIT = 10.0
 async def _keeper(connection: NatsBrokerConnection) -> HistoryKeeper:
     await ensure_history_stream(connection, max_age=timedelta(minutes=5), max_bytes=10 * 1024**2)
     return await HistoryKeeper(connection).start()
+
+
+async def _publish(connection: NatsBrokerConnection, items: list[tuple[str, object]]) -> None:
+    """Plain publishes: the history does not acknowledge (a JetStream publish would wait for an ack)."""
+    for subject, payload in items:
+        await connection.publish_raw(subject, pack(payload))
+    await connection.flush()
 
 
 async def _subjects(rec: Recording) -> set[str]:
@@ -51,7 +60,7 @@ async def test_the_history_keeps_every_non_system_subject_next_to_key_value_buck
     js = connection.client.jetstream()
     before = await js.create_key_value(bucket="made_before")
     keeper = await _keeper(connection)
-    await publish(connection, [("v1.thing.press_1.temperature", 1)])  # FastIoT's v1: kept from the start
+    await _publish(connection, [("v1.thing.press_1.temperature", 1)])  # FastIoT's v1: kept from the start
     for subject in ("plant.oven_1.temperature", "solo"):  # new first tokens: learned from their first message
         await connection.publish_raw(subject, b"first")
     await before.put("limit", b"7")
@@ -80,11 +89,11 @@ async def test_a_recording_of_subjects_the_history_holds_is_copied_from_it(
     connection: NatsBrokerConnection, name: str
 ) -> None:
     keeper = await _keeper(connection)
-    await publish(connection, [("v1.thing.press_1.temperature", 0)])  # before: not in the recordings
+    await _publish(connection, [("v1.thing.press_1.temperature", 0)])  # before: not in the recordings
     everything = await Recording.start(f"{name}_all", ">", connection=connection)
     things = await Recording.start(name, "v1.thing.>", max_age="1h", connection=connection)
     assert (await things.info()).subjects == ["v1.thing.>"]
-    await publish(connection, [("v1.thing.press_1.temperature", 1), ("v1.alarm.fire", 2)])
+    await _publish(connection, [("v1.thing.press_1.temperature", 1), ("v1.alarm.fire", 2)])
     await wait_until(lambda: _count(everything, 2), WAIT, "the copy of everything", interval=0.05)
     await wait_until(lambda: _count(things, 1), WAIT, "the copy of v1.thing.>", interval=0.05)
     assert await _subjects(everything) == {"v1.thing.press_1.temperature", "v1.alarm.fire"}
@@ -94,6 +103,25 @@ async def test_a_recording_of_subjects_the_history_holds_is_copied_from_it(
     assert not (await things.info()).recording
     names = [rec.name for rec in await Recording.list(connection=connection)]
     assert names[0] == HISTORY_STREAM  # the RecordingBrowser lists it first
+    await keeper.stop()
+
+
+async def test_a_request_on_a_recorded_subject_gets_the_service_s_reply_not_the_stream_s_ack(
+    connection: NatsBrokerConnection,
+) -> None:
+    """A stream that acknowledged would answer every request on v1 first (the demo's did, in notebook 01)."""
+    keeper = await _keeper(connection)
+
+    async def pong(msg: Msg) -> None:
+        await msg.respond(b"pong")
+
+    service = await connection.client.subscribe("v1.service.ping", cb=pong)
+    reply = await connection.client.request("v1.service.ping", b"ping", timeout=WAIT)
+    assert reply.data == b"pong"
+    await service.unsubscribe()
+    history = await open_history(connection)
+    await wait_until(lambda: _count(history, 1), WAIT, "the history to keep the request", interval=0.05)
+    assert await _subjects(history) == {"v1.service.ping"}
     await keeper.stop()
 
 
