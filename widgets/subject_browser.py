@@ -464,13 +464,20 @@ class SubjectBrowser(LiveView):
     async def record(self, name: str | None = None) -> Any:
         """Start recording the subscribed pattern into JetStream as ``name`` (what Record does).
 
+        On ``>`` (everything) a broker with the rolling history records everything but NATS' own
+        subjects from it; elsewhere the first tokens of the subjects seen so far are recorded
+        (``v1`` and ``v1.>``, ...), as JetStream cannot record ``>`` next to buckets and other streams.
+
         Returns:
             The :class:`fastiot.history.Recording`; :meth:`stop_recording` (or Stop) ends it.
 
         Raises:
             JetStreamUnavailableError: The browser watches a connection that is not to a NATS server.
         """
-        from fastiot.history import Recording  # imported on use: JetStream is needed only to record
+        # Imported on use: JetStream is needed only to record.
+        from fastiot.exceptions import InvalidRecordingError
+        from fastiot.history import Recording
+        from fastiot.history.rolling import covers_system_subjects, first_token_patterns
 
         # On the broker the browser watches, not on whichever one FASTIOT_NATS_* names.
         connection = self.index.connection
@@ -480,9 +487,14 @@ class SubjectBrowser(LiveView):
                 f"{type(connection).__name__}; give SubjectBrowser a NatsBrokerConnection (or none, for the "
                 f"workbench's) to record"
             )
-        recording = await Recording.start(
-            name or self._recording_name(), self.index.pattern, connection=connection
-        )
+        name = name or self._recording_name()
+        try:
+            recording = await Recording.start(name, self.index.pattern, connection=connection)
+        except InvalidRecordingError:
+            seen = first_token_patterns(self.index.subjects)
+            if not covers_system_subjects(self.index.pattern) or not seen:
+                raise
+            recording = await Recording.start(name, seen, connection=connection)
         self.recording = recording
         return recording
 
@@ -502,7 +514,8 @@ class SubjectBrowser(LiveView):
         self.record_button.icon = "stop" if recording is not None else "circle"
         name = getattr(recording, "name", "")
         self.status_view.value = (
-            f"<span style='color:{_ERROR}'>&#9679;</span> recording <b>{html.escape(str(name))}</b>"
+            f"<span style='color:{_ERROR}'>&#9679;</span> recording <b>{html.escape(str(name))}</b> "
+            f"({html.escape(', '.join(getattr(recording, 'subjects', [])))})"
             if recording is not None
             else ""
         )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ __all__ = [
     "HistorySettings",
     "covers_system_subjects",
     "ensure_history_stream",
+    "first_token_patterns",
     "history_source",
     "open_history",
     "parse_size",
@@ -166,6 +168,19 @@ class HistorySettings:
 def root_patterns(root: str) -> list[str]:
     """The stream patterns of a first token: the one-token subject and everything below it."""
     return [root, f"{root}.>"]
+
+
+def first_token_patterns(subjects: Iterable[str]) -> list[str]:
+    """Stream patterns that cover every non-system subject of ``subjects``: a pair per first token.
+
+    What "record everything" can be where no rolling history is there to copy from.
+
+    Example:
+        >>> first_token_patterns(["v1.thing.a", "plant.b", "$KV.x.k", "_INBOX.r"])
+        ['plant', 'plant.>', 'v1', 'v1.>']
+    """
+    roots = sorted({subject.partition(".")[0] for subject in subjects if not is_system_subject(subject)})
+    return [pattern for root in roots for pattern in root_patterns(root)]
 
 
 def covers_system_subjects(pattern: str) -> bool:

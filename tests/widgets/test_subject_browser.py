@@ -510,6 +510,38 @@ async def test_record_starts_and_stops_a_recording_of_the_pattern_on_the_browser
             await broker.close()
 
 
+async def test_record_on_everything_records_every_first_token_seen_next_to_key_value_buckets() -> None:
+    """Issue 21 item 4: Record on '>' (the tutorial's default) always failed with JetStream error 10052."""
+    with NatsServer(jetstream=True) as own_server:
+        broker = await NatsBrokerConnection.connect(servers=own_server.url)
+        try:
+            js = broker.client.jetstream()
+            bucket = await js.create_key_value(bucket="settings")
+            browser = SubjectBrowser(">", connection=broker, refresh_interval=FAST)
+            await browser.start()
+            await broker.publish_raw("v1.thing.press_1.temperature", pack({"value": 1.0}))
+            await broker.publish_raw("plant.hall", b"1")
+            await bucket.put("limit", b"7")
+            await browser.index.sync()
+            browser.record_button.click()
+            await browser._tasks.wait()
+            assert browser.error_view.value == ""
+            recording = browser.recording
+            assert recording is not None and recording.subjects == ["plant", "plant.>", "v1", "v1.>"]
+            assert "plant.&gt;" in browser.status_view.value
+            await js.create_key_value(bucket="made_while_recording")  # JetStream still takes buckets
+            await bucket.put("limit", b"8")
+            await broker.publish_raw("plant.hall", b"2")
+
+            async def recorded() -> bool:
+                return (await recording.info()).subject_counts == {"plant.hall": 1}
+
+            await wait_until(recorded, timeout=10, what="plant.hall in the recording, and no $KV subject")
+            await browser.aclose()
+        finally:
+            await broker.close()
+
+
 async def test_recording_on_a_connection_that_is_not_nats_says_what_to_give_instead() -> None:
     browser = SubjectBrowser(">", BrokerConnectionDummy(), refresh_interval=FAST)
     try:
