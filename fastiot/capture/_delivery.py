@@ -36,6 +36,7 @@ __all__ = ["JETSTREAM_ACK_PREFIX", "Message", "MessageView", "RawDelivery", "is_
 JETSTREAM_ACK_PREFIX = "$JS.ACK."
 """The reply subject of every message a JetStream consumer delivers starts with this (domains too)."""
 _ACK_PREFIX = JETSTREAM_ACK_PREFIX.encode()
+_DOLLAR = ord("$")
 
 
 def is_jetstream_delivery(reply: str | None) -> bool:
@@ -138,7 +139,8 @@ class RawDelivery:
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         # In nats-py's read loop, once per message: as little as can be.
         self.received += 1
-        if reply and self._skip_deliveries and reply.startswith(_ACK_PREFIX):
+        # A live message has no reply or an _INBOX one: its first byte ends the test.
+        if reply and reply[0] == _DOLLAR and self._skip_deliveries and reply.startswith(_ACK_PREFIX):
             self.deliveries_skipped += 1
             return
         size = len(data)
