@@ -184,20 +184,17 @@ def first_token_patterns(subjects: Iterable[str]) -> list[str]:
 
 
 def covers_system_subjects(pattern: str) -> bool:
-    """Whether a stream on ``pattern`` would take NATS' own subjects (and keep buckets from being made).
+    """Whether a stream on ``pattern`` would take NATS' own subjects (``$...``, ``_INBOX.``).
 
-    That is a ``$...`` or ``_INBOX.`` pattern, or one with a wildcard first token that reaches
-    JetStream's API or key-value buckets (``$KV.<bucket>.<key>``). Two tokens (``*.temperature``)
-    stay allowed: no machinery of NATS publishes on such subjects, and nats-server takes the stream.
+    A wildcard first token does (``>``, ``*.>``, even ``*.temperature``: nats-server refuses such a
+    stream unless it leaves every message unacknowledged, as it overlaps JetStream's API).
 
     Example:
-        >>> [covers_system_subjects(p) for p in (">", "*.>", "$KV.config.>", "*.temperature", "v1.>")]
-        [True, True, True, False, False]
+        >>> [covers_system_subjects(p) for p in (">", "*.temperature", "$KV.config.>", "v1.*.temperature")]
+        [True, True, True, False]
     """
-    tokens = pattern.split(".")
-    if tokens[0] in ("*", ">"):
-        return tokens[-1] == ">" or len(tokens) >= 3
-    return is_system_subject(pattern) or is_system_subject(f"{tokens[0]}.")
+    first = pattern.split(".", 1)[0]
+    return first in ("*", ">") or is_system_subject(pattern) or is_system_subject(f"{first}.")
 
 
 def system_subjects_refused(patterns: list[str]) -> InvalidRecordingError:
