@@ -376,6 +376,11 @@ def _broker(
     if args.broker_port is None and accepts_connections("localhost", DEFAULT_NATS_PORT):
         return f"nats://localhost:{DEFAULT_NATS_PORT}"
     try:
+        history = rolling_cli.settings_from_arguments(args)
+    except ValueError as e:  # a FASTIOT_HISTORY_* setting that is no duration or size
+        _complain(str(e))
+        raise _Exit(2) from None
+    try:
         # Entered first, so the ExitStack stops it after every child that uses it.
         server, store = history_cli.workbench_server(args.broker_port, args)
         stack.enter_context(server)
@@ -384,11 +389,10 @@ def _broker(
         raise _Exit(1) from None
     started.append("the NATS broker")
     env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
-    settings = rolling_cli.settings_from_arguments(args)
-    keeper = rolling_cli.prepare_for_cli(server.url, settings)  # the stream exists before the demo publishes
+    keeper = rolling_cli.prepare_for_cli(server.url, history)  # the stream exists before the demo publishes
     if keeper is not None:
         stack.enter_context(_child("history keeper", keeper, env))
-        store = f"{store}, {settings.describe()}"
+        store = f"{store}, {history.describe()}"
     return f"{server.url} (started by fastiot-workbench, {store})"
 
 

@@ -139,3 +139,44 @@ def test_a_busy_default_store_falls_back_to_a_temporary_one_and_says_so(
             server.stop()
         with pytest.raises(NatsServerStartError, match="in use by another nats-server"):
             history_cli.workbench_server(None, argparse.Namespace(store=tmp_path / "store"))
+
+
+async def test_the_workbench_broker_keeps_a_rolling_history_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastiot.history.rolling import HISTORY_STREAM
+
+    for variable in [k for k in os.environ if k.startswith("FASTIOT_NATS_")]:
+        monkeypatch.delenv(variable)
+    port = find_free_port()
+    args = ["--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(tmp_path / "store")]
+    with WorkbenchCommand([*args, "--history-max-age", "2h", "--history-max-bytes", "64MiB"]) as command:
+        await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
+        assert "rolling history 'fastiot_history': 2 h / 0.0625 GiB" in command.output
+        conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+        jsm = conn.client.jsm()
+        config = (await jsm.stream_info(HISTORY_STREAM)).config
+        assert (config.max_age, config.max_bytes, config.no_ack) == (7200, 64 * 1024**2, True)
+        assert [p for p in command.children() if "fastiot.history.rolling_cli" in " ".join(p.cmdline())]
+
+        async def learned() -> bool:  # the keeper, a child of the command (starting still), learns "plant"
+            await conn.publish_raw("plant.hall", b"1")
+            return "plant.>" in ((await jsm.stream_info(HISTORY_STREAM)).config.subjects or [])
+
+        await wait_until(learned, 30.0, "the keeper to add plant.> to the history", interval=0.1)
+        await conn.close()
+        assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
+    with WorkbenchCommand([*args, "--no-history"]) as command:
+        await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
+        conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+        # The store keeps the stream of the run before; this run runs no keeper for it.
+        assert "rolling history" not in command.output
+        keepers = [p for p in command.children() if "fastiot.history.rolling_cli" in " ".join(p.cmdline())]
+        assert keepers == []
+        await conn.close()
+        assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
+    monkeypatch.setenv("FASTIOT_HISTORY_MAX_BYTES", "lots")
+    run = [*CLI, *args]
+    result = await asyncio.to_thread(subprocess.run, run, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "FASTIOT_HISTORY_MAX_BYTES" in result.stderr
+    assert "'lots' is not a size" in result.stderr
