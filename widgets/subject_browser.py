@@ -113,6 +113,11 @@ class SubjectBrowser(LiveView):
     collapsed = traitlets.List(traitlets.Unicode(), help="The tree nodes (subject prefixes) shown folded.")
     sort_by = traitlets.Enum(SORT_KEYS, default_value="name", help="Sort by name, count, rate or last seen.")
     show_raw = traitlets.Bool(False, help="Show the raw bytes of the selected subject's messages too.")
+    show_deliveries = traitlets.Bool(
+        False,
+        help="Count what JetStream consumers deliver (a recording being read, a KV watch) as messages too; "
+        "off, only what is published counts.",
+    )
     show_system = traitlets.Bool(
         False,
         help="Show NATS' system subjects ($JS., $KV., $SYS., $MQTT., $SRV., ... _INBOX.); the index counts "
@@ -184,6 +189,12 @@ class SubjectBrowser(LiveView):
             tooltip="A live table of the selected subject's messages below",
         )
         self.raw_button = ui.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
+        self.deliveries_button = ui.ToggleButton(
+            description="JetStream deliveries",
+            icon="database",
+            layout={"width": "auto"},
+            tooltip="Count what JetStream consumers deliver (reply $JS.ACK...: a recording being read) too",
+        )
         self.system_button = ui.ToggleButton(
             description="System subjects",
             icon="cogs",
@@ -231,6 +242,8 @@ class SubjectBrowser(LiveView):
         widgets.link((self.tree_view, "selected"), (self, "selected"))
         widgets.link((self.raw_button, "value"), (self, "show_raw"))
         widgets.link((self.system_button, "value"), (self, "show_system"))
+        self.show_deliveries = index.include_deliveries
+        widgets.link((self.deliveries_button, "value"), (self, "show_deliveries"))
         widgets.dlink((self, "paused"), (self.tree_view, "paused"))
         self.tree_view.observe(lambda _c: self._request_render(now=True), names="viewport")
         self.detail_view.observe(self._on_diff_pair, names="diff_pair")
@@ -248,6 +261,7 @@ class SubjectBrowser(LiveView):
                     self.unfold_all_button,
                     self.fold_all_button,
                     self.system_button,
+                    self.deliveries_button,
                 ],
                 layout=bar,
             ),
@@ -374,6 +388,11 @@ class SubjectBrowser(LiveView):
         self.detail_view.diff_pair = [older, newer]
         self.refresh()
         return self.detail.get("diff")
+
+    @traitlets.observe("show_deliveries")
+    def _on_show_deliveries(self, change: Any) -> None:
+        if "index" in self.__dict__ and change.new != self.index.include_deliveries:
+            self._clicked(lambda: self.index.set_include_deliveries(change.new), "show deliveries")
 
     @traitlets.observe("pattern")
     def _on_pattern(self, change: Any) -> None:

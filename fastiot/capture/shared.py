@@ -357,10 +357,14 @@ class SharedSubscriptions:
             await self._place(feed, leaving=[])
         return feed
 
-    async def replace(self, feed: Feed, pattern: str) -> Feed:
+    async def replace(self, feed: Feed, pattern: str, *, include_deliveries: bool | None = None) -> Feed:
         """A feed of ``pattern`` that takes over from ``feed`` at one instant: every message goes to
-        exactly one of them (``feed`` gets what the server sent before, the new one what came after)."""
-        new = Feed(self, pattern, feed.handler, feed.limits, feed.include_deliveries)
+        exactly one of them (``feed`` gets what the server sent before, the new one what came after).
+
+        ``include_deliveries`` changes whether the new feed gets JetStream deliveries (None: as ``feed``).
+        """
+        deliveries = feed.include_deliveries if include_deliveries is None else include_deliveries
+        new = Feed(self, pattern, feed.handler, feed.limits, deliveries)
         async with self._lock:
             await self._place(new, leaving=list(feed._links))
             await self._rehome_orphans()

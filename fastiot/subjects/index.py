@@ -274,6 +274,26 @@ class SubjectIndex(BrokerObserver):
         async with self._switching:
             await self._switch_to(*parsed)
 
+    async def set_include_deliveries(self, include: bool) -> None:
+        """Count what JetStream consumers deliver too (``True``), or only what is published (``False``).
+
+        The subscription is handed over at one instant, as :meth:`set_pattern` does; what was counted
+        stays.
+
+        Example:
+            >>> async def main(index):
+            ...     await index.set_include_deliveries(True)  # a recording being read shows up
+        """
+        async with self._switching:
+            self._include_deliveries = bool(include)
+            connection = self._active_connection
+            if self._feeds and connection is not None:
+                hub = shared_subscriptions(connection)
+                self._feeds = [
+                    await hub.replace(feed, feed.pattern, include_deliveries=self._include_deliveries)
+                    for feed in self._feeds
+                ]
+
     async def _switch_to(self, pattern: str, msg_cls: type | None) -> None:
         self._pattern, self._msg_cls = pattern, msg_cls
         self._decode_model = value_decoder(msg_cls) if msg_cls is not None else None

@@ -704,3 +704,40 @@ async def test_system_subjects_are_hidden_on_everything_until_asked_for_and_coun
     assert "hidden" not in browser.summary_view.value
     assert f"$KV.{bucket}.k" in set(browser.to_dataframe()["subject"])
     await browser.aclose()
+
+
+async def test_the_deliveries_toggle_counts_a_recording_being_read(prefix: str) -> None:
+    """Issue 21 item 1: reading a recording is not live traffic, unless the toggle asks for it."""
+    from fastiot.history import Recording
+
+    with NatsServer(jetstream=True) as own_server:
+        broker = await NatsBrokerConnection.connect(servers=own_server.url)
+        reader = await NatsBrokerConnection.connect(servers=own_server.url)
+        try:
+            recording = await Recording.start("plant", f"{prefix}.>", connection=broker)
+            js = broker.client.jetstream()
+            for i in range(3):
+                await js.publish(f"{prefix}.temperature", pack({"value": float(i)}))
+            browser = SubjectBrowser(">", connection=broker, refresh_interval=FAST)
+            await browser.start()
+            await (await Recording.open("plant", connection=reader)).to_dataframe()
+            await browser.index.sync()
+            assert f"{prefix}.temperature" not in browser.index, "read back, not published now"
+
+            browser.deliveries_button.value = True
+            await browser._tasks.wait()
+            assert browser.index.include_deliveries and browser.error_view.value == ""
+            await (await Recording.open("plant", connection=reader)).to_dataframe()
+            await browser.index.sync()
+            assert browser.index.counter(f"{prefix}.temperature").count == 3
+
+            browser.deliveries_button.value = False
+            await browser._tasks.wait()
+            await (await Recording.open("plant", connection=reader)).to_dataframe()
+            await browser.index.sync()
+            assert browser.index.counter(f"{prefix}.temperature").count == 3
+            await recording.delete()
+            await browser.aclose()
+        finally:
+            await reader.close()
+            await broker.close()
