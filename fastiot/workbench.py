@@ -139,9 +139,9 @@ async def ensure_broker() -> str:
         "for this kernel (FASTIOT_NATS_HOST/PORT now point to it)",
         server.url,
     )
-    from fastiot.history.rolling import start_history  # JetStream code only where a broker is started
+    from fastiot.history.rolling_cli import KeeperProcess  # history code only where a broker is started
 
-    keeper = await start_history(server.url)
+    keeper = await KeeperProcess.start(server.url)
     if keeper is not None:
         register(keeper)  # shutdown() stops it before the server
     return server.url

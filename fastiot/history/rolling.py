@@ -446,7 +446,7 @@ async def open_history(connection: NatsBrokerConnection) -> Recording:
 async def start_history(url: str, settings: HistorySettings | None = None) -> HistoryKeeper | None:
     """Make the history stream on the server at ``url`` and start keeping it (on the running loop).
 
-    What the workbench does for the broker it starts in a kernel. Returns ``None`` when the settings
+    What the keeper process runs (:mod:`fastiot.history.rolling_cli`). Returns ``None`` when the settings
     (``FASTIOT_HISTORY=off``) turn the history off.
     """
     settings = settings or HistorySettings.from_env()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -27,8 +28,12 @@ from fastiot.history.rolling import (
     parse_size,
     start_history,
 )
+from fastiot.nats_server import start_child_process
 
-__all__ = ["add_history_options", "main", "prepare_for_cli", "settings_from_arguments"]
+__all__ = ["KeeperProcess", "add_history_options", "main", "prepare_for_cli", "settings_from_arguments"]
+
+# How long a stopped keeper may take to close its connection before it is killed.
+_STOP_TIMEOUT = 10.0
 
 
 def add_history_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +82,62 @@ def settings_from_arguments(args: argparse.Namespace) -> HistorySettings:
     )
 
 
+def keeper_command(url: str, settings: HistorySettings) -> list[str]:
+    """The command line of the keeper process for the broker at ``url``."""
+    limits = ["--history-max-age", f"{settings.max_age.total_seconds():g}"]
+    limits += ["--history-max-bytes", str(settings.max_bytes)]
+    return [sys.executable, "-m", "fastiot.history.rolling_cli", "--url", url, *limits]
+
+
+async def _make_stream(url: str, settings: HistorySettings) -> None:
+    connection = await NatsBrokerConnection.connect(servers=url, name="fastiot-history")
+    try:
+        await ensure_history_stream(connection, max_age=settings.max_age, max_bytes=settings.max_bytes)
+    finally:
+        await connection.close()
+
+
+class KeeperProcess:
+    """The keeper in a child process that never outlives this one: what a kernel's own broker gets.
+
+    A process of its own, so that watching every message costs the kernel's loop nothing.
+
+    Example:
+        >>> async def main(url):
+        ...     keeper = await KeeperProcess.start(url)  # None with FASTIOT_HISTORY=off
+        ...     await keeper.stop()
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process: subprocess.Popen[bytes] = process
+
+    @classmethod
+    async def start(cls, url: str, settings: HistorySettings | None = None) -> KeeperProcess | None:
+        """Make the history stream on the server at ``url`` now, then start the keeper process.
+
+        Returns:
+            The process, or ``None`` when the settings turn the history off.
+        """
+        settings = settings or HistorySettings.from_env()
+        if not settings.enabled:
+            return None
+        await _make_stream(url, settings)
+        return cls(await asyncio.to_thread(start_child_process, keeper_command(url, settings)))
+
+    async def stop(self) -> None:
+        """Stop the process (SIGTERM; killed if it does not end within a few seconds)."""
+        await asyncio.to_thread(self._stop)
+
+    def _stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(_STOP_TIMEOUT)
+
+
 def prepare_for_cli(url: str, settings: HistorySettings) -> list[str] | None:
     """Make the history stream now (before the demo plant publishes) and return the keeper's command.
 
@@ -84,18 +145,8 @@ def prepare_for_cli(url: str, settings: HistorySettings) -> list[str] | None:
     """
     if not settings.enabled:
         return None
-
-    async def make() -> None:
-        connection = await NatsBrokerConnection.connect(servers=url, name="fastiot-history")
-        try:
-            await ensure_history_stream(connection, max_age=settings.max_age, max_bytes=settings.max_bytes)
-        finally:
-            await connection.close()
-
-    asyncio.run(make())
-    limits = ["--history-max-age", f"{settings.max_age.total_seconds():g}"]
-    limits += ["--history-max-bytes", str(settings.max_bytes)]
-    return [sys.executable, "-m", "fastiot.history.rolling_cli", "--url", url, *limits]
+    asyncio.run(_make_stream(url, settings))
+    return keeper_command(url, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
