@@ -52,6 +52,7 @@ from fastiot.core.logger import setup_logger
 from fastiot.core.subject_helper import MSG_FORMAT_VERSION, is_system_subject
 from fastiot.env import redact_url
 from fastiot.exceptions import InvalidRecordingError, RecordingNotFoundError
+from fastiot.history._connection import jetstream_error
 from fastiot.history.ranges import parse_duration
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def history_source(config: StreamConfig, patterns: list[str]) -> StreamConfig:
     """``config`` as a stream that takes ``patterns`` from the rolling history, from now on.
 
     The history holds every non-system subject, and a subject can be stored by one stream only; a
-    stream that sources the history copies what it wants instead (the same limits, its own retention).
+    stream that sources the history copies what it wants instead, kept under its own limits.
     """
     transforms = None if patterns == [">"] else [SubjectTransform(src=p, dest=p) for p in patterns]
     source = StreamSource(
@@ -263,7 +264,20 @@ async def ensure_history_stream(
 
     Returns:
         The stream's configuration.
+
+    Raises:
+        JetStreamUnavailableError: The server runs without JetStream.
+        HistoryServerError: The server refused the stream.
     """
+    try:
+        return await _ensure_history_stream(connection, max_age, max_bytes)
+    except (nats.js.errors.Error, nats.errors.Error) as e:
+        raise jetstream_error(e, connection, "making the rolling history") from None
+
+
+async def _ensure_history_stream(
+    connection: NatsBrokerConnection, max_age: timedelta, max_bytes: int
+) -> StreamConfig:
     jsm = connection.client.jsm()
     try:
         have = (await jsm.stream_info(HISTORY_STREAM)).config
