@@ -222,6 +222,8 @@ class LiveSeries(BrokerObserver):
         max_points: Points kept per series at most.
         max_series: Series kept at most; values of further subject/field pairs are counted in
             :attr:`series_not_kept`.
+        include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
+            somebody reading a recording, a KV watch): stored messages, not traffic published now.
 
     Raises:
         LivePlotError: No fields, or a window that is not a positive time.
@@ -241,9 +243,13 @@ class LiveSeries(BrokerObserver):
         max_series: int = DEFAULT_MAX_SERIES,
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
+        include_deliveries: bool = False,
     ) -> None:
         super().__init__(
-            connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+            connection,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+            include_deliveries=include_deliveries,
         )
         # An empty list makes a model without subscriptions; anything else is checked as every API checks.
         empty = isinstance(subjects, Sequence) and not isinstance(subjects, str) and not subjects

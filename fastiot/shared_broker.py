@@ -38,9 +38,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fastiot.env import FASTIOT_NATS_HOST, FASTIOT_NATS_PASSWORD, FASTIOT_NATS_PORT, FASTIOT_NATS_USER
+from fastiot.env import (
+    FASTIOT_NATS_HOST,
+    FASTIOT_NATS_PASSWORD,
+    FASTIOT_NATS_PORT,
+    FASTIOT_NATS_SERVERS,
+    FASTIOT_NATS_USER,
+)
 from fastiot.exceptions import NatsServerStartError
-from fastiot.nats_server import DEFAULT_PROBE_TIMEOUT, NatsServer, accepts_connections
+from fastiot.nats_server import DEFAULT_PROBE_TIMEOUT, NatsServer, accepts_connections, start_child_process
 
 __all__ = [
     "BROKER_USER",
@@ -70,6 +76,7 @@ _INFO = "broker.json"
 _LOCK = "broker.lock"
 _KERNELS = "kernels"
 _POLL = 0.2
+_KEEPER_STOP_TIMEOUT = 5.0
 
 
 def new_password() -> str:
@@ -267,12 +274,16 @@ def supervise(folder: Path, idle_timeout: float) -> None:
     assert server.pid is not None and server.monitor_url is not None
     me = SharedBroker(server.host, server.port, BROKER_USER, password, server.pid, os.getpid())
     kernels = _private_dir(folder / _KERNELS)
+    keeper: subprocess.Popen[bytes] | None = None
     try:
+        keeper = _start_history_keeper(server.url, password)
+        # The keeper's own connection is no user of the broker: it must not keep it from stopping.
+        own_connections = 0 if keeper is None else 1
         _write(folder, me)
         idle_since: float | None = None
         while not stop.wait(_POLL) and server.is_running:
             try:
-                busy = _kernels_alive(kernels) > 0 or _connections(server.monitor_url) > 0
+                busy = _kernels_alive(kernels) > 0 or _connections(server.monitor_url) > own_connections
             except OSError:
                 busy = True  # the monitoring port did not answer this time: not a reason to stop
             if busy:
@@ -291,7 +302,28 @@ def supervise(folder: Path, idle_timeout: float) -> None:
     finally:
         if _read(folder) == me:
             (folder / _INFO).unlink(missing_ok=True)
+        if keeper is not None and keeper.poll() is None:
+            keeper.terminate()
+            try:
+                keeper.wait(_KEEPER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                keeper.kill()
         server.stop()
+
+
+def _start_history_keeper(url: str, password: str) -> subprocess.Popen[bytes] | None:
+    """The rolling history of the shared broker (``FASTIOT_HISTORY*``): its stream now, its keeper as a
+    child of this supervisor, which logs in through its environment (never on its command line)."""
+    from fastiot.history.rolling import HistorySettings
+    from fastiot.history.rolling_cli import prepare_for_cli
+
+    command = prepare_for_cli(url, HistorySettings.from_env(), login=(BROKER_USER, password))
+    if command is None:
+        return None
+    env = {**os.environ, FASTIOT_NATS_USER: BROKER_USER, FASTIOT_NATS_PASSWORD: password}
+    for name in (FASTIOT_NATS_SERVERS, FASTIOT_NATS_HOST, FASTIOT_NATS_PORT):
+        env.pop(name, None)
+    return start_child_process(command, env=env, stdin=subprocess.DEVNULL)
 
 
 def _idle_timeout() -> float:

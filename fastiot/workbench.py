@@ -23,6 +23,8 @@ and the ``FASTIOT_NATS_HOST`` / ``_PORT`` / ``_USER`` / ``_PASSWORD`` variables 
 started later find it. A configured but unreachable server raises :class:`BrokerUnavailableError`
 naming its URL: a different broker is never started silently. The shared broker stops once no kernel
 (and no client) has used it for a while, even if the kernels were killed.
+It keeps a rolling history of every non-system subject (:mod:`fastiot.history.rolling`;
+``FASTIOT_HISTORY=off`` turns it off), which :func:`history` opens.
 
 Everything that keeps running between cells (captures, subject indexes, services) registers here;
 ``await workbench.shutdown()`` stops all of it and the broker it started, and so does the end of the
@@ -38,7 +40,7 @@ import os
 import sys
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from fastiot import shared_broker
 from fastiot.core._sync_bridge import make_reentrant
@@ -48,6 +50,9 @@ from fastiot.core.logger import setup_logger
 from fastiot.env import env_broker
 from fastiot.nats_server import accepts_connections
 from fastiot.shared_broker import SharedBroker
+
+if TYPE_CHECKING:
+    from fastiot.history import Recording
 
 __all__ = [
     "DEFAULT_LOCAL_URL",
@@ -59,6 +64,7 @@ __all__ = [
     "current_connection",
     "enable_nested_loop",
     "ensure_broker",
+    "history",
     "in_notebook",
     "register",
     "registered",
@@ -162,7 +168,25 @@ async def ensure_broker() -> str:
         "now point to it)",
         server.url,
     )
+    # Its rolling history is kept by the shared broker's own supervisor, which outlives this kernel.
     return server.url
+
+
+async def history() -> Recording:
+    """The rolling history of the broker the workbench started: every non-system subject, lately.
+
+    Raises:
+        RecordingNotFoundError: The broker keeps none (the workbench did not start it, or
+            ``FASTIOT_HISTORY=off``); the message says how to get one.
+
+    Example:
+        >>> from datetime import timedelta
+        >>> history = await workbench.history()  # doctest: +SKIP
+        >>> last_2_min = await history.to_dataframe(start=timedelta(minutes=2))  # doctest: +SKIP
+    """
+    from fastiot.history.rolling import open_history
+
+    return await open_history(await connection())
 
 
 def started_server() -> SharedBroker | None:

@@ -40,6 +40,8 @@ class SubjectBrowserLayout(LiveView):
     fold_all_button: ui.Button
     open_table_button: ui.Button
     raw_button: ui.ToggleButton
+    system_button: ui.ToggleButton
+    deliveries_button: ui.ToggleButton
     record_button: ui.Button
     copy_code: CopyAsCode
     copy_record_code: CopyAsCode
@@ -85,6 +87,18 @@ class SubjectBrowserLayout(LiveView):
             tooltip="A live table of the selected subject's messages below",
         )
         self.raw_button = ui.ToggleButton(description="Raw bytes", icon="code", layout={"width": "auto"})
+        self.system_button = ui.ToggleButton(
+            description="System subjects",
+            icon="cogs",
+            layout={"width": "auto"},
+            tooltip="Show NATS' own subjects too: $JS. $KV. $SYS. $MQTT. $SRV. _INBOX.",
+        )
+        self.deliveries_button = ui.ToggleButton(
+            description="JetStream deliveries",
+            icon="database",
+            layout={"width": "auto"},
+            tooltip="Count what JetStream consumers deliver (reply $JS.ACK...: a recording being read) too",
+        )
         self.record_button = ui.Button(
             description="Record",
             icon="circle",
@@ -134,6 +148,8 @@ class SubjectBrowserLayout(LiveView):
                 self.pause_button,
                 self.resume_button,
                 self.clear_button,
+                self.system_button,
+                self.deliveries_button,
                 self.summary_view,
             ),
             toolbar(

@@ -5,8 +5,10 @@ tree (:mod:`~fastiot_widgets.subject_tree`, an anywidget) draws only the rows in
 subjects scroll as smoothly as ten, and each update sends only the rows in view that changed: count,
 rate (per minute below 1/s), the last value inline and "3 s ago"; a row flashes when its subject
 gets a message. Sort by name, count, rate or last seen (click a column head). The pattern field
-changes the index's subscription; the filter narrows the tree down. Pause freezes the view while the
-index keeps counting, so counts and rates are right again at Resume.
+changes the index's subscription; the filter narrows the tree down. NATS' own subjects (``$JS.``,
+``$KV.``, ``$SYS.``, ``$MQTT.``, ``$SRV.``, any ``$...``, ``_INBOX.``) are hidden until "System
+subjects" shows them; the index counts them all the same. Pause freezes the view while the index
+keeps counting, so counts and rates are right again at Resume.
 
 Selecting a subject shows (:mod:`~fastiot_widgets.subject_detail`) its statistics, NATS headers, the
 model's JSON schema when the subject is typed, its newest fields (changed ones marked; a numeric one
@@ -37,6 +39,7 @@ import traitlets
 from fastiot._tasks import loop_is_running
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.data_models import Subject
+from fastiot.core.subject_helper import is_system_subject
 from fastiot.exceptions import JetStreamUnavailableError
 from fastiot.subjects import SubjectIndex
 from fastiot.subjects.tree import (
@@ -74,6 +77,11 @@ _CATCH_UP_DELAY = 0.05
 _ERROR = "#c62828"
 
 
+def _is_system_top(token: str) -> bool:
+    """Whether the subjects below a top-level token are NATS' own (the tree hides that node)."""
+    return is_system_subject(f"{token}.")
+
+
 class SubjectBrowser(SubjectBrowserLayout):
     """A live, virtualized tree of subjects with counts, rates and last values, and a detail pane.
 
@@ -103,6 +111,16 @@ class SubjectBrowser(SubjectBrowserLayout):
     collapsed = traitlets.List(traitlets.Unicode(), help="The tree nodes (subject prefixes) shown folded.")
     sort_by = traitlets.Enum(SORT_KEYS, default_value="name", help="Sort by name, count, rate or last seen.")
     show_raw = traitlets.Bool(False, help="Show the raw bytes of the selected subject's messages too.")
+    show_deliveries = traitlets.Bool(
+        False,
+        help="Count what JetStream consumers deliver (a recording being read, a KV watch) as messages too; "
+        "off, only what is published counts.",
+    )
+    show_system = traitlets.Bool(
+        False,
+        help="Show NATS' system subjects ($JS., $KV., $SYS., $MQTT., $SRV., ... _INBOX.); the index counts "
+        "them either way (_INBOX. ones only with include_inbox=True).",
+    )
     last_messages = traitlets.Int(DEFAULT_LAST_MESSAGES, help="How many recent messages the pane shows.")
     resort_interval = traitlets.Float(
         DEFAULT_RESORT_INTERVAL, help="Seconds between re-sorts by a live number (rows then stay put)."
@@ -133,6 +151,7 @@ class SubjectBrowser(SubjectBrowserLayout):
             owns = True
         self.index: SubjectIndex = index
         self.tree_model: LiveSubjectTree = LiveSubjectTree(index)
+        self.tree_model.hide_top = _is_system_top  # until show_system
         self.table: MessageTable | None = None
         self.plot: LivePlot | None = None
         self.table_max_rows: int = table_max_rows
@@ -162,6 +181,9 @@ class SubjectBrowser(SubjectBrowserLayout):
         widgets.link((self.tree_view, "sort_by"), (self, "sort_by"))
         widgets.link((self.tree_view, "selected"), (self, "selected"))
         widgets.link((self.raw_button, "value"), (self, "show_raw"))
+        widgets.link((self.system_button, "value"), (self, "show_system"))
+        self.show_deliveries = index.include_deliveries
+        widgets.link((self.deliveries_button, "value"), (self, "show_deliveries"))
         widgets.dlink((self, "paused"), (self.tree_view, "paused"))
         self.tree_view.observe(lambda _c: self._request_render(now=True), names="viewport")
         self.detail_view.observe(self._on_diff_pair, names="diff_pair")
@@ -185,6 +207,8 @@ class SubjectBrowser(SubjectBrowserLayout):
     def to_dataframe(self) -> pd.DataFrame:
         """The subject overview, one row per subject shown (the filter applies), sorted by subject."""
         frame = self.index.to_dataframe()
+        if not self.show_system and len(frame):
+            frame = frame[~frame["subject"].map(is_system_subject).astype(bool)].reset_index(drop=True)
         match = subject_matcher(self.filter)
         if match is not None and len(frame):
             frame = frame[frame["subject"].map(match).astype(bool)].reset_index(drop=True)
@@ -234,9 +258,10 @@ class SubjectBrowser(SubjectBrowserLayout):
         self.detail_view.diff_pair = [1, 0]
         self._request_render(now=True)
 
-    @traitlets.observe("collapsed", "filter", "sort_by")
+    @traitlets.observe("collapsed", "filter", "sort_by", "show_system")
     def _on_tree_option(self, _change: Any) -> None:
         tree = self.tree_model
+        tree.hide_top = None if self.show_system else _is_system_top
         tree.collapsed = set(self.collapsed)
         tree.match = subject_matcher(self.filter)
         tree.sort_by = self.sort_by
@@ -258,6 +283,11 @@ class SubjectBrowser(SubjectBrowserLayout):
         self.detail_view.diff_pair = [older, newer]
         self.refresh()
         return self.detail.get("diff")
+
+    @traitlets.observe("show_deliveries")
+    def _on_show_deliveries(self, change: Any) -> None:
+        if "index" in self.__dict__ and change.new != self.index.include_deliveries:
+            self._clicked(lambda: self.index.set_include_deliveries(change.new), "show deliveries")
 
     @traitlets.observe("pattern")
     def _on_pattern(self, change: Any) -> None:
@@ -348,13 +378,20 @@ class SubjectBrowser(SubjectBrowserLayout):
     async def record(self, name: str | None = None) -> Any:
         """Start recording the subscribed pattern into JetStream as ``name`` (what Record does).
 
+        On ``>`` (everything) a broker with the rolling history records everything but NATS' own
+        subjects from it; elsewhere the first tokens of the subjects seen so far are recorded
+        (``v1`` and ``v1.>``, ...), as JetStream cannot record ``>`` next to buckets and other streams.
+
         Returns:
             The :class:`fastiot.history.Recording`; :meth:`stop_recording` (or Stop) ends it.
 
         Raises:
             JetStreamUnavailableError: The browser watches a connection that is not to a NATS server.
         """
-        from fastiot.history import Recording  # imported on use: JetStream is needed only to record
+        # Imported on use: JetStream is needed only to record.
+        from fastiot.exceptions import InvalidRecordingError
+        from fastiot.history import Recording
+        from fastiot.history.rolling import covers_system_subjects, first_token_patterns
 
         # On the broker the browser watches, not on whichever one FASTIOT_NATS_* names.
         connection = self.index.connection
@@ -364,9 +401,14 @@ class SubjectBrowser(SubjectBrowserLayout):
                 f"{type(connection).__name__}; give SubjectBrowser a NatsBrokerConnection (or none, for the "
                 f"workbench's) to record"
             )
-        recording = await Recording.start(
-            name or self._recording_name(), self.index.pattern, connection=connection
-        )
+        name = name or self._recording_name()
+        try:
+            recording = await Recording.start(name, self.index.pattern, connection=connection)
+        except InvalidRecordingError:
+            seen = first_token_patterns(self.index.subjects)
+            if not covers_system_subjects(self.index.pattern) or not seen:
+                raise
+            recording = await Recording.start(name, seen, connection=connection)
         self.recording = recording
         return recording
 
@@ -386,7 +428,8 @@ class SubjectBrowser(SubjectBrowserLayout):
         self.record_button.icon = "stop" if recording is not None else "circle"
         name = getattr(recording, "name", "")
         self.status_view.value = (
-            f"<span style='color:{_ERROR}'>&#9679;</span> recording <b>{html.escape(str(name))}</b>"
+            f"<span style='color:{_ERROR}'>&#9679;</span> recording <b>{html.escape(str(name))}</b> "
+            f"({html.escape(', '.join(getattr(recording, 'subjects', [])))})"
             if recording is not None
             else ""
         )
@@ -449,7 +492,8 @@ class SubjectBrowser(SubjectBrowserLayout):
 
     def _render_summary(self, tree: SubjectTree) -> None:
         index = self.index
-        total = len(tree)
+        hidden = sum(top.subjects for top in tree.hidden())
+        total = len(tree) - hidden
         parts = [
             f"{self.subject_count:,} of {plural(total, 'subject')}"
             if self.filter.strip()
@@ -457,6 +501,8 @@ class SubjectBrowser(SubjectBrowserLayout):
             plural(index.received, "message"),
             f"pattern {index.pattern}",
         ]
+        if hidden:
+            parts.append(f"{plural(hidden, 'system subject')} hidden")
         if index.untracked_messages:
             parts.append(
                 f"{plural(index.untracked_messages, 'message')} on untracked subjects (max_subjects)"

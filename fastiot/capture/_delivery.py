@@ -12,6 +12,11 @@ the server cut the connection.
 
 Malformed messages (a subject that is not UTF-8, a header block nats-py cannot read) are reported as
 nats-py's path reports them and skipped.
+
+With ``skip_deliveries``, messages a JetStream consumer delivers (their reply subject is
+``$JS.ACK.…``: a recording being read, a KV watch) are let go in the read loop, before they are
+buffered: they carry the subject they were stored under and would match a live view's pattern, yet
+nobody published them now. Live traffic has no reply or an inbox, so the test is one byte comparison.
 """
 
 from __future__ import annotations
@@ -26,7 +31,23 @@ from fastiot.core import _nats_compat
 from fastiot.core.logger import setup_logger
 from fastiot.core.subscription import RawSubscription
 
-__all__ = ["Message", "MessageView", "RawDelivery"]
+__all__ = ["JETSTREAM_ACK_PREFIX", "Message", "MessageView", "RawDelivery", "is_jetstream_delivery"]
+
+JETSTREAM_ACK_PREFIX = "$JS.ACK."
+"""The reply subject of every message a JetStream consumer delivers starts with this (domains too)."""
+_ACK_PREFIX = JETSTREAM_ACK_PREFIX.encode()
+_DOLLAR = ord("$")
+
+
+def is_jetstream_delivery(reply: str | None) -> bool:
+    """Whether a message with this reply subject is a JetStream consumer's delivery, not live traffic.
+
+    Example:
+        >>> is_jetstream_delivery("$JS.ACK.history.c1.1.7.1.1700000000000000000.0"), is_jetstream_delivery("")
+        (True, False)
+    """
+    return reply is not None and reply.startswith(JETSTREAM_ACK_PREFIX)
+
 
 _logger = setup_logger("capture")
 
@@ -64,6 +85,7 @@ class RawDelivery:
         name: The subscription's pattern, for the log.
         max_msgs: The most messages buffered (the subscription's ``pending_msgs_limit``).
         max_bytes: The most payload bytes buffered (``pending_bytes_limit``; 0: no limit).
+        skip_deliveries: Let JetStream consumers' deliveries go (counted in :attr:`deliveries_skipped`).
     """
 
     def __init__(
@@ -76,6 +98,7 @@ class RawDelivery:
         name: str,
         max_msgs: int,
         max_bytes: int,
+        skip_deliveries: bool = False,
     ) -> None:
         sid = subscription.sid
         if sid is None:
@@ -96,6 +119,9 @@ class RawDelivery:
         """Messages taken from the parser, dropped ones included."""
         self.dropped: int = 0
         """Messages dropped because the buffer was full (slow consumer)."""
+        self._skip_deliveries: bool = skip_deliveries
+        self.deliveries_skipped: int = 0
+        """JetStream consumers' deliveries let go (with ``skip_deliveries``)."""
         self.view: MessageView = MessageView()
         self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run())
         self._end = _nats_compat.intercept_raw_messages(client, self._sid, self._on_raw)
@@ -113,6 +139,10 @@ class RawDelivery:
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         # In nats-py's read loop, once per message: as little as can be.
         self.received += 1
+        # A live message has no reply or an _INBOX one: its first byte ends the test.
+        if reply and reply[0] == _DOLLAR and self._skip_deliveries and reply.startswith(_ACK_PREFIX):
+            self.deliveries_skipped += 1
+            return
         size = len(data)
         if len(self._buffer) >= self._max_msgs or 0 < self._max_bytes < self._bytes + size:
             self.dropped += 1

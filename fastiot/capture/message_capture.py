@@ -133,6 +133,8 @@ class MessageCapture(BrokerObserver):
         rate_window: Seconds :attr:`rate` averages over.
         max_columns: The most distinct payload fields kept; further fields are counted in
             :attr:`fields_not_stored`.
+        include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
+            somebody reading a recording, a KV watch): stored messages, not traffic published now.
 
     Example:
         >>> from fastiot.capture import MessageCapture
@@ -157,9 +159,13 @@ class MessageCapture(BrokerObserver):
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
         rate_window: float = DEFAULT_RATE_WINDOW,
         max_columns: int = DEFAULT_MAX_COLUMNS,
+        include_deliveries: bool = False,
     ) -> None:
         super().__init__(
-            connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+            connection,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+            include_deliveries=include_deliveries,
         )
         if rate_window <= 0:
             raise ValueError(f"rate_window must be > 0 seconds, got {rate_window}")

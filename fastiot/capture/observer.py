@@ -90,6 +90,8 @@ class BrokerObserver:
             stops the observer.
         pending_msgs_limit: Messages the NATS client may buffer for the observer before it drops some.
         pending_bytes_limit: The same limit in bytes.
+        include_deliveries: Also take the messages JetStream consumers deliver (reply ``$JS.ACK.…``:
+            a recording being read, a KV watch); without, only messages published now count.
     """
 
     _what = "observer"
@@ -102,8 +104,10 @@ class BrokerObserver:
         *,
         pending_msgs_limit: int,
         pending_bytes_limit: int,
+        include_deliveries: bool = False,
     ) -> None:
         self._connection: BrokerConnection | None = connection
+        self._include_deliveries: bool = include_deliveries
         self._active_connection: BrokerConnection | None = None
         self._lease: ConnectionLease[Any] | None = None
         self._pending_msgs_limit: int = pending_msgs_limit
@@ -176,6 +180,11 @@ class BrokerObserver:
             self._refused_callbacks(err)
 
     @property
+    def include_deliveries(self) -> bool:
+        """Whether JetStream consumers' deliveries (reply ``$JS.ACK.…``) count as messages too."""
+        return self._include_deliveries
+
+    @property
     def connection(self) -> BrokerConnection | None:
         """The broker connection in use (``None`` before the first start without an explicit one)."""
         return self._active_connection or self._connection
@@ -191,6 +200,7 @@ class BrokerObserver:
                     handler,
                     pending_msgs_limit=self._pending_msgs_limit,
                     pending_bytes_limit=self._pending_bytes_limit,
+                    include_deliveries=self._include_deliveries,
                 )
                 feed.on_refused = self._on_refused
                 feeds.append(feed)

@@ -17,6 +17,11 @@ subscription delivers what it queued before that instant, the new one what came 
 is lost or seen twice. Messages the client drops while a feed is attached (a slow consumer) are
 counted in :attr:`Feed.lost` if they match the feed's pattern.
 
+Messages a JetStream consumer delivers (reply subject ``$JS.ACK.…``: somebody reading a recording, a
+KV watch) are not traffic published now, though their subject matches: a feed gets them only if
+attached with ``include_deliveries``. The filter runs once per subscription, in its delivery, before a
+message is even buffered; feeds that want deliveries get subscriptions of their own.
+
 Handlers are plain functions (a coroutine per message and observer would cost more than the handler);
 they run in the subscription's task, one after the other, in the order the feeds were attached.
 
@@ -33,7 +38,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from fastiot.capture._delivery import Message, RawDelivery
+from fastiot.capture._delivery import Message, RawDelivery, is_jetstream_delivery
 from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection
 from fastiot.core.logger import setup_logger
@@ -105,17 +110,24 @@ class Feed:
         pattern: The NATS pattern.
         handler: Called with each message (a plain function).
         lost: Messages of the pattern the client dropped (slow consumer) while the feed was attached.
+        include_deliveries: Whether the feed gets JetStream consumers' deliveries too.
     """
 
-    __slots__ = ("_hub", "_links", "handler", "limits", "lost", "on_refused", "pattern")
+    __slots__ = ("_hub", "_links", "handler", "include_deliveries", "limits", "lost", "on_refused", "pattern")
 
     def __init__(
-        self, hub: SharedSubscriptions, pattern: str, handler: MessageHandler, limits: Limits
+        self,
+        hub: SharedSubscriptions,
+        pattern: str,
+        handler: MessageHandler,
+        limits: Limits,
+        include_deliveries: bool = False,
     ) -> None:
         self._hub: SharedSubscriptions = hub
         self.pattern: str = pattern
         self.handler: MessageHandler = handler
         self.limits: Limits = limits
+        self.include_deliveries: bool = include_deliveries
         self.lost: int = 0
         self.on_refused: Callable[[PermissionDeniedError], None] | None = None
         """Called (on the loop; it must not block) when the server refuses the subscription later."""
@@ -218,11 +230,21 @@ def _ignore(_msg: Message) -> None:
 class _Shared:
     """One NATS subscription and the feeds it delivers to."""
 
-    __slots__ = ("by_subject", "calls", "delivery", "limits", "links", "pattern", "subscription")
+    __slots__ = (
+        "by_subject",
+        "calls",
+        "delivery",
+        "include_deliveries",
+        "limits",
+        "links",
+        "pattern",
+        "subscription",
+    )
 
-    def __init__(self, pattern: str, limits: Limits) -> None:
+    def __init__(self, pattern: str, limits: Limits, include_deliveries: bool = False) -> None:
         self.pattern: str = pattern
         self.limits: Limits = limits
+        self.include_deliveries: bool = include_deliveries
         self.subscription: Subscription | None = None
         self.delivery: RawDelivery | None = None  # messages raw from the parser (a NATS connection)
         self.links: list[_Link] = []
@@ -269,8 +291,14 @@ class _Shared:
         counters = self.counters
         return counters.pending_msgs if counters is not None else 0
 
+    def serves(self, feed: Feed) -> bool:
+        """Whether ``feed`` may ride on this subscription (same limits, same treatment of deliveries)."""
+        return self.limits == feed.limits and self.include_deliveries == feed.include_deliveries
+
     async def fan_out(self, msg: NatsMsg) -> None:
         """The subscription's callback (for what nats-py delivers itself): :meth:`deliver`."""
+        if not self.include_deliveries and is_jetstream_delivery(msg.reply):
+            return
         self.deliver(msg)
 
     def deliver(self, msg: Message) -> None:
@@ -319,18 +347,32 @@ class SharedSubscriptions:
         return isinstance(self._connection, NatsBrokerConnection)
 
     async def attach(
-        self, pattern: str, handler: MessageHandler, *, pending_msgs_limit: int, pending_bytes_limit: int
+        self,
+        pattern: str,
+        handler: MessageHandler,
+        *,
+        pending_msgs_limit: int,
+        pending_bytes_limit: int,
+        include_deliveries: bool = False,
     ) -> Feed:
-        """A feed of the messages on ``pattern`` from now on (the server knows the subscription on return)."""
-        feed = Feed(self, pattern, handler, (pending_msgs_limit, pending_bytes_limit))
+        """A feed of the messages on ``pattern`` from now on (the server knows the subscription on return).
+
+        With ``include_deliveries`` it also gets what JetStream consumers deliver on subjects of
+        ``pattern`` (reply ``$JS.ACK.…``); without, only what is published.
+        """
+        feed = Feed(self, pattern, handler, (pending_msgs_limit, pending_bytes_limit), include_deliveries)
         async with self._lock:
             await self._place(feed, leaving=[])
         return feed
 
-    async def replace(self, feed: Feed, pattern: str) -> Feed:
+    async def replace(self, feed: Feed, pattern: str, *, include_deliveries: bool | None = None) -> Feed:
         """A feed of ``pattern`` that takes over from ``feed`` at one instant: every message goes to
-        exactly one of them (``feed`` gets what the server sent before, the new one what came after)."""
-        new = Feed(self, pattern, feed.handler, feed.limits)
+        exactly one of them (``feed`` gets what the server sent before, the new one what came after).
+
+        ``include_deliveries`` changes whether the new feed gets JetStream deliveries (None: as ``feed``).
+        """
+        deliveries = feed.include_deliveries if include_deliveries is None else include_deliveries
+        new = Feed(self, pattern, feed.handler, feed.limits, deliveries)
         async with self._lock:
             await self._place(new, leaving=list(feed._links))
             await self._rehome_orphans()
@@ -346,15 +388,17 @@ class SharedSubscriptions:
 
     # -- placing feeds ------------------------------------------------------------------------------
 
-    def _covering(self, pattern: str, limits: Limits, exclude: _Shared | None = None) -> _Shared | None:
-        candidates = [s for s in self._shared if s.limits == limits and s is not exclude]
+    def _covering(self, feed: Feed, exclude: _Shared | None = None) -> _Shared | None:
+        candidates = [s for s in self._shared if s.serves(feed) and s is not exclude]
+        pattern = feed.pattern
         for shared in candidates:  # the same pattern first, then any that covers it
             if shared.pattern == pattern:
                 return shared
         return next((s for s in candidates if pattern_covers(s.pattern, pattern)), None)
 
-    async def _subscribe(self, pattern: str, limits: Limits) -> _Shared:
-        shared = _Shared(pattern, limits)
+    async def _subscribe(self, feed: Feed) -> _Shared:
+        pattern, limits = feed.pattern, feed.limits
+        shared = _Shared(pattern, limits, feed.include_deliveries)
         subscription = await self._connection.subscribe_raw(
             pattern, shared.fan_out, pending_msgs_limit=limits[0], pending_bytes_limit=limits[1]
         )
@@ -371,6 +415,7 @@ class SharedSubscriptions:
                     name=pattern,
                     max_msgs=limits[0],
                     max_bytes=limits[1],
+                    skip_deliveries=not feed.include_deliveries,
                 )
         self._shared.append(shared)
         return shared
@@ -378,7 +423,7 @@ class SharedSubscriptions:
     async def _place(self, feed: Feed, leaving: list[_Link]) -> None:
         """Attach ``feed`` (taking over from the links ``leaving`` at a cut, if any)."""
         if not self._can_cut:  # e.g. BrokerConnectionDummy: a subscription of its own, nothing shared
-            link = _Link(feed, await self._subscribe(feed.pattern, feed.limits))
+            link = _Link(feed, await self._subscribe(feed))
             link.start_after(0)
             link.shared.add(link)
             await self._flush()
@@ -386,18 +431,16 @@ class SharedSubscriptions:
                 old.shared.remove(old)
             await self._unsubscribe_unused()
             return
-        host = self._covering(feed.pattern, feed.limits)
+        host = self._covering(feed)
         moving: list[_Link] = []
         new_host = host is None
         if host is None:
-            host = await self._subscribe(feed.pattern, feed.limits)
+            host = await self._subscribe(feed)
             # Narrower subscriptions hand their feeds over to the new one (the replaced feed's excepted).
             moving = [
                 old
                 for shared in self._shared
-                if shared is not host
-                and shared.limits == feed.limits
-                and pattern_covers(feed.pattern, shared.pattern)
+                if shared is not host and shared.serves(feed) and pattern_covers(feed.pattern, shared.pattern)
                 for old in shared.links
                 if old not in leaving
             ]
@@ -464,9 +507,9 @@ class SharedSubscriptions:
             moving = sorted(shared.links, key=lambda link: _breadth(link.feed.pattern))
             incoming = []
             for old in moving:
-                target = self._covering(old.feed.pattern, old.feed.limits, exclude=shared)
+                target = self._covering(old.feed, exclude=shared)
                 if target is None:
-                    target = await self._subscribe(old.feed.pattern, old.feed.limits)
+                    target = await self._subscribe(old.feed)
                 incoming.append(_Link(old.feed, target))
             await self._hand_over(incoming, list(shared.links))
 

@@ -43,6 +43,7 @@ from fastiot.env import (
     redact_url,
 )
 from fastiot.history import cli as history_cli
+from fastiot.history import rolling_cli
 from fastiot.lab import prepare_lab
 from fastiot.nats_server import (
     LOOPBACK,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only run the broker and the demo plant (until Ctrl-C), no JupyterLab",
     )
     history_cli.add_store_option(parser)
+    rolling_cli.add_history_options(parser)
     add_subcommands(parser)
     return parser
 
@@ -388,6 +390,11 @@ def _broker(
     # broker. Its children log in through FASTIOT_NATS_USER/PASSWORD; it is never printed.
     user, password = (None, None) if args.open_broker else (BROKER_USER, new_password())
     try:
+        history = rolling_cli.settings_from_arguments(args)
+    except ValueError as e:  # a FASTIOT_HISTORY_* setting that is no duration or size
+        _complain(str(e))
+        raise _Exit(2) from None
+    try:
         # Entered first, so the ExitStack stops it after every child that uses it.
         server, store = history_cli.workbench_server(args.broker_port, args, user=user, password=password)
         stack.enter_context(server)
@@ -396,15 +403,23 @@ def _broker(
         raise _Exit(1) from None
     started.append("the NATS broker")
     env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
-    if user is None or password is None:
+    login = None if user is None or password is None else (user, password)
+    # The stream exists before the demo plant publishes; the keeper logs in through its environment.
+    keeper = rolling_cli.prepare_for_cli(server.url, history, login=login)
+    if login is None:
         env.pop(FASTIOT_NATS_USER, None)
         env.pop(FASTIOT_NATS_PASSWORD, None)
+    else:
+        env[FASTIOT_NATS_USER], env[FASTIOT_NATS_PASSWORD] = login
+    if keeper is not None:
+        stack.enter_context(_child("history keeper", keeper, env))
+        store = f"{store}, {history.describe()}"
+    if login is None:
         _complain(
             f"--open-broker: the NATS broker at {server.url} requires no login; every program and user "
             f"on this machine can read and publish on it"
         )
         return f"{server.url} (started by fastiot-workbench, no login, {store})"
-    env[FASTIOT_NATS_USER], env[FASTIOT_NATS_PASSWORD] = user, password
     url = redact_url(f"nats://{user}:{password}@{server.host}:{server.port}")
     return f"{url} (started by fastiot-workbench, login in the kernels' FASTIOT_NATS_USER/PASSWORD, {store})"
 

@@ -20,6 +20,7 @@ from fastiot.exceptions import InvalidSubjectError
 __all__ = [
     "HIERARCHY",
     "MSG_FORMAT_VERSION",
+    "SYSTEM_SUBJECT_PREFIXES",
     "WILDCARD_SAME_LEVEL",
     "NamedSubject",
     "SubjectsArg",
@@ -27,6 +28,7 @@ __all__ = [
     "check_subject",
     "filter_specific_sign",
     "is_fastiot1_inbox",
+    "is_system_subject",
     "patterns_overlap",
     "sanitize_pub_subject_name",
     "subject_matches",
@@ -284,3 +286,20 @@ def subject_targets(
     if not targets:
         raise error(f"give at least one subject pattern, e.g. {example}")
     return list(targets.items())
+
+
+SYSTEM_SUBJECT_PREFIXES: tuple[str, ...] = ("$", "_INBOX.")
+"""NATS reserves subjects starting with ``$`` for its own machinery (``$JS.`` JetStream's API, ``$KV.``
+and ``$O.`` buckets, ``$SYS.``, ``$MQTT.``, ``$SRV.`` the services API), and request replies go to
+``_INBOX.``: not application traffic. Hidden in the SubjectBrowser by default, and never part of
+"record everything" (a stream on them would take JetStream's API traffic or block buckets)."""
+
+
+def is_system_subject(subject: str) -> bool:
+    """Whether ``subject`` belongs to NATS' machinery (see :data:`SYSTEM_SUBJECT_PREFIXES`).
+
+    Example:
+        >>> is_system_subject("$KV.config.limit"), is_system_subject("v1.thing.press_1.temperature")
+        (True, False)
+    """
+    return subject.startswith(SYSTEM_SUBJECT_PREFIXES)

@@ -10,6 +10,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from fastiot.exceptions import InvalidRecordingError
 from fastiot.history.ranges import parse_duration
+from fastiot.history.rolling import recorded_patterns
 
 __all__ = ["MAX_REPLICAS", "differences", "stream_config", "unlimited"]
 
@@ -63,7 +64,8 @@ def unlimited(value: Any) -> Any:
 
 def differences(wanted: StreamConfig, have: StreamConfig) -> list[str]:
     pairs = {
-        "subjects": (sorted(wanted.subjects or []), sorted(have.subjects or [])),
+        # A recording copied from the rolling history has its patterns in its source, not its subjects.
+        "subjects": (sorted(recorded_patterns(wanted)), sorted(recorded_patterns(have))),
         "max_age": (unlimited(wanted.max_age), unlimited(have.max_age)),
         "max_bytes": (unlimited(wanted.max_bytes), unlimited(have.max_bytes)),
         "max_msgs": (unlimited(wanted.max_msgs), unlimited(have.max_msgs)),

@@ -43,6 +43,13 @@ from fastiot.history._names import RecordingSubjects, check_stream_name, subject
 from fastiot.history._reader import StreamReader
 from fastiot.history.info import RecordingInfo, SubjectRange
 from fastiot.history.ranges import Bound, resolve_range
+from fastiot.history.rolling import (
+    HISTORY_STREAM,
+    covers_system_subjects,
+    history_source,
+    recorded_patterns,
+    system_subjects_refused,
+)
 from fastiot.workbench import use_connection
 
 if TYPE_CHECKING:
@@ -131,6 +138,11 @@ class Recording:
         """Record ``subjects`` into the JetStream stream ``name`` (made now, or reused if it exists alike).
 
         The stream records in the broker, so the recording goes on when the kernel or script stops.
+        On a broker with the rolling history (:mod:`fastiot.history.rolling`; the one the workbench
+        starts), subjects the history holds are recorded from it, from now on, so ``">"`` records
+        everything but NATS' own subjects. Elsewhere a pattern that covers NATS' own subjects
+        (``">"``, ``"*.>"``, ``"$KV.>"``) is refused: a stream on them would keep every key-value bucket
+        and other stream from being made.
 
         Args:
             name: The stream's name (letters, digits, ``-`` and ``_``).
@@ -143,7 +155,8 @@ class Recording:
             replicas: Copies in a cluster (1 to 5; at most the number of servers).
 
         Raises:
-            InvalidRecordingError: A bad name, subject or setting (before anything reaches the server).
+            InvalidRecordingError: A bad name, subject or setting (before anything reaches the server), or
+                ``">"`` on a broker without the rolling history.
             SubjectsOverlapError: Another stream records these subjects already (its name is in the error).
             RecordingExistsError: ``name`` exists with another configuration, or was stopped.
             JetStreamUnavailableError: The server has no JetStream (the message says how to enable it).
@@ -156,20 +169,43 @@ class Recording:
         patterns = subject_patterns(subjects)
         config = stream_config(name, patterns, max_age, max_bytes, max_msgs, storage, replicas)
         async with use_connection(connection) as conn:
-            jsm = conn.client.jsm()
-            doing = f"starting recording {name!r}"
+            if any(covers_system_subjects(p) for p in patterns):
+                if not await cls._history_exists(conn):
+                    raise system_subjects_refused(patterns)
+                config = history_source(config, patterns)
             try:
-                await jsm.add_stream(config)
-            except nats.js.errors.APIError as e:
-                if e.err_code == _ERR_NAME_IN_USE:
-                    await cls._check_reusable(conn, config)
-                elif e.err_code == _ERR_OVERLAP:
-                    raise await cls._overlap_error(conn, name, patterns) from None
-                else:
-                    raise jetstream_error(e, conn, doing) from None
-            except (nats.js.errors.Error, nats.errors.Error) as e:
-                raise jetstream_error(e, conn, doing) from None
+                await cls._add(conn, config)
+            except SubjectsOverlapError as e:
+                if e.stream != HISTORY_STREAM:
+                    raise
+                await cls._add(conn, history_source(config, patterns))  # the history has them: copy
         return cls(name, subjects=patterns, connection=connection)
+
+    @classmethod
+    async def _add(cls, conn: NatsBrokerConnection, config: StreamConfig) -> None:
+        assert config.name is not None
+        patterns = recorded_patterns(config)
+        try:
+            await conn.client.jsm().add_stream(config)
+        except nats.js.errors.APIError as e:
+            if e.err_code == _ERR_NAME_IN_USE:
+                await cls._check_reusable(conn, config)
+            elif e.err_code == _ERR_OVERLAP:
+                raise await cls._overlap_error(conn, config.name, patterns) from None
+            else:
+                raise jetstream_error(e, conn, f"starting recording {config.name!r}") from None
+        except (nats.js.errors.Error, nats.errors.Error) as e:
+            raise jetstream_error(e, conn, f"starting recording {config.name!r}") from None
+
+    @staticmethod
+    async def _history_exists(conn: NatsBrokerConnection) -> bool:
+        try:
+            await conn.client.jsm().stream_info(HISTORY_STREAM)
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.js.errors.Error, nats.errors.Error) as e:
+            raise jetstream_error(e, conn, "looking for the rolling history") from None
+        return True
 
     @staticmethod
     async def _check_reusable(conn: NatsBrokerConnection, config: StreamConfig) -> None:
@@ -191,7 +227,9 @@ class Recording:
             )
 
     @staticmethod
-    async def _overlap_error(conn: NatsBrokerConnection, name: str, patterns: list[str]) -> Exception:
+    async def _overlap_error(
+        conn: NatsBrokerConnection, name: str, patterns: list[str]
+    ) -> SubjectsOverlapError:
         jsm = conn.client.jsm()
         for pattern in patterns:
             try:
@@ -250,9 +288,7 @@ class Recording:
                 while True:
                     page = await jsm.streams_info_iterator(offset=len(recordings))
                     found = [
-                        cls(
-                            info.config.name, subjects=list(info.config.subjects or []), connection=connection
-                        )
+                        cls(info.config.name, subjects=recorded_patterns(info.config), connection=connection)
                         for info in page
                         if info.config.name
                     ]
@@ -261,7 +297,8 @@ class Recording:
                         break
             except (nats.js.errors.Error, nats.errors.Error) as e:
                 raise jetstream_error(e, conn, "listing the recordings") from None
-        return sorted(recordings, key=lambda r: r.name)
+        # The rolling history first: it is where "what happened lately" is.
+        return sorted(recordings, key=lambda r: (r.name != HISTORY_STREAM, r.name))
 
     # -- looking at it -----------------------------------------------------------------------------------
 
@@ -282,7 +319,7 @@ class Recording:
             if state.messages:
                 first_time = await self._time_of(conn, state.first_seq)
                 last_time = await self._time_of(conn, state.last_seq)
-        self.subjects = list(config.subjects or [])
+        self.subjects = recorded_patterns(config)
         return RecordingInfo(
             name=self.name,
             subjects=self.subjects,

@@ -98,6 +98,8 @@ class SubjectIndex(BrokerObserver):
             :attr:`untracked_messages` and their subjects in :attr:`untracked_subjects`.
         include_inbox: Also track ``_INBOX.*`` subjects (request replies, one subject each); they are
             counted in :attr:`ignored_messages` otherwise.
+        include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
+            somebody reading a recording, a KV watch): stored messages, not traffic published now.
         rate_window: Seconds :attr:`SubjectStats.rate` counts messages over.
         typed: Decode payloads on a FastIoTData model's subject to the model (see
             :func:`fastiot.payloads.decode`).
@@ -126,13 +128,17 @@ class SubjectIndex(BrokerObserver):
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_subjects: int = DEFAULT_MAX_SUBJECTS,
         include_inbox: bool = False,
+        include_deliveries: bool = False,
         rate_window: float = DEFAULT_RATE_WINDOW,
         typed: bool = True,
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
     ) -> None:
         super().__init__(
-            connection, pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit
+            connection,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+            include_deliveries=include_deliveries,
         )
         self._pattern, self._msg_cls = _parse_pattern(pattern)
         if history < 1:
@@ -271,6 +277,26 @@ class SubjectIndex(BrokerObserver):
         parsed = _parse_pattern(pattern)
         async with self._switching:
             await self._switch_to(*parsed)
+
+    async def set_include_deliveries(self, include: bool) -> None:
+        """Count what JetStream consumers deliver too (``True``), or only what is published (``False``).
+
+        The subscription is handed over at one instant, as :meth:`set_pattern` does; what was counted
+        stays.
+
+        Example:
+            >>> async def main(index):
+            ...     await index.set_include_deliveries(True)  # a recording being read shows up
+        """
+        async with self._switching:
+            self._include_deliveries = bool(include)
+            connection = self._active_connection
+            if self._feeds and connection is not None:
+                hub = shared_subscriptions(connection)
+                self._feeds = [
+                    await hub.replace(feed, feed.pattern, include_deliveries=self._include_deliveries)
+                    for feed in self._feeds
+                ]
 
     async def _switch_to(self, pattern: str, msg_cls: type | None) -> None:
         self._pattern, self._msg_cls = pattern, msg_cls

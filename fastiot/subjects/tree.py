@@ -146,6 +146,8 @@ class SubjectTree:
         self.collapsed: set[str] = set()
         self.sort_by: str = "name"
         self.match: Callable[[str], bool] | None = None
+        # Which first tokens' subjects are not shown (NATS' system subjects unless asked for).
+        self.hide_top: Callable[[str], bool] | None = None
         self.slots: list[str] = []  # the subject of each slot
         self._count: np.ndarray = _NO_COUNTS
         self._last_seen: np.ndarray = _NO_COUNTS
@@ -276,10 +278,16 @@ class SubjectTree:
         return self._flat
 
     def matching_subjects(self, node: TreeNode) -> int:
-        """Subjects at or below ``node`` that pass the filter."""
-        if self._matching is None:
-            return node.subjects
-        return self._matching.get(id(node), 0)
+        """Subjects at or below ``node`` that pass the filter (hidden ones left out)."""
+        count = node.subjects if self._matching is None else self._matching.get(id(node), 0)
+        if node is self.root:
+            count -= sum(self.matching_subjects(top) for top in self.hidden())
+        return count
+
+    def hidden(self) -> list[TreeNode]:
+        """The top-level nodes not shown (their tokens pass :attr:`hide_top`)."""
+        hide = self.hide_top
+        return [] if hide is None else [top for token, top in self.root.children.items() if hide(token)]
 
     def _count_matching(self) -> dict[int, int]:
         assert self.match is not None
@@ -307,6 +315,9 @@ class SubjectTree:
         if node.by_name is None:
             node.by_name = sorted(node.children.values(), key=_token_order)
         children = node.by_name
+        hide = self.hide_top
+        if node is self.root and hide is not None:
+            children = [c for c in children if not hide(c.token)]
         if self._matching is not None:
             matching = self._matching
             children = [c for c in children if matching.get(id(c), 0)]

@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.serialization import pack
 from fastiot.exceptions import NatsServerStartError
 from fastiot.history import Recording
 from fastiot.history import cli as history_cli
 from fastiot.nats_server import NatsServer, find_free_port
 from tests.history.conftest import publish, things
+from tests.waits import wait_until
 from tests.workbench.cli_process import CLI, WorkbenchCommand
 
 
@@ -115,7 +117,14 @@ async def test_the_workbench_broker_keeps_recordings_across_a_restart(
             rec = await Recording.start("plant", "v1.thing.>", connection=conn)
             assert (await rec.info()).messages == expected, day  # yesterday's recording is still there
             if day == "yesterday":
-                await publish(conn, things(5))
+                for subject, payload in things(5):  # plain publishes: the rolling history does not ack
+                    await conn.publish_raw(subject, pack(payload))
+                await conn.flush()
+
+                async def copied(rec: Recording = rec) -> bool:  # the broker's history has v1: copied from it
+                    return (await rec.info()).messages == 5
+
+                await wait_until(copied, 10.0, "the recording to copy the five messages", interval=0.05)
             await conn.close()
             assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
 
@@ -133,3 +142,44 @@ def test_a_busy_default_store_falls_back_to_a_temporary_one_and_says_so(
             server.stop()
         with pytest.raises(NatsServerStartError, match="in use by another nats-server"):
             history_cli.workbench_server(None, argparse.Namespace(store=tmp_path / "store"))
+
+
+async def test_the_workbench_broker_keeps_a_rolling_history_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastiot.history.rolling import HISTORY_STREAM
+
+    for variable in [k for k in os.environ if k.startswith("FASTIOT_NATS_")]:
+        monkeypatch.delenv(variable)
+    port = find_free_port()
+    args = ["--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(tmp_path / "store")]
+    with WorkbenchCommand([*args, "--history-max-age", "2h", "--history-max-bytes", "64MiB"]) as command:
+        await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
+        assert "rolling history 'fastiot_history': 2 h / 0.0625 GiB" in command.output
+        conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+        jsm = conn.client.jsm()
+        config = (await jsm.stream_info(HISTORY_STREAM)).config
+        assert (config.max_age, config.max_bytes, config.no_ack) == (7200, 64 * 1024**2, True)
+        assert [p for p in command.children() if "fastiot.history.rolling_cli" in " ".join(p.cmdline())]
+
+        async def learned() -> bool:  # the keeper, a child of the command (starting still), learns "plant"
+            await conn.publish_raw("plant.hall", b"1")
+            return "plant.>" in ((await jsm.stream_info(HISTORY_STREAM)).config.subjects or [])
+
+        await wait_until(learned, 30.0, "the keeper to add plant.> to the history", interval=0.1)
+        await conn.close()
+        assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
+    with WorkbenchCommand([*args, "--no-history"]) as command:
+        await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
+        conn = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}")
+        # The store keeps the stream of the run before; this run runs no keeper for it.
+        assert "rolling history" not in command.output
+        keepers = [p for p in command.children() if "fastiot.history.rolling_cli" in " ".join(p.cmdline())]
+        assert keepers == []
+        await conn.close()
+        assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
+    monkeypatch.setenv("FASTIOT_HISTORY_MAX_BYTES", "lots")
+    run = [*CLI, *args]
+    result = await asyncio.to_thread(subprocess.run, run, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "FASTIOT_HISTORY_MAX_BYTES" in result.stderr
+    assert "'lots' is not a size" in result.stderr

@@ -78,6 +78,22 @@ async def test_a_server_without_recordings_says_how_to_make_one() -> None:
             await connection.close()
 
 
+async def test_the_rolling_history_is_listed_first_and_shown_by_default() -> None:
+    from fastiot.history.rolling import HISTORY_STREAM, ensure_history_stream
+
+    async with NatsServer(jetstream=True) as server:
+        connection = await NatsBrokerConnection.connect(servers=server.url)
+        try:
+            await Recording.start("a_plant", "plant.>", connection=connection)  # sorts before it by name
+            await ensure_history_stream(connection)
+            browser = RecordingBrowser(connection=connection)
+            await browser.wait_idle()
+            assert browser.recordings == [HISTORY_STREAM, "a_plant"]
+            assert browser.recording == HISTORY_STREAM and browser.error == ""
+        finally:
+            await connection.close()
+
+
 async def test_key_value_streams_are_listed_only_when_asked_for(broker: NatsBrokerConnection) -> None:
     js = broker.client.jetstream()
     bucket = f"rb_{uuid.uuid4().hex[:10]}"

@@ -508,6 +508,38 @@ async def test_record_starts_and_stops_a_recording_of_the_pattern_on_the_browser
             await broker.close()
 
 
+async def test_record_on_everything_records_every_first_token_seen_next_to_key_value_buckets() -> None:
+    """Issue 21 item 4: Record on '>' (the tutorial's default) always failed with JetStream error 10052."""
+    with NatsServer(jetstream=True) as own_server:
+        broker = await NatsBrokerConnection.connect(servers=own_server.url)
+        try:
+            js = broker.client.jetstream()
+            bucket = await js.create_key_value(bucket="settings")
+            browser = SubjectBrowser(">", connection=broker, refresh_interval=FAST)
+            await browser.start()
+            await broker.publish_raw("v1.thing.press_1.temperature", pack({"value": 1.0}))
+            await broker.publish_raw("plant.hall", b"1")
+            await bucket.put("limit", b"7")
+            await browser.index.sync()
+            browser.record_button.click()
+            await browser._tasks.wait()
+            assert browser.error_view.value == ""
+            recording = browser.recording
+            assert recording is not None and recording.subjects == ["plant", "plant.>", "v1", "v1.>"]
+            assert "plant.&gt;" in browser.status_view.value
+            await js.create_key_value(bucket="made_while_recording")  # JetStream still takes buckets
+            await bucket.put("limit", b"8")
+            await broker.publish_raw("plant.hall", b"2")
+
+            async def recorded() -> bool:
+                return (await recording.info()).subject_counts == {"plant.hall": 1}
+
+            await wait_until(recorded, timeout=10, what="plant.hall in the recording, and no $KV subject")
+            await browser.aclose()
+        finally:
+            await broker.close()
+
+
 async def test_recording_on_a_connection_that_is_not_nats_says_what_to_give_instead() -> None:
     browser = SubjectBrowser(">", BrokerConnectionDummy(), refresh_interval=FAST)
     try:
@@ -599,3 +631,67 @@ async def test_thousands_of_new_subjects_join_the_tree_a_slice_per_render(
     await wait_for_trait(browser, "subject_count", lambda n: n == total)
     assert seen == [MAX_NEW_PER_SYNC, 2 * MAX_NEW_PER_SYNC, total]
     await browser.aclose()
+
+
+async def test_system_subjects_are_hidden_on_everything_until_asked_for_and_counted_anyway(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    """Issue 20 item 4: `$KV.`, `$JS.`, `_INBOX.`... drown the tree on `>`; the index counts them exactly."""
+    bucket = f"b{uuid.uuid4().hex[:8]}"
+    browser = SubjectBrowser(">", connection=broker, refresh_interval=FAST)
+    await browser.start()
+    for subject, times in ((f"{prefix}.a", 2), (f"$KV.{bucket}.k", 3), (f"$MQTT.{bucket}", 1)):
+        for _ in range(times):
+            await broker.publish_raw(subject, b"1")
+    await browser.index.sync()
+    assert browser.index.counter(f"$KV.{bucket}.k").count == 3
+    assert browser.index.counter(f"$MQTT.{bucket}").count == 1
+    await wait_for_trait(browser, "renders", lambda _n: f"{prefix}.a" in _rows(browser))
+    assert not [path for path in _rows(browser) if path.startswith(("$KV", "$MQTT"))]
+    assert "system subjects hidden" in browser.summary_view.value
+    assert f"$KV.{bucket}.k" not in set(browser.to_dataframe()["subject"])
+
+    browser.system_button.value = True  # the toggle
+    await wait_for_trait(browser, "renders", lambda _n: f"$KV.{bucket}.k" in _rows(browser))
+    assert _rows(browser)[f"$KV.{bucket}.k"].count == 3
+    assert f"$MQTT.{bucket}" in _rows(browser)
+    assert "hidden" not in browser.summary_view.value
+    assert f"$KV.{bucket}.k" in set(browser.to_dataframe()["subject"])
+    await browser.aclose()
+
+
+async def test_the_deliveries_toggle_counts_a_recording_being_read(prefix: str) -> None:
+    """Issue 21 item 1: reading a recording is not live traffic, unless the toggle asks for it."""
+    from fastiot.history import Recording
+
+    with NatsServer(jetstream=True) as own_server:
+        broker = await NatsBrokerConnection.connect(servers=own_server.url)
+        reader = await NatsBrokerConnection.connect(servers=own_server.url)
+        try:
+            recording = await Recording.start("plant", f"{prefix}.>", connection=broker)
+            js = broker.client.jetstream()
+            for i in range(3):
+                await js.publish(f"{prefix}.temperature", pack({"value": float(i)}))
+            browser = SubjectBrowser(">", connection=broker, refresh_interval=FAST)
+            await browser.start()
+            await (await Recording.open("plant", connection=reader)).to_dataframe()
+            await browser.index.sync()
+            assert f"{prefix}.temperature" not in browser.index, "read back, not published now"
+
+            browser.deliveries_button.value = True
+            await browser._tasks.wait()
+            assert browser.index.include_deliveries and browser.error_view.value == ""
+            await (await Recording.open("plant", connection=reader)).to_dataframe()
+            await browser.index.sync()
+            assert browser.index.counter(f"{prefix}.temperature").count == 3
+
+            browser.deliveries_button.value = False
+            await browser._tasks.wait()
+            await (await Recording.open("plant", connection=reader)).to_dataframe()
+            await browser.index.sync()
+            assert browser.index.counter(f"{prefix}.temperature").count == 3
+            await recording.delete()
+            await browser.aclose()
+        finally:
+            await reader.close()
+            await broker.close()

@@ -216,7 +216,7 @@ async def test_observers_started_together_each_get_every_message(
 
 class _Msg:
     def __init__(self, subject: str, data: bytes) -> None:
-        self.subject, self.data, self.headers = subject, data, None
+        self.subject, self.data, self.headers, self.reply = subject, data, None, ""
 
 
 def test_a_hand_over_splits_the_queued_messages_at_the_cut() -> None:

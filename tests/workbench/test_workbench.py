@@ -195,4 +195,59 @@ def test_broker_on_demand_outlives_asyncio_run_but_not_the_process() -> None:
     assert result.returncode == 0, result.stderr
     first, second = (int(pid) for pid in result.stdout.split("broker", 1)[1].split())
     assert first == second, "the second asyncio.run() must find the broker of the first one"
-    wait_until_gone(first, 10, f"nats-server {first} to stop after the program that started it")
+    wait_until_gone(first, 10, f"nats-server {first} to stop with the program that started it")
+
+
+async def test_the_broker_started_on_demand_keeps_a_rolling_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: "which machine ran hottest over the last two minutes?" needs no recording started before."""
+    from datetime import timedelta
+
+    from fastiot.core.serialization import pack
+    from fastiot.history.rolling import HISTORY_STREAM
+    from tests.waits import wait_until
+
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    if _localhost_4222_serves_nats():
+        pytest.skip("a NATS server on localhost:4222 is used as it is: the workbench starts no broker")
+    connection = await workbench.connection()
+    for machine, value in (("press_1", 71.0), ("oven_1", 230.0), ("press_1", 73.5)):
+        await connection.publish_raw(f"v1.thing.{machine}.temperature", pack({"value": value}))
+    jsm = connection.client.jsm()
+
+    async def learned() -> bool:  # the keeper (a process of its own, starting still) learns "plant"
+        await connection.publish_raw("plant.hall", b"new first token")
+        return "plant.>" in ((await jsm.stream_info(HISTORY_STREAM)).config.subjects or [])
+
+    await wait_until(learned, 30.0, "the keeper to add plant.> to the history", interval=0.1)
+    await connection.publish_raw("plant.hall", b"kept")
+    await connection.flush()
+    history = await workbench.history()
+
+    async def stored() -> bool:  # the stream stores what it is sent a moment later
+        frame = await history.to_dataframe(start=timedelta(minutes=2))
+        return list(frame["value"])[-1:] == ["kept"]
+
+    await wait_until(stored, 10.0, "the history to store the last message", interval=0.05)
+    frame = await history.to_dataframe(start=timedelta(minutes=2))
+    things = frame[frame["subject"].str.startswith("v1.thing.")]
+    assert len(things) == 3
+    assert things.groupby("subject")["value"].max().idxmax() == "v1.thing.oven_1.temperature"
+    assert list(frame.loc[frame["subject"] == "plant.hall", "value"])[-1] == "kept"
+    await workbench.shutdown()
+
+
+async def test_no_history_when_turned_off_or_on_a_broker_the_workbench_did_not_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastiot.exceptions import RecordingNotFoundError
+
+    with pytest.raises(RecordingNotFoundError, match=r"keeps no rolling history.*README: History by default"):
+        await workbench.history()  # the session's server: started by the tests, not the workbench
+    await workbench.shutdown()
+    monkeypatch.delenv("FASTIOT_NATS_SERVERS")
+    monkeypatch.setenv("FASTIOT_HISTORY", "off")
+    if _localhost_4222_serves_nats():
+        pytest.skip("a NATS server on localhost:4222 is used as it is: the workbench starts no broker")
+    with pytest.raises(RecordingNotFoundError, match="keeps no rolling history"):
+        await workbench.history()
+    assert workbench.started_server() is not None
