@@ -152,7 +152,15 @@ async def test_the_workbench_broker_keeps_a_rolling_history_unless_told_not_to(
     for variable in [k for k in os.environ if k.startswith("FASTIOT_NATS_")]:
         monkeypatch.delenv(variable)
     port = find_free_port()
-    args = ["--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(tmp_path / "store")]
+    args = [
+        "--no-lab",
+        "--no-demo",
+        "--open-broker",
+        "--broker-port",
+        str(port),
+        "--store",
+        str(tmp_path / "store"),
+    ]
     with WorkbenchCommand([*args, "--history-max-age", "2h", "--history-max-bytes", "64MiB"]) as command:
         await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
         assert "rolling history 'fastiot_history': 2 h / 0.0625 GiB" in command.output
@@ -183,3 +191,32 @@ async def test_the_workbench_broker_keeps_a_rolling_history_unless_told_not_to(
     result = await asyncio.to_thread(subprocess.run, run, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "FASTIOT_HISTORY_MAX_BYTES" in result.stderr
     assert "'lots' is not a size" in result.stderr
+
+
+async def test_the_history_keeper_logs_in_to_the_workbench_broker_that_requires_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastiot.history.rolling import HISTORY_STREAM
+
+    for variable in [k for k in os.environ if k.startswith("FASTIOT_NATS_")]:
+        monkeypatch.delenv(variable)
+    port = find_free_port()
+    args = ["--no-lab", "--no-demo", "--broker-port", str(port), "--store", str(tmp_path / "store")]
+    with WorkbenchCommand(args) as command:
+        await asyncio.to_thread(command.wait_for, "running without JupyterLab", 60)
+        keeper = [p for p in command.children() if "fastiot.history.rolling_cli" in " ".join(p.cmdline())]
+        assert keeper, command.output
+        login = command.broker_login()
+        assert login["password"] not in " ".join(keeper[0].cmdline())  # never on a command line
+        conn = await NatsBrokerConnection.connect(
+            servers=f"nats://{login['user']}:{login['password']}@127.0.0.1:{port}"
+        )
+        jsm = conn.client.jsm()
+
+        async def learned() -> bool:  # only a keeper that logged in can add a first token
+            await conn.publish_raw("hall.door", b"1")
+            return "hall.>" in ((await jsm.stream_info(HISTORY_STREAM)).config.subjects or [])
+
+        await wait_until(learned, 30.0, "the keeper to add hall.> to the history", interval=0.1)
+        await conn.close()
+        assert await asyncio.to_thread(command.stop, signal.SIGINT, 30) == 0
