@@ -192,6 +192,10 @@ class NatsServer:
         http_port: Serve the monitoring endpoints (``/varz``, ``/connz``) on this port; ``0`` picks one.
         jetstream_domain: The JetStream domain of this server (``jetstream { domain: ... }``), as leaf
             nodes and hub/spoke set-ups have; clients reach it with ``FASTIOT_NATS_JS_DOMAIN``.
+        mqtt_port: Serve MQTT 3.1.1 clients on this port (nats-server's own MQTT listener, bound like the
+            NATS port); ``0`` picks a free one. It needs JetStream (sessions and retained messages live
+            there), so it turns JetStream on, and a server name (``nats-<host>-<port>`` unless given).
+            MQTT clients log in with the same user and password (or token) as NATS clients.
         extra_config: More of nats-server's configuration, merged over what the other arguments make
             (e.g. ``{"authorization": {"users": [{"nkey": "U..."}]}}``, or ``operator`` and ``resolver``
             for operator mode with JWTs).
@@ -224,6 +228,7 @@ class NatsServer:
         http_port: int | None = None,
         jetstream_domain: str | None = None,
         extra_config: dict[str, Any] | None = None,
+        mqtt_port: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         host: str = LOOPBACK,
         authorization: dict[str, Any] | None = None,
@@ -240,9 +245,13 @@ class NatsServer:
         self.host: str = host
         self._requested_port: int | None = port
         self.port: int = port or 0
-        self.jetstream: bool = jetstream or store_dir is not None or jetstream_domain is not None
+        self.jetstream: bool = (
+            jetstream or store_dir is not None or jetstream_domain is not None or mqtt_port is not None
+        )
         self.jetstream_domain: str | None = jetstream_domain
         self.extra_config: dict[str, Any] = dict(extra_config or {})
+        self.mqtt_port: int | None = mqtt_port
+        """The MQTT listener's port (chosen at start if ``0`` was asked for); ``None`` without MQTT."""
         self.store_dir: Path | None = None if store_dir is None else Path(store_dir).expanduser()
         self.server_name: str | None = server_name
         self.user: str | None = user
@@ -274,6 +283,11 @@ class NatsServer:
     def cluster_url(self) -> str | None:
         """``nats-route://127.0.0.1:CLUSTER_PORT``, for other servers' ``routes``; None outside a cluster."""
         return None if self.cluster_port is None else f"nats-route://{self.host}:{self.cluster_port}"
+
+    @property
+    def mqtt_url(self) -> str | None:
+        """``mqtt://127.0.0.1:MQTT_PORT``, for MQTT clients; ``None`` without an MQTT listener."""
+        return None if self.mqtt_port is None else f"mqtt://{self.host}:{self.mqtt_port}"
 
     @property
     def monitor_url(self) -> str | None:
@@ -330,6 +344,12 @@ class NatsServer:
             if self.http_port == 0:
                 self.http_port = find_free_port(self.host)
             config["http"] = f"{self.host}:{self.http_port}"
+        if self.mqtt_port is not None:
+            if self.mqtt_port == 0:
+                self.mqtt_port = find_free_port(self.host)
+            # nats-server keeps MQTT sessions and retained messages in JetStream, under a server name.
+            config.setdefault("server_name", f"nats-{self.host}-{self.port}")
+            config["mqtt"] = {"listen": f"{self.host}:{self.mqtt_port}"}
         config.update(self.extra_config)
         return json.dumps(config, indent=2)
 

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,3 +314,32 @@ def test_the_password_and_the_store_are_the_owners_alone(tmp_path: Path) -> None
         assert stat.S_IMODE(config.stat().st_mode) == 0o600
         assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
         assert stat.S_IMODE(store.stat().st_mode) == 0o700
+
+
+async def test_an_mqtt_listener_brings_mqtt_publishes_in_as_nats_subjects() -> None:
+    import paho.mqtt.client as mqtt
+
+    with NatsServer(mqtt_port=0, user="plant", password="secret") as server:
+        assert server.mqtt_url == f"mqtt://127.0.0.1:{server.mqtt_port}" and server.jetstream
+        connection = await NatsBrokerConnection.connect(
+            servers=f"nats://plant:secret@127.0.0.1:{server.port}"
+        )
+        received: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def on_msg(msg: Any) -> None:
+            await received.put(msg)
+
+        await connection.subscribe_raw("tele.>", on_msg)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tasmota_1")
+        client.username_pw_set("plant", "secret")  # the NATS login is the MQTT login
+        client.connect("127.0.0.1", server.mqtt_port)
+        client.loop_start()
+        try:
+            client.publish("tele/tasmota_1/SENSOR", b'{"ENERGY": {"Power": 12}}', qos=1).wait_for_publish(10)
+            msg = await asyncio.wait_for(received.get(), 10)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+            await connection.close()
+        assert (msg.subject, msg.data) == ("tele.tasmota_1.SENSOR", b'{"ENERGY": {"Power": 12}}')
+        assert msg.headers and "Nmqtt-Pub" in msg.headers
