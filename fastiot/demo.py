@@ -181,6 +181,7 @@ class MachineSimulator(FastIoTService):
 
     @loop
     async def publish_values(self) -> Any:
+        """Publish the machine's state (on change, else every 20 ticks) and each sensor's next value."""
         assert self.broker_connection is not None
         self._tick += 1
         new_state = self._next_state()
@@ -252,6 +253,7 @@ class PlantStatusService(FastIoTService):
 
     @reply(subject=PlantStatusRequest.get_reply_subject())
     async def plant_status(self, request: PlantStatusRequest) -> PlantStatus:
+        """The state of each machine of the plant."""
         return PlantStatus(machines={m.machine: m.state for m in self.machines})
 
 
@@ -299,6 +301,7 @@ class DemoPlant:
 
     @property
     def is_running(self) -> bool:
+        """Whether the plant's services are started."""
         return bool(self.services)
 
     async def start(self) -> DemoPlant:

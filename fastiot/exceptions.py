@@ -131,13 +131,18 @@ class FastIoTError(Exception):
 
 
 class BrokerError(FastIoTError):
-    """The connection to NATS failed or refused something: connecting, publishing, a request, the local
-    nats-server."""
+    """The connection to NATS failed or refused something.
+
+    Connecting, publishing, a request, the local nats-server.
+    """
 
 
 class MessageError(FastIoTError):
-    """A subscription's messages: one that cannot be read or decoded, a handler or replier that failed, a
-    capture or subject index that does not have what was asked for."""
+    """A subscription's messages went wrong.
+
+    One that cannot be read or decoded, a handler or replier that failed, a capture or subject index that
+    does not have what was asked for.
+    """
 
 
 class ServiceLifecycleError(FastIoTError):
@@ -310,8 +315,10 @@ class ReplyHandlerError(MessageError):
 
 
 class _PlainMessage(FastIoTError):
-    """The base of errors whose second base prints something else than the message they were made
-    with: nats-py's errors print a fixed text, a ``KeyError`` its message quoted."""
+    """The base of errors whose second base prints something else than the message they were made with.
+
+    nats-py's errors print a fixed text, a ``KeyError`` its message quoted.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else super().__str__()
@@ -440,8 +447,11 @@ class ServiceStartError(ServiceLifecycleError, RuntimeError):
 
 
 class ServiceReplacedError(ServiceLifecycleError, RuntimeError):
-    """The service runner was retired: a newer ``%%service`` cell defines the service, so this outdated
-    definition cannot start again (it would run beside the new one)."""
+    """The service runner was retired.
+
+    A newer ``%%service`` cell defines the service, so this outdated definition cannot start again (it
+    would run beside the new one).
+    """
 
 
 class FormError(ConfigurationError, ValueError):

@@ -291,14 +291,17 @@ class NatsServer:
 
     @property
     def monitor_url(self) -> str | None:
+        """The HTTP monitoring endpoint's URL, or ``None`` without ``http_port``."""
         return None if self.http_port is None else f"http://{self.host}:{self.http_port}"
 
     @property
     def pid(self) -> int | None:
+        """The server process' id while it runs; ``None`` before :meth:`start`."""
         return None if self._process is None else self._process.pid
 
     @property
     def is_running(self) -> bool:
+        """Whether the server process runs."""
         return self._process is not None and self._process.poll() is None
 
     def _config(self) -> str:
@@ -447,9 +450,10 @@ class NatsServer:
         self._process = None
 
     def reload(self) -> None:
-        """Apply changed settings (e.g. :attr:`authorization`) to the running server, as ``nats-server
-        --signal reload`` does: clients stay connected, and a subscription the new permissions no longer
-        allow is refused by the server.
+        """Apply changed settings (e.g. :attr:`authorization`) to the running server.
+
+        As ``nats-server --signal reload`` does: clients stay connected, and a subscription the new
+        permissions no longer allow is refused by the server.
 
         Example:
             >>> server.authorization["users"][0]["permissions"] = {"subscribe": "v1.a.>"}  # doctest: +SKIP

@@ -69,9 +69,11 @@ _OWN_CODE = tuple(
 
 
 def _crash_text(exc: BaseException) -> str:
-    """The traceback of a service's crash from the service's own code on: the runner's and FastIoT's
-    frames that called into it (and asyncio's) are left out, as IPython leaves out its own. A crash
-    with no frame of the service's own keeps every frame."""
+    """The traceback of a service's crash from the service's own code on.
+
+    The runner's and FastIoT's frames that called into it (and asyncio's) are left out, as IPython leaves
+    out its own. A crash with no frame of the service's own keeps every frame.
+    """
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE):
         tb = tb.tb_next
@@ -106,9 +108,11 @@ LogCallback = Callable[[str], None]
 
 
 class ServiceEnvironment(Protocol):
-    """Where a service runs instead of on the given connection: set up at each start, torn down at its
-    end however it ends. :class:`fastiot.history.ReplayBroker` (a private broker fed from a
-    recording, ``%%service --replay``) is one."""
+    """Where a service runs instead of on the given connection.
+
+    Set up at each start, torn down at its end however it ends. :class:`fastiot.history.ReplayBroker` (a
+    private broker fed from a recording, ``%%service --replay``) is one.
+    """
 
     async def open(self) -> BrokerConnection:
         """Set up; return the connection the service gets."""
@@ -285,8 +289,10 @@ class ServiceRunner:
         return self.status is ServiceStatus.REPLACED
 
     async def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
-        """Start the service and wait until it runs: its subscriptions are known to the server (a
-        message published from anywhere after this returns reaches it) and its loops are up.
+        """Start the service and wait until it runs.
+
+        Its subscriptions are known to the server (a message published from anywhere after this returns
+        reaches it) and its loops are up.
 
         Raises:
             ServiceStartError: It crashed while starting (``status`` is then ``crashed``).

@@ -159,7 +159,7 @@ def decimate(times: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np
         The points are cut into ``max_points // 2`` buckets of consecutive points; each bucket gives its
         minimum and its maximum, in time order. Spikes survive (an average would flatten them).
 
-        Example:
+    Example:
             >>> import numpy as np
     import pydantic
             >>> t, v = decimate(np.arange(10), np.array([0, 1, 9, 1, 0, 0, -5, 0, 0, 0.0]), 4)

@@ -1,5 +1,7 @@
-"""The notebook runtime: one shared broker connection on the running asyncio loop, and THE rule for
-which connection an API uses when it is given none.
+"""The notebook runtime.
+
+One shared broker connection on the running asyncio loop, and THE rule for which connection an API
+uses when it is given none.
 
 In a Jupyter cell (ipykernel runs cells on a running asyncio loop)::
 
@@ -83,7 +85,8 @@ _logger: logging.Logger = setup_logger("workbench")
 class Stoppable(Protocol):
     """Anything the workbench owns: it keeps running between cells until ``await stop()``."""
 
-    async def stop(self) -> Any: ...
+    async def stop(self) -> Any:
+        """Stop it (release what it holds); the workbench awaits this at shutdown."""
 
 
 class _Workbench:

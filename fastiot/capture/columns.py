@@ -171,6 +171,7 @@ class Column:
         return True
 
     def set_missing(self, slots: int | slice | np.ndarray) -> None:
+        """Mark ``slots`` as missing (NaN in a float column, masked or None otherwise)."""
         if self.kind == "float":
             self.values[slots] = np.nan
         elif self.mask is not None:
@@ -179,6 +180,7 @@ class Column:
             self.values[slots] = None
 
     def grow(self, capacity: int) -> None:
+        """Make room for ``capacity`` rows, keeping the stored ones (new slots are missing)."""
         old = self.values
         if self.kind == "float":
             values = np.full(capacity, np.nan)
@@ -193,5 +195,6 @@ class Column:
         self.values = values
 
     def housekeep(self) -> None:
+        """Forget the interned strings once there are too many of them."""
         if self.strings is not None and len(self.strings) > _MAX_INTERNED_STRINGS:
             self.strings.clear()

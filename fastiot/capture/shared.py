@@ -75,10 +75,12 @@ class Delivering(Protocol):
     """What counts a subscription's messages: received (dropped ones included) and not handled yet."""
 
     @property
-    def delivered(self) -> int: ...
+    def delivered(self) -> int:
+        """Messages the client got for the subscription, dropped ones included."""
 
     @property
-    def pending_msgs(self) -> int: ...
+    def pending_msgs(self) -> int:
+        """Messages received and not handled yet."""
 
 
 def pattern_covers(broad: str, narrow: str) -> bool:
@@ -366,8 +368,10 @@ class SharedSubscriptions:
         return feed
 
     async def replace(self, feed: Feed, pattern: str, *, include_deliveries: bool | None = None) -> Feed:
-        """A feed of ``pattern`` that takes over from ``feed`` at one instant: every message goes to
-        exactly one of them (``feed`` gets what the server sent before, the new one what came after).
+        """A feed of ``pattern`` that takes over from ``feed`` at one instant.
+
+        Every message goes to exactly one of them (``feed`` gets what the server sent before, the new one
+        what came after).
 
         ``include_deliveries`` changes whether the new feed gets JetStream deliveries (None: as ``feed``).
         """

@@ -1,5 +1,7 @@
-"""What every broker connection offers: :class:`BrokerConnection`, its :class:`ConnectionState`, and
-:class:`BrokerConnectionDummy`, the stand-in for tests of a service's life cycle.
+"""What every broker connection offers.
+
+:class:`BrokerConnection`, its :class:`ConnectionState`, and :class:`BrokerConnectionDummy`, the
+stand-in for tests of a service's life cycle.
 
 :class:`~fastiot.core.broker_connection.NatsBrokerConnection` implements it over nats-py; the seed
 documents all of these names in ``fastiot.core.broker_connection``, which re-exports them.
@@ -194,7 +196,7 @@ class BrokerConnection(SyncBridge, ABC):
     @property
     @abstractmethod
     def is_connected(self) -> bool:
-        """Return the connection status e.g. for health checks"""
+        """Return the connection status, e.g. for health checks."""
 
     def publish_sync(self, subject: Subject, msg: Any, timeout: float = 0.0) -> None:
         """Publish from synchronous code (any thread); see :meth:`run_threadsafe`."""
@@ -228,13 +230,16 @@ class BrokerConnectionDummy(BrokerConnection):
 
     @property
     def is_connected(self) -> bool:
+        """Always True: the dummy is connected until closed."""
         return True
 
     async def subscribe(self, subject: Subject, cb: SubscriptionCallback) -> Subscription:
+        """Check the callback as a real broker would; no message ever arrives."""
         callback_arity(cb, what="subscription callback")
         return SubscriptionDummy()
 
     async def subscribe_reply_cb(self, subject: ReplySubject, cb: SubscriptionReplyCallback) -> Subscription:
+        """Check the callback as a real broker would; no request ever arrives."""
         callback_arity(cb, what="reply callback")
         return SubscriptionDummy()
 
@@ -246,6 +251,7 @@ class BrokerConnectionDummy(BrokerConnection):
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
     ) -> Subscription:
+        """Check the callback as a real broker would; no message ever arrives."""
         if not is_coroutine_callable(cb):
             raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
         return SubscriptionDummy()
@@ -253,6 +259,7 @@ class BrokerConnectionDummy(BrokerConnection):
     async def publish_raw(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> None:
+        """Record ``(subject, payload)`` in :attr:`published`."""
         self.published.append((subject, payload))
 
     async def _send(
@@ -266,4 +273,5 @@ class BrokerConnectionDummy(BrokerConnection):
         raise nats.errors.NoRespondersError()
 
     async def close(self) -> None:
+        """Mark the dummy closed."""
         self._set_state(ConnectionState.CLOSED)

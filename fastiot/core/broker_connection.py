@@ -511,6 +511,7 @@ class NatsBrokerConnection(BrokerConnection):
 
     @property
     def is_connected(self) -> bool:
+        """Whether the client is connected to a server now."""
         return self._client.is_connected
 
     async def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT, *, report_refused: bool = True) -> None:

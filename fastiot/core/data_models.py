@@ -235,6 +235,7 @@ class FastIoTResponse(FastIoTData):
 
     @classmethod
     def get_subject(cls, name: str = "") -> Subject:
+        """Refused: a response has no subject of its own (use the request's ``get_reply_subject()``)."""
         raise NotImplementedError(
             f"{cls.__name__} is a response; it is sent to a requester's inbox and has no subject of its own. "
             f"Use the request model's get_reply_subject() instead."

@@ -140,7 +140,7 @@ class Subscription(ABC):
 
     @abstractmethod
     async def unsubscribe(self) -> None:
-        """Cancels the subscription"""
+        """Cancels the subscription."""
 
     async def drain(self, timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
         """Stop receiving and let the handler finish what was received (at most ``timeout`` s)."""
@@ -236,6 +236,7 @@ class NatsBrokerSubscription(Subscription):
         return self._subscription.delivered if self._subscription is not None else 0
 
     async def unsubscribe(self) -> None:
+        """Stop receiving at once; messages not handled yet are dropped."""
         if self._subscription is None:
             return
         sub, self._subscription = self._subscription, None
@@ -287,10 +288,12 @@ class NatsBrokerSubscription(Subscription):
                 _logger.exception("subscription_error_cb raised while handling %s", describe_failure(err))
 
     def check_pending_error(self) -> None:
+        """Raise the oldest error of the message handler that has not been raised yet, if any."""
         if self._pending_errors:
             raise self._pending_errors.popleft()
 
     async def raise_pending_error(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` s) for an error of the message handler and raise it."""
         while not self._pending_errors:
             self._error_event.clear()
             await asyncio.wait_for(self._error_event.wait(), timeout)
@@ -308,6 +311,7 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
         self._cb: SubscriptionCallback = cb
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        """Decode one message to the subject's model and call the callback with it."""
         self.received += 1
         try:
             msg = self._decode(nats_msg.data)
@@ -356,6 +360,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
             )
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        """Decode one request, call the callback and send the answer (or the error, in a header) back."""
         self.received += 1
         try:
             msg = self._decode(nats_msg.data)
@@ -408,6 +413,7 @@ class RawSubscription(NatsBrokerSubscription):
         self.on_dropped: Callable[[str], None] | None = None
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        """Call the callback with the nats-py message as it is."""
         self.received += 1
         try:
             await self._cb(nats_msg)
@@ -419,9 +425,11 @@ class SubscriptionDummy(Subscription):
     """A subscription that never receives anything (for :class:`BrokerConnectionDummy`)."""
 
     async def unsubscribe(self) -> None:
+        """Nothing to stop."""
         pass
 
     def check_pending_error(self) -> None:
+        """A dummy has no handler, so no error."""
         pass
 
     async def raise_pending_error(self, timeout: float | None = None) -> None:

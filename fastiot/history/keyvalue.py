@@ -84,8 +84,10 @@ class _InitialValues:
 async def _initial_entries(
     conn: NatsBrokerConnection, kv: KeyValue, bucket: str, keys: str, **watch_options: Any
 ) -> builtins.list[KeyValue.Entry]:
-    """Watch ``keys`` of ``kv`` (nats-py's ``kv.watch(keys, **watch_options)``) until the values the
-    bucket held at the start are in; those entries."""
+    """Watch ``keys`` of ``kv`` until the values the bucket held at the start are in; those entries.
+
+    The watch is nats-py's ``kv.watch(keys, **watch_options)``.
+    """
     watcher = await kv.watch(keys, **watch_options)
     initial = _InitialValues(conn, bucket, keys)
     entries: builtins.list[KeyValue.Entry] = []
@@ -161,6 +163,7 @@ class KeyEntry:
 
     @classmethod
     def from_nats(cls, entry: KeyValue.Entry) -> KeyEntry:
+        """The entry as nats-py's ``kv`` returns it, with its value decoded."""
         raw = entry.value or b""
         operation = _OPERATIONS.get(entry.operation, str(entry.operation))
         value, error = decode_value(raw) if raw and operation == "PUT" else (None, None)
@@ -339,8 +342,10 @@ class BucketWatch:
         self._lease: ConnectionLease[Any] | None = None
 
     def on_change(self, callback: Any, remove: bool = False) -> None:
-        """Call ``callback(entry)`` (a plain function) for every change of a watched key (``entry.operation``
-        tells puts from deletes)."""
+        """Call ``callback(entry)`` (a plain function) for every change of a watched key.
+
+        ``entry.operation`` tells puts from deletes.
+        """
         self._on_change.register(callback, remove=remove)
 
     def on_state_change(self, callback: Any, remove: bool = False) -> None:

@@ -425,6 +425,7 @@ class Recording:
             end: The last message, likewise (inclusive). None: the newest when the call starts.
             subjects: Only these subjects (patterns, Subjects); all if None.
             max_rows: At most this many rows, the first ones of the range.
+            connection: The broker connection (see the class docs).
 
         Raises:
             InvalidRangeError: ``start`` / ``end`` is of the wrong kind.

@@ -109,15 +109,19 @@ class Replay:
         return min(1.0, self.published / self.total) if self.total else 0.0
 
     def lateness_ms(self, percentile: float = 99.0) -> float:
-        """How late messages were published against their original offset (scaled), in ms, at a percentile
-        of the newest 100,000 messages (0 at full speed)."""
+        """How late messages were published against their original offset (scaled), in ms, at a percentile.
+
+        Over the newest 100,000 messages; 0 at full speed.
+        """
         if not self._lateness:
             return 0.0
         return float(np.percentile(np.fromiter(self._lateness, dtype=float), percentile)) * 1e3
 
     def on_progress(self, callback: object, remove: bool = False) -> None:
-        """Call ``callback(replay)`` (a plain function) as messages go out, at most every 0.1 s, and when the
-        replay ends."""
+        """Call ``callback(replay)`` (a plain function) as messages go out and when the replay ends.
+
+        Calls come at most every 0.1 s.
+        """
         self._progress.register(callback, remove=remove)  # type: ignore[arg-type]
 
     def pause(self) -> None:
