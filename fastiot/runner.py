@@ -146,7 +146,7 @@ class _RouteToRunner(logging.Filter):
         runner = _current_runner.get()
         if runner is None:
             return True
-        runner._capture(record)
+        runner.add_log_record(record)
         return runner.echo_log
 
 
@@ -250,7 +250,8 @@ class ServiceRunner:
         self.status = status
         self._status_callbacks(status)
 
-    def _capture(self, record: logging.LogRecord) -> None:
+    def add_log_record(self, record: logging.LogRecord) -> None:
+        """Add ``record`` to :attr:`log_lines` as a formatted line and pass the line to the log callbacks."""
         try:
             line = self._formatter.format(record)
         except Exception:  # a broken log call must not break the service
@@ -330,7 +331,7 @@ class ServiceRunner:
                 await lease.release()
             raise
         assert self.service is not None
-        _route_to_runners(self.service._logger)
+        _route_to_runners(self.service.service_logger)
         _route_to_runners(logging.getLogger(_SUBSCRIPTION_LOGGER))
         self.starts += 1
         self.error = None
@@ -354,9 +355,9 @@ class ServiceRunner:
         if refusal.operation != "publish" or self.service is None:
             return
         self.refused_publishes += 1
-        self._capture(
-            self.service._logger.makeRecord(
-                self.service._logger.name,
+        self.add_log_record(
+            self.service.service_logger.makeRecord(
+                self.service.service_logger.name,
                 logging.ERROR,
                 __file__,
                 0,
@@ -392,7 +393,7 @@ class ServiceRunner:
             raise
         except Exception as exc:
             self.error = _crash_text(exc)
-            service._logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
+            service.service_logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
             self._set_status(ServiceStatus.CRASHED)
         finally:
             if isinstance(refusals, RefusalWatch):

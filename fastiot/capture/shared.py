@@ -113,9 +113,10 @@ class Feed:
         handler: Called with each message (a plain function).
         lost: Messages of the pattern the client dropped (slow consumer) while the feed was attached.
         include_deliveries: Whether the feed gets JetStream consumers' deliveries too.
+        links: Its places in shared subscriptions (one; two during a hand-over); its hub keeps them.
     """
 
-    __slots__ = ("_hub", "_links", "handler", "include_deliveries", "limits", "lost", "on_refused", "pattern")
+    __slots__ = ("_hub", "handler", "include_deliveries", "limits", "links", "lost", "on_refused", "pattern")
 
     def __init__(
         self,
@@ -133,13 +134,13 @@ class Feed:
         self.lost: int = 0
         self.on_refused: Callable[[PermissionDeniedError], None] | None = None
         """Called (on the loop; it must not block) when the server refuses the subscription later."""
-        self._links: list[_Link] = []
+        self.links: list[_Link] = []
 
     @property
     def subscriptions(self) -> list[Delivering]:
         """The counters of the subscriptions delivering to this feed now (one; two during a hand-over)."""
         found: list[Delivering] = []
-        for link in self._links:
+        for link in self.links:
             counters = link.shared.counters
             if counters is not None:
                 found.append(counters)
@@ -148,7 +149,7 @@ class Feed:
     @property
     def attached(self) -> bool:
         """Whether the feed gets messages."""
-        return bool(self._links)
+        return bool(self.links)
 
     async def close(self) -> None:
         """Stop the feed (the shared subscription ends when nobody needs it anymore)."""
@@ -255,15 +256,15 @@ class _Shared:
 
     def add(self, link: _Link) -> None:
         self.links.append(link)
-        link.feed._links.append(link)
+        link.feed.links.append(link)
         self._fan_out_anew()
 
     def remove(self, link: _Link) -> None:
         if link in self.links:
             self.links.remove(link)
             self._fan_out_anew()
-        if link in link.feed._links:
-            link.feed._links.remove(link)
+        if link in link.feed.links:
+            link.feed.links.remove(link)
 
     def set_call(self, link: _Link, call: MessageHandler) -> None:
         link.call = call
@@ -378,14 +379,14 @@ class SharedSubscriptions:
         deliveries = feed.include_deliveries if include_deliveries is None else include_deliveries
         new = Feed(self, pattern, feed.handler, feed.limits, deliveries)
         async with self._lock:
-            await self._place(new, leaving=list(feed._links))
+            await self._place(new, leaving=list(feed.links))
             await self._rehome_orphans()
         return new
 
     async def detach(self, feed: Feed) -> None:
         """End ``feed``; subscriptions nobody needs end, feeds that rode on them get their own."""
         async with self._lock:
-            for link in list(feed._links):
+            for link in list(feed.links):
                 link.shared.remove(link)
             await self._rehome_orphans()
             await self._unsubscribe_unused()

@@ -393,7 +393,7 @@ class NatsBrokerConnection(BrokerConnection):
         self.last_error = err
         sub = self._subscriptions_by_sid.get(err.sid)
         if sub is not None:  # reported like a handler error of the subscription it was for
-            self._report_tasks.spawn(sub._report_error(err), what="reporting a malformed message")
+            self._report_tasks.spawn(sub.report_error(err), what="reporting a malformed message")
         elif self.bad_messages <= 10 or self.bad_messages % 1000 == 0:  # e.g. a JetStream subscription
             _logger.error("%s (%d on this connection)", err, self.bad_messages)
 
@@ -584,7 +584,7 @@ class NatsBrokerConnection(BrokerConnection):
             pending_msgs_limit=pending_msgs_limit,
             pending_bytes_limit=pending_bytes_limit,
         )
-        result._set_subscription(subscription)
+        result.set_subscription(subscription)
         self._subscriptions_by_sid[_nats_compat.subscription_id(subscription)] = result
         await self._confirm_subscription(result, name, mark)
         return result

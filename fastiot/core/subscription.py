@@ -186,7 +186,8 @@ class NatsBrokerSubscription(Subscription):
         self.confirmed: bool = False
         """Whether the server took the subscription (or the connection was down when it was made)."""
 
-    def _set_subscription(self, subscription: NatsSubscription) -> None:
+    def set_subscription(self, subscription: NatsSubscription) -> None:
+        """Handle ``subscription``'s messages (the connection that made it calls this once)."""
         self._subscription = subscription
 
     @property
@@ -265,7 +266,7 @@ class NatsBrokerSubscription(Subscription):
             )
             _nats_compat.stop_subscription(sub)
 
-    async def _report_error(self, err: Exception) -> None:
+    async def report_error(self, err: Exception) -> None:
         """Count, keep, log and pass on one error (annotated by :func:`attach_message`)."""
         self.errors += 1
         if len(self._pending_errors) == self._pending_errors.maxlen:
@@ -325,7 +326,7 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
                     f"use @reply and request() if the message should be answered"
                 )
         except Exception as e:
-            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
+            await self.report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
@@ -393,7 +394,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
                     )
                 except Exception:
                     _logger.exception("could not send the error reply for subject %s", nats_msg.subject)
-            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
+            await self.report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class RawSubscription(NatsBrokerSubscription):
@@ -418,7 +419,7 @@ class RawSubscription(NatsBrokerSubscription):
         try:
             await self._cb(nats_msg)
         except Exception as e:
-            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
+            await self.report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class SubscriptionDummy(Subscription):

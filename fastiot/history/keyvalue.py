@@ -210,7 +210,12 @@ class Bucket:
             f"there is no key-value bucket named {self.name!r} (any more); Bucket.list() shows the buckets"
         )
 
-    async def _kv(self, conn: NatsBrokerConnection) -> KeyValue:
+    async def key_value(self, conn: NatsBrokerConnection) -> KeyValue:
+        """nats-py's handle of the bucket on ``conn``.
+
+        Raises:
+            BucketNotFoundError: There is no such bucket.
+        """
         try:
             return await conn.client.jetstream().key_value(self.name)
         except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
@@ -227,7 +232,7 @@ class Bucket:
         """
         bucket = cls(name, connection=connection)
         async with use_connection(connection) as conn:
-            await bucket._kv(conn)
+            await bucket.key_value(conn)
         return bucket
 
     @classmethod
@@ -245,7 +250,7 @@ class Bucket:
     async def info(self, *, connection: NatsBrokerConnection | None = None) -> BucketInfo:
         """How many entries the bucket holds, and its settings."""
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             try:
                 status = await kv.status()
             except nats.js.errors.NotFoundError:
@@ -266,7 +271,7 @@ class Bucket:
     ) -> builtins.list[str]:
         """The keys that have a value (not deleted), sorted; ``pattern`` may use ``*`` and ``>``."""
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             # Deletes are filtered here, not by nats-py: every stored key must hand out an entry.
             entries = await _initial_entries(conn, kv, self.name, pattern, meta_only=True)
         return sorted({e.key for e in entries if _OPERATIONS.get(e.operation) == "PUT"})
@@ -274,7 +279,7 @@ class Bucket:
     async def get(self, key: str, *, connection: NatsBrokerConnection | None = None) -> KeyEntry | None:
         """The current value of ``key``, or None if it has none (never set, deleted or purged)."""
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             try:
                 entry = await kv.get(key)
             except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
@@ -291,7 +296,7 @@ class Bucket:
         The changes between two revisions are ``fastiot.payloads.diff(older.value, newer.value)``.
         """
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             # Not kv.history(): it trusts nats-py's end marker, which can come before the entries.
             entries = await _initial_entries(conn, kv, self.name, key, include_history=True)
         return [KeyEntry.from_nats(entry) for entry in entries]
@@ -368,7 +373,7 @@ class BucketWatch:
         self._lease = await use_connection(self.connection, owner=self)
         conn = self.connection = self._lease.connection
         try:
-            kv = await self.bucket._kv(conn)
+            kv = await self.bucket.key_value(conn)
             watcher = await kv.watch(self.keys)
             self._advisory = await conn.client.subscribe(
                 f"$JS.EVENT.ADVISORY.STREAM.DELETED.{_STREAM_PREFIX}{self.bucket.name}", cb=self._on_deleted
@@ -415,7 +420,7 @@ class BucketWatch:
         while self.state is WatchState.WATCHING:
             await asyncio.sleep(CHECK_INTERVAL)
             try:
-                await self.bucket._kv(conn)
+                await self.bucket.key_value(conn)
             except BucketNotFoundError:
                 await self._on_deleted()
             except Exception:  # not reachable right now: the next look will tell

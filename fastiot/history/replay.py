@@ -185,6 +185,14 @@ class Replay:
             self._last_progress = now
             self._progress(self)
 
+    def begin(self, reader: StreamReader, target: NatsBrokerConnection, stack: AsyncExitStack) -> None:
+        """Start publishing what ``reader`` reads to ``target``; ``stack`` is closed when the replay ends.
+
+        :meth:`Recording.replay` calls this once, when it has opened the read.
+        """
+        self._stack = stack
+        self._task = asyncio.get_running_loop().create_task(self._run(reader, target))
+
     async def _run(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
         state, error = ReplayState.FINISHED, None
         try:
@@ -302,7 +310,7 @@ async def start_replay(
         stack.push_async_callback(lease.release)
         source: NatsBrokerConnection = lease.connection
         destination = target or source
-        stream = await recording._stream_info(source)
+        stream = await recording.stream_info(source)
         recorded = list(stream.config.subjects or [])
         if not stream.config.sealed and _same_broker(source, destination):
             published = [f"{prefix}.>" if prefix else p for p in (filters or recorded)]
@@ -332,6 +340,5 @@ async def start_replay(
     except BaseException:
         await stack.aclose()
         raise
-    replay._stack = stack
-    replay._task = asyncio.get_running_loop().create_task(replay._run(reader, destination))
+    replay.begin(reader, destination, stack)
     return replay
