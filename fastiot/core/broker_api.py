@@ -200,7 +200,7 @@ class BrokerConnection(SyncBridge, ABC):
 
     def publish_sync(self, subject: Subject, msg: Any, timeout: float = 0.0) -> None:
         """Publish from synchronous code (any thread); see :meth:`run_threadsafe`."""
-        return self.run_threadsafe(self.publish(subject=subject, msg=msg), timeout=timeout)
+        self.run_threadsafe(self.publish(subject=subject, msg=msg), timeout=timeout)
 
     def publish_sync_nowait(self, subject: Subject, msg: Any) -> concurrent.futures.Future[Any]:
         """Publish from another thread without waiting; returns the future."""
