@@ -244,7 +244,12 @@ DEFAULT_MACHINES: tuple[tuple[str, type[MachineSimulator]], ...] = (
 
 
 class PlantStatusService(FastIoTService):
-    """Answers ``v1.plant_status_request`` with the state of each machine of a :class:`DemoPlant`."""
+    """Answers ``v1.plant_status_request`` with the state of each machine of a :class:`DemoPlant`.
+
+    Args:
+        machines: The machines whose state it reports.
+        kwargs: Passed on to :class:`FastIoTService`.
+    """
 
     def __init__(self, machines: list[MachineSimulator], **kwargs: Any) -> None:
         super().__init__(**kwargs)

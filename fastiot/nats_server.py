@@ -184,6 +184,7 @@ class NatsServer:
         token: Require this token.
         tls_cert, tls_key, tls_ca: Serve TLS with this certificate and key (and verify clients with the CA
             if ``tls_verify``).
+        tls_verify: Require clients to present a certificate signed by ``tls_ca``.
         cluster_name, cluster_port, routes: Join a cluster: listen for routes on ``cluster_port`` (a free
             one if ``routes`` or ``cluster_name`` is given) and connect to the ``routes`` URLs.
         server_name: The server's name in the cluster; JetStream in a cluster needs one, so it defaults to
@@ -201,6 +202,8 @@ class NatsServer:
             for operator mode with JWTs).
         startup_timeout: Seconds to wait for the server to accept connections.
         host: The address to bind; loopback unless you mean otherwise.
+        authorization: nats-server's ``authorization`` block as it is (e.g. users with permissions), instead
+            of ``user`` / ``password`` / ``token``; change it later with :meth:`reload`.
 
     The server is stopped by :meth:`stop`, the context managers, or (on Linux) when this process dies,
     never earlier. It runs in its own process group, so a Ctrl-C in the terminal reaches only the

@@ -211,6 +211,12 @@ class SentMessage:
 class MessageHistory:
     """The last ``max_entries`` messages sent, newest first; older ones are dropped and counted.
 
+    Args:
+        max_entries: How many messages it keeps (at least 1).
+
+    Raises:
+        ValueError: ``max_entries`` is less than 1.
+
     Example:
         >>> history = MessageHistory(max_entries=2)
         >>> len(history), history.dropped

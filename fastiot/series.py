@@ -222,6 +222,8 @@ class LiveSeries(BrokerObserver):
         max_points: Points kept per series at most.
         max_series: Series kept at most; values of further subject/field pairs are counted in
             :attr:`series_not_kept`.
+        pending_msgs_limit: Messages the NATS client may buffer for the series before it drops some.
+        pending_bytes_limit: The same limit in bytes.
         include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
             somebody reading a recording, a KV watch): stored messages, not traffic published now.
 

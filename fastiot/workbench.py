@@ -264,6 +264,12 @@ class ConnectionLease(Generic[AnyConnection]):
     ``async with`` releases it at the end of the block. Releasing the given connection does nothing;
     releasing the shared one lets it close when nothing else uses it (in a plain script).
 
+    Args:
+        connection: The connection to use.
+        is_shared: Whether it is the workbench's shared connection.
+        owner: What uses it: registered with the workbench while it holds the shared connection, so
+            :func:`shutdown` stops it; None for a single call.
+
     Attributes:
         connection: The connection to use.
         is_shared: Whether it is the workbench's shared connection (no connection was given).

@@ -55,6 +55,11 @@ class Column:
     lists nested deeper than :data:`fastiot.payloads.DEFAULT_MAX_DEPTH` are kept as text).
     A slot that was never written reads back as missing (NaN, None or masked), so a column that
     appears late needs no back-filling. ``slots`` arguments are an int, a slice or an index array.
+
+    Args:
+        name: The payload field (its flattened path).
+        capacity: Rows preallocated; :meth:`grow` makes room for more.
+        kind: The column's kind to start with (see above).
     """
 
     __slots__ = ("kind", "mask", "name", "strings", "values")

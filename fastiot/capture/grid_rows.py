@@ -80,6 +80,9 @@ class RowSource(Protocol):
 class FrameSource:
     """A DataFrame as a row source: its own row order, ids 0..n-1 (by position).
 
+    Args:
+        frame: The DataFrame to show.
+
     Example:
         >>> FrameSource(pd.DataFrame({"a": [1, 2]})).row_count()
         2
@@ -127,6 +130,9 @@ class CaptureSource:
 
     Only the rows asked for are converted: a window near the newest rows costs the window, never the
     whole buffer.
+
+    Args:
+        capture: The capture to show.
     """
 
     def __init__(self, capture: MessageCapture) -> None:

@@ -108,6 +108,13 @@ def matcher(pattern: str) -> Callable[[str], bool]:
 class Feed:
     """One observer's messages: those of its pattern, from whichever shared subscription carries them.
 
+    Args:
+        hub: The shared subscriptions of the connection the feed belongs to.
+        pattern: The NATS pattern.
+        handler: Called with each message (a plain function; it must not block).
+        limits: ``(pending_msgs_limit, pending_bytes_limit)`` of a subscription made for this feed.
+        include_deliveries: Whether the feed gets JetStream consumers' deliveries too.
+
     Attributes:
         pattern: The NATS pattern.
         handler: Called with each message (a plain function).
@@ -333,7 +340,11 @@ class _Shared:
 
 
 class SharedSubscriptions:
-    """The shared subscriptions of one connection (get it with :func:`shared_subscriptions`)."""
+    """The shared subscriptions of one connection (get it with :func:`shared_subscriptions`).
+
+    Args:
+        connection: The connection whose subscriptions are shared.
+    """
 
     def __init__(self, connection: BrokerConnection) -> None:
         self._connection: BrokerConnection = connection

@@ -220,6 +220,10 @@ class BrokerConnectionDummy(BrokerConnection):
 
     Publishing records the last ``max_published`` messages in :attr:`published`; requests raise
     ``nats.errors.NoRespondersError``, as a real broker with nobody listening would.
+
+    Args:
+        max_published: How many published messages :attr:`published` keeps.
+        kwargs: Passed on to :class:`BrokerConnection`.
     """
 
     def __init__(self, max_published: int = 1000, **kwargs: Any) -> None:

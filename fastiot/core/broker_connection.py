@@ -174,6 +174,11 @@ class NatsBrokerConnection(BrokerConnection):
 
     Settings come from ``FASTIOT_NATS_*`` (servers, credentials, TLS). After the first connect it
     reconnects forever with backoff; :attr:`state` and :meth:`on_state_change` tell about it.
+
+    Args:
+        client: The connected nats-py client (:meth:`connect` makes it).
+        subscription_error_cb: Called with each error of a subscription's handler (see
+            :class:`~fastiot.core.subscription.NatsBrokerSubscription`).
     """
 
     @classmethod

@@ -171,6 +171,10 @@ class _Guard:
 class RefusalWatch:
     """The permission refusals one connection received: kept, counted and handed to who waits for them.
 
+    Args:
+        kept: How many refusals :attr:`recent` keeps (at least 1).
+        inbox_prefix: The prefix of the connection's reply inboxes.
+
     Attributes:
         count: Refusals received so far.
         recent: The newest refusals (at most ``kept``), oldest first.

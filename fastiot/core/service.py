@@ -54,6 +54,10 @@ class FastIoTService:
     already received; one still busy after that is cancelled with a warning that names it. Tasks
     (loops, :meth:`run_task`) get :attr:`stop_timeout` seconds after ``_stop()`` before they are
     cancelled. Set either on the class (or the instance) to change it.
+
+    Args:
+        broker_connection: The connection the service uses; :meth:`main` makes one from ``FASTIOT_NATS_*``.
+        kwargs: Passed on to the next class in the MRO (cooperative ``__init__``).
     """
 
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT

@@ -163,6 +163,10 @@ class NatsBrokerSubscription(Subscription):
     callback and :meth:`check_pending_error` get the same object: the handler's own exception (or
     ``DeserializationError`` / ``pydantic.ValidationError``) with ``subject`` and ``payload`` attached
     (see :func:`attach_message`), or a ``BadMessageError`` for a malformed message from the wire.
+
+    Args:
+        subscription_error_cb: Called with each error of the handler (see above); None: only logged and kept.
+        kwargs: Passed on to :class:`Subscription`.
     """
 
     def __init__(self, subscription_error_cb: SubscriptionErrorCallback | None = None, **kwargs: Any) -> None:
@@ -302,7 +306,13 @@ class NatsBrokerSubscription(Subscription):
 
 
 class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
-    """A subscription that decodes each message to the subject's model and calls ``cb``."""
+    """A subscription that decodes each message to the subject's model and calls ``cb``.
+
+    Args:
+        subject: The subject; its model decodes each message.
+        cb: ``async def cb(msg)`` or ``async def cb(subject_name, msg)``, returning None.
+        kwargs: Passed on to :class:`NatsBrokerSubscription`.
+    """
 
     def __init__(self, subject: Subject, cb: SubscriptionCallback, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -334,6 +344,13 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
 
     If decoding, the handler or the reply's type fails, the requester gets an empty reply with the
     ``Fastiot-Error`` header, so its ``request()`` raises :class:`ReplyHandlerError` at once.
+
+    Args:
+        subject: The request subject; its models decode the request and check the reply.
+        cb: ``async def cb(request)`` or ``async def cb(subject_name, request)``, returning the reply.
+        send_reply_fn: Sends a message (and headers) to a requester's inbox.
+        publish_reply_fn: Sends serialized bytes to an inbox by name; faster, used when given.
+        kwargs: Passed on to :class:`NatsBrokerSubscription`.
     """
 
     def __init__(
@@ -399,6 +416,10 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
 
 class RawSubscription(NatsBrokerSubscription):
     """A subscription that hands each undecoded nats-py message to ``cb`` (captures, subject indexes).
+
+    Args:
+        cb: ``async def cb(nats_msg)``, called with each message as nats-py delivers it.
+        kwargs: Passed on to :class:`NatsBrokerSubscription`.
 
     Attributes:
         on_dropped: Called (in the read loop, it must not block) with the subject of each message the

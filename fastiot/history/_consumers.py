@@ -108,6 +108,9 @@ class Replies:
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` and the one with domain and
     account hash in front (and a random token at the end).
 
+    Args:
+        replies: The reply subjects of a batch's messages, as bytes.
+
     Example:
         >>> r = Replies([b"$JS.ACK.s.c.1.7.1.1700000000000000000.3"])
         >>> r.column(SEQUENCE).tolist(), r.value(PENDING, 0)

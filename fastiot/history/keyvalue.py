@@ -186,6 +186,10 @@ class Bucket:
     """A JetStream key-value bucket. Get one with :meth:`open` or :meth:`list`.
 
     Every method takes an optional ``connection`` (as :class:`~fastiot.history.Recording` does).
+
+    Args:
+        name: The bucket's name.
+        connection: The connection its methods use when given none.
     """
 
     def __init__(self, name: str, *, connection: NatsBrokerConnection | None = None) -> None:

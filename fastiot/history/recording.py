@@ -70,6 +70,11 @@ class Recording:
     was started or opened with), else the connection ``FASTIOT_NATS_*`` describes (in a notebook, the
     kernel-wide one).
 
+    Args:
+        name: The stream's name.
+        subjects: The patterns it records, if known.
+        connection: The connection its methods use when given none.
+
     Attributes:
         name: The stream's name.
         subjects: The patterns it recorded when this object was made.

@@ -63,6 +63,11 @@ ProgressCallback = CallbackList  # alias for documentation: callbacks take the R
 class Replay:
     """A replay in progress. Made by :meth:`Recording.replay`, never directly.
 
+    Args:
+        recording: The recording's name.
+        speed: The speed factor (None: as fast as possible).
+        subject_prefix: The prefix of the published subjects, if any.
+
     Attributes:
         recording: The recording's name.
         speed: The speed factor (None: as fast as possible).
