@@ -107,6 +107,7 @@ class MachineSimulator(FastIoTService):
         rate: Values per second per sensor (0 < rate <= 10,000).
         anomaly_probability: Chance per value of a spike of several standard deviations.
         seed: Seed of its random numbers, for repeatable data.
+        kwargs: Passed on to :class:`FastIoTService`.
     """
 
     SENSORS: tuple[tuple[str, str, float, float, float], ...] = ()

@@ -80,6 +80,9 @@ class BrokerConnection(SyncBridge, ABC):
 
     Besides the seed's API it has :attr:`state` with :meth:`on_state_change`, :meth:`flush`,
     :meth:`subscribe_raw` and :meth:`publish_raw`, so code using any connection needs no probing.
+
+    Args:
+        kwargs: Passed on to :class:`~fastiot.core._sync_bridge.SyncBridge`.
     """
 
     def __init__(self, **kwargs: Any) -> None:
