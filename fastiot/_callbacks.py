@@ -34,8 +34,10 @@ _logger = logging.getLogger("fastiot.callbacks")
 
 
 def is_coroutine_callable(obj: Any) -> bool:
-    """Whether calling ``obj`` returns a coroutine: an ``async def`` function or an object whose
-    ``__call__`` is one."""
+    """Whether calling ``obj`` returns a coroutine.
+
+    An ``async def`` function does, and so does an object whose ``__call__`` is one.
+    """
     if inspect.iscoroutinefunction(obj):
         return True
     call = getattr(obj, "__call__", None)  # noqa: B004 - async callable objects are allowed

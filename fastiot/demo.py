@@ -107,6 +107,7 @@ class MachineSimulator(FastIoTService):
         rate: Values per second per sensor (0 < rate <= 10,000).
         anomaly_probability: Chance per value of a spike of several standard deviations.
         seed: Seed of its random numbers, for repeatable data.
+        kwargs: Passed on to :class:`FastIoTService`.
     """
 
     SENSORS: tuple[tuple[str, str, float, float, float], ...] = ()
@@ -181,6 +182,7 @@ class MachineSimulator(FastIoTService):
 
     @loop
     async def publish_values(self) -> Any:
+        """Publish the machine's state (on change, else every 20 ticks) and each sensor's next value."""
         assert self.broker_connection is not None
         self._tick += 1
         new_state = self._next_state()
@@ -243,7 +245,12 @@ DEFAULT_MACHINES: tuple[tuple[str, type[MachineSimulator]], ...] = (
 
 
 class PlantStatusService(FastIoTService):
-    """Answers ``v1.plant_status_request`` with the state of each machine of a :class:`DemoPlant`."""
+    """Answers ``v1.plant_status_request`` with the state of each machine of a :class:`DemoPlant`.
+
+    Args:
+        machines: The machines whose state it reports.
+        kwargs: Passed on to :class:`FastIoTService`.
+    """
 
     def __init__(self, machines: list[MachineSimulator], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -252,6 +259,7 @@ class PlantStatusService(FastIoTService):
 
     @reply(subject=PlantStatusRequest.get_reply_subject())
     async def plant_status(self, request: PlantStatusRequest) -> PlantStatus:
+        """The state of each machine of the plant."""
         return PlantStatus(machines={m.machine: m.state for m in self.machines})
 
 
@@ -299,6 +307,7 @@ class DemoPlant:
 
     @property
     def is_running(self) -> bool:
+        """Whether the plant's services are started."""
         return bool(self.services)
 
     async def start(self) -> DemoPlant:

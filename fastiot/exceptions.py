@@ -131,13 +131,18 @@ class FastIoTError(Exception):
 
 
 class BrokerError(FastIoTError):
-    """The connection to NATS failed or refused something: connecting, publishing, a request, the local
-    nats-server."""
+    """The connection to NATS failed or refused something.
+
+    Connecting, publishing, a request, the local nats-server.
+    """
 
 
 class MessageError(FastIoTError):
-    """A subscription's messages: one that cannot be read or decoded, a handler or replier that failed, a
-    capture or subject index that does not have what was asked for."""
+    """A subscription's messages went wrong.
+
+    One that cannot be read or decoded, a handler or replier that failed, a capture or subject index that
+    does not have what was asked for.
+    """
 
 
 class ServiceLifecycleError(FastIoTError):
@@ -153,6 +158,11 @@ class SettingsError(ConfigurationError, ValueError):
 
     A ``ValueError``, so code that caught the bad-setting errors of earlier versions still catches it.
 
+    Args:
+        variable: The environment variable.
+        value: Its value as set.
+        message: What is wrong and what to set instead.
+
     Attributes:
         variable: The environment variable, e.g. ``FASTIOT_NATS_PORT``.
         value: Its value as set.
@@ -165,7 +175,11 @@ class SettingsError(ConfigurationError, ValueError):
 
 
 class ShutdownRequestedInterruption(ServiceLifecycleError):
-    """Raised by :meth:`FastIoTService.run_coro` when the service is asked to shut down."""
+    """Raised by :meth:`FastIoTService.run_coro` when the service is asked to shut down.
+
+    Args:
+        message: The error's text.
+    """
 
     def __init__(self, message: str = "The service is shutting down") -> None:
         super().__init__(message)
@@ -184,6 +198,12 @@ class PermissionDeniedError(BrokerError, PermissionError):
 
     Raised by the operation that asked, at once (never a timeout, never only a log line); the
     connection keeps working for everything else the user may do.
+
+    Args:
+        subject: The subject (or pattern) refused.
+        operation: What was refused (see :attr:`operation`).
+        queue: The queue group of a refused queue subscription.
+        more: Further refusals since the last flush, named in the message.
 
     Attributes:
         subject: The subject (or pattern) that was refused, as the server named it (nats-py lowercases
@@ -238,6 +258,11 @@ class MessageHandlingError(MessageError):
     handler's own exception (or ``DeserializationError`` / ``pydantic.ValidationError``) with
     ``subject`` and ``payload`` attached, as FastIoT does. Kept so code that names it still imports.
 
+    Args:
+        subject: The NATS subject the message arrived on.
+        payload: The raw bytes of the message.
+        cause: The error that decoding, validating or handling it raised.
+
     Attributes:
         subject: The NATS subject the message arrived on.
         payload: The raw bytes of the message.
@@ -260,6 +285,9 @@ class BadMessageError(MessageError, ValueError):
     Any client that can publish can send one. It is dropped, reported through the connection's error
     reporting (``subscription_error_cb`` of the subscription it was for, and the log), and the
     connection goes on delivering.
+
+    Args:
+        subject, reply, payload, headers, sid, cause: As the attributes below.
 
     Attributes:
         subject: The raw subject bytes.
@@ -298,6 +326,9 @@ class BadMessageError(MessageError, ValueError):
 class ReplyHandlerError(MessageError):
     """The service answering a request failed; the text is the error the replier reported.
 
+    Args:
+        subject, remote_error: As the attributes below.
+
     Attributes:
         subject: The request subject.
         remote_error: The error text the replying service sent back.
@@ -310,8 +341,10 @@ class ReplyHandlerError(MessageError):
 
 
 class _PlainMessage(FastIoTError):
-    """The base of errors whose second base prints something else than the message they were made
-    with: nats-py's errors print a fixed text, a ``KeyError`` its message quoted."""
+    """The base of errors whose second base prints something else than the message they were made with.
+
+    nats-py's errors print a fixed text, a ``KeyError`` its message quoted.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else super().__str__()
@@ -323,6 +356,9 @@ class RequestTimeoutError(_PlainMessage, BrokerError, nats.errors.TimeoutError, 
     A ``TimeoutError`` and a ``nats.errors.TimeoutError``, so code written for either still catches it.
     While any wildcard subscriber (e.g. a subject browser on ``>``) listens, NATS delivers the request
     to it and cannot answer "no responders", so a request nobody serves ends here too.
+
+    Args:
+        subject, timeout: As the attributes below.
 
     Attributes:
         subject: The request subject.
@@ -353,6 +389,9 @@ class PublishBufferFullError(_PlainMessage, BrokerError, nats.errors.OutboundBuf
     and sends them once connected again; what does not fit is refused with this error, never dropped
     silently. It is a ``nats.errors.OutboundBufferLimitError``, so code written for nats-py still catches it.
 
+    Args:
+        subject, size, buffer_size: As the attributes below.
+
     Attributes:
         subject: The subject of the refused message.
         size: Its payload size in bytes.
@@ -375,6 +414,9 @@ class PayloadTooLargeError(_PlainMessage, BrokerError, nats.errors.MaxPayloadErr
     """A message is larger than the server's ``max_payload``; it was not sent.
 
     A ``nats.errors.MaxPayloadError``, so code written for nats-py still catches it.
+
+    Args:
+        subject, size, max_payload: As the attributes below.
 
     Attributes:
         subject: The subject of the message.
@@ -432,6 +474,10 @@ class ServiceStartError(ServiceLifecycleError, RuntimeError):
     """The service crashed while starting.
 
     The message names the error (e.g. ``ValueError: bad config``); ``traceback`` holds the whole text.
+
+    Args:
+        message: The error's text, naming the error the service raised.
+        traceback_text: The whole traceback, kept in ``traceback``.
     """
 
     def __init__(self, message: str, traceback_text: str = "") -> None:
@@ -440,12 +486,18 @@ class ServiceStartError(ServiceLifecycleError, RuntimeError):
 
 
 class ServiceReplacedError(ServiceLifecycleError, RuntimeError):
-    """The service runner was retired: a newer ``%%service`` cell defines the service, so this outdated
-    definition cannot start again (it would run beside the new one)."""
+    """The service runner was retired.
+
+    A newer ``%%service`` cell defines the service, so this outdated definition cannot start again (it
+    would run beside the new one).
+    """
 
 
 class FormError(ConfigurationError, ValueError):
     """Some form inputs cannot be turned into the model's field values.
+
+    Args:
+        errors: As the attribute below.
 
     Attributes:
         errors: The problem per field name.
@@ -461,6 +513,10 @@ class PathNotFoundError(_PlainMessage, MessageError, KeyError):
 
     A ``KeyError``, so ``except KeyError`` catches it; its text, unlike a bare ``KeyError``'s, is not
     quoted.
+
+    Args:
+        path: The path that was looked up.
+        message: The error's text.
 
     Attributes:
         path: The path that was looked up.
@@ -493,6 +549,10 @@ class GridFilterError(ConfigurationError, ValueError):
 
 class TemplateFileError(ConfigurationError, ValueError):
     """A file of publisher templates cannot be read, is not valid, or would grow past its limits.
+
+    Args:
+        message: The error's text.
+        path: The templates file.
 
     Attributes:
         path: The templates file.
@@ -561,6 +621,11 @@ class JetStreamUnavailableError(HistoryError, RuntimeError):
 class HistoryServerError(HistoryError):
     """The server refused a JetStream request; the message holds its reason and what to do.
 
+    Args:
+        message: The reason and what to do.
+        err_code: JetStream's error code, if the server sent one.
+        description: The server's own text.
+
     Attributes:
         err_code: JetStream's error code (e.g. 10074), if the server sent one.
         description: The server's own text.
@@ -587,6 +652,11 @@ class InvalidRecordingSubjectError(InvalidRecordingError, InvalidSubjectError):
 class SubjectsOverlapError(HistoryError, ValueError):
     """Another stream records (some of) these subjects already; NATS lets only one stream store a subject.
 
+    Args:
+        message: The error's text.
+        stream: The name of the stream that records them.
+        subjects: The subjects asked for.
+
     Attributes:
         stream: The name of the stream that records them.
         subjects: The subjects asked for.
@@ -604,6 +674,10 @@ class RecordingExistsError(HistoryError, ValueError):
 
 class RecordingNotFoundError(HistoryError, LookupError):
     """There is no recording (JetStream stream) of this name on the server.
+
+    Args:
+        message: The error's text.
+        name: The recording's name.
 
     Attributes:
         name: The recording's name.

@@ -184,6 +184,7 @@ class NatsServer:
         token: Require this token.
         tls_cert, tls_key, tls_ca: Serve TLS with this certificate and key (and verify clients with the CA
             if ``tls_verify``).
+        tls_verify: Require clients to present a certificate signed by ``tls_ca``.
         cluster_name, cluster_port, routes: Join a cluster: listen for routes on ``cluster_port`` (a free
             one if ``routes`` or ``cluster_name`` is given) and connect to the ``routes`` URLs.
         server_name: The server's name in the cluster; JetStream in a cluster needs one, so it defaults to
@@ -201,6 +202,8 @@ class NatsServer:
             for operator mode with JWTs).
         startup_timeout: Seconds to wait for the server to accept connections.
         host: The address to bind; loopback unless you mean otherwise.
+        authorization: nats-server's ``authorization`` block as it is (e.g. users with permissions), instead
+            of ``user`` / ``password`` / ``token``; change it later with :meth:`reload`.
 
     The server is stopped by :meth:`stop`, the context managers, or (on Linux) when this process dies,
     never earlier. It runs in its own process group, so a Ctrl-C in the terminal reaches only the
@@ -291,14 +294,17 @@ class NatsServer:
 
     @property
     def monitor_url(self) -> str | None:
+        """The HTTP monitoring endpoint's URL, or ``None`` without ``http_port``."""
         return None if self.http_port is None else f"http://{self.host}:{self.http_port}"
 
     @property
     def pid(self) -> int | None:
+        """The server process' id while it runs; ``None`` before :meth:`start`."""
         return None if self._process is None else self._process.pid
 
     @property
     def is_running(self) -> bool:
+        """Whether the server process runs."""
         return self._process is not None and self._process.poll() is None
 
     def _config(self) -> str:
@@ -447,9 +453,10 @@ class NatsServer:
         self._process = None
 
     def reload(self) -> None:
-        """Apply changed settings (e.g. :attr:`authorization`) to the running server, as ``nats-server
-        --signal reload`` does: clients stay connected, and a subscription the new permissions no longer
-        allow is refused by the server.
+        """Apply changed settings (e.g. :attr:`authorization`) to the running server.
+
+        As ``nats-server --signal reload`` does: clients stay connected, and a subscription the new
+        permissions no longer allow is refused by the server.
 
         Example:
             >>> server.authorization["users"][0]["permissions"] = {"subscribe": "v1.a.>"}  # doctest: +SKIP

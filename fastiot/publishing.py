@@ -211,6 +211,12 @@ class SentMessage:
 class MessageHistory:
     """The last ``max_entries`` messages sent, newest first; older ones are dropped and counted.
 
+    Args:
+        max_entries: How many messages it keeps (at least 1).
+
+    Raises:
+        ValueError: ``max_entries`` is less than 1.
+
     Example:
         >>> history = MessageHistory(max_entries=2)
         >>> len(history), history.dropped
@@ -224,6 +230,7 @@ class MessageHistory:
         self.dropped: int = 0
 
     def add(self, entry: SentMessage) -> None:
+        """Keep ``entry`` as the newest message (the oldest goes when the history is full)."""
         if len(self._entries) == self._entries.maxlen:
             self.dropped += 1
         self._entries.appendleft(entry)
@@ -238,6 +245,7 @@ class MessageHistory:
         return iter(self._entries)
 
     def clear(self) -> None:
+        """Forget every message."""
         self._entries.clear()
 
 
@@ -257,9 +265,11 @@ class Template:
 
     @classmethod
     def from_draft(cls, name: str, draft: Draft) -> Template:
+        """A template named ``name`` of a free-form draft."""
         return cls(name, draft.subject, draft.mode, draft.encoding, draft.payload, dict(draft.headers))
 
     def draft(self) -> Draft:
+        """The template as a draft to edit and send."""
         return Draft(self.subject, self.payload, self.encoding, dict(self.headers), self.mode)
 
 

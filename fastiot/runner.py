@@ -69,9 +69,11 @@ _OWN_CODE = tuple(
 
 
 def _crash_text(exc: BaseException) -> str:
-    """The traceback of a service's crash from the service's own code on: the runner's and FastIoT's
-    frames that called into it (and asyncio's) are left out, as IPython leaves out its own. A crash
-    with no frame of the service's own keeps every frame."""
+    """The traceback of a service's crash from the service's own code on.
+
+    The runner's and FastIoT's frames that called into it (and asyncio's) are left out, as IPython leaves
+    out its own. A crash with no frame of the service's own keeps every frame.
+    """
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE):
         tb = tb.tb_next
@@ -106,9 +108,11 @@ LogCallback = Callable[[str], None]
 
 
 class ServiceEnvironment(Protocol):
-    """Where a service runs instead of on the given connection: set up at each start, torn down at its
-    end however it ends. :class:`fastiot.history.ReplayBroker` (a private broker fed from a
-    recording, ``%%service --replay``) is one."""
+    """Where a service runs instead of on the given connection.
+
+    Set up at each start, torn down at its end however it ends. :class:`fastiot.history.ReplayBroker` (a
+    private broker fed from a recording, ``%%service --replay``) is one.
+    """
 
     async def open(self) -> BrokerConnection:
         """Set up; return the connection the service gets."""
@@ -142,7 +146,7 @@ class _RouteToRunner(logging.Filter):
         runner = _current_runner.get()
         if runner is None:
             return True
-        runner._capture(record)
+        runner.add_log_record(record)
         return runner.echo_log
 
 
@@ -246,7 +250,8 @@ class ServiceRunner:
         self.status = status
         self._status_callbacks(status)
 
-    def _capture(self, record: logging.LogRecord) -> None:
+    def add_log_record(self, record: logging.LogRecord) -> None:
+        """Add ``record`` to :attr:`log_lines` as a formatted line and pass the line to the log callbacks."""
         try:
             line = self._formatter.format(record)
         except Exception:  # a broken log call must not break the service
@@ -285,8 +290,10 @@ class ServiceRunner:
         return self.status is ServiceStatus.REPLACED
 
     async def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
-        """Start the service and wait until it runs: its subscriptions are known to the server (a
-        message published from anywhere after this returns reaches it) and its loops are up.
+        """Start the service and wait until it runs.
+
+        Its subscriptions are known to the server (a message published from anywhere after this returns
+        reaches it) and its loops are up.
 
         Raises:
             ServiceStartError: It crashed while starting (``status`` is then ``crashed``).
@@ -324,7 +331,7 @@ class ServiceRunner:
                 await lease.release()
             raise
         assert self.service is not None
-        _route_to_runners(self.service._logger)
+        _route_to_runners(self.service.service_logger)
         _route_to_runners(logging.getLogger(_SUBSCRIPTION_LOGGER))
         self.starts += 1
         self.error = None
@@ -348,9 +355,9 @@ class ServiceRunner:
         if refusal.operation != "publish" or self.service is None:
             return
         self.refused_publishes += 1
-        self._capture(
-            self.service._logger.makeRecord(
-                self.service._logger.name,
+        self.add_log_record(
+            self.service.service_logger.makeRecord(
+                self.service.service_logger.name,
                 logging.ERROR,
                 __file__,
                 0,
@@ -386,7 +393,7 @@ class ServiceRunner:
             raise
         except Exception as exc:
             self.error = _crash_text(exc)
-            service._logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
+            service.service_logger.error("%s crashed: %s: %s", self.name, type(exc).__name__, exc)
             self._set_status(ServiceStatus.CRASHED)
         finally:
             if isinstance(refusals, RefusalWatch):

@@ -159,7 +159,7 @@ def decimate(times: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np
         The points are cut into ``max_points // 2`` buckets of consecutive points; each bucket gives its
         minimum and its maximum, in time order. Spikes survive (an average would flatten them).
 
-        Example:
+    Example:
             >>> import numpy as np
     import pydantic
             >>> t, v = decimate(np.arange(10), np.array([0, 1, 9, 1, 0, 0, -5, 0, 0, 0.0]), 4)
@@ -222,6 +222,8 @@ class LiveSeries(BrokerObserver):
         max_points: Points kept per series at most.
         max_series: Series kept at most; values of further subject/field pairs are counted in
             :attr:`series_not_kept`.
+        pending_msgs_limit: Messages the NATS client may buffer for the series before it drops some.
+        pending_bytes_limit: The same limit in bytes.
         include_deliveries: Also count what JetStream consumers deliver (reply subject ``$JS.ACK.…``:
             somebody reading a recording, a KV watch): stored messages, not traffic published now.
 

@@ -85,8 +85,11 @@ def new_password() -> str:
 
 
 def runtime_dir() -> Path:
-    """The folder of the shared broker's files: ``$FASTIOT_SHARED_BROKER_DIR``, else
-    ``$XDG_RUNTIME_DIR/fastiot-workbench``, else ``~/.cache/fastiot-workbench/run``."""
+    """The folder of the shared broker's files.
+
+    ``$FASTIOT_SHARED_BROKER_DIR``, else ``$XDG_RUNTIME_DIR/fastiot-workbench``, else
+    ``~/.cache/fastiot-workbench/run``.
+    """
     given = os.environ.get(RUNTIME_DIR_ENV, "").strip()
     if given:
         return Path(given).expanduser()
@@ -193,8 +196,9 @@ def _write(folder: Path, broker: SharedBroker) -> None:
 
 
 def join(timeout: float = DEFAULT_JOIN_TIMEOUT) -> SharedBroker:
-    """Join this user's shared broker, starting it if none runs; this process counts as a kernel of it
-    until :func:`leave` or its end.
+    """Join this user's shared broker, starting it if none runs.
+
+    This process counts as a kernel of it until :func:`leave` or its end.
 
     Raises:
         NatsServerStartError: The broker did not come up within ``timeout`` seconds.
@@ -312,8 +316,11 @@ def supervise(folder: Path, idle_timeout: float) -> None:
 
 
 def _start_history_keeper(url: str, password: str) -> subprocess.Popen[bytes] | None:
-    """The rolling history of the shared broker (``FASTIOT_HISTORY*``): its stream now, its keeper as a
-    child of this supervisor, which logs in through its environment (never on its command line)."""
+    """The rolling history of the shared broker (``FASTIOT_HISTORY*``).
+
+    Its stream now, its keeper as a child of this supervisor, which logs in through its environment (never
+    on its command line).
+    """
     from fastiot.history.rolling import HistorySettings
     from fastiot.history.rolling_cli import prepare_for_cli
 

@@ -1,5 +1,7 @@
-"""The notebook runtime: one shared broker connection on the running asyncio loop, and THE rule for
-which connection an API uses when it is given none.
+"""The notebook runtime.
+
+One shared broker connection on the running asyncio loop, and THE rule for which connection an API
+uses when it is given none.
 
 In a Jupyter cell (ipykernel runs cells on a running asyncio loop)::
 
@@ -83,7 +85,8 @@ _logger: logging.Logger = setup_logger("workbench")
 class Stoppable(Protocol):
     """Anything the workbench owns: it keeps running between cells until ``await stop()``."""
 
-    async def stop(self) -> Any: ...
+    async def stop(self) -> Any:
+        """Stop it (release what it holds); the workbench awaits this at shutdown."""
 
 
 class _Workbench:
@@ -260,6 +263,12 @@ class ConnectionLease(Generic[AnyConnection]):
 
     ``async with`` releases it at the end of the block. Releasing the given connection does nothing;
     releasing the shared one lets it close when nothing else uses it (in a plain script).
+
+    Args:
+        connection: The connection to use.
+        is_shared: Whether it is the workbench's shared connection.
+        owner: What uses it: registered with the workbench while it holds the shared connection, so
+            :func:`shutdown` stops it; None for a single call.
 
     Attributes:
         connection: The connection to use.

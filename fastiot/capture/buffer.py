@@ -414,8 +414,10 @@ class ColumnarBuffer:
 
     @property
     def dropped(self) -> int:
-        """Rows evicted to keep the bounds (``max_rows``, ``max_bytes``) or dropped as larger than
-        ``max_bytes``, exact."""
+        """Rows evicted or dropped, exact.
+
+        Evicted to keep the bounds (``max_rows``, ``max_bytes``), or dropped as larger than ``max_bytes``.
+        """
         self.flush()
         return self._start + self._oversized
 

@@ -55,6 +55,11 @@ class Column:
     lists nested deeper than :data:`fastiot.payloads.DEFAULT_MAX_DEPTH` are kept as text).
     A slot that was never written reads back as missing (NaN, None or masked), so a column that
     appears late needs no back-filling. ``slots`` arguments are an int, a slice or an index array.
+
+    Args:
+        name: The payload field (its flattened path).
+        capacity: Rows preallocated; :meth:`grow` makes room for more.
+        kind: The column's kind to start with (see above).
     """
 
     __slots__ = ("kind", "mask", "name", "strings", "values")
@@ -171,6 +176,7 @@ class Column:
         return True
 
     def set_missing(self, slots: int | slice | np.ndarray) -> None:
+        """Mark ``slots`` as missing (NaN in a float column, masked or None otherwise)."""
         if self.kind == "float":
             self.values[slots] = np.nan
         elif self.mask is not None:
@@ -179,6 +185,7 @@ class Column:
             self.values[slots] = None
 
     def grow(self, capacity: int) -> None:
+        """Make room for ``capacity`` rows, keeping the stored ones (new slots are missing)."""
         old = self.values
         if self.kind == "float":
             values = np.full(capacity, np.nan)
@@ -193,5 +200,6 @@ class Column:
         self.values = values
 
     def housekeep(self) -> None:
+        """Forget the interned strings once there are too many of them."""
         if self.strings is not None and len(self.strings) > _MAX_INTERNED_STRINGS:
             self.strings.clear()

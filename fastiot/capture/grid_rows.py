@@ -80,6 +80,9 @@ class RowSource(Protocol):
 class FrameSource:
     """A DataFrame as a row source: its own row order, ids 0..n-1 (by position).
 
+    Args:
+        frame: The DataFrame to show.
+
     Example:
         >>> FrameSource(pd.DataFrame({"a": [1, 2]})).row_count()
         2
@@ -96,30 +99,40 @@ class FrameSource:
 
     @property
     def version(self) -> tuple[int, int]:
+        """Changes whenever the rows may have changed: (frame epoch, row count)."""
         return self._epoch, len(self._frame)
 
     def row_count(self) -> int:
+        """How many rows there are."""
         return len(self._frame)
 
     def columns(self) -> list[str]:
+        """The frame's column names, in order."""
         return [str(c) for c in self._frame.columns]
 
     def window(self, start: int, stop: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """Rows ``[start, stop)`` of the frame and their ids (their positions)."""
         return self._frame.iloc[start:stop], np.arange(start, max(start, min(stop, len(self._frame))))
 
     def frame(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The whole frame and its ids (positions)."""
         return self._frame, np.arange(len(self._frame))
 
     def position(self, row_id: int) -> int | None:
+        """``row_id`` itself while the frame has that row; ``None`` if not."""
         return row_id if 0 <= row_id < len(self._frame) else None
 
 
 class CaptureSource:
-    """A :class:`~fastiot.capture.MessageCapture`, newest row first; a row's id is its sequence number
-    (0 for the first message after start or clear).
+    """A :class:`~fastiot.capture.MessageCapture`, newest row first.
+
+    A row's id is its sequence number (0 for the first message after start or clear).
 
     Only the rows asked for are converted: a window near the newest rows costs the window, never the
     whole buffer.
+
+    Args:
+        capture: The capture to show.
     """
 
     def __init__(self, capture: MessageCapture) -> None:
@@ -133,6 +146,7 @@ class CaptureSource:
 
     @property
     def version(self) -> tuple[int, int]:
+        """Changes whenever the rows may have changed: (clear epoch, messages received)."""
         received = self.capture.received
         if received < self._last_received:  # cleared without telling us
             self._epoch += 1
@@ -140,9 +154,11 @@ class CaptureSource:
         return self._epoch, received
 
     def row_count(self) -> int:
+        """How many rows the capture holds."""
         return len(self.capture)
 
     def columns(self) -> list[str]:
+        """The column names :meth:`MessageCapture.to_dataframe` would give, in order."""
         # The names MessageCapture.to_dataframe() uses, without building a frame: the leading columns, the
         # payload's (prefixed where they clash with a leading one), then raw / error if rows did not decode.
         names = [*_LEADING, *(f"payload.{c}" if c in _LEADING else c for c in self.capture.columns)]
@@ -154,6 +170,7 @@ class CaptureSource:
         return self.capture.received - 1
 
     def window(self, start: int, stop: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """Rows ``[start, stop)``, newest first, and their ids (sequence numbers)."""
         count = len(self.capture)
         start, stop = max(0, start), min(stop, count)
         if stop <= start:
@@ -164,11 +181,13 @@ class CaptureSource:
         return frame, np.arange(newest - start, newest - stop, -1, dtype=np.int64)
 
     def frame(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """Every row, newest first, and their ids (sequence numbers)."""
         frame = self.capture.to_dataframe()
         newest = self._newest_seq()
         return frame.iloc[::-1], np.arange(newest, newest - len(frame), -1, dtype=np.int64)
 
     def position(self, row_id: int) -> int | None:
+        """Where the message with sequence number ``row_id`` is, newest first; ``None`` if it is gone."""
         at = self._newest_seq() - row_id
         return at if 0 <= at < len(self.capture) else None
 
@@ -189,11 +208,13 @@ def column_kind(series: pd.Series) -> str:
 
 
 def cell_text(value: Any) -> str:
-    """One value as a grid cell shows it: missing values empty, times to the millisecond, bytes as hex,
-    nested values as (depth-limited) text, at most :data:`MAX_CELL_CHARS` characters.
+    r"""One value as a grid cell shows it.
+
+    Missing values are empty, times to the millisecond, bytes as hex, nested values as (depth-limited)
+    text, at most :data:`MAX_CELL_CHARS` characters.
 
     Example:
-        >>> cell_text(21.5), cell_text(None), cell_text(b"\\x01\\xff")
+        >>> cell_text(21.5), cell_text(None), cell_text(b"\x01\xff")
         ('21.5', '', '01 ff')
     """
     if value is None or value is pd.NA or value is pd.NaT:

@@ -165,8 +165,9 @@ class BrokerObserver:
         return bool(self._feeds) and self.error is None
 
     def on_refused(self, callback: Callable[[PermissionDeniedError], None], remove: bool = False) -> None:
-        """Call ``callback(error)`` (a plain function) when the server refuses a subscription of this
-        object after it started; the error is also kept in :attr:`error`.
+        """Call ``callback(error)`` when the server refuses a subscription of this object after it started.
+
+        ``callback`` is a plain function; the error is also kept in :attr:`error`.
 
         Example:
             >>> capture.on_refused(lambda err: print("no longer live:", err))  # doctest: +SKIP

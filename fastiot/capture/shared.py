@@ -75,10 +75,12 @@ class Delivering(Protocol):
     """What counts a subscription's messages: received (dropped ones included) and not handled yet."""
 
     @property
-    def delivered(self) -> int: ...
+    def delivered(self) -> int:
+        """Messages the client got for the subscription, dropped ones included."""
 
     @property
-    def pending_msgs(self) -> int: ...
+    def pending_msgs(self) -> int:
+        """Messages received and not handled yet."""
 
 
 def pattern_covers(broad: str, narrow: str) -> bool:
@@ -106,14 +108,22 @@ def matcher(pattern: str) -> Callable[[str], bool]:
 class Feed:
     """One observer's messages: those of its pattern, from whichever shared subscription carries them.
 
+    Args:
+        hub: The shared subscriptions of the connection the feed belongs to.
+        pattern: The NATS pattern.
+        handler: Called with each message (a plain function; it must not block).
+        limits: ``(pending_msgs_limit, pending_bytes_limit)`` of a subscription made for this feed.
+        include_deliveries: Whether the feed gets JetStream consumers' deliveries too.
+
     Attributes:
         pattern: The NATS pattern.
         handler: Called with each message (a plain function).
         lost: Messages of the pattern the client dropped (slow consumer) while the feed was attached.
         include_deliveries: Whether the feed gets JetStream consumers' deliveries too.
+        links: Its places in shared subscriptions (one; two during a hand-over); its hub keeps them.
     """
 
-    __slots__ = ("_hub", "_links", "handler", "include_deliveries", "limits", "lost", "on_refused", "pattern")
+    __slots__ = ("_hub", "handler", "include_deliveries", "limits", "links", "lost", "on_refused", "pattern")
 
     def __init__(
         self,
@@ -131,13 +141,13 @@ class Feed:
         self.lost: int = 0
         self.on_refused: Callable[[PermissionDeniedError], None] | None = None
         """Called (on the loop; it must not block) when the server refuses the subscription later."""
-        self._links: list[_Link] = []
+        self.links: list[_Link] = []
 
     @property
     def subscriptions(self) -> list[Delivering]:
         """The counters of the subscriptions delivering to this feed now (one; two during a hand-over)."""
         found: list[Delivering] = []
-        for link in self._links:
+        for link in self.links:
             counters = link.shared.counters
             if counters is not None:
                 found.append(counters)
@@ -146,7 +156,7 @@ class Feed:
     @property
     def attached(self) -> bool:
         """Whether the feed gets messages."""
-        return bool(self._links)
+        return bool(self.links)
 
     async def close(self) -> None:
         """Stop the feed (the shared subscription ends when nobody needs it anymore)."""
@@ -253,15 +263,15 @@ class _Shared:
 
     def add(self, link: _Link) -> None:
         self.links.append(link)
-        link.feed._links.append(link)
+        link.feed.links.append(link)
         self._fan_out_anew()
 
     def remove(self, link: _Link) -> None:
         if link in self.links:
             self.links.remove(link)
             self._fan_out_anew()
-        if link in link.feed._links:
-            link.feed._links.remove(link)
+        if link in link.feed.links:
+            link.feed.links.remove(link)
 
     def set_call(self, link: _Link, call: MessageHandler) -> None:
         link.call = call
@@ -330,7 +340,11 @@ class _Shared:
 
 
 class SharedSubscriptions:
-    """The shared subscriptions of one connection (get it with :func:`shared_subscriptions`)."""
+    """The shared subscriptions of one connection (get it with :func:`shared_subscriptions`).
+
+    Args:
+        connection: The connection whose subscriptions are shared.
+    """
 
     def __init__(self, connection: BrokerConnection) -> None:
         self._connection: BrokerConnection = connection
@@ -366,22 +380,24 @@ class SharedSubscriptions:
         return feed
 
     async def replace(self, feed: Feed, pattern: str, *, include_deliveries: bool | None = None) -> Feed:
-        """A feed of ``pattern`` that takes over from ``feed`` at one instant: every message goes to
-        exactly one of them (``feed`` gets what the server sent before, the new one what came after).
+        """A feed of ``pattern`` that takes over from ``feed`` at one instant.
+
+        Every message goes to exactly one of them (``feed`` gets what the server sent before, the new one
+        what came after).
 
         ``include_deliveries`` changes whether the new feed gets JetStream deliveries (None: as ``feed``).
         """
         deliveries = feed.include_deliveries if include_deliveries is None else include_deliveries
         new = Feed(self, pattern, feed.handler, feed.limits, deliveries)
         async with self._lock:
-            await self._place(new, leaving=list(feed._links))
+            await self._place(new, leaving=list(feed.links))
             await self._rehome_orphans()
         return new
 
     async def detach(self, feed: Feed) -> None:
         """End ``feed``; subscriptions nobody needs end, feeds that rode on them get their own."""
         async with self._lock:
-            for link in list(feed._links):
+            for link in list(feed.links):
                 link.shared.remove(link)
             await self._rehome_orphans()
             await self._unsubscribe_unused()

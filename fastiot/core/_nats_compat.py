@@ -225,8 +225,10 @@ def server_info(client: NatsClient) -> dict[str, Any]:
 
 
 def current_server_uri(client: NatsClient) -> ParseResult | None:
-    """The URL of the server connected to or, while reconnecting, being tried (``connected_url`` is None
-    then). It may hold credentials: redact it before showing it."""
+    """The URL of the server connected to or, while reconnecting, being tried.
+
+    ``connected_url`` is None while reconnecting. The URL may hold credentials: redact it before showing it.
+    """
     server = getattr(client, "_current_server", None)
     return getattr(server, "uri", None)
 
@@ -320,8 +322,9 @@ def pending_msgs_limit(sub: NatsSubscription) -> int:
 
 
 def stop_subscription(sub: NatsSubscription) -> None:
-    """Stop a subscription that a timed-out ``drain()`` left half done: cancel its handler task (which
-    also cancels a handler that hangs) and forget it in the client.
+    """Stop a subscription that a timed-out ``drain()`` left half done.
+
+    Its handler task is cancelled (which also cancels a handler that hangs) and the client forgets it.
 
     ``drain()`` marks the subscription closed when it is cancelled, so ``unsubscribe()`` afterwards
     raises ``BadSubscriptionError`` and leaves the handler running. The UNSUB was already sent by
@@ -409,8 +412,10 @@ def _done_future() -> asyncio.Future[None]:
 
 
 async def parse_headers(client: NatsClient, raw: bytes) -> dict[str, str]:
-    """The headers of a raw header block (``NATS/1.0 ...``) as nats-py parses them; status lines become
-    ``Status`` and ``Description``."""
+    """The headers of a raw header block (``NATS/1.0 ...``) as nats-py parses them.
+
+    Status lines become ``Status`` and ``Description``.
+    """
     return dict(await client._process_headers(raw) or {})
 
 
@@ -431,8 +436,10 @@ def report_bad_message(
 async def raw_headers(
     client: NatsClient, sid: int, subject: bytes, reply: bytes, data: bytes, raw: bytes
 ) -> dict[str, str] | None:
-    """The headers of a message taken raw from the parser, as nats-py parses them; ``None`` if the block is
-    malformed (reported with :func:`report_bad_message`)."""
+    """The headers of a message taken raw from the parser, as nats-py parses them.
+
+    ``None`` if the block is malformed (reported with :func:`report_bad_message`).
+    """
     parsed = await client._process_headers(raw)
     if type(parsed) is _BadHeaders:
         report_bad_message(client, sid, subject, reply, data, parsed.raw, parsed.error)

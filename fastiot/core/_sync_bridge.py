@@ -41,6 +41,9 @@ def make_reentrant(loop: asyncio.AbstractEventLoop) -> bool:
 class SyncBridge:
     """Runs coroutines on the connection's event loop for callers on other threads or in sync code.
 
+    Args:
+        kwargs: Passed on to the next class in the MRO (cooperative ``__init__``).
+
     Attributes:
         allow_sync_calls_on_loop_thread: If True, a blocking call made on the loop's own thread runs
             the coroutine to completion right there; the first such call makes the loop re-entrant

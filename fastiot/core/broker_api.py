@@ -1,5 +1,7 @@
-"""What every broker connection offers: :class:`BrokerConnection`, its :class:`ConnectionState`, and
-:class:`BrokerConnectionDummy`, the stand-in for tests of a service's life cycle.
+"""What every broker connection offers.
+
+:class:`BrokerConnection`, its :class:`ConnectionState`, and :class:`BrokerConnectionDummy`, the
+stand-in for tests of a service's life cycle.
 
 :class:`~fastiot.core.broker_connection.NatsBrokerConnection` implements it over nats-py; the seed
 documents all of these names in ``fastiot.core.broker_connection``, which re-exports them.
@@ -78,6 +80,9 @@ class BrokerConnection(SyncBridge, ABC):
 
     Besides the seed's API it has :attr:`state` with :meth:`on_state_change`, :meth:`flush`,
     :meth:`subscribe_raw` and :meth:`publish_raw`, so code using any connection needs no probing.
+
+    Args:
+        kwargs: Passed on to :class:`~fastiot.core._sync_bridge.SyncBridge`.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -194,11 +199,11 @@ class BrokerConnection(SyncBridge, ABC):
     @property
     @abstractmethod
     def is_connected(self) -> bool:
-        """Return the connection status e.g. for health checks"""
+        """Return the connection status, e.g. for health checks."""
 
     def publish_sync(self, subject: Subject, msg: Any, timeout: float = 0.0) -> None:
         """Publish from synchronous code (any thread); see :meth:`run_threadsafe`."""
-        return self.run_threadsafe(self.publish(subject=subject, msg=msg), timeout=timeout)
+        self.run_threadsafe(self.publish(subject=subject, msg=msg), timeout=timeout)
 
     def publish_sync_nowait(self, subject: Subject, msg: Any) -> concurrent.futures.Future[Any]:
         """Publish from another thread without waiting; returns the future."""
@@ -218,6 +223,10 @@ class BrokerConnectionDummy(BrokerConnection):
 
     Publishing records the last ``max_published`` messages in :attr:`published`; requests raise
     ``nats.errors.NoRespondersError``, as a real broker with nobody listening would.
+
+    Args:
+        max_published: How many published messages :attr:`published` keeps.
+        kwargs: Passed on to :class:`BrokerConnection`.
     """
 
     def __init__(self, max_published: int = 1000, **kwargs: Any) -> None:
@@ -228,13 +237,16 @@ class BrokerConnectionDummy(BrokerConnection):
 
     @property
     def is_connected(self) -> bool:
+        """Always True: the dummy is connected until closed."""
         return True
 
     async def subscribe(self, subject: Subject, cb: SubscriptionCallback) -> Subscription:
+        """Check the callback as a real broker would; no message ever arrives."""
         callback_arity(cb, what="subscription callback")
         return SubscriptionDummy()
 
     async def subscribe_reply_cb(self, subject: ReplySubject, cb: SubscriptionReplyCallback) -> Subscription:
+        """Check the callback as a real broker would; no request ever arrives."""
         callback_arity(cb, what="reply callback")
         return SubscriptionDummy()
 
@@ -246,6 +258,7 @@ class BrokerConnectionDummy(BrokerConnection):
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
         pending_bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
     ) -> Subscription:
+        """Check the callback as a real broker would; no message ever arrives."""
         if not is_coroutine_callable(cb):
             raise TypeError("the raw subscription callback must be an async function taking a nats Msg")
         return SubscriptionDummy()
@@ -253,6 +266,7 @@ class BrokerConnectionDummy(BrokerConnection):
     async def publish_raw(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> None:
+        """Record ``(subject, payload)`` in :attr:`published`."""
         self.published.append((subject, payload))
 
     async def _send(
@@ -266,4 +280,5 @@ class BrokerConnectionDummy(BrokerConnection):
         raise nats.errors.NoRespondersError()
 
     async def close(self) -> None:
+        """Mark the dummy closed."""
         self._set_state(ConnectionState.CLOSED)

@@ -174,6 +174,11 @@ class NatsBrokerConnection(BrokerConnection):
 
     Settings come from ``FASTIOT_NATS_*`` (servers, credentials, TLS). After the first connect it
     reconnects forever with backoff; :attr:`state` and :meth:`on_state_change` tell about it.
+
+    Args:
+        client: The connected nats-py client (:meth:`connect` makes it).
+        subscription_error_cb: Called with each error of a subscription's handler (see
+            :class:`~fastiot.core.subscription.NatsBrokerSubscription`).
     """
 
     @classmethod
@@ -393,7 +398,7 @@ class NatsBrokerConnection(BrokerConnection):
         self.last_error = err
         sub = self._subscriptions_by_sid.get(err.sid)
         if sub is not None:  # reported like a handler error of the subscription it was for
-            self._report_tasks.spawn(sub._report_error(err), what="reporting a malformed message")
+            self._report_tasks.spawn(sub.report_error(err), what="reporting a malformed message")
         elif self.bad_messages <= 10 or self.bad_messages % 1000 == 0:  # e.g. a JetStream subscription
             _logger.error("%s (%d on this connection)", err, self.bad_messages)
 
@@ -511,6 +516,7 @@ class NatsBrokerConnection(BrokerConnection):
 
     @property
     def is_connected(self) -> bool:
+        """Whether the client is connected to a server now."""
         return self._client.is_connected
 
     async def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT, *, report_refused: bool = True) -> None:
@@ -583,7 +589,7 @@ class NatsBrokerConnection(BrokerConnection):
             pending_msgs_limit=pending_msgs_limit,
             pending_bytes_limit=pending_bytes_limit,
         )
-        result._set_subscription(subscription)
+        result.set_subscription(subscription)
         self._subscriptions_by_sid[_nats_compat.subscription_id(subscription)] = result
         await self._confirm_subscription(result, name, mark)
         return result

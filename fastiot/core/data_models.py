@@ -196,7 +196,7 @@ def _to_utc(value: Any) -> Any:
 
 
 # Runtime aliases with FastIoT's names, kept importable on Python 3.10 (hence Union).
-Msg = Union[FastIoTData, dict]  # noqa: UP007
+Msg = Union[FastIoTData, dict[str, Any]]  # noqa: UP007
 MsgCls = type[Msg]
 
 
@@ -226,7 +226,7 @@ class FastIoTPublish(FastIoTData):
         return Subject(name=cls._get_subject_name(name=name), msg_cls=cls)
 
 
-MsgPub = Union[FastIoTPublish, dict]  # noqa: UP007
+MsgPub = Union[FastIoTPublish, dict[str, Any]]  # noqa: UP007
 MsgClsPub = type[MsgPub]
 
 
@@ -235,13 +235,14 @@ class FastIoTResponse(FastIoTData):
 
     @classmethod
     def get_subject(cls, name: str = "") -> Subject:
+        """Refused: a response has no subject of its own (use the request's ``get_reply_subject()``)."""
         raise NotImplementedError(
             f"{cls.__name__} is a response; it is sent to a requester's inbox and has no subject of its own. "
             f"Use the request model's get_reply_subject() instead."
         )
 
 
-MsgResp = Union[FastIoTResponse, dict]  # noqa: UP007
+MsgResp = Union[FastIoTResponse, dict[str, Any]]  # noqa: UP007
 MsgClsResp = type[MsgResp]
 
 
@@ -257,7 +258,7 @@ class FastIoTRequest(FastIoTData):
         'v1.status_request.press_1'
     """
 
-    _reply_cls: ClassVar[type[FastIoTData] | type[dict] | None] = None
+    _reply_cls: ClassVar[type[FastIoTData] | type[dict[str, Any]] | None] = None
 
     @classmethod
     def get_reply_subject(cls, name: str = "") -> ReplySubject:
@@ -269,7 +270,7 @@ class FastIoTRequest(FastIoTData):
         return ReplySubject(name=cls._get_subject_name(name=name), msg_cls=cls, reply_cls=cls._reply_cls)
 
 
-MsgReq = Union[FastIoTRequest, dict]  # noqa: UP007
+MsgReq = Union[FastIoTRequest, dict[str, Any]]  # noqa: UP007
 MsgClsReq = type[MsgReq]
 
 

@@ -81,6 +81,7 @@ class ConsoleHandler(_logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(_logging.Formatter(LOG_FORMAT))
 
     def emit(self, record: _logging.LogRecord) -> None:
+        """Print ``record`` unless a handler above already prints it to the console."""
         if not self._printed_above(record):
             super().emit(record)
 

@@ -171,6 +171,10 @@ class _Guard:
 class RefusalWatch:
     """The permission refusals one connection received: kept, counted and handed to who waits for them.
 
+    Args:
+        kept: How many refusals :attr:`recent` keeps (at least 1).
+        inbox_prefix: The prefix of the connection's reply inboxes.
+
     Attributes:
         count: Refusals received so far.
         recent: The newest refusals (at most ``kept``), oldest first.
@@ -195,8 +199,9 @@ class RefusalWatch:
         self._listeners: CallbackList[[Refusal]] = CallbackList("refusal")
 
     def on_refusal(self, callback: Callable[[Refusal], None], remove: bool = False) -> None:
-        """Call ``callback(refusal)`` (a plain function; it runs in the read loop and must not block) for
-        every refusal from now on, or stop with ``remove=True``.
+        """Call ``callback(refusal)`` for every refusal from now on, or stop with ``remove=True``.
+
+        ``callback`` is a plain function; it runs in the read loop and must not block.
 
         Example:
             >>> connection.refusals.on_refusal(lambda r: print(r.operation, r.subject))  # doctest: +SKIP
@@ -254,8 +259,10 @@ class RefusalWatch:
         return None
 
     def publish_refused(self, mark: int, subject: str) -> PermissionDeniedError | None:
-        """The error for a publish to ``subject`` refused after ``mark`` (taken out of what the next
-        flush reports), or ``None``."""
+        """The error for a publish to ``subject`` refused after ``mark``, or ``None``.
+
+        The refusal is taken out of what the next flush reports.
+        """
         for refusal in self.since(mark):
             if refusal.operation == "publish" and same_subject(refusal.subject, subject):
                 if refusal in self._unflushed:

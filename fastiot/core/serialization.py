@@ -83,7 +83,7 @@ _thread_local = threading.local()
 
 def _packer() -> msgpack.Packer:
     try:
-        return _thread_local.packer  # type: ignore[no-any-return]
+        return _thread_local.packer
     except AttributeError:
         packer = _thread_local.packer = msgpack.Packer(**_packer_options)
         return packer

@@ -26,6 +26,7 @@ from typing import Any
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
 from fastiot.core.logger import logging, setup_logger
+from fastiot.core.service_annotations import is_loop, replied_subject, subscribed_subject
 from fastiot.env import env_basic
 from fastiot.exceptions import BrokerUnavailableError, PermissionDeniedError, ShutdownRequestedInterruption
 
@@ -53,6 +54,10 @@ class FastIoTService:
     already received; one still busy after that is cancelled with a warning that names it. Tasks
     (loops, :meth:`run_task`) get :attr:`stop_timeout` seconds after ``_stop()`` before they are
     cancelled. Set either on the class (or the instance) to change it.
+
+    Args:
+        broker_connection: The connection the service uses; :meth:`main` makes one from ``FASTIOT_NATS_*``.
+        kwargs: Passed on to the next class in the MRO (cooperative ``__init__``).
     """
 
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
@@ -141,6 +146,11 @@ class FastIoTService:
         self.shutdown_exception: BaseException | None = None
         """The exception that made the service shut down (a failed loop or task), else None."""
 
+    @property
+    def service_logger(self) -> Logger:
+        """The logger the service writes to: ``self._logger``, which a service may replace."""
+        return self._logger
+
     def _setup_annotations(self) -> None:
         # Done at start, not in __init__: a service's properties may depend on its __init__ having finished.
         self._subscription_fns, self._reply_subscription_fns, self._loop_fns = [], [], []
@@ -148,11 +158,11 @@ class FastIoTService:
             if name.startswith("__"):
                 continue
             fn = getattr(type(self), name, None)
-            if hasattr(fn, "_fastiot_subject"):
+            if subscribed_subject(fn) is not None:
                 self._subscription_fns.append(getattr(self, name))
-            if hasattr(fn, "_fastiot_reply_subject"):
+            if replied_subject(fn) is not None:
                 self._reply_subscription_fns.append(getattr(self, name))
-            if hasattr(fn, "_fastiot_is_loop"):
+            if is_loop(fn):
                 self._loop_fns.append(getattr(self, name))
 
     async def _start(self) -> None:
@@ -288,15 +298,19 @@ class FastIoTService:
     async def _start_annotated_subs(self) -> None:
         assert self.broker_connection is not None
         for fn in self._subscription_fns:
+            subject = subscribed_subject(fn)
+            assert subject is not None  # _setup_annotations took only @subscribe methods
             sub = await self.broker_connection.subscribe(
-                subject=fn._fastiot_subject,  # type: ignore[attr-defined]
+                subject=subject,
                 cb=self._tracked(fn),
             )
             self._subs.append(sub)
             self.subscriptions[fn.__name__] = sub
         for fn in self._reply_subscription_fns:
+            reply_subject = replied_subject(fn)
+            assert reply_subject is not None  # _setup_annotations took only @reply methods
             sub = await self.broker_connection.subscribe_reply_cb(
-                subject=fn._fastiot_reply_subject,  # type: ignore[attr-defined]
+                subject=reply_subject,
                 cb=self._tracked(fn),
             )
             self._subs.append(sub)

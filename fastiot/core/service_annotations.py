@@ -22,6 +22,44 @@ __all__ = ["loop", "reply", "subscribe"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The marks the decorators put on a method (the seed's attribute names). Only this module writes and
+# reads them, through the functions below.
+_SUBJECT_MARK = "_fastiot_subject"
+_REPLY_SUBJECT_MARK = "_fastiot_reply_subject"
+_LOOP_MARK = "_fastiot_is_loop"
+
+
+def subscribed_subject(fn: object) -> Subject | None:
+    """The subject ``@subscribe`` gave ``fn``; ``None`` if ``fn`` is no ``@subscribe`` method.
+
+    Example:
+        >>> subscribed_subject(print) is None
+        True
+    """
+    subject = getattr(fn, _SUBJECT_MARK, None)
+    return subject if isinstance(subject, Subject) else None
+
+
+def replied_subject(fn: object) -> ReplySubject | None:
+    """The subject ``@reply`` gave ``fn``; ``None`` if ``fn`` is no ``@reply`` method.
+
+    Example:
+        >>> replied_subject(print) is None
+        True
+    """
+    subject = getattr(fn, _REPLY_SUBJECT_MARK, None)
+    return subject if isinstance(subject, ReplySubject) else None
+
+
+def is_loop(fn: object) -> bool:
+    """Whether ``fn`` is a ``@loop`` method.
+
+    Example:
+        >>> is_loop(print)
+        False
+    """
+    return getattr(fn, _LOOP_MARK, False) is True
+
 
 def subscribe(subject: Subject) -> Callable[[F], F]:
     """Subscribe the decorated method to ``subject``.
@@ -38,7 +76,7 @@ def subscribe(subject: Subject) -> Callable[[F], F]:
 
     def decorator(fn: F) -> F:
         callback_arity(fn, what="@subscribe method", skip_self=True)
-        fn._fastiot_subject = subject  # type: ignore[attr-defined]
+        setattr(fn, _SUBJECT_MARK, subject)
         return fn
 
     return decorator
@@ -61,7 +99,7 @@ def reply(subject: ReplySubject) -> Callable[[F], F]:
 
     def decorator(fn: F) -> F:
         callback_arity(fn, what="@reply method", skip_self=True)
-        fn._fastiot_reply_subject = subject  # type: ignore[attr-defined]
+        setattr(fn, _REPLY_SUBJECT_MARK, subject)
         return fn
 
     return decorator
@@ -90,5 +128,5 @@ def loop(fn: F) -> F:
         raise TypeError(
             f"@loop method {fn.__qualname__} must take only self, its signature is {inspect.signature(fn)}"
         )
-    fn._fastiot_is_loop = True  # type: ignore[attr-defined]
+    setattr(fn, _LOOP_MARK, True)
     return fn

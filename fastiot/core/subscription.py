@@ -140,7 +140,7 @@ class Subscription(ABC):
 
     @abstractmethod
     async def unsubscribe(self) -> None:
-        """Cancels the subscription"""
+        """Cancels the subscription."""
 
     async def drain(self, timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
         """Stop receiving and let the handler finish what was received (at most ``timeout`` s)."""
@@ -163,6 +163,10 @@ class NatsBrokerSubscription(Subscription):
     callback and :meth:`check_pending_error` get the same object: the handler's own exception (or
     ``DeserializationError`` / ``pydantic.ValidationError``) with ``subject`` and ``payload`` attached
     (see :func:`attach_message`), or a ``BadMessageError`` for a malformed message from the wire.
+
+    Args:
+        subscription_error_cb: Called with each error of the handler (see above); None: only logged and kept.
+        kwargs: Passed on to :class:`Subscription`.
     """
 
     def __init__(self, subscription_error_cb: SubscriptionErrorCallback | None = None, **kwargs: Any) -> None:
@@ -186,7 +190,8 @@ class NatsBrokerSubscription(Subscription):
         self.confirmed: bool = False
         """Whether the server took the subscription (or the connection was down when it was made)."""
 
-    def _set_subscription(self, subscription: NatsSubscription) -> None:
+    def set_subscription(self, subscription: NatsSubscription) -> None:
+        """Handle ``subscription``'s messages (the connection that made it calls this once)."""
         self._subscription = subscription
 
     @property
@@ -236,6 +241,7 @@ class NatsBrokerSubscription(Subscription):
         return self._subscription.delivered if self._subscription is not None else 0
 
     async def unsubscribe(self) -> None:
+        """Stop receiving at once; messages not handled yet are dropped."""
         if self._subscription is None:
             return
         sub, self._subscription = self._subscription, None
@@ -264,7 +270,7 @@ class NatsBrokerSubscription(Subscription):
             )
             _nats_compat.stop_subscription(sub)
 
-    async def _report_error(self, err: Exception) -> None:
+    async def report_error(self, err: Exception) -> None:
         """Count, keep, log and pass on one error (annotated by :func:`attach_message`)."""
         self.errors += 1
         if len(self._pending_errors) == self._pending_errors.maxlen:
@@ -287,10 +293,12 @@ class NatsBrokerSubscription(Subscription):
                 _logger.exception("subscription_error_cb raised while handling %s", describe_failure(err))
 
     def check_pending_error(self) -> None:
+        """Raise the oldest error of the message handler that has not been raised yet, if any."""
         if self._pending_errors:
             raise self._pending_errors.popleft()
 
     async def raise_pending_error(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` s) for an error of the message handler and raise it."""
         while not self._pending_errors:
             self._error_event.clear()
             await asyncio.wait_for(self._error_event.wait(), timeout)
@@ -298,7 +306,13 @@ class NatsBrokerSubscription(Subscription):
 
 
 class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
-    """A subscription that decodes each message to the subject's model and calls ``cb``."""
+    """A subscription that decodes each message to the subject's model and calls ``cb``.
+
+    Args:
+        subject: The subject; its model decodes each message.
+        cb: ``async def cb(msg)`` or ``async def cb(subject_name, msg)``, returning None.
+        kwargs: Passed on to :class:`NatsBrokerSubscription`.
+    """
 
     def __init__(self, subject: Subject, cb: SubscriptionCallback, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -308,6 +322,7 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
         self._cb: SubscriptionCallback = cb
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        """Decode one message to the subject's model and call the callback with it."""
         self.received += 1
         try:
             msg = self._decode(nats_msg.data)
@@ -321,7 +336,7 @@ class NatsBrokerSubscriptionSubject(NatsBrokerSubscription):
                     f"use @reply and request() if the message should be answered"
                 )
         except Exception as e:
-            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
+            await self.report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
@@ -329,6 +344,13 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
 
     If decoding, the handler or the reply's type fails, the requester gets an empty reply with the
     ``Fastiot-Error`` header, so its ``request()`` raises :class:`ReplyHandlerError` at once.
+
+    Args:
+        subject: The request subject; its models decode the request and check the reply.
+        cb: ``async def cb(request)`` or ``async def cb(subject_name, request)``, returning the reply.
+        send_reply_fn: Sends a message (and headers) to a requester's inbox.
+        publish_reply_fn: Sends serialized bytes to an inbox by name; faster, used when given.
+        kwargs: Passed on to :class:`NatsBrokerSubscription`.
     """
 
     def __init__(
@@ -356,6 +378,7 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
             )
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        """Decode one request, call the callback and send the answer (or the error, in a header) back."""
         self.received += 1
         try:
             msg = self._decode(nats_msg.data)
@@ -388,11 +411,15 @@ class NatsBrokerSubscriptionReplySubject(NatsBrokerSubscription):
                     )
                 except Exception:
                     _logger.exception("could not send the error reply for subject %s", nats_msg.subject)
-            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
+            await self.report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class RawSubscription(NatsBrokerSubscription):
     """A subscription that hands each undecoded nats-py message to ``cb`` (captures, subject indexes).
+
+    Args:
+        cb: ``async def cb(nats_msg)``, called with each message as nats-py delivers it.
+        kwargs: Passed on to :class:`NatsBrokerSubscription`.
 
     Attributes:
         on_dropped: Called (in the read loop, it must not block) with the subject of each message the
@@ -408,20 +435,23 @@ class RawSubscription(NatsBrokerSubscription):
         self.on_dropped: Callable[[str], None] | None = None
 
     async def received_nats_msg_cb(self, nats_msg: NatsMsg) -> None:
+        """Call the callback with the nats-py message as it is."""
         self.received += 1
         try:
             await self._cb(nats_msg)
         except Exception as e:
-            await self._report_error(attach_message(e, nats_msg.subject, nats_msg.data))
+            await self.report_error(attach_message(e, nats_msg.subject, nats_msg.data))
 
 
 class SubscriptionDummy(Subscription):
     """A subscription that never receives anything (for :class:`BrokerConnectionDummy`)."""
 
     async def unsubscribe(self) -> None:
+        """Nothing to stop."""
         pass
 
     def check_pending_error(self) -> None:
+        """A dummy has no handler, so no error."""
         pass
 
     async def raise_pending_error(self, timeout: float | None = None) -> None:

@@ -1,5 +1,8 @@
-"""A recording's stream configuration: built from ``Recording.start``'s arguments, checked before any call to
-the server, and compared with an existing stream's."""
+"""A recording's stream configuration.
+
+Built from ``Recording.start``'s arguments, checked before any call to the server, and compared with an
+existing stream's.
+"""
 
 from __future__ import annotations
 

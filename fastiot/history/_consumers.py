@@ -1,5 +1,7 @@
-"""JetStream consumers for reading recordings, made through nats-py's ``jsm.add_consumer``, and the rows they
-deliver: :class:`RawBatch` (undecoded messages) and :class:`Replies` (their ``$JS.ACK...`` reply subjects).
+"""JetStream consumers for reading recordings, and the rows they deliver.
+
+The consumers are made through nats-py's ``jsm.add_consumer``; the rows are :class:`RawBatch`
+(undecoded messages) and :class:`Replies` (their ``$JS.ACK...`` reply subjects).
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ async def add_consumer(
     make_config: Callable[[], Awaitable[ConsumerConfig]],
     undo: Callable[[], Awaitable[None]],
 ) -> Any:
-    """``jsm.add_consumer`` with the config ``make_config()`` returns, tried again while the cluster is
-    electing a leader; ``undo()`` runs after each failed attempt (a timed-out request may still make a
-    consumer later, so each attempt gets a fresh config, e.g. a new inbox)."""
+    """``jsm.add_consumer`` with the config ``make_config()`` returns, tried again during leader elections.
+
+    ``undo()`` runs after each failed attempt (a timed-out request may still make a consumer later, so each
+    attempt gets a fresh config, e.g. a new inbox).
+    """
     jsm = connection.client.jsm()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _CONSUMER_START_TIMEOUT
@@ -103,6 +107,9 @@ class Replies:
     Both forms nats-py knows are read:
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` and the one with domain and
     account hash in front (and a random token at the end).
+
+    Args:
+        replies: The reply subjects of a batch's messages, as bytes.
 
     Example:
         >>> r = Replies([b"$JS.ACK.s.c.1.7.1.1700000000000000000.3"])

@@ -99,8 +99,11 @@ class FrameBuilder:
         buffer.flush()
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The rows added, in the order they were added (the builder is emptied: each column of the
-        buffer is let go once converted, so a load needs the buffer plus the frame, not copies too)."""
+        """The rows added, in the order they were added.
+
+        The builder is emptied: each column of the buffer is let go once converted, so a load needs the buffer
+        plus the frame, not copies too.
+        """
         return self._buffer.to_dataframe(release=True)
 
 

@@ -33,10 +33,10 @@ _FORBIDDEN_IN_NAMES = set(".*>/\\")
 
 
 def check_stream_name(name: object, what: str = "recording name") -> str:
-    """``name`` if JetStream accepts it as a stream name.
+    r"""``name`` if JetStream accepts it as a stream name.
 
     Raises:
-        InvalidRecordingError: It is empty, too long, or has whitespace, ``. * > / \\`` or control characters.
+        InvalidRecordingError: It is empty, too long, or has whitespace, ``. * > / \`` or control characters.
     """
     if not isinstance(name, str) or not name:
         raise InvalidRecordingError(f"a {what} must be a non-empty string, got {name!r}; e.g. 'plant_night'")

@@ -28,8 +28,11 @@ _APP = "fastiot-workbench"
 
 
 def default_store_dir() -> Path:
-    """Where the workbench's own broker keeps JetStream: ``$FASTIOT_WORKBENCH_STORE``, else the platform's
-    per-user data folder (``~/.local/share/fastiot-workbench/jetstream`` on Linux)."""
+    """Where the workbench's own broker keeps JetStream.
+
+    ``$FASTIOT_WORKBENCH_STORE``, else the platform's per-user data folder
+    (``~/.local/share/fastiot-workbench/jetstream`` on Linux).
+    """
     configured = os.environ.get(STORE_ENV, "").strip()
     if configured:
         return Path(configured).expanduser()

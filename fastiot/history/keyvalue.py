@@ -84,8 +84,10 @@ class _InitialValues:
 async def _initial_entries(
     conn: NatsBrokerConnection, kv: KeyValue, bucket: str, keys: str, **watch_options: Any
 ) -> builtins.list[KeyValue.Entry]:
-    """Watch ``keys`` of ``kv`` (nats-py's ``kv.watch(keys, **watch_options)``) until the values the
-    bucket held at the start are in; those entries."""
+    """Watch ``keys`` of ``kv`` until the values the bucket held at the start are in; those entries.
+
+    The watch is nats-py's ``kv.watch(keys, **watch_options)``.
+    """
     watcher = await kv.watch(keys, **watch_options)
     initial = _InitialValues(conn, bucket, keys)
     entries: builtins.list[KeyValue.Entry] = []
@@ -161,6 +163,7 @@ class KeyEntry:
 
     @classmethod
     def from_nats(cls, entry: KeyValue.Entry) -> KeyEntry:
+        """The entry as nats-py's ``kv`` returns it, with its value decoded."""
         raw = entry.value or b""
         operation = _OPERATIONS.get(entry.operation, str(entry.operation))
         value, error = decode_value(raw) if raw and operation == "PUT" else (None, None)
@@ -183,6 +186,10 @@ class Bucket:
     """A JetStream key-value bucket. Get one with :meth:`open` or :meth:`list`.
 
     Every method takes an optional ``connection`` (as :class:`~fastiot.history.Recording` does).
+
+    Args:
+        name: The bucket's name.
+        connection: The connection its methods use when given none.
     """
 
     def __init__(self, name: str, *, connection: NatsBrokerConnection | None = None) -> None:
@@ -207,7 +214,12 @@ class Bucket:
             f"there is no key-value bucket named {self.name!r} (any more); Bucket.list() shows the buckets"
         )
 
-    async def _kv(self, conn: NatsBrokerConnection) -> KeyValue:
+    async def key_value(self, conn: NatsBrokerConnection) -> KeyValue:
+        """nats-py's handle of the bucket on ``conn``.
+
+        Raises:
+            BucketNotFoundError: There is no such bucket.
+        """
         try:
             return await conn.client.jetstream().key_value(self.name)
         except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
@@ -224,7 +236,7 @@ class Bucket:
         """
         bucket = cls(name, connection=connection)
         async with use_connection(connection) as conn:
-            await bucket._kv(conn)
+            await bucket.key_value(conn)
         return bucket
 
     @classmethod
@@ -242,7 +254,7 @@ class Bucket:
     async def info(self, *, connection: NatsBrokerConnection | None = None) -> BucketInfo:
         """How many entries the bucket holds, and its settings."""
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             try:
                 status = await kv.status()
             except nats.js.errors.NotFoundError:
@@ -263,7 +275,7 @@ class Bucket:
     ) -> builtins.list[str]:
         """The keys that have a value (not deleted), sorted; ``pattern`` may use ``*`` and ``>``."""
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             # Deletes are filtered here, not by nats-py: every stored key must hand out an entry.
             entries = await _initial_entries(conn, kv, self.name, pattern, meta_only=True)
         return sorted({e.key for e in entries if _OPERATIONS.get(e.operation) == "PUT"})
@@ -271,7 +283,7 @@ class Bucket:
     async def get(self, key: str, *, connection: NatsBrokerConnection | None = None) -> KeyEntry | None:
         """The current value of ``key``, or None if it has none (never set, deleted or purged)."""
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             try:
                 entry = await kv.get(key)
             except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
@@ -288,7 +300,7 @@ class Bucket:
         The changes between two revisions are ``fastiot.payloads.diff(older.value, newer.value)``.
         """
         async with use_connection(connection or self.connection) as conn:
-            kv = await self._kv(conn)
+            kv = await self.key_value(conn)
             # Not kv.history(): it trusts nats-py's end marker, which can come before the entries.
             entries = await _initial_entries(conn, kv, self.name, key, include_history=True)
         return [KeyEntry.from_nats(entry) for entry in entries]
@@ -339,8 +351,10 @@ class BucketWatch:
         self._lease: ConnectionLease[Any] | None = None
 
     def on_change(self, callback: Any, remove: bool = False) -> None:
-        """Call ``callback(entry)`` (a plain function) for every change of a watched key (``entry.operation``
-        tells puts from deletes)."""
+        """Call ``callback(entry)`` (a plain function) for every change of a watched key.
+
+        ``entry.operation`` tells puts from deletes.
+        """
         self._on_change.register(callback, remove=remove)
 
     def on_state_change(self, callback: Any, remove: bool = False) -> None:
@@ -363,7 +377,7 @@ class BucketWatch:
         self._lease = await use_connection(self.connection, owner=self)
         conn = self.connection = self._lease.connection
         try:
-            kv = await self.bucket._kv(conn)
+            kv = await self.bucket.key_value(conn)
             watcher = await kv.watch(self.keys)
             self._advisory = await conn.client.subscribe(
                 f"$JS.EVENT.ADVISORY.STREAM.DELETED.{_STREAM_PREFIX}{self.bucket.name}", cb=self._on_deleted
@@ -410,7 +424,7 @@ class BucketWatch:
         while self.state is WatchState.WATCHING:
             await asyncio.sleep(CHECK_INTERVAL)
             try:
-                await self.bucket._kv(conn)
+                await self.bucket.key_value(conn)
             except BucketNotFoundError:
                 await self._on_deleted()
             except Exception:  # not reachable right now: the next look will tell

@@ -70,6 +70,11 @@ class Recording:
     was started or opened with), else the connection ``FASTIOT_NATS_*`` describes (in a notebook, the
     kernel-wide one).
 
+    Args:
+        name: The stream's name.
+        subjects: The patterns it records, if known.
+        connection: The connection its methods use when given none.
+
     Attributes:
         name: The stream's name.
         subjects: The patterns it recorded when this object was made.
@@ -110,9 +115,16 @@ class Recording:
             name=self.name,
         )
 
-    async def _stream_info(
-        self, conn: NatsBrokerConnection, subjects_filter: str | None = None
-    ) -> StreamInfo:
+    async def stream_info(self, conn: NatsBrokerConnection, subjects_filter: str | None = None) -> StreamInfo:
+        """The recording's stream as JetStream describes it now (nats-py's ``StreamInfo``).
+
+        Args:
+            conn: The connection to ask on.
+            subjects_filter: Also count the messages per subject matching this pattern (``state.subjects``).
+
+        Raises:
+            RecordingDeletedError: The recording does not exist (any more).
+        """
         try:
             return await conn.client.jsm().stream_info(self.name, subjects_filter=subjects_filter)
         except nats.js.errors.NotFoundError:
@@ -313,7 +325,7 @@ class Recording:
             >>> info.messages, info.subject_counts  # doctest: +SKIP
         """
         async with self._using(connection) as conn:
-            stream = await self._stream_info(conn, subjects_filter=">")
+            stream = await self.stream_info(conn, subjects_filter=">")
             state, config, cluster = stream.state, stream.config, stream.cluster
             first_time = last_time = None
             if state.messages:
@@ -363,7 +375,7 @@ class Recording:
     ) -> SubjectRange:
         """How many messages ``subject`` has in the recording, and when its first and last were stored."""
         async with self._using(connection) as conn:
-            counts = (await self._stream_info(conn, subjects_filter=subject)).state.subjects or {}
+            counts = (await self.stream_info(conn, subjects_filter=subject)).state.subjects or {}
             first = last = None
             if counts.get(subject):
                 first = await self._time_of(conn, 1, subject)
@@ -383,7 +395,7 @@ class Recording:
             RecordingDeletedError: The recording was deleted.
         """
         async with self._using(connection) as conn:
-            config = (await self._stream_info(conn)).config
+            config = (await self.stream_info(conn)).config
             if config.sealed:
                 return
             try:
@@ -425,6 +437,7 @@ class Recording:
             end: The last message, likewise (inclusive). None: the newest when the call starts.
             subjects: Only these subjects (patterns, Subjects); all if None.
             max_rows: At most this many rows, the first ones of the range.
+            connection: The broker connection (see the class docs).
 
         Raises:
             InvalidRangeError: ``start`` / ``end`` is of the wrong kind.

@@ -63,6 +63,11 @@ ProgressCallback = CallbackList  # alias for documentation: callbacks take the R
 class Replay:
     """A replay in progress. Made by :meth:`Recording.replay`, never directly.
 
+    Args:
+        recording: The recording's name.
+        speed: The speed factor (None: as fast as possible).
+        subject_prefix: The prefix of the published subjects, if any.
+
     Attributes:
         recording: The recording's name.
         speed: The speed factor (None: as fast as possible).
@@ -109,15 +114,19 @@ class Replay:
         return min(1.0, self.published / self.total) if self.total else 0.0
 
     def lateness_ms(self, percentile: float = 99.0) -> float:
-        """How late messages were published against their original offset (scaled), in ms, at a percentile
-        of the newest 100,000 messages (0 at full speed)."""
+        """How late messages were published against their original offset (scaled), in ms, at a percentile.
+
+        Over the newest 100,000 messages; 0 at full speed.
+        """
         if not self._lateness:
             return 0.0
         return float(np.percentile(np.fromiter(self._lateness, dtype=float), percentile)) * 1e3
 
     def on_progress(self, callback: object, remove: bool = False) -> None:
-        """Call ``callback(replay)`` (a plain function) as messages go out, at most every 0.1 s, and when the
-        replay ends."""
+        """Call ``callback(replay)`` (a plain function) as messages go out and when the replay ends.
+
+        Calls come at most every 0.1 s.
+        """
         self._progress.register(callback, remove=remove)  # type: ignore[arg-type]
 
     def pause(self) -> None:
@@ -180,6 +189,14 @@ class Replay:
         if force or now - self._last_progress >= DEFAULT_PROGRESS_INTERVAL:
             self._last_progress = now
             self._progress(self)
+
+    def begin(self, reader: StreamReader, target: NatsBrokerConnection, stack: AsyncExitStack) -> None:
+        """Start publishing what ``reader`` reads to ``target``; ``stack`` is closed when the replay ends.
+
+        :meth:`Recording.replay` calls this once, when it has opened the read.
+        """
+        self._stack = stack
+        self._task = asyncio.get_running_loop().create_task(self._run(reader, target))
 
     async def _run(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
         state, error = ReplayState.FINISHED, None
@@ -298,7 +315,7 @@ async def start_replay(
         stack.push_async_callback(lease.release)
         source: NatsBrokerConnection = lease.connection
         destination = target or source
-        stream = await recording._stream_info(source)
+        stream = await recording.stream_info(source)
         recorded = list(stream.config.subjects or [])
         if not stream.config.sealed and _same_broker(source, destination):
             published = [f"{prefix}.>" if prefix else p for p in (filters or recorded)]
@@ -328,6 +345,5 @@ async def start_replay(
     except BaseException:
         await stack.aclose()
         raise
-    replay._stack = stack
-    replay._task = asyncio.get_running_loop().create_task(replay._run(reader, destination))
+    replay.begin(reader, destination, stack)
     return replay

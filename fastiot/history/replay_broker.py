@@ -107,8 +107,11 @@ class ReplayBroker:
         return f"replaying {self.recording.name!r}{since} {speed}{where}"
 
     def on_change(self, callback: ChangeCallback, remove: bool = False) -> None:
-        """Call ``callback(replay_broker)`` (a plain function) when a replay starts (at each start of the
-        service; :attr:`replay` is the new one) and when the private broker has closed."""
+        """Call ``callback(replay_broker)`` when a replay starts and when the private broker has closed.
+
+        ``callback`` is a plain function. A replay starts at each start of the service; :attr:`replay` is
+        then the new one.
+        """
         self._on_change.register(callback, remove=remove)
 
     async def open(self) -> NatsBrokerConnection:
@@ -144,8 +147,10 @@ class ReplayBroker:
         self._on_change(self)
 
     async def close(self) -> None:
-        """Stop the replay, close the connection and stop the private server (each step even if one
-        before failed)."""
+        """Stop the replay, close the connection and stop the private server.
+
+        Each step runs even if one before failed.
+        """
         replay, broker, server = self.replay, self.broker, self.server
         self.broker = self.server = None
         if replay is not None:

@@ -103,6 +103,9 @@ class KeeperProcess:
 
     A process of its own, so that watching every message costs the kernel's loop nothing.
 
+    Args:
+        process: The keeper's child process (:meth:`start` makes it).
+
     Example:
         >>> async def main(url):
         ...     keeper = await KeeperProcess.start(url)  # None with FASTIOT_HISTORY=off

@@ -58,7 +58,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded payload.
+    r"""A decoded payload.
 
     Attributes:
         kind: ``"model"``, ``"msgpack"``, ``"json"``, ``"text"`` or ``"bytes"`` for the built-in
@@ -70,7 +70,7 @@ class Decoded:
             subject's model and was read as plain msgpack.
 
     Example:
-        >>> decode(b"\\xc1").error.startswith("not msgpack")
+        >>> decode(b"\xc1").error.startswith("not msgpack")
         True
     """
 
@@ -282,11 +282,12 @@ def _structured(data: bytes, *, prefer_json: bool, failures: list[str]) -> tuple
 class ValueDecoder(Protocol):
     """What :func:`value_decoder` returns: ``decoder(data, subject, headers=None)`` for each message."""
 
-    def __call__(self, data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any: ...
+    def __call__(self, data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
+        """Decode one message's payload."""
 
 
 def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool = False) -> ValueDecoder:
-    """The decoder of one subscription, chosen once: a function ``(data, subject, headers=None)``.
+    r"""The decoder of one subscription, chosen once: a function ``(data, subject, headers=None)``.
 
     It returns the decoded value itself on the fast path (msgpack, or the model instance) and a
     :class:`Decoded` otherwise (JSON, text, registered formats, and failures with their error).
@@ -304,7 +305,7 @@ def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool
 
     Example:
         >>> decode_value = value_decoder()
-        >>> decode_value(b"\\x81\\xa1a\\x01", "v1.x")
+        >>> decode_value(b"\x81\xa1a\x01", "v1.x")
         {'a': 1}
         >>> decode_value(b"123", "v1.x", {"Content-Type": "text/plain"}).value
         '123'
@@ -354,9 +355,11 @@ _MSGPACK_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 def is_msgpack_first(decoder: Callable[..., Any]) -> bool:
-    """Whether a :func:`value_decoder` unpacks msgpack with :data:`fastiot.core.serialization.unpackb`
-    first and calls :func:`decode` only for the rest (a hot path may then unpack inline, calling the
-    decoder for what fails, and for every message with headers)."""
+    """Whether a :func:`value_decoder` unpacks msgpack first and calls :func:`decode` only for the rest.
+
+    It unpacks with :data:`fastiot.core.serialization.unpackb`; a hot path may then unpack inline, calling
+    the decoder for what fails, and for every message with headers.
+    """
     return decoder in _MSGPACK_FIRST
 
 

@@ -35,7 +35,12 @@ NOT_KEPT = _NotKept()
 
 
 class SubjectEntry:
-    """The live counters of one subject and its newest messages, undecoded until somebody asks."""
+    """The live counters of one subject and its newest messages, undecoded until somebody asks.
+
+    Args:
+        now: When the subject was first seen (nanoseconds, the index's clock).
+        history: How many of its newest messages to keep.
+    """
 
     __slots__ = (
         "bytes",

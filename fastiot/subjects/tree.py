@@ -62,7 +62,14 @@ _NO_COUNTS = np.zeros(0, dtype=np.int64)
 
 
 class TreeNode:
-    """One token of the subject hierarchy: its place in the tree and, if it is a subject, its slot."""
+    """One token of the subject hierarchy: its place in the tree and, if it is a subject, its slot.
+
+    Args:
+        token: Its token of the subject (``temp`` of ``press_1.temp``).
+        path: The subject up to and including the token.
+        depth: The number of tokens above it (the root, which has no token, is at -1).
+        parent: The node above; None for the root.
+    """
 
     __slots__ = (
         "below",
@@ -406,6 +413,9 @@ class LiveSubjectTree(SubjectTree):
 
     :meth:`sync` (once per render) reads the counters of every subject as arrays and adds the
     subjects that are new; rows read their numbers from that snapshot, so a paused view stands still.
+
+    Args:
+        index: The subject index to follow.
     """
 
     def __init__(self, index: SubjectIndex) -> None:
