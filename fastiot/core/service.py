@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from logging import Logger
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
 from fastiot.core.logger import logging, setup_logger
+from fastiot.core.service_discovery import DEFAULT_SERVICE_VERSION, HandlerTiming, ServiceRegistration
 from fastiot.env import env_basic
 from fastiot.exceptions import BrokerUnavailableError, PermissionDeniedError, ShutdownRequestedInterruption
 
@@ -59,6 +61,8 @@ class FastIoTService:
     """Seconds a stop waits for handlers to finish the messages already received."""
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     """Seconds a stop waits for loops and tasks after ``_stop()``, before it cancels them."""
+    version: str = DEFAULT_SERVICE_VERSION
+    """The version the service reports in NATS' services API (a semantic version such as ``1.2.0``)."""
 
     @classmethod
     def main(cls, **kwargs: Any) -> None:
@@ -140,6 +144,10 @@ class FastIoTService:
         self.shutdown_reason: str = ""
         self.shutdown_exception: BaseException | None = None
         """The exception that made the service shut down (a failed loop or task), else None."""
+        self.registration: ServiceRegistration | None = None
+        """How the running service answers NATS' services API (``$SRV.INFO`` ...); its ``error`` says
+        why it is not discoverable. None while it does not run."""
+        self._timing: HandlerTiming = HandlerTiming()
 
     def _setup_annotations(self) -> None:
         # Done at start, not in __init__: a service's properties may depend on its __init__ having finished.
@@ -240,6 +248,7 @@ class FastIoTService:
             await self._start_annotated_subs()
             await self._confirm_subscriptions()
             self._start_annotated_loops()
+            await self._register()
         except BaseException:
             await self._shutdown()
             raise
@@ -251,9 +260,27 @@ class FastIoTService:
         await self._shutdown()
         return False
 
+    async def _register(self) -> None:
+        """Answer NATS' services API while the service runs (a refusal is logged and kept, not raised)."""
+        assert self.broker_connection is not None
+        self._timing = HandlerTiming()
+        self.registration = ServiceRegistration(
+            type(self),
+            service_id=self.service_id,
+            subscribes=[fn._fastiot_subject.name for fn in self._subscription_fns],  # type: ignore[attr-defined]
+            replies={fn.__name__: fn._fastiot_reply_subject for fn in self._reply_subscription_fns},  # type: ignore[attr-defined]
+            loops=[fn.__name__ for fn in self._loop_fns],
+            subscriptions=lambda: self.subscriptions,
+            timing=self._timing,
+            logger=self._logger,
+        )
+        await self.registration.start(self.broker_connection)
+
     async def _shutdown(self) -> None:
         await self.request_shutdown()
         self._stopping = True
+        if self.registration is not None:
+            await self.registration.stop()  # first: a stopping service is no longer listed
         try:
             await self._stop_subs()
         finally:
@@ -311,6 +338,7 @@ class FastIoTService:
             task = asyncio.current_task()
             if task is not None:
                 self._busy_handlers[task] = name
+            started_ns = time.perf_counter_ns()
             try:
                 return await fn(*args)
             except asyncio.CancelledError:
@@ -322,6 +350,7 @@ class FastIoTService:
                     )
                 raise
             finally:
+                self._timing.add(name, started_ns)
                 if task is not None:
                     self._busy_handlers.pop(task, None)
 
