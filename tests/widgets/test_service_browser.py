@@ -1,0 +1,81 @@
+"""ServiceBrowser: the live table of the services, their endpoints, and a request made from a schema."""
+
+from __future__ import annotations
+
+import json
+
+from fastiot.core import FastIoTService, reply
+from fastiot.core.broker_connection import NatsBrokerConnection
+from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
+from fastiot.runner import ServiceRunner
+from fastiot_widgets import ServiceBrowser
+from tests.waits import wait_until
+
+WAIT = 5.0
+
+
+class Greeting(FastIoTResponse):
+    text: str
+
+
+class GreetRequest(FastIoTRequest):
+    _reply_cls = Greeting
+    who: str
+    times: int = 1
+
+
+class Greeter(FastIoTService):
+    """Greets whoever asks."""
+
+    @reply(subject=GreetRequest.get_reply_subject("browser"))
+    async def greet(self, request: GreetRequest) -> Greeting:
+        return Greeting(text=f"hello {request.who}" * request.times)
+
+
+async def test_the_table_lists_a_running_service_with_its_counters(broker: NatsBrokerConnection) -> None:
+    runner = ServiceRunner(Greeter, connection=broker)
+    await runner.start()
+    browser = ServiceBrowser(broker, interval=0.2, timeout=0.1)
+    try:
+        await broker.request(GreetRequest.get_reply_subject("browser"), GreetRequest(who="you"))
+        await wait_until(
+            lambda: any(s.name == "Greeter" and s.requests == 1 for s in browser.services), WAIT, "a request"
+        )
+        assert runner.registration is not None
+        assert "Greeter" in browser.table_view.value and runner.registration.id in browser.table_view.value
+        greeter = browser.select("Greeter")
+        assert browser.selected == ("Greeter", greeter.id)
+        assert "greet" in browser.detail_view.value and "request schema" in browser.detail_view.value
+        assert list(browser.endpoint_field.options) == ["greet"]
+        await runner.stop()
+        await wait_until(
+            lambda: "Greeter" not in browser.table_view.value, WAIT, "Greeter to leave the table"
+        )
+    finally:
+        await runner.stop()
+        await browser.aclose()
+    assert not browser.directory.is_running
+
+
+async def test_request_opens_a_publisher_with_an_example_that_the_service_answers(
+    broker: NatsBrokerConnection,
+) -> None:
+    runner = ServiceRunner(Greeter, connection=broker)
+    await runner.start()
+    browser = ServiceBrowser(broker, interval=60, timeout=0.1)
+    try:
+        await browser.wait_idle()
+        await browser.refresh()
+        browser.select("Greeter")
+        browser.endpoint_field.value = "greet"
+        browser.request_button.click()
+        publisher = browser.publisher
+        assert publisher is not None and publisher in browser.publisher_box.children
+        assert (publisher.subject, publisher.mode) == ("v1.greet_request.browser", "request")
+        assert json.loads(publisher.payload) == {"who": "example", "times": 1}
+        answer = await publisher.request()
+        # The Publisher knows the reply model of a FastIoT request subject: the reply decodes to it.
+        assert answer == Greeting(text="hello example"), publisher.error
+    finally:
+        await runner.stop()
+        await browser.aclose()
