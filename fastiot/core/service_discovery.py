@@ -147,6 +147,7 @@ class ServiceRegistration:
         self._timing: HandlerTiming = timing
         self._logger: Logger = logger or _logger
         self._connection: BrokerConnection | None = None
+        self._info: dict[str, Any] | None = None
         self.id: str = _token(service_id) if service_id else _nuid.next().decode()
         self.name: str = _token(cls.__name__)
         version = str(getattr(cls, "version", DEFAULT_SERVICE_VERSION))
@@ -249,6 +250,11 @@ class ServiceRegistration:
 
     def info(self) -> dict[str, Any]:
         """The answer to ``$SRV.INFO``: the ``@reply`` handlers are the endpoints."""
+        if self._info is None:  # what it says does not change while the service runs
+            self._info = self._make_info()
+        return self._info
+
+    def _make_info(self) -> dict[str, Any]:
         endpoints = []
         for name, subject in self._replies.items():
             endpoints.append(

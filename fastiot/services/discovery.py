@@ -141,10 +141,18 @@ class DiscoveredService:
         requests = self.requests
         return sum(e.processing_time for e in self.endpoints) / requests if requests else 0.0
 
-    def uses(self, subject: str) -> bool:
-        """Whether it subscribes to or answers on ``subject`` (wildcards match as NATS matches them)."""
-        patterns = [*self.subscribes, *(e.subject for e in self.endpoints)]
-        return any(subject_matches(subject, pattern) for pattern in patterns)
+    def use_of(self, subject: str) -> str:
+        """How it uses ``subject``: "replies" (an endpoint), "subscribes", or "" (wildcards match as in NATS).
+
+        Example:
+            >>> DiscoveredService("S", "1", metadata={"subscribes": '["v1.thing.>"]'}).use_of("v1.thing.a")
+            'subscribes'
+        """
+        if any(subject_matches(subject, e.subject) for e in self.endpoints):
+            return "replies"
+        if any(subject_matches(subject, pattern) for pattern in self.subscribes):
+            return "subscribes"
+        return ""
 
 
 def _json_list(text: str | None) -> list[str]:
@@ -350,4 +358,4 @@ def which_services(
     """
     check_subject(subject, wildcards=None)
     pool = _kernel_services() if services is None else list(services)
-    return [s for s in pool if s.uses(subject)]
+    return [s for s in pool if s.use_of(subject)]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from fastiot.core import FastIoTService, reply
+import msgpack
+
+from fastiot.core import FastIoTService, reply, subscribe
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.core.data_models import FastIoTRequest, FastIoTResponse
+from fastiot.core.data_models import FastIoTRequest, FastIoTResponse, Subject
 from fastiot.runner import ServiceRunner
-from fastiot_widgets import ServiceBrowser
-from tests.waits import wait_until
+from fastiot_widgets import ServiceBrowser, SubjectBrowser
+from tests.waits import wait_for_trait, wait_until
 
 WAIT = 5.0
 
@@ -79,3 +82,34 @@ async def test_request_opens_a_publisher_with_an_example_that_the_service_answer
     finally:
         await runner.stop()
         await browser.aclose()
+
+
+async def test_the_subject_browser_names_the_services_that_use_the_selected_subject(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    class Watcher(FastIoTService):
+        @subscribe(subject=Subject(name=f"{prefix}.*.state", msg_cls=dict))
+        async def on_state(self, state: dict[str, Any]) -> None:
+            pass
+
+    runner = ServiceRunner(Watcher, connection=broker)
+    await runner.start()
+    browser = SubjectBrowser(f"{prefix}.>", connection=broker, refresh_interval=0.05)
+    try:
+        await browser.start()
+        for subject in (f"{prefix}.press_1.state", f"{prefix}.press_1.power"):
+            await broker.publish_raw(subject, msgpack.packb({"on": True}))
+        await browser.index.wait_for(2, timeout=WAIT)
+        browser.select(f"{prefix}.press_1.state")
+        detail = await wait_for_trait(
+            browser.detail_view, "detail", lambda d: d.get("path", "").endswith("state")
+        )
+        assert detail["services"] == ["Watcher (subscribes)"]
+        browser.select(f"{prefix}.press_1.power")
+        detail = await wait_for_trait(
+            browser.detail_view, "detail", lambda d: d.get("path", "").endswith("power")
+        )
+        assert detail["services"] == []
+    finally:
+        await browser.aclose()
+        await runner.stop()
