@@ -4,7 +4,7 @@ Every :class:`~fastiot.core.service.FastIoTService` registers itself while it ru
 list``, NATS NUI and :func:`fastiot.services.discover` see it. The answers are nats-py's own
 ``nats.micro`` documents: ``name`` is the class name, ``id`` the service id, ``description`` the first
 line of the class docstring; the endpoints are the ``@reply`` handlers with their request and response
-JSON schemas in metadata; the service metadata lists the ``@subscribe`` subjects, the ``@loop``\\ s and
+JSON schemas in metadata; the service metadata lists the ``@subscribe`` subjects, the ``@loop`` methods and
 the host. STATS are the service's own counters.
 
 nats.micro's ``Service`` is not used to run this: it would subscribe each endpoint a second time (a
@@ -97,6 +97,7 @@ class HandlerTiming:
     """
 
     def __init__(self) -> None:
+        """Start with no time spent."""
         self.nanoseconds: dict[str, int] = {}
 
     def add(self, name: str, started_ns: int) -> None:
@@ -134,7 +135,7 @@ class ServiceRegistration:
             service_id: Its id; "" for a fresh unique one.
             subscribes: The subjects of its ``@subscribe`` handlers.
             replies: Its ``@reply`` handlers' subjects by handler name: the endpoints.
-            loops: The names of its ``@loop``\\ s.
+            loops: The names of its ``@loop`` methods.
             subscriptions: Returns the running subscriptions by handler name (their counters).
             timing: Where the handlers' processing times are added up.
             logger: Where to say that the service is not discoverable (the service's own logger).
@@ -229,7 +230,7 @@ class ServiceRegistration:
         return {"id": self.id, "name": self.name, "version": self.version, "metadata": self.metadata()}
 
     def metadata(self) -> dict[str, str]:
-        """The service's metadata: host, process, ``@subscribe`` subjects and ``@loop``\\ s.
+        """The service's metadata: host, process, ``@subscribe`` subjects and ``@loop`` methods.
 
         Lists are JSON arrays in a string, since the services API allows string values only.
         """

@@ -80,6 +80,11 @@ class ServiceDirectory:
         interval: float = DEFAULT_REFRESH_INTERVAL,
         timeout: float = DEFAULT_DISCOVER_TIMEOUT / 2,
     ) -> None:
+        """Set the directory up; nothing is asked before :meth:`start` or :meth:`refresh`.
+
+        Raises:
+            ValueError: ``interval`` or ``timeout`` is not > 0.
+        """
         if not timeout > 0:
             raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         if not interval > 0:
@@ -175,5 +180,6 @@ class ServiceDirectory:
             await lease.release()
 
     def __repr__(self) -> str:
+        """Running or not, and how many services it saw."""
         state = "running" if self.is_running else "stopped"
         return f"<ServiceDirectory {state}, {len(self.services)} services>"

@@ -117,7 +117,7 @@ class DiscoveredService:
 
     @property
     def loops(self) -> list[str]:
-        """The names of its ``@loop``\\ s (a FastIoT service's metadata; [] for others)."""
+        """The names of its ``@loop`` methods (a FastIoT service's metadata; [] for others)."""
         return _json_list(self.metadata.get("loops"))
 
     @property
