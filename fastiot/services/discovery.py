@@ -36,6 +36,7 @@ __all__ = [
     "DiscoveredService",
     "Endpoint",
     "discover",
+    "service_from_answers",
     "stats",
     "which_services",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import nats.micro
@@ -16,6 +17,7 @@ from fastiot.msg.thing import Thing
 from fastiot.runner import ServiceRunner
 from fastiot.services import ServiceDirectory, discover, stats, which_services
 from fastiot.services.directory import example_request
+from fastiot.services.discovery import service_from_answers
 from tests.waits import wait_until
 
 WAIT = 5.0
@@ -146,3 +148,24 @@ def test_bad_timeouts_are_refused() -> None:
         ServiceDirectory(timeout=0)
     with pytest.raises(ValueError, match="interval"):
         ServiceDirectory(interval=-1)
+
+
+def test_answers_of_a_go_service_are_read() -> None:
+    # Go's micro sends nanoseconds and may leave fields out; the reading does not fail on either.
+    info = {
+        "name": "orders",
+        "id": "abc",
+        "version": "1.0.0",
+        "endpoints": [{"name": "list", "subject": "orders.list", "metadata": None}],
+        "metadata": None,
+    }
+    stats = {
+        "name": "orders",
+        "id": "abc",
+        "started": "2024-05-01T10:00:00.123456789Z",
+        "endpoints": [{"name": "list", "num_requests": 4, "num_errors": 1, "processing_time": 2_000_000}],
+    }
+    service = service_from_answers(info, stats)
+    assert service.started == datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    assert (service.requests, service.errors, service.average_time) == (4, 1, 0.0005)
+    assert service.subscribes == [] and service.endpoints[0].request_schema is None
