@@ -239,6 +239,7 @@ class FastIoTService:
         self._stopping = False
         self.shutdown_reason, self.shutdown_exception = "", None
         self.subscriptions = {}
+        self._timing = HandlerTiming()  # counted from this start on, as the subscriptions' counters are
         self._setup_annotations()
         if self.broker_connection is None:
             self.broker_connection = await NatsBrokerConnection.connect(name=type(self).__name__)
@@ -263,7 +264,6 @@ class FastIoTService:
     async def _register(self) -> None:
         """Answer NATS' services API while the service runs (a refusal is logged and kept, not raised)."""
         assert self.broker_connection is not None
-        self._timing = HandlerTiming()
         self.registration = ServiceRegistration(
             type(self),
             service_id=self.service_id,
