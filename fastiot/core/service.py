@@ -240,6 +240,7 @@ class FastIoTService:
         self.shutdown_reason, self.shutdown_exception = "", None
         self.subscriptions = {}
         self._timing = HandlerTiming()  # counted from this start on, as the subscriptions' counters are
+        self.registration = None
         self._setup_annotations()
         if self.broker_connection is None:
             self.broker_connection = await NatsBrokerConnection.connect(name=type(self).__name__)
