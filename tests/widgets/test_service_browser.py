@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import msgpack
+import nats.micro
+from nats.micro.request import Request
 
 from fastiot.core import FastIoTService, reply, subscribe
 from fastiot.core.broker_connection import NatsBrokerConnection
@@ -113,3 +115,25 @@ async def test_the_subject_browser_names_the_services_that_use_the_selected_subj
     finally:
         await browser.aclose()
         await runner.stop()
+
+
+async def test_a_plain_nats_micro_endpoint_gets_a_json_request(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    async def echo(request: Request) -> None:
+        await request.respond(request.data)
+
+    plain = await nats.micro.add_service(broker.client, name="plain-echo-browser", version="1.0.0")
+    await plain.add_endpoint(name="echo", subject=f"{prefix}.echo", handler=echo)
+    browser = ServiceBrowser(broker, interval=60, timeout=0.1)
+    try:
+        await browser.wait_idle()
+        await browser.refresh()
+        browser.select("plain-echo-browser")
+        publisher = browser.open_request("echo")
+        # No schema and no msgpack content type: an empty JSON object, sent as JSON.
+        assert (publisher.encoding, json.loads(publisher.payload)) == ("json", {})
+        assert await publisher.request() == {}, publisher.error
+    finally:
+        await plain.stop()
+        await browser.aclose()
