@@ -30,6 +30,7 @@ from fastiot._callbacks import CallbackList
 from fastiot.core.broker_connection import BrokerConnection
 from fastiot.core.permissions import Refusal, RefusalWatch
 from fastiot.core.service import FastIoTService
+from fastiot.core.service_discovery import ServiceRegistration
 from fastiot.exceptions import PermissionDeniedError, ServiceReplacedError, ServiceStartError
 from fastiot.workbench import ConnectionLease, use_connection
 
@@ -278,6 +279,15 @@ class ServiceRunner:
             name: {"received": sub.received, "errors": sub.errors}
             for name, sub in self.service.subscriptions.items()
         }
+
+    @property
+    def registration(self) -> ServiceRegistration | None:
+        """How the service answers NATS' services API; its ``error`` says why it is not discoverable.
+
+        None while no service ran. Example: ``runner.registration.error`` is a ``PermissionDeniedError``
+        when the user may not subscribe to ``$SRV.>``: the service runs, but ``nats micro ls`` misses it.
+        """
+        return None if self.service is None else self.service.registration
 
     @property
     def is_running(self) -> bool:

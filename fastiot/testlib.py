@@ -268,4 +268,5 @@ def _serve(service: type[FastIoTService], started: Connection) -> None:  # pragm
     # The same name as the service, for its logger and its connection name.
     Reporting.__name__, Reporting.__qualname__ = service.__name__, service.__qualname__
     Reporting.__module__ = service.__module__
+    Reporting.__doc__ = service.__doc__  # its description in NATS' services API
     Reporting.main()

@@ -28,6 +28,7 @@ from .live_plot import LivePlot
 from .message_table import MessageTable
 from .publisher import Publisher
 from .recording_browser import RecordingBrowser
+from .service_browser import ServiceBrowser
 from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
 
@@ -39,6 +40,7 @@ __all__ = [
     "MessageTable",
     "Publisher",
     "RecordingBrowser",
+    "ServiceBrowser",
     "ServiceCellError",
     "ServiceControl",
     "SubjectBrowser",

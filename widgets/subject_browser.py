@@ -41,6 +41,7 @@ from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnectio
 from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import is_system_subject
 from fastiot.exceptions import JetStreamUnavailableError
+from fastiot.services import which_services
 from fastiot.subjects import SubjectIndex
 from fastiot.subjects.tree import (
     DEFAULT_RESORT_INTERVAL,
@@ -548,7 +549,7 @@ class SubjectBrowser(SubjectBrowserLayout):
             last_seen_ns=int(stats.last_seen.timestamp() * 1e9),
             diff_pair=self.detail_view.diff_pair,
             show_raw=self.show_raw,
-        )
+        ) | {"services": [f"{s.name} ({s.use_of(path)})" for s in which_services(path)]}
 
     def __repr__(self) -> str:
         return f"SubjectBrowser({self.index.pattern}, {plural(len(self.index), 'subject')})"

@@ -56,6 +56,9 @@ function render({ model, el }) {
         ),
       );
     }
+    if (d.services && d.services.length) {
+      el.append(node("div", { class: "fsd-muted" }, `Used by services: ${d.services.join(", ")}`));
+    }
     el.append(node("details", { open: "" }, node("summary", {}, "NATS headers"), headersTable(d.headers)));
 
     if (d.fields && d.fields.length) {

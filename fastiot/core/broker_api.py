@@ -129,7 +129,13 @@ class BrokerConnection(SyncBridge, ABC):
         raise NotImplementedError(f"{type(self).__name__} has no raw subscriptions")
 
     async def publish_raw(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        confirm: bool = False,
+        reply: str = "",
     ) -> None:
         """Publish bytes as they are (no serialization); ``confirm`` waits until the server has them."""
         raise NotImplementedError(f"{type(self).__name__} cannot publish raw bytes")
@@ -264,7 +270,13 @@ class BrokerConnectionDummy(BrokerConnection):
         return SubscriptionDummy()
 
     async def publish_raw(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        confirm: bool = False,
+        reply: str = "",
     ) -> None:
         """Record ``(subject, payload)`` in :attr:`published`."""
         self.published.append((subject, payload))

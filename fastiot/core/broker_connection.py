@@ -668,7 +668,13 @@ class NatsBrokerConnection(BrokerConnection):
         return result
 
     async def publish_raw(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *, confirm: bool = False
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        confirm: bool = False,
+        reply: str = "",
     ) -> None:
         """Publish bytes as they are (no serialization).
 
@@ -678,16 +684,17 @@ class NatsBrokerConnection(BrokerConnection):
             headers: NATS headers.
             confirm: Wait until the server has the message (one round trip), and raise if it refused
                 it; what a form that says "sent" needs, too slow for a producer's hot path.
+            reply: The subject answers go to (a request that gathers several answers there).
 
         Raises:
             PermissionDeniedError: With ``confirm``, the server refused this publish.
             PublishBufferFullError, PayloadTooLargeError, SubjectTooLongError: As :meth:`publish`.
         """
         if not confirm:
-            await self._publish_nats(subject, payload, headers=headers)
+            await self._publish_nats(subject, payload, reply=reply, headers=headers)
             return
         mark = self.refusals.mark()
-        await self._publish_nats(subject, payload, headers=headers)
+        await self._publish_nats(subject, payload, reply=reply, headers=headers)
         await self.flush(report_refused=False)
         refused = self.refusals.publish_refused(mark, subject)
         if refused is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from logging import Logger
 from typing import Any
@@ -27,6 +28,7 @@ from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
 from fastiot.core.logger import logging, setup_logger
 from fastiot.core.service_annotations import is_loop, replied_subject, subscribed_subject
+from fastiot.core.service_discovery import DEFAULT_SERVICE_VERSION, HandlerTiming, ServiceRegistration
 from fastiot.env import env_basic
 from fastiot.exceptions import BrokerUnavailableError, PermissionDeniedError, ShutdownRequestedInterruption
 
@@ -64,6 +66,8 @@ class FastIoTService:
     """Seconds a stop waits for handlers to finish the messages already received."""
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     """Seconds a stop waits for loops and tasks after ``_stop()``, before it cancels them."""
+    version: str = DEFAULT_SERVICE_VERSION
+    """The version the service reports in NATS' services API (a semantic version such as ``1.2.0``)."""
 
     @classmethod
     def main(cls, **kwargs: Any) -> None:
@@ -145,6 +149,10 @@ class FastIoTService:
         self.shutdown_reason: str = ""
         self.shutdown_exception: BaseException | None = None
         """The exception that made the service shut down (a failed loop or task), else None."""
+        self.registration: ServiceRegistration | None = None
+        """How the running service answers NATS' services API (``$SRV.INFO`` ...); its ``error`` says
+        why it is not discoverable. None while it does not run."""
+        self._timing: HandlerTiming = HandlerTiming()
 
     @property
     def service_logger(self) -> Logger:
@@ -241,6 +249,8 @@ class FastIoTService:
         self._stopping = False
         self.shutdown_reason, self.shutdown_exception = "", None
         self.subscriptions = {}
+        self._timing = HandlerTiming()  # counted from this start on, as the subscriptions' counters are
+        self.registration = None
         self._setup_annotations()
         if self.broker_connection is None:
             self.broker_connection = await NatsBrokerConnection.connect(name=type(self).__name__)
@@ -250,6 +260,7 @@ class FastIoTService:
             await self._start_annotated_subs()
             await self._confirm_subscriptions()
             self._start_annotated_loops()
+            await self._register()
         except BaseException:
             await self._shutdown()
             raise
@@ -261,9 +272,30 @@ class FastIoTService:
         await self._shutdown()
         return False
 
+    async def _register(self) -> None:
+        """Answer NATS' services API while the service runs (a refusal is logged and kept, not raised)."""
+        assert self.broker_connection is not None
+        self.registration = ServiceRegistration(
+            type(self),
+            service_id=self.service_id,
+            subscribes=[s.name for fn in self._subscription_fns if (s := subscribed_subject(fn)) is not None],
+            replies={
+                fn.__name__: r
+                for fn in self._reply_subscription_fns
+                if (r := replied_subject(fn)) is not None
+            },
+            loops=[fn.__name__ for fn in self._loop_fns],
+            subscriptions=lambda: self.subscriptions,
+            timing=self._timing,
+            logger=self._logger,
+        )
+        await self.registration.start(self.broker_connection)
+
     async def _shutdown(self) -> None:
         await self.request_shutdown()
         self._stopping = True
+        if self.registration is not None:
+            await self.registration.stop()  # first: a stopping service is no longer listed
         try:
             await self._stop_subs()
         finally:
@@ -325,6 +357,7 @@ class FastIoTService:
             task = asyncio.current_task()
             if task is not None:
                 self._busy_handlers[task] = name
+            started_ns = time.perf_counter_ns()
             try:
                 return await fn(*args)
             except asyncio.CancelledError:
@@ -336,6 +369,7 @@ class FastIoTService:
                     )
                 raise
             finally:
+                self._timing.add(name, started_ns)
                 if task is not None:
                     self._busy_handlers.pop(task, None)
 

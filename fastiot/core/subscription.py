@@ -133,10 +133,12 @@ class Subscription(ABC):
     Attributes:
         received: Messages handed to the handler so far.
         errors: Errors of the handler (or of decoding) reported so far.
+        last_error: The newest of those errors, described in one line ("" while there was none).
     """
 
     received: int = 0
     errors: int = 0
+    last_error: str = ""
 
     @abstractmethod
     async def unsubscribe(self) -> None:
@@ -181,6 +183,7 @@ class NatsBrokerSubscription(Subscription):
         self._error_event: asyncio.Event = asyncio.Event()
         self.received: int = 0
         self.errors: int = 0
+        self.last_error: str = ""
         self.errors_dropped: int = 0
         self.slow_consumer_events: int = 0
         self.refusal: PermissionDeniedError | None = None
@@ -273,6 +276,7 @@ class NatsBrokerSubscription(Subscription):
     async def report_error(self, err: Exception) -> None:
         """Count, keep, log and pass on one error (annotated by :func:`attach_message`)."""
         self.errors += 1
+        self.last_error = f"{type(err).__name__}: {err}"
         if len(self._pending_errors) == self._pending_errors.maxlen:
             self.errors_dropped += 1
         self._pending_errors.append(err)
