@@ -156,8 +156,9 @@ class ColumnarBuffer:
         self._oversized: int = 0
         self._start: int = 0  # the seq of the oldest row kept
         self._ring_bytes: int = 0
-        self._staged_size: int = 0  # payload bytes staged
-        self._byte_room: int = self.max_bytes  # bytes that may be staged before the rows must be written
+        # Payload bytes that may still be staged before the rows must be written (max_bytes less the
+        # bytes kept and staged): one number for the hot path to count down.
+        self._room: int = self.max_bytes
         self._errors.clear()
         self._headers.clear()
         self._error_count: int = 0
@@ -198,9 +199,9 @@ class ColumnarBuffer:
         if headers:
             self._staged_headers[self._stored + self._oversized + len(staged) // _WIDTH] = headers
         staged.extend((subject, timestamp_ns, data, decoder))
-        size = self._staged_size + len(data)
-        self._staged_size = size
-        if len(staged) >= self._flush_length or size > self._byte_room:
+        room = self._room - len(data)
+        self._room = room
+        if room < 0 or len(staged) >= self._flush_length:
             self.flush()
 
     def extend(
@@ -262,7 +263,6 @@ class ColumnarBuffer:
             return
         subjects, times, datas, decoders = (staged[i::_WIDTH] for i in range(_WIDTH))
         staged.clear()
-        self._staged_size = 0
         payloads = self._decode(datas, subjects, decoders)
         sequences = [0] * len(datas) if self._with_sequence else None
         self._write_batch(subjects, times, payloads, list(map(len, datas)), sequences)
@@ -332,7 +332,7 @@ class ColumnarBuffer:
                 self._evict_bytes(self._ring_bytes + new_bytes - self._byte_target, first_new)
             self._write_rows(subjects, times, payloads, sizes, sequences, seq0)
             self._ring_bytes += new_bytes
-        self._byte_room = self.max_bytes - self._ring_bytes
+        self._room = self.max_bytes - self._ring_bytes
         self._prune(self._errors)
         self._prune(self._headers)
         self._payload.housekeep()
@@ -490,7 +490,7 @@ class ColumnarBuffer:
     @property
     def payload_bytes(self) -> int:
         """Payload bytes of the rows kept and staged (what ``max_bytes`` bounds)."""
-        return self._ring_bytes + self._staged_size
+        return self.max_bytes - self._room
 
     @property
     def fields_not_stored(self) -> int:
