@@ -59,7 +59,7 @@ def checkout(commit: str, into: Path) -> None:
     """The files of ``commit`` (of the repository this file is in) into ``into``."""
     archive = subprocess.run(
         ["git", "archive", "--format=tar", commit],
-        cwd=BENCH_DIR,
+        cwd=BENCH_DIR.parent,  # from bench/ itself, git would archive bench/ alone
         capture_output=True,
         check=True,
         timeout=120,
@@ -109,14 +109,14 @@ def summary(name: str, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, 
 def table(name: str, rows: list[dict[str, Any]], runs: int, base: str, new: str) -> str:
     lines = [
         f"bench/{name}.py, {runs} runs each, alternating; base {base}, new {new} (medians; every run)",
-        f"{'figure':<44}{'base':>10}{'new':>10}{'new/base':>10}",
+        f"{'figure':<44}{'base':>12}{'new':>12}{'new/base':>10}",
     ]
     for row in rows:
         if row["base_median"] is None or row["new_median"] is None:
             continue
         every = " ".join(f"{v:.3g}" for v in row["base"]) + " | " + " ".join(f"{v:.3g}" for v in row["new"])
         lines.append(
-            f"{row['figure']:<44}{row['base_median']:>10.3f}{row['new_median']:>10.3f}"
+            f"{row['figure']:<44}{row['base_median']:>12.4g}{row['new_median']:>12.4g}"
             f"{row.get('new_over_base', float('nan')):>10.3f}   ({every})"
         )
     return "\n".join(lines)
