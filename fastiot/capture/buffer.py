@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -65,6 +65,8 @@ _INITIAL_CAPACITY = 1_024
 FLUSH_ROWS = 256
 _MAX_SUBJECT_NAMES = 100_000
 _WIDTH = 4  # fields of a staged row
+# A column of ints as callers have it: a list, or an int64 array (a recording's times and sequences).
+_Ints = Union[Sequence[int], np.ndarray]  # noqa: UP007 - a runtime alias
 
 _logger = setup_logger("capture")
 
@@ -207,10 +209,10 @@ class ColumnarBuffer:
     def extend(
         self,
         subjects: Sequence[str],
-        times: Sequence[int] | np.ndarray,
+        times: _Ints,
         datas: Sequence[bytes],
         headers: Mapping[int, Mapping[str, str]] | None = None,
-        sequences: Sequence[int] | np.ndarray | None = None,
+        sequences: _Ints | None = None,
     ) -> None:
         """Add a batch of messages as rows, decoded (by the buffer's decoder) and written at once.
 
@@ -298,10 +300,10 @@ class ColumnarBuffer:
     def _write_batch(
         self,
         subjects: Sequence[str],
-        times: Sequence[int] | np.ndarray,
+        times: _Ints,
         payloads: list[Any],
         sizes: list[int],
-        sequences: Sequence[int] | np.ndarray | None,
+        sequences: _Ints | None,
     ) -> None:
         """Write decoded rows (the next ones after those written) into the columns, within the bounds."""
         first_new = self._stored  # rows before first_new are in the ring (or evicted)
@@ -423,10 +425,10 @@ class ColumnarBuffer:
     def _write_rows(
         self,
         subjects: Sequence[str],
-        times: Sequence[int] | np.ndarray,
+        times: _Ints,
         payloads: list[Any],
         sizes: list[int],
-        sequences: Sequence[int] | np.ndarray | None,
+        sequences: _Ints | None,
         seq0: int,
     ) -> None:
         n, max_rows = len(payloads), self.max_rows
