@@ -5,8 +5,9 @@ A change that must not slow something down is measured against the code before i
 in the same hour: the machine is shared and its load changes from minute to minute, so figures of
 different days do not compare. The older commit's files are taken with ``git archive`` into a
 temporary folder; its own ``bench/NAME.py`` runs there with ``PYTHONPATH`` pointing at it (the
-installed packages are the same), then this tree's, ``--runs`` times each, alternating (base, new,
-base, new, ...). The reports of every run are kept; the summary gives, for a few figures of each
+installed packages are the same), then this tree's, ``--runs`` times each, alternating in the order
+base, new, new, base, base, new, ... (a benchmark the base does not have yet runs from this tree, on
+the base's code). The reports of every run are kept; the summary gives, for a few figures of each
 benchmark, every run's value and their medians for base and new side by side.
 
 Results go to ``bench/results/side_by_side_NAME.json``.
@@ -45,6 +46,11 @@ FIGURES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("to_dataframe() s", ("to_dataframe", "seconds")),
         ("bytes per row", ("memory", "tracemalloc", "bytes_per_row")),
     ],
+    "ingest": [
+        ("capture callback ns/row (CPU)", ("capture_ns_per_row",)),
+        ("capture of Thing subject ns/row (CPU)", ("capture_model_ns_per_row",)),
+        ("FrameBuilder + DataFrame ns/row (CPU)", ("frames_ns_per_row",)),
+    ],
     "history": [
         ("Recording.to_dataframe() s (wall)", ("load", "to_dataframe", "seconds")),
         ("Recording.to_dataframe() CPU-s", ("load", "to_dataframe", "cpu_seconds")),
@@ -77,7 +83,10 @@ def run_one(tree: Path, name: str, args: list[str], output: Path, base: bool) ->
         env["PYTHONPATH"] = str(tree)  # its fastiot before the installed (editable) one
     else:
         env.pop("PYTHONPATH", None)
-    command = [sys.executable, str(tree / "bench" / f"{name}.py"), *args, "--output", str(output)]
+    script = tree / "bench" / f"{name}.py"
+    if not script.exists():  # a benchmark newer than the base: this tree's, run on the base's code
+        script = BENCH_DIR / f"{name}.py"
+    command = [sys.executable, str(script), *args, "--output", str(output)]
     subprocess.run(command, cwd=tree, env=env, check=True, timeout=RUN_TIMEOUT, stdout=subprocess.DEVNULL)
     report: dict[str, Any] = json.loads(output.read_text())
     return report
@@ -140,7 +149,9 @@ def main() -> None:
         checkout(options.base, Path(tmp))
         trees = {"base": Path(tmp) / "tree", "new": BENCH_DIR.parent}
         for r in range(options.runs):
-            for side in ("base", "new"):
+            # ABBA: whichever goes first in a pair (a fresh machine state, the other's leftovers) is not
+            # always the same side.
+            for side in ("base", "new") if r % 2 == 0 else ("new", "base"):
                 log(f"run {r + 1}/{options.runs}: {side}")
                 out = Path(tmp) / f"{side}-{r}.json"
                 runs[side].append(run_one(trees[side], name, options.args, out, base=side == "base"))
