@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
@@ -73,6 +73,38 @@ _logger = setup_logger("capture")
 
 def _view(array: np.ndarray, slices: list[slice]) -> np.ndarray:
     return array[slices[0]]
+
+
+class _Rows(NamedTuple):
+    """Decoded rows on their way into the columns, column by column."""
+
+    subjects: Sequence[str]
+    times: _Ints
+    payloads: list[Any]
+    sizes: list[int]
+    sequences: _Ints | None
+
+    def picked(self, keep: list[int]) -> _Rows:
+        """Only the rows at the indexes ``keep``."""
+        sequences = self.sequences
+        return _Rows(
+            [self.subjects[i] for i in keep],
+            [self.times[i] for i in keep],
+            [self.payloads[i] for i in keep],
+            [self.sizes[i] for i in keep],
+            None if sequences is None else [sequences[i] for i in keep],
+        )
+
+    def after(self, skip: int) -> _Rows:
+        """The rows after the first ``skip``."""
+        sequences = self.sequences
+        return _Rows(
+            self.subjects[skip:],
+            self.times[skip:],
+            self.payloads[skip:],
+            self.sizes[skip:],
+            None if sequences is None else sequences[skip:],
+        )
 
 
 def _is_failure(payload: Any) -> bool:
@@ -238,13 +270,9 @@ class ColumnarBuffer:
                 self._staged_headers[first + k] = row_headers
         if self._with_sequence and sequences is None:
             sequences = [0] * len(datas)
-        self._write_batch(
-            subjects,
-            times,
-            self._decoder.decode_batch(datas, subjects, headers),
-            list(map(len, datas)),
-            sequences if self._with_sequence else None,
-        )
+        payloads = self._decoder.decode_batch(datas, subjects, headers)
+        sequences = sequences if self._with_sequence else None
+        self._write_batch(_Rows(subjects, times, payloads, list(map(len, datas)), sequences))
 
     @property
     def rows_added(self) -> int:
@@ -267,7 +295,7 @@ class ColumnarBuffer:
         staged.clear()
         payloads = self._decode(datas, subjects, decoders)
         sequences = [0] * len(datas) if self._with_sequence else None
-        self._write_batch(subjects, times, payloads, list(map(len, datas)), sequences)
+        self._write_batch(_Rows(subjects, times, payloads, list(map(len, datas)), sequences))
 
     def _decode(
         self, datas: list[bytes], subjects: list[str], decoders: list[BatchDecoder | None]
@@ -297,42 +325,30 @@ class ColumnarBuffer:
                 payloads[k] = payload
         return payloads
 
-    def _write_batch(
-        self,
-        subjects: Sequence[str],
-        times: _Ints,
-        payloads: list[Any],
-        sizes: list[int],
-        sequences: _Ints | None,
-    ) -> None:
+    def _write_batch(self, rows: _Rows) -> None:
         """Write decoded rows (the next ones after those written) into the columns, within the bounds."""
         first_new = self._stored  # rows before first_new are in the ring (or evicted)
         first_added = first_new + self._oversized  # what the caller counted the first row as
-        keep = self._drop_oversized(sizes, payloads) if max(sizes) > self.max_bytes else None
+        keep = self._drop_oversized(rows.sizes, rows.payloads) if max(rows.sizes) > self.max_bytes else None
         if keep is not None:
-            subjects = [subjects[i] for i in keep]
-            times = [times[i] for i in keep]
-            payloads = [payloads[i] for i in keep]
-            sizes = [sizes[i] for i in keep]
-            sequences = [sequences[i] for i in keep] if sequences is not None else None
+            rows = rows.picked(keep)
         if self._staged_headers:
             self._take_staged_headers(first_added, first_new, keep)
-        n = len(payloads)
+        n = len(rows.payloads)
         self._stored = first_new + n
-        skip = self._rows_to_skip(sizes, n)
+        skip = self._rows_to_skip(rows.sizes, n)
         seq0 = first_new + skip
         if skip:  # rows that would be evicted at once are never written, only counted
-            self._error_count += sum(1 for p in payloads[:skip] if _is_failure(p))
-            subjects, times, payloads, sizes = subjects[skip:], times[skip:], payloads[skip:], sizes[skip:]
-            sequences = sequences[skip:] if sequences is not None else None
+            self._error_count += sum(1 for p in rows.payloads[:skip] if _is_failure(p))
+            rows = rows.after(skip)
             n -= skip
             self._evict_to(seq0, first_new)  # every row kept so far is older than the skipped ones
         if n:
-            new_bytes = sum(sizes)
+            new_bytes = sum(rows.sizes)
             self._evict_to(seq0 + n - self.max_rows, first_new)
             if self._ring_bytes + new_bytes > self.max_bytes:
                 self._evict_bytes(self._ring_bytes + new_bytes - self._byte_target, first_new)
-            self._write_rows(subjects, times, payloads, sizes, sequences, seq0)
+            self._write_rows(rows, seq0)
             self._ring_bytes += new_bytes
         self._room = self.max_bytes - self._ring_bytes
         self._prune(self._errors)
@@ -422,15 +438,8 @@ class ColumnarBuffer:
                 break
             del by_seq[first]
 
-    def _write_rows(
-        self,
-        subjects: Sequence[str],
-        times: _Ints,
-        payloads: list[Any],
-        sizes: list[int],
-        sequences: _Ints | None,
-        seq0: int,
-    ) -> None:
+    def _write_rows(self, rows: _Rows, seq0: int) -> None:
+        subjects, times, payloads, sizes, sequences = rows
         n, max_rows = len(payloads), self.max_rows
         if seq0 + n > self._capacity and self._capacity < max_rows:
             self._grow(min(max_rows, max(self._capacity * 2, seq0 + n)))
