@@ -256,9 +256,9 @@ async def test_a_capture_decodes_with_registered_decoders_and_takes_text_as_text
 
 
 def test_a_firehose_through_a_capture_sets_off_almost_no_garbage_collection() -> None:
-    # Each staged row holds a decoded dict until the rows are written to the columns; with more of them
-    # alive than the collector's young-generation threshold (700), every few hundred messages set off a
-    # collection that promoted the staged rows, and every ~200,000 a full one (100+ ms in a kernel).
+    # The rows of a batch are decoded at once, a dict each, before they are written to the columns; with
+    # more of them alive than the collector's young-generation threshold (700), every few hundred messages
+    # set off a collection that promoted them, and every ~200,000 a full one (100+ ms in a kernel).
     class Msg:
         def __init__(self, subject: str, data: bytes) -> None:
             self.subject, self.data, self.headers = subject, data, None
