@@ -1,10 +1,12 @@
 """ColumnarBuffer: decoded messages as rows of numpy columns in a ring bounded in rows and in bytes.
 
-Rows are staged flat (subject, received ns, decoded payload, payload size) and written to the
-columns in batches: numpy stores a batch of values far cheaper than one value at a time. Every read
-first writes what is staged. Only the newest ``max_rows`` rows are kept, and only as many as hold
-``max_bytes`` payload bytes, staged rows included. A payload larger than ``max_bytes`` is dropped alone,
-the rows before it stay. :attr:`ColumnarBuffer.dropped` counts the rows evicted and dropped exactly.
+The buffer is the one writer of its rows: messages come in undecoded (:meth:`ColumnarBuffer.append`
+one at a time, :meth:`ColumnarBuffer.extend` a batch at a time), are decoded a batch at a time by a
+:class:`~fastiot.payloads.BatchDecoder` and written to the columns in batches: numpy stores a batch of
+values far cheaper than one value at a time. Every read first writes what is staged. Only the newest
+``max_rows`` rows are kept, and only as many as hold ``max_bytes`` payload bytes, staged rows included.
+A payload larger than ``max_bytes`` is dropped alone, the rows before it stay.
+:attr:`ColumnarBuffer.dropped` counts the rows evicted and dropped exactly.
 
 Example:
     >>> from fastiot.core.serialization import pack
@@ -16,15 +18,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
 from fastiot.capture.export import column_to_pandas, string_array
 from fastiot.capture.rows import VALUE_COLUMN, PayloadColumns
 from fastiot.core.logger import setup_logger
-from fastiot.payloads import Decoded, ValueDecoder, value_decoder
+from fastiot.payloads import BatchDecoder, Decoded
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,18 +58,53 @@ SEQUENCE_COLUMN = "sequence"
 
 
 _INITIAL_CAPACITY = 1_024
-# Rows are written to the columns once this many are staged (or when somebody reads). Few enough that the
-# staged payloads (a dict each) stay under the garbage collector's threshold of 700 new container objects:
-# with 1,536 staged, a firehose set off a young-generation collection every few hundred messages and,
-# promoting the staged rows, a full collection (100+ ms in a notebook kernel) every 200,000 or so.
+# Rows are written to the columns once this many are staged (or when somebody reads). Few enough that their
+# payloads, decoded at once (a dict each), stay under the garbage collector's threshold of 700 new container
+# objects: with 1,536 decoded rows alive, a firehose set off a young-generation collection every few hundred
+# messages and, promoting the rows, a full collection (100+ ms in a notebook kernel) every 200,000 or so.
 FLUSH_ROWS = 256
 _MAX_SUBJECT_NAMES = 100_000
+_WIDTH = 4  # fields of a staged row
+# A column of ints as callers have it: a list, or an int64 array (a recording's times and sequences).
+_Ints = Union[Sequence[int], np.ndarray]  # noqa: UP007 - a runtime alias
 
 _logger = setup_logger("capture")
 
 
 def _view(array: np.ndarray, slices: list[slice]) -> np.ndarray:
     return array[slices[0]]
+
+
+class _Rows(NamedTuple):
+    """Decoded rows on their way into the columns, column by column."""
+
+    subjects: Sequence[str]
+    times: _Ints
+    payloads: list[Any]
+    sizes: list[int]
+    sequences: _Ints | None
+
+    def picked(self, keep: list[int]) -> _Rows:
+        """Only the rows at the indexes ``keep``."""
+        sequences = self.sequences
+        return _Rows(
+            [self.subjects[i] for i in keep],
+            [self.times[i] for i in keep],
+            [self.payloads[i] for i in keep],
+            [self.sizes[i] for i in keep],
+            None if sequences is None else [sequences[i] for i in keep],
+        )
+
+    def after(self, skip: int) -> _Rows:
+        """The rows after the first ``skip``."""
+        sequences = self.sequences
+        return _Rows(
+            self.subjects[skip:],
+            self.times[skip:],
+            self.payloads[skip:],
+            self.sizes[skip:],
+            None if sequences is None else sequences[skip:],
+        )
 
 
 def _is_failure(payload: Any) -> bool:
@@ -77,21 +114,25 @@ def _is_failure(payload: Any) -> bool:
 class ColumnarBuffer:
     """A ring of decoded messages as numpy columns, bounded in rows and payload bytes.
 
+    Messages come in undecoded, one at a time (:meth:`append`, what a capture's NATS callback calls)
+    or a batch at a time (:meth:`extend`, what a recording's reader calls); the buffer decodes them a
+    batch at a time with a :class:`~fastiot.payloads.BatchDecoder` when it writes them to the columns.
+
     Args:
         max_rows: How many of the newest rows to keep.
         max_bytes: How many payload bytes the rows kept (and staged) may hold.
         max_columns: The most distinct payload fields kept; further ones are counted in
             :attr:`fields_not_stored`.
         sequence: Rows carry a sequence number (a ``sequence`` column after ``subject``).
-        model: The model payloads of :meth:`append` decode to (see :func:`fastiot.payloads.value_decoder`).
+        decoder: How rows added without a decoder of their own decode (default: any format, as a
+            capture on a pattern decodes).
         name: What the buffer belongs to, for log lines.
 
     Example:
         >>> buffer = ColumnarBuffer(max_rows=2, sequence=True)
-        >>> for seq in range(3):
-        ...     buffer.append("a", seq, b'{"n": %d}' % seq, sequence=seq)
+        >>> buffer.extend(["a"] * 3, [0, 1, 2], [b'{"n": %d}' % seq for seq in range(3)], sequences=[7, 8, 9])
         >>> buffer.to_dataframe()[["sequence", "n"]].values.tolist(), buffer.dropped
-        ([[1, 1], [2, 2]], 1)
+        ([[8, 1], [9, 2]], 1)
     """
 
     def __init__(
@@ -101,7 +142,7 @@ class ColumnarBuffer:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_columns: int = DEFAULT_MAX_COLUMNS,
         sequence: bool = False,
-        model: type | None = None,
+        decoder: BatchDecoder | None = None,
         name: str = "capture",
     ) -> None:
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
@@ -117,13 +158,13 @@ class ColumnarBuffer:
         self._max_columns: int = max_columns
         self._payload: PayloadColumns = PayloadColumns(0, max_columns, name)
         self._with_sequence: bool = sequence
-        self._width: int = 5 if sequence else 4
         self._name: str = name
-        self._decode: ValueDecoder = value_decoder(model)
-        self.staged: list[Any] = []
-        """Rows not yet written, flat: subject, received ns, payload, size[, sequence] per row."""
-        self.staged_headers: dict[int, Mapping[str, str]] = {}
-        """The NATS headers of staged rows that had some, by row seq."""
+        self._decoder: BatchDecoder = decoder if decoder is not None else BatchDecoder()
+        # Rows not yet written, flat (_WIDTH fields a row: subject, received ns, payload bytes, decoder):
+        # one list extended by a tuple costs the hot path less than a list or an object per row.
+        self._staged: list[Any] = []
+        self._staged_headers: dict[int, Mapping[str, str]] = {}  # by the staged rows' numbers (rows_added)
+        self._flush_length: int = _WIDTH * min(FLUSH_ROWS, max_rows)
         self._subject_names: dict[str, str] = {}
         self._errors: dict[int, tuple[bytes, str]] = {}
         self._headers: dict[int, Mapping[str, str]] = {}
@@ -141,16 +182,17 @@ class ColumnarBuffer:
         self._subject_values: np.ndarray = np.empty(self._capacity, dtype=object)
         self._fields_not_stored_before_clear += self._payload.fields_not_stored
         self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
-        self.staged.clear()  # in place: a capture's hot path holds staged.extend
-        self.staged_headers.clear()
+        self._staged.clear()
+        self._staged_headers.clear()
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
         # Rows dropped alone for a payload larger than max_bytes. They get no seq of their own: the rows
         # kept stay one run of seqs, and the caller's count of rows added (rows_added) runs this far ahead.
         self._oversized: int = 0
         self._start: int = 0  # the seq of the oldest row kept
         self._ring_bytes: int = 0
-        # Bytes staged through stage() since the last flush (a capture's hot path counts its own).
-        self._staged_size: int = 0
+        # Payload bytes that may still be staged before the rows must be written (max_bytes less the
+        # bytes kept and staged): one number for the hot path to count down.
+        self._room: int = self.max_bytes
         self._errors.clear()
         self._headers.clear()
         self._error_count: int = 0
@@ -163,69 +205,79 @@ class ColumnarBuffer:
         timestamp_ns: int,
         data: bytes,
         headers: Mapping[str, str] | None = None,
-        *,
-        sequence: int | None = None,
+        decoder: BatchDecoder | None = None,
     ) -> None:
-        """Decode one message and add it as a row (written to the columns with the next batch)."""
-        payload = self._decode(data, subject, headers) if headers else self._decode(data, subject)
-        self.stage(subject, timestamp_ns, payload, len(data), headers, sequence=sequence)
+        """Add one message as a row; it is decoded and written to the columns with the next batch.
 
-    def append_rows(
-        self,
-        rows: Iterable[tuple[str, int, bytes, Mapping[str, str] | None]],
-        *,
-        first_sequence: int | None = None,
-    ) -> None:
-        """Add ``(subject, timestamp_ns, payload bytes, headers)`` rows.
+        It is what a capture's NATS callback calls for every message, so it does little: rows are
+        written once :data:`FLUSH_ROWS` are staged, before the staged payloads exceed what ``max_bytes``
+        leaves, and on every read. Rows of a buffer with ``sequence`` get sequence 0 (use :meth:`extend`).
 
-        With ``first_sequence``, the rows' sequence numbers count up from it.
+        Args:
+            subject: The subject the message arrived on.
+            timestamp_ns: When it arrived, in ns since the epoch.
+            data: The payload bytes.
+            headers: Its NATS headers, if any (a ``Content-Type`` decides how the payload reads, as in
+                :func:`fastiot.payloads.decode`).
+            decoder: The decoder of the message's subscription (default: the buffer's).
+
+        Example:
+            >>> from fastiot.core.serialization import pack
+            >>> buffer = ColumnarBuffer(max_rows=10)
+            >>> buffer.append("v1.a", 1, pack({"v": 1.5}))
+            >>> buffer.append("v1.a", 2, b"7", {"Content-Type": "text/plain"})
+            >>> buffer.to_dataframe()[["v", "value"]].values.tolist()
+            [[1.5, nan], [nan, '7']]
         """
-        for k, (subject, timestamp_ns, data, headers) in enumerate(rows):
-            sequence = None if first_sequence is None else first_sequence + k
-            self.append(subject, timestamp_ns, data, headers, sequence=sequence)
-
-    def stage(
-        self,
-        subject: str,
-        timestamp_ns: int,
-        payload: Any,
-        size: int,
-        headers: Mapping[str, str] | None = None,
-        *,
-        sequence: int | None = None,
-    ) -> None:
-        """Add a row whose payload is decoded already (a value, or a :class:`~fastiot.payloads.Decoded`)."""
+        staged = self._staged
         if headers:
-            self.staged_headers[self.rows_added] = headers
-        if self._with_sequence:
-            self.staged.extend((subject, timestamp_ns, payload, size, sequence or 0))
-        else:
-            self.staged.extend((subject, timestamp_ns, payload, size))
-        self._staged_size += size
-        if self.staged_count >= self.flush_rows or self._staged_size > self.byte_room:
+            self._staged_headers[self._stored + self._oversized + len(staged) // _WIDTH] = headers
+        staged.extend((subject, timestamp_ns, data, decoder))
+        room = self._room - len(data)
+        self._room = room
+        if room < 0 or len(staged) >= self._flush_length:
             self.flush()
 
-    @property
-    def flush_rows(self) -> int:
-        """Staged rows are written to the columns once this many are staged."""
-        return min(FLUSH_ROWS, self.max_rows)
+    def extend(
+        self,
+        subjects: Sequence[str],
+        times: _Ints,
+        datas: Sequence[bytes],
+        headers: Mapping[int, Mapping[str, str]] | None = None,
+        sequences: _Ints | None = None,
+    ) -> None:
+        r"""Add a batch of messages as rows, decoded (by the buffer's decoder) and written at once.
 
-    @property
-    def staged_count(self) -> int:
-        """Rows staged, not yet written to the columns."""
-        return len(self.staged) // self._width
+        Args:
+            subjects: The subject of each message.
+            times: Their times in ns since the epoch (a list or an int64 array).
+            datas: Their payload bytes.
+            headers: The NATS headers of the messages that have some, by index in the batch.
+            sequences: Their sequence numbers (for a buffer made with ``sequence=True``; else ignored).
 
-    def staged_bytes(self) -> int:
-        """Payload bytes of the staged rows."""
-        return sum(self.staged[3 :: self._width])
+        Example:
+            >>> buffer = ColumnarBuffer(max_rows=10)
+            >>> buffer.extend(["v1.a", "v1.b"], [1, 2], [b"\x01", b"x"])
+            >>> buffer.to_dataframe()["value"].tolist()
+            [1, 'x']
+        """
+        if not datas:
+            return
+        self.flush()  # rows appended before come first
+        if headers:
+            first = self._stored + self._oversized
+            for k, row_headers in headers.items():
+                self._staged_headers[first + k] = row_headers
+        if self._with_sequence and sequences is None:
+            sequences = [0] * len(datas)
+        payloads = self._decoder.decode_batch(datas, subjects, headers)
+        sequences = sequences if self._with_sequence else None
+        self._write_batch(_Rows(subjects, times, payloads, list(map(len, datas)), sequences))
 
     @property
     def rows_added(self) -> int:
-        """Rows added since the buffer was made or cleared, dropped ones included.
-
-        It is the number a caller gives the next row in :attr:`staged_headers`.
-        """
-        return self._stored + self._oversized + len(self.staged) // self._width
+        """Rows added since the buffer was made or cleared, dropped ones included."""
+        return self._stored + self._oversized + len(self._staged) // _WIDTH
 
     @property
     def byte_room(self) -> int:
@@ -235,42 +287,70 @@ class ColumnarBuffer:
     # -- writing -------------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write the staged rows into the columns, evicting the oldest rows beyond the bounds."""
-        staged = self.staged
+        """Decode the staged rows and write them into the columns, evicting the oldest beyond the bounds."""
+        staged = self._staged
         if not staged:
             return
-        w = self._width
-        subjects, times, payloads, sizes = staged[0::w], staged[1::w], staged[2::w], staged[3::w]
-        sequences = staged[4::w] if w == 5 else None
+        subjects, times, datas, decoders = (staged[i::_WIDTH] for i in range(_WIDTH))
         staged.clear()
-        first_new = self._stored  # rows before first_new are in the ring (or evicted)
-        first_added = first_new + self._oversized  # what the caller counted the first staged row as
-        keep = self._drop_oversized(sizes, payloads) if max(sizes) > self.max_bytes else None
-        if keep is not None:
-            subjects, times, payloads, sizes = (
-                [c[i] for i in keep] for c in (subjects, times, payloads, sizes)
+        payloads = self._decode(datas, subjects, decoders)
+        sequences = [0] * len(datas) if self._with_sequence else None
+        self._write_batch(_Rows(subjects, times, payloads, list(map(len, datas)), sequences))
+
+    def _decode(
+        self, datas: list[bytes], subjects: list[str], decoders: list[BatchDecoder | None]
+    ) -> list[Any]:
+        """The staged payloads decoded, each by its row's decoder, a batch per decoder."""
+        first_added = self._stored + self._oversized
+        staged_headers = self._staged_headers
+        headers = {seq - first_added: h for seq, h in staged_headers.items()} if staged_headers else None
+        decoder = decoders[0]
+        if decoders.count(decoder) == len(decoders):  # one subscription, or several taking turns rarely
+            return (decoder or self._decoder).decode_batch(datas, subjects, headers)
+        payloads: list[Any] = [None] * len(datas)
+        groups: dict[int, list[int]] = {}
+        by_id: dict[int, BatchDecoder] = {}
+        for k, row_decoder in enumerate(decoders):
+            key = id(row_decoder)
+            groups.setdefault(key, []).append(k)
+            by_id[key] = row_decoder or self._decoder
+        for key, members in groups.items():
+            group_headers = (
+                {j: headers[k] for j, k in enumerate(members) if k in headers} if headers else None
             )
-            sequences = [sequences[i] for i in keep] if sequences is not None else None
-        if self.staged_headers:
+            decoded = by_id[key].decode_batch(
+                [datas[k] for k in members], [subjects[k] for k in members], group_headers
+            )
+            for k, payload in zip(members, decoded, strict=True):
+                payloads[k] = payload
+        return payloads
+
+    def _write_batch(self, rows: _Rows) -> None:
+        """Write decoded rows (the next ones after those written) into the columns, within the bounds."""
+        first_new = self._stored  # rows before first_new are in the ring (or evicted)
+        first_added = first_new + self._oversized  # what the caller counted the first row as
+        keep = self._drop_oversized(rows.sizes, rows.payloads) if max(rows.sizes) > self.max_bytes else None
+        if keep is not None:
+            rows = rows.picked(keep)
+        if self._staged_headers:
             self._take_staged_headers(first_added, first_new, keep)
-        n = len(payloads)
+        n = len(rows.payloads)
         self._stored = first_new + n
-        self._staged_size = 0
-        skip = self._rows_to_skip(sizes, n)
+        skip = self._rows_to_skip(rows.sizes, n)
         seq0 = first_new + skip
         if skip:  # rows that would be evicted at once are never written, only counted
-            self._error_count += sum(1 for p in payloads[:skip] if _is_failure(p))
-            subjects, times, payloads, sizes = subjects[skip:], times[skip:], payloads[skip:], sizes[skip:]
-            sequences = sequences[skip:] if sequences is not None else None
+            self._error_count += sum(1 for p in rows.payloads[:skip] if _is_failure(p))
+            rows = rows.after(skip)
             n -= skip
             self._evict_to(seq0, first_new)  # every row kept so far is older than the skipped ones
         if n:
-            new_bytes = sum(sizes)
+            new_bytes = sum(rows.sizes)
             self._evict_to(seq0 + n - self.max_rows, first_new)
             if self._ring_bytes + new_bytes > self.max_bytes:
                 self._evict_bytes(self._ring_bytes + new_bytes - self._byte_target, first_new)
-            self._write_rows(subjects, times, payloads, sizes, sequences, seq0)
+            self._write_rows(rows, seq0)
             self._ring_bytes += new_bytes
+        self._room = self.max_bytes - self._ring_bytes
         self._prune(self._errors)
         self._prune(self._headers)
         self._payload.housekeep()
@@ -300,7 +380,7 @@ class ColumnarBuffer:
 
     def _take_staged_headers(self, first_added: int, first_new: int, keep: list[int] | None) -> None:
         """Move the staged headers to their rows' seqs: the caller's numbers, less the rows dropped before."""
-        staged_headers = self.staged_headers
+        staged_headers = self._staged_headers
         if keep is None:
             shift = first_added - first_new
             self._headers.update(
@@ -358,15 +438,8 @@ class ColumnarBuffer:
                 break
             del by_seq[first]
 
-    def _write_rows(
-        self,
-        subjects: list[str],
-        times: list[int],
-        payloads: list[Any],
-        sizes: list[int],
-        sequences: list[int] | None,
-        seq0: int,
-    ) -> None:
+    def _write_rows(self, rows: _Rows, seq0: int) -> None:
+        subjects, times, payloads, sizes, sequences = rows
         n, max_rows = len(payloads), self.max_rows
         if seq0 + n > self._capacity and self._capacity < max_rows:
             self._grow(min(max_rows, max(self._capacity * 2, seq0 + n)))
@@ -430,7 +503,7 @@ class ColumnarBuffer:
     @property
     def payload_bytes(self) -> int:
         """Payload bytes of the rows kept and staged (what ``max_bytes`` bounds)."""
-        return self._ring_bytes + (self.staged_bytes() if self.staged else 0)
+        return self.max_bytes - self._room
 
     @property
     def fields_not_stored(self) -> int:

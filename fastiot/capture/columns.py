@@ -3,7 +3,7 @@
 Example:
     >>> column = Column("value", capacity=4, kind=kind_of(1.5))
     >>> column.store(0, 1.5)
-    >>> column.kind, column.values[0]
+    >>> column.kind, float(column.values[0])
     ('float', 1.5)
 """
 

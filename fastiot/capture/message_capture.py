@@ -30,10 +30,8 @@ from fastiot.core.broker_connection import (
     BrokerConnection,
 )
 from fastiot.core.data_models import Subject
-from fastiot.core.serialization import unpackb
 from fastiot.core.subject_helper import subject_targets
-from fastiot.payloads import Decoded, ValueDecoder, flatten, value_decoder
-from fastiot.payloads.decoding import is_msgpack_first
+from fastiot.payloads import BatchDecoder, Decoded, flatten
 from fastiot.rates import DEFAULT_RATE_WINDOW, message_rate
 
 if TYPE_CHECKING:
@@ -74,7 +72,7 @@ def decode_payload(data: bytes, msg_cls: type | None = None) -> tuple[Any, str |
         >>> decode_payload(b'{"a": 1}')
         ({'a': 1}, None)
     """
-    result = value_decoder(msg_cls)(data, "")
+    result = BatchDecoder(msg_cls)(data, "")
     if type(result) is Decoded:
         return (None, result.error) if result.error is not None else (result.value, None)
     return result, None
@@ -113,8 +111,8 @@ class MessageCapture(BrokerObserver):
     have them in a ``headers`` column. Only the newest ``max_rows`` rows holding at most ``max_bytes``
     payload bytes are kept; :attr:`dropped` counts the evicted ones exactly.
 
-    The NATS callback only decodes and stages a message; rows are written to the columns (numpy
-    arrays, strings deduplicated) in batches, and every read (:meth:`to_dataframe`, :meth:`tail`,
+    The NATS callback only hands a message to the buffer; rows are decoded and written to the columns
+    (numpy arrays, strings deduplicated) in batches, and every read (:meth:`to_dataframe`, :meth:`tail`,
     :attr:`rate`, ...) first writes what is staged, so reads always see every row counted in
     :attr:`received`. Everything runs on the event loop the capture was started on; use it from that
     loop's thread (in a notebook: from cells and widget callbacks).
@@ -175,9 +173,6 @@ class MessageCapture(BrokerObserver):
         )
         self._rate_window_ns: int = int(rate_window * 1e9)
         self._received_before_clear: int = 0
-        # Bytes that may still be staged before the buffer must write (and evict) to stay in max_bytes.
-        self._byte_budget: int = self._buffer.byte_room
-        self._update_trigger()
 
     def __repr__(self) -> str:
         state = "paused" if self._paused else ("running" if self.is_running else "stopped")
@@ -191,54 +186,29 @@ class MessageCapture(BrokerObserver):
 
     def _subscription_plan(self) -> list[tuple[str, MessageHandler]]:
         # One decoder per subscription, chosen now: the callback never looks up how to decode.
-        plan: list[tuple[str, MessageHandler]] = []
-        for pattern, msg_cls in self._targets:
-            decode = value_decoder(msg_cls, pattern=pattern, fields=True)
-            plan.append((pattern, self._handler(decode, msgpack_first=is_msgpack_first(decode))))
-        return plan
+        return [
+            (pattern, self._handler(BatchDecoder(msg_cls, pattern=pattern, fields=True)))
+            for pattern, msg_cls in self._targets
+        ]
 
-    def _handler(self, decode: ValueDecoder, msgpack_first: bool) -> MessageHandler:
-        """The handler, run for every message: decode, stage, count, nothing else.
+    def _handler(self, decoder: BatchDecoder) -> MessageHandler:
+        """The handler, run for every message: hand it to the buffer undecoded, count, nothing else.
 
-        With ``msgpack_first`` (a pattern without a model or registered decoder) the callback unpacks
-        msgpack itself and calls ``decode`` only for what is not msgpack: one call less per message.
-        A message with headers always goes through ``decode``, which reads its ``Content-Type`` as
-        :func:`fastiot.payloads.decode` does.
+        The buffer decodes its staged rows a batch at a time with each row's ``decoder``, which reads
+        a message's ``Content-Type`` header as :func:`fastiot.payloads.decode` does.
         """
-        buffer = self._buffer
-        stage = buffer.staged.extend  # the list is cleared in place, never replaced
-        staged_headers = buffer.staged_headers
-        # Closure variables: cheaper than global lookups on every message.
+        append = self._buffer.append  # bound once: cheaper than an attribute lookup on every message
         time_ns = _time_ns
-        unpack = unpackb
 
         def on_msg(msg: Message) -> None:
             if self._paused:
                 self._on_paused_msg()
                 return
-            data = msg.data
-            size = len(data)
-            headers = msg.headers
             seq = self._received
-            if headers:
-                payload = decode(data, msg.subject, headers)
-                staged_headers[seq] = headers
-            elif msgpack_first:
-                try:
-                    payload = unpack(data)
-                except Exception:
-                    payload = decode(data, msg.subject)
-                else:
-                    if size == 1 and type(payload) is int:
-                        payload = decode(data, msg.subject)  # text, e.g. `nats pub subject 5`
-            else:
-                payload = decode(data, msg.subject)
-            stage((msg.subject, time_ns(), payload, size))
+            append(msg.subject, time_ns(), msg.data, msg.headers, decoder)
             self._received = seq + 1
-            budget = self._byte_budget - size
-            self._byte_budget = budget
-            if seq >= self._trigger_seq or budget < 0:
-                self._on_trigger(seq)
+            if seq >= self._trigger_seq:
+                self._wake()
 
         return on_msg
 
@@ -247,25 +217,9 @@ class MessageCapture(BrokerObserver):
         if self._waiters:
             self._wake()  # sync() waits for skipped messages too
 
-    def _update_trigger(self) -> None:
-        # The hot path compares one number: the seq at which the staged batch is full or someone waits.
-        buffer = self._buffer
-        self._trigger_seq = min(
-            self._wake_seq, buffer.rows_added - buffer.staged_count + buffer.flush_rows - 1
-        )
-
-    def _on_trigger(self, seq: int) -> None:
-        if self._buffer.staged_count >= self._buffer.flush_rows or self._byte_budget < 0:
-            self._flush()
-        if seq >= self._wake_seq:
-            self._wake()
-        self._update_trigger()
-
     def _flush(self) -> None:
         """Write the staged rows into the ring buffer."""
         self._buffer.flush()
-        self._byte_budget = self._buffer.byte_room
-        self._update_trigger()
 
     # -- counters -----------------------------------------------------------------------------------
 
@@ -366,8 +320,6 @@ class MessageCapture(BrokerObserver):
         self._received_before_clear += self._received
         self._received = 0
         self._buffer.clear()
-        self._byte_budget = self._buffer.byte_room
-        self._update_trigger()
         for listener in self._listeners.states():
             listener.mark = self._received_before_clear
             self._call_listener(listener, 0)

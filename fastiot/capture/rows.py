@@ -1,9 +1,9 @@
 """PayloadColumns: decoded payloads written into the ring's slots as columns, a batch at a time.
 
 The common batch (every payload a dict with the same keys) is written column by column with numpy;
-rows of other shapes are grouped by shape, and what does not fit a group is written row by row:
-nested mappings flattened to paths (``a.b``, ``a["c.d"]``), models to their fields, anything else
-to the ``value`` column. Payloads that did not decode become error rows.
+rows of other shapes are grouped by shape, and what does not fit a group is written row by row,
+flattened by :func:`fastiot.payloads.flatten`: nested mappings to paths (``a.b``, ``a["c.d"]``), models
+to their fields, anything else to the ``value`` column. Payloads that did not decode become error rows.
 
 Example:
     >>> columns = PayloadColumns(capacity=4, max_columns=10)
@@ -24,11 +24,12 @@ import pydantic
 
 from fastiot.capture.columns import Column, kind_of
 from fastiot.core.logger import setup_logger
-from fastiot.payloads import DEFAULT_MAX_DEPTH, Decoded, error_text, join_path, to_text
+from fastiot.payloads import Decoded, error_text, flatten
+from fastiot.payloads.paths import VALUE_PATH
 
 __all__ = ["VALUE_COLUMN", "PayloadColumns"]
 
-VALUE_COLUMN = "value"
+VALUE_COLUMN = VALUE_PATH
 """The column of a payload that decodes to something other than a mapping (a number, a list, ...)."""
 
 # Column order of Thing messages: what a person reads first comes first.
@@ -160,7 +161,7 @@ class PayloadColumns:
             if dict in types or any(issubclass(t, pydantic.BaseModel) for t in types):
                 return False  # nested payloads are flattened row by row
             for slot, value in zip(slot_list, values, strict=True):
-                self._store(key, value, slot, 1, None)
+                self._store(key, value, slot)
         if len(columns) != len(keys):
             present = set(keys)
             for name, column in columns.items():
@@ -176,31 +177,18 @@ class PayloadColumns:
                     self._store_error(i, seq, payload.value, payload.error)
                     return
                 payload = payload.value
-            if isinstance(payload, pydantic.BaseModel):
-                payload = payload.__dict__ | (payload.__pydantic_extra__ or {})
-            if type(payload) is not dict:
-                payload = {VALUE_COLUMN: payload}
-            present: set[str] = set()
-            for key, value in payload.items():
-                self._store(join_path("", key), value, i, 1, present)
+            flat = flatten(payload)  # the paths the subject browser and diffs name, as column names
+            for name, value in flat.items():
+                self._store(name, value, i)
             for name, column in self.columns.items():
-                if name not in present:
+                if name not in flat:
                     column.set_missing(i)
         except Exception as e:  # a bug here must cost one row, not the capture
             data = original.value if type(original) is Decoded and isinstance(original.value, bytes) else b""
             self._store_error(i, seq, data, f"could not store the decoded payload: {error_text(e)}")
 
-    def _store(self, name: str, value: Any, i: int, depth: int, present: set[str] | None) -> None:
-        if isinstance(value, pydantic.BaseModel):
-            value = value.__dict__ | (value.__pydantic_extra__ or {})
-        if type(value) is dict:
-            if depth < DEFAULT_MAX_DEPTH:
-                for sub_key, sub_value in value.items():
-                    self._store(join_path(name, sub_key), sub_value, i, depth + 1, present)
-                return
-            value = to_text(value)  # nested past a sane depth: kept as text
-        if present is not None:
-            present.add(name)
+    def _store(self, name: str, value: Any, i: int) -> None:
+        """Store the value of one field (never a mapping: :func:`~fastiot.payloads.flatten` made paths)."""
         column = self.columns.get(name)
         if column is None:
             if value is None:

@@ -12,6 +12,8 @@ items by index (``samples.0``), a key that holds a ``.`` quoted as ``["a.b"]``
 (``readings["temp.1"].value``). :func:`diff`, :func:`get_path` and :func:`flatten` use them.
 
 - :mod:`~fastiot.payloads.decoding`: :func:`decode`, :class:`Decoded`, registered decoders;
+- :mod:`~fastiot.payloads.batch`: :class:`BatchDecoder`, one subscription's decoder for a message or a
+  batch (what captures, recordings and the subject index decode with);
 - :mod:`~fastiot.payloads.models`: typed decoding, models found by subject;
 - :mod:`~fastiot.payloads.paths`: :func:`get_path`, :func:`flatten`, :func:`diff`;
 - :mod:`~fastiot.payloads.text`: :func:`to_text`, :func:`limit_depth` (values of any depth as text).
@@ -28,16 +30,15 @@ Example:
 
 from __future__ import annotations
 
+from fastiot.payloads.batch import BatchDecoder, ValueDecoder, value_decoder
 from fastiot.payloads.decoding import (
     KINDS,
     Decoded,
-    ValueDecoder,
     decode,
     error_text,
     register_decoder,
     registered_decoders,
     unregister_decoder,
-    value_decoder,
 )
 from fastiot.payloads.models import model_for_subject, model_schema, models
 from fastiot.payloads.paths import MISSING, diff, flatten, get_path, join_path, split_path
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "KINDS",
     "MISSING",
+    "BatchDecoder",
     "Decoded",
     "ValueDecoder",
     "decode",

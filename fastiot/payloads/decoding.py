@@ -1,4 +1,4 @@
-"""Decoding payloads: :func:`decode`, the decoders users register, and the fast per-subscription decoder.
+"""Decoding payloads: :func:`decode` and the decoders users register.
 
 :func:`decode` tries, in this order: decoders registered for the subject; the subject's FastIoTData
 model (see :mod:`fastiot.payloads.models`); msgpack; JSON; UTF-8 text; and, if nothing fits, the bytes
@@ -14,10 +14,9 @@ from __future__ import annotations
 import functools
 import json
 import re
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
 import pydantic
@@ -33,19 +32,19 @@ from fastiot.core.subject_helper import (
 )
 from fastiot.exceptions import DecoderRegistrationError, InvalidDecoderSubjectError
 from fastiot.payloads.models import model_for_subject
-from fastiot.payloads.text import fields as model_fields
 from fastiot.payloads.text import limit_depth, to_text
 
 __all__ = [
     "KINDS",
     "Decoded",
-    "ValueDecoder",
+    "content_type",
     "decode",
+    "decoders_overlap",
     "error_text",
+    "is_text_not_msgpack",
     "register_decoder",
     "registered_decoders",
     "unregister_decoder",
-    "value_decoder",
 ]
 
 KINDS = ("model", "msgpack", "json", "text", "bytes")
@@ -156,6 +155,11 @@ def registered_decoders() -> dict[str, tuple[str, ...]]:
     return {r.name: r.subjects for r in reversed(_decoders.values())}
 
 
+def decoders_overlap(pattern: str) -> bool:
+    """Whether a decoder is registered for a subject that ``pattern`` may match."""
+    return any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects)
+
+
 def _decoders_for(subject: str | None) -> list[_Registered]:
     if not _decoders:
         return []
@@ -173,7 +177,21 @@ def _text(data: bytes) -> str | None:
     return None if _CONTROL.search(text) else text
 
 
-def _content_type(headers: Mapping[str, str] | None) -> str:
+def is_text_not_msgpack(data: bytes, value: Any) -> bool:
+    r"""Whether a payload that unpacked as msgpack to ``value`` is text all the same: one printable byte.
+
+    ``b"5"`` is the msgpack int 53, but what ``nats pub subject 5`` sends is text. Every decoder that
+    tries msgpack first asks this (:func:`decode` and :class:`~fastiot.payloads.BatchDecoder`).
+
+    Example:
+        >>> is_text_not_msgpack(b"5", 53), is_text_not_msgpack(b"\x05", 5)
+        (True, False)
+    """
+    return type(value) is int and len(data) == 1 and 0x20 <= data[0] < 0x7F
+
+
+def content_type(headers: Mapping[str, str] | None) -> str:
+    """The ``Content-Type`` of NATS headers, lower case (``""`` without one); the key in any case."""
     if not headers:
         return ""
     for key, value in headers.items():
@@ -235,12 +253,12 @@ def decode(
         if isinstance(value, Decoded):
             return value
         return Decoded(registered.name, limit_depth(value), None, registered.name)
-    content_type = _content_type(headers)
-    if content_type.startswith("text/"):
+    media_type = content_type(headers)
+    if media_type.startswith("text/"):
         text = _text(data)
         if text is not None:
             return Decoded("text", text, None, "text")
-    kind, value = _structured(data, prefer_json="json" in content_type, failures=failures)
+    kind, value = _structured(data, prefer_json="json" in media_type, failures=failures)
     if kind is None:
         text = _text(data)
         if text is not None:
@@ -267,8 +285,7 @@ def _structured(data: bytes, *, prefer_json: bool, failures: list[str]) -> tuple
         try:
             if kind == "msgpack":
                 value = unpackb(data)
-                if type(value) is int and len(data) == 1 and 0x20 <= data[0] < 0x7F:
-                    # b"5" is the msgpack int 53, but what `nats pub subject 5` sends is text
+                if is_text_not_msgpack(data, value):
                     raise ValueError("a single printable character is taken as text")
             else:
                 value = json.loads(data)
@@ -277,106 +294,3 @@ def _structured(data: bytes, *, prefer_json: bool, failures: list[str]) -> tuple
             continue
         return kind, value
     return None, None
-
-
-class ValueDecoder(Protocol):
-    """What :func:`value_decoder` returns: ``decoder(data, subject, headers=None)`` for each message."""
-
-    def __call__(self, data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-        """Decode one message's payload."""
-
-
-def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool = False) -> ValueDecoder:
-    r"""The decoder of one subscription, chosen once: a function ``(data, subject, headers=None)``.
-
-    It returns the decoded value itself on the fast path (msgpack, or the model instance) and a
-    :class:`Decoded` otherwise (JSON, text, registered formats, and failures with their error).
-    Without a model, a message's headers count as in :func:`decode` (a ``Content-Type`` naming text or
-    JSON is tried first), so a capture shows a payload as the subject browser does; a message without
-    headers, or without a ``Content-Type``, takes the fast path. Captures use it; other code should
-    call :func:`decode`.
-
-    Args:
-        model: The subscription's model: a pydantic model class (payloads must be msgpack that
-            validates, whatever the headers say), ``dict`` (payloads must be msgpack), or ``None``
-            (any format, untyped).
-        pattern: The subscription's pattern: decoders registered for overlapping subjects are used.
-        fields: Return a model's fields as a dict instead of the instance.
-
-    Example:
-        >>> decode_value = value_decoder()
-        >>> decode_value(b"\x81\xa1a\x01", "v1.x")
-        {'a': 1}
-        >>> decode_value(b"123", "v1.x", {"Content-Type": "text/plain"}).value
-        '123'
-    """
-    if isinstance(model, type) and issubclass(model, pydantic.BaseModel):
-        return _model_decoder(model, fields)
-    fast = unpackb
-    if model is dict:
-
-        def decode_msgpack(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-            try:
-                return fast(data)
-            except Exception as e:
-                return Decoded("bytes", data, f"not msgpack ({error_text(e)})", "bytes")
-
-        return decode_msgpack
-    if any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects):
-
-        def decode_registered(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-            return decode(data, subject=subject or None, headers=headers, typed=False)
-
-        return decode_registered
-
-    def decode_any(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-        if headers and _content_type(headers):
-            return _decode_untyped(data, headers)
-        try:
-            value = fast(data)
-        except Exception:
-            return decode(data, typed=False)
-        if type(value) is int and len(data) == 1:
-            return decode(data, typed=False)
-        return value
-
-    _MSGPACK_FIRST.add(decode_any)
-    return decode_any
-
-
-def _decode_untyped(data: bytes, headers: Mapping[str, str]) -> Any:
-    """:func:`decode` with the headers, shaped as the fast path's results (msgpack as the bare value)."""
-    decoded = decode(data, headers=headers, typed=False)
-    return decoded.value if decoded.kind == "msgpack" else decoded
-
-
-# The value decoders that try msgpack first and fall back to decode() (see is_msgpack_first).
-_MSGPACK_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
-
-
-def is_msgpack_first(decoder: Callable[..., Any]) -> bool:
-    """Whether a :func:`value_decoder` unpacks msgpack first and calls :func:`decode` only for the rest.
-
-    It unpacks with :data:`fastiot.core.serialization.unpackb`; a hot path may then unpack inline, calling
-    the decoder for what fails, and for every message with headers.
-    """
-    return decoder in _MSGPACK_FIRST
-
-
-def _model_decoder(model: type[pydantic.BaseModel], as_fields: bool) -> ValueDecoder:
-    validate = model.__pydantic_validator__.validate_python
-    name = model.__name__
-    fast = unpackb
-
-    def decode_model(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-        try:
-            unpacked = fast(data)
-        except Exception as e:
-            return Decoded("bytes", data, f"not msgpack ({error_text(e)})", "bytes")
-        try:
-            instance = validate(unpacked)
-        except Exception as e:
-            return Decoded("bytes", data, f"does not fit {name}: {error_text(e)}", "bytes")
-        return model_fields(instance) if as_fields else instance
-
-    return decode_model

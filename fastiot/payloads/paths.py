@@ -23,6 +23,8 @@ from fastiot.payloads.text import DEFAULT_MAX_DEPTH, container, fields, to_text
 __all__ = ["MISSING", "diff", "flatten", "get_path", "join_path", "split_path"]
 
 _QUOTE_CHARS = frozenset('.[]"')
+VALUE_PATH = "value"
+"""The path :func:`flatten` gives a payload that is no mapping (a capture's ``value`` column)."""
 
 
 class _Missing:
@@ -167,7 +169,7 @@ def flatten(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any]
     """
     mapping = value if type(value) is dict else container(value)
     if not isinstance(mapping, dict):
-        return {"value": value}
+        return {VALUE_PATH: value}
     out: dict[str, Any] = {}
     _flatten_into(mapping, "", out, max_depth)
     return out

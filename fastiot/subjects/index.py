@@ -34,7 +34,7 @@ from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
 from fastiot.exceptions import InvalidSubjectError
-from fastiot.payloads import Decoded, decode, value_decoder
+from fastiot.payloads import BatchDecoder, Decoded
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
 from fastiot.subjects.stats import (
@@ -166,7 +166,7 @@ class SubjectIndex(BrokerObserver):
         self._untracked_names: set[str] = set()
         self._ignored_messages: int = 0
         self._switching = asyncio.Lock()
-        self._decode_model = value_decoder(self._msg_cls) if self._msg_cls is not None else None
+        self._decoder: BatchDecoder = BatchDecoder(self._msg_cls, pattern=self._pattern, typed=typed)
 
     def __repr__(self) -> str:
         state = "paused" if self._paused else ("running" if self.is_running else "stopped")
@@ -300,7 +300,7 @@ class SubjectIndex(BrokerObserver):
 
     async def _switch_to(self, pattern: str, msg_cls: type | None) -> None:
         self._pattern, self._msg_cls = pattern, msg_cls
-        self._decode_model = value_decoder(msg_cls) if msg_cls is not None else None
+        self._decoder = BatchDecoder(msg_cls, pattern=pattern, typed=self._typed)
         connection = self._active_connection
         if self._feeds and connection is not None:
             # One instant splits the stream: the old feed handles what the server sent before it, the
@@ -502,14 +502,7 @@ class SubjectIndex(BrokerObserver):
             return Decoded(
                 "bytes", b"", f"payload not kept: the index's max_bytes ({self._max_bytes:,}) was full"
             )
-        if self._decode_model is None:
-            return decode(data, subject=subject, headers=headers, typed=self._typed)
-        value = self._decode_model(data, subject)
-        if type(value) is Decoded:
-            return value
-        model = self._msg_cls
-        kind = "msgpack" if model is dict or model is None else "model"
-        return Decoded(kind, value, None, kind if kind != "model" else getattr(model, "__name__", kind))
+        return self._decoder.decoded(data, subject, headers)
 
     def last(self, subject: str) -> Decoded:
         """The newest payload of ``subject``, decoded (cheap: only the newest is decoded, once).

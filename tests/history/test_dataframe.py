@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -50,10 +51,19 @@ def test_a_released_buffer_gives_the_same_frame_and_is_empty_after() -> None:
     """What to_dataframe() loads through: each column let go once converted, nothing else different."""
     keep, release = (ColumnarBuffer(100, sequence=True) for _ in range(2))
     for buffer in (keep, release):
-        for i in range(50):
-            payload = pack({"n": i, "name": f"s{i % 3}", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
-            buffer.append(
-                f"v1.x.{i % 3}", i, payload if i != 7 else b"\xc1", {"h": "1"} if i == 3 else None, sequence=i
+        for first in (0, 25):  # two batches, as a recording's reader hands them over
+            payloads = [
+                pack({"n": i, "name": f"s{i % 3}", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+                if i != 7
+                else b"\xc1"
+                for i in range(first, first + 25)
+            ]
+            buffer.extend(
+                [f"v1.x.{i % 3}" for i in range(first, first + 25)],
+                np.arange(first, first + 25, dtype=np.int64),
+                payloads,
+                {3: {"h": "1"}} if first == 0 else None,
+                np.arange(first, first + 25, dtype=np.int64),
             )
     expected = keep.to_dataframe()
     pd.testing.assert_frame_equal(release.to_dataframe(release=True), expected)

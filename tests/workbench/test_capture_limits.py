@@ -7,6 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -177,7 +178,8 @@ async def test_nats_headers_are_a_column(broker: NatsBrokerConnection, prefix: s
     assert frame["headers"].tolist() == [None, {"trace-id": "abc", "source": "lab"}]
 
 
-def test_a_columnar_buffer_alone_decodes_appended_rows_with_sequences() -> None:
+def test_a_columnar_buffer_alone_decodes_a_batch_of_rows_with_sequences() -> None:
+    """The batch writer a recording's frame builder uses: decoded, bounded, headers on their rows."""
     buffer = ColumnarBuffer(max_rows=3, sequence=True)
     t0 = 1_700_000_000_000_000_000
     rows = [
@@ -186,7 +188,14 @@ def test_a_columnar_buffer_alone_decodes_appended_rows_with_sequences() -> None:
         ("v1.b", t0 + 2, b"plain text", None),
         ("v1.b", t0 + 3, b"\xc1\xc1", None),
     ]
-    buffer.append_rows(rows, first_sequence=100)
+    subjects, times, datas, headers = (list(column) for column in zip(*rows, strict=True))
+    buffer.extend(
+        subjects,
+        np.array(times, dtype=np.int64),
+        datas,
+        {k: h for k, h in enumerate(headers) if h},
+        np.arange(100, 104, dtype=np.int64),
+    )
     frame = buffer.to_dataframe()
     assert frame.columns.tolist() == [
         "received_at",
@@ -247,9 +256,9 @@ async def test_a_capture_decodes_with_registered_decoders_and_takes_text_as_text
 
 
 def test_a_firehose_through_a_capture_sets_off_almost_no_garbage_collection() -> None:
-    # Each staged row holds a decoded dict until the rows are written to the columns; with more of them
-    # alive than the collector's young-generation threshold (700), every few hundred messages set off a
-    # collection that promoted the staged rows, and every ~200,000 a full one (100+ ms in a kernel).
+    # The rows of a batch are decoded at once, a dict each, before they are written to the columns; with
+    # more of them alive than the collector's young-generation threshold (700), every few hundred messages
+    # set off a collection that promoted them, and every ~200,000 a full one (100+ ms in a kernel).
     class Msg:
         def __init__(self, subject: str, data: bytes) -> None:
             self.subject, self.data, self.headers = subject, data, None

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import msgpack
+import pandas as pd
 import pytest
 
 from fastiot.capture import ColumnarBuffer
@@ -18,6 +19,7 @@ from fastiot.msg.thing import Thing
 from fastiot.payloads import (
     DEFAULT_MAX_DEPTH,
     MISSING,
+    BatchDecoder,
     Decoded,
     decode,
     diff,
@@ -32,9 +34,17 @@ from fastiot.payloads import (
     unregister_decoder,
     value_decoder,
 )
+from fastiot.payloads.decoding import is_text_not_msgpack
 from fastiot.rates import describe_rate, message_rate
 
 S = 1_000_000_000  # ns per second
+
+
+def _nested_dict(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
 
 
 def _nested_list(levels: int) -> object:
@@ -108,6 +118,118 @@ def test_a_capture_buffer_reads_headers_as_decode_does() -> None:
     buffer.append("v1.x", 1, b"123", {"Content-Type": "text/plain"})
     buffer.append("v1.x", 2, b"123")
     assert buffer.to_dataframe()["value"].tolist() == ["123", 123]
+
+
+# -- the batch decoder: one rule for every view -----------------------------------------------------
+
+# Every kind of payload a subscription sees: msgpack, one printable byte (text or JSON), one byte that is
+# msgpack, JSON, text, bytes that are nothing, an empty payload, a Thing, and a Thing that does not fit.
+_THING = Thing(machine="press_1", name="temperature", value=21.5, unit="degC")
+_MIXED = [
+    pack({"a": 1}),
+    b"x",
+    b"7",
+    b"\x05",
+    b'{"j": [1]}',
+    b"plain text",
+    b"\xc1",
+    b"",
+    pack(_THING.model_dump()),
+    pack({"machine": "press_1"}),
+]
+
+
+@pytest.mark.parametrize(
+    "model, fields, registered",
+    [
+        (None, False, False),
+        (None, False, True),
+        (dict, False, False),
+        (Thing, False, False),
+        (Thing, True, False),
+    ],
+)
+def test_a_batch_decodes_as_each_message_alone(
+    decoders: list[str], model: type | None, fields: bool, registered: bool
+) -> None:
+    if registered:
+        register_decoder("csv", lambda data: data.decode().split(","), subjects="v1.csv.>")
+        decoders.append("csv")
+    decoder = BatchDecoder(model, pattern="v1.>", fields=fields)
+    subjects = ["v1.csv.x" if k % 2 else "v1.x" for k in range(len(_MIXED))]
+    headers = {1: {"Content-Type": "application/json"}, 5: {"content-type": "text/plain"}, 7: {"h": "1"}}
+    one_by_one = [decoder(data, subjects[k], headers.get(k)) for k, data in enumerate(_MIXED)]
+    assert decoder.decode_batch(_MIXED, subjects, headers) == one_by_one
+    msgpack_only = [pack({"n": n}) for n in range(5)] + [b"\x05", b"x"]  # unpacked in one map over the batch
+    one_by_one = [decoder(data, "v1.x") for data in msgpack_only]
+    assert decoder.decode_batch(msgpack_only, ["v1.x"] * len(msgpack_only)) == one_by_one
+
+
+def test_one_printable_byte_is_text_in_every_decoder() -> None:
+    """b"7" is the msgpack int 55, but `nats pub subject 7` sent the text "7" (which reads as JSON 7)."""
+    payloads = [b"x", b"7", b"\x05", b"\x7f"]
+    expected = [decode(data, typed=False) for data in payloads]
+    assert [d.kind for d in expected] == ["text", "json", "msgpack", "msgpack"]
+    assert [d.value for d in expected] == ["x", 7, 5, 127]
+    assert [is_text_not_msgpack(data, msgpack.unpackb(data)) for data in payloads] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    decoder = BatchDecoder()
+    assert [decoder.decoded(data, "v1.x") for data in payloads] == expected
+    for got, want in zip(decoder.decode_batch(payloads, ["v1.x"] * 4), expected, strict=True):
+        assert (got.value if type(got) is Decoded else got) == want.value
+    buffer = ColumnarBuffer(10)
+    for k, data in enumerate(payloads):
+        buffer.append("v1.x", k, data)
+    buffer.extend(["v1.x"] * 4, [4, 5, 6, 7], payloads)
+    assert buffer.to_dataframe()["value"].tolist() == [d.value for d in expected] * 2
+
+
+def test_a_buffer_decodes_each_row_with_the_decoder_of_its_subscription() -> None:
+    """A capture of a Thing subject and a pattern: rows of both in one batch, each decoded its own way."""
+    things = BatchDecoder(Thing, pattern="v1.thing.>", fields=True)
+    anything = BatchDecoder(pattern="v1.raw")
+    buffer = ColumnarBuffer(100)
+    for i in range(6):
+        buffer.append("v1.thing.press_1.temperature", i, pack(_THING.model_dump()), None, things)
+        buffer.append("v1.raw", i, pack({"machine": f"m{i}"}), None, anything)
+    buffer.append("v1.thing.press_1.temperature", 6, pack({"machine": "m6"}), None, things)
+    frame = buffer.to_dataframe()
+    assert frame["machine"].tolist()[:12] == [x for i in range(6) for x in ("press_1", f"m{i}")]
+    assert buffer.errors == 1 and "does not fit Thing" in frame["error"].iloc[-1]
+    assert pd.isna(frame["machine"].iloc[-1]) and frame["error"].isna().sum() == 12
+    assert frame["value"].iloc[0] == 21.5 and pd.isna(frame["value"].iloc[1])
+
+
+def test_a_batch_decoders_decoded_says_what_decoded_the_payload() -> None:
+    assert BatchDecoder(Thing).decoded(pack(_THING.model_dump()), "v1.x") == Decoded(
+        "model", _THING, None, "Thing"
+    )
+    assert BatchDecoder(dict).decoded(pack([1]), "v1.x") == Decoded("msgpack", [1], None, "msgpack")
+    assert BatchDecoder(dict).decoded(b"{}", "v1.x").error.startswith("not msgpack")  # type: ignore[union-attr]
+    typed = BatchDecoder(typed=True).decoded(pack(_THING.model_dump()), "v1.thing.press_1.temperature")
+    assert typed == decode(pack(_THING.model_dump()), subject="v1.thing.press_1.temperature")
+    assert typed.kind == "model"
+
+
+def test_a_captures_columns_are_the_flattened_paths() -> None:
+    payload = {
+        "a": {"b": 1, "c.d": 2},
+        "e": [1, 2],
+        "": "empty key",
+        "deep": _nested_dict(DEFAULT_MAX_DEPTH + 2),
+    }
+    buffer = ColumnarBuffer(10)
+    buffer.append("v1.x", 0, pack(payload))
+    buffer.append("v1.x", 1, pack(5))
+    frame = buffer.to_dataframe()
+    flat = flatten(payload)
+    assert frame.columns.tolist()[2:] == [*flat, "value"]
+    assert [frame[name].iloc[0] for name in flat] == list(flat.values())
+    assert pd.isna(frame["value"].iloc[0]) and frame["value"].iloc[1] == 5 and flatten(5) == {"value": 5}
 
 
 # -- typed decoding --------------------------------------------------------------------------------
