@@ -196,7 +196,7 @@ def _to_utc(value: Any) -> Any:
 
 
 # Runtime aliases with FastIoT's names, kept importable on Python 3.10 (hence Union).
-Msg = Union[FastIoTData, dict[str, Any]]  # noqa: UP007
+Msg = Union[FastIoTData, dict]  # type: ignore[type-arg]  # noqa: UP007 - FastIoT's very alias
 MsgCls = type[Msg]
 
 
@@ -226,7 +226,7 @@ class FastIoTPublish(FastIoTData):
         return Subject(name=cls._get_subject_name(name=name), msg_cls=cls)
 
 
-MsgPub = Union[FastIoTPublish, dict[str, Any]]  # noqa: UP007
+MsgPub = Union[FastIoTPublish, dict]  # type: ignore[type-arg]  # noqa: UP007 - FastIoT's very alias
 MsgClsPub = type[MsgPub]
 
 
@@ -242,7 +242,7 @@ class FastIoTResponse(FastIoTData):
         )
 
 
-MsgResp = Union[FastIoTResponse, dict[str, Any]]  # noqa: UP007
+MsgResp = Union[FastIoTResponse, dict]  # type: ignore[type-arg]  # noqa: UP007 - FastIoT's very alias
 MsgClsResp = type[MsgResp]
 
 
@@ -270,7 +270,7 @@ class FastIoTRequest(FastIoTData):
         return ReplySubject(name=cls._get_subject_name(name=name), msg_cls=cls, reply_cls=cls._reply_cls)
 
 
-MsgReq = Union[FastIoTRequest, dict[str, Any]]  # noqa: UP007
+MsgReq = Union[FastIoTRequest, dict]  # type: ignore[type-arg]  # noqa: UP007 - FastIoT's very alias
 MsgClsReq = type[MsgReq]
 
 
