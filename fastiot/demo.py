@@ -109,6 +109,7 @@ class MachineSimulator(FastIoTService):
         seed: Seed of its random numbers, for repeatable data.
     """
 
+    publishes = (Thing.get_subject("*.*"),)
     SENSORS: tuple[tuple[str, str, float, float, float], ...] = ()
     """(name, unit, base value, noise standard deviation, anomaly size) of each numeric sensor."""
 

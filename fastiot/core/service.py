@@ -25,6 +25,7 @@ from typing import Any
 
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
+from fastiot.core.data_models import Subject
 from fastiot.core.logger import logging, setup_logger
 from fastiot.env import env_basic
 from fastiot.exceptions import BrokerUnavailableError, PermissionDeniedError, ShutdownRequestedInterruption
@@ -59,6 +60,11 @@ class FastIoTService:
     """Seconds a stop waits for handlers to finish the messages already received."""
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     """Seconds a stop waits for loops and tasks after ``_stop()``, before it cancels them."""
+    publishes: tuple[Subject, ...] = ()
+    """The subjects the service publishes on (wildcards allowed), e.g. ``(Alarm.get_subject(),)``.
+
+    Only documentation: :func:`fastiot.services.asyncapi` lists them as its ``send`` operations.
+    """
 
     @classmethod
     def main(cls, **kwargs: Any) -> None:

@@ -1,0 +1,15 @@
+"""FastIoT services seen from outside: their AsyncAPI documents, and export from a notebook cell to a module.
+
+Example:
+    >>> from fastiot.demo import PlantStatusService
+    >>> from fastiot.services import asyncapi
+    >>> asyncapi(PlantStatusService).to_dict()["asyncapi"]
+    '3.0.0'
+"""
+
+from __future__ import annotations
+
+from fastiot.services.asyncapi import AsyncAPIDocument, asyncapi
+from fastiot.services.examples import example_message, example_payload
+
+__all__ = ["AsyncAPIDocument", "asyncapi", "example_message", "example_payload"]
