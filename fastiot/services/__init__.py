@@ -11,5 +11,13 @@ from __future__ import annotations
 
 from fastiot.services.asyncapi import AsyncAPIDocument, asyncapi
 from fastiot.services.examples import example_message, example_payload
+from fastiot.services.export import ExportedService, export_service
 
-__all__ = ["AsyncAPIDocument", "asyncapi", "example_message", "example_payload"]
+__all__ = [
+    "AsyncAPIDocument",
+    "ExportedService",
+    "asyncapi",
+    "example_message",
+    "example_payload",
+    "export_service",
+]

@@ -50,7 +50,7 @@ def example_message(model: type[BaseModel]) -> BaseModel:
     Example:
         >>> from fastiot.msg.thing import Thing
         >>> example_message(Thing).value
-        'example'
+        1.0
     """
     return model.model_validate(example_payload(model.model_json_schema()))
 
@@ -105,7 +105,7 @@ def _example(schema: Any, defs: dict[str, Any], depth: int) -> Any:
         return False
     if kind == "null":
         return None
-    return "example"  # Any: a string decodes everywhere
+    return 1.0  # Any, e.g. a Thing's value: most often a measurement
 
 
 def _object(schema: dict[str, Any], defs: dict[str, Any], depth: int) -> dict[str, Any]:
