@@ -225,3 +225,31 @@ def test_bad_exports_are_refused_with_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ServiceExportError, match="exists; pass overwrite=True"):
         export_service(service, tmp_path / "w.py", cell=SERVICE, history=HISTORY)
     export_service(service, tmp_path / "w.py", cell=SERVICE, history=HISTORY, overwrite=True)
+
+
+async def test_recorded_messages_are_the_first_ones_on_each_handlers_subject(
+    broker: NatsBrokerConnection, prefix: str
+) -> None:
+    from fastiot.core.serialization import pack
+    from fastiot.history.recording import Recording
+    from fastiot.services.recorded import recorded_messages
+
+    name = "export_" + prefix.rsplit(".", 1)[-1]
+    rec = await Recording.start(
+        name, ["v1.thing.*.export_temperature", "v1.thing.*.other"], connection=broker
+    )
+    try:
+        js = broker.client.jetstream()
+        for i in range(5):
+            for sensor in ("export_temperature", "other"):
+                payload = {"machine": f"press_{i}", "name": sensor, "value": 50.0 + i}
+                await js.publish(f"v1.thing.press_{i}.{sensor}", pack(payload), timeout=10)
+        await js.publish("v1.thing.bad.export_temperature", pack({"not": "a thing"}), timeout=10)
+        found = await recorded_messages(defined_service(), name, per_handler=3, connection=broker)
+    finally:
+        await rec.delete(connection=broker)
+    assert [(s, p["value"]) for s, p in found] == [
+        ("v1.thing.press_0.export_temperature", 50.0),
+        ("v1.thing.press_1.export_temperature", 51.0),
+        ("v1.thing.press_2.export_temperature", 52.0),
+    ]
