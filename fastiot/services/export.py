@@ -288,6 +288,7 @@ def export_service(
     messages: Iterable[tuple[str, Any]] | None = None,
     recording: str | None = None,
     overwrite: bool = False,
+    keep_test: bool = False,
 ) -> ExportedService:
     """Write the service ``service`` of ``cell`` to the module ``path``, and ``test_<name>.py`` beside it.
 
@@ -302,6 +303,7 @@ def export_service(
             made from the models' JSON schemas.
         recording: The recording ``messages`` come from, named in the test.
         overwrite: Replace existing files.
+        keep_test: Leave an existing test file as it is (the user may have extended it); write the module.
 
     Returns:
         The paths written and the names left unresolved.
@@ -324,12 +326,14 @@ def export_service(
             f"{module.name} is no module name: use letters, digits and underscores, e.g. overheat_watch.py"
         )
     test = module.with_name(f"test_{module.name}")
-    for existing in (module, test):
+    keep = keep_test and test.exists()
+    for existing in (module,) if keep else (module, test):
         if existing.exists() and not overwrite:
             raise ServiceExportError(f"{existing} exists; pass overwrite=True (or --force) to replace it")
     source, unresolved = module_source(class_name, cell, history, namespace)
     test_text = test_source(service, module.stem, messages=messages, recording=recording)
     module.parent.mkdir(parents=True, exist_ok=True)
     module.write_text(source)
-    test.write_text(test_text)
+    if not keep:
+        test.write_text(test_text)
     return ExportedService(class_name, module, test, unresolved)
