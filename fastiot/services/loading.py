@@ -19,7 +19,7 @@ from types import ModuleType
 from fastiot.core.service import FastIoTService
 from fastiot.exceptions import ServiceExportError
 
-__all__ = ["load_module", "load_services", "services_of"]
+__all__ = ["load_module", "load_services", "services_of", "split_spec"]
 
 
 def load_module(target: str) -> ModuleType:
@@ -86,7 +86,7 @@ def load_services(spec: str) -> list[type[FastIoTService]]:
         >>> load_services("my_service.py:OverheatWatch")  # doctest: +SKIP
         [<class 'my_service.OverheatWatch'>]
     """
-    target, _, name = spec.rpartition(":") if _has_class_part(spec) else (spec, "", "")
+    target, name = split_spec(spec)
     module = load_module(target)
     if name:
         cls = getattr(module, name, None)
@@ -102,7 +102,13 @@ def load_services(spec: str) -> list[type[FastIoTService]]:
     return classes
 
 
-def _has_class_part(spec: str) -> bool:
-    # "C:\\x\\svc.py" is a Windows path, not a class part; a class name has no path separator.
+def split_spec(spec: str) -> tuple[str, str]:
+    """``module[:ClassName]`` as (module, class name or ``""``).
+
+    Example:
+        >>> split_spec("svc.py:OverheatWatch"), split_spec("fastiot.demo")
+        (('svc.py', 'OverheatWatch'), ('fastiot.demo', ''))
+    """
+    # "C:\\x\\svc.py" is a Windows path, not a class part: a class name is an identifier.
     head, sep, tail = spec.rpartition(":")
-    return bool(sep and head and tail.isidentifier())
+    return (head, tail) if sep and head and tail.isidentifier() else (spec, "")
