@@ -114,7 +114,7 @@ def asyncapi(
                 f"asyncapi() takes FastIoTService subclasses (the classes, without ()), got {cls!r}"
             )
         builder.add_service(cls)
-    lines = [f"**{cls.__name__}**: {_first_line(cls.__doc__)}" for cls in service_classes]
+    lines = [f"**{cls.__name__}**: {_first_line(cls.__doc__)}".rstrip(": ") for cls in service_classes]
     doc: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
