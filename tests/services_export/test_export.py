@@ -16,6 +16,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import ServiceExportError
 from fastiot.services import export_service
 from fastiot.services.export import module_source
+from tests.services_export.generated import run_generated_test
 
 IMPORTS = """
 %load_ext fastiot_widgets
@@ -173,14 +174,7 @@ def _ask_count(process: subprocess.Popen[str]) -> dict[str, Any]:
 
 def test_the_generated_test_passes_under_pytest(tmp_path: Path, nats_env: str) -> None:
     exported = export_service(defined_service(), tmp_path / "export_watch.py", cell=SERVICE, history=HISTORY)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(exported.test)],
-        env=child_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_generated_test(exported.test, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
@@ -204,14 +198,7 @@ def test_recorded_messages_are_replayed_by_the_generated_test(tmp_path: Path, na
     text = exported.test.read_text()
     assert "the first ones of the recording 'plant'" in text
     assert "v1.thing.press_1.export_temperature" in text and "v1.thing.press_2.other" not in text
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(exported.test)],
-        env=child_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_generated_test(exported.test, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

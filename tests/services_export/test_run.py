@@ -46,8 +46,11 @@ def start(nats_server: NatsServer, *args: str, cwd: Path) -> subprocess.Popen[st
     )
 
 
-async def answer_with(version: str, process: subprocess.Popen[str], timeout: float = 60) -> dict:
-    """The service's answer, once it is the one of ``version`` (it may still be starting or restarting)."""
+async def answer_with(
+    version: str, process: subprocess.Popen[str], timeout: float = 60, not_pid: int | None = None
+) -> dict:
+    """The service's answer once it is the one of ``version`` (and not of process ``not_pid``): it may
+    still be starting or restarting."""
     broker = await NatsBrokerConnection.connect()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -58,7 +61,7 @@ async def answer_with(version: str, process: subprocess.Popen[str], timeout: flo
             assert asyncio.get_running_loop().time() < deadline, f"no answer of version {version}"
             try:
                 answer = await broker.request(VERSION, {}, timeout=1)
-                if answer["version"] == version:
+                if answer["version"] == version and answer["pid"] != not_pid:
                     return answer
             except (TimeoutError, nats.errors.NoRespondersError):
                 pass
@@ -96,7 +99,7 @@ async def test_run_reload_restarts_the_service_when_the_file_changes(
         second = await answer_with("v2", process)
         assert second["pid"] != first["pid"] != process.pid  # a fresh child process
         (tmp_path / "helper.py").write_text("X = 1\n")  # a neighbour it may import: watched too
-        third = await answer_with("v2", process)
+        third = await answer_with("v2", process, not_pid=second["pid"])
         write(module, "v3")
         third = await answer_with("v3", process)
     finally:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from fastiot_widgets import ServiceControl
 from fastiot_widgets.errors import ServiceCellError
 from tests.kernel_util import CellResult, Kernel, running_kernel
 from tests.services import FirstMessage
+from tests.services_export.generated import run_generated_test
 
 
 @pytest.fixture
@@ -68,14 +66,7 @@ def test_service_export_writes_a_module_and_a_test_that_passes(kernel: Kernel, t
     )
     kernel.run_ok("%service_export ExportEcho out/export_echo.py --force")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
-        env={**os.environ, "PYTHONPATH": ""},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_generated_test(test, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
