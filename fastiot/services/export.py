@@ -55,15 +55,18 @@ class ExportedService:
         module: The module's path.
         test: The pytest file's path.
         unresolved: Names the class uses that no cell defines or imports; the module needs them added.
+        test_kept: The test file existed and was left as it is (``keep_test``).
     """
 
     class_name: str
     module: Path
     test: Path
     unresolved: tuple[str, ...] = field(default=())
+    test_kept: bool = False
 
     def __str__(self) -> str:
-        text = f"wrote {self.module} and its test {self.test}"
+        test = f"kept its test {self.test}" if self.test_kept else f"its test {self.test}"
+        text = f"wrote {self.module} and {test}"
         if self.unresolved:
             text += f"; add what defines {', '.join(self.unresolved)} (no cell imports or defines it)"
         return text
@@ -336,4 +339,4 @@ def export_service(
     module.write_text(source)
     if not keep:
         test.write_text(test_text)
-    return ExportedService(class_name, module, test, unresolved)
+    return ExportedService(class_name, module, test, unresolved, test_kept=keep)

@@ -163,3 +163,23 @@ def test_the_command_prints_json_or_yaml(tmp_path: Path, capsys: pytest.CaptureF
     doc = yaml.safe_load(capsys.readouterr().out)
     assert_valid(doc)
     assert "PlantStatusService.plant_status" in doc["operations"]
+
+
+def test_the_command_reads_a_service_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "line_service.py").write_text(
+        "from fastiot.core import FastIoTService, ReplySubject, reply\n\n"
+        "class FileService(FastIoTService):\n"
+        "    @reply(subject=ReplySubject(name='v1.file_service', msg_cls=dict, reply_cls=dict))\n"
+        "    async def answer(self, request: dict) -> dict:\n"
+        "        return request\n"
+    )
+    assert (
+        cli_main(["asyncapi", f"{tmp_path / 'line_service.py'}:FileService", "--server", "nats://plant:4222"])
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert_valid(doc)
+    assert doc["servers"] == {"server1": {"host": "plant:4222", "protocol": "nats"}}
+    assert doc["components"]["messages"]["AnyMessage"]["contentType"] == "application/msgpack"
+    assert cli_main(["asyncapi", f"{tmp_path / 'line_service.py'}:Nope"]) == 2
+    assert "has no service class 'Nope' (its services: FileService)" in capsys.readouterr().err

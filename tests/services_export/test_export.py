@@ -240,3 +240,17 @@ async def test_recorded_messages_are_the_first_ones_on_each_handlers_subject(
         ("v1.thing.press_1.export_temperature", 51.0),
         ("v1.thing.press_2.export_temperature", 52.0),
     ]
+
+
+def test_the_generated_test_fails_when_a_handler_fails(tmp_path: Path, nats_env: str) -> None:
+    broken = SERVICE.replace("if thing.value > self.THRESHOLD:", "if thing.value > self.no_such_attribute:")
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(IMPORTS.replace("%load_ext fastiot_widgets", ""), namespace)
+    exec(MODELS, namespace)
+    exec(broken, namespace)
+    exported = export_service(
+        namespace["ExportWatch"], tmp_path / "broken_watch.py", cell=broken, history=HISTORY
+    )
+    result = run_generated_test(exported.test, tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "'on_temperature'" in result.stdout and "'errors': 3" in result.stdout

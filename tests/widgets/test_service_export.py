@@ -66,6 +66,25 @@ def test_service_export_writes_a_module_and_a_test_that_passes(kernel: Kernel, t
     )
     kernel.run_ok("%service_export ExportEcho out/export_echo.py --force")
 
+    # The Export button of the cell's control writes into the exports folder, and keeps a test there.
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "test_export_echo.py").write_text("# extended by the user\n")
+    out = kernel.run_ok(
+        "import ipywidgets\n"
+        "from fastiot_widgets import ServiceControl\n"
+        "[control] = [w for w in ipywidgets.Widget.widgets.values() if isinstance(w, ServiceControl)"
+        " and w.runner.name == 'ExportEcho' and w.runner.is_running]\n"
+        "control.export_button.click()\n"
+        "await control.wait_idle()\n"
+        "print(control.export_view.value)"
+    )
+    exports = tmp_path / "exports"
+    assert (
+        f"wrote {exports / 'export_echo.py'} and kept its test {exports / 'test_export_echo.py'}" in out.text
+    )
+    assert "class ExportEcho(" in (tmp_path / "exports" / "export_echo.py").read_text()
+    assert (tmp_path / "exports" / "test_export_echo.py").read_text() == "# extended by the user\n"
+
     result = run_generated_test(test, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
