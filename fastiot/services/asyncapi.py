@@ -51,6 +51,7 @@ class AsyncAPIDocument:
     """
 
     def __init__(self, document: dict[str, Any]) -> None:
+        """Wrap ``document`` (kept as it is, not copied)."""
         self.document: dict[str, Any] = document
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +69,7 @@ class AsyncAPIDocument:
         return str(yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True))
 
     def __repr__(self) -> str:
+        """Its title and how many channels and operations it has."""
         info = self.document.get("info", {})
         return (
             f"AsyncAPIDocument({info.get('title')!r}, {len(self.document.get('channels', {}))} channels, "
@@ -75,6 +77,7 @@ class AsyncAPIDocument:
         )
 
     def _repr_markdown_(self) -> str:
+        """The catalogue a notebook shows (:func:`catalogue_markdown`)."""
         return catalogue_markdown(self.document)
 
 

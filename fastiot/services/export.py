@@ -65,6 +65,7 @@ class ExportedService:
     test_kept: bool = False
 
     def __str__(self) -> str:
+        """What was written, as the magic and the Export button say it."""
         test = f"kept its test {self.test}" if self.test_kept else f"its test {self.test}"
         text = f"wrote {self.module} and {test}"
         if self.unresolved:
