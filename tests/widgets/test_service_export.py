@@ -121,3 +121,19 @@ async def test_the_export_button_shows_only_with_an_exporter_and_shows_its_resul
     control.export_button.click()
     await control.wait_idle()
     assert "export failed: disk full" in control.export_view.value
+
+
+def test_a_service_cell_of_the_history_counts_as_its_body() -> None:
+    from types import SimpleNamespace
+
+    from fastiot_widgets.magics import _history
+
+    transformed = "get_ipython().run_cell_magic('service', 'Other', 'def helper():\\n    return 1\\n')\n"
+    shell = SimpleNamespace(
+        user_ns={"In": ["", "x = 1\n", transformed, "get_ipython().run_line_magic('services', '')"]}
+    )
+    assert _history(shell) == [
+        "x = 1\n",
+        "def helper():\n    return 1\n",
+        "get_ipython().run_line_magic('services', '')",
+    ]
