@@ -110,6 +110,7 @@ class MachineSimulator(FastIoTService):
         kwargs: Passed on to :class:`FastIoTService`.
     """
 
+    publishes = (Thing.get_subject("*.*"),)
     SENSORS: tuple[tuple[str, str, float, float, float], ...] = ()
     """(name, unit, base value, noise standard deviation, anomaly size) of each numeric sensor."""
 

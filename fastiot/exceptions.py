@@ -45,6 +45,7 @@ before. Errors only a widget raises live with the widgets (``fastiot_widgets.err
     │   ├── LivePlotError                    (ValueError) a live series' subjects, fields or window unusable
     │   ├── GridFilterError                  (ValueError) a grid's column filter cannot be read
     │   ├── CommandRegistrationError         (ValueError) a fastiot-workbench subcommand cannot be registered
+    │   ├── ServiceExportError               (ValueError) a service cannot be exported or loaded from a module
     │   └── ConfigFileNotFoundError          (FileNotFoundError) no YAML configuration for a service
     ├── HistoryError                         recordings, replays and key-value buckets (JetStream)
     │   ├── JetStreamUnavailableError        (RuntimeError) the server has no JetStream (or it is not ready)
@@ -112,6 +113,7 @@ __all__ = [
     "RequestTimeoutError",
     "SQLSchemaCheckError",
     "ServiceError",
+    "ServiceExportError",
     "ServiceLifecycleError",
     "ServiceReplacedError",
     "ServiceStartError",
@@ -573,6 +575,10 @@ class SubjectHierarchyError(ConfigurationError, RuntimeError):
 
 class CommandRegistrationError(ConfigurationError, ValueError):
     """A ``fastiot-workbench`` subcommand cannot be registered: a bad or taken name, or no function."""
+
+
+class ServiceExportError(ConfigurationError, ValueError):
+    """A service cannot be exported from its cell to a module, or no service is found in a module to run."""
 
 
 class BackgroundProcessError(ServiceLifecycleError, RuntimeError):

@@ -148,6 +148,9 @@ class BackgroundProcess:
         self.start_timeout: float = start_timeout
         self.stop_timeout: float = stop_timeout
         self.process: BaseProcess | None = None
+        # The parent's end of the pipe to the child: "started", then the answers to handler_counts().
+        self._control: Connection | None = None
+        self._control_lock: threading.Lock = threading.Lock()
 
     @property
     def exitcode(self) -> int | None:
@@ -176,7 +179,7 @@ class BackgroundProcess:
         self._check_importable()
         began = time.monotonic()
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of this event loop
-        reader, writer = context.Pipe(duplex=False)
+        reader, writer = context.Pipe()
         # daemon: the process is terminated if this one exits without leaving the `with` block.
         process = context.Process(
             target=_serve, args=(self.service, writer), name=self.service.__name__, daemon=True
@@ -187,7 +190,7 @@ class BackgroundProcess:
         try:
             ready = multiprocessing.connection.wait([reader, process.sentinel], timeout=self.start_timeout)
             if reader in ready and _started(reader):
-                pass
+                self._control = reader  # kept for handler_counts()
             elif not ready:
                 self._kill()
                 raise BackgroundProcessError(
@@ -201,14 +204,57 @@ class BackgroundProcess:
                     f"its output (stderr) says why"
                 )
         finally:
-            reader.close()
+            if self._control is not reader:
+                reader.close()
         remaining = self.startup_time - (time.monotonic() - began)
         if remaining > 0:
             time.sleep(remaining)  # FastIoT's guarantee: at least startup_time has passed
         return self
 
+    def handler_counts(self, timeout: float = 10.0) -> dict[str, dict[str, int]]:
+        """Messages received and errors per ``@subscribe`` / ``@reply`` handler of the running service.
+
+        The same counters as :meth:`fastiot.runner.ServiceRunner.handler_counts`, asked from the process.
+
+        Args:
+            timeout: Seconds to wait for the process's answer.
+
+        Returns:
+            ``{handler name: {"received": n, "errors": n}}``.
+
+        Raises:
+            BackgroundProcessError: The process is not running, or did not answer within ``timeout``.
+
+        Example:
+            >>> with BackgroundProcess(EchoService) as process:  # doctest: +SKIP
+            ...     process.handler_counts()
+            {'echo': {'received': 0, 'errors': 0}}
+        """
+        with self._control_lock:
+            control = self._control
+            if control is None or self.process is None or not self.process.is_alive():
+                raise BackgroundProcessError(
+                    f"{self.service.__name__} is not running; ask for its counters inside the `with` block"
+                )
+            try:
+                control.send("handler_counts")
+                if not control.poll(timeout):
+                    raise BackgroundProcessError(
+                        f"{self.service.__name__} did not report its counters within {timeout:g} s"
+                    )
+                counts: dict[str, dict[str, int]] = control.recv()
+            except (EOFError, OSError):
+                raise BackgroundProcessError(
+                    f"{self.service.__name__} ended while asked for its counters"
+                ) from None
+            return counts
+
     def stop(self) -> int | None:
         """Send SIGTERM, wait for the process to end (``stop_timeout``, then kill it); its exit code."""
+        with self._control_lock:
+            control, self._control = self._control, None
+        if control is not None:
+            control.close()
         process = self.process
         if process is None:
             return None
@@ -262,7 +308,8 @@ def _serve(service: type[FastIoTService], started: Connection) -> None:  # pragm
         async def __aenter__(self) -> Reporting:
             entered = await super().__aenter__()
             started.send(True)
-            started.close()
+            # A daemon thread answers the parent's handler_counts(); reading ints needs no event loop.
+            threading.Thread(target=_answer_counts, args=(self, started), daemon=True).start()
             return entered  # type: ignore[no-any-return]
 
     # The same name as the service, for its logger and its connection name.
@@ -270,3 +317,17 @@ def _serve(service: type[FastIoTService], started: Connection) -> None:  # pragm
     Reporting.__module__ = service.__module__
     Reporting.__doc__ = service.__doc__  # its description in NATS' services API
     Reporting.main()
+
+
+def _answer_counts(service: FastIoTService, control: Connection) -> None:  # pragma: no cover - in the child
+    """Answer each ``"handler_counts"`` on ``control`` until the parent closes it."""
+    while True:
+        try:
+            control.recv()
+            counts = {
+                name: {"received": sub.received, "errors": sub.errors}
+                for name, sub in list(service.subscriptions.items())
+            }
+            control.send(counts)
+        except (EOFError, OSError):
+            return

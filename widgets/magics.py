@@ -16,6 +16,11 @@ reload): the old control shows "replaced by a newer cell" and cannot start, so t
 run at once. ``%%service Doubler`` starts only the named classes of a cell that defines several.
 ``%service_stop Doubler`` stops it; ``%services`` shows a table of the running services.
 
+``%service_export [Doubler] doubler.py [--recording plant]`` writes the service as a module (the imports
+and definitions it uses, from the notebook's cells, and a ``__main__``) and ``test_doubler.py`` beside
+it (see :func:`fastiot.services.export_service`); the "Export" button of its control does the same into
+the exports folder.
+
 ``%%service --replay plant [--speed 10] [--since 1h]`` runs the cell's service against a private
 broker (a nats-server of its own on a free loopback port) fed from the recording ``plant``: you
 test it on recorded traffic without touching the live plant. Its control shows the replay's
@@ -29,10 +34,12 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -41,9 +48,12 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from fastiot import workbench
 from fastiot.core.service import FastIoTService
+from fastiot.exceptions import ServiceExportError
+from fastiot.exports import exports_dir
 from fastiot.history import parse_duration
 from fastiot.history.replay_broker import ReplayBroker
 from fastiot.runner import ServiceRunner
+from fastiot.services.export import ExportedService, export_service
 
 from .errors import ServiceCellError
 from .replay_view import ReplayServiceControl
@@ -220,6 +230,8 @@ class ServiceMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self._newest: dict[str, ServiceRunner] = {}
+        # The newest %%service cell (its Python, without the magic's line) of each service name.
+        self._cells: dict[str, str] = {}
 
     @magic_arguments()
     @argument(
@@ -263,12 +275,16 @@ class ServiceMagics(Magics):
         _run_cell_body(shell, f"%%service {line}".rstrip(), cell, namespace)
 
         classes = self._chosen(_defined_services(before, namespace), args.names)
+        for cls in classes:
+            self._cells[cls.__name__] = cell
         controls = [
             ReplayServiceControl(cls, ReplayBroker(args.replay, **replay_options))
             if args.replay
             else ServiceControl(cls)
             for cls in classes
         ]
+        for control in controls:
+            control.set_exporter(self._exporter(control.runner.name))
         failures = _run(self._replace_and_start(controls))
         for control in controls:
             display(control)
@@ -329,6 +345,83 @@ class ServiceMagics(Magics):
                     f"no service named {name} is running (running: {self._running_names()})", file=sys.stderr
                 )
 
+    def _exporter(self, name: str) -> Callable[[], Awaitable[ExportedService]]:
+        """What the Export button of ``name``'s control does: write it to the exports folder.
+
+        The module is rewritten; a test already there is kept, as the user may have extended it.
+        """
+
+        def export() -> Awaitable[ExportedService]:
+            return self.export(name, exports_dir() / f"{_snake(name)}.py", overwrite=True, keep_test=True)
+
+        return export
+
+    @magic_arguments()
+    @argument(
+        "target",
+        nargs="+",
+        metavar="[ClassName] path.py",
+        help="The service (default: the one of the newest %%%%service cell) and the module to write.",
+    )
+    @argument("--recording", metavar="NAME", help="The test replays a few messages of this recording.")
+    @argument("--force", action="store_true", help="Replace the module and its test if they exist.")
+    @line_magic
+    def service_export(self, line: str) -> None:
+        """Write a ``%%service`` cell's service as a module with a ``__main__``, and its pytest file."""
+        args = parse_argstring(self.service_export, line)
+        if len(args.target) > 2:
+            raise UsageError(
+                "%service_export takes [ClassName] path.py, e.g. %service_export Doubler doubler.py"
+            )
+        if len(args.target) == 2:
+            name, path = args.target
+        elif self._cells:
+            name, path = list(self._cells)[-1], args.target[0]
+        else:
+            raise UsageError("%service_export exports a service of a %%service cell; run one first")
+        try:
+            exported = _run(self.export(name, Path(path), recording=args.recording, overwrite=args.force))
+        except (ServiceExportError, ServiceCellError) as e:
+            raise UsageError(str(e)) from None  # a message saying what to do, not the magic's traceback
+        print(exported)
+
+    async def export(
+        self,
+        name: str,
+        path: Path,
+        *,
+        recording: str | None = None,
+        overwrite: bool = False,
+        keep_test: bool = False,
+    ) -> ExportedService:
+        """Export the service ``name`` of its newest ``%%service`` cell (see :func:`export_service`).
+
+        Raises:
+            ServiceCellError: No ``%%service`` cell defined ``name``.
+        """
+        cell = self._cells.get(name)
+        shell = self.shell
+        service = shell.user_ns.get(name) if shell is not None else None
+        if cell is None or not (isinstance(service, type) and issubclass(service, FastIoTService)):
+            known = ", ".join(self._cells) or "none"
+            raise ServiceCellError(f"no %%service cell defined {name} (services of %%service cells: {known})")
+        messages = None
+        if recording:
+            from fastiot.services.recorded import recorded_messages
+
+            messages = await recorded_messages(service, recording)
+        return export_service(
+            service,
+            path,
+            cell=cell,
+            history=_history(shell),
+            namespace=shell.user_ns if shell is not None else None,
+            messages=messages,
+            recording=recording,
+            overwrite=overwrite,
+            keep_test=keep_test,
+        )
+
     @staticmethod
     def _running_names() -> str:
         return ", ".join(runner.name for runner in running_services()) or "none"
@@ -339,6 +432,39 @@ class ServiceMagics(Magics):
         """A table (pandas DataFrame) of the running services, or "no services running"."""
         parse_argstring(self.services, line)
         return services_table()
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _history(shell: Any) -> list[str]:
+    """The notebook's cells as Python, oldest first: a cell magic's (``%%service``) cell as its body."""
+    cells: list[str] = []
+    for source in (shell.user_ns.get("In", []) if shell is not None else [])[1:]:
+        cells.append(_cell_magic_body(source) or source)
+    return cells
+
+
+def _cell_magic_body(source: str) -> str | None:
+    """The body of ``get_ipython().run_cell_magic('service', line, body)``, IPython's form of a magic cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
+        return None
+    call = tree.body[0].value
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "run_cell_magic"
+        and len(call.args) == 3
+        and isinstance(call.args[2], ast.Constant)
+        and isinstance(call.args[2].value, str)
+    ):
+        return call.args[2].value
+    return None
 
 
 def services_table() -> Any:
@@ -395,7 +521,7 @@ def forget_extension_load(shell: Any, name: str) -> None:
 
 
 def register_magics(shell: Any) -> None:
-    """Register ``%%service``, ``%service_stop`` and ``%services`` with the IPython ``shell`` (once)."""
+    """Register ``%%service``, ``%service_stop``, ``%services``, ``%service_export`` with ``shell`` (once)."""
     if ServiceMagics.__name__ in shell.magics_manager.registry:
         return  # e.g. `import fastiot_widgets`, then `%load_ext fastiot_widgets`: keep its memory
     shell.register_magics(ServiceMagics(shell))

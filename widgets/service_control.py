@@ -39,6 +39,7 @@ from fastiot.runner import (
 
 from . import _loop_bound as ui
 from ._common import ConnectionStatus, follow_connection, format_exception, plural, pre_html
+from .errors import ServiceCellError
 
 __all__ = [
     "DEFAULT_MAX_SHOWN_LOG_LINES",
@@ -143,6 +144,16 @@ class ServiceControl(widgets.VBox):
         self.counters_view = widgets.HTML()
         self.log_view = widgets.HTML()
         self.error_view = widgets.HTML()
+        # Shown once a %%service cell gives the control an exporter (a class alone has no cell to export).
+        self.export_button = ui.Button(
+            description="Export",
+            icon="download",
+            tooltip=f"Write {runner.name} as a module with a test beside it (exports folder)",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
+        self.export_view = widgets.HTML()
+        self._exporter: Callable[[], Awaitable[Any]] | None = None
+        self.export_button.on_click(lambda _b: self._click(self.export, "export"))
 
         self.start_button.on_click(lambda _b: self._click(self.start, "start"))
         self.stop_button.on_click(lambda _b: self._click(self.stop, "stop"))
@@ -151,13 +162,20 @@ class ServiceControl(widgets.VBox):
         super().__init__(
             children=[
                 widgets.HBox(
-                    [self.status_light, self.start_button, self.stop_button, self.restart_button],
+                    [
+                        self.status_light,
+                        self.start_button,
+                        self.stop_button,
+                        self.restart_button,
+                        self.export_button,
+                    ],
                     layout=widgets.Layout(align_items="center"),
                 ),
                 self.connection_status,
                 self.counters_view,
                 self.log_view,
                 self.error_view,
+                self.export_view,
             ]
         )
         runner.on_status_change(self._on_status_change)
@@ -188,6 +206,32 @@ class ServiceControl(widgets.VBox):
     async def restart(self) -> None:
         """Stop the service (if it runs) and start a fresh instance."""
         await self._act(self.runner.restart)
+
+    def set_exporter(self, exporter: Callable[[], Awaitable[Any]] | None) -> None:
+        """Show the "Export" button; a click awaits ``exporter()`` and shows what it returns (or its error).
+
+        ``%%service`` gives each control one that writes the cell's service to the exports folder.
+        """
+        self._exporter = exporter
+        self.export_button.layout.display = None if exporter is not None else "none"
+
+    async def export(self) -> Any:
+        """Run the exporter (the "Export" button) and show its result.
+
+        Raises:
+            ServiceCellError: The control has no exporter (it was not made by ``%%service``).
+        """
+        if self._exporter is None:
+            raise ServiceCellError(
+                f"{self.runner.name} has no cell to export; the controls of %%service cells do"
+            )
+        try:
+            result = await self._exporter()
+        except Exception as e:
+            self.export_view.value = pre_html(f"export failed: {e}", color="#c62828")
+            raise
+        self.export_view.value = pre_html(str(result))
+        return result
 
     async def wait_for_status(self, status: ServiceStatus | str, timeout: float = 10.0) -> None:
         """Wait until the service reaches ``status``; see :meth:`ServiceRunner.wait_for_status`."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnection, Subscription
+from fastiot.core.data_models import Subject
 from fastiot.core.logger import logging, setup_logger
 from fastiot.core.service_annotations import is_loop, replied_subject, subscribed_subject
 from fastiot.core.service_discovery import DEFAULT_SERVICE_VERSION, HandlerTiming, ServiceRegistration
@@ -68,6 +69,11 @@ class FastIoTService:
     """Seconds a stop waits for loops and tasks after ``_stop()``, before it cancels them."""
     version: str = DEFAULT_SERVICE_VERSION
     """The version the service reports in NATS' services API (a semantic version such as ``1.2.0``)."""
+    publishes: tuple[Subject, ...] = ()
+    """The subjects the service publishes on (wildcards allowed), e.g. ``(Alarm.get_subject(),)``.
+
+    Only documentation: :func:`fastiot.services.asyncapi` lists them as its ``send`` operations.
+    """
 
     @classmethod
     def main(cls, **kwargs: Any) -> None:

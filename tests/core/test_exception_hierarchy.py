@@ -72,6 +72,7 @@ PLACES: dict[str, tuple[type[FastIoTError], tuple[type[BaseException], ...]]] = 
     "LivePlotError": (ConfigurationError, (ValueError,)),
     "GridFilterError": (ConfigurationError, (ValueError,)),
     "CommandRegistrationError": (ConfigurationError, (ValueError,)),
+    "ServiceExportError": (ConfigurationError, (ValueError,)),
     "JetStreamUnavailableError": (HistoryError, (RuntimeError,)),
     "HistoryServerError": (HistoryError, ()),
     "InvalidRecordingError": (HistoryError, (ValueError,)),

@@ -111,6 +111,16 @@ async def test_background_process_runs_the_service_in_another_process(broker: Na
     assert goodbye.value == answer["pid"]
 
 
+async def test_background_process_reports_the_services_handler_counters(broker: NatsBrokerConnection) -> None:
+    async with BackgroundProcess(WhoAmI, startup_time=0) as background:
+        assert await asyncio.to_thread(background.handler_counts) == {"who": {"received": 0, "errors": 0}}
+        await broker.request(WHO, {}, timeout=10)
+        await broker.request(WHO, {}, timeout=10)
+        assert await asyncio.to_thread(background.handler_counts) == {"who": {"received": 2, "errors": 0}}
+    with pytest.raises(BackgroundProcessError, match="inside the `with` block"):
+        background.handler_counts()
+
+
 def test_background_process_as_in_fastiot_with_a_plain_with(nats_env: str) -> None:
     with BackgroundProcess(WhoAmI) as background:  # FastIoT's defaults: startup_time=0.2, stop_time=0.05
         answer = asyncio.run(_ask_who())
