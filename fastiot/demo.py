@@ -385,6 +385,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="print only warnings and errors (fastiot-workbench runs it so: it says what runs itself)",
     )
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        default=None,
+        help="also run MQTT devices (Tasmota and Shelly plugs, a Sparkplug B edge node) against this MQTT "
+        "listener, e.g. mqtt://127.0.0.1:1883; they log in as FASTIOT_NATS_USER/FASTIOT_NATS_PASSWORD",
+    )
     args = parser.parse_args(argv)
     if args.quiet and not os.environ.get(FASTIOT_LOG_LEVEL, "").strip():
         os.environ[FASTIOT_LOG_LEVEL] = "WARNING"  # read by every logger the services set up
@@ -400,12 +407,25 @@ def main(argv: list[str] | None = None) -> None:
         broker = await NatsBrokerConnection.connect(name="fastiot-demo")
         # In a terminal the life-cycle lines are what the user asked to see (unless --quiet).
         plant = await DemoPlant(broker, rate=args.rate, seed=args.seed, quiet=args.quiet).start()
+        devices = None
+        if args.mqtt is not None:
+            from fastiot.env import env_broker
+            from fastiot.mqtt.devices import MqttDemoDevices
+
+            devices = MqttDemoDevices(
+                args.mqtt, username=env_broker.user, password=env_broker.password, seed=args.seed
+            )
+            await devices.start()
         if not args.quiet:
             url = redact_url(workbench.broker_url())
             print(f"demo plant publishing on {url} (v1.thing.>); Ctrl-C stops it", flush=True)
+            if devices is not None:
+                print(f"MQTT devices {', '.join(devices.names)} on {redact_url(args.mqtt)}", flush=True)
         try:
             await stop.wait()
         finally:
+            if devices is not None:
+                await devices.stop()
             await plant.stop()
             await broker.close()
             await workbench.shutdown()

@@ -106,14 +106,23 @@ def error_text(error: BaseException) -> str:
 @dataclass(frozen=True)
 class _Registered:
     name: str
-    function: Callable[[bytes], Any]
+    function: Callable[..., Any]
     subjects: tuple[str, ...]
+    with_subject: bool = False
+    never_msgpack: bool = False
 
 
 _decoders: dict[str, _Registered] = {}
 
 
-def register_decoder(name: str, function: Callable[[bytes], Any], subjects: SubjectsArg = ">") -> None:
+def register_decoder(
+    name: str,
+    function: Callable[..., Any],
+    subjects: SubjectsArg = ">",
+    *,
+    with_subject: bool = False,
+    never_msgpack: bool = False,
+) -> None:
     """Decode payloads on matching subjects with ``function`` before trying the built-in formats.
 
     ``function(data)`` returns the decoded value, or raises if the payload is not its format; then
@@ -125,6 +134,10 @@ def register_decoder(name: str, function: Callable[[bytes], Any], subjects: Subj
         function: Takes the payload bytes, returns the value.
         subjects: A NATS pattern, a :class:`Subject` or a list of them; the decoder is tried on matching
             subjects only.
+        with_subject: Call ``function(data, subject)`` with the subject the payload arrived on (``None``
+            if unknown), for formats whose meaning depends on the sender (Sparkplug B's aliases).
+        never_msgpack: Its payloads never unpack as msgpack (e.g. protobuf): captures may keep unpacking
+            msgpack first on overlapping subjects and call it only for payloads that are not msgpack.
 
     Raises:
         DecoderRegistrationError: If the name is empty or ``function`` is not callable.
@@ -143,7 +156,7 @@ def register_decoder(name: str, function: Callable[[bytes], Any], subjects: Subj
         )
     patterns = tuple(p for p, _ in subject_targets(subjects, error=InvalidDecoderSubjectError))
     _decoders.pop(name, None)
-    _decoders[name] = _Registered(name, function, patterns)
+    _decoders[name] = _Registered(name, function, patterns, with_subject, never_msgpack)
 
 
 def unregister_decoder(name: str) -> bool:
@@ -228,7 +241,9 @@ def decode(
     failures: list[str] = []
     for registered in _decoders_for(subject):
         try:
-            value = registered.function(data)
+            value = (
+                registered.function(data, subject) if registered.with_subject else registered.function(data)
+            )
         except Exception as e:
             failures.append(f"not {registered.name} ({error_text(e)})")
             continue
@@ -321,7 +336,9 @@ def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool
                 return Decoded("bytes", data, f"not msgpack ({error_text(e)})", "bytes")
 
         return decode_msgpack
-    if any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects):
+    if any(
+        patterns_overlap(pattern, p) for r in _decoders.values() if not r.never_msgpack for p in r.subjects
+    ):
 
         def decode_registered(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
             return decode(data, subject=subject or None, headers=headers, typed=False)
@@ -334,9 +351,10 @@ def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool
         try:
             value = fast(data)
         except Exception:
-            return decode(data, typed=False)
+            # With the subject: decoders registered with never_msgpack (Sparkplug B) get their payloads.
+            return decode(data, subject=subject or None, typed=False)
         if type(value) is int and len(data) == 1:
-            return decode(data, typed=False)
+            return decode(data, subject=subject or None, typed=False)
         return value
 
     _MSGPACK_FIRST.add(decode_any)
