@@ -172,15 +172,22 @@ class MqttDevice:
 
         Without ``clean`` the connection is just dropped, and the broker publishes the last will.
         """
+        if not self._connected.is_set() or self._refused is not None:
+            self.client.loop_stop()  # dropped before: nobody to say goodbye to
+            return
+        self._connected.clear()
         if clean:
             topic, payload, retain = self.will()
             self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(_CONNECT_TIMEOUT)
             self.client.disconnect()
+            self.client.loop_stop()
         else:
+            # What a power cut does: no DISCONNECT packet, so the broker sends the will. The network
+            # thread stops first, or paho would reconnect at once.
+            self.client.loop_stop()
             sock = self.client.socket()
             if sock is not None:
-                sock.close()  # what a power cut does: no DISCONNECT packet, so the will goes out
-        self.client.loop_stop()
+                sock.close()
 
 
 class TasmotaPlug(MqttDevice):
