@@ -34,6 +34,7 @@ from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
 from fastiot.exceptions import InvalidSubjectError
+from fastiot.mqtt.sparkplug import learn_certificates
 from fastiot.payloads import Decoded, decode, value_decoder
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -503,6 +504,8 @@ class SubjectIndex(BrokerObserver):
                 "bytes", b"", f"payload not kept: the index's max_bytes ({self._max_bytes:,}) was full"
             )
         if self._decode_model is None:
+            if subject.startswith("spBv1//0."):  # the aliases of a Sparkplug B node are in its births
+                learn_certificates(subject, self.last, self.__contains__)
             return decode(data, subject=subject, headers=headers, typed=self._typed)
         value = self._decode_model(data, subject)
         if type(value) is Decoded:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
 
 import paho.mqtt.client as mqtt
@@ -77,3 +79,29 @@ async def test_bad_logins_and_missing_listeners_are_refused_with_what_to_do(mqtt
         await MqttDemoDevices(f"mqtt://{MQTT_USER}:wrong@127.0.0.1:{mqtt_server.mqtt_port}").start()
     with pytest.raises(BrokerUnavailableError, match="mqtt://HOST:PORT"):
         MqttDemoDevices("127.0.0.1")
+
+
+async def test_the_demo_script_runs_the_devices_with_mqtt_and_says_goodbye_on_sigterm(
+    mqtt_server: NatsServer, mqtt_client: Callable[..., mqtt.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASTIOT_NATS_SERVERS", f"nats://127.0.0.1:{mqtt_server.port}")
+    monkeypatch.setenv("FASTIOT_NATS_USER", MQTT_USER)  # the devices' MQTT login too
+    monkeypatch.setenv("FASTIOT_NATS_PASSWORD", MQTT_PASSWORD)
+    lwt = received(mqtt_client(), "tele/tasmota_plug1/LWT")
+    url = f"mqtt://127.0.0.1:{mqtt_server.mqtt_port}"
+    command = [sys.executable, "-m", "fastiot.demo", "--mqtt", url]
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        lines = [await asyncio.wait_for(proc.stdout.readline(), 20) for _ in range(2)]  # type: ignore[union-attr]
+        assert (
+            lines[1]
+            .decode()
+            .startswith(f"MQTT devices tasmota_plug1, tasmota_plug2, shellyplug-s-1, edge1 on {url}")
+        )
+        await wait_until(lambda: ("tele/tasmota_plug1/LWT", b"Online", False) in lwt, 10, "the plug online")
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await wait_until(lambda: lwt[-1][:2] == ("tele/tasmota_plug1/LWT", b"Offline"), 10, "the plug's goodbye")

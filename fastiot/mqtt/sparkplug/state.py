@@ -32,6 +32,8 @@ __all__ = [
     "NodeStatus",
     "SparkplugNodes",
     "SparkplugTopic",
+    "learn_certificates",
+    "offline_mark",
     "parse_subject",
     "register_sparkplug_decoder",
     "sparkplug_nodes",
@@ -239,11 +241,36 @@ class SparkplugNodes:
             self._nodes.clear()
 
 
+def learn_certificates(subject: str, last_of: Callable[[str], object], known: Callable[[str], bool]) -> None:
+    """Decode the newest birth and death certificates of the node (and device) ``subject`` belongs to.
+
+    Views that decode lazily (a subject index decodes a subject's newest payload when somebody looks)
+    call this before decoding a data message, so its aliases are named and its node's state is known
+    whichever subject was looked at first. Certificates themselves need none: nothing is done for them.
+
+    Args:
+        subject: A Sparkplug B subject (anything else is ignored).
+        last_of: Decodes the newest payload of a subject (a subject index's ``last``).
+        known: Whether a subject carried messages (only those are decoded).
+    """
+    topic = parse_subject(subject)
+    if topic is None or topic.message_type.endswith(("BIRTH", "DEATH")):
+        return
+    group, node = (t.replace(".", "//") for t in (topic.group, topic.node))
+    certificates = [f"spBv1//0.{group}.{kind}.{node}" for kind in ("NBIRTH", "NDEATH")]
+    if topic.device is not None:
+        device = topic.device.replace(".", "//")
+        certificates += [f"spBv1//0.{group}.{kind}.{node}.{device}" for kind in ("DBIRTH", "DDEATH")]
+    for certificate in certificates:
+        if known(certificate):
+            last_of(certificate)
+
+
 def offline_mark(subject: str, last_of: Callable[[str], object], known: Callable[[str], bool]) -> bool:
     """Whether a subject browser should mark ``subject`` offline: its Sparkplug node or device is dead.
 
-    The newest birth and death certificates of the node (and the device) are decoded first through
-    ``last_of`` (a subject index's ``last``), so a death shows without anybody opening its subject.
+    The certificates are decoded first (:func:`learn_certificates`), so a death shows without anybody
+    opening its subject.
 
     Args:
         subject: The subject of the row.
@@ -256,14 +283,12 @@ def offline_mark(subject: str, last_of: Callable[[str], object], known: Callable
     topic = parse_subject(subject)
     if topic is None:
         return False
-    group, node = (t.replace(".", "//") for t in (topic.group, topic.node))
-    certificates = [f"spBv1//0.{group}.{kind}.{node}" for kind in ("NBIRTH", "NDEATH")]
-    if topic.device is not None:
-        device = topic.device.replace(".", "//")
-        certificates += [f"spBv1//0.{group}.{kind}.{node}.{device}" for kind in ("DBIRTH", "DDEATH")]
-    for certificate in certificates:
-        if known(certificate):
-            last_of(certificate)
+    if topic.message_type.endswith(("BIRTH", "DEATH")):
+        # A certificate's row: what the node's data rows would learn, learnt through a data subject.
+        kind = "DDATA" if topic.device is not None else "NDATA"
+        learn_certificates(subject.replace(f".{topic.message_type}.", f".{kind}.", 1), last_of, known)
+    else:
+        learn_certificates(subject, last_of, known)
     return _default.online(subject) is False
 
 
