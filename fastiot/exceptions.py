@@ -45,6 +45,7 @@ before. Errors only a widget raises live with the widgets (``fastiot_widgets.err
     │   ├── LivePlotError                    (ValueError) a live series' subjects, fields or window unusable
     │   ├── GridFilterError                  (ValueError) a grid's column filter cannot be read
     │   ├── CommandRegistrationError         (ValueError) a fastiot-workbench subcommand cannot be registered
+    │   ├── MqttUrlError                     (ValueError) an MQTT listener not given as mqtt://HOST:PORT
     │   └── ConfigFileNotFoundError          (FileNotFoundError) no YAML configuration for a service
     ├── HistoryError                         recordings, replays and key-value buckets (JetStream)
     │   ├── JetStreamUnavailableError        (RuntimeError) the server has no JetStream (or it is not ready)
@@ -96,6 +97,7 @@ __all__ = [
     "MessageError",
     "MessageHandlingError",
     "MessageNotKeptError",
+    "MqttUrlError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
     "NotRunningError",
@@ -489,6 +491,10 @@ class MessageNotKeptError(MessageError, IndexError):
 
 class GridFilterError(ConfigurationError, ValueError):
     """A data grid's column filter compares with a value that is not of the column's type."""
+
+
+class MqttUrlError(ConfigurationError, ValueError):
+    """An MQTT listener's address is not ``mqtt://[user:password@]HOST:PORT``."""
 
 
 class TemplateFileError(ConfigurationError, ValueError):

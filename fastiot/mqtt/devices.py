@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError
+from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError, MqttUrlError
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -443,7 +443,9 @@ class MqttDemoDevices:
         """Prepare the devices; :meth:`start` connects them."""
         parts = urlsplit(url if "://" in url else f"mqtt://{url}")
         if parts.hostname is None or parts.port is None:
-            raise BrokerUnavailableError(f"give the MQTT listener as mqtt://HOST:PORT, got {url!r}")
+            raise MqttUrlError(
+                f"give the MQTT listener as mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883, got {url!r}"
+            )
         if interval <= 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval}")
         username = username if username is not None else (unquote(parts.username) if parts.username else None)
@@ -472,6 +474,9 @@ class MqttDemoDevices:
 
     async def start(self) -> MqttDemoDevices:
         """Connect every device and publish telemetry every ``interval`` s until :meth:`stop`.
+
+        Returns:
+            The devices, running.
 
         Raises:
             BrokerUnavailableError: No MQTT listener answers.

@@ -11,7 +11,7 @@ import pytest
 
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError
+from fastiot.exceptions import BrokerAuthenticationError, MqttUrlError
 from fastiot.mqtt.devices import MqttDemoDevices
 from fastiot.nats_server import NatsServer
 from tests.mqtt.conftest import MQTT_PASSWORD, MQTT_USER, received
@@ -77,7 +77,7 @@ async def test_the_retained_lwt_says_online_and_a_dropped_plug_goes_offline_by_i
 async def test_bad_logins_and_missing_listeners_are_refused_with_what_to_do(mqtt_server: NatsServer) -> None:
     with pytest.raises(BrokerAuthenticationError, match="FASTIOT_NATS_USER"):
         await MqttDemoDevices(f"mqtt://{MQTT_USER}:wrong@127.0.0.1:{mqtt_server.mqtt_port}").start()
-    with pytest.raises(BrokerUnavailableError, match="mqtt://HOST:PORT"):
+    with pytest.raises(MqttUrlError, match="mqtt://HOST:PORT"):
         MqttDemoDevices("127.0.0.1")
 
 
