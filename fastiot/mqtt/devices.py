@@ -38,15 +38,19 @@ from fastiot.exceptions import BrokerAuthenticationError, BrokerUnavailableError
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "DEMO_PLUG",
     "MqttDemoDevices",
     "MqttDevice",
     "ShellyPlug",
     "SparkplugEdgeNode",
     "TasmotaPlug",
+    "ensure_mqtt_devices",
 ]
 
 DEFAULT_INTERVAL = 2.0
 """Seconds between two telemetry messages of a demo device."""
+DEMO_PLUG = "tasmota_plug1"
+"""The demo plug whose retained LWT tells whether the demo's devices run."""
 _CONNECT_TIMEOUT = 10.0
 
 
@@ -454,8 +458,10 @@ class MqttDemoDevices:
         seeds = [None if seed is None else seed + i for i in range(4)]
         host, port = parts.hostname, parts.port
         self.interval: float = interval
+        self.url: str = f"mqtt://{host}:{port}"
+        """The MQTT listener, without the login."""
         self.devices: list[MqttDevice] = [
-            TasmotaPlug("tasmota_plug1", host, port, seed=seeds[0], **login),
+            TasmotaPlug(DEMO_PLUG, host, port, seed=seeds[0], **login),
             TasmotaPlug("tasmota_plug2", host, port, seed=seeds[1], **login),
             ShellyPlug("shellyplug-s-1", host, port, seed=seeds[2], **login),
             SparkplugEdgeNode("edge1", host, port, seed=seeds[3], **login),
@@ -522,3 +528,71 @@ class MqttDemoDevices:
     async def __aexit__(self, *exc: Any) -> None:
         """Stop the devices."""
         await self.stop()
+
+
+def _retained_online(url: str, username: str | None, password: str | None, timeout: float) -> bool:
+    """Whether the first demo plug's retained ``tele/<dev>/LWT`` says ``Online`` (blocking)."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    found: list[bytes] = []
+    done = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-probe-{random.getrandbits(32):08x}"
+    )
+    if username is not None:
+        client.username_pw_set(username, password)
+
+    def on_message(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        found.append(bytes(message.payload))
+        done.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe(f"tele/{DEMO_PLUG}/LWT", qos=1)
+    try:
+        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        # A retained message comes with the subscription; none within the timeout means none is kept.
+        done.wait(timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return found[:1] == [b"Online"]
+
+
+async def ensure_mqtt_devices(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    interval: float = DEFAULT_INTERVAL,
+    timeout: float = 1.0,
+) -> MqttDemoDevices | None:
+    """Start the demo's MQTT devices unless they run already (their plug's retained LWT is ``Online``).
+
+    Two sets of the same devices would take each other's MQTT sessions over, again and again; notebooks
+    call this so they run the same inside the workbench (whose demo runs the devices) and on their own.
+
+    Args:
+        url: The MQTT listener, ``mqtt://HOST:PORT``.
+        username: The login (the broker's NATS user).
+        password: Its password.
+        interval: Seconds between two telemetry rounds of devices started here.
+        timeout: How long to wait for the retained status.
+
+    Returns:
+        The devices it started (stop them with ``await devices.stop()``), or ``None`` if they ran.
+
+    Raises:
+        MqttUrlError: ``url`` is no ``mqtt://HOST:PORT``.
+        BrokerUnavailableError: No MQTT listener answers.
+        BrokerAuthenticationError: It refused the login.
+
+    Example:
+        >>> devices = await ensure_mqtt_devices("mqtt://127.0.0.1:1883")  # doctest: +SKIP
+    """
+    devices = MqttDemoDevices(url, username=username, password=password, interval=interval)
+    if await asyncio.to_thread(_retained_online, url, username, password, timeout):
+        return None
+    return await devices.start()

@@ -12,7 +12,7 @@ import pytest
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import BrokerAuthenticationError, MqttUrlError
-from fastiot.mqtt.devices import MqttDemoDevices
+from fastiot.mqtt.devices import MqttDemoDevices, ensure_mqtt_devices
 from fastiot.nats_server import NatsServer
 from tests.mqtt.conftest import MQTT_PASSWORD, MQTT_USER, received
 from tests.waits import wait_until
@@ -81,15 +81,31 @@ async def test_bad_logins_and_missing_listeners_are_refused_with_what_to_do(mqtt
         MqttDemoDevices("127.0.0.1")
 
 
+async def test_devices_that_run_already_are_not_started_twice(
+    mqtt_server: NatsServer, devices: MqttDemoDevices
+) -> None:
+    # The same client IDs twice would take each other's sessions over, again and again.
+    url = f"mqtt://127.0.0.1:{mqtt_server.mqtt_port}"
+    assert await ensure_mqtt_devices(url, username=MQTT_USER, password=MQTT_PASSWORD) is None
+
+
+@pytest.mark.parametrize("how", ["--mqtt", "FASTIOT_MQTT_PORT"])
 async def test_the_demo_script_runs_the_devices_with_mqtt_and_says_goodbye_on_sigterm(
-    mqtt_server: NatsServer, mqtt_client: Callable[..., mqtt.Client], monkeypatch: pytest.MonkeyPatch
+    how: str,
+    mqtt_server: NatsServer,
+    mqtt_client: Callable[..., mqtt.Client],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FASTIOT_NATS_SERVERS", f"nats://127.0.0.1:{mqtt_server.port}")
     monkeypatch.setenv("FASTIOT_NATS_USER", MQTT_USER)  # the devices' MQTT login too
     monkeypatch.setenv("FASTIOT_NATS_PASSWORD", MQTT_PASSWORD)
     lwt = received(mqtt_client(), "tele/tasmota_plug1/LWT")
     url = f"mqtt://127.0.0.1:{mqtt_server.mqtt_port}"
-    command = [sys.executable, "-m", "fastiot.demo", "--mqtt", url]
+    command = [sys.executable, "-m", "fastiot.demo"]
+    if how == "--mqtt":
+        command += ["--mqtt", url]
+    else:  # the broker's MQTT port, as the workbench gives it to its children
+        monkeypatch.setenv("FASTIOT_MQTT_PORT", str(mqtt_server.mqtt_port))
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
