@@ -171,6 +171,22 @@ def test_births_and_deaths_count_by_bdseq_whatever_order_they_are_decoded_in() -
         assert [(s.node, s.online) for s in nodes.status()] == [("edge1", True)]
 
 
+def test_a_bdseq_used_again_after_256_sessions_is_a_new_session() -> None:
+    nodes = SparkplugNodes()
+
+    def session(bd_seq: int, at: int, *, dies: bool) -> None:
+        seq = Metric(name="bdSeq", datatype=pb.Int64, long_value=bd_seq)
+        if dies:  # the will is made when the node connects, just before its birth
+            nodes.decode(_payload(seq, timestamp=at - 1), "spBv1//0.plant.NDEATH.edge1")
+        nodes.decode(_payload(seq, seq=0, timestamp=at), "spBv1//0.plant.NBIRTH.edge1")
+
+    session(0, 100, dies=True)
+    assert nodes.online("spBv1//0.plant.NDATA.edge1") is False
+    session(1, 200, dies=False)
+    session(0, 300, dies=False)  # bdSeq 0 again: the death of the first session is not this one's
+    assert nodes.online("spBv1//0.plant.NDATA.edge1") is True
+
+
 def test_values_of_every_kind_of_metric_decode_to_python_values() -> None:
     dataset = pb.Payload.DataSet(num_of_columns=2, columns=["a", "b"], types=[pb.Int32, pb.String])
     dataset.rows.add(elements=[pb.Payload.DataSet.DataSetValue(int_value=1), {"string_value": "x"}])

@@ -103,7 +103,7 @@ class NodeStatus:
     died_at: int = 0
     metrics: dict[int, str] = field(default_factory=dict)
     birth_seq: int | None = None
-    deaths: set[int] = field(default_factory=set)
+    deaths: dict[int, int] = field(default_factory=dict)
 
 
 class SparkplugNodes:
@@ -174,6 +174,10 @@ class SparkplugNodes:
         bd_seq = next((m["value"] for m in found["metrics"] if m["name"] == _BIRTH_DEATH_SEQ), None)
         if kind == "NBIRTH":
             if timestamp >= node.born_at:
+                # bdSeq counts 0..255 and starts again: a death from before the previous birth belongs
+                # to an older session, never to this one (whose will is made after that birth).
+                previous = node.born_at
+                node.deaths = {seq: at for seq, at in node.deaths.items() if at >= previous}
                 # 1 ms for a birth without a timestamp, so that it still counts as seen.
                 node.born_at, node.birth_seq = max(timestamp, 1), bd_seq
                 # Aliases are unique across a node and its devices; a new birth replaces them all.
@@ -181,7 +185,7 @@ class SparkplugNodes:
         elif kind == "NDEATH":
             node.died_at = max(node.died_at, timestamp)
             if bd_seq is not None:
-                node.deaths.add(bd_seq)
+                node.deaths[bd_seq] = max(node.deaths.get(bd_seq, 0), timestamp)
         elif kind == "DBIRTH" and device is not None and timestamp >= device.born_at:
             device.born_at = max(timestamp, 1)
             device.metrics = {m["alias"]: m["name"] for m in found["metrics"] if m["alias"] is not None}
