@@ -28,6 +28,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats.errors
 
@@ -385,6 +386,35 @@ async def ensure_demo(
         return await start_demo(connection, rate=rate)
 
 
+MQTT_PORT_ENV = "FASTIOT_MQTT_PORT"
+"""The broker's MQTT port, which the demo's MQTT devices use when ``--mqtt`` is not given."""
+
+
+async def _mqtt_devices(url: str | None) -> Any:
+    """The demo's MQTT devices, started unless they run already; ``None`` without an MQTT listener.
+
+    Asked for with ``--mqtt``, a failure to start them is an error; found through FASTIOT_MQTT_PORT,
+    only a warning (the plant runs on, without them).
+    """
+    from fastiot.env import env_broker
+    from fastiot.exceptions import BrokerError, ConfigurationError
+    from fastiot.mqtt.devices import ensure_mqtt_devices
+
+    given = url is not None
+    if url is None:
+        port = os.environ.get(MQTT_PORT_ENV, "").strip()
+        if not port:
+            return None
+        url = f"mqtt://{urlsplit(workbench.broker_url().split(',')[0]).hostname or '127.0.0.1'}:{port}"
+    try:
+        return await ensure_mqtt_devices(url, username=env_broker.user, password=env_broker.password)
+    except (BrokerError, ConfigurationError) as e:
+        if given:
+            raise
+        _DEMO_LOGGER.warning("no MQTT devices: %s", e)
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m fastiot.demo``: run the demo plant until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(description="Run the fastiot demo plant (two presses and an oven).")
@@ -394,6 +424,14 @@ def main(argv: list[str] | None = None) -> None:
         "--quiet",
         action="store_true",
         help="print only warnings and errors (fastiot-workbench runs it so: it says what runs itself)",
+    )
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        default=None,
+        help="also run MQTT devices (Tasmota and Shelly plugs, a Sparkplug B edge node) against this MQTT "
+        "listener, e.g. mqtt://127.0.0.1:1883; they log in as FASTIOT_NATS_USER/FASTIOT_NATS_PASSWORD "
+        f"(default: the broker's host at port {MQTT_PORT_ENV} when that is set)",
     )
     args = parser.parse_args(argv)
     if args.quiet and not os.environ.get(FASTIOT_LOG_LEVEL, "").strip():
@@ -410,12 +448,17 @@ def main(argv: list[str] | None = None) -> None:
         broker = await NatsBrokerConnection.connect(name="fastiot-demo")
         # In a terminal the life-cycle lines are what the user asked to see (unless --quiet).
         plant = await DemoPlant(broker, rate=args.rate, seed=args.seed, quiet=args.quiet).start()
+        devices = await _mqtt_devices(args.mqtt)
         if not args.quiet:
             url = redact_url(workbench.broker_url())
             print(f"demo plant publishing on {url} (v1.thing.>); Ctrl-C stops it", flush=True)
+            if devices is not None:
+                print(f"MQTT devices {', '.join(devices.names)} on {devices.url}", flush=True)
         try:
             await stop.wait()
         finally:
+            if devices is not None:
+                await devices.stop()
             await plant.stop()
             await broker.close()
             await workbench.shutdown()

@@ -46,6 +46,7 @@ before. Errors only a widget raises live with the widgets (``fastiot_widgets.err
     │   ├── GridFilterError                  (ValueError) a grid's column filter cannot be read
     │   ├── CommandRegistrationError         (ValueError) a fastiot-workbench subcommand cannot be registered
     │   ├── ServiceExportError               (ValueError) a service cannot be exported or loaded from a module
+    │   ├── MqttUrlError                     (ValueError) an MQTT listener not given as mqtt://HOST:PORT
     │   └── ConfigFileNotFoundError          (FileNotFoundError) no YAML configuration for a service
     ├── HistoryError                         recordings, replays and key-value buckets (JetStream)
     │   ├── JetStreamUnavailableError        (RuntimeError) the server has no JetStream (or it is not ready)
@@ -97,6 +98,7 @@ __all__ = [
     "MessageError",
     "MessageHandlingError",
     "MessageNotKeptError",
+    "MqttUrlError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
     "NotRunningError",
@@ -547,6 +549,10 @@ class MessageNotKeptError(MessageError, IndexError):
 
 class GridFilterError(ConfigurationError, ValueError):
     """A data grid's column filter compares with a value that is not of the column's type."""
+
+
+class MqttUrlError(ConfigurationError, ValueError):
+    """An MQTT listener's address is not ``mqtt://[user:password@]HOST:PORT``."""
 
 
 class TemplateFileError(ConfigurationError, ValueError):

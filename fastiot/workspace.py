@@ -47,6 +47,7 @@ TUTORIALS = (
     "02_prototype_a_service.ipynb",
     "03_capture_to_dataframe.ipynb",
     "04_record_and_replay.ipynb",
+    "05_mqtt_devices.ipynb",
 )
 """The tutorials, in ``notebooks/`` of the project, in the order of the tour."""
 

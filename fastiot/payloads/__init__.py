@@ -44,6 +44,11 @@ from fastiot.payloads.models import model_for_subject, model_schema, models
 from fastiot.payloads.paths import MISSING, diff, flatten, get_path, join_path, split_path
 from fastiot.payloads.text import DEFAULT_MAX_DEPTH, limit_depth, to_text
 
+from fastiot.mqtt.sparkplug import register_sparkplug_decoder  # isort: skip  (needs the decoders above)
+
+# Sparkplug B (MQTT topics spBv1.0/#) decodes by default; a decoder a user registers later is tried first.
+register_sparkplug_decoder()
+
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "KINDS",

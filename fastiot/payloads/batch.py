@@ -98,6 +98,15 @@ class BatchDecoder:
     def __repr__(self) -> str:
         return f"<BatchDecoder {self._mode} {self._name or self.pattern}>"
 
+    @property
+    def msgpack_first(self) -> bool:
+        """Whether it unpacks msgpack first (the fast path) and calls :func:`decode` only for the rest.
+
+        Without a model that holds unless a decoder that may read msgpack is registered for subjects its
+        pattern may match (one registered with ``never_msgpack``, Sparkplug B's, does not count).
+        """
+        return self._mode is not _DECODE
+
     # -- one message ---------------------------------------------------------------------------------
 
     def __call__(self, data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
@@ -109,8 +118,11 @@ class BatchDecoder:
             try:
                 value = unpackb(data)
             except Exception:
-                return decode(data, typed=False)
-            return decode(data, typed=False) if is_text_not_msgpack(data, value) else value
+                # With the subject: decoders registered with never_msgpack (Sparkplug B) get their payloads.
+                return decode(data, subject=subject or None, typed=False)
+            if is_text_not_msgpack(data, value):
+                return decode(data, subject=subject or None, typed=False)
+            return value
         if mode is _DECODE:
             return decode(data, subject=subject, headers=headers, typed=self.typed)
         try:
@@ -172,7 +184,7 @@ class BatchDecoder:
             elif mode is _ANY and 1 in map(len, datas):
                 for k, data in enumerate(datas):
                     if is_text_not_msgpack(data, values[k]):
-                        values[k] = decode(data, typed=False)
+                        values[k] = decode(data, subject=subjects[k] or None, typed=False)
         if headers and mode is _ANY:
             # A Content-Type decides how the payload reads, as in fastiot.payloads.decode.
             for k, row_headers in headers.items():

@@ -105,14 +105,23 @@ def error_text(error: BaseException) -> str:
 @dataclass(frozen=True)
 class _Registered:
     name: str
-    function: Callable[[bytes], Any]
+    function: Callable[..., Any]
     subjects: tuple[str, ...]
+    with_subject: bool = False
+    never_msgpack: bool = False
 
 
 _decoders: dict[str, _Registered] = {}
 
 
-def register_decoder(name: str, function: Callable[[bytes], Any], subjects: SubjectsArg = ">") -> None:
+def register_decoder(
+    name: str,
+    function: Callable[..., Any],
+    subjects: SubjectsArg = ">",
+    *,
+    with_subject: bool = False,
+    never_msgpack: bool = False,
+) -> None:
     """Decode payloads on matching subjects with ``function`` before trying the built-in formats.
 
     ``function(data)`` returns the decoded value, or raises if the payload is not its format; then
@@ -124,6 +133,10 @@ def register_decoder(name: str, function: Callable[[bytes], Any], subjects: Subj
         function: Takes the payload bytes, returns the value.
         subjects: A NATS pattern, a :class:`Subject` or a list of them; the decoder is tried on matching
             subjects only.
+        with_subject: Call ``function(data, subject)`` with the subject the payload arrived on (``None``
+            if unknown), for formats whose meaning depends on the sender (Sparkplug B's aliases).
+        never_msgpack: Its payloads never unpack as msgpack (e.g. protobuf): captures may keep unpacking
+            msgpack first on overlapping subjects and call it only for payloads that are not msgpack.
 
     Raises:
         DecoderRegistrationError: If the name is empty or ``function`` is not callable.
@@ -142,7 +155,7 @@ def register_decoder(name: str, function: Callable[[bytes], Any], subjects: Subj
         )
     patterns = tuple(p for p, _ in subject_targets(subjects, error=InvalidDecoderSubjectError))
     _decoders.pop(name, None)
-    _decoders[name] = _Registered(name, function, patterns)
+    _decoders[name] = _Registered(name, function, patterns, with_subject, never_msgpack)
 
 
 def unregister_decoder(name: str) -> bool:
@@ -156,8 +169,14 @@ def registered_decoders() -> dict[str, tuple[str, ...]]:
 
 
 def decoders_overlap(pattern: str) -> bool:
-    """Whether a decoder is registered for a subject that ``pattern`` may match."""
-    return any(patterns_overlap(pattern, p) for r in _decoders.values() for p in r.subjects)
+    """Whether a decoder that may read msgpack is registered for a subject that ``pattern`` may match.
+
+    Decoders registered with ``never_msgpack`` (Sparkplug B's protobuf) do not count: a decoder may then
+    keep unpacking msgpack first and hand them only what is not msgpack.
+    """
+    return any(
+        patterns_overlap(pattern, p) for r in _decoders.values() if not r.never_msgpack for p in r.subjects
+    )
 
 
 def _decoders_for(subject: str | None) -> list[_Registered]:
@@ -246,7 +265,9 @@ def decode(
     failures: list[str] = []
     for registered in _decoders_for(subject):
         try:
-            value = registered.function(data)
+            value = (
+                registered.function(data, subject) if registered.with_subject else registered.function(data)
+            )
         except Exception as e:
             failures.append(f"not {registered.name} ({error_text(e)})")
             continue

@@ -34,6 +34,7 @@ from fastiot.core.data_models import Subject
 from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
 from fastiot.exceptions import InvalidSubjectError
+from fastiot.mqtt.sparkplug import learn_certificates
 from fastiot.payloads import BatchDecoder, Decoded
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -502,6 +503,8 @@ class SubjectIndex(BrokerObserver):
             return Decoded(
                 "bytes", b"", f"payload not kept: the index's max_bytes ({self._max_bytes:,}) was full"
             )
+        if subject.startswith("spBv1//0."):  # the aliases of a Sparkplug B node are in its births
+            learn_certificates(subject, self.last, self.__contains__)
         return self._decoder.decoded(data, subject, headers)
 
     def last(self, subject: str) -> Decoded:

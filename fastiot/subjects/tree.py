@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fastiot.mqtt.sparkplug import offline_mark
 from fastiot.rates import describe_rate
 from fastiot.subjects.index import SubjectIndex
 
@@ -52,6 +53,8 @@ __all__ = [
 SORT_KEYS = ("name", "count", "rate", "last_seen")
 DEFAULT_RESORT_INTERVAL = 2.0
 _MAX_VALUE_CHARS = 80
+OFFLINE_MARK = "offline ·"
+"""What starts the value of a subject whose Sparkplug B node or device sent its death certificate."""
 # Sorting by rate compares counts over at least this many seconds (a shorter span is mostly noise).
 _RATE_SPAN = 1.0
 # Sorted by count, rows closer than this many seconds of their traffic are a tie (kept in name order).
@@ -521,6 +524,8 @@ class LiveSubjectTree(SubjectTree):
         if node.is_subject and node.path in index:
             rate = index.rate(node.path)
             value = self._value(node.path)
+            if node.path.startswith("spBv1//0.") and offline_mark(node.path, index.last, index.__contains__):
+                value = f"{OFFLINE_MARK} {value}"
         else:
             rate = self.node_rate(node, now)
         return TreeRow(

@@ -15,7 +15,7 @@ import fastiot
 
 _ARGS_SECTION = re.compile(r"^Args:\n((?:(?:    .*)?\n?)*)", re.MULTILINE)
 # "name:", "name (type):", and grouped "start, end:" entries.
-_ENTRY = re.compile(r"^    (\w+(?:, \w+)*)(?: \(.*?\))?:", re.MULTILINE)
+_ENTRY = re.compile(r"^    \*{0,2}(\w+(?:, \*{0,2}\w+)*)(?: \(.*?\))?:", re.MULTILINE)
 
 
 def undocumented_init_arguments(root: Path) -> list[str]:
@@ -35,7 +35,7 @@ def undocumented_init_arguments(root: Path) -> list[str]:
                     names.append(args.kwarg.arg)
                 section = _ARGS_SECTION.search(ast.get_docstring(node) or "")
                 documented = (
-                    {n.strip() for group in _ENTRY.findall(section.group(1)) for n in group.split(",")}
+                    {n.strip().lstrip("*") for group in _ENTRY.findall(section.group(1)) for n in group.split(",")}
                     if section
                     else set()
                 )

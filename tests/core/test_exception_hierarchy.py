@@ -71,6 +71,7 @@ PLACES: dict[str, tuple[type[FastIoTError], tuple[type[BaseException], ...]]] = 
     "TemplateFileError": (ConfigurationError, (ValueError,)),
     "LivePlotError": (ConfigurationError, (ValueError,)),
     "GridFilterError": (ConfigurationError, (ValueError,)),
+    "MqttUrlError": (ConfigurationError, (ValueError,)),
     "CommandRegistrationError": (ConfigurationError, (ValueError,)),
     "ServiceExportError": (ConfigurationError, (ValueError,)),
     "JetStreamUnavailableError": (HistoryError, (RuntimeError,)),

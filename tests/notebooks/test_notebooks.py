@@ -34,12 +34,13 @@ def _ignored_notebook_folders() -> set[str]:
     return {line[len("notebooks/") :].strip("/") for line in lines if line.startswith("notebooks/")}
 
 
-def test_the_four_tutorials_are_in_the_repository() -> None:
+def test_the_five_tutorials_are_in_the_repository() -> None:
     assert list(TUTORIALS) == [
         "01_explore_live_subjects.ipynb",
         "02_prototype_a_service.ipynb",
         "03_capture_to_dataframe.ipynb",
         "04_record_and_replay.ipynb",
+        "05_mqtt_devices.ipynb",
     ]
     assert all(path.is_file() for path in NOTEBOOKS)
 
@@ -74,8 +75,19 @@ def _rolling_history(url: str) -> Iterator[None]:
         asyncio.run(delete())
 
 
+@contextlib.contextmanager
+def _mqtt_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A broker of its own with an MQTT listener, which the notebook's kernel finds in its environment."""
+    with NatsServer(jetstream=True, mqtt_port=0) as server:
+        monkeypatch.setenv("FASTIOT_NATS_SERVERS", server.url)
+        monkeypatch.setenv("FASTIOT_MQTT_PORT", str(server.mqtt_port))
+        yield
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, nats_server: NatsServer) -> None:
+def test_notebook_runs_top_to_bottom(
+    path: Path, tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A copy in a scratch folder: exports land there, not in the repository.
     work = tmp_path / path.name
     shutil.copy(path, work)
@@ -88,7 +100,14 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, nats_server: Na
         startup_timeout=60,
     )
     # Notebook 01 ends with the last five minutes from the rolling history of the workbench's broker.
-    with _rolling_history(nats_server.url) if path.stem.startswith("01_") else contextlib.nullcontext():
+    # Notebook 05 needs a broker with an MQTT listener (fastiot-workbench --mqtt gives the kernels its port).
+    if path.stem.startswith("01_"):
+        context: contextlib.AbstractContextManager[None] = _rolling_history(nats_server.url)
+    elif path.stem.startswith("05_"):
+        context = _mqtt_broker(monkeypatch)
+    else:
+        context = contextlib.nullcontext()
+    with context:
         client.execute()  # raises CellExecutionError naming the cell that failed
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -302,7 +302,7 @@ def test_registered_decoders_come_first_on_their_subjects(decoders: list[str]) -
     register_decoder("upper", lambda data: data.decode().upper(), subjects="lab.csv.>")
     decoders.append("upper")
     assert decode(b"1,2", subject="lab.csv.a").kind == "upper", "the newest registration is tried first"
-    assert list(registered_decoders()) == ["upper", "csv"]
+    assert list(registered_decoders()) == ["upper", "csv", "sparkplug"], "Sparkplug B is there by default"
     assert unregister_decoder("upper") is True and unregister_decoder("upper") is False
     assert decode(b"1,2", subject="lab.csv.a").kind == "csv"
 
