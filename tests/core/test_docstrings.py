@@ -35,7 +35,11 @@ def undocumented_init_arguments(root: Path) -> list[str]:
                     names.append(args.kwarg.arg)
                 section = _ARGS_SECTION.search(ast.get_docstring(node) or "")
                 documented = (
-                    {n.strip().lstrip("*") for group in _ENTRY.findall(section.group(1)) for n in group.split(",")}
+                    {
+                        n.strip().lstrip("*")
+                        for group in _ENTRY.findall(section.group(1))
+                        for n in group.split(",")
+                    }
                     if section
                     else set()
                 )
