@@ -523,6 +523,7 @@ class ColumnarBuffer:
             for seq, h in headers:
                 values[seq - start_seq] = dict(h)
             data[HEADERS_COLUMN if HEADERS_COLUMN not in data else f"_{HEADERS_COLUMN}"] = values
+            _add_mqtt_columns(data, headers, start_seq, n)
         errors = [
             (seq, raw, text) for seq, (raw, text) in self._errors.items() if start_seq <= seq < stop_seq
         ]
@@ -537,3 +538,25 @@ class ColumnarBuffer:
         if release:
             self.clear()
         return pd.DataFrame(data, copy=False)
+
+
+def _add_mqtt_columns(
+    data: dict[str, Any], headers: list[tuple[int, Mapping[str, str]]], start_seq: int, n: int
+) -> None:
+    """The MQTT topic and QoS of rows an MQTT client published (nats-server's ``Nmqtt-Pub`` header)."""
+    from fastiot.mqtt.topics import MQTT_QOS_COLUMN, MQTT_TOPIC_COLUMN, mqtt_qos, subject_to_topic
+
+    mqtt = [(seq - start_seq, mqtt_qos(h)) for seq, h in headers]
+    mqtt = [(row, qos) for row, qos in mqtt if qos is not None]
+    if not mqtt or MQTT_TOPIC_COLUMN in data:
+        return
+    import pandas as pd
+
+    subjects = data["subject"]
+    topics = np.full(n, None, dtype=object)
+    qos_values: list[int | None] = [None] * n
+    for row, qos in mqtt:
+        topics[row] = subject_to_topic(subjects[row])
+        qos_values[row] = qos
+    data[MQTT_TOPIC_COLUMN] = string_array(topics)
+    data[MQTT_QOS_COLUMN] = pd.array(qos_values, dtype="Int64")

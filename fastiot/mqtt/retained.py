@@ -26,13 +26,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.mqtt.client import DEFAULT_MQTT_TIMEOUT, MqttEndpoint, mqtt_endpoint, publish_blocking
-from fastiot.mqtt.topics import filter_to_subject, subject_to_topic
+from fastiot.mqtt.topics import RETAINED_PREFIX, filter_to_subject, subject_to_topic
 
 __all__ = ["RETAINED_STREAM", "RetainedMessage", "clear_retained", "retained"]
 
 RETAINED_STREAM = "$MQTT_rmsgs"
 """nats-server's stream of retained MQTT messages."""
-_RETAINED_PREFIX = "$MQTT.rmsgs."
 _TOPIC_HEADER = "Nmqtt-RTopic"
 _FLAGS_HEADER = "Nmqtt-RFlags"
 _BATCH = 256
@@ -67,7 +66,7 @@ def _message(msg: Any) -> RetainedMessage:
     from fastiot.payloads import decode
 
     headers = msg.headers or {}
-    subject = msg.subject.removeprefix(_RETAINED_PREFIX)
+    subject = msg.subject.removeprefix(RETAINED_PREFIX)
     topic = headers.get(_TOPIC_HEADER) or subject_to_topic(subject)
     try:
         qos = (int(headers.get(_FLAGS_HEADER, "0")) >> 1) & 0b11  # MQTT's PUBLISH flags: retain, then QoS
@@ -84,7 +83,7 @@ async def _read(broker: NatsBrokerConnection, topic_filter: str, limit: int) -> 
         name=f"fastiot_retained_{uuid.uuid4().hex[:12]}",
         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
         ack_policy=AckPolicy.NONE,
-        filter_subject=_RETAINED_PREFIX + filter_to_subject(topic_filter),
+        filter_subject=RETAINED_PREFIX + filter_to_subject(topic_filter),
         inactive_threshold=60.0,  # removed by the server if this reader dies before it deletes it
         mem_storage=True,
     )

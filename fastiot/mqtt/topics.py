@@ -24,8 +24,12 @@ from fastiot.exceptions import InvalidTopicError
 __all__ = [
     "MQTT_INTERNAL_PREFIX",
     "MQTT_PUBLISH_HEADER",
+    "MQTT_QOS_COLUMN",
+    "MQTT_TOPIC_COLUMN",
+    "RETAINED_PREFIX",
     "filter_to_subject",
     "is_mqtt_message",
+    "mqtt_name",
     "mqtt_qos",
     "subject_to_topic",
     "topic_to_subject",
@@ -35,6 +39,13 @@ MQTT_PUBLISH_HEADER = "Nmqtt-Pub"
 """The header nats-server puts on every message an MQTT client published; its value is the QoS."""
 MQTT_INTERNAL_PREFIX = "$MQTT."
 """The subjects of the MQTT listener's own machinery (sessions, retained messages, QoS 1 deliveries)."""
+
+RETAINED_PREFIX = "$MQTT.rmsgs."
+"""nats-server keeps a topic's retained message on this prefix and the topic's subject."""
+MQTT_TOPIC_COLUMN = "mqtt_topic"
+"""The column of captures and recordings with the MQTT topic of messages MQTT clients published."""
+MQTT_QOS_COLUMN = "mqtt_qos"
+"""The column with the QoS those messages were published with."""
 
 _EMPTY_LEVEL = "/"
 _DOT = "//"
@@ -177,3 +188,15 @@ def is_mqtt_message(headers: Mapping[str, str] | None) -> bool:
         (True, False)
     """
     return mqtt_qos(headers) is not None
+
+
+def mqtt_name(token: str) -> str:
+    """One subject token as the MQTT level it stands for (``spBv1//0`` -> ``spBv1.0``; ``/`` -> empty).
+
+    Example:
+        >>> mqtt_name("spBv1//0"), mqtt_name("/"), mqtt_name("SENSOR")
+        ('spBv1.0', '', 'SENSOR')
+    """
+    if "/" not in token:
+        return token
+    return subject_to_topic(token) if token != _EMPTY_LEVEL else ""

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fastiot.mqtt.topics import mqtt_name
 from fastiot.rates import describe_rate
 from fastiot.subjects.index import SubjectIndex
 
@@ -145,6 +146,8 @@ class SubjectTree:
         self.nodes: dict[str, TreeNode] = {}
         self.collapsed: set[str] = set()
         self.sort_by: str = "name"
+        self.mqtt_names: bool = True
+        """Show tokens as the MQTT levels they stand for (``spBv1//0`` as ``spBv1.0``), MQTT flags too."""
         self.match: Callable[[str], bool] | None = None
         # Which first tokens' subjects are not shown (NATS' system subjects unless asked for).
         self.hide_top: Callable[[str], bool] | None = None
@@ -511,11 +514,14 @@ class LiveSubjectTree(SubjectTree):
         if node.is_subject and node.path in index:
             rate = index.rate(node.path)
             value = self._value(node.path)
+            mqtt = index.mqtt(node.path) if self.mqtt_names else None
+            if mqtt is not None:
+                value = f"[QoS {mqtt[1]}{', retained' if mqtt[2] else ''}] {value}"
         else:
             rate = self.node_rate(node, now)
         return TreeRow(
             path=node.path,
-            token=node.token,
+            token=mqtt_name(node.token) if self.mqtt_names else node.token,
             depth=node.depth,
             folder=bool(node.children),
             subject=node.is_subject,
