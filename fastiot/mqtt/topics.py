@@ -31,6 +31,7 @@ __all__ = [
     "is_mqtt_message",
     "mqtt_name",
     "mqtt_qos",
+    "republished_headers",
     "subject_to_topic",
     "topic_to_subject",
 ]
@@ -200,3 +201,19 @@ def mqtt_name(token: str) -> str:
     if "/" not in token:
         return token
     return subject_to_topic(token) if token != _EMPTY_LEVEL else ""
+
+
+def republished_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """``headers`` without nats-server's ``Nmqtt-Pub``, for publishing a recorded MQTT message again.
+
+    nats-server takes a NATS message that carries ``Nmqtt-Pub`` for one its MQTT listener made, and does
+    not deliver it to QoS 1 subscribers: a replay of MQTT traffic must publish it as a plain message.
+
+    Example:
+        >>> republished_headers({"Nmqtt-Pub": "1"}), republished_headers({"Nmqtt-Pub": "0", "a": "b"})
+        (None, {'a': 'b'})
+    """
+    if not headers or MQTT_PUBLISH_HEADER not in headers:
+        return headers
+    rest = {name: value for name, value in headers.items() if name != MQTT_PUBLISH_HEADER}
+    return rest or None
