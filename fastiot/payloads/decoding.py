@@ -32,6 +32,7 @@ from fastiot.core.subject_helper import (
     subject_targets,
 )
 from fastiot.exceptions import DecoderRegistrationError, InvalidDecoderSubjectError
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER
 from fastiot.payloads.models import model_for_subject
 from fastiot.payloads.text import fields as model_fields
 from fastiot.payloads.text import limit_depth, to_text
@@ -240,7 +241,9 @@ def decode(
         text = _text(data)
         if text is not None:
             return Decoded("text", text, None, "text")
-    kind, value = _structured(data, prefer_json="json" in content_type, failures=failures)
+    # MQTT devices send JSON or text, never FastIoT's msgpack: JSON first spares a failed unpack.
+    prefer_json = "json" in content_type or bool(headers and MQTT_PUBLISH_HEADER in headers)
+    kind, value = _structured(data, prefer_json=prefer_json, failures=failures)
     if kind is None:
         text = _text(data)
         if text is not None:
@@ -329,7 +332,7 @@ def value_decoder(model: type | None = None, *, pattern: str = ">", fields: bool
         return decode_registered
 
     def decode_any(data: bytes, subject: str, headers: Mapping[str, str] | None = None, /) -> Any:
-        if headers and _content_type(headers):
+        if headers and (MQTT_PUBLISH_HEADER in headers or _content_type(headers)):
             return _decode_untyped(data, headers)
         try:
             value = fast(data)

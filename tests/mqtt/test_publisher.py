@@ -17,6 +17,7 @@ from fastiot.nats_server import NatsServer
 from fastiot_widgets import Publisher
 from tests.mqtt.conftest import PASSWORD, USER
 from tests.mqtt.paho_client import Device
+from tests.waits import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +55,12 @@ async def test_the_mqtt_mode_publishes_json_and_text_at_qos_0_and_1_and_retained
 
     pub.retain, pub.subject, pub.payload = True, f"stat/{root}/POWER", "ON"
     assert await pub.publish() == "ON"
-    assert [(m.topic, m.value) for m in await retained(f"stat/{root}/#", connection=mqtt_broker)] == [
-        (f"stat/{root}/POWER", "ON")
-    ]
+
+    async def kept() -> bool:  # the listener stores it in $MQTT_rmsgs just after acknowledging it
+        found = await retained(f"stat/{root}/#", connection=mqtt_broker)
+        return [(m.topic, m.value) for m in found] == [(f"stat/{root}/POWER", "ON")]
+
+    await wait_until(kept, what="the retained message in $MQTT_rmsgs")
     assert await pub.resend(0)  # again, retained, from the history
     assert pub.history[0].outcome == "QoS 1, retained"
     pub.copy_code.frontend_timeout = 0.05  # no JupyterLab here: the code is shown in a text box
