@@ -2,7 +2,7 @@
 """MQTT -> MessageCapture beside a paho-mqtt subscriber on the same broker: the same QoS 0 messages, counted.
 
 One run starts one ``nats-server`` with its MQTT listener (``NatsServer(mqtt_port=0)``, a login, free
-loopback ports). Each of ``--rounds`` rounds (default 3):
+loopback ports). Each of ``--rounds`` rounds (default 5):
 
 * a ``MessageCapture("bench.>")`` in this process (the workbench's view of MQTT devices, on NATS) and a
   paho-mqtt subscriber on ``bench/#`` at QoS 0 in its own process (what an MQTT tool such as MQTT Explorer
@@ -14,7 +14,9 @@ loopback ports). Each of ``--rounds`` rounds (default 3):
 
 The capture decodes each JSON payload into columns; the paho subscriber only counts. Target: the capture
 keeps up with what the server delivers, >= 1.0 x the paho subscriber's rate (median of the per-round
-ratios), with nothing lost by either. Results go to ``bench/results/mqtt.json``.
+ratios), with nothing lost by either. Both consumers are paced by what the server delivers, so the CPU
+each spends per message (its whole process) says how much room is left. Results go to
+``bench/results/mqtt.json``.
 
 Usage::
 
@@ -41,7 +43,7 @@ TARGET_RATIO = 1.0
 
 OPTIONS = [
     ("--messages", 100_000, "QoS 0 messages per round"),
-    ("--rounds", 3, "rounds"),
+    ("--rounds", 5, "rounds"),
     ("--idle", 10.0, "seconds without a message after which a consumer stops waiting"),
 ]
 
@@ -50,7 +52,9 @@ def _payloads() -> list[tuple[str, bytes]]:
     return [
         (
             f"bench/dev_{k % DEVICES}/SENSOR",
-            json.dumps({"Time": "2026-12-08T01:00:00", "ENERGY": {"Power": k % 2300, "Voltage": 230}}).encode(),
+            json.dumps(
+                {"Time": "2026-12-08T01:00:00", "ENERGY": {"Power": k % 2300, "Voltage": 230}}
+            ).encode(),
         )
         for k in range(1000)
     ]
@@ -112,16 +116,18 @@ def _subscribe(port: int, messages: int, idle: float) -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     seen, quiet_since = 0, clock()
+    cpu_start = time.process_time()
     while len(times) < messages:
         time.sleep(0.05)
         if len(times) != seen:
             seen, quiet_since = len(times), clock()
         elif clock() - quiet_since > idle:
             break
+    cpu = time.process_time() - cpu_start
     client.disconnect()
     client.loop_stop()
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    sys.stdout.write(json.dumps({"received": len(times), "seconds": span}) + "\n")
+    sys.stdout.write(json.dumps({"received": len(times), "seconds": span, "cpu_seconds": cpu}) + "\n")
     sys.stdout.flush()
 
 
@@ -135,7 +141,12 @@ async def _role(role: str, port: str, messages: str, idle: str = "10") -> None:
 
 async def _child(*argv: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--publisher", *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        __file__,
+        "--publisher",
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
 
 
@@ -154,6 +165,7 @@ async def _round(server: Any, connection: Any, messages: int, idle: float) -> di
     try:
         assert await _line(subscriber, 30) == "ready" and await _line(publisher, 30) == "ready"
         assert publisher.stdin is not None
+        cpu_start = time.process_time()
         publisher.stdin.write(b"go\n")
         await publisher.stdin.drain()
         deadline_idle, seen, quiet_since = idle, 0, time.perf_counter()
@@ -163,6 +175,7 @@ async def _round(server: Any, connection: Any, messages: int, idle: float) -> di
                 seen, quiet_since = capture.received, time.perf_counter()
             elif time.perf_counter() - quiet_since > deadline_idle:
                 break
+        cpu = time.process_time() - cpu_start
         await capture.stop()
         times = capture.to_dataframe()["received_at"]
         capture_span = (times.iloc[-1] - times.iloc[0]).total_seconds() if len(times) > 1 else 0.0
@@ -181,11 +194,13 @@ async def _round(server: Any, connection: Any, messages: int, idle: float) -> di
             "received": received,
             "lost": messages - received,
             "rate": received / capture_span if capture_span else 0.0,
+            "cpu_us_per_message": cpu / max(1, received) * 1e6,
         },
         "paho": {
             "received": paho["received"],
             "lost": messages - paho["received"],
             "rate": paho["received"] / paho["seconds"] if paho["seconds"] else 0.0,
+            "cpu_us_per_message": paho["cpu_seconds"] / max(1, paho["received"]) * 1e6,
         },
     }
 
@@ -216,6 +231,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "paho_rate": statistics.median(r["paho"]["rate"] for r in rounds),
         "publish_rate": statistics.median(r["publish_rate"] for r in rounds),
         "ratio_capture_to_paho": ratio,
+        "capture_cpu_us_per_message": statistics.median(r["capture"]["cpu_us_per_message"] for r in rounds),
+        "paho_cpu_us_per_message": statistics.median(r["paho"]["cpu_us_per_message"] for r in rounds),
         "lost": lost,
         "target": f">= {TARGET_RATIO:.1f} x the paho subscriber's rate, nothing lost",
         "verdict": verdict(ratio >= TARGET_RATIO and lost == 0),
@@ -229,7 +246,9 @@ def table(report: dict[str, Any]) -> str:
         f"  publisher (paho)        {report['publish_rate']:>12,.0f} msg/s",
         f"  paho subscriber         {report['paho_rate']:>12,.0f} msg/s",
         f"  MessageCapture (NATS)   {report['capture_rate']:>12,.0f} msg/s",
-        f"  capture / paho          {report['ratio_capture_to_paho']:>12.2f} x   lost: {report['lost']}",
+        f"  capture / paho          {report['ratio_capture_to_paho']:>12.3f} x   lost: {report['lost']}",
+        f"  CPU per message         capture {report['capture_cpu_us_per_message']:.1f} us (the whole "
+        f"process), paho subscriber {report['paho_cpu_us_per_message']:.1f} us",
         f"  target {report['target']}: {report['verdict']}",
     ]
     return "\n".join(lines)

@@ -36,6 +36,7 @@ import html
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
@@ -433,47 +434,49 @@ class Publisher(PublisherLayout):
         self.history_panel.update()
 
     async def _send_publish(self, subject: str, data: bytes, headers: dict[str, str], inputs: Any) -> bool:
-        try:
+        async def send() -> None:
             connection = await self._connection()
             await connection.publish_raw(subject, data, headers or None, confirm=True)
-        except PermissionDeniedError as e:
-            self._show_failure(f"refused by the server: {e}")
-            self._remember("publish", subject, data, headers, inputs, "refused")
-            return False
-        except Exception as e:
-            self._show_failure(f"publishing on {subject} failed:\n{format_exception(e)}")
-            return False
-        self.sent += 1
-        self.error = ""
-        self._remember("publish", subject, data, headers, inputs, "")
-        self.output.value = (
-            f"{_OK} published #{self.sent} on <code>{html.escape(subject)}</code> "
-            f"({len(data):,} bytes) at {dt.datetime.now():%H:%M:%S}"
-        )
-        return True
+
+        where = f"on <code>{html.escape(subject)}</code> ({len(data):,} bytes)"
+        return await self._published(send, ("publish", subject, data, headers, inputs), "", where)
 
     async def _send_mqtt(self, topic: str, data: bytes, qos: int, retain: bool, inputs: Any) -> bool:
         from fastiot.mqtt import publish_mqtt
 
-        # MQTT messages have no headers: the history keeps their QoS and retain flag in their place.
-        flags = {_MQTT_QOS: str(qos), _MQTT_RETAIN: "true" if retain else "false"}
-        try:
+        async def send() -> None:
             connection = await self._connection() if qos == 0 and not retain else None
             await publish_mqtt(topic, data, qos, retain, connection=connection)
+
+        # MQTT messages have no headers: the history keeps their QoS and retain flag in their place.
+        flags = {_MQTT_QOS: str(qos), _MQTT_RETAIN: "true" if retain else "false"}
+        how = f"QoS {qos}{', retained' if retain else ''}"
+        where = f"to MQTT on <code>{html.escape(topic)}</code> ({how}, {len(data):,} bytes)"
+        return await self._published(send, ("mqtt", topic, data, flags, inputs), how, where)
+
+    async def _published(
+        self,
+        send: Callable[[], Awaitable[None]],
+        entry: tuple[str, str, bytes, dict[str, str], Any],
+        outcome: str,
+        where: str,
+    ) -> bool:
+        """Run ``send``, show what came of it and keep it in the history (refused ones too)."""
+        mode, subject = entry[0], entry[1]
+        try:
+            await send()
         except PermissionDeniedError as e:
             self._show_failure(f"refused by the server: {e}")
-            self._remember("mqtt", topic, data, flags, inputs, "refused")
+            self._remember(*entry, "refused")
             return False
         except Exception as e:
-            self._show_failure(f"publishing to MQTT on {topic} failed:\n{format_exception(e)}")
+            doing = "publishing to MQTT on" if mode == "mqtt" else "publishing on"
+            self._show_failure(f"{doing} {subject} failed:\n{format_exception(e)}")
             return False
         self.sent += 1
         self.error = ""
-        self._remember("mqtt", topic, data, flags, inputs, f"QoS {qos}{', retained' if retain else ''}")
-        self.output.value = (
-            f"{_OK} published #{self.sent} to MQTT on <code>{html.escape(topic)}</code> (QoS {qos}"
-            f"{', retained' if retain else ''}, {len(data):,} bytes) at {dt.datetime.now():%H:%M:%S}"
-        )
+        self._remember(*entry, outcome)
+        self.output.value = f"{_OK} published #{self.sent} {where} at {dt.datetime.now():%H:%M:%S}"
         return True
 
     async def _send_request(self, subject: str, data: bytes, headers: dict[str, str], inputs: Any) -> Any:

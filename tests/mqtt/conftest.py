@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import ipywidgets
 import pytest
 
+from fastiot import workbench
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
 
@@ -41,3 +43,11 @@ async def mqtt_broker(mqtt_server: NatsServer) -> AsyncIterator[NatsBrokerConnec
 def root() -> str:
     """A first topic level of this test alone: tests share the server, never their topics."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+async def clean_workbench() -> AsyncIterator[None]:
+    """Stop what a test left running on the workbench and close its widgets."""
+    yield
+    await workbench.shutdown()
+    ipywidgets.Widget.close_all()

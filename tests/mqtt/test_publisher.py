@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import ipywidgets
 import pytest
 from traitlets import TraitError
 
-from fastiot import workbench
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.mqtt import clear_retained, retained
 from fastiot.msg.thing import Thing
@@ -18,13 +15,6 @@ from fastiot_widgets import Publisher
 from tests.mqtt.conftest import PASSWORD, USER
 from tests.mqtt.paho_client import Device
 from tests.waits import wait_until
-
-
-@pytest.fixture(autouse=True)
-async def clean_workbench() -> AsyncIterator[None]:
-    yield
-    await workbench.shutdown()
-    ipywidgets.Widget.close_all()
 
 
 async def test_the_mqtt_mode_publishes_json_and_text_at_qos_0_and_1_and_retained(

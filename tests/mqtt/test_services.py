@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from fastiot import workbench
 from fastiot.core import FastIoTService, subscribe
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.data_models import Subject
@@ -19,12 +15,6 @@ from fastiot.runner import ServiceRunner
 from tests.mqtt.conftest import PASSWORD, USER
 from tests.mqtt.paho_client import Device
 from tests.waits import wait_until
-
-
-@pytest.fixture(autouse=True)
-async def clean_workbench() -> AsyncIterator[None]:
-    yield
-    await workbench.shutdown()
 
 
 class PlugGuard(FastIoTService):

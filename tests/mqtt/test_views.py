@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import ipywidgets
-import pytest
-
-from fastiot import workbench
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
@@ -17,13 +11,6 @@ from tests.mqtt.paho_client import Device
 from tests.waits import wait_for_trait
 
 FAST = 0.02
-
-
-@pytest.fixture(autouse=True)
-async def clean_workbench() -> AsyncIterator[None]:
-    yield
-    await workbench.shutdown()
-    ipywidgets.Widget.close_all()
 
 
 async def test_the_browser_shows_mqtt_topics_with_qos_and_retained_and_nats_names_on_a_toggle(
