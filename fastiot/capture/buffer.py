@@ -24,6 +24,7 @@ import numpy as np
 from fastiot.capture.export import column_to_pandas, string_array
 from fastiot.capture.rows import VALUE_COLUMN, PayloadColumns
 from fastiot.core.logger import setup_logger
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER
 from fastiot.payloads import Decoded, ValueDecoder, value_decoder
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class ColumnarBuffer:
         self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
         self.staged.clear()  # in place: a capture's hot path holds staged.extend
         self.staged_headers.clear()
+        self.has_mqtt: bool = False
+        """Some row was published by an MQTT client (frames then have ``mqtt_topic`` and ``mqtt_qos``)."""
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
         # Rows dropped alone for a payload larger than max_bytes. They get no seq of their own: the rows
         # kept stay one run of seqs, and the caller's count of rows added (rows_added) runs this far ahead.
@@ -301,6 +304,8 @@ class ColumnarBuffer:
     def _take_staged_headers(self, first_added: int, first_new: int, keep: list[int] | None) -> None:
         """Move the staged headers to their rows' seqs: the caller's numbers, less the rows dropped before."""
         staged_headers = self.staged_headers
+        if not self.has_mqtt:  # once per batch, until the first MQTT message
+            self.has_mqtt = any(MQTT_PUBLISH_HEADER in h for h in staged_headers.values())
         if keep is None:
             shift = first_added - first_new
             self._headers.update(

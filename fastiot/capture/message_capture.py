@@ -326,6 +326,13 @@ class MessageCapture(BrokerObserver):
         return self._buffer.fields_not_stored
 
     @property
+    def has_mqtt(self) -> bool:
+        """Whether an MQTT client published some row kept since start or :meth:`clear` (see the
+        ``mqtt_topic`` and ``mqtt_qos`` columns of :meth:`to_dataframe`)."""
+        self._flush()
+        return self._buffer.has_mqtt
+
+    @property
     def columns(self) -> list[str]:
         """The payload columns seen so far (flattened names), in the order :meth:`to_dataframe` uses."""
         self._flush()

@@ -61,6 +61,10 @@ async def test_a_recording_of_mqtt_traffic_replays_to_mqtt_subscribers(
                 device.publish(f"{root}/line_1/speed", str(n).encode(), qos=1)
         await wait_until(lambda: _count(recording, 3), what="three MQTT messages recorded")
         await recording.stop()
+        frame = await recording.to_dataframe()  # read back under their MQTT topics, with their QoS
+        assert (
+            list(frame["mqtt_topic"]) == [f"{root}/line_1/speed"] * 3 and list(frame["mqtt_qos"]) == [1] * 3
+        )
         with Device(mqtt_server.mqtt_port or 0, user=USER, password=PASSWORD) as dashboard:
             dashboard.subscribe(f"{root}/#", qos=1)
             replay = await recording.replay(speed=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
-from fastiot_widgets import SubjectBrowser
+from fastiot_widgets import MessageTable, SubjectBrowser
 from tests.mqtt.conftest import PASSWORD, USER
 from tests.mqtt.paho_client import Device
 from tests.waits import wait_for_trait
@@ -82,3 +82,26 @@ async def test_captures_have_the_topic_and_qos_of_mqtt_messages(
     assert frame.loc[f"{root}.spBv1//0.NDATA", "mqtt_topic"] == f"{root}/spBv1.0/NDATA"
     assert frame.loc[f"{root}.plug_1.SENSOR", "Power"] == 3  # the device's JSON, decoded
     assert frame["mqtt_topic"].isna()[f"{root}.from_nats"]
+
+
+async def test_the_message_table_shows_the_topic_and_qos_beside_the_subject(
+    mqtt_server: NatsServer, mqtt_broker: NatsBrokerConnection, root: str
+) -> None:
+    table = MessageTable(f"{root}.>", connection=mqtt_broker, refresh_interval=FAST)
+    await table.start()
+    try:
+        await mqtt_broker.publish_raw(f"{root}.from_nats", b'{"Power": 4}')
+        await wait_for_trait(table, "received", lambda n: n == 1)
+        assert "mqtt_topic" not in table.grid.columns  # no MQTT device yet: no empty columns
+        with Device(mqtt_server.mqtt_port or 0, user=USER, password=PASSWORD) as device:
+            device.publish(f"{root}/plug_1/SENSOR", b'{"Power": 3}', qos=1)
+        await wait_for_trait(table, "received", lambda n: n == 2)
+        await wait_for_trait(table.grid, "row_count", lambda _n: "mqtt_topic" in table.grid.columns)
+        assert table.grid.columns[:4] == ["received_at", "subject", "mqtt_topic", "mqtt_qos"]
+        rows = table.grid.rows(0, 2)
+        assert rows[["subject", "mqtt_topic", "mqtt_qos", "Power"]].values.tolist() == [
+            [f"{root}.plug_1.SENSOR", f"{root}/plug_1/SENSOR", "1", "3"],
+            [f"{root}.from_nats", "", "", "4"],
+        ]
+    finally:
+        await table.stop()
