@@ -81,8 +81,15 @@ def find_free_port(host: str = LOOPBACK) -> int:
 
 
 def pick_mqtt_port(requested: int | None = None, host: str = LOOPBACK) -> int:
-    """The MQTT port to listen on: ``requested`` if given (and not ``0``), else :data:`DEFAULT_MQTT_PORT`
-    when nothing listens there, else a free port.
+    """The MQTT port to listen on: ``requested``, else 1883 when free, else a free port.
+
+    Args:
+        requested: The port asked for; ``None`` or ``0`` for :data:`DEFAULT_MQTT_PORT` when nothing
+            listens there, else a free port.
+        host: The address the listener binds.
+
+    Returns:
+        The port.
 
     Example:
         >>> pick_mqtt_port(11883)
