@@ -53,6 +53,14 @@ async def test_the_browser_shows_mqtt_topics_with_qos_and_retained_and_nats_name
         assert any(s.startswith("$MQTT.") for s in browser.index.subjects)
         assert not any(path.startswith("$") for path in rows)
 
+        browser.filter = f"{root}/+/SENSOR"  # an MQTT filter, as MQTT Explorer users write them
+        await wait_for_trait(browser, "renders", lambda _n: sensor in {r.path for r in browser.rows()})
+        assert {r.path for r in browser.rows() if r.subject} == {sensor}
+        browser.filter = "tasmota_1/LWT"  # a piece of a topic
+        await wait_for_trait(browser, "renders", lambda _n: lwt in {r.path for r in browser.rows()})
+        assert {r.path for r in browser.rows() if r.subject} == {lwt}
+        browser.filter = ""
+
         browser.select(sensor)
         await wait_for_trait(browser, "renders", lambda _n: browser.detail.get("path") == sensor)
         assert browser.detail["mqtt"] == {"topic": f"{root}/tasmota_1/SENSOR", "qos": 1, "retained": False}
