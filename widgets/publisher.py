@@ -352,38 +352,25 @@ class Publisher(PublisherLayout):
             return await self.request()
         return await self.publish()
 
-    async def publish_mqtt(self) -> Any:
-        """MQTT mode: publish the payload to MQTT subscribers of the topic, at :attr:`qos`, maybe retained.
-
-        Returns:
-            The payload's value as sent, or ``None`` if it was not (why is in :attr:`error`).
-        """
-        if self.mode != "mqtt":
-            raise TypeError("this form is not in MQTT mode: set pub.mode = 'mqtt' (free-form Publisher())")
-        built = self._build()
-        if built is None:
-            return None
-        topic, data, _headers, message = built
-        if await self._send_mqtt(topic, data, self.qos, self.retain, self._inputs()):
-            self.last_message = message
-            return message
-        return None
-
     async def publish(self) -> Any:
         """Publish the form's message on the subject.
+
+        In MQTT mode it goes to MQTT subscribers of the topic, at :attr:`qos`, retained if :attr:`retain`.
 
         Returns:
             The message published, or ``None`` if it was not (why is in :attr:`error`).
         """
         if self.mode == "request":
             raise TypeError("this form sends requests: use `await pub.request()` (or set pub.mode)")
-        if self.mode == "mqtt":
-            return await self.publish_mqtt()
         built = self._build()
         if built is None:
             return None
         subject, data, headers, message = built
-        if await self._send_publish(subject, data, headers, self._inputs()):
+        if self.mode == "mqtt":
+            sent = await self._send_mqtt(subject, data, self.qos, self.retain, self._inputs())
+        else:
+            sent = await self._send_publish(subject, data, headers, self._inputs())
+        if sent:
             self.last_message = message
             return message
         return None
