@@ -194,13 +194,17 @@ def is_mqtt_message(headers: Mapping[str, str] | None) -> bool:
 def mqtt_name(token: str) -> str:
     """One subject token as the MQTT level it stands for (``spBv1//0`` -> ``spBv1.0``; ``/`` -> empty).
 
+    A token nats-server cannot have made from a topic (a lone ``/``, as in ``/tmp/x``) stays as it is.
+
     Example:
-        >>> mqtt_name("spBv1//0"), mqtt_name("/"), mqtt_name("SENSOR")
-        ('spBv1.0', '', 'SENSOR')
+        >>> mqtt_name("spBv1//0"), mqtt_name("/"), mqtt_name("SENSOR"), mqtt_name("/tmp/x")
+        ('spBv1.0', '', 'SENSOR', '/tmp/x')
     """
     if "/" not in token:
         return token
-    return subject_to_topic(token) if token != _EMPTY_LEVEL else ""
+    if token == _EMPTY_LEVEL:
+        return ""
+    return token.replace(_DOT, ".") if "/" not in token.replace(_DOT, "") else token
 
 
 def republished_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
