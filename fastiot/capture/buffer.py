@@ -557,11 +557,13 @@ def _add_mqtt_columns(
         return
     import pandas as pd
 
-    subjects = data["subject"]
+    rows = np.fromiter((row for row, _ in mqtt), dtype=np.int64, count=len(mqtt))
+    subjects = np.asarray(data["subject"], dtype=object)[rows]  # one conversion, not one lookup per row
+    known: dict[str, str] = {}  # devices publish on few topics: each converted once
     topics = np.full(n, None, dtype=object)
+    topics[rows] = [known.get(s) or known.setdefault(s, subject_to_topic(s)) for s in subjects]
     qos_values: list[int | None] = [None] * n
     for row, qos in mqtt:
-        topics[row] = subject_to_topic(subjects[row])
         qos_values[row] = qos
     data[MQTT_TOPIC_COLUMN] = string_array(topics)
     data[MQTT_QOS_COLUMN] = pd.array(qos_values, dtype="Int64")
