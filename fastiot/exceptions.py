@@ -16,7 +16,9 @@ before. Errors only a widget raises live with the widgets (``fastiot_widgets.err
     │   ├── PayloadTooLargeError             (nats MaxPayloadError) larger than max_payload
     │   ├── SyncCallOnLoopThreadError        (RuntimeError) a blocking call on the loop's own thread
     │   ├── NatsServerBinaryNotFound         (FileNotFoundError) nats-server is not installed
-    │   └── NatsServerStartError             (RuntimeError) nats-server did not come up
+    │   ├── NatsServerStartError             (RuntimeError) nats-server did not come up
+    │   └── MqttUnavailableError             (ConnectionError) no MQTT listener to publish through
+    │       └── MqttAuthenticationError      the MQTT listener refused the login
     ├── MessageError                         subscriptions and handling: messages, payloads, waits
     │   ├── DeserializationError             (ValueError) a payload is not valid msgpack / not the model
     │   ├── BadMessageError                  (ValueError) a message from the wire is malformed
@@ -34,7 +36,8 @@ before. Errors only a widget raises live with the widgets (``fastiot_widgets.err
     ├── ConfigurationError                   bad input: a setting or argument refused before anything runs
     │   ├── SettingsError                    (ValueError) a FASTIOT_* variable has a value that does not fit
     │   ├── InvalidSubjectError              (ValueError) not a NATS subject or pattern (``v1.>.x``, ``a..b``)
-    │   │   └── SubjectTooLongError          too long for a NATS protocol line
+    │   │   ├── SubjectTooLongError          too long for a NATS protocol line
+    │   │   └── InvalidTopicError            not an MQTT topic or filter NATS can carry
     │   ├── SubjectHierarchyError            (RuntimeError) a subject does not fit its model's hierarchy
     │   ├── InvalidPathError                 (ValueError) a field path is not written as paths are
     │   ├── DecoderRegistrationError         (ValueError) a payload decoder cannot be registered
@@ -93,11 +96,14 @@ __all__ = [
     "InvalidRecordingError",
     "InvalidRecordingSubjectError",
     "InvalidSubjectError",
+    "InvalidTopicError",
     "JetStreamUnavailableError",
     "LivePlotError",
     "MessageError",
     "MessageHandlingError",
     "MessageNotKeptError",
+    "MqttAuthenticationError",
+    "MqttUnavailableError",
     "MqttUrlError",
     "NatsServerBinaryNotFound",
     "NatsServerStartError",
@@ -458,8 +464,27 @@ class SubjectTooLongError(InvalidSubjectError):
     """
 
 
+class InvalidTopicError(InvalidSubjectError):
+    """An MQTT topic or filter NATS cannot carry: empty, with white space, or with a misplaced ``+``/``#``.
+
+    An :class:`InvalidSubjectError`, since every MQTT topic is a NATS subject underneath.
+    """
+
+
 class NatsServerStartError(BrokerError, RuntimeError):
     """The nats-server process did not come up; the message holds the end of its log."""
+
+
+class MqttUnavailableError(BrokerError, ConnectionError):
+    """No MQTT listener to publish through: none is known (``FASTIOT_MQTT_PORT``) or it does not answer.
+
+    Raised by :mod:`fastiot.mqtt` where MQTT itself is needed (QoS 1, retained messages); the message
+    says how to turn the listener on (``fastiot-workbench --mqtt``).
+    """
+
+
+class MqttAuthenticationError(MqttUnavailableError):
+    """The MQTT listener refused the login (MQTT clients log in with the NATS broker's credentials)."""
 
 
 class WaitTimeoutError(MessageError, TimeoutError):

@@ -30,6 +30,7 @@ from typing import Any, cast
 from fastiot.exceptions import NatsServerBinaryNotFound, NatsServerStartError
 
 __all__ = [
+    "DEFAULT_MQTT_PORT",
     "DEFAULT_PROBE_TIMEOUT",
     "DEFAULT_STARTUP_TIMEOUT",
     "NatsServer",
@@ -37,12 +38,15 @@ __all__ = [
     "accepts_connections",
     "find_free_port",
     "find_nats_server_binary",
+    "pick_mqtt_port",
     "start_child_process",
 ]
 
 DEFAULT_STARTUP_TIMEOUT = 10.0
 DEFAULT_STOP_TIMEOUT = 5.0
 DEFAULT_PROBE_TIMEOUT = 0.5
+DEFAULT_MQTT_PORT = 1883
+"""MQTT's registered port, which devices and MQTT Explorer try first."""
 LOOPBACK = "127.0.0.1"
 NATS_GREETING = b"INFO"
 
@@ -74,6 +78,31 @@ def find_free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def pick_mqtt_port(requested: int | None = None, host: str = LOOPBACK) -> int:
+    """The MQTT port to listen on: ``requested``, else 1883 when free, else a free port.
+
+    Args:
+        requested: The port asked for; ``None`` or ``0`` for :data:`DEFAULT_MQTT_PORT` when nothing
+            listens there, else a free port.
+        host: The address the listener binds.
+
+    Returns:
+        The port.
+
+    Example:
+        >>> pick_mqtt_port(11883)
+        11883
+    """
+    if requested:
+        return requested
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, DEFAULT_MQTT_PORT))
+        except OSError:
+            return find_free_port(host)
+    return DEFAULT_MQTT_PORT
 
 
 def find_nats_server_binary() -> str:

@@ -55,7 +55,7 @@ DEFAULT_HISTORY = 50
 DEFAULT_TEMPLATES_FILE = "fastiot-templates.json"
 MAX_TEMPLATES = 200
 MAX_TEMPLATES_FILE_BYTES = 1_000_000
-MODES = ("publish", "request")
+MODES = ("publish", "request", "mqtt")
 _HEADER_NAME = re.compile(r"^[!#-9;-~]+$")  # printable ASCII without ':' and spaces
 
 

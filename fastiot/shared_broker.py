@@ -39,14 +39,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastiot.env import (
+    FASTIOT_MQTT_PORT,
     FASTIOT_NATS_HOST,
     FASTIOT_NATS_PASSWORD,
     FASTIOT_NATS_PORT,
     FASTIOT_NATS_SERVERS,
     FASTIOT_NATS_USER,
+    mqtt_port,
 )
 from fastiot.exceptions import NatsServerStartError
-from fastiot.nats_server import DEFAULT_PROBE_TIMEOUT, NatsServer, accepts_connections, start_child_process
+from fastiot.nats_server import (
+    DEFAULT_PROBE_TIMEOUT,
+    NatsServer,
+    accepts_connections,
+    pick_mqtt_port,
+    start_child_process,
+)
 
 __all__ = [
     "BROKER_USER",
@@ -110,6 +118,8 @@ class SharedBroker:
     pid: int
     """The nats-server's process id."""
     supervisor_pid: int
+    mqtt_port: int | None = None
+    """The port of its MQTT listener (``None``: it has none), asked for with ``FASTIOT_MQTT_PORT``."""
 
     @property
     def url(self) -> str:
@@ -123,12 +133,15 @@ class SharedBroker:
 
     def nats_env(self) -> dict[str, str]:
         """The ``FASTIOT_NATS_*`` settings that lead a client (kernel, service, CLI) to it."""
-        return {
+        env = {
             FASTIOT_NATS_HOST: self.host,
             FASTIOT_NATS_PORT: str(self.port),
             FASTIOT_NATS_USER: self.user,
             FASTIOT_NATS_PASSWORD: self.password,
         }
+        if self.mqtt_port is not None:
+            env[FASTIOT_MQTT_PORT] = str(self.mqtt_port)
+        return env
 
     def __repr__(self) -> str:  # never the password, not even in a traceback
         return f"SharedBroker({self.url}, pid={self.pid})"
@@ -274,9 +287,18 @@ def supervise(folder: Path, idle_timeout: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     password = new_password()
-    server = NatsServer(jetstream=True, user=BROKER_USER, password=password, http_port=0).start()
+    wanted_mqtt = mqtt_port()  # the joining kernel's FASTIOT_MQTT_PORT, inherited
+    server = NatsServer(
+        jetstream=True,
+        user=BROKER_USER,
+        password=password,
+        http_port=0,
+        mqtt_port=None if wanted_mqtt is None else pick_mqtt_port(wanted_mqtt),
+    ).start()
     assert server.pid is not None and server.monitor_url is not None
-    me = SharedBroker(server.host, server.port, BROKER_USER, password, server.pid, os.getpid())
+    me = SharedBroker(
+        server.host, server.port, BROKER_USER, password, server.pid, os.getpid(), server.mqtt_port
+    )
     kernels = _private_dir(folder / _KERNELS)
     keeper: subprocess.Popen[bytes] | None = None
     try:

@@ -49,7 +49,7 @@ from fastiot.core._sync_bridge import make_reentrant
 from fastiot.core.broker_api import BrokerConnection
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.logger import setup_logger
-from fastiot.env import env_broker
+from fastiot.env import FASTIOT_MQTT_PORT, env_broker, mqtt_port
 from fastiot.nats_server import accepts_connections
 from fastiot.shared_broker import SharedBroker
 
@@ -171,6 +171,13 @@ async def ensure_broker() -> str:
         "now point to it)",
         server.url,
     )
+    if server.mqtt_port is None and mqtt_port() is not None:
+        _logger.warning(
+            "%s asks for an MQTT listener, but this user's shared broker at %s was started without one by "
+            "another kernel; it gets one when it starts again (after every kernel left it)",
+            FASTIOT_MQTT_PORT,
+            server.url,
+        )
     # Its rolling history is kept by the shared broker's own supervisor, which outlives this kernel.
     return server.url
 

@@ -60,6 +60,7 @@ __all__ = [
     "code_for_capture",
     "code_for_plot",
     "code_for_publish",
+    "code_for_publish_mqtt",
     "code_for_record",
     "code_for_request",
     "code_for_table",
@@ -353,6 +354,33 @@ def code_for_publish(
     broker = _connect(source)
     data = _payload_bytes(source, payload, encoding)
     source.add(f"await {broker}.publish_raw({_text(subject)}, {data}{_headers(source, headers)})")
+    return source.text()
+
+
+def code_for_publish_mqtt(topic: str, payload: Any, *, qos: int = 0, retain: bool = False) -> str:
+    """The code that publishes ``payload`` to MQTT subscribers on ``topic``, as the Publisher's MQTT mode did.
+
+    Args:
+        topic: The MQTT topic.
+        payload: Plain data (sent as JSON), a ``str`` (text) or ``bytes``.
+        qos: 0 or 1.
+        retain: Keep it as the topic's retained message.
+
+    Example:
+        >>> print(code_for_publish_mqtt("cmnd/plug_1/POWER", "ON", qos=1))
+        from fastiot.mqtt import publish_mqtt
+        <BLANKLINE>
+        await publish_mqtt("cmnd/plug_1/POWER", "ON", qos=1)
+    """
+    source = _Source()
+    publish = source.need("from fastiot.mqtt import publish_mqtt")
+    literal = python_literal(payload, source)
+    if isinstance(payload, (dict, list)):
+        name = source.var("payload")
+        source.add(f"{name} = {literal}")
+        literal = name
+    options = (f", qos={qos}" if qos else "") + (", retain=True" if retain else "")
+    source.add(f"await {publish}({_text(topic)}, {literal}{options})")
     return source.text()
 
 

@@ -34,6 +34,8 @@ class PublisherLayout(widgets.VBox):
     headers_field: ui.Textarea
     publish_button: ui.Button
     timeout_field: ui.BoundedFloatText
+    qos_field: ui.ToggleButtons
+    retain_box: ui.Checkbox
     copy_code: CopyAsCode
     connection_status: ConnectionStatus
     field_errors: widgets.HTML
@@ -57,7 +59,20 @@ class PublisherLayout(widgets.VBox):
             style=DESCRIPTION_STYLE,
             layout=widgets.Layout(width=_WIDE),
         )
-        self.mode_buttons = ui.ToggleButtons(options=["publish", "request"], style={"button_width": "7em"})
+        self.mode_buttons = ui.ToggleButtons(
+            options=["publish", "request", "mqtt"],
+            tooltips=["Publish on NATS", "Send a request and show the reply", "Publish to MQTT devices"],
+            style={"button_width": "7em"},
+        )
+        self.qos_field = ui.ToggleButtons(
+            options=[("QoS 0", 0), ("QoS 1", 1)],
+            value=0,
+            tooltips=["At most once", "At least once: acknowledged by the broker's MQTT listener"],
+            style={"button_width": "5em"},
+        )
+        self.retain_box = ui.Checkbox(
+            value=False, description="retain", indent=False, layout=widgets.Layout(width="7em")
+        )
         self.encoding_field = ui.Dropdown(
             options=[
                 ("msgpack (written as JSON)", "msgpack"),
@@ -111,7 +126,13 @@ class PublisherLayout(widgets.VBox):
             toolbar(self.title, self.connection_status),
             *inputs,
             self.headers_field,
-            toolbar(self.publish_button, self.timeout_field, self.copy_code.button),
+            toolbar(
+                self.publish_button,
+                self.timeout_field,
+                self.qos_field,
+                self.retain_box,
+                self.copy_code.button,
+            ),
             self.copy_code.message,
             self.copy_code.code_box,
             self.field_errors,

@@ -41,6 +41,7 @@ class SubjectBrowserLayout(LiveView):
     open_table_button: ui.Button
     raw_button: ui.ToggleButton
     system_button: ui.ToggleButton
+    nats_names_button: ui.ToggleButton
     deliveries_button: ui.ToggleButton
     record_button: ui.Button
     copy_code: CopyAsCode
@@ -92,6 +93,12 @@ class SubjectBrowserLayout(LiveView):
             icon="cogs",
             layout={"width": "auto"},
             tooltip="Show NATS' own subjects too: $JS. $KV. $SYS. $MQTT. $SRV. _INBOX.",
+        )
+        self.nats_names_button = ui.ToggleButton(
+            description="NATS names",
+            icon="exchange",
+            layout={"width": "auto"},
+            tooltip="Show MQTT topics (tele/plug_1/SENSOR) by their NATS subjects (tele.plug_1.SENSOR)",
         )
         self.deliveries_button = ui.ToggleButton(
             description="JetStream deliveries",
@@ -149,6 +156,7 @@ class SubjectBrowserLayout(LiveView):
                 self.resume_button,
                 self.clear_button,
                 self.system_button,
+                self.nats_names_button,
                 self.deliveries_button,
                 self.summary_view,
             ),

@@ -36,18 +36,20 @@ import html
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
 import pydantic
 import traitlets
 from pydantic_core import PydanticUndefined
+from traitlets import TraitError
 
 from fastiot._tasks import BackgroundTasks
 from fastiot.core.broker_connection import ERROR_HEADER, BrokerConnection
 from fastiot.core.data_models import Subject
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
-from fastiot.exceptions import FormError, PermissionDeniedError
+from fastiot.exceptions import FormError, InvalidTopicError, PermissionDeniedError
 from fastiot.payloads import decode, limit_depth, model_for_subject, to_text
 from fastiot.publishing import (
     DEFAULT_HISTORY,
@@ -60,7 +62,7 @@ from fastiot.publishing import (
     subject_problem,
 )
 
-from ._code import code_for_publish, code_for_request
+from ._code import code_for_publish, code_for_publish_mqtt, code_for_request
 from ._common import (
     follow_connection,
     format_exception,
@@ -76,6 +78,7 @@ __all__ = ["DEFAULT_REQUEST_TIMEOUT", "FormError", "Publisher"]
 # Interactive requests should fail fast; FASTIOT_NATS_DEFAULT_TIMEOUT (30 s) is meant for services.
 DEFAULT_REQUEST_TIMEOUT = 5.0
 _ERROR_COLOR = "#c62828"
+_MQTT_QOS, _MQTT_RETAIN = "MQTT-QoS", "MQTT-Retain"
 _OK = "<span style='color:#2e7d32'>&#10003;</span>"
 
 
@@ -96,7 +99,13 @@ class Publisher(PublisherLayout):
     :attr:`publish_button`. Failures never raise: they are in :attr:`error` and shown below the form.
     """
 
-    mode = traitlets.Enum(("publish", "request"), default_value="publish", help="What the button does.")
+    mode = traitlets.Enum(
+        ("publish", "request", "mqtt"),
+        default_value="publish",
+        help="What the button does: publish on NATS, send a request, or (free-form) publish to MQTT devices.",
+    )
+    qos = traitlets.Int(0, help="MQTT mode: the QoS, 0 or 1.")
+    retain = traitlets.Bool(False, help="MQTT mode: keep the message as the topic's retained message.")
     subject = traitlets.Unicode("", help="The subject the message is published or the request is sent on.")
     free_form = traitlets.Bool(False, help="Whether this is the free-form editor (no model form).")
     encoding = traitlets.Enum(
@@ -149,6 +158,8 @@ class Publisher(PublisherLayout):
         traitlets.link((self.encoding_field, "value"), (self, "encoding"))
         traitlets.link((self.payload_field, "value"), (self, "payload"))
         traitlets.link((self.headers_field, "value"), (self, "headers"))
+        traitlets.link((self.qos_field, "value"), (self, "qos"))
+        traitlets.link((self.retain_box, "value"), (self, "retain"))
         self.mode = target.mode
         self.subject_follower = SubjectFollower(self.subject_field, self.fields, target)
         self.subject_field.observe(self._on_subject_edit, names="value")
@@ -159,13 +170,26 @@ class Publisher(PublisherLayout):
         self.subject = self.subject_field.value
         follow_connection(self.connection_status, connection, self._tasks)
 
+    @traitlets.validate("mode")
+    def _valid_mode(self, proposal: Any) -> str:
+        if proposal["value"] == "mqtt" and not self.free_form:
+            raise TraitError("the MQTT mode is the free-form editor's: open Publisher() to publish to MQTT")
+        return str(proposal["value"])
+
     @traitlets.observe("mode")
     def _on_mode(self, change: Any) -> None:
         if "title" not in self.__dict__:
             return
-        request = change["new"] == "request"
-        self.publish_button.description = "Send request" if request else "Publish"
+        request, mqtt = change["new"] == "request", change["new"] == "mqtt"
+        self.publish_button.description = (
+            "Send request" if request else "Publish to MQTT" if mqtt else "Publish"
+        )
         self.timeout_field.layout.display = "" if request else "none"
+        self.qos_field.layout.display = self.retain_box.layout.display = "" if mqtt else "none"
+        self.headers_field.layout.display = "none" if mqtt else ""  # MQTT 3.1.1 has no headers
+        self.subject_field.description = "topic" if mqtt else "subject"
+        if mqtt and self.encoding in ("msgpack", "hex"):
+            self.encoding = "json"  # devices read JSON or text
         self.title.value = f"<b>{html.escape(self._title_text)}</b> &middot; {change['new']}"
 
     # -- subject -----------------------------------------------------------------------------------
@@ -267,8 +291,10 @@ class Publisher(PublisherLayout):
         if "<" in subject:
             missing = ", ".join(self.subject_follower.tokens) or "the placeholders"
             problem = f"fill in {missing} (the subject is {subject!r})"
+        if self.mode == "mqtt":
+            problem = _topic_problem(subject, self.qos)
         if problem:
-            problems.append(f"subject: {problem}")
+            problems.append(f"{'topic' if self.mode == 'mqtt' else 'subject'}: {problem}")
         if problems:
             self._show_problems(problems)
             return None
@@ -293,6 +319,9 @@ class Publisher(PublisherLayout):
         else:
             payload, encoding = self.build_message(), "msgpack"
         subject, headers = self.subject_field.value.strip(), parse_headers(self.headers)
+        if self.mode == "mqtt":
+            payload = self.draft().encode() if encoding == "bytes" else payload
+            return code_for_publish_mqtt(subject, payload, qos=self.qos, retain=self.retain)
         if self.mode == "request":
             return code_for_request(
                 subject,
@@ -326,6 +355,8 @@ class Publisher(PublisherLayout):
     async def publish(self) -> Any:
         """Publish the form's message on the subject.
 
+        In MQTT mode it goes to MQTT subscribers of the topic, at :attr:`qos`, retained if :attr:`retain`.
+
         Returns:
             The message published, or ``None`` if it was not (why is in :attr:`error`).
         """
@@ -335,7 +366,11 @@ class Publisher(PublisherLayout):
         if built is None:
             return None
         subject, data, headers, message = built
-        if await self._send_publish(subject, data, headers, self._inputs()):
+        if self.mode == "mqtt":
+            sent = await self._send_mqtt(subject, data, self.qos, self.retain, self._inputs())
+        else:
+            sent = await self._send_publish(subject, data, headers, self._inputs())
+        if sent:
             self.last_message = message
             return message
         return None
@@ -363,6 +398,9 @@ class Publisher(PublisherLayout):
             For a publish, True if it went out; for a request, the reply (``None`` if none).
         """
         entry = self.history[index]
+        if entry.mode == "mqtt":
+            qos, retain = int(entry.headers.get(_MQTT_QOS, "0")), entry.headers.get(_MQTT_RETAIN) == "true"
+            return await self._send_mqtt(entry.subject, entry.data, qos, retain, (entry.draft, entry.inputs))
         if entry.mode == "request":
             return await self._send_request(
                 entry.subject, entry.data, entry.headers, (entry.draft, entry.inputs)
@@ -383,23 +421,49 @@ class Publisher(PublisherLayout):
         self.history_panel.update()
 
     async def _send_publish(self, subject: str, data: bytes, headers: dict[str, str], inputs: Any) -> bool:
-        try:
+        async def send() -> None:
             connection = await self._connection()
             await connection.publish_raw(subject, data, headers or None, confirm=True)
+
+        where = f"on <code>{html.escape(subject)}</code> ({len(data):,} bytes)"
+        return await self._published(send, ("publish", subject, data, headers, inputs), "", where)
+
+    async def _send_mqtt(self, topic: str, data: bytes, qos: int, retain: bool, inputs: Any) -> bool:
+        from fastiot.mqtt import publish_mqtt
+
+        async def send() -> None:
+            connection = await self._connection() if qos == 0 and not retain else None
+            await publish_mqtt(topic, data, qos, retain, connection=connection)
+
+        # MQTT messages have no headers: the history keeps their QoS and retain flag in their place.
+        flags = {_MQTT_QOS: str(qos), _MQTT_RETAIN: "true" if retain else "false"}
+        how = f"QoS {qos}{', retained' if retain else ''}"
+        where = f"to MQTT on <code>{html.escape(topic)}</code> ({how}, {len(data):,} bytes)"
+        return await self._published(send, ("mqtt", topic, data, flags, inputs), how, where)
+
+    async def _published(
+        self,
+        send: Callable[[], Awaitable[None]],
+        entry: tuple[str, str, bytes, dict[str, str], Any],
+        outcome: str,
+        where: str,
+    ) -> bool:
+        """Run ``send``, show what came of it and keep it in the history (refused ones too)."""
+        mode, subject = entry[0], entry[1]
+        try:
+            await send()
         except PermissionDeniedError as e:
             self._show_failure(f"refused by the server: {e}")
-            self._remember("publish", subject, data, headers, inputs, "refused")
+            self._remember(*entry, "refused")
             return False
         except Exception as e:
-            self._show_failure(f"publishing on {subject} failed:\n{format_exception(e)}")
+            doing = "publishing to MQTT on" if mode == "mqtt" else "publishing on"
+            self._show_failure(f"{doing} {subject} failed:\n{format_exception(e)}")
             return False
         self.sent += 1
         self.error = ""
-        self._remember("publish", subject, data, headers, inputs, "")
-        self.output.value = (
-            f"{_OK} published #{self.sent} on <code>{html.escape(subject)}</code> "
-            f"({len(data):,} bytes) at {dt.datetime.now():%H:%M:%S}"
-        )
+        self._remember(*entry, outcome)
+        self.output.value = f"{_OK} published #{self.sent} {where} at {dt.datetime.now():%H:%M:%S}"
         return True
 
     async def _send_request(self, subject: str, data: bytes, headers: dict[str, str], inputs: Any) -> Any:
@@ -513,6 +577,19 @@ class Publisher(PublisherLayout):
     def __repr__(self) -> str:
         kind = "free-form" if self.free_form else self.msg_cls.__name__
         return f"Publisher({kind}, {self.mode}, {self.subject!r})"
+
+
+def _topic_problem(topic: str, qos: int) -> str | None:
+    """What is wrong with ``topic`` and ``qos`` for an MQTT publish, or ``None``."""
+    from fastiot.mqtt import topic_to_subject
+
+    if qos not in (0, 1):
+        return f"QoS {qos}: the broker's MQTT listener supports QoS 0 and 1"
+    try:
+        topic_to_subject(topic)
+    except InvalidTopicError as e:
+        return str(e)
+    return None
 
 
 def _reply_text(reply: Any, headers: dict[str, str]) -> str:

@@ -122,6 +122,11 @@ class SubjectBrowser(SubjectBrowserLayout):
         help="Show NATS' system subjects ($JS., $KV., $SYS., $MQTT., $SRV., ... _INBOX.); the index counts "
         "them either way (_INBOX. ones only with include_inbox=True).",
     )
+    nats_names = traitlets.Bool(
+        False,
+        help="Show MQTT devices' subjects as NATS names (tele.plug_1.SENSOR, spBv1//0) instead of their "
+        "MQTT topics (tele/plug_1/SENSOR, spBv1.0/...) with QoS and retained flags.",
+    )
     last_messages = traitlets.Int(DEFAULT_LAST_MESSAGES, help="How many recent messages the pane shows.")
     resort_interval = traitlets.Float(
         DEFAULT_RESORT_INTERVAL, help="Seconds between re-sorts by a live number (rows then stay put)."
@@ -183,6 +188,7 @@ class SubjectBrowser(SubjectBrowserLayout):
         widgets.link((self.tree_view, "selected"), (self, "selected"))
         widgets.link((self.raw_button, "value"), (self, "show_raw"))
         widgets.link((self.system_button, "value"), (self, "show_system"))
+        widgets.link((self.nats_names_button, "value"), (self, "nats_names"))
         self.show_deliveries = index.include_deliveries
         widgets.link((self.deliveries_button, "value"), (self, "show_deliveries"))
         widgets.dlink((self, "paused"), (self.tree_view, "paused"))
@@ -259,9 +265,11 @@ class SubjectBrowser(SubjectBrowserLayout):
         self.detail_view.diff_pair = [1, 0]
         self._request_render(now=True)
 
-    @traitlets.observe("collapsed", "filter", "sort_by", "show_system")
+    @traitlets.observe("collapsed", "filter", "sort_by", "show_system", "nats_names")
     def _on_tree_option(self, _change: Any) -> None:
         tree = self.tree_model
+        tree.mqtt_names = not self.nats_names
+        self._detail_due = True
         tree.hide_top = None if self.show_system else _is_system_top
         tree.collapsed = set(self.collapsed)
         tree.match = subject_matcher(self.filter)
@@ -549,6 +557,7 @@ class SubjectBrowser(SubjectBrowserLayout):
             last_seen_ns=int(stats.last_seen.timestamp() * 1e9),
             diff_pair=self.detail_view.diff_pair,
             show_raw=self.show_raw,
+            mqtt=None if self.nats_names else self.index.mqtt(path),
         ) | {"services": [f"{s.name} ({s.use_of(path)})" for s in which_services(path)]}
 
     def __repr__(self) -> str:

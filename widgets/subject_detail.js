@@ -43,7 +43,8 @@ function render({ model, el }) {
     }
     const seen = s.last_seen ? clock(s.last_seen) : "";
     el.append(
-      node("h4", {}, d.path),
+      node("h4", {}, d.mqtt ? d.mqtt.topic : d.path),
+      ...(d.mqtt ? [node("div", { class: "fsd-muted" }, `MQTT · QoS ${d.mqtt.qos}${d.mqtt.retained ? " · retained" : ""} · NATS subject ${d.path}`)] : []),
       node("div", { class: "fsd-muted" }, `${s.count.toLocaleString()} messages · ${s.rate} · ${s.bytes.toLocaleString()} bytes · last at ${seen}`),
     );
     if (d.model) {

@@ -89,6 +89,7 @@ def subject_detail(
     last_seen_ns: int,
     diff_pair: Sequence[int] = (1, 0),
     show_raw: bool = False,
+    mqtt: tuple[str, int, bool] | None = None,
 ) -> dict[str, Any]:
     """The detail pane's content for a subject, from its recent messages (newest first).
 
@@ -100,6 +101,8 @@ def subject_detail(
         diff_pair: Which two messages to diff, as indexes into ``messages`` (older, newer); out of
             range falls back to the last two.
         show_raw: Add each message's bytes as a hex dump.
+        mqtt: ``(topic, qos, retained)`` when an MQTT client published the newest message: the pane is
+            titled with the topic (see :meth:`fastiot.subjects.SubjectIndex.mqtt`).
 
     Returns:
         A dict with ``path``, ``kind`` ("subject"), ``summary``, ``model`` (name and JSON schema, or
@@ -113,6 +116,7 @@ def subject_detail(
     detail: dict[str, Any] = {
         "path": subject,
         "kind": "subject",
+        "mqtt": None if mqtt is None else {"topic": mqtt[0], "qos": mqtt[1], "retained": mqtt[2]},
         "summary": {
             "count": count,
             "rate": describe_rate(rate),

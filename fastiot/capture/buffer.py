@@ -26,6 +26,7 @@ import numpy as np
 from fastiot.capture.export import column_to_pandas, string_array
 from fastiot.capture.rows import VALUE_COLUMN, PayloadColumns
 from fastiot.core.logger import setup_logger
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER
 from fastiot.payloads import BatchDecoder, Decoded
 
 if TYPE_CHECKING:
@@ -184,6 +185,8 @@ class ColumnarBuffer:
         self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
         self._staged.clear()
         self._staged_headers.clear()
+        self.has_mqtt: bool = False
+        """Some row was published by an MQTT client (frames then have ``mqtt_topic`` and ``mqtt_qos``)."""
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
         # Rows dropped alone for a payload larger than max_bytes. They get no seq of their own: the rows
         # kept stay one run of seqs, and the caller's count of rows added (rows_added) runs this far ahead.
@@ -381,6 +384,8 @@ class ColumnarBuffer:
     def _take_staged_headers(self, first_added: int, first_new: int, keep: list[int] | None) -> None:
         """Move the staged headers to their rows' seqs: the caller's numbers, less the rows dropped before."""
         staged_headers = self._staged_headers
+        if not self.has_mqtt:  # once per batch, until the first MQTT message
+            self.has_mqtt = any(MQTT_PUBLISH_HEADER in h for h in staged_headers.values())
         if keep is None:
             shift = first_added - first_new
             self._headers.update(
@@ -598,6 +603,7 @@ class ColumnarBuffer:
             for seq, h in headers:
                 values[seq - start_seq] = dict(h)
             data[HEADERS_COLUMN if HEADERS_COLUMN not in data else f"_{HEADERS_COLUMN}"] = values
+            _add_mqtt_columns(data, headers, start_seq, n)
         errors = [
             (seq, raw, text) for seq, (raw, text) in self._errors.items() if start_seq <= seq < stop_seq
         ]
@@ -612,3 +618,27 @@ class ColumnarBuffer:
         if release:
             self.clear()
         return pd.DataFrame(data, copy=False)
+
+
+def _add_mqtt_columns(
+    data: dict[str, Any], headers: list[tuple[int, Mapping[str, str]]], start_seq: int, n: int
+) -> None:
+    """The MQTT topic and QoS of rows an MQTT client published (nats-server's ``Nmqtt-Pub`` header)."""
+    from fastiot.mqtt.topics import MQTT_QOS_COLUMN, MQTT_TOPIC_COLUMN, mqtt_qos, subject_to_topic
+
+    mqtt = [(seq - start_seq, mqtt_qos(h)) for seq, h in headers]
+    mqtt = [(row, qos) for row, qos in mqtt if qos is not None]
+    if not mqtt or MQTT_TOPIC_COLUMN in data:
+        return
+    import pandas as pd
+
+    rows = np.fromiter((row for row, _ in mqtt), dtype=np.int64, count=len(mqtt))
+    subjects = np.asarray(data["subject"], dtype=object)[rows]  # one conversion, not one lookup per row
+    known: dict[str, str] = {}  # devices publish on few topics: each converted once
+    topics = np.full(n, None, dtype=object)
+    topics[rows] = [known.get(s) or known.setdefault(s, subject_to_topic(s)) for s in subjects]
+    qos_values: list[int | None] = [None] * n
+    for row, qos in mqtt:
+        qos_values[row] = qos
+    data[MQTT_TOPIC_COLUMN] = string_array(topics)
+    data[MQTT_QOS_COLUMN] = pd.array(qos_values, dtype="Int64")

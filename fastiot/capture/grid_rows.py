@@ -26,6 +26,7 @@ import pandas as pd
 
 from fastiot.capture.buffer import ERROR_COLUMN, RAW_COLUMN
 from fastiot.exceptions import GridFilterError
+from fastiot.mqtt.topics import MQTT_QOS_COLUMN, MQTT_TOPIC_COLUMN
 
 if TYPE_CHECKING:
     from fastiot.capture.message_capture import MessageCapture
@@ -44,6 +45,7 @@ __all__ = [
 MAX_CELL_CHARS = 200  # the grid cuts longer cell text (the full value is in the DataFrame)
 _MAX_HEX_BYTES = 32
 _LEADING = ("received_at", "subject")  # MessageCapture's columns before the payload's
+_MQTT_COLUMNS = (MQTT_TOPIC_COLUMN, MQTT_QOS_COLUMN)  # shown next to the subject once MQTT devices publish
 _COMPARISON = re.compile(r"^\s*(>=|<=|!=|==|=|>|<)\s*(.+?)\s*$")
 _RANGE = re.compile(r"^\s*(\S+)\s*\.\.\s*(\S+)\s*$")
 
@@ -161,7 +163,8 @@ class CaptureSource:
         """The column names :meth:`MessageCapture.to_dataframe` would give, in order."""
         # The names MessageCapture.to_dataframe() uses, without building a frame: the leading columns, the
         # payload's (prefixed where they clash with a leading one), then raw / error if rows did not decode.
-        names = [*_LEADING, *(f"payload.{c}" if c in _LEADING else c for c in self.capture.columns)]
+        leading = [*_LEADING, *(_MQTT_COLUMNS if self.capture.has_mqtt else ())]
+        names = [*leading, *(f"payload.{c}" if c in leading else c for c in self.capture.columns)]
         if self.capture.errors:  # rows that did not decode add their raw bytes and the reason
             names += [name if name not in names else f"_{name}" for name in (RAW_COLUMN, ERROR_COLUMN)]
         return names

@@ -280,6 +280,15 @@ class MessageCapture(BrokerObserver):
         return self._buffer.fields_not_stored
 
     @property
+    def has_mqtt(self) -> bool:
+        """Whether an MQTT client published some row kept since start or :meth:`clear`.
+
+        Then :meth:`to_dataframe` has the ``mqtt_topic`` and ``mqtt_qos`` columns.
+        """
+        self._flush()
+        return self._buffer.has_mqtt
+
+    @property
     def columns(self) -> list[str]:
         """The payload columns seen so far (flattened names), in the order :meth:`to_dataframe` uses."""
         self._flush()

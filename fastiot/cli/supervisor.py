@@ -4,6 +4,7 @@ Example:
     $ fastiot-workbench                      # local broker + demo plant + JupyterLab on your workspace
     $ fastiot-workbench --nats nats://broker.plant.local:4222 --no-demo
     $ fastiot-workbench --no-lab --broker-port 4222   # broker + demo only (as binder/start uses it)
+    $ fastiot-workbench --mqtt               # ... and an MQTT listener for devices (1883 if free)
 
 Its subcommands (``record``, ``export``, ...) are registered in :mod:`fastiot.cli.registry`; this module
 only lists them in its parser and hands over to the one named.
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 
 from fastiot.cli.registry import add_subcommands, chosen_subcommand
 from fastiot.env import (
+    FASTIOT_MQTT_PORT,
     FASTIOT_NATS_HOST,
     FASTIOT_NATS_PASSWORD,
     FASTIOT_NATS_PORT,
@@ -50,6 +52,7 @@ from fastiot.nats_server import (
     NatsServerStartError,
     accepts_connections,
     find_free_port,
+    pick_mqtt_port,
     start_child_process,
 )
 from fastiot.shared_broker import BROKER_USER, new_password
@@ -97,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the local nats-server without a login (by default it requires a password made for this "
         "start, which the demo plant and the kernels get in FASTIOT_NATS_USER/PASSWORD): every program and "
         "user on this machine can then use it",
+    )
+    parser.add_argument(
+        "--mqtt",
+        nargs="?",
+        type=int,
+        const=0,
+        default=None,
+        metavar="PORT",
+        help="give the local nats-server an MQTT 3.1.1 listener for devices on PORT (default 1883 when it is "
+        "free, else a free port), bound like the NATS port; MQTT clients log in with the broker's user and "
+        "password, which the kernels have in FASTIOT_NATS_USER/PASSWORD (and the port in FASTIOT_MQTT_PORT)",
     )
     parser.add_argument("--no-demo", action="store_true", help="do not start the simulated demo plant")
     parser.add_argument(
@@ -375,6 +389,13 @@ def _broker(
     if args.nats:
         env[FASTIOT_NATS_SERVERS] = args.nats
         os.environ[FASTIOT_NATS_SERVERS] = args.nats
+    if args.mqtt is not None and (args.nats or env_broker.is_configured):
+        _complain(
+            "--mqtt gives an MQTT listener to the broker fastiot-workbench starts; the broker you configured "
+            "(--nats / FASTIOT_NATS_*) has its own configuration: add an `mqtt { listen: ... }` block there, "
+            "and set FASTIOT_MQTT_PORT for the kernels"
+        )
+        raise _Exit(2)
     if args.nats or env_broker.is_configured:
         urls = env_broker.servers
         if not _any_reachable(urls):
@@ -385,6 +406,12 @@ def _broker(
             raise _Exit(2)
         return redact_url(", ".join(urls))
     if args.broker_port is None and accepts_connections("localhost", DEFAULT_NATS_PORT):
+        if args.mqtt is not None:
+            _complain(
+                f"--mqtt: a NATS server already runs on localhost:{DEFAULT_NATS_PORT}, and fastiot-workbench "
+                f"uses it instead of starting one; give --broker-port PORT to start its own with MQTT"
+            )
+            raise _Exit(2)
         return f"nats://localhost:{DEFAULT_NATS_PORT}"
     # A password made for this start, as JupyterLab makes its token: other local users cannot use the
     # broker. Its children log in through FASTIOT_NATS_USER/PASSWORD; it is never printed.
@@ -396,13 +423,20 @@ def _broker(
         raise _Exit(2) from None
     try:
         # Entered first, so the ExitStack stops it after every child that uses it.
-        server, store = history_cli.workbench_server(args.broker_port, args, user=user, password=password)
+        mqtt_port = None if args.mqtt is None else pick_mqtt_port(args.mqtt)
+        server, store = history_cli.workbench_server(
+            args.broker_port, args, user=user, password=password, mqtt_port=mqtt_port
+        )
         stack.enter_context(server)
     except NatsServerStartError as e:
         _complain(f"the local NATS server did not start: {e}")
         raise _Exit(1) from None
     started.append("the NATS broker")
     env[FASTIOT_NATS_HOST], env[FASTIOT_NATS_PORT] = server.host, str(server.port)
+    if server.mqtt_port is not None:
+        env[FASTIOT_MQTT_PORT] = str(server.mqtt_port)
+    else:
+        env.pop(FASTIOT_MQTT_PORT, None)  # a port of another broker would lead MQTT publishes astray
     login = None if user is None or password is None else (user, password)
     # The stream exists before the demo plant publishes; the keeper logs in through its environment.
     keeper = rolling_cli.prepare_for_cli(server.url, history, login=login)
@@ -422,6 +456,16 @@ def _broker(
         return f"{server.url} (started by fastiot-workbench, no login, {store})"
     url = redact_url(f"nats://{user}:{password}@{server.host}:{server.port}")
     return f"{url} (started by fastiot-workbench, login in the kernels' FASTIOT_NATS_USER/PASSWORD, {store})"
+
+
+def _mqtt_banner(env: dict[str, str]) -> str:
+    """Where MQTT clients connect, the login masked as in the NATS line."""
+    host, port = env[FASTIOT_NATS_HOST], env[FASTIOT_MQTT_PORT]
+    user, password = env.get(FASTIOT_NATS_USER), env.get(FASTIOT_NATS_PASSWORD)
+    if user is None or password is None:
+        return f"mqtt://{host}:{port} (no login)"
+    # The password is never printed; a notebook shows it with fastiot.mqtt.endpoint().password.
+    return f"mqtt://{host}:{port} (login: user {user}, password *** as the NATS broker's)"
 
 
 def _lab(
@@ -499,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             env = dict(os.environ)
             _say(f"NATS broker {_broker(args, env, stack, started)}")
+            if args.mqtt is not None:
+                _say(f"MQTT listener {_mqtt_banner(env)}")
             children: list[tuple[str, subprocess.Popen[bytes]]] = []
             if not args.no_demo:
                 demo = [sys.executable, "-m", "fastiot.demo", "--quiet", "--rate", str(args.demo_rate)]

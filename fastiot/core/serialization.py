@@ -2,6 +2,11 @@
 
 Datetimes travel as msgpack Timestamps (extension type -1) and decode to timezone-aware UTC.
 
+A ``dict`` subject also reads a JSON object or array where msgpack fails: MQTT devices (Tasmota, Shelly,
+Node-RED) publish JSON, so ``Subject(name="tele.*.SENSOR", msg_cls=dict)`` receives their telemetry. Such
+bytes are never valid msgpack (a ``{`` or ``[`` is one small integer, the rest would be extra data), so
+msgpack payloads decode exactly as before. A model's subject stays msgpack only: FastIoT's wire format.
+
 Example:
     >>> data = serialize_to_bin(dict, {"a": 1})
     >>> serialize_from_bin(dict, data)
@@ -13,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import functools
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -144,6 +150,30 @@ def unpack(data: bytes) -> Any:
         raise _not_msgpack(e) from e
 
 
+def _unpack_or_json(data: bytes) -> Any:
+    """msgpack, else a JSON object or array (what MQTT devices send)."""
+    try:
+        return unpackb(data)
+    except _UNPACK_ERRORS as e:
+        value = _json_document(data)
+        if value is _NOT_JSON:
+            raise _not_msgpack(e) from e
+        return value
+
+
+_NOT_JSON = object()
+_JSON_STARTS = (b"{", b"[")
+
+
+def _json_document(data: bytes) -> Any:
+    if data.lstrip()[:1] not in _JSON_STARTS:
+        return _NOT_JSON
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return _NOT_JSON
+
+
 # OverflowError: a Timestamp beyond what datetime holds (e.g. 2**62 seconds).
 _UNPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.exceptions.ExtraData)
 
@@ -169,7 +199,7 @@ def decoder_for(msg_cls: type) -> Callable[[bytes], Any]:
     validation alone.
     """
     if not _is_model_class(msg_cls):
-        return unpack
+        return _unpack_or_json
     validate = msg_cls.__pydantic_validator__.validate_python  # type: ignore[attr-defined]
     fast_unpackb = unpackb  # a closure variable: cheaper than a global lookup on every message
 
@@ -214,8 +244,10 @@ def serialize_to_bin(msg_cls: type, msg: Any) -> bytes:
 def serialize_from_bin(msg_cls: type, data: bytes) -> Any:
     """Deserialize bytes to a message of ``msg_cls`` (a pydantic model, or dict).
 
+    For ``dict``: msgpack, else a JSON object or array (MQTT devices' telemetry).
+
     Raises:
-        DeserializationError: If the bytes are not msgpack, or nest too deeply (a ValueError).
+        DeserializationError: If the bytes are not msgpack (nor JSON, for dict), or nest too deeply.
         pydantic.ValidationError: If the payload does not fit the model.
     """
     return decoder_for(msg_cls)(data)

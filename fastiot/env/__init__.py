@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_VOLUME_DIR",
     "FASTIOT_CONFIG_DIR",
     "FASTIOT_LOG_LEVEL",
+    "FASTIOT_MQTT_PORT",
     "FASTIOT_NATS_CREDS",
     "FASTIOT_NATS_DEFAULT_TIMEOUT",
     "FASTIOT_NATS_HOST",
@@ -59,6 +60,7 @@ __all__ = [
     "BrokerSettings",
     "env_basic",
     "env_broker",
+    "mqtt_port",
     "redact_url",
 ]
 
@@ -78,6 +80,9 @@ FASTIOT_NATS_NKEY = "FASTIOT_NATS_NKEY"
 FASTIOT_NATS_INBOX_PREFIX = "FASTIOT_NATS_INBOX_PREFIX"
 FASTIOT_NATS_JS_DOMAIN = "FASTIOT_NATS_JS_DOMAIN"
 FASTIOT_LOG_LEVEL = "FASTIOT_LOG_LEVEL"
+FASTIOT_MQTT_PORT = "FASTIOT_MQTT_PORT"
+"""The broker's MQTT listener: where it is (set by the workbench for its kernels), or, before a broker is
+started on demand, that it should have one (``0``: 1883 when free, else a free port)."""
 FASTIOT_SERVICE_ID = "FASTIOT_SERVICE_ID"
 FASTIOT_CONFIG_DIR = "FASTIOT_CONFIG_DIR"
 FASTIOT_VOLUME_DIR = "FASTIOT_VOLUME_DIR"
@@ -97,6 +102,7 @@ NATS_CONNECTION_SETTINGS: tuple[str, ...] = (
     FASTIOT_NATS_NKEY,
     FASTIOT_NATS_INBOX_PREFIX,
     FASTIOT_NATS_JS_DOMAIN,
+    FASTIOT_MQTT_PORT,
 )
 ALL_SETTINGS: tuple[str, ...] = (
     *NATS_CONNECTION_SETTINGS,
@@ -144,6 +150,35 @@ def _port(raw: Any) -> int:
         raise ValueError(f"{FASTIOT_NATS_PORT}={raw!r} is not a port number; set it to e.g. 4222") from None
     if not 0 < port < 65536:
         raise ValueError(f"{FASTIOT_NATS_PORT}={port} is out of range; use a port from 1 to 65535")
+    return port
+
+
+def mqtt_port() -> int | None:
+    """``FASTIOT_MQTT_PORT`` as a number (``0``: the default port), ``None`` when unset or blank.
+
+    Raises:
+        SettingsError: It is set to something that is no port number.
+
+    Example:
+        >>> os.environ["FASTIOT_MQTT_PORT"] = "1883"
+        >>> mqtt_port()
+        1883
+        >>> del os.environ["FASTIOT_MQTT_PORT"]
+    """
+    raw = os.environ.get(FASTIOT_MQTT_PORT, "").strip()
+    if not raw:
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port < 65536:
+        raise SettingsError(
+            FASTIOT_MQTT_PORT,
+            raw,
+            f"{FASTIOT_MQTT_PORT}={raw!r} is not a port number; set it to e.g. 1883 "
+            f"(0: 1883 when free, else a free port)",
+        )
     return port
 
 

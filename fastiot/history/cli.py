@@ -64,13 +64,19 @@ def store_dir(args: argparse.Namespace) -> Path:
 
 
 def workbench_server(
-    port: int | None, args: argparse.Namespace, *, user: str | None = None, password: str | None = None
+    port: int | None,
+    args: argparse.Namespace,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    mqtt_port: int | None = None,
 ) -> tuple[NatsServer, str]:
     """Start the workbench's own broker with its JetStream store (``--store``, else the default).
 
     When the default store is in use by another running workbench, this one gets a temporary store
     (and says so) instead of failing; a store given with ``--store`` that is in use is an error.
-    With ``user`` and ``password`` the broker accepts only clients that log in with them.
+    With ``user`` and ``password`` the broker accepts only clients that log in with them (MQTT clients
+    too); with ``mqtt_port`` it serves MQTT there as well.
 
     Returns:
         The running server and a description of its store for the banner.
@@ -81,12 +87,12 @@ def workbench_server(
     store = store_dir(args)
     try:
         return NatsServer(
-            port, store_dir=store, user=user, password=password
+            port, store_dir=store, user=user, password=password, mqtt_port=mqtt_port
         ).start(), f"JetStream store {store}"
     except NatsServerStartError as e:
         if getattr(args, "store", None) is not None or "in use" not in str(e):
             raise
-    return NatsServer(port, jetstream=True, user=user, password=password).start(), (
+    return NatsServer(port, jetstream=True, user=user, password=password, mqtt_port=mqtt_port).start(), (
         f"JetStream in a temporary store: {store} is in use by another fastiot-workbench; "
         f"give --store DIR to keep this one's recordings"
     )

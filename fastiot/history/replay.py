@@ -30,6 +30,7 @@ from fastiot.history._consumers import count_from
 from fastiot.history._names import check_prefix, patterns_overlap, subject_patterns
 from fastiot.history._reader import StreamReader
 from fastiot.history.ranges import Bound, resolve_range
+from fastiot.mqtt.topics import republished_headers
 from fastiot.workbench import Stoppable, use_connection
 
 if TYPE_CHECKING:
@@ -250,6 +251,8 @@ class Replay:
                     self._lateness.append(max(0.0, clock() - due))
                 raw_headers = batch.headers.get(i) if batch.headers else None
                 headers = await _nats_compat.parse_headers(client, raw_headers) if raw_headers else None
+                if headers:
+                    headers = republished_headers(headers)  # else MQTT's QoS 1 subscribers never get it
                 await publish(f"{prefix}.{subject}" if prefix else subject, data, headers)
                 self.published += 1
                 if self._progress:

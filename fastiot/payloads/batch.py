@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import pydantic
 
 from fastiot.core.serialization import unpackb
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER
 from fastiot.payloads.decoding import (
     Decoded,
     content_type,
@@ -113,8 +114,9 @@ class BatchDecoder:
         """Decode one message: the value on the fast path, else a :class:`~fastiot.payloads.Decoded`."""
         mode = self._mode
         if mode is _ANY:
-            if headers and content_type(headers):
-                return self._with_content_type(data, headers)
+            if headers and (MQTT_PUBLISH_HEADER in headers or content_type(headers)):
+                # A Content-Type decides how the payload reads; an MQTT device's is JSON or text.
+                return self._with_content_type(data, subject, headers)
             try:
                 value = unpackb(data)
             except Exception:
@@ -208,9 +210,12 @@ class BatchDecoder:
         return list(map(model_fields, instances)) if self.fields else instances
 
     @staticmethod
-    def _with_content_type(data: bytes, headers: Mapping[str, str]) -> Any:
-        """:func:`decode` with the headers, shaped as the fast path's results (msgpack as the bare value)."""
-        decoded = decode(data, headers=headers, typed=False)
+    def _with_content_type(data: bytes, subject: str, headers: Mapping[str, str]) -> Any:
+        """:func:`decode` with the headers, shaped as the fast path's results (msgpack as the bare value).
+
+        With the subject: a decoder registered for it (Sparkplug B's, on an MQTT device's topic) comes first.
+        """
+        decoded = decode(data, subject=subject or None, headers=headers, typed=False)
         return decoded.value if decoded.kind == "msgpack" else decoded
 
 

@@ -31,6 +31,7 @@ from fastiot.core.subject_helper import (
     subject_targets,
 )
 from fastiot.exceptions import DecoderRegistrationError, InvalidDecoderSubjectError
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER
 from fastiot.payloads.models import model_for_subject
 from fastiot.payloads.text import limit_depth, to_text
 
@@ -279,7 +280,9 @@ def decode(
         text = _text(data)
         if text is not None:
             return Decoded("text", text, None, "text")
-    kind, value = _structured(data, prefer_json="json" in media_type, failures=failures)
+    # MQTT devices send JSON or text, never FastIoT's msgpack: JSON first spares a failed unpack.
+    prefer_json = "json" in media_type or bool(headers and MQTT_PUBLISH_HEADER in headers)
+    kind, value = _structured(data, prefer_json=prefer_json, failures=failures)
     if kind is None:
         text = _text(data)
         if text is not None:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import operator
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
 from fastiot.exceptions import InvalidSubjectError
 from fastiot.mqtt.sparkplug import learn_certificates
+from fastiot.mqtt.topics import RETAINED_PREFIX, mqtt_qos, subject_to_topic
 from fastiot.payloads import BatchDecoder, Decoded
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -526,7 +528,32 @@ class SubjectIndex(BrokerObserver):
             >>> "v1.thing.press_1.temperature" in index
             False
         """
-        return self._entry(subject).snapshot(subject, self._decode, _time_ns(), self._rate_window_ns)
+        stats = self._entry(subject).snapshot(subject, self._decode, _time_ns(), self._rate_window_ns)
+        mqtt = self.mqtt(subject)
+        if mqtt is None:
+            return stats
+        return dataclasses.replace(stats, mqtt_topic=mqtt[0], mqtt_qos=mqtt[1], mqtt_retained=mqtt[2])
+
+    def mqtt(self, subject: str) -> tuple[str, int, bool] | None:
+        """``(topic, qos, retained)`` if an MQTT client published the newest message of ``subject``.
+
+        ``retained`` is known when the index also sees ``$MQTT.rmsgs.>`` (where nats-server stores a
+        retained publish), e.g. with the pattern ``>``.
+
+        Raises:
+            KeyError: If the subject has not been seen.
+
+        Example:
+            >>> async def main(index):
+            ...     return index.mqtt("tele.plug_1.SENSOR")  # ('tele/plug_1/SENSOR', 0, False)
+        """
+        entry = self._entry(subject)
+        qos = mqtt_qos(entry.last_headers)
+        if qos is None:
+            return None
+        retained = self._entries.get(RETAINED_PREFIX + subject)
+        is_retained = retained is not None and bool(retained.kept) and retained.kept[-1] == entry.kept[-1]
+        return subject_to_topic(subject), qos, is_retained
 
     def last_payload(self, subject: str) -> Any:
         """The newest payload of a subject, decoded; ``None`` if it did not decode (see :meth:`last`)."""

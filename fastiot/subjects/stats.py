@@ -64,6 +64,12 @@ class SubjectStats:
     """The NATS headers of the newest message, or ``None`` if it had none."""
     rate_per_minute: float = 0.0
     """:attr:`rate` times 60: below one per second, views show this."""
+    mqtt_topic: str | None = None
+    """The MQTT topic, when an MQTT client published the newest message (``tele/plug_1/SENSOR``)."""
+    mqtt_qos: int | None = None
+    """The QoS it was published with (MQTT messages only)."""
+    mqtt_retained: bool = False
+    """It is the topic's retained message too (seen when the index also sees ``$MQTT.rmsgs.>``)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,20 @@ class SubjectMessage:
     """The NATS headers, or ``None``."""
     decoded: Decoded
     """The payload decoded by :func:`fastiot.payloads.decode`."""
+
+    @property
+    def mqtt_topic(self) -> str | None:
+        """The MQTT topic, if an MQTT client published it (nats-server's ``Nmqtt-Pub`` header)."""
+        from fastiot.mqtt.topics import is_mqtt_message, subject_to_topic
+
+        return subject_to_topic(self.subject) if is_mqtt_message(self.headers) else None
+
+    @property
+    def mqtt_qos(self) -> int | None:
+        """The QoS an MQTT client published it with; ``None`` for a NATS publish."""
+        from fastiot.mqtt.topics import mqtt_qos
+
+        return mqtt_qos(self.headers)
 
 
 @dataclass(slots=True)

@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from fastiot.exceptions import InvalidTopicError
 from fastiot.mqtt.sparkplug import offline_mark
+from fastiot.mqtt.topics import filter_to_subject, mqtt_name, subject_to_topic, topic_to_subject
 from fastiot.rates import describe_rate
 from fastiot.subjects.index import SubjectIndex
 
@@ -155,6 +157,8 @@ class SubjectTree:
         self.nodes: dict[str, TreeNode] = {}
         self.collapsed: set[str] = set()
         self.sort_by: str = "name"
+        self.mqtt_names: bool = True
+        """Show tokens as the MQTT levels they stand for (``spBv1//0`` as ``spBv1.0``), MQTT flags too."""
         self.match: Callable[[str], bool] | None = None
         # Which first tokens' subjects are not shown (NATS' system subjects unless asked for).
         self.hide_top: Callable[[str], bool] | None = None
@@ -524,13 +528,17 @@ class LiveSubjectTree(SubjectTree):
         if node.is_subject and node.path in index:
             rate = index.rate(node.path)
             value = self._value(node.path)
+            mqtt = index.mqtt(node.path) if self.mqtt_names else None
+            if mqtt is not None:
+                value = f"[QoS {mqtt[1]}{', retained' if mqtt[2] else ''}] {value}"
+            # A dead Sparkplug node's rows say so first.
             if node.path.startswith("spBv1//0.") and offline_mark(node.path, index.last, index.__contains__):
                 value = f"{OFFLINE_MARK} {value}"
         else:
             rate = self.node_rate(node, now)
         return TreeRow(
             path=node.path,
-            token=node.token,
+            token=mqtt_name(node.token) if self.mqtt_names else node.token,
             depth=node.depth,
             folder=bool(node.children),
             subject=node.is_subject,
@@ -570,8 +578,9 @@ def short_text(text: str, limit: int = _MAX_VALUE_CHARS) -> str:
 def subject_matcher(text: str) -> Callable[[str], bool] | None:
     """The subject test a filter text stands for; ``None`` for an empty filter (everything).
 
-    Text with a ``*`` or ``>`` token is a NATS pattern (``v1.*.press_1.>``); other text matches
-    subjects that contain it, ignoring case.
+    Text with a ``*`` or ``>`` token is a NATS pattern (``v1.*.press_1.>``); text with a ``/`` is
+    MQTT's: an MQTT filter with ``+`` or ``#`` levels (``tele/+/SENSOR``), else text the MQTT topics
+    contain (``tasmota_1/SENSOR``); other text matches subjects that contain it, ignoring case.
 
     Example:
         >>> subject_matcher("PRESS")("v1.thing.press_1.temperature")
@@ -582,18 +591,42 @@ def subject_matcher(text: str) -> Callable[[str], bool] | None:
     text = text.strip()
     if not text:
         return None
+    if "/" in text or text in ("+", "#"):
+        return _topic_matcher(text)
     tokens = text.split(".")
     if "*" in tokens or ">" in tokens:
-
-        def match_pattern(subject: str) -> bool:
-            parts = subject.split(".")
-            for i, token in enumerate(tokens):
-                if token == ">":
-                    return len(parts) > i
-                if i >= len(parts) or (token != "*" and token != parts[i]):
-                    return False
-            return len(parts) == len(tokens)
-
-        return match_pattern
+        return _pattern_matcher(tokens)
     needle = text.lower()
     return lambda subject: needle in subject.lower()
+
+
+def _pattern_matcher(tokens: list[str]) -> Callable[[str], bool]:
+    """The test of a NATS pattern, given as its tokens."""
+
+    def match_pattern(subject: str) -> bool:
+        parts = subject.split(".")
+        for i, token in enumerate(tokens):
+            if token == ">":
+                return len(parts) > i
+            if i >= len(parts) or (token != "*" and token != parts[i]):
+                return False
+        return len(parts) == len(tokens)
+
+    return match_pattern
+
+
+def _topic_matcher(text: str) -> Callable[[str], bool]:
+    """:func:`subject_matcher` for MQTT's way of writing: a filter (``tele/+/SENSOR``) or a piece of topic."""
+    levels = text.split("/")
+    if "+" in levels or "#" in levels:
+        try:
+            pattern = _pattern_matcher(filter_to_subject(text).split("."))
+        except InvalidTopicError:
+            pattern = None
+        if pattern is not None:
+            # MQTT's "a/#" matches "a" itself too.
+            above = text[:-2] if text.endswith("/#") and "+" not in levels else ""
+            parent = topic_to_subject(above) if above and "#" not in above else None
+            return lambda subject: subject == parent or pattern(subject)
+    needle = text.lower()
+    return lambda subject: needle in subject_to_topic(subject).lower()

@@ -163,3 +163,18 @@ def test_enum_values_travel_as_their_value() -> None:
 
     data = serialize_to_bin(dict, {"mode": Mode.AUTO, "other": Mode.MANUAL})
     assert serialize_from_bin(dict, data) == {"mode": "auto", "other": 2}
+
+
+def test_a_dict_subject_reads_the_json_mqtt_devices_send_and_models_stay_msgpack() -> None:
+    assert serialize_from_bin(dict, b' {"ENERGY": {"Power": 12}}') == {"ENERGY": {"Power": 12}}
+    assert serialize_from_bin(dict, b"[1, 2]") == [1, 2]
+    assert serialize_from_bin(dict, serialize_to_bin(dict, {"a": 1})) == {"a": 1}
+    for not_json in (b"ON", b"{not json", b"\xc1"):
+        with pytest.raises(DeserializationError, match="not valid msgpack"):
+            serialize_from_bin(dict, not_json)
+
+    class Reading(pydantic.BaseModel):
+        value: int
+
+    with pytest.raises(DeserializationError):
+        serialize_from_bin(Reading, b'{"value": 1}')  # FastIoT's wire format for a model's subject

@@ -1,123 +1,146 @@
-"""The demo's MQTT devices: real paho-mqtt clients with Tasmota's and Shelly's topics, obeying commands."""
+"""Real MQTT devices (paho-mqtt) on the broker: QoS, redelivery, last will, sessions, many topics."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import AsyncIterator, Callable
+import queue
+from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.exceptions import BrokerAuthenticationError, MqttUrlError
-from fastiot.mqtt.devices import MqttDemoDevices, ensure_mqtt_devices
-from fastiot.nats_server import NatsServer
-from tests.mqtt.conftest import MQTT_PASSWORD, MQTT_USER, received
+from fastiot.mqtt import publish_mqtt
+from fastiot.nats_server import NatsServer, find_free_port
+from tests.mqtt.conftest import PASSWORD, USER
+from tests.mqtt.paho_client import Device
 from tests.waits import wait_until
 
 
-@pytest.fixture
-async def devices(mqtt_server: NatsServer) -> AsyncIterator[MqttDemoDevices]:
-    """The demo devices, publishing every 0.05 s."""
-    url = f"mqtt://{MQTT_USER}:{MQTT_PASSWORD}@127.0.0.1:{mqtt_server.mqtt_port}"
-    async with MqttDemoDevices(url, interval=0.05, seed=1) as running:
-        yield running
+def _device(server: NatsServer, client_id: str | None = None, **options: Any) -> Device:
+    return Device(server.mqtt_port or 0, client_id, user=USER, password=PASSWORD, **options)
 
 
-async def test_the_plugs_publish_json_telemetry_with_tasmota_and_shelly_topics(
-    mqtt_broker: NatsBrokerConnection, devices: MqttDemoDevices
+async def _next(device: Device) -> tuple[str, bytes, int, bool, bool]:
+    return await asyncio.to_thread(device.next_message)
+
+
+async def test_qos_0_and_1_reach_a_subscriber_at_the_lower_of_both_qos(
+    mqtt_server: NatsServer, root: str
 ) -> None:
-    capture = await MessageCapture(
-        ["tele.tasmota_plug1.SENSOR", "shellies.shellyplug-s-1.>"], mqtt_broker
-    ).start()
-    await wait_until(
-        lambda: (
-            {"tele.tasmota_plug1.SENSOR", "shellies.shellyplug-s-1.relay.0.power"}
-            <= set(capture.to_dataframe()["subject"])
-        ),
-        10,
-        "telemetry of both plugs",
-    )
-    await capture.stop()
-    frame = capture.to_dataframe()
-    sensor = frame[frame["subject"] == "tele.tasmota_plug1.SENSOR"].iloc[-1]
-    assert 40 <= sensor["ENERGY.Power"] <= 60 and sensor["ENERGY.Voltage"] > 200
-    assert devices.names == ["tasmota_plug1", "tasmota_plug2", "shellyplug-s-1", "edge1"]
+    with _device(mqtt_server) as subscriber, _device(mqtt_server) as publisher:
+        subscriber.subscribe(f"{root}/q1/#", qos=1)
+        subscriber.subscribe(f"{root}/q0/#", qos=0)
+        publisher.publish(f"{root}/q1/a", b"one", qos=1)
+        publisher.publish(f"{root}/q1/b", b"zero", qos=0)
+        publisher.publish(f"{root}/q0/c", b"one-down", qos=1)
+        got = sorted([(await _next(subscriber))[:3] for _ in range(3)])
+    assert got == [
+        (f"{root}/q0/c", b"one-down", 0),
+        (f"{root}/q1/a", b"one", 1),
+        (f"{root}/q1/b", b"zero", 0),
+    ]
 
 
-async def test_a_plug_obeys_cmnd_power_and_answers_on_stat(
-    mqtt_client: Callable[..., mqtt.Client], mqtt_broker: NatsBrokerConnection, devices: MqttDemoDevices
-) -> None:
-    client = mqtt_client()
-    answers = received(client, "stat/+/POWER")
-    client.publish("cmnd/tasmota_plug1/POWER", b"TOGGLE", qos=1).wait_for_publish(10)
-    await wait_until(lambda: ("stat/tasmota_plug1/POWER", b"OFF", False) in answers, 10, "the plug's OFF")
-    # A command from the workbench side: a NATS publish reaches the MQTT device.
-    await mqtt_broker.publish_raw("cmnd.shellyplug-s-1.POWER", b"off")
-    await wait_until(lambda: ("stat/shellyplug-s-1/POWER", b"OFF", False) in answers, 10, "the Shelly's OFF")
-    client.publish("cmnd/tasmota_plug1/POWER", b"ON", qos=1).wait_for_publish(10)
-    await wait_until(lambda: answers[-1] == ("stat/tasmota_plug1/POWER", b"ON", False), 10, "the plug's ON")
-    assert devices.devices[0].power is True and devices.devices[2].power is False
+async def test_a_qos_1_message_a_device_dropped_before_acking_is_redelivered(root: str) -> None:
+    port = find_free_port()
+    # Redelivered after the listener's ack_wait (30 s by default): one second here.
+    mqtt_block = {"listen": f"127.0.0.1:{port}", "ack_wait": "1s"}
+    with NatsServer(
+        mqtt_port=port, user=USER, password=PASSWORD, extra_config={"mqtt": mqtt_block}
+    ) as server:
+        await _dropped_and_redelivered(server, root)
 
 
-async def test_the_retained_lwt_says_online_and_a_dropped_plug_goes_offline_by_its_will(
-    mqtt_client: Callable[..., mqtt.Client], devices: MqttDemoDevices
-) -> None:
-    late = received(mqtt_client(), "tele/+/LWT")  # subscribes after the plugs came online: retained
-    await wait_until(lambda: ("tele/tasmota_plug2/LWT", b"Online", True) in late, 10, "the retained Online")
-    plug = devices.devices[1]
-    plug.disconnect(clean=False)
-    await wait_until(lambda: ("tele/tasmota_plug2/LWT", b"Offline", False) in late, 10, "the will")
-    again = received(mqtt_client(), "tele/tasmota_plug2/LWT")
-    await wait_until(lambda: again == [("tele/tasmota_plug2/LWT", b"Offline", True)], 10, "the retained will")
+async def _dropped_and_redelivered(mqtt_server: NatsServer, root: str) -> None:
+    client_id = f"{root}-flaky"
+    flaky = _device(mqtt_server, client_id, clean_session=False, manual_ack=True)
+    assert flaky.connect() == 0
+    flaky.subscribe(f"{root}/cmd/#", qos=1)
+    with _device(mqtt_server) as controller:
+        controller.publish(f"{root}/cmd/valve", b"OPEN", qos=1)
+    first = await _next(flaky)
+    assert first[:4] == (f"{root}/cmd/valve", b"OPEN", 1, False)
+    flaky.drop()  # loses power before it acknowledged (manual_ack: no PUBACK was sent)
 
-
-async def test_bad_logins_and_missing_listeners_are_refused_with_what_to_do(mqtt_server: NatsServer) -> None:
-    with pytest.raises(BrokerAuthenticationError, match="FASTIOT_NATS_USER"):
-        await MqttDemoDevices(f"mqtt://{MQTT_USER}:wrong@127.0.0.1:{mqtt_server.mqtt_port}").start()
-    with pytest.raises(MqttUrlError, match="mqtt://HOST:PORT"):
-        MqttDemoDevices("127.0.0.1")
-
-
-async def test_devices_that_run_already_are_not_started_twice(
-    mqtt_server: NatsServer, devices: MqttDemoDevices
-) -> None:
-    # The same client IDs twice would take each other's sessions over, again and again.
-    url = f"mqtt://127.0.0.1:{mqtt_server.mqtt_port}"
-    assert await ensure_mqtt_devices(url, username=MQTT_USER, password=MQTT_PASSWORD) is None
-
-
-@pytest.mark.parametrize("how", ["--mqtt", "FASTIOT_MQTT_PORT"])
-async def test_the_demo_script_runs_the_devices_with_mqtt_and_says_goodbye_on_sigterm(
-    how: str,
-    mqtt_server: NatsServer,
-    mqtt_client: Callable[..., mqtt.Client],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FASTIOT_NATS_SERVERS", f"nats://127.0.0.1:{mqtt_server.port}")
-    monkeypatch.setenv("FASTIOT_NATS_USER", MQTT_USER)  # the devices' MQTT login too
-    monkeypatch.setenv("FASTIOT_NATS_PASSWORD", MQTT_PASSWORD)
-    lwt = received(mqtt_client(), "tele/tasmota_plug1/LWT")
-    url = f"mqtt://127.0.0.1:{mqtt_server.mqtt_port}"
-    command = [sys.executable, "-m", "fastiot.demo"]
-    if how == "--mqtt":
-        command += ["--mqtt", url]
-    else:  # the broker's MQTT port, as the workbench gives it to its children
-        monkeypatch.setenv("FASTIOT_MQTT_PORT", str(mqtt_server.mqtt_port))
-    proc = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
+    again = _device(mqtt_server, client_id, clean_session=False, manual_ack=True)
     try:
-        lines = [await asyncio.wait_for(proc.stdout.readline(), 20) for _ in range(2)]  # type: ignore[union-attr]
-        assert (
-            lines[1]
-            .decode()
-            .startswith(f"MQTT devices tasmota_plug1, tasmota_plug2, shellyplug-s-1, edge1 on {url}")
-        )
-        await wait_until(lambda: ("tele/tasmota_plug1/LWT", b"Online", False) in lwt, 10, "the plug online")
+        assert again.connect() == 0 and again.session_present
+        redelivered = await _next(again)
+        assert redelivered[:3] == (f"{root}/cmd/valve", b"OPEN", 1)
+        assert redelivered[4], "a redelivery carries MQTT's DUP flag"
+        again.client.ack(again.raw[-1].mid, 1)
     finally:
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
-    await wait_until(lambda: lwt[-1][:2] == ("tele/tasmota_plug1/LWT", b"Offline"), 10, "the plug's goodbye")
+        again.disconnect()
+
+
+async def test_the_last_will_is_published_when_a_device_drops_off(
+    mqtt_server: NatsServer, mqtt_broker: NatsBrokerConnection, root: str
+) -> None:
+    wills: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def on_msg(msg: Any) -> None:
+        await wills.put(msg)
+
+    await mqtt_broker.subscribe_raw(f"{root}.plug_1.LWT", on_msg)
+    await mqtt_broker.flush()
+    plug = _device(mqtt_server, will=(f"{root}/plug_1/LWT", b"Offline", 1, True))
+    assert plug.connect() == 0
+    plug.publish(f"{root}/plug_1/LWT", b"Online", qos=1, retain=True)
+    assert (await asyncio.wait_for(wills.get(), 10)).data == b"Online"
+    plug.drop()
+    will = await asyncio.wait_for(wills.get(), 10)
+    assert (will.subject, will.data) == (f"{root}.plug_1.LWT", b"Offline")
+    # Retained, like Tasmota's LWT: a dashboard opened later sees the plug offline.
+    with _device(mqtt_server) as dashboard:
+        dashboard.subscribe(f"{root}/+/LWT")
+        assert (await _next(dashboard))[:4] == (f"{root}/plug_1/LWT", b"Offline", 0, True)
+
+
+async def test_a_persistent_session_keeps_subscriptions_and_queues_qos_1_while_away(
+    mqtt_server: NatsServer, root: str
+) -> None:
+    client_id = f"{root}-gateway"
+    gateway = _device(mqtt_server, client_id, clean_session=False)
+    assert gateway.connect() == 0 and not gateway.session_present
+    gateway.subscribe(f"{root}/orders/#", qos=1)
+    gateway.disconnect()
+    for n in range(3):
+        await publish_mqtt(f"{root}/orders/{n}", {"order": n}, qos=1)
+
+    back = _device(mqtt_server, client_id, clean_session=False)
+    try:
+        assert back.connect() == 0 and back.session_present  # no subscribe: the session kept it
+        got = [await _next(back) for _ in range(3)]
+    finally:
+        back.disconnect()
+    assert sorted((t, p, q) for t, p, q, _r, _d in got) == [
+        (f"{root}/orders/{n}", f'{{"order":{n}}}'.encode(), 1) for n in range(3)
+    ]
+    with pytest.raises(queue.Empty):
+        back.next_message(timeout=0.2)  # each exactly once
+
+
+@pytest.mark.timeout(120)
+async def test_a_thousand_topics_from_fifty_devices_all_arrive_in_a_capture(
+    mqtt_server: NatsServer, mqtt_broker: NatsBrokerConnection, root: str
+) -> None:
+    capture = await MessageCapture(f"{root}.>", mqtt_broker, max_rows=5_000).start()
+    devices = [_device(mqtt_server, f"{root}-dev{n}") for n in range(50)]
+    try:
+        for device in devices:
+            assert device.connect() == 0
+
+        def publish_all(device: Device, n: int) -> None:
+            for k in range(20):
+                device.publish(f"{root}/dev{n}/sensor{k}", f"{n}.{k}".encode(), qos=1)
+
+        await asyncio.gather(*(asyncio.to_thread(publish_all, d, n) for n, d in enumerate(devices)))
+        await wait_until(lambda: capture.received >= 1000, 30, "1,000 MQTT messages in the capture")
+    finally:
+        for device in devices:
+            device.disconnect()
+        await capture.stop()
+    frame = capture.to_dataframe()
+    assert frame["subject"].nunique() == 1000 and len(frame) == 1000
+    assert set(frame["subject"]) == {f"{root}.dev{n}.sensor{k}" for n in range(50) for k in range(20)}

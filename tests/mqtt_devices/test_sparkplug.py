@@ -19,7 +19,7 @@ from fastiot.nats_server import NatsServer
 from fastiot.payloads import BatchDecoder, decode
 from fastiot.subjects import LiveSubjectTree, SubjectIndex
 from fastiot.subjects.tree import OFFLINE_MARK
-from tests.mqtt.conftest import MQTT_PASSWORD, MQTT_USER
+from tests.mqtt_devices.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.waits import wait_until
 
 Metric = pb.Payload.Metric

@@ -19,7 +19,7 @@ import pytest
 from fastiot.capture import MessageCapture
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer, find_free_port
-from tests.mqtt.conftest import MQTT_PASSWORD, MQTT_USER, received
+from tests.mqtt_devices.conftest import MQTT_PASSWORD, MQTT_USER, received
 from tests.waits import wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
