@@ -22,6 +22,7 @@ from fastiot.history.ranges import Bound, Range, parse_duration, resolve_range
 from fastiot.history.recording import Recording
 from fastiot.history.replay import Replay, ReplayState
 from fastiot.history.replay_broker import ReplayBroker
+from fastiot.history.timeline import Timeline
 
 __all__ = [
     "SEQUENCE_COLUMN",
@@ -37,6 +38,7 @@ __all__ = [
     "ReplayBroker",
     "ReplayState",
     "SubjectRange",
+    "Timeline",
     "WatchState",
     "parse_duration",
     "resolve_range",
