@@ -18,6 +18,7 @@ from __future__ import annotations
 from fastiot.history._frames import SEQUENCE_COLUMN
 from fastiot.history.info import RecordingInfo, SubjectRange
 from fastiot.history.keyvalue import Bucket, BucketInfo, BucketWatch, KeyEntry, WatchState
+from fastiot.history.mcap_io import read_mcap, replay_mcap
 from fastiot.history.ranges import Bound, Range, parse_duration, resolve_range
 from fastiot.history.recording import Recording
 from fastiot.history.replay import Replay, ReplayState
@@ -41,5 +42,7 @@ __all__ = [
     "Timeline",
     "WatchState",
     "parse_duration",
+    "read_mcap",
+    "replay_mcap",
     "resolve_range",
 ]
