@@ -109,6 +109,7 @@ class Timeline:
         self.cache_size: int = max(1, cache_size)
         self._cache: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
         self._subjects: dict[str, list[str]] = {}
+        self._too_many: set[tuple[str, ...]] = set()
 
     def __repr__(self) -> str:
         return f"Timeline({self.recording.name!r}, {self.start} .. {self.end})"
@@ -206,6 +207,7 @@ class Timeline:
             await self._read_range(conn)
         self._cache.clear()
         self._subjects.clear()
+        self._too_many.clear()
 
     # -- the state at a time --------------------------------------------------------------------------
 
@@ -268,10 +270,14 @@ class Timeline:
         # The server reads up_to_time as "before": one ns more includes a message stored exactly at t.
         up_to = rfc3339_ns(t_ns + 1)
         try:
+            if tuple(filters) in self._too_many:
+                raise TooManyResultsError("known")
             results = [
                 await direct_get(conn, self.recording.name, {"multi_last": filters, "up_to_time": up_to})
             ]
         except TooManyResultsError:
+            # Remembered: the next scrub asks in parts at once, not after a refusal.
+            self._too_many.add(tuple(filters))
             literal = await self._literal_subjects(conn, filters)
             results = [
                 await direct_get(
