@@ -30,6 +30,7 @@ from .publisher import Publisher
 from .recording_browser import RecordingBrowser
 from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
+from .timeline import Timeline
 
 __all__ = [
     "CodeGenerationError",
@@ -42,6 +43,7 @@ __all__ = [
     "ServiceCellError",
     "ServiceControl",
     "SubjectBrowser",
+    "Timeline",
     "WidgetError",
     "load_ipython_extension",
 ]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from fastiot._callbacks import CallbackList
 from fastiot.history._names import RecordingSubjects
-from fastiot.history.timeline import Time, Timeline, _time_ns
+from fastiot.history.timeline import RecordedMessage, Time, Timeline, time_ns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,12 +37,16 @@ class CursorStep:
         changed: The subjects whose message at the cursor is not the one before the move (new ones,
             and ones that went back to an older message or to none), in stream order.
         gone: Subjects that had a message before the move and have none now (the cursor went back).
+        messages: The messages of the ``changed`` subjects, undecoded; when ``gone`` is not empty, of
+            every subject at the cursor (a view starts afresh). Empty when the timeline reads through
+            consumers.
     """
 
     t_ns: int
     state: pd.DataFrame
     changed: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
+    messages: list[RecordedMessage] = field(default_factory=list)
 
 
 class CursorFollower:
@@ -61,6 +65,10 @@ class CursorFollower:
         self.last: CursorStep | None = None
         self._steps: CallbackList[[CursorStep]] = CallbackList("cursor step")
 
+    def forget(self) -> None:
+        """Forget what the views hold: the next :meth:`move` tells every subject as changed."""
+        self.sequences = {}
+
     def on_step(self, callback: object, remove: bool = False) -> None:
         """Call ``callback(step)`` (a plain function) after every :meth:`move`."""
         self._steps.register(callback, remove=remove)  # type: ignore[arg-type]
@@ -74,7 +82,7 @@ class CursorFollower:
         Example:
             >>> step = await follower.move(datetime(2026, 12, 8, 3, 12))  # doctest: +SKIP
         """
-        t_ns = _time_ns(t)
+        t_ns = time_ns(t)
         state = await self.timeline.at(t_ns, self.subjects)
         self.timeline.cursor_ns = t_ns
         sequences = dict(zip(state["subject"].tolist(), state["sequence"].tolist(), strict=True))
@@ -82,7 +90,11 @@ class CursorFollower:
         changed = [s for s, seq in sequences.items() if before.get(s) != seq]
         gone = [s for s in before if s not in sequences]
         self.sequences = sequences
-        step = CursorStep(t_ns, state, changed, gone)
+        messages = await self.timeline.messages_at(t_ns, self.subjects)
+        if not gone:
+            wanted = set(changed)
+            messages = [m for m in messages if m.subject in wanted]
+        step = CursorStep(t_ns, state, changed, gone, messages)
         self.last = step
         self._steps(step)
         return step

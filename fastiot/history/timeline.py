@@ -22,7 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import nats.errors
 import nats.js.errors
@@ -41,7 +41,15 @@ from fastiot.workbench import use_connection
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_CACHE_SIZE", "DEFAULT_WINDOW_ROWS", "Time", "Timeline", "bin_edges"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_WINDOW_ROWS",
+    "RecordedMessage",
+    "Time",
+    "Timeline",
+    "bin_edges",
+    "time_ns",
+]
 
 DEFAULT_CACHE_SIZE = 256
 """Answers of :meth:`Timeline.at` kept (by time and subjects), so scrubbing back asks the server once."""
@@ -59,7 +67,26 @@ Time = Union[datetime, int, float]  # noqa: UP007 - a runtime alias
 _logger = logging.getLogger("fastiot.history")
 
 
-def _time_ns(t: Time, name: str = "t") -> int:
+class RecordedMessage(NamedTuple):
+    """One recorded message, undecoded: subject, stream sequence, time (ns), payload, its own headers."""
+
+    subject: str
+    sequence: int
+    time_ns: int
+    data: bytes
+    headers: dict[str, str] | None
+
+
+def time_ns(t: Time, name: str = "t") -> int:
+    """``t`` in ns since the epoch (a datetime, naive meaning UTC; a ``pandas.Timestamp``; ns as they are).
+
+    Raises:
+        InvalidRangeError: ``t`` is no time.
+
+    Example:
+        >>> time_ns(datetime(1970, 1, 1, 0, 0, 1))
+        1000000000
+    """
     if isinstance(t, bool):
         raise InvalidRangeError(f"{name}={t!r} is not a time")
     if isinstance(t, datetime):
@@ -107,7 +134,8 @@ class Timeline:
         self.cursor_ns: int = 0
         self.direct: bool = True
         self.cache_size: int = max(1, cache_size)
-        self._cache: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+        # Answers by (kind, time, subjects): the frame, and for a state read by direct get its raw messages.
+        self._cache: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, list[DirectResult]]] = OrderedDict()
         self._subjects: dict[str, list[str]] = {}
         self._too_many: set[tuple[str, ...]] = set()
 
@@ -131,7 +159,7 @@ class Timeline:
 
     def seek(self, t: Time) -> None:
         """Put the cursor at ``t`` (a datetime, a ``pandas.Timestamp`` or ns since the epoch)."""
-        self.cursor_ns = _time_ns(t)
+        self.cursor_ns = time_ns(t)
 
     @classmethod
     async def open(
@@ -219,13 +247,14 @@ class Timeline:
         return subject_patterns(subjects)
 
     def _cached(self, key: tuple[Any, ...]) -> pd.DataFrame | None:
-        frame = self._cache.get(key)
-        if frame is not None:
-            self._cache.move_to_end(key)
-        return frame
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        self._cache.move_to_end(key)
+        return entry[0]
 
-    def _keep(self, key: tuple[Any, ...], frame: pd.DataFrame) -> None:
-        self._cache[key] = frame
+    def _keep(self, key: tuple[Any, ...], frame: pd.DataFrame, raw: list[DirectResult] | None = None) -> None:
+        self._cache[key] = (frame, raw or [])
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
@@ -249,24 +278,50 @@ class Timeline:
             >>> state = await timeline.at(datetime(2026, 12, 8, 3, 12))  # doctest: +SKIP
             >>> state.set_index("subject")["temperature"]  # doctest: +SKIP
         """
-        t_ns = _time_ns(t)
+        t_ns = time_ns(t)
         filters = self._filters(subjects)
         key = ("at", t_ns, tuple(filters))
         cached = self._cached(key)
         if cached is not None:
             return cached
+        raw: list[DirectResult] = []
         if not filters or not self.last_seq or t_ns < self.start_ns:
             frame = FrameBuilder(0).to_dataframe()
         else:
             async with use_connection(self.connection) as conn:
                 if self.direct:
-                    frame = await self._at_direct(conn, t_ns, filters)
+                    raw = await self._at_direct(conn, t_ns, filters)
+                    frame = _frame(raw)
                 else:
                     frame = await self._at_by_consumer(conn, t_ns, filters)
-        self._keep(key, frame)
+        self._keep(key, frame, raw)
         return frame
 
-    async def _at_direct(self, conn: NatsBrokerConnection, t_ns: int, filters: list[str]) -> pd.DataFrame:
+    async def messages_at(self, t: Time, subjects: RecordingSubjects | None = None) -> list[RecordedMessage]:
+        """The messages :meth:`at` decodes, undecoded: what a view fed with messages takes.
+
+        Empty on a timeline that reads through consumers (:attr:`direct` False).
+
+        Example:
+            >>> [m.subject for m in await timeline.messages_at(timeline.end)]  # doctest: +SKIP
+        """
+        t_ns = time_ns(t)
+        await self.at(t_ns, subjects)
+        entry = self._cache.get(("at", t_ns, tuple(self._filters(subjects))))
+        found: list[RecordedMessage] = []
+        for result in entry[1] if entry is not None else []:
+            batch = result.batch
+            for i, (subject, data) in enumerate(zip(batch.subjects, batch.payloads, strict=True)):
+                found.append(
+                    RecordedMessage(
+                        subject, int(batch.sequences[i]), int(batch.times[i]), data, result.headers.get(i)
+                    )
+                )
+        return found
+
+    async def _at_direct(
+        self, conn: NatsBrokerConnection, t_ns: int, filters: list[str]
+    ) -> list[DirectResult]:
         # The server reads up_to_time as "before": one ns more includes a message stored exactly at t.
         up_to = rfc3339_ns(t_ns + 1)
         try:
@@ -285,7 +340,7 @@ class Timeline:
                 )
                 for i in range(0, len(literal), _CHUNK)
             ]
-        return _frame(results)
+        return results
 
     async def _literal_subjects(self, conn: NatsBrokerConnection, filters: list[str]) -> list[str]:
         found: set[str] = set()
@@ -335,7 +390,7 @@ class Timeline:
             >>> t = timeline.cursor
             >>> frame = await timeline.window(t - timedelta(seconds=30), t)  # doctest: +SKIP
         """
-        t0_ns, t1_ns = _time_ns(t0, "t0"), _time_ns(t1, "t1")
+        t0_ns, t1_ns = time_ns(t0, "t0"), time_ns(t1, "t1")
         filters = self._filters(subjects)
         if not filters or t1_ns < t0_ns:
             return FrameBuilder(0).to_dataframe()
@@ -430,8 +485,8 @@ class Timeline:
         if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= _MAX_BINS:
             raise InvalidRecordingError(f"bins must be an int from 1 to {_MAX_BINS}, got {bins!r}")
         groups = [">"] if subjects is None else (subject_patterns(list(subjects)) if subjects else [])
-        lo = self.start_ns if start is None else _time_ns(start, "start")
-        hi = self.end_ns if end is None else _time_ns(end, "end")
+        lo = self.start_ns if start is None else time_ns(start, "start")
+        hi = self.end_ns if end is None else time_ns(end, "end")
         hi = max(hi, lo)
         edges = bin_edges(lo, hi, bins)
         key = ("density", bins, tuple(groups), lo, hi)
