@@ -30,14 +30,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import numpy as np
 
 from fastiot.core.broker_connection import NatsBrokerConnection
-from fastiot.core.serialization import pack, serialize_to_bin
+from fastiot.core.serialization import pack, serialize_to_bin, unpackb
+from fastiot.core.subject_helper import subject_matches
 from fastiot.exceptions import InvalidRecordingError
 from fastiot.history._consumers import RawBatch
 from fastiot.history._frames import FrameBuilder
 from fastiot.history._names import RecordingSubjects, check_prefix, subject_patterns
 from fastiot.history._reader import StreamReader
 from fastiot.history.ranges import Range, _ns
-from fastiot.payloads import decode, model_for_subject, model_schema
+from fastiot.payloads import decode, model_for_subject, model_schema, registered_decoders
 from fastiot.workbench import Stoppable, use_connection
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ PROFILE = ""  # no ROS profile: plain MCAP as Foxglove reads it
 WIRE_METADATA = "fastiot.wire"
 """A channel's metadata key: how its messages went over NATS when that differs from the file (msgpack)."""
 _BATCH_ROWS = 2_048
+_SEQ = 0xFFFFFFFF  # MCAP's sequence is 32 bits; a stream's may go beyond
 _MATCH_ALL = ">"
 
 
@@ -86,12 +88,48 @@ def _publish_ns(value: Any, log_ns: int) -> int:
     return _ns(stamp) if isinstance(stamp, datetime) else log_ns
 
 
-def _write_batch(channels: _Channels, batch: RawBatch, headers: dict[int, dict[str, str]]) -> None:
+class _Plan:
+    """Per subject, once: does a model or a registered decoder read it (then every message is decoded),
+    or is a msgpack payload written as it is (then a message is only checked to be msgpack)."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[str, bool] = {}
+        self._decoders = registered_decoders()
+
+    def decodes(self, subject: str) -> bool:
+        decoded = self._decoded.get(subject)
+        if decoded is None:
+            decoded = model_for_subject(subject) is not None or any(
+                subject_matches(subject, p) for patterns in self._decoders.values() for p in patterns
+            )
+            self._decoded[subject] = decoded
+        return decoded
+
+
+def _is_msgpack(data: bytes) -> bool:
+    try:
+        unpackb(data)
+    except Exception:
+        return False
+    return True
+
+
+def _write_batch(
+    channels: _Channels, plan: _Plan, batch: RawBatch, headers: dict[int, dict[str, str]]
+) -> None:
     writer = channels.writer
     times, sequences = batch.times.tolist(), batch.sequences.tolist()
     for i, (subject, data) in enumerate(zip(batch.subjects, batch.payloads, strict=True)):
-        decoded = decode(data, subject=subject, headers=headers.get(i))
         log_ns = times[i]
+        row_headers = headers.get(i)
+        # The common case without decoding: msgpack on a subject no model or decoder reads, no headers
+        # (a Content-Type could say otherwise), more than a byte (a digit sent as text reads as a number).
+        if row_headers is None and len(data) > 1 and not plan.decodes(subject) and _is_msgpack(data):
+            writer.add_message(
+                channels.channel(subject, "msgpack"), log_ns, data, log_ns, sequences[i] & _SEQ
+            )
+            continue
+        decoded = decode(data, subject=subject, headers=row_headers)
         if decoded.kind == "model":
             model = type(decoded.value)
             channel = channels.channel(subject, "json", channels.schema(model, subject), wire="msgpack")
@@ -100,8 +138,7 @@ def _write_batch(channels: _Channels, batch: RawBatch, headers: dict[int, dict[s
         else:
             channel = channels.channel(subject, decoded.kind)
             body, publish_ns = data, log_ns
-        # MCAP's sequence is 32 bits; a stream's may go beyond.
-        writer.add_message(channel, log_ns, body, publish_ns, sequences[i] & 0xFFFFFFFF)
+        writer.add_message(channel, log_ns, body, publish_ns, sequences[i] & _SEQ)
 
 
 async def write_mcap(
@@ -122,11 +159,12 @@ async def write_mcap(
         writer = Writer(file)
         writer.start(profile=PROFILE, library="fastiot-workbench")
         channels = _Channels(writer)
+        plan = _Plan()
         async with StreamReader(connection, stream, range_=range_, filters=filters) as reader:
             async for batch in reader:
                 headers = await reader.headers_of(batch) if batch.headers else {}
                 # In a thread: the kernel stays responsive; the server is held back meanwhile.
-                await asyncio.to_thread(_write_batch, channels, batch, headers)
+                await asyncio.to_thread(_write_batch, channels, plan, batch, headers)
         await asyncio.to_thread(writer.finish)
     return path
 
@@ -175,8 +213,6 @@ class _Decoders:
 
 def _iter_batches(file: IO[bytes], patterns: list[str] | None, for_replay: bool) -> Iterator[RawBatch]:
     from mcap.reader import make_reader
-
-    from fastiot.core.subject_helper import subject_matches
 
     reader = make_reader(file)
     decoders = _Decoders()
@@ -294,7 +330,6 @@ def _count(path: Path, patterns: list[str] | None) -> int:
         return 0
     if patterns is None:
         return int(summary.statistics.message_count)
-    from fastiot.core.subject_helper import subject_matches
 
     counts = summary.statistics.channel_message_counts
     return sum(
