@@ -228,6 +228,11 @@ class Timeline:
                 self.start_ns = int(first.batch.times[0])
             if len(last.batch):
                 self.end_ns = int(last.batch.times[0])
+        elif info.messages:
+            for seq, attribute in ((info.first_seq, "start_ns"), (info.last_seq, "end_ns")):
+                row = await self.recording.to_dataframe(start=seq, max_rows=1, connection=conn)
+                if len(row):
+                    setattr(self, attribute, int(row["received_at"].astype("int64").iloc[0]))
 
     async def refresh(self) -> None:
         """Read the range again (a recording that goes on grows) and forget cached answers."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,9 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import InvalidRangeError, InvalidRecordingError, RecordingNotFoundError
 from fastiot.history import Recording, Timeline
 from fastiot.history.timeline import bin_edges
+from fastiot.nats_server import NatsServer
 from tests.history.conftest import publish
+from tests.lockdown import connect_as
 
 
 def _state(full: pd.DataFrame, t_ns: int) -> pd.DataFrame:
@@ -210,3 +214,25 @@ async def test_bad_input_says_what_to_give(connection: NatsBrokerConnection, nam
         await timeline.at("yesterday")  # type: ignore[arg-type]
     with pytest.raises(InvalidRecordingError):
         await timeline.at(0, subjects="v1..x")
+
+
+async def test_a_user_who_may_not_change_the_stream_reads_through_consumers(
+    locked_down: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The viewer may read recordings but not update them: no allow_direct, a warning, the same answers."""
+    name = f"tl_viewer_{uuid.uuid4().hex[:8]}"
+    admin = await connect_as(locked_down, "admin")
+    viewer = await connect_as(locked_down, "viewer")
+    try:
+        await admin.client.jsm().add_stream(name=name, subjects=[f"v1.thing.{name}.>"])
+        await publish(admin, [(f"v1.thing.{name}.s{i % 2}", {"value": float(i)}) for i in range(6)])
+        with caplog.at_level(logging.WARNING, logger="fastiot.history"):
+            timeline = await Timeline.open(name, connection=viewer)
+        assert not timeline.direct
+        assert "nats stream edit" in caplog.text
+        state = await timeline.at(timeline.end_ns)
+        assert sorted(state["value"]) == [4.0, 5.0]
+    finally:
+        await admin.client.jsm().delete_stream(name)
+        await viewer.close()
+        await admin.close()
