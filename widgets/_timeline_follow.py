@@ -49,13 +49,23 @@ class _Latest:
             self._running = False
 
 
+class _FedIndex(SubjectIndex):
+    """A SubjectIndex fed with a recording's messages, never subscribed (the browser starts an index it
+    is given: here that does nothing, so live traffic never mixes with the state at the cursor)."""
+
+    async def start(self) -> _FedIndex:
+        return self
+
+
 class BrowserFollow:
     """A SubjectBrowser over an index fed with the recording's messages at the cursor."""
 
-    def __init__(self, follower: CursorFollower) -> None:
+    def __init__(self, follower: CursorFollower, **browser_kwargs: Any) -> None:
         self.follower: CursorFollower = follower
-        self.index: SubjectIndex = SubjectIndex(">")  # never started: fed, not subscribed
-        self.browser: SubjectBrowser = SubjectBrowser(self.index)
+        self.index: SubjectIndex = _FedIndex(">")
+        self.browser: SubjectBrowser = SubjectBrowser(self.index, **browser_kwargs)
+        # Not connected, by design: it shows a recording, and "disconnected" would say something is wrong.
+        self.browser.connection_status.layout.display = "none"
         follower.on_step(self.on_step)
 
     def on_step(self, step: CursorStep) -> None:

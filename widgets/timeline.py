@@ -143,8 +143,10 @@ class Timeline(widgets.VBox):
         self.next_button.on_click(lambda _b: self._spawn(self.step(+1), "stepping on"))
         self.follower.on_step(self._on_step)
         self.cursor_ns = timeline.start_ns
+        self._started: bool = False
+        self._start_task: asyncio.Task[Any] | None = None
         if loop_is_running():
-            self._spawn(self.start(), "loading the timeline")
+            self._start_task = self._tasks.spawn(self._start(), what="loading the timeline")
 
     def __repr__(self) -> str:
         return f"<Timeline of {self.model.recording.name!r} at {self.cursor}>"
@@ -162,13 +164,24 @@ class Timeline(widgets.VBox):
         self.status.value = f'<span style="color:#c62828">{self.error}</span>'
 
     async def start(self) -> Timeline:
-        """Load the density strip and the subjects, and show the state at the cursor."""
+        """Load the density strip and the subjects, and show the state at the cursor (done by the
+        constructor in a notebook; awaiting it waits for that)."""
+        task = self._start_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        elif not self._started:
+            await self._start()
+        return self
+
+    async def _start(self) -> None:
+        self._started = True
         strip = await self.model.density(self.bins, self.groups)
         self.axis.density = [strip[c].astype(int).tolist() for c in strip.columns]
         subjects = sorted(set(self.follower.sequences) | set(await self._subjects()))
         self.subject_choice.options = subjects
+        if self.subject_choice.value is None and subjects:
+            self.subject_choice.value = subjects[0]
         await self.seek(self.cursor_ns)
-        return self
 
     async def _subjects(self) -> list[str]:
         state = await self.model.at(self.model.end_ns, self.follower.subjects)
@@ -309,9 +322,9 @@ class Timeline(widgets.VBox):
         if not self._moving and loop_is_running():
             self._spawn(self._move_to_target(), "showing the cursor's state in a new view")
 
-    def subject_browser(self) -> SubjectBrowser:
+    def subject_browser(self, *, height: int | None = None) -> SubjectBrowser:
         """A SubjectBrowser of each subject's value at the cursor; rows changed by the last move flash."""
-        view = BrowserFollow(self.follower)
+        view = BrowserFollow(self.follower, **({"height": height} if height is not None else {}))
         self._attach(view)
         return view.browser
 

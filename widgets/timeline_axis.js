@@ -5,6 +5,7 @@
 // every 50 ms (the kernel answers with the state there), and once more when the drag ends.
 
 const SEND_EVERY_MS = 50;
+const SNAP_PX = 4;
 const COLORS = ["#1976d2", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f"];
 
 function utc(ms) {
@@ -76,7 +77,9 @@ function render({ model, el }) {
   };
   const moveTo = (clientX, final) => {
     const rect = box.getBoundingClientRect();
-    const x = Math.min(1, Math.max(0, (clientX - rect.left) / Math.max(1, rect.width)));
+    const px = Math.min(rect.width, Math.max(0, clientX - rect.left));
+    // Within a few pixels of an end: the end itself (the first or the last message).
+    const x = px <= SNAP_PX ? 0 : px >= rect.width - SNAP_PX ? 1 : px / Math.max(1, rect.width);
     model.set("cursor_ms", model.get("start_ms") + x * span());
     place();
     if (final || Date.now() - lastSent >= SEND_EVERY_MS) {

@@ -42,6 +42,7 @@ CELLS = [
     "for i in range(40):\n"
     '    await broker.publish_raw(f"tl.s{i % 4}", pack({"value": i}))\n'
     "    await broker.flush()\n"
+    "    await asyncio.sleep(0.02)  # a recording that takes a second\n"
     "for _ in range(200):  # a recording copied from the rolling history gets them a moment later\n"
     "    if (await rec.info()).messages >= 40:\n"
     "        break\n"
@@ -49,7 +50,7 @@ CELLS = [
     "view = Timeline(await RecordingTimeline.open(rec))\n"
     "await view.start()\n"
     "view",
-    "browser = view.subject_browser()\nawait view.settled()\nbrowser",
+    "browser = view.subject_browser(height=200)\nawait view.settled()\nbrowser",
 ]
 
 
@@ -80,6 +81,8 @@ def test_the_subject_browser_follows_the_timeline_cursor_in_jupyterlab(workbench
             assert re.search(r"\b0\b", _value(page, "tl.s0")), _value(page, "tl.s0")
             start_label = page.locator(".fastiot-timeline-cursor-label").first.inner_text()
 
+            page.locator(".fastiot-subject-tree").first.scroll_into_view_if_needed()
+            axis.scroll_into_view_if_needed()
             box = axis.bounding_box()
             assert box is not None
             axis.click(position={"x": box["width"] - 2, "y": 10})  # the right end: the last message
@@ -90,7 +93,7 @@ def test_the_subject_browser_follows_the_timeline_cursor_in_jupyterlab(workbench
                             `.fastiot-subject-tree .fst-row[data-path="${s}"] .fst-value`);
                         return row ? row.textContent.trim() : null;
                     };
-                    return /\b36\b/.test(value("tl.s0") || "") && /\b39\b/.test(value("tl.s3") || "");
+                    return /\\b36\\b/.test(value("tl.s0") || "") && /\\b39\\b/.test(value("tl.s3") || "");
                 }"""
             )
             assert page.locator(".fastiot-timeline-cursor-label").first.inner_text() != start_label
