@@ -1,4 +1,5 @@
-"""History: record subjects into JetStream, browse streams and key-value buckets, export, replay.
+"""History: record subjects into JetStream, browse streams and key-value buckets, export, replay, scrub
+through a recording along its time axis (:class:`Timeline`), and MCAP files in and out.
 
 Recordings are JetStream streams: they live in the broker (replicated in a cluster), keep recording when
 the kernel stops, and outlive it. This package is the headless model; widgets in ``fastiot_widgets``

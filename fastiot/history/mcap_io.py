@@ -32,7 +32,7 @@ import numpy as np
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.core.serialization import pack, serialize_to_bin, unpackb
 from fastiot.core.subject_helper import subject_matches
-from fastiot.exceptions import InvalidRecordingError
+from fastiot.exceptions import HistoryReadError, InvalidRecordingError
 from fastiot.history._consumers import RawBatch
 from fastiot.history._frames import FrameBuilder
 from fastiot.history._names import RecordingSubjects, check_prefix, subject_patterns
@@ -308,7 +308,7 @@ class _FileSource:
         return None
 
     def deleted_error(self) -> Exception:
-        raise AssertionError("an MCAP file is not deleted while it is replayed")
+        return HistoryReadError("the MCAP file went away while it was replayed")
 
     async def __aiter__(self) -> AsyncIterator[RawBatch]:
         while True:

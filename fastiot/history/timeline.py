@@ -235,7 +235,11 @@ class Timeline:
                     setattr(self, attribute, int(row["received_at"].astype("int64").iloc[0]))
 
     async def refresh(self) -> None:
-        """Read the range again (a recording that goes on grows) and forget cached answers."""
+        """Read the range again (a recording that goes on grows) and forget cached answers.
+
+        Also forgets the subjects a state of more than 1,000 subjects is asked for by name, so subjects
+        that appeared since are asked for too.
+        """
         async with use_connection(self.connection) as conn:
             await self._read_range(conn)
         self._cache.clear()
