@@ -172,6 +172,13 @@ async def write_mcap(
 # -- reading ------------------------------------------------------------------------------------------------
 
 
+def _not_mcap(file: Path, error: Exception) -> InvalidRecordingError:
+    return InvalidRecordingError(
+        f"{str(file)!r} is not a readable MCAP file ({type(error).__name__}: {error}); give a .mcap file "
+        f"as Foxglove or the mcap tools write it"
+    )
+
+
 def _open(path: str | Path) -> Path:
     file = Path(path)
     if not file.is_file():
@@ -280,15 +287,20 @@ def read_mcap(path: str | Path, subjects: RecordingSubjects | None = None) -> pd
         subjects: Only topics matching these NATS patterns; all if None.
 
     Raises:
-        InvalidRecordingError: There is no such file, or a pattern is malformed.
+        InvalidRecordingError: There is no such file, it is no MCAP file, or a pattern is malformed.
 
     Example:
         >>> frame = read_mcap("plant.mcap", subjects="v1.thing.oven.>")  # doctest: +SKIP
     """
+    from mcap.exceptions import McapError
+
     file = _open(path)
     patterns = subject_patterns(subjects) if subjects is not None else None
     with file.open("rb") as stream:
-        batches = list(_iter_batches(stream, patterns, for_replay=False))
+        try:
+            batches = list(_iter_batches(stream, patterns, for_replay=False))
+        except McapError as e:
+            raise _not_mcap(file, e) from None
     builder = FrameBuilder(sum(map(len, batches)))
     for batch in batches:
         builder.add(batch)
@@ -322,10 +334,14 @@ class _FileSource:
 
 
 def _count(path: Path, patterns: list[str] | None) -> int:
+    from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
     with path.open("rb") as file:
-        summary = make_reader(file).get_summary()
+        try:
+            summary = make_reader(file).get_summary()
+        except McapError as e:
+            raise _not_mcap(path, e) from None
     if summary is None or summary.statistics is None:
         return 0
     if patterns is None:

@@ -92,6 +92,11 @@ async def test_read_mcap_of_our_file_is_like_to_dataframe(
     assert sorted(only["subject"]) == ["v1.raw.bytes", "v1.raw.dict", "v1.raw.text"]
     with pytest.raises(InvalidRecordingError, match="no MCAP file"):
         read_mcap(tmp_path / "missing.mcap")
+    (tmp_path / "notes.mcap").write_text("not an MCAP file")
+    with pytest.raises(InvalidRecordingError, match="not a readable MCAP file"):
+        read_mcap(tmp_path / "notes.mcap")
+    with pytest.raises(InvalidRecordingError, match="not a readable MCAP file"):
+        await replay_mcap(tmp_path / "notes.mcap", connection=connection)
 
 
 def _reading_class() -> type[Message]:
