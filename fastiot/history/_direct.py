@@ -1,5 +1,6 @@
-"""JetStream's batch direct get (nats-server 2.11+): the last message per subject up to a time, and the
-first message of a subject from a time on, answered by any replica without a consumer.
+"""JetStream's batch direct get (nats-server 2.11+), answered by any replica without a consumer.
+
+The last message per subject up to a time, and the first message of a subject from a time on.
 
 Synadia's ``jetstreamext`` has these requests as ``get_last_msgs_for`` / ``get_batch``, but it sends times
 with microseconds only (a message stored in the same microsecond as the cursor would be missed or taken

@@ -89,8 +89,11 @@ def _publish_ns(value: Any, log_ns: int) -> int:
 
 
 class _Plan:
-    """Per subject, once: does a model or a registered decoder read it (then every message is decoded),
-    or is a msgpack payload written as it is (then a message is only checked to be msgpack)."""
+    """Per subject, once: is every message decoded, or only checked to be msgpack?
+
+    Decoded when a model or a registered decoder reads the subject; else a msgpack payload is written
+    as it is.
+    """
 
     def __init__(self) -> None:
         self._decoded: dict[str, bool] = {}

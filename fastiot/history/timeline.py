@@ -140,6 +140,7 @@ class Timeline:
         self._too_many: set[tuple[str, ...]] = set()
 
     def __repr__(self) -> str:
+        """``Timeline('plant', start .. end)``."""
         return f"Timeline({self.recording.name!r}, {self.start} .. {self.end})"
 
     @property
