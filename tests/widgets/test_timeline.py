@@ -60,6 +60,20 @@ async def test_the_browser_shows_the_values_at_the_cursor_and_marks_what_changed
     assert view.axis.cursor_ms == pytest.approx(times[0] / 1e6)
 
 
+async def test_the_browser_shows_the_recording_not_live_traffic(
+    view: Timeline, js_broker: NatsBrokerConnection
+) -> None:
+    browser = view.subject_browser()
+    await browser.start()  # what a notebook does: an index it is given gets started
+    await view.seek(view.model.start_ns)
+    await view.settled()
+    assert not browser.index.is_running
+    await js_broker.publish_raw("v1.live.x", b"\x05")
+    await js_broker.flush()
+    await view.seek(view.model.start_ns + 1)
+    assert browser.index.subjects == ["v1.tl.m0.value"]
+
+
 async def test_a_cursor_dragged_in_the_browser_moves_the_views(view: Timeline) -> None:
     browser = view.subject_browser()
     view.axis.cursor_ms = view.model.end_ns / 1e6  # what the front end sets while dragging
