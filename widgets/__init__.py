@@ -31,6 +31,7 @@ from .recording_browser import RecordingBrowser
 from .service_browser import ServiceBrowser
 from .service_control import ServiceControl
 from .subject_browser import SubjectBrowser
+from .timeline import Timeline
 
 __all__ = [
     "CodeGenerationError",
@@ -44,6 +45,7 @@ __all__ = [
     "ServiceCellError",
     "ServiceControl",
     "SubjectBrowser",
+    "Timeline",
     "WidgetError",
     "load_ipython_extension",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "Checkbox",
     "DatetimePicker",
     "Dropdown",
+    "FloatLogSlider",
     "FloatText",
     "IntText",
     "LoopBound",
@@ -95,6 +96,10 @@ class DatetimePicker(LoopBound, widgets.DatetimePicker):
 
 class Dropdown(LoopBound, widgets.Dropdown):
     """ipywidgets' Dropdown, handled on its loop."""
+
+
+class FloatLogSlider(LoopBound, widgets.FloatLogSlider):
+    """ipywidgets' FloatLogSlider, handled on its loop."""
 
 
 class FloatText(LoopBound, widgets.FloatText):

@@ -58,6 +58,8 @@ def stream_config(
         max_msgs=_limit(max_msgs, "max_msgs"),
         storage=_STORAGE[storage],
         num_replicas=replicas,
+        # Any replica answers direct gets: the timeline's state at a time is one batch request.
+        allow_direct=True,
     )
 
 

@@ -492,6 +492,34 @@ class Recording:
                 subject_patterns(subjects) if subjects is not None else [],
             )
 
+    async def to_mcap(
+        self,
+        path: str | Path,
+        start: Bound = None,
+        end: Bound = None,
+        *,
+        subjects: RecordingSubjects | None = None,
+        connection: NatsBrokerConnection | None = None,
+    ) -> Path:
+        """Write a range as an MCAP file (Foxglove, ROS 2 tools): one channel per subject.
+
+        See :mod:`fastiot.history.mcap_io`: a model's messages as JSON with its JSON schema, others in
+        their own encodings; log times from the stream, publish times from a model's ``timestamp``.
+
+        Example:
+            >>> await rec.to_mcap("plant.mcap", start=timedelta(hours=1))  # doctest: +SKIP
+        """
+        from fastiot.history.mcap_io import write_mcap
+
+        async with self._using(connection) as conn:
+            return await write_mcap(
+                conn,
+                self.name,
+                Path(path),
+                resolve_range(start, end),
+                subject_patterns(subjects) if subjects is not None else [],
+            )
+
     async def replay(
         self,
         *,

@@ -15,10 +15,11 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from fastiot._callbacks import CallbackList
 from fastiot.core import _nats_compat
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import InvalidRecordingError, ReplayLoopError, WaitTimeoutError
-from fastiot.history._consumers import count_from
+from fastiot.history._consumers import RawBatch, count_from
 from fastiot.history._names import check_prefix, patterns_overlap, subject_patterns
 from fastiot.history._reader import StreamReader
 from fastiot.history.ranges import Bound, resolve_range
@@ -37,7 +38,16 @@ if TYPE_CHECKING:
     from fastiot.history._names import RecordingSubjects
     from fastiot.history.recording import Recording
 
-__all__ = ["DEFAULT_PROGRESS_INTERVAL", "ProgressCallback", "Replay", "ReplayState", "start_replay"]
+__all__ = [
+    "DEFAULT_PROGRESS_INTERVAL",
+    "ProgressCallback",
+    "Replay",
+    "ReplaySource",
+    "ReplayState",
+    "check_speed",
+    "run_replay",
+    "start_replay",
+]
 
 DEFAULT_PROGRESS_INTERVAL = 0.1  # seconds between two progress callbacks
 _BATCH_ROWS = 256  # small batches: the read loop never holds up a publish for long
@@ -46,6 +56,23 @@ _LATENESS_KEPT = 100_000
 _PREFETCH_TIMEOUT = 5.0  # seconds a timed replay may wait for its first rows before the clock starts
 
 _logger = logging.getLogger("fastiot.history")
+
+
+class ReplaySource(Protocol):
+    """Where a replay's messages come from: a stream's reader, or an MCAP file's."""
+
+    @property
+    def deleted(self) -> bool:
+        """True once the source went away (a deleted stream)."""
+
+    def deleted_error(self) -> Exception:
+        """The error to raise when :attr:`deleted`."""
+
+    async def prefetch(self, rows: int, timeout: float) -> None:
+        """Buffer ``rows`` rows (at most ``timeout`` s) before the clock starts."""
+
+    def __aiter__(self) -> AsyncIterator[RawBatch]:
+        """The batches, in time order."""
 
 
 class ReplayState(str, Enum):
@@ -191,15 +218,15 @@ class Replay:
             self._last_progress = now
             self._progress(self)
 
-    def begin(self, reader: StreamReader, target: NatsBrokerConnection, stack: AsyncExitStack) -> None:
+    def begin(self, reader: ReplaySource, target: NatsBrokerConnection, stack: AsyncExitStack) -> None:
         """Start publishing what ``reader`` reads to ``target``; ``stack`` is closed when the replay ends.
 
-        :meth:`Recording.replay` calls this once, when it has opened the read.
+        :func:`run_replay` calls this once, when the read is open (a recording's, or an MCAP file's).
         """
         self._stack = stack
         self._task = asyncio.get_running_loop().create_task(self._run(reader, target))
 
-    async def _run(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
+    async def _run(self, reader: ReplaySource, target: NatsBrokerConnection) -> None:
         state, error = ReplayState.FINISHED, None
         try:
             await self._publish_all(reader, target)
@@ -225,7 +252,7 @@ class Replay:
                 await stack.aclose()
         self._notify(force=True)
 
-    async def _publish_all(self, reader: StreamReader, target: NatsBrokerConnection) -> None:
+    async def _publish_all(self, reader: ReplaySource, target: NatsBrokerConnection) -> None:
         speed, prefix = self.speed, self.subject_prefix
         client = target.client
         publish = target.publish_raw
@@ -301,16 +328,11 @@ async def start_replay(
     Raises:
         ReplayLoopError: The replay would publish into subjects the recording records, on its broker.
     """
-    if speed is not None and (
-        isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed > 0
-    ):
-        raise InvalidRecordingError(
-            f"speed must be a positive number (2.0: twice as fast) or None, got {speed!r}"
-        )
+    checked = check_speed(speed)
     prefix = check_prefix(subject_prefix) if subject_prefix is not None else None
     range_ = resolve_range(start, end)
     filters = subject_patterns(subjects) if subjects is not None else []
-    replay = Replay(recording.name, speed=None if speed is None else float(speed), subject_prefix=prefix)
+    replay = Replay(recording.name, speed=checked, subject_prefix=prefix)
     stack = AsyncExitStack()
     try:
         # A replay on the shared connection keeps running between cells: workbench.shutdown() stops it.
@@ -348,5 +370,27 @@ async def start_replay(
     except BaseException:
         await stack.aclose()
         raise
-    replay.begin(reader, destination, stack)
+    run_replay(replay, reader, destination, stack)
     return replay
+
+
+def check_speed(speed: object) -> float | None:
+    """``speed`` as a float, or None (as fast as possible).
+
+    Raises:
+        InvalidRecordingError: It is not a positive number or None.
+    """
+    if speed is None:
+        return None
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed > 0:
+        raise InvalidRecordingError(
+            f"speed must be a positive number (2.0: twice as fast) or None, got {speed!r}"
+        )
+    return float(speed)
+
+
+def run_replay(
+    replay: Replay, source: ReplaySource, destination: NatsBrokerConnection, stack: AsyncExitStack
+) -> None:
+    """Start publishing ``source`` into ``destination``; ``stack`` (the read, the lease) closes at the end."""
+    replay.begin(source, destination, stack)

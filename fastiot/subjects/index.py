@@ -19,10 +19,11 @@ import asyncio
 import dataclasses
 import operator
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from fastiot.capture._delivery import MessageView
 from fastiot.capture.export import string_array
 from fastiot.capture.observer import DEFAULT_WAIT_TIMEOUT, BrokerObserver, Listener, MessageHandler
 from fastiot.capture.shared import shared_subscriptions
@@ -222,6 +223,24 @@ class SubjectIndex(BrokerObserver):
                 self._wake()
 
         return on_msg
+
+    def add_messages(self, messages: Iterable[tuple[str, bytes, dict[str, str] | None]]) -> None:
+        r"""Count ``(subject, data, headers)`` messages as if they had arrived now.
+
+        For an index that shows messages from elsewhere than a subscription: a recording at a
+        timeline's cursor (:mod:`fastiot.history.follow`). They go through the same path as received ones.
+
+        Example:
+            >>> index = SubjectIndex()
+            >>> index.add_messages([("v1.x", b"\x01", None)])
+            >>> index.last_payload("v1.x")
+            1
+        """
+        handler = self._handler()
+        view = MessageView()
+        for subject, data, headers in messages:
+            view.subject, view.data, view.headers = subject, data, headers
+            handler(view)
 
     def _track(self, subject: str) -> SubjectEntry | None:
         if not self._include_inbox and subject.startswith(self._inbox_prefixes):

@@ -1,0 +1,155 @@
+"""Views that follow a Timeline's cursor: a SubjectBrowser, a LivePlot and a table of a recording.
+
+Each keeps what it holds and takes only what the move changed: the browser gets the messages of the
+subjects whose message at the cursor changed (its tree flashes them), the plot adds the rows between the
+last cursor and this one (a window ending at the cursor), the table reloads only when the cursor leaves
+the middle of the rows it holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastiot._tasks import BackgroundTasks
+from fastiot.history.follow import CursorFollower, CursorStep
+from fastiot.subjects import SubjectIndex
+
+from .data_grid import DataGrid
+from .live_plot import LivePlot
+from .subject_browser import SubjectBrowser
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BrowserFollow", "PlotFollow", "TableFollow"]
+
+
+class _Latest:
+    """Runs ``work(step)`` for the newest step only: moves that come while it runs are coalesced."""
+
+    def __init__(self, tasks: BackgroundTasks, work: Any, what: str) -> None:
+        self._tasks, self._work, self._what = tasks, work, what
+        self._pending: CursorStep | None = None
+        self._running: bool = False
+
+    def __call__(self, step: CursorStep) -> None:
+        self._pending = step
+        if not self._running:
+            self._running = True
+            self._tasks.spawn(self._drain(), what=self._what)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending is not None:
+                step, self._pending = self._pending, None
+                await self._work(step)
+        finally:
+            self._running = False
+
+
+class _FedIndex(SubjectIndex):
+    """A SubjectIndex fed with a recording's messages, never subscribed (the browser starts an index it
+    is given: here that does nothing, so live traffic never mixes with the state at the cursor)."""
+
+    async def start(self) -> _FedIndex:
+        return self
+
+
+class BrowserFollow:
+    """A SubjectBrowser over an index fed with the recording's messages at the cursor."""
+
+    def __init__(self, follower: CursorFollower, **browser_kwargs: Any) -> None:
+        self.follower: CursorFollower = follower
+        self.index: SubjectIndex = _FedIndex(">")
+        self.browser: SubjectBrowser = SubjectBrowser(self.index, **browser_kwargs)
+        # Not connected, by design: it shows a recording, and "disconnected" would say something is wrong.
+        self.browser.connection_status.layout.display = "none"
+        follower.on_step(self.on_step)
+
+    def on_step(self, step: CursorStep) -> None:
+        if step.gone:
+            # The cursor went back before some subjects' first message: the step has every message.
+            self.index.clear()
+        self.index.add_messages((m.subject, m.data, m.headers) for m in step.messages)
+
+    def close(self) -> None:
+        self.follower.on_step(self.on_step, remove=True)
+        self.browser.close()
+
+
+class PlotFollow:
+    """A LivePlot of ``fields`` over the last ``window`` before the cursor."""
+
+    def __init__(
+        self,
+        follower: CursorFollower,
+        tasks: BackgroundTasks,
+        fields: str | Sequence[str],
+        window: dt.timedelta,
+    ) -> None:
+        self.follower: CursorFollower = follower
+        self.window_ns: int = int(window.total_seconds() * 1e9)
+        self.fields: list[str] = [fields] if isinstance(fields, str) else list(fields)
+        self.plot: LivePlot = LivePlot.from_dataframe(_empty(self.fields), self.fields, window=window)
+        self.loaded_to: int | None = None  # the plot holds the rows up to here
+        self._latest = _Latest(tasks, self._load, "loading the plot's rows at the cursor")
+        follower.on_step(self._latest)
+
+    async def _load(self, step: CursorStep) -> None:
+        timeline = self.follower.timeline
+        t = step.t_ns
+        if self.loaded_to is not None and self.loaded_to <= t < self.loaded_to + self.window_ns:
+            frame = await timeline.window(self.loaded_to + 1, t, self.follower.subjects)  # only what is new
+        else:
+            self.plot.series.clear()
+            frame = await timeline.window(t - self.window_ns, t, self.follower.subjects)
+        if len(frame) and any(f in frame.columns for f in self.fields):
+            self.plot.series.add_frame(frame)
+        self.loaded_to = t
+
+    def close(self) -> None:
+        self.follower.on_step(self._latest, remove=True)
+        self.plot.close()
+
+
+class TableFollow:
+    """A table of the rows around the cursor (``window`` before and after it)."""
+
+    def __init__(
+        self, follower: CursorFollower, tasks: BackgroundTasks, window: dt.timedelta, max_rows: int
+    ) -> None:
+        self.follower: CursorFollower = follower
+        self.half_ns: int = int(window.total_seconds() * 1e9)
+        self.max_rows: int = max_rows
+        self.grid: DataGrid = DataGrid(_empty())
+        self.loaded: tuple[int, int] | None = None
+        self._latest = _Latest(tasks, self._load, "loading the table's rows around the cursor")
+        follower.on_step(self._latest)
+
+    async def _load(self, step: CursorStep) -> None:
+        t = step.t_ns
+        if self.loaded is not None:
+            lo, hi = self.loaded
+            quarter = (hi - lo) // 4
+            if lo + quarter <= t <= hi - quarter:
+                return  # still in the middle of what the table holds
+        lo, hi = t - self.half_ns, t + self.half_ns
+        frame = await self.follower.timeline.window(lo, hi, self.follower.subjects, max_rows=self.max_rows)
+        self.grid.set_data(frame)
+        self.loaded = (lo, hi)
+
+    def close(self) -> None:
+        self.follower.on_step(self._latest, remove=True)
+        self.grid.close()
+
+
+def _empty(fields: Sequence[str] = ()) -> pd.DataFrame:
+    import pandas as pd
+
+    columns = {
+        "received_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+        "subject": pd.Series([], dtype=object),
+    }
+    return pd.DataFrame({**columns, **{f: pd.Series([], dtype=float) for f in fields}})
