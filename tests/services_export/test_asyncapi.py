@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,11 @@ def asyncapi_validator() -> jsonschema.Draft7Validator:
     """The official AsyncAPI 3.0.0 schema of the npm package, its $refs resolved from the package's files."""
     bundle = SPECS / "schemas" / "3.0.0.json"
     if not bundle.is_file():
-        pytest.fail(
-            f"the AsyncAPI JSON schema is not installed at {bundle}; run .ci/run's npm line: {NPM_LINE}"
-        )
+        # A platform limit, as for the browser and Mosquitto tests: skipped with this reason, except under CI.
+        reason = f"the AsyncAPI JSON schema (npm @asyncapi/specs) is not installed at {bundle}: {NPM_LINE}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     root = json.loads(bundle.read_text())
     # The bundle holds every schema it refers to (draft-07 itself included) under definitions, by $id.
     resources = [
