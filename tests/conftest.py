@@ -14,7 +14,7 @@ from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.history.cli import STORE_ENV
 from fastiot.nats_server import NatsServer
 from fastiot.shared_broker import IDLE_ENV, RUNTIME_DIR_ENV
-from tests.lockdown import locked_down_server
+from tests.lockdown import connect_as, locked_down_server
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,40 @@ def locked_down() -> Iterator[NatsServer]:
     """A production-like nats-server with per-user permissions (see ``tests/lockdown.py``)."""
     with locked_down_server() as server:
         yield server
+
+
+async def _as(server: NatsServer, user: str) -> AsyncIterator[NatsBrokerConnection]:
+    connection = await connect_as(server, user)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def admin(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
+    """A connection to the locked-down server as ``admin`` (may do everything)."""
+    async for connection in _as(locked_down, "admin"):
+        yield connection
+
+
+@pytest.fixture
+async def viewer(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
+    """... as ``viewer`` (reads ``v1.thing.>`` and recordings, changes nothing)."""
+    async for connection in _as(locked_down, "viewer"):
+        yield connection
+
+
+@pytest.fixture
+async def press1(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
+    """... as ``press1`` (reads one machine, publishes nothing)."""
+    async for connection in _as(locked_down, "press1"):
+        yield connection
+
+
+@pytest.fixture
+async def nojs(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
+    """... as ``nojs`` (anything but JetStream)."""
+    async for connection in _as(locked_down, "nojs"):
+        yield connection
 
 
 @pytest.fixture(scope="session", autouse=True)

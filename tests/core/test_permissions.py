@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import nats.errors
 import pytest
@@ -25,20 +24,6 @@ from tests.waits import wait_until
 # Longer than any test may take: a call that waits for it instead of hearing the refusal fails the test.
 LONG = 60.0
 BOUND = 10.0
-
-
-@pytest.fixture
-async def admin(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "admin")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def viewer(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "viewer")
-    yield connection
-    await connection.close()
 
 
 def test_the_error_is_ours_and_a_permission_error() -> None:

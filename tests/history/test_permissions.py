@@ -55,20 +55,6 @@ async def plant(
         await admin.close()
 
 
-@pytest.fixture
-async def nojs(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "nojs")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def viewer(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "viewer")
-    yield connection
-    await connection.close()
-
-
 async def refused(call: object) -> PermissionDeniedError:
     assert asyncio.iscoroutine(call)
     with pytest.raises(PermissionDeniedError) as caught:

@@ -7,14 +7,12 @@ each is bounded well below the JetStream and request timeouts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import PermissionDeniedError
 from fastiot.msg.thing import Thing
-from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStatus
 from fastiot_widgets import (
     KeyValueBrowser,
@@ -31,27 +29,6 @@ from tests.workbench.test_service_permissions import WatchesAnotherMachine
 
 BOUND = 4.0  # under every timeout a refusal could otherwise hide behind (JetStream's 5 s, requests' more)
 RED = "#c62828"
-
-
-@pytest.fixture
-async def viewer(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "viewer")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def press1(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "press1")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def nojs(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "nojs")
-    yield connection
-    await connection.close()
 
 
 async def test_a_subject_browser_on_everything_says_it_may_not(viewer: NatsBrokerConnection) -> None:

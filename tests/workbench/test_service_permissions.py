@@ -9,7 +9,6 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from fastiot.exceptions import ServiceStartError
 from fastiot.msg.thing import Thing
 from fastiot.nats_server import NatsServer
 from fastiot.runner import ServiceRunner, ServiceStatus
-from tests.lockdown import connect_as, url_for
+from tests.lockdown import url_for
 from tests.waits import WAIT, wait_until
 
 
@@ -46,13 +45,6 @@ class SendsCommands(FastIoTService):
             Thing.get_subject("press_1.cmd"), Thing(name="cmd", machine="press_1", value=1)
         )
         return asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def press1(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
-    connection = await connect_as(locked_down, "press1")
-    yield connection
-    await connection.close()
 
 
 async def test_a_refused_subscription_crashes_the_service_with_the_reason(
