@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import inspect
 import re
@@ -161,11 +160,14 @@ def same_subject(refused: str, subject: str) -> bool:
 
 
 class _Guard:
-    """One operation waiting to hear of a refusal that matches it."""
+    """One operation waiting to hear of a refusal that matches it: the task awaiting it, cancelled then."""
 
-    def __init__(self, match: RefusalMatch, future: asyncio.Future[Refusal]) -> None:
+    __slots__ = ("match", "refusal", "task")
+
+    def __init__(self, match: RefusalMatch, task: asyncio.Task[Any]) -> None:
         self.match: RefusalMatch = match
-        self.future: asyncio.Future[Refusal] = future
+        self.task: asyncio.Task[Any] = task
+        self.refusal: Refusal | None = None
 
 
 class RefusalWatch:
@@ -215,8 +217,9 @@ class RefusalWatch:
         self._numbered.append((self.count, refusal))
         reported = False
         for guard in list(self._guards):
-            if not guard.future.done() and guard.match(refusal):
-                guard.future.set_result(refusal)
+            if guard.refusal is None and guard.match(refusal):
+                guard.refusal = refusal
+                guard.task.cancel()  # it awaits the operation now: the guard turns this into the error
                 reported = True
         if refusal.operation == "publish":
             if not reported:  # a guarded request raised it already; the next flush need not say it again
@@ -352,27 +355,28 @@ class RefusalWatch:
             ...     lambda r: PermissionDeniedError("cmd.stop", "publish"),
             ... )
         """
-        loop = asyncio.get_running_loop()
-        guard = _Guard(match, loop.create_future())
-        task = asyncio.ensure_future(operation)
+        # Awaited in place (a request's hot path gets no task of its own): a matching refusal cancels
+        # this task while it waits, and the cancellation becomes the error. The refusal can only arrive
+        # while the task is suspended in the operation (one thread), never after the guard is gone.
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always awaited inside a task
+            return await operation
+        guard = _Guard(match, task)
         self._guards.add(guard)
         try:
-            waiters: list[asyncio.Future[Any]] = [task, guard.future]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            return await operation
         except asyncio.CancelledError:
-            task.cancel()
+            if guard.refusal is None:
+                raise  # cancelled by someone else
+            uncancel = getattr(
+                task, "uncancel", None
+            )  # Python 3.11+: undo our own cancel() for asyncio.timeout
+            if uncancel is not None:
+                uncancel()
+            raise error(guard.refusal) from None
+        except Exception:
+            if guard.refusal is not None:  # it failed because of the refusal (a timeout, a closed inbox)
+                raise error(guard.refusal) from None
             raise
         finally:
             self._guards.discard(guard)
-        refused = guard.future.done()
-        if task.done() and not (refused and task.exception() is not None):
-            if not refused:
-                guard.future.cancel()
-            return task.result()
-        if not refused:  # pragma: no cover - wait() returned with neither done
-            raise RuntimeError("RefusalWatch.guard: wait() returned with nothing done")
-        task.cancel()
-        # The refusal is why the operation failed (a timeout, a closed inbox): that is what we raise.
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise error(guard.future.result())

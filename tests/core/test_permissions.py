@@ -243,3 +243,32 @@ async def test_the_server_config_of_the_lockdown_is_what_nats_server_reads(locke
         await sub.unsubscribe()
     finally:
         await admin.close()
+
+
+async def test_a_request_cancelled_from_outside_stays_cancelled_not_refused(
+    locked_down: NatsServer, admin: NatsBrokerConnection
+) -> None:
+    # The guard cancels a request's own task when the server refuses it; a cancel from anywhere else
+    # (an outer timeout) must come through as what it is, and the connection keeps working after both.
+    nojs = await connect_as(locked_down, "nojs")
+
+    async def never_answer(msg: nats.aio.msg.Msg) -> None:
+        pass
+
+    silent = await admin.subscribe_raw("v1.thing.never_answers", never_answer)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(nojs.request_raw("v1.thing.never_answers", b"", timeout=LONG), 0.2)
+        with pytest.raises(PermissionDeniedError):
+            await asyncio.wait_for(nojs.request_raw("$JS.API.INFO", b"", timeout=LONG), BOUND)
+
+        async def answer(msg: nats.aio.msg.Msg) -> None:
+            await admin.publish_raw(msg.reply, b"pong")
+
+        sub = await admin.subscribe_raw("v1.thing.ping_after", answer)
+        reply = await asyncio.wait_for(nojs.request_raw("v1.thing.ping_after", b"", timeout=BOUND), BOUND)
+        assert reply.data == b"pong"
+        await sub.unsubscribe()
+    finally:
+        await silent.unsubscribe()
+        await nojs.close()
