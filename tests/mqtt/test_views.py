@@ -10,7 +10,7 @@ from fastiot.nats_server import NatsServer
 from fastiot_widgets import MessageTable, SubjectBrowser
 from tests.mqtt.conftest import PASSWORD, USER
 from tests.mqtt.paho_client import Device
-from tests.waits import wait_for_trait
+from tests.waits import wait_for_trait, wait_until
 
 FAST = 0.02
 
@@ -158,3 +158,25 @@ async def test_without_the_workbench_serving_mqtt_the_retain_flag_is_not_known(
     frame = capture.to_dataframe()
     assert frame["mqtt_qos"].tolist() == [1]
     assert frame["mqtt_retained"].isna().all()  # unknown, never a wrong False
+
+
+async def test_the_browser_tells_a_plain_publish_from_a_retained_one_with_the_same_payload(
+    mqtt_server: NatsServer, mqtt_broker: NatsBrokerConnection, root: str
+) -> None:
+    browser = SubjectBrowser(">", connection=mqtt_broker, refresh_interval=FAST)
+    await browser.start()
+    lwt = f"{root}.tasmota_1.LWT"
+
+    def seen(n: int) -> bool:
+        return lwt in browser.index and browser.index.stats(lwt).count == n
+
+    try:
+        with Device(mqtt_server.mqtt_port or 0, user=USER, password=PASSWORD) as device:
+            device.publish(f"{root}/tasmota_1/LWT", b"Online", qos=1, retain=True)
+            await wait_until(lambda: seen(1), what="the retained publish")
+            assert browser.index.mqtt(lwt) == (f"{root}/tasmota_1/LWT", 1, True)
+            device.publish(f"{root}/tasmota_1/LWT", b"Online", qos=1)  # the retained one stays stored
+            await wait_until(lambda: seen(2), what="the plain publish")
+            assert browser.index.mqtt(lwt) == (f"{root}/tasmota_1/LWT", 1, False)
+    finally:
+        await browser.stop()
