@@ -31,7 +31,7 @@ from fastiot.core import _nats_compat
 from fastiot.core.logger import setup_logger
 from fastiot.core.subject_helper import subject_matches
 from fastiot.core.subscription import RawSubscription
-from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER, MqttPublishHeaders
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER, RetainedPublishHeaders
 
 __all__ = ["JETSTREAM_ACK_PREFIX", "Message", "MessageView", "RawDelivery", "is_jetstream_delivery"]
 
@@ -117,8 +117,6 @@ class RawDelivery:
         self._max_bytes: int = max_bytes
         self._buffer: collections.deque[tuple[bytes, bytes, bytes, bytes | None, int]] = collections.deque()
         self._retained: dict[bytes, collections.deque[tuple[int, bytes]]] = {}
-        self.knows_retained: bool = False
-        """Whether :meth:`expect_retained` hears of every retained publish (MQTT messages get flags)."""
         self._bytes: int = 0
         self._in_flight: int = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -189,11 +187,9 @@ class RawDelivery:
                         parsed = await _nats_compat.raw_headers(client, sid, subject, reply, data, headers)
                         if parsed is None:
                             continue
-                        if self.knows_retained and MQTT_PUBLISH_HEADER in parsed:
-                            retained = subject in self._retained and self._was_retained(
-                                subject, position, data
-                            )
-                            parsed = MqttPublishHeaders(parsed, retained)
+                        if self._retained and subject in self._retained and MQTT_PUBLISH_HEADER in parsed:
+                            if self._was_retained(subject, position, data):
+                                parsed = RetainedPublishHeaders(parsed)
                         view.headers = parsed
                     view.data = data
                     deliver(view)

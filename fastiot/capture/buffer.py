@@ -185,6 +185,8 @@ class ColumnarBuffer:
         self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
         self._staged.clear()
         self._staged_headers.clear()
+        self.knows_retained: bool = False
+        """The rows' retain flags are known (the ``mqtt_retained`` column is ``<NA>`` without)."""
         self.has_mqtt: bool = False
         """Some row was published by an MQTT client (frames then have the ``mqtt_*`` columns)."""
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
@@ -603,7 +605,7 @@ class ColumnarBuffer:
             for seq, h in headers:
                 values[seq - start_seq] = dict(h)
             data[HEADERS_COLUMN if HEADERS_COLUMN not in data else f"_{HEADERS_COLUMN}"] = values
-            _add_mqtt_columns(data, headers, start_seq, n)
+            _add_mqtt_columns(data, headers, start_seq, n, self.knows_retained)
         errors = [
             (seq, raw, text) for seq, (raw, text) in self._errors.items() if start_seq <= seq < stop_seq
         ]
@@ -621,24 +623,28 @@ class ColumnarBuffer:
 
 
 def _add_mqtt_columns(
-    data: dict[str, Any], headers: list[tuple[int, Mapping[str, str]]], start_seq: int, n: int
+    data: dict[str, Any],
+    headers: list[tuple[int, Mapping[str, str]]],
+    start_seq: int,
+    n: int,
+    knows_retained: bool,
 ) -> None:
     """The MQTT topic, QoS and retain flag of rows an MQTT client published (``Nmqtt-Pub`` header).
 
-    The live delivery hands on the retain flag with the headers (:class:`MqttPublishHeaders`); rows
-    without it have ``<NA>`` (not known).
+    The live delivery marks the headers of retained publishes (:class:`RetainedPublishHeaders`) where
+    it learns the flag (:attr:`ColumnarBuffer.knows_retained`); else the column is ``<NA>`` (not known).
     """
     from fastiot.mqtt.topics import (
         MQTT_QOS_COLUMN,
         MQTT_RETAINED_COLUMN,
         MQTT_TOPIC_COLUMN,
-        MqttPublishHeaders,
+        RetainedPublishHeaders,
         mqtt_qos,
         subject_to_topic,
     )
 
     mqtt = [
-        (seq - start_seq, mqtt_qos(h), h.retained if isinstance(h, MqttPublishHeaders) else None)
+        (seq - start_seq, mqtt_qos(h), isinstance(h, RetainedPublishHeaders) if knows_retained else None)
         for seq, h in headers
     ]
     mqtt = [row for row in mqtt if row[1] is not None]

@@ -212,6 +212,9 @@ class MessageCapture(BrokerObserver):
 
         return on_msg
 
+    def _on_subscribed(self) -> None:
+        self._buffer.knows_retained = self.knows_retained
+
     def _on_paused_msg(self) -> None:
         self._skipped += 1
         if self._waiters:

@@ -367,6 +367,11 @@ class SharedSubscriptions:
         return [s.pattern for s in self._shared]
 
     @property
+    def watches_retained(self) -> bool:
+        """Whether the deliveries mark retained MQTT publishes (``RetainedPublishHeaders``)."""
+        return self._retained_watch is not None
+
+    @property
     def _can_cut(self) -> bool:
         return isinstance(self._connection, NatsBrokerConnection)
 
@@ -446,7 +451,6 @@ class SharedSubscriptions:
                     max_bytes=limits[1],
                     skip_deliveries=not feed.include_deliveries,
                 )
-                shared.delivery.knows_retained = self._retained_watch is not None
         self._shared.append(shared)
         return shared
 

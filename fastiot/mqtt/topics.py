@@ -29,7 +29,7 @@ __all__ = [
     "MQTT_TOPIC_COLUMN",
     "RETAINED_PREFIX",
     "RETAINED_STORE_REPLY_PREFIX",
-    "MqttPublishHeaders",
+    "RetainedPublishHeaders",
     "filter_to_subject",
     "is_mqtt_message",
     "mqtt_name",
@@ -60,28 +60,21 @@ copy its own consumer of ``$MQTT_rmsgs`` reads back afterwards has a ``$JS.ACK.`
 """
 
 
-class MqttPublishHeaders(dict[str, str]):
-    """The NATS headers of a message an MQTT client published, with whether it had the retain flag.
+class RetainedPublishHeaders(dict[str, str]):
+    """The NATS headers of a message an MQTT client published with the retain flag.
 
     nats-server's ``Nmqtt-Pub`` header has only the QoS; the live views learn the retain flag from the
     store request that precedes a retained publish (:data:`RETAINED_STORE_REPLY_PREFIX`) and hand on
-    the headers as this type, which reads like any ``dict`` of headers. Plain headers: not known.
-
-    Args:
-        headers: The message's headers.
-        retained: Whether it was published with the retain flag.
+    that publish's headers as this type, which reads like any ``dict`` of headers. Only retained
+    publishes are copied (they are rare), so the other messages cost nothing.
 
     Example:
-        >>> headers = MqttPublishHeaders({"Nmqtt-Pub": "1"}, retained=True)
-        >>> headers["Nmqtt-Pub"], headers.retained
+        >>> headers = RetainedPublishHeaders({"Nmqtt-Pub": "1"})
+        >>> headers["Nmqtt-Pub"], isinstance(headers, RetainedPublishHeaders)
         ('1', True)
     """
 
-    __slots__ = ("retained",)
-
-    def __init__(self, headers: Mapping[str, str], retained: bool) -> None:
-        super().__init__(headers)
-        self.retained: bool = retained
+    __slots__ = ()
 
 
 _EMPTY_LEVEL = "/"

@@ -37,7 +37,7 @@ from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
 from fastiot.exceptions import InvalidSubjectError
 from fastiot.mqtt.sparkplug import learn_certificates
-from fastiot.mqtt.topics import RETAINED_PREFIX, MqttPublishHeaders, mqtt_qos, subject_to_topic
+from fastiot.mqtt.topics import RETAINED_PREFIX, RetainedPublishHeaders, mqtt_qos, subject_to_topic
 from fastiot.payloads import BatchDecoder, Decoded
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -557,8 +557,8 @@ class SubjectIndex(BrokerObserver):
         """``(topic, qos, retained)`` if an MQTT client published the newest message of ``subject``.
 
         ``retained`` comes with the message where the workbench serves MQTT (see
-        :class:`fastiot.mqtt.topics.MqttPublishHeaders`); else the index compares the newest payload with
-        what it saw stored on ``$MQTT.rmsgs.<subject>`` (with a pattern such as ``>``).
+        :class:`fastiot.mqtt.topics.RetainedPublishHeaders`); else the index compares the newest payload
+        with what it saw stored on ``$MQTT.rmsgs.<subject>`` (with a pattern such as ``>``).
 
         Raises:
             KeyError: If the subject has not been seen.
@@ -572,8 +572,8 @@ class SubjectIndex(BrokerObserver):
         if qos is None:
             return None
         headers = entry.last_headers
-        if isinstance(headers, MqttPublishHeaders):
-            return subject_to_topic(subject), qos, headers.retained
+        if self.knows_retained:
+            return subject_to_topic(subject), qos, isinstance(headers, RetainedPublishHeaders)
         retained = self._entries.get(RETAINED_PREFIX + subject)
         is_retained = retained is not None and bool(retained.kept) and retained.kept[-1] == entry.kept[-1]
         return subject_to_topic(subject), qos, is_retained
