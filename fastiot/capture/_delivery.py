@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 from fastiot.core import _nats_compat
 from fastiot.core.logger import setup_logger
+from fastiot.core.subject_helper import subject_matches
 from fastiot.core.subscription import RawSubscription
+from fastiot.mqtt.topics import MQTT_PUBLISH_HEADER, RetainedPublishHeaders
 
 __all__ = ["JETSTREAM_ACK_PREFIX", "Message", "MessageView", "RawDelivery", "is_jetstream_delivery"]
 
@@ -50,6 +52,8 @@ def is_jetstream_delivery(reply: str | None) -> bool:
 
 
 _logger = setup_logger("capture")
+_RETAINED_MARKS = 64  # store requests per subject awaiting their publish: a few per retained publish
+_RETAINED_LOOKAHEAD = 1_000  # messages of the subscription after which an awaited publish is given up
 
 
 class Message(Protocol):
@@ -111,7 +115,8 @@ class RawDelivery:
         self._on_dropped: Callable[[str], None] = on_dropped
         self._max_msgs: int = max_msgs
         self._max_bytes: int = max_bytes
-        self._buffer: collections.deque[tuple[bytes, bytes, bytes, bytes | None]] = collections.deque()
+        self._buffer: collections.deque[tuple[bytes, bytes, bytes, bytes | None, int]] = collections.deque()
+        self._retained: dict[bytes, collections.deque[tuple[int, bytes]]] = {}
         self._bytes: int = 0
         self._in_flight: int = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -154,7 +159,7 @@ class RawDelivery:
                 )
             self._on_dropped(subject.decode("utf-8", "replace"))
             return
-        self._buffer.append((subject, reply, data, headers))
+        self._buffer.append((subject, reply, data, headers, self.received))
         self._bytes += size
         waiter = self._waiter
         if waiter is not None:
@@ -167,7 +172,7 @@ class RawDelivery:
         loop = asyncio.get_running_loop()
         while True:
             while buffer:
-                subject, reply, data, headers = buffer.popleft()
+                subject, reply, data, headers, position = buffer.popleft()
                 self._bytes -= len(data)
                 self._in_flight = 1
                 try:
@@ -182,6 +187,9 @@ class RawDelivery:
                         parsed = await _nats_compat.raw_headers(client, sid, subject, reply, data, headers)
                         if parsed is None:
                             continue
+                        if self._retained and subject in self._retained and MQTT_PUBLISH_HEADER in parsed:
+                            if self._was_retained(subject, position, data):
+                                parsed = RetainedPublishHeaders(parsed)
                         view.headers = parsed
                     view.data = data
                     deliver(view)
@@ -192,6 +200,39 @@ class RawDelivery:
             self._waiter = loop.create_future()
             await self._waiter
 
+    def expect_retained(self, subject: bytes, data: bytes) -> None:
+        """nats-server is storing an MQTT client's retained publish on ``subject``: the publish follows.
+
+        Called in nats-py's read loop with the store request (``$MQTT.rmsgs.<subject>``), which the
+        server sends just before the publish itself, so the publish is among the messages read after
+        now: the first of them on ``subject`` with this payload.
+        """
+        if not subject_matches(subject.decode("utf-8", "replace"), self._name):
+            return
+        marks = self._retained.get(subject)
+        if marks is None:
+            marks = self._retained[subject] = collections.deque(maxlen=_RETAINED_MARKS)
+        marks.append((self.received, data))
+
+    def _was_retained(self, subject: bytes, position: int, data: bytes) -> bool:
+        """Whether the message read as the ``position``-th was the publish a store request announced."""
+        marks = self._retained[subject]
+        found = False
+        while marks:
+            announced_at, payload = marks[0]
+            if position <= announced_at:
+                break  # read before the store request: published before it
+            if payload == data:
+                marks.popleft()
+                found = True
+                break
+            if position <= announced_at + _RETAINED_LOOKAHEAD:
+                break  # another client's message on the subject came in between
+            marks.popleft()  # its publish never reached this subscription (dropped as slow consumer)
+        if not marks:
+            del self._retained[subject]
+        return found
+
     async def close(self) -> None:
         """Stop taking messages (call before unsubscribing); the buffered ones are dropped."""
         self._end()
@@ -199,3 +240,4 @@ class RawDelivery:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._buffer.clear()
+        self._retained.clear()

@@ -185,8 +185,10 @@ class ColumnarBuffer:
         self._payload = PayloadColumns(self._capacity, self._max_columns, self._name)
         self._staged.clear()
         self._staged_headers.clear()
+        self.knows_retained: bool = False
+        """The rows' retain flags are known (the ``mqtt_retained`` column is ``<NA>`` without)."""
         self.has_mqtt: bool = False
-        """Some row was published by an MQTT client (frames then have ``mqtt_topic`` and ``mqtt_qos``)."""
+        """Some row was published by an MQTT client (frames then have the ``mqtt_*`` columns)."""
         self._stored: int = 0  # rows written or evicted at once (the seq of the first staged row)
         # Rows dropped alone for a payload larger than max_bytes. They get no seq of their own: the rows
         # kept stay one run of seqs, and the caller's count of rows added (rows_added) runs this far ahead.
@@ -603,7 +605,7 @@ class ColumnarBuffer:
             for seq, h in headers:
                 values[seq - start_seq] = dict(h)
             data[HEADERS_COLUMN if HEADERS_COLUMN not in data else f"_{HEADERS_COLUMN}"] = values
-            _add_mqtt_columns(data, headers, start_seq, n)
+            _add_mqtt_columns(data, headers, start_seq, n, self.knows_retained)
         errors = [
             (seq, raw, text) for seq, (raw, text) in self._errors.items() if start_seq <= seq < stop_seq
         ]
@@ -621,24 +623,45 @@ class ColumnarBuffer:
 
 
 def _add_mqtt_columns(
-    data: dict[str, Any], headers: list[tuple[int, Mapping[str, str]]], start_seq: int, n: int
+    data: dict[str, Any],
+    headers: list[tuple[int, Mapping[str, str]]],
+    start_seq: int,
+    n: int,
+    knows_retained: bool,
 ) -> None:
-    """The MQTT topic and QoS of rows an MQTT client published (nats-server's ``Nmqtt-Pub`` header)."""
-    from fastiot.mqtt.topics import MQTT_QOS_COLUMN, MQTT_TOPIC_COLUMN, mqtt_qos, subject_to_topic
+    """The MQTT topic, QoS and retain flag of rows an MQTT client published (``Nmqtt-Pub`` header).
 
-    mqtt = [(seq - start_seq, mqtt_qos(h)) for seq, h in headers]
-    mqtt = [(row, qos) for row, qos in mqtt if qos is not None]
+    The live delivery marks the headers of retained publishes (:class:`RetainedPublishHeaders`) where
+    it learns the flag (:attr:`ColumnarBuffer.knows_retained`); else the column is ``<NA>`` (not known).
+    """
+    from fastiot.mqtt.topics import (
+        MQTT_QOS_COLUMN,
+        MQTT_RETAINED_COLUMN,
+        MQTT_TOPIC_COLUMN,
+        RetainedPublishHeaders,
+        mqtt_qos,
+        subject_to_topic,
+    )
+
+    mqtt = [
+        (seq - start_seq, mqtt_qos(h), isinstance(h, RetainedPublishHeaders) if knows_retained else None)
+        for seq, h in headers
+    ]
+    mqtt = [row for row in mqtt if row[1] is not None]
     if not mqtt or MQTT_TOPIC_COLUMN in data:
         return
     import pandas as pd
 
-    rows = np.fromiter((row for row, _ in mqtt), dtype=np.int64, count=len(mqtt))
+    rows = np.fromiter((row for row, _, _ in mqtt), dtype=np.int64, count=len(mqtt))
     subjects = np.asarray(data["subject"], dtype=object)[rows]  # one conversion, not one lookup per row
     known: dict[str, str] = {}  # devices publish on few topics: each converted once
     topics = np.full(n, None, dtype=object)
     topics[rows] = [known.get(s) or known.setdefault(s, subject_to_topic(s)) for s in subjects]
     qos_values: list[int | None] = [None] * n
-    for row, qos in mqtt:
+    retained: list[bool | None] = [None] * n
+    for row, qos, was_retained in mqtt:
         qos_values[row] = qos
+        retained[row] = was_retained
     data[MQTT_TOPIC_COLUMN] = string_array(topics)
     data[MQTT_QOS_COLUMN] = pd.array(qos_values, dtype="Int64")
+    data[MQTT_RETAINED_COLUMN] = pd.array(retained, dtype="boolean")

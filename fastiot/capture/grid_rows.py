@@ -26,7 +26,7 @@ import pandas as pd
 
 from fastiot.capture.buffer import ERROR_COLUMN, RAW_COLUMN
 from fastiot.exceptions import GridFilterError
-from fastiot.mqtt.topics import MQTT_QOS_COLUMN, MQTT_TOPIC_COLUMN
+from fastiot.mqtt.topics import MQTT_QOS_COLUMN, MQTT_RETAINED_COLUMN, MQTT_TOPIC_COLUMN
 
 if TYPE_CHECKING:
     from fastiot.capture.message_capture import MessageCapture
@@ -45,7 +45,11 @@ __all__ = [
 MAX_CELL_CHARS = 200  # the grid cuts longer cell text (the full value is in the DataFrame)
 _MAX_HEX_BYTES = 32
 _LEADING = ("received_at", "subject")  # MessageCapture's columns before the payload's
-_MQTT_COLUMNS = (MQTT_TOPIC_COLUMN, MQTT_QOS_COLUMN)  # shown next to the subject once MQTT devices publish
+_MQTT_COLUMNS = (
+    MQTT_TOPIC_COLUMN,
+    MQTT_QOS_COLUMN,
+    MQTT_RETAINED_COLUMN,
+)  # shown next to the subject once MQTT devices publish
 _COMPARISON = re.compile(r"^\s*(>=|<=|!=|==|=|>|<)\s*(.+?)\s*$")
 _RANGE = re.compile(r"^\s*(\S+)\s*\.\.\s*(\S+)\s*$")
 

@@ -212,6 +212,9 @@ class MessageCapture(BrokerObserver):
 
         return on_msg
 
+    def _on_subscribed(self) -> None:
+        self._buffer.knows_retained = self.knows_retained
+
     def _on_paused_msg(self) -> None:
         self._skipped += 1
         if self._waiters:
@@ -283,7 +286,9 @@ class MessageCapture(BrokerObserver):
     def has_mqtt(self) -> bool:
         """Whether an MQTT client published some row kept since start or :meth:`clear`.
 
-        Then :meth:`to_dataframe` has the ``mqtt_topic`` and ``mqtt_qos`` columns.
+        Then :meth:`to_dataframe` has the ``mqtt_topic``, ``mqtt_qos`` and ``mqtt_retained`` columns
+        (``mqtt_retained``: published with MQTT's retain flag, known on a connection that may subscribe
+        to ``$MQTT.rmsgs.>``).
         """
         self._flush()
         return self._buffer.has_mqtt

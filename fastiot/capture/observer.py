@@ -108,6 +108,8 @@ class BrokerObserver:
     ) -> None:
         self._connection: BrokerConnection | None = connection
         self._include_deliveries: bool = include_deliveries
+        self.knows_retained: bool = False
+        """Whether the headers mark MQTT's retained publishes (see :mod:`fastiot.capture.shared`)."""
         self._active_connection: BrokerConnection | None = None
         self._lease: ConnectionLease[Any] | None = None
         self._pending_msgs_limit: int = pending_msgs_limit
@@ -209,7 +211,12 @@ class BrokerObserver:
             for feed in feeds:
                 await _close_quietly(feed)
             raise
+        self.knows_retained = hub.watches_retained
+        self._on_subscribed()
         return feeds
+
+    def _on_subscribed(self) -> None:
+        """After the subscriptions are made; for subclasses."""
 
     async def start(self) -> Any:
         """Subscribe and start collecting. Starting a running object does nothing.

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -44,7 +45,9 @@ from fastiot.core.broker_connection import BrokerConnection, NatsBrokerConnectio
 from fastiot.core.logger import setup_logger
 from fastiot.core.subject_helper import subject_matches
 from fastiot.core.subscription import RawSubscription, Subscription
+from fastiot.env import FASTIOT_MQTT_PORT
 from fastiot.exceptions import PermissionDeniedError
+from fastiot.mqtt.topics import RETAINED_PREFIX, RETAINED_STORE_REPLY_PREFIX
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg as NatsMsg
@@ -233,6 +236,10 @@ class _Link:
         self.shared.set_call(self, ending)
 
 
+async def _ignore_async(_msg: NatsMsg) -> None:
+    """The callback of a subscription whose messages are all taken in the read loop."""
+
+
 def _ignore(_msg: Message) -> None:
     """A feed's call before its cut: what arrives now belongs to the subscription it comes from."""
 
@@ -350,11 +357,19 @@ class SharedSubscriptions:
         self._connection: BrokerConnection = connection
         self._shared: list[_Shared] = []
         self._lock: asyncio.Lock = asyncio.Lock()
+        self._retained_watch: RawSubscription | None = None
+        self._end_retained_watch: Callable[[], None] | None = None
+        self._retained_watch_refused: bool = False
 
     @property
     def patterns(self) -> list[str]:
         """The patterns subscribed on the connection now."""
         return [s.pattern for s in self._shared]
+
+    @property
+    def watches_retained(self) -> bool:
+        """Whether the deliveries mark retained MQTT publishes (``RetainedPublishHeaders``)."""
+        return self._retained_watch is not None
 
     @property
     def _can_cut(self) -> bool:
@@ -415,6 +430,9 @@ class SharedSubscriptions:
     async def _subscribe(self, feed: Feed) -> _Shared:
         pattern, limits = feed.pattern, feed.limits
         shared = _Shared(pattern, limits, feed.include_deliveries)
+        if isinstance(self._connection, NatsBrokerConnection) and not pattern.startswith("$"):
+            # Before the pattern's subscription: the server must send every store request it precedes.
+            await self._watch_retained(self._connection)
         subscription = await self._connection.subscribe_raw(
             pattern, shared.fan_out, pending_msgs_limit=limits[0], pending_bytes_limit=limits[1]
         )
@@ -435,6 +453,52 @@ class SharedSubscriptions:
                 )
         self._shared.append(shared)
         return shared
+
+    async def _watch_retained(self, connection: NatsBrokerConnection) -> None:
+        """Tell the deliveries which MQTT publishes carry the retain flag, from nats-server's store requests.
+
+        nats-server's ``Nmqtt-Pub`` header has only the QoS. For a retained publish the server first
+        stores a copy on ``$MQTT.rmsgs.<subject>`` (a request whose reply starts with ``$MQTT.JSA.``),
+        then delivers the publish; both go out on this connection in that order, so the read loop sees
+        the store request first. One subscription per connection, read raw in the read loop: no
+        JetStream request per message. Only where the workbench serves MQTT (``FASTIOT_MQTT_PORT`` is
+        set); a user not allowed to subscribe to it gets no retain flags (``<NA>``).
+        """
+        if self._retained_watch is not None or self._retained_watch_refused:
+            return
+        if not os.environ.get(FASTIOT_MQTT_PORT, "").strip():
+            return
+
+        def on_store_request(subject: bytes, reply: bytes, data: bytes, _headers: bytes | None) -> None:
+            if not reply.startswith(RETAINED_STORE_REPLY_PREFIX):
+                return  # the server's own consumer reading the copy back, after the publish
+            live = subject[len(RETAINED_PREFIX) :]
+            for shared in self._shared:
+                if shared.delivery is not None:
+                    shared.delivery.expect_retained(live, data)
+
+        try:
+            watch = await connection.subscribe_raw(RETAINED_PREFIX + ">", _ignore_async)
+        except PermissionDeniedError:
+            self._retained_watch_refused = True
+            return
+        if not isinstance(watch, RawSubscription) or watch.sid is None:
+            return
+        self._retained_watch = watch
+        self._end_retained_watch = _nats_compat.intercept_raw_messages(
+            connection.client, watch.sid, on_store_request
+        )
+
+    async def _unwatch_retained(self) -> None:
+        watch, end = self._retained_watch, self._end_retained_watch
+        self._retained_watch = self._end_retained_watch = None
+        if end is not None:
+            end()
+        if watch is not None:
+            try:
+                await watch.unsubscribe()
+            except Exception:  # the connection is gone, and the subscription with it
+                pass
 
     async def _place(self, feed: Feed, leaving: list[_Link]) -> None:
         """Attach ``feed`` (taking over from the links ``leaving`` at a cut, if any)."""
@@ -539,6 +603,8 @@ class SharedSubscriptions:
                     await shared.subscription.unsubscribe()
                 except Exception:  # the connection is gone, and the subscription with it
                     pass
+        if not self._shared:
+            await self._unwatch_retained()
 
     async def _flush(self) -> None:
         await self._connection.flush()

@@ -25,8 +25,11 @@ __all__ = [
     "MQTT_INTERNAL_PREFIX",
     "MQTT_PUBLISH_HEADER",
     "MQTT_QOS_COLUMN",
+    "MQTT_RETAINED_COLUMN",
     "MQTT_TOPIC_COLUMN",
     "RETAINED_PREFIX",
+    "RETAINED_STORE_REPLY_PREFIX",
+    "RetainedPublishHeaders",
     "filter_to_subject",
     "is_mqtt_message",
     "mqtt_name",
@@ -47,6 +50,32 @@ MQTT_TOPIC_COLUMN = "mqtt_topic"
 """The column of captures and recordings with the MQTT topic of messages MQTT clients published."""
 MQTT_QOS_COLUMN = "mqtt_qos"
 """The column with the QoS those messages were published with."""
+MQTT_RETAINED_COLUMN = "mqtt_retained"
+"""The column telling whether those messages were published with MQTT's retain flag."""
+RETAINED_STORE_REPLY_PREFIX = b"$MQTT.JSA."
+"""The reply subject of nats-server storing a retained publish on ``$MQTT.rmsgs.<subject>``.
+
+It sends that store request just before it delivers the publish itself, on the same connection; the
+copy its own consumer of ``$MQTT_rmsgs`` reads back afterwards has a ``$JS.ACK.`` reply instead.
+"""
+
+
+class RetainedPublishHeaders(dict[str, str]):
+    """The NATS headers of a message an MQTT client published with the retain flag.
+
+    nats-server's ``Nmqtt-Pub`` header has only the QoS; the live views learn the retain flag from the
+    store request that precedes a retained publish (:data:`RETAINED_STORE_REPLY_PREFIX`) and hand on
+    that publish's headers as this type, which reads like any ``dict`` of headers. Only retained
+    publishes are copied (they are rare), so the other messages cost nothing.
+
+    Example:
+        >>> headers = RetainedPublishHeaders({"Nmqtt-Pub": "1"})
+        >>> headers["Nmqtt-Pub"], isinstance(headers, RetainedPublishHeaders)
+        ('1', True)
+    """
+
+    __slots__ = ()
+
 
 _EMPTY_LEVEL = "/"
 _DOT = "//"

@@ -37,7 +37,7 @@ from fastiot.core.subject_helper import subject_matches, subject_targets
 from fastiot.env import env_broker
 from fastiot.exceptions import InvalidSubjectError
 from fastiot.mqtt.sparkplug import learn_certificates
-from fastiot.mqtt.topics import RETAINED_PREFIX, mqtt_qos, subject_to_topic
+from fastiot.mqtt.topics import RETAINED_PREFIX, RetainedPublishHeaders, mqtt_qos, subject_to_topic
 from fastiot.payloads import BatchDecoder, Decoded
 from fastiot.rates import DEFAULT_RATE_WINDOW
 from fastiot.subjects.entry import NOT_KEPT, SubjectEntry
@@ -556,8 +556,9 @@ class SubjectIndex(BrokerObserver):
     def mqtt(self, subject: str) -> tuple[str, int, bool] | None:
         """``(topic, qos, retained)`` if an MQTT client published the newest message of ``subject``.
 
-        ``retained`` is known when the index also sees ``$MQTT.rmsgs.>`` (where nats-server stores a
-        retained publish), e.g. with the pattern ``>``.
+        ``retained`` comes with the message where the workbench serves MQTT (see
+        :class:`fastiot.mqtt.topics.RetainedPublishHeaders`); else the index compares the newest payload
+        with what it saw stored on ``$MQTT.rmsgs.<subject>`` (with a pattern such as ``>``).
 
         Raises:
             KeyError: If the subject has not been seen.
@@ -570,6 +571,9 @@ class SubjectIndex(BrokerObserver):
         qos = mqtt_qos(entry.last_headers)
         if qos is None:
             return None
+        headers = entry.last_headers
+        if self.knows_retained:
+            return subject_to_topic(subject), qos, isinstance(headers, RetainedPublishHeaders)
         retained = self._entries.get(RETAINED_PREFIX + subject)
         is_retained = retained is not None and bool(retained.kept) and retained.kept[-1] == entry.kept[-1]
         return subject_to_topic(subject), qos, is_retained

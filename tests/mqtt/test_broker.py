@@ -49,6 +49,26 @@ async def _arrives_on_nats(port: int, login: dict[str, str], mqtt_port: int, top
         await connection.close()
 
 
+async def _demo_devices_online(port: int, login: dict[str, str]) -> list[Any]:
+    """The retained LWTs of the demo's MQTT devices, once its plugs announced themselves."""
+    from fastiot.mqtt import retained
+    from fastiot.mqtt.devices import DEMO_PLUG
+
+    connection = await NatsBrokerConnection.connect(servers=f"nats://127.0.0.1:{port}", **login)
+    found: list[Any] = []
+
+    async def online() -> bool:
+        found[:] = await retained("tele/+/LWT", connection=connection)
+        status = {m.topic: m.value for m in found}
+        return status.get(f"tele/{DEMO_PLUG}/LWT") == "Online" and "tele/tasmota_plug2/LWT" in status
+
+    try:
+        await wait_until(online, 30, "the demo's MQTT devices online", interval=0.2)
+        return found
+    finally:
+        await connection.close()
+
+
 @pytest.mark.timeout(90)
 def test_the_cli_broker_serves_mqtt_with_its_login_shown_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in NATS_CONNECTION_SETTINGS:
@@ -64,6 +84,9 @@ def test_the_cli_broker_serves_mqtt_with_its_login_shown_masked(monkeypatch: pyt
         assert _child_env(command, "FASTIOT_MQTT_PORT") == str(mqtt_port)  # kernels know where MQTT is
         subject, data = asyncio.run(_arrives_on_nats(port, login, mqtt_port, "tele/plug_1/SENSOR"))
         assert (subject, data) == ("tele.plug_1.SENSOR", b'{"Power": 7}')
+        # --mqtt is all it takes for the demo plant's MQTT devices: its child finds the port.
+        online = asyncio.run(_demo_devices_online(port, login))
+        assert {m.value for m in online if m.topic.startswith("tele/tasmota_plug")} == {"Online"}
         refused = Device(mqtt_port, user=login["user"], password="guess")
         try:
             assert refused.connect() != 0  # the listener has the broker's login, not an open door

@@ -137,3 +137,16 @@ async def test_a_workbench_capture_keeps_capturing_across_a_cluster_failover(
     record_figure(request, "messages sent during the failover test", sent)
     record_figure(request, "rows captured", len(seen))
     record_figure(request, "lost in the failover", lost)
+
+
+async def test_a_user_who_may_not_watch_retained_mqtt_publishes_still_captures(
+    admin: NatsBrokerConnection, viewer: NatsBrokerConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where the workbench serves MQTT the views watch $MQTT.rmsgs.> for retain flags; the viewer may not.
+    monkeypatch.setenv("FASTIOT_MQTT_PORT", "1883")
+    subject = "v1.thing.press_1.retain_watch"
+    capture = await MessageCapture(subject, viewer).start()
+    await admin.publish_raw(subject, b'{"value": 1}')
+    await capture.wait_for(1, timeout=10)
+    await capture.stop()
+    assert capture.to_dataframe()["value"].tolist() == [1]
