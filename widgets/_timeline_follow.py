@@ -2,8 +2,8 @@
 
 Each keeps what it holds and takes only what the move changed: the browser gets the messages of the
 subjects whose message at the cursor changed (its tree flashes them), the plot adds the rows between the
-last cursor and this one (a window ending at the cursor), the table reloads only when the cursor leaves
-the middle of the rows it holds.
+last cursor and this one (a window ending at the cursor), the table (a MessageTable) reloads only when the
+cursor leaves the middle of the rows it holds.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastiot._tasks import BackgroundTasks
+from fastiot.capture import MessageCapture
 from fastiot.history.follow import CursorFollower, CursorStep
 from fastiot.subjects import SubjectIndex
 
-from .data_grid import DataGrid
 from .live_plot import LivePlot
+from .message_table import MessageTable
 from .subject_browser import SubjectBrowser
 
 if TYPE_CHECKING:
@@ -115,7 +116,11 @@ class PlotFollow:
 
 
 class TableFollow:
-    """A table of the rows around the cursor (``window`` before and after it)."""
+    """A MessageTable of the rows around the cursor (``window`` before and after it).
+
+    Its capture is never started: it is a bounded, decoding buffer fed with the recording's messages
+    (:meth:`MessageCapture.add_messages`), so sort, filter, export and "Plot" work as on live traffic.
+    """
 
     def __init__(
         self, follower: CursorFollower, tasks: BackgroundTasks, window: dt.timedelta, max_rows: int
@@ -123,7 +128,10 @@ class TableFollow:
         self.follower: CursorFollower = follower
         self.half_ns: int = int(window.total_seconds() * 1e9)
         self.max_rows: int = max_rows
-        self.grid: DataGrid = DataGrid(_empty())
+        self.capture: MessageCapture = MessageCapture(">", max_rows=max_rows)
+        self.table: MessageTable = MessageTable(self.capture)
+        # Not connected, by design: it shows a recording.
+        self.table.connection_status.layout.display = "none"
         self.loaded: tuple[int, int] | None = None
         self._latest = _Latest(tasks, self._load, "loading the table's rows around the cursor")
         follower.on_step(self._latest)
@@ -136,13 +144,21 @@ class TableFollow:
             if lo + quarter <= t <= hi - quarter:
                 return  # still in the middle of what the table holds
         lo, hi = t - self.half_ns, t + self.half_ns
-        frame = await self.follower.timeline.window(lo, hi, self.follower.subjects, max_rows=self.max_rows)
-        self.grid.set_data(frame)
+        messages = await self.follower.timeline.window_messages(
+            lo, hi, self.follower.subjects, max_rows=self.max_rows
+        )
+        self.table.clear()
+        self.capture.add_messages(
+            [m.subject for m in messages],
+            [m.time_ns for m in messages],
+            [m.data for m in messages],
+            {i: m.headers for i, m in enumerate(messages) if m.headers},
+        )
         self.loaded = (lo, hi)
 
     def close(self) -> None:
         self.follower.on_step(self._latest, remove=True)
-        self.grid.close()
+        self.table.close()
 
 
 def _empty(fields: Sequence[str] = ()) -> pd.DataFrame:

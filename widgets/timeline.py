@@ -36,9 +36,9 @@ from fastiot.history.timeline import Time, time_ns
 from . import _loop_bound as ui
 from ._common import close_widgets, front_end_file
 from ._timeline_follow import BrowserFollow, PlotFollow, TableFollow
-from .data_grid import DataGrid
 from .errors import WidgetError
 from .live_plot import LivePlot
+from .message_table import MessageTable
 from .subject_browser import SubjectBrowser
 
 __all__ = ["DEFAULT_BINS", "MAX_SPEED", "MIN_SPEED", "Timeline", "TimelineAxis"]
@@ -337,12 +337,12 @@ class Timeline(widgets.VBox):
         self._attach(view)
         return view.plot
 
-    def table(self, window: dt.timedelta | float = 10.0, max_rows: int = 10_000) -> DataGrid:
-        """A table of the rows from ``window`` before the cursor to ``window`` after it."""
+    def table(self, window: dt.timedelta | float = 10.0, max_rows: int = 10_000) -> MessageTable:
+        """A MessageTable of the rows from ``window`` before the cursor to ``window`` after it."""
         span = window if isinstance(window, dt.timedelta) else dt.timedelta(seconds=window)
         view = TableFollow(self.follower, self._tasks, span, max_rows)
         self._attach(view)
-        return view.grid
+        return view.table
 
     async def settled(self, timeout: float = 30.0) -> None:
         """Wait until the cursor's last move and the views' loads are done (for scripts and tests).
