@@ -129,7 +129,7 @@ class TableFollow:
         self.half_ns: int = int(window.total_seconds() * 1e9)
         self.max_rows: int = max_rows
         self.capture: MessageCapture = MessageCapture(">", max_rows=max_rows)
-        self.table: MessageTable = MessageTable(self.capture)
+        self.table: MessageTable = MessageTable(self.capture, live=False)
         # Not connected, by design: it shows a recording.
         self.table.connection_status.layout.display = "none"
         self.loaded: tuple[int, int] | None = None

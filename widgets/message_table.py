@@ -77,6 +77,8 @@ class MessageTable(PlotsColumns, MessageTableLayout):
             beside the notebook (:func:`fastiot.exports.exports_dir`).
         refresh_interval: The least seconds between two updates of the view.
         height: The grid's CSS height.
+        live: False for a table of rows fed with :meth:`MessageCapture.add_messages` (a recording's
+            window, as a :class:`~fastiot_widgets.Timeline` feeds it): the capture is never started.
         capture_kwargs: Passed on to :class:`~fastiot.capture.MessageCapture`.
 
     The capture (the headless model) is :attr:`capture`, the grid :attr:`grid` (its sort, filters and
@@ -118,6 +120,7 @@ class MessageTable(PlotsColumns, MessageTableLayout):
         export_dir: str | os.PathLike[str] = "",
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         height: str = DEFAULT_GRID_HEIGHT,
+        live: bool = True,
         **capture_kwargs: Any,
     ) -> None:
         if isinstance(subjects, MessageCapture):
@@ -158,6 +161,7 @@ class MessageTable(PlotsColumns, MessageTableLayout):
             owns_model=owns,
             connection=connection,
             refresh_interval=refresh_interval,
+            autostart=live,
             children=[],
         )
         self.children = self._arrange()
