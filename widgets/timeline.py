@@ -324,7 +324,7 @@ class Timeline(widgets.VBox):
 
     def subject_browser(self, *, height: int | None = None) -> SubjectBrowser:
         """A SubjectBrowser of each subject's value at the cursor; rows changed by the last move flash."""
-        view = BrowserFollow(self.follower, **({"height": height} if height is not None else {}))
+        view = BrowserFollow(self.follower, self._tasks, **({"height": height} if height is not None else {}))
         self._attach(view)
         return view.browser
 
