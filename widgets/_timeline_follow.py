@@ -66,6 +66,13 @@ class _Following:
     _on_step: Any  # what is registered with the follower
     _attached: bool
 
+    def _start_following(self, view: LiveView, on_step: Any) -> None:
+        """Show "Follow" on top of ``view`` and register ``on_step`` for the cursor's moves."""
+        self._on_step = on_step
+        self._attached = True
+        self.follow_button = self._make_toggle(view)
+        self.follower.on_step(on_step)
+
     def _make_toggle(self, view: LiveView) -> ui.ToggleButton:
         button = ui.ToggleButton(
             value=True,
@@ -125,9 +132,7 @@ class BrowserFollow(_Following):
         self.browser.connection_status.layout.display = "none"
         self._complete: bool = True  # the index holds the state at the last step it was given
         self._catch_up = _Latest(tasks, self._load_all, "showing the subjects' values at the cursor")
-        self._attached = True
-        self.follow_button = self._make_toggle(self.browser)
-        follower.on_step(self._on_step)
+        self._start_following(self.browser, self._on_step)
 
     def _forget(self) -> None:
         self._complete = False
@@ -169,10 +174,7 @@ class PlotFollow(_Following):
         self.plot: LivePlot = LivePlot.from_dataframe(_empty(self.fields), self.fields, window=window)
         self.loaded_to: int | None = None  # the plot holds the rows up to here
         self._latest = _Latest(tasks, self._load, "loading the plot's rows at the cursor")
-        self._on_step = self._latest
-        self._attached = True
-        self.follow_button = self._make_toggle(self.plot)
-        follower.on_step(self._on_step)
+        self._start_following(self.plot, self._latest)
 
     def _forget(self) -> None:
         self.loaded_to = None
@@ -213,10 +215,7 @@ class TableFollow(_Following):
         self.table.connection_status.layout.display = "none"
         self.loaded: tuple[int, int] | None = None
         self._latest = _Latest(tasks, self._load, "loading the table's rows around the cursor")
-        self._on_step = self._latest
-        self._attached = True
-        self.follow_button = self._make_toggle(self.table)
-        follower.on_step(self._on_step)
+        self._start_following(self.table, self._latest)
 
     def _forget(self) -> None:
         self.loaded = None
