@@ -168,10 +168,12 @@ def _flashed(browser: SubjectBrowser) -> set[str]:
 async def test_the_views_follow_a_cursor_move_without_reloading_what_they_hold(view: Timeline) -> None:
     full = await view.model.recording.to_dataframe()
     times = full["received_at"].astype("int64").tolist()
-    half = (times[20] - times[10]) // 2  # the table holds the rows 5 messages either side of the cursor
     browser = view.subject_browser()
     plot = view.live_plot("value", window=dt.timedelta(microseconds=(times[N - 1] - times[0]) // 1000 + 1))
-    table = view.table(window=dt.timedelta(microseconds=half // 1000))
+    # The table holds the rows twice the next step's gap either side of the cursor: that step stays
+    # in the middle of what it holds.
+    table = view.table(window=dt.timedelta(microseconds=2 * (times[16] - times[15]) // 1000 + 2))
+    half = view.views[-1].half_ns  # type: ignore[union-attr]
     frontend_sends(browser.tree_view, {"type": "viewport", "start": 0, "stop": 40})
     await view.seek(times[15])
     await view.settled()
@@ -182,8 +184,9 @@ async def test_the_views_follow_a_cursor_move_without_reloading_what_they_hold(v
     await view.seek(times[16])
     await view.settled()
     assert _values(browser.index) == {"v1.tl.m0.value": 15.0, "v1.tl.m1.value": 16.0, "v1.tl.m2.value": 14.0}
-    assert "v1.tl.m1.value" in _flashed(browser)
-    assert not {"v1.tl.m0.value", "v1.tl.m2.value"} & _flashed(browser), "only what changed is marked"
+    flashed = _flashed(browser)
+    assert "v1.tl.m1.value" in flashed
+    assert not {"v1.tl.m0.value", "v1.tl.m2.value"} & flashed, "only what changed is marked"
     # The plot: a window ending at the cursor, of which only the new part was read.
     assert max(max(t) for t, _ in plot.series.data(10_000).values()).astype("int64") == times[16]
     assert reads.calls["window"] == [(times[15] + 1, times[16])], "the plot reads only past its last cursor"
@@ -193,14 +196,13 @@ async def test_the_views_follow_a_cursor_move_without_reloading_what_they_hold(v
     assert table.to_dataframe()["value"].tolist() == held["value"].tolist(), "the rows around the cursor"
 
     # Far away: the table reloads once, around the new cursor.
-    await view.seek(times[28])
+    far = times[15] + half + 1
+    await view.seek(far)
     await view.settled()
     assert len(reads.calls["window_messages"]) == 1
-    held = full[(full["received_at"].astype("int64") - times[28]).abs() <= half]
+    held = full[(full["received_at"].astype("int64") - far).abs() <= half]
     assert table.to_dataframe()["value"].tolist() == held["value"].tolist()
-    assert reads.calls["messages_at"] == [(times[16], 0), (times[28], 0)], (
-        "the browser's messages, one read a move"
-    )
+    assert reads.calls["messages_at"] == [(times[16], 0), (far, 0)], "the browser's messages, one read a move"
 
 
 async def test_a_view_not_following_keeps_what_it_shows_and_catches_up_when_set_again(view: Timeline) -> None:
