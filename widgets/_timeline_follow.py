@@ -211,8 +211,6 @@ class TableFollow(_Following):
         self.max_rows: int = max_rows
         self.capture: MessageCapture = MessageCapture(">", max_rows=max_rows)
         self.table: MessageTable = MessageTable(self.capture, live=False)
-        # Not connected, by design: it shows a recording.
-        self.table.connection_status.layout.display = "none"
         self.loaded: tuple[int, int] | None = None
         self._latest = _Latest(tasks, self._load, "loading the table's rows around the cursor")
         self._start_following(self.table, self._latest)

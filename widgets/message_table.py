@@ -78,7 +78,8 @@ class MessageTable(PlotsColumns, MessageTableLayout):
         refresh_interval: The least seconds between two updates of the view.
         height: The grid's CSS height.
         live: False for a table of rows fed with :meth:`MessageCapture.add_messages` (a recording's
-            window, as a :class:`~fastiot_widgets.Timeline` feeds it): the capture is never started.
+            window, as a :class:`~fastiot_widgets.Timeline` feeds it): the capture is never started,
+            and connection, Pause, Resume, Clear and "Copy as code" are not shown.
         capture_kwargs: Passed on to :class:`~fastiot.capture.MessageCapture`.
 
     The capture (the headless model) is :attr:`capture`, the grid :attr:`grid` (its sort, filters and
@@ -165,6 +166,16 @@ class MessageTable(PlotsColumns, MessageTableLayout):
             children=[],
         )
         self.children = self._arrange()
+        if not live:
+            # Rows fed from a recording: no connection to show, nothing to pause, no cell that makes them.
+            for control in (
+                self.connection_status,
+                self.pause_button,
+                self.resume_button,
+                self.clear_button,
+                self.copy_code.button,
+            ):
+                control.layout.display = "none"
         self.export_dir = os.fspath(export_dir)
         self._export_dir_changed()
         self.refresh()

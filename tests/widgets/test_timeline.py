@@ -223,3 +223,11 @@ async def test_a_view_not_following_keeps_what_it_shows_and_catches_up_when_set_
     await view.settled()
     assert _values(browser.index) == {"v1.tl.m0.value": 27.0, "v1.tl.m1.value": 28.0, "v1.tl.m2.value": 29.0}
     assert len(reads.calls["window_messages"]) == 1 and len(table.capture) == N
+
+
+async def test_the_table_of_a_recording_has_no_live_controls(view: Timeline) -> None:
+    table = view.table()
+    await view.settled()
+    hidden = (table.connection_status, table.pause_button, table.clear_button, table.copy_code.button)
+    assert all(w.layout.display == "none" for w in hidden), "nothing to pause or reconnect in a recording"
+    assert table.csv_button.layout.display != "none" and not table.capture.is_running
