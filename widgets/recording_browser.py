@@ -2,7 +2,8 @@
 
 A thin view over :mod:`fastiot.history`: pick a recording to see its messages, size, time range and
 per-subject counts; pick a range (everything, the last N minutes, or between two times) and subjects;
-then load them into a table or a DataFrame, plot a numeric column of what was loaded, replay them
+then load them into a table or a DataFrame, plot a numeric column of what was loaded, open the
+recording on a :class:`~fastiot_widgets.Timeline` whose views follow its cursor, replay them
 at a chosen speed (with progress, pause, resume and stop), or delete the recording after a
 confirmation. Each action has a "copy as code"
 button that inserts the cell doing the same with :mod:`fastiot.history`.

@@ -1,9 +1,10 @@
-"""Timeline: scrub through a recording with a cursor; a SubjectBrowser, a LivePlot and a table follow it.
+"""Timeline: scrub through a recording with a cursor; a SubjectBrowser, LivePlot and MessageTable follow it.
 
 A thin view over :class:`fastiot.history.Timeline` and :class:`fastiot.history.follow.CursorFollower`:
 the time axis with the density strip (an anywidget, :mod:`timeline_axis.js`), a cursor to drag or type a
 time into, play/pause at 0.1-100x with the cursor moving, and buttons to step to the selected subject's
-previous or next message. Views opened from it follow the cursor without reloading what they hold.
+previous or next message. Views opened from it follow the cursor without reloading what they hold;
+each shows a "Follow" toggle (``view.follow_button``) that keeps it where it is while off.
 
 Example:
     >>> from fastiot.history import Timeline as TimelineModel
