@@ -87,6 +87,10 @@ class LiveView(widgets.VBox):
     # Whether Pause pauses the model too. A plot keeps collecting while its view stands still.
     _pause_model: ClassVar[bool] = True
 
+    follow_button: widgets.ToggleButton | None = None
+    """"Follow" on a view made by a :class:`~fastiot_widgets.Timeline` (off: it keeps what it shows
+    while the cursor moves; on: it shows the cursor's state again); None on a view of live traffic."""
+
     def __init__(
         self,
         model: LiveModel,

@@ -40,6 +40,8 @@ class RecordingBrowserLayout(widgets.VBox):
     max_rows_input: ui.BoundedIntText
     load_table_button: ui.Button
     load_frame_button: ui.Button
+    timeline_button: ui.Button
+    timeline_box: widgets.VBox
     replay_options: ReplayOptions
     replay_button: ui.Button
     replay_view: ReplayProgress
@@ -83,6 +85,12 @@ class RecordingBrowserLayout(widgets.VBox):
         )
         self.load_table_button = ui.Button(description="Load into table", icon="table")
         self.load_frame_button = ui.Button(description="Load into DataFrame", icon="download")
+        self.timeline_button = ui.Button(
+            description="Open timeline",
+            icon="clock-o",
+            tooltip="Scrub through the recording: a browser, a plot and a table follow the cursor",
+        )
+        self.timeline_box = widgets.VBox()
         self.replay_options = ReplayOptions()
         self.replay_button = ui.Button(description="Replay", icon="play")
         self.replay_view = ReplayProgress()
@@ -100,6 +108,7 @@ class RecordingBrowserLayout(widgets.VBox):
         for button in (
             self.load_table_button,
             self.load_frame_button,
+            self.timeline_button,
             self.replay_button,
             self.record_code.button,
             self.load_code.button,
@@ -127,6 +136,7 @@ class RecordingBrowserLayout(widgets.VBox):
                         self.max_rows_input,
                         self.load_table_button,
                         self.load_frame_button,
+                        self.timeline_button,
                         self.load_code.button,
                         toolbar(self.plot_action.field_box, self.plot_action.button),  # wrap together
                     ),
@@ -141,4 +151,5 @@ class RecordingBrowserLayout(widgets.VBox):
             self.error_view,
             self.table_box,
             self.plot_action.area,
+            self.timeline_box,
         ]

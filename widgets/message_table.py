@@ -77,6 +77,9 @@ class MessageTable(PlotsColumns, MessageTableLayout):
             beside the notebook (:func:`fastiot.exports.exports_dir`).
         refresh_interval: The least seconds between two updates of the view.
         height: The grid's CSS height.
+        live: False for a table of rows fed with :meth:`MessageCapture.add_messages` (a recording's
+            window, as a :class:`~fastiot_widgets.Timeline` feeds it): the capture is never started,
+            and connection, Pause, Resume, Clear and "Copy as code" are not shown.
         capture_kwargs: Passed on to :class:`~fastiot.capture.MessageCapture`.
 
     The capture (the headless model) is :attr:`capture`, the grid :attr:`grid` (its sort, filters and
@@ -118,6 +121,7 @@ class MessageTable(PlotsColumns, MessageTableLayout):
         export_dir: str | os.PathLike[str] = "",
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         height: str = DEFAULT_GRID_HEIGHT,
+        live: bool = True,
         **capture_kwargs: Any,
     ) -> None:
         if isinstance(subjects, MessageCapture):
@@ -158,9 +162,20 @@ class MessageTable(PlotsColumns, MessageTableLayout):
             owns_model=owns,
             connection=connection,
             refresh_interval=refresh_interval,
+            autostart=live,
             children=[],
         )
         self.children = self._arrange()
+        if not live:
+            # Rows fed from a recording: no connection to show, nothing to pause, no cell that makes them.
+            for control in (
+                self.connection_status,
+                self.pause_button,
+                self.resume_button,
+                self.clear_button,
+                self.copy_code.button,
+            ):
+                control.layout.display = "none"
         self.export_dir = os.fspath(export_dir)
         self._export_dir_changed()
         self.refresh()

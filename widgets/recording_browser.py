@@ -2,7 +2,8 @@
 
 A thin view over :mod:`fastiot.history`: pick a recording to see its messages, size, time range and
 per-subject counts; pick a range (everything, the last N minutes, or between two times) and subjects;
-then load them into a table or a DataFrame, plot a numeric column of what was loaded, replay them
+then load them into a table or a DataFrame, plot a numeric column of what was loaded, open the
+recording on a :class:`~fastiot_widgets.Timeline` whose views follow its cursor, replay them
 at a chosen speed (with progress, pause, resume and stop), or delete the recording after a
 confirmation. Each action has a "copy as code"
 button that inserts the cell doing the same with :mod:`fastiot.history`.
@@ -37,6 +38,7 @@ from fastiot._tasks import BackgroundTasks, loop_is_running
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Bound, Recording, RecordingInfo, Replay
+from fastiot.history import Timeline as TimelineModel
 
 from ._common import follow_connection, plural, pre_html, resolve_connection
 from ._history_code import code_for_load, code_for_record_subjects, code_for_replay
@@ -45,6 +47,9 @@ from ._plot_action import PlotsColumns, numeric_columns
 from ._recording_browser_layout import RecordingBrowserLayout
 from .data_grid import DataGrid
 from .live_plot import LivePlot
+from .message_table import MessageTable
+from .subject_browser import SubjectBrowser
+from .timeline import Timeline
 
 __all__ = ["DEFAULT_INFO_REFRESH", "DEFAULT_MAX_ROWS", "RecordingBrowser"]
 
@@ -119,6 +124,10 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
         """The table of the last "Load into table"."""
         self.replay: Replay | None = None
         """The replay started last."""
+        self.timeline: Timeline | None = None
+        """The timeline opened last ("Open timeline"); its views are in :attr:`timeline_views`."""
+        self.timeline_views: tuple[SubjectBrowser, LivePlot | None, MessageTable] | None = None
+        """The SubjectBrowser, LivePlot (None without numeric fields) and MessageTable following it."""
 
         self._make_controls(
             max_rows=max_rows,
@@ -132,6 +141,7 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
         self.subject_chooser.observe(self._on_subjects_chosen, names="subjects")
         self.load_table_button.on_click(lambda _b: self._click(self.load_table(), "load"))
         self.load_frame_button.on_click(lambda _b: self._click(self.load(), "load"))
+        self.timeline_button.on_click(lambda _b: self._click(self.open_timeline(), "open the timeline"))
         self.replay_button.on_click(lambda _b: self._click(self.start_replay(), "replay"))
         self.delete_button.on_click(lambda _b: self.ask_delete())
         self.observe(lambda _c: self._click(self.refresh(), "list the recordings"), names="show_buckets")
@@ -318,6 +328,7 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
             self.delete_button,
             self.load_table_button,
             self.load_frame_button,
+            self.timeline_button,
             self.replay_button,
         ):
             button.disabled = info is None
@@ -408,6 +419,57 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
         else:
             self.table.set_data(frame)
         return self.table
+
+    async def open_timeline(
+        self,
+        fields: str | list[str] | None = None,
+        *,
+        plot_window: float = 60.0,
+        table_window: float = 10.0,
+    ) -> Timeline:
+        """Open the chosen recording on a :class:`Timeline`, with a browser, a plot and a table following it.
+
+        The views show the chosen subjects (all if none are chosen): the SubjectBrowser each subject's
+        value at the cursor (what the last move changed flashes), the LivePlot ``fields`` over the
+        ``plot_window`` seconds ending at the cursor, the MessageTable the rows ``table_window`` seconds
+        either side of it. A timeline opened before is closed.
+
+        Args:
+            fields: The fields to plot; None plots the numeric fields of the last messages (at most 4).
+            plot_window: Seconds of the plot's window.
+            table_window: Seconds before and after the cursor the table holds.
+
+        Raises:
+            RecordingNotFoundError: The recording was deleted (the browser says so).
+
+        Example:
+            >>> timeline = await browser.open_timeline("temperature")  # doctest: +SKIP
+            >>> await timeline.seek("2026-12-08 03:12")                 # doctest: +SKIP
+        """
+        name = self.recording
+        try:
+            model = await TimelineModel.open(self._current(), connection=await self._conn())
+        except RecordingNotFoundError:
+            self._gone(name)
+            raise
+        subjects = self.subjects or None
+        if fields is None:
+            last = await model.at(model.end_ns, subjects)
+            fields = [f for f in numeric_columns(last) if f != "sequence"][:4]
+        self._close_timeline()
+        timeline = Timeline(model, subjects=subjects)
+        browser = timeline.subject_browser()
+        plot = timeline.live_plot(fields, window=plot_window) if fields else None
+        table = timeline.table(window=table_window)
+        self.timeline, self.timeline_views = timeline, (browser, plot, table)
+        self.timeline_box.children = [w for w in (timeline, browser, plot, table) if w is not None]
+        return timeline
+
+    def _close_timeline(self) -> None:
+        if self.timeline is not None:
+            self.timeline.close()  # closes the views too
+        self.timeline, self.timeline_views = None, None
+        self.timeline_box.children = []
 
     def _make_plot(self, fields: list[str]) -> LivePlot:
         if self.frame is None:
@@ -560,5 +622,6 @@ class RecordingBrowser(PlotsColumns, RecordingBrowserLayout):
             view.close()
         if self.table is not None:
             self.table.close()
+        self._close_timeline()
         self.plot_action.close()
         super().close()

@@ -1,9 +1,10 @@
-"""Timeline: scrub through a recording with a cursor; a SubjectBrowser, a LivePlot and a table follow it.
+"""Timeline: scrub through a recording with a cursor; a SubjectBrowser, LivePlot and MessageTable follow it.
 
 A thin view over :class:`fastiot.history.Timeline` and :class:`fastiot.history.follow.CursorFollower`:
 the time axis with the density strip (an anywidget, :mod:`timeline_axis.js`), a cursor to drag or type a
 time into, play/pause at 0.1-100x with the cursor moving, and buttons to step to the selected subject's
-previous or next message. Views opened from it follow the cursor without reloading what they hold.
+previous or next message. Views opened from it follow the cursor without reloading what they hold;
+each shows a "Follow" toggle (``view.follow_button``) that keeps it where it is while off.
 
 Example:
     >>> from fastiot.history import Timeline as TimelineModel
@@ -36,9 +37,9 @@ from fastiot.history.timeline import Time, time_ns
 from . import _loop_bound as ui
 from ._common import close_widgets, front_end_file
 from ._timeline_follow import BrowserFollow, PlotFollow, TableFollow
-from .data_grid import DataGrid
 from .errors import WidgetError
 from .live_plot import LivePlot
+from .message_table import MessageTable
 from .subject_browser import SubjectBrowser
 
 __all__ = ["DEFAULT_BINS", "MAX_SPEED", "MIN_SPEED", "Timeline", "TimelineAxis"]
@@ -324,7 +325,7 @@ class Timeline(widgets.VBox):
 
     def subject_browser(self, *, height: int | None = None) -> SubjectBrowser:
         """A SubjectBrowser of each subject's value at the cursor; rows changed by the last move flash."""
-        view = BrowserFollow(self.follower, **({"height": height} if height is not None else {}))
+        view = BrowserFollow(self.follower, self._tasks, **({"height": height} if height is not None else {}))
         self._attach(view)
         return view.browser
 
@@ -337,12 +338,12 @@ class Timeline(widgets.VBox):
         self._attach(view)
         return view.plot
 
-    def table(self, window: dt.timedelta | float = 10.0, max_rows: int = 10_000) -> DataGrid:
-        """A table of the rows from ``window`` before the cursor to ``window`` after it."""
+    def table(self, window: dt.timedelta | float = 10.0, max_rows: int = 10_000) -> MessageTable:
+        """A MessageTable of the rows from ``window`` before the cursor to ``window`` after it."""
         span = window if isinstance(window, dt.timedelta) else dt.timedelta(seconds=window)
         view = TableFollow(self.follower, self._tasks, span, max_rows)
         self._attach(view)
-        return view.grid
+        return view.table
 
     async def settled(self, timeout: float = 30.0) -> None:
         """Wait until the cursor's last move and the views' loads are done (for scripts and tests).

@@ -14,8 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -325,6 +326,49 @@ class MessageCapture(BrokerObserver):
         )
 
     # -- control ------------------------------------------------------------------------------------
+
+    def add_messages(
+        self,
+        subjects: Sequence[str],
+        times: Sequence[int],
+        datas: Sequence[bytes],
+        headers: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> None:
+        r"""Add messages read elsewhere (a recording's window) as rows, decoded as captured ones are.
+
+        A capture that is never started is a bounded, decoding buffer a view can be fed from: the
+        :class:`~fastiot_widgets.MessageTable` of a timeline's window is one. The rows count in
+        :attr:`received` and listeners registered with :meth:`on_message` are told.
+
+        Args:
+            subjects: The subject of each message.
+            times: Their times in ns since the epoch.
+            datas: Their payload bytes.
+            headers: The NATS headers of the messages that have some, by index in the batch.
+
+        Raises:
+            ValueError: The three sequences are not of the same length.
+
+        Example:
+            >>> capture = MessageCapture(">", max_rows=100)
+            >>> capture.add_messages(["v1.a"], [1], [b"\x01"])
+            >>> capture.to_dataframe()["value"].tolist()
+            [1]
+        """
+        if not len(subjects) == len(times) == len(datas):
+            raise ValueError(
+                f"give as many subjects, times and payloads, got {len(subjects)}, {len(times)}, {len(datas)}"
+            )
+        if not datas:
+            return
+        self._buffer.extend(subjects, list(times), datas, headers)
+        self._received += len(datas)
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop, no listeners to call: reads see the rows anyway
+        self._wake()
 
     def clear(self) -> None:
         """Forget every row; :attr:`received`, :attr:`dropped` and :attr:`errors` start again at 0.

@@ -34,7 +34,8 @@ from fastiot.history._connection import jetstream_error
 from fastiot.history._direct import DirectResult, TooManyResultsError, direct_get, rfc3339_ns
 from fastiot.history._frames import FrameBuilder
 from fastiot.history._names import RecordingSubjects, subject_patterns
-from fastiot.history.ranges import _ns
+from fastiot.history._reader import StreamReader
+from fastiot.history.ranges import _ns, resolve_range
 from fastiot.history.recording import Recording
 from fastiot.workbench import use_connection
 
@@ -422,6 +423,51 @@ class Timeline:
             times = frame["received_at"].astype("int64")
             frame = frame[(times >= t0_ns) & (times <= t1_ns)].reset_index(drop=True)
         return frame
+
+    async def window_messages(
+        self,
+        t0: Time,
+        t1: Time,
+        subjects: RecordingSubjects | None = None,
+        *,
+        max_rows: int | None = DEFAULT_WINDOW_ROWS,
+    ) -> list[RecordedMessage]:
+        """The messages :meth:`window` decodes, undecoded: what a view with its own buffer takes.
+
+        A :class:`~fastiot.capture.MessageCapture` takes them with
+        :meth:`~fastiot.capture.MessageCapture.add_messages` and decodes them as it decodes live traffic.
+
+        Args:
+            t0: The start of the window.
+            t1: Its end (inclusive).
+            subjects: Only these subjects (patterns, Subjects); all if None.
+            max_rows: At most this many messages, the first of the window; None for all.
+
+        Raises:
+            InvalidRangeError: ``t0`` or ``t1`` is not a time.
+
+        Example:
+            >>> msgs = await timeline.window_messages(timeline.start, timeline.end)  # doctest: +SKIP
+        """
+        t0_ns, t1_ns = time_ns(t0, "t0"), time_ns(t1, "t1")
+        filters = self._filters(subjects)
+        found: list[RecordedMessage] = []
+        if not filters or t1_ns < t0_ns:
+            return found
+        range_ = resolve_range(_bound(t0_ns), _bound(t1_ns))
+        async with use_connection(self.connection) as conn:
+            async with StreamReader(
+                conn, self.recording.name, range_=range_, filters=filters, max_rows=max_rows
+            ) as reader:
+                async for batch in reader:
+                    headers = await reader.headers_of(batch) if batch.headers else {}
+                    for i, (subject, data) in enumerate(zip(batch.subjects, batch.payloads, strict=True)):
+                        t = int(batch.times[i])
+                        if t0_ns <= t <= t1_ns:  # the consumer starts at t0's second, not its ns
+                            found.append(
+                                RecordedMessage(subject, int(batch.sequences[i]), t, data, headers.get(i))
+                            )
+        return found
 
     async def step(self, subject: str, direction: int = 1) -> pd.DataFrame:
         """The next (``+1``) or previous (``-1``) message of ``subject`` from the cursor, which moves to it.

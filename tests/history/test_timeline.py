@@ -110,6 +110,13 @@ async def test_window_is_the_slice_of_the_full_dataframe(connection: NatsBrokerC
     pd.testing.assert_frame_equal(window, full[(times >= t0) & (times <= t1)].reset_index(drop=True))
     assert len(await timeline.window(t0, t1, max_rows=3)) == 3
     assert (await timeline.window(t1, t0)).empty
+    # The same messages undecoded, for a view with its own buffer (a MessageTable's capture).
+    messages = await timeline.window_messages(t0, t1)
+    assert [(m.subject, m.sequence, m.time_ns) for m in messages] == list(
+        zip(window["subject"], window["sequence"], window["received_at"].astype("int64"), strict=True)
+    )
+    assert len(await timeline.window_messages(t0, t1, max_rows=3)) == 3
+    assert await timeline.window_messages(t1, t0) == [] and await timeline.window_messages(t0, t1, []) == []
 
 
 async def test_step_walks_a_subject_both_ways_and_stops_at_its_ends(

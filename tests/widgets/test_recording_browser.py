@@ -14,7 +14,7 @@ from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.exceptions import RecordingNotFoundError
 from fastiot.history import Recording
 from fastiot.nats_server import NatsServer
-from fastiot_widgets import DataGrid, LivePlot, RecordingBrowser
+from fastiot_widgets import DataGrid, LivePlot, MessageTable, RecordingBrowser, SubjectBrowser, Timeline
 from tests.waits import wait_for_trait, wait_until
 from tests.widgets.history_helpers import MakeRecording, Recorded, make_recording, recorded
 
@@ -200,6 +200,35 @@ async def test_plot_charts_a_numeric_column_of_what_was_loaded(
     browser.close_plot()
     assert browser.plot is None and browser.plot_action.area.children == ()
     browser.close()
+
+
+async def test_open_timeline_shows_views_that_follow_its_cursor(
+    recorded: Recorded, broker: NatsBrokerConnection
+) -> None:
+    browser = await browse(recorded, broker)
+    browser.timeline_button.click()
+    await browser.wait_idle()
+    assert browser.error == ""
+    timeline, views = browser.timeline, browser.timeline_views
+    assert isinstance(timeline, Timeline) and views is not None
+    subjects, plot, table = views
+    assert (
+        isinstance(subjects, SubjectBrowser)
+        and isinstance(plot, LivePlot)
+        and isinstance(table, MessageTable)
+    )
+    assert browser.timeline_box.children == (timeline, subjects, plot, table)
+    assert plot.series.fields == ["i", "value"], "the recording's numeric fields, not the stream sequence"
+
+    await timeline.settled()  # the cursor starts at the first message: only its subject has a value
+    assert subjects.index.subjects == [f"{recorded.prefix}.a"]
+    await timeline.seek(timeline.model.end_ns)
+    await timeline.settled()
+    assert sorted(subjects.index.subjects) == sorted(recorded.counts)
+    assert len(table.capture) == recorded.total, "the table holds the rows around the cursor"
+
+    browser.close()
+    assert browser.timeline is None and browser.timeline_box.children == ()
 
 
 async def test_replays_with_a_prefix_and_shows_the_progress(

@@ -622,3 +622,24 @@ async def test_messages_arriving_while_starting_are_not_counted_as_lost(
     finally:
         stop.set()
         await task
+
+
+async def test_messages_read_elsewhere_are_added_decoded_counted_and_told_without_subscribing() -> None:
+    capture = MessageCapture(">", max_rows=2)  # never started: no broker needed
+    told: list[int] = []
+    capture.on_message(told.append)
+    capture.add_messages(
+        ["v1.a", "v1.b", "v1.c"],
+        [1, 2, 3],
+        [pack({"value": 1.5}), b'{"value": 2}', b"text"],
+        {2: {"Content-Type": "text/plain"}},
+    )
+    await asyncio.sleep(0)  # listeners are told on the loop's next turn, as for captured messages
+    assert told == [3]
+    assert capture.received == 3 and capture.dropped == 1, "bounded like captured rows"
+    frame = capture.to_dataframe()
+    assert frame["subject"].tolist() == ["v1.b", "v1.c"] and frame["value"].tolist() == [2, "text"]
+    assert frame["headers"].tolist()[-1] == {"Content-Type": "text/plain"}
+    assert not capture.is_running
+    with pytest.raises(ValueError, match="as many subjects, times and payloads"):
+        capture.add_messages(["v1.a"], [1, 2], [b"x"])
