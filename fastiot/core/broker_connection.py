@@ -163,6 +163,19 @@ def _checked(subject: str, wildcards: bool) -> None:
     check_subject_length(subject)
 
 
+# Subjects a publish has checked already: a producer's hot path pays a set lookup, not a cached call.
+# Bounded: emptied when full (a kernel publishing on ever new subjects checks them again).
+_PUBLISHABLE: set[str] = set()
+_PUBLISHABLE_MAX = 4096
+
+
+def _check_publish_subject(subject: str) -> None:
+    _checked(subject, False)
+    if len(_PUBLISHABLE) >= _PUBLISHABLE_MAX:
+        _PUBLISHABLE.clear()
+    _PUBLISHABLE.add(subject)
+
+
 class _InitialConnectAbort(Exception):
     def __init__(self, err: Exception) -> None:
         self.err = err
@@ -715,7 +728,8 @@ class NatsBrokerConnection(BrokerConnection):
         self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
         # nats-py's own errors here say neither which message nor what to do; ours do, and are counted.
-        _checked(subject, False)
+        if subject not in _PUBLISHABLE:
+            _check_publish_subject(subject)
         try:
             await self._client.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.OutboundBufferLimitError:
