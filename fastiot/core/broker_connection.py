@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,7 +38,6 @@ from fastiot._callbacks import is_coroutine_callable
 from fastiot._tasks import BackgroundTasks
 from fastiot.core import _nats_compat
 from fastiot.core._connect import (
-    ReconnectServerChoice,
     classify_connect_failure,
     connect_failure_error,
     is_authorization_error,
@@ -54,9 +52,13 @@ from fastiot.core.broker_api import (
     ConnectionState,
     StateCallback,
 )
+from fastiot.core.connection_events import (
+    DEFAULT_RECONNECT_TIME_WAIT,
+    DEFAULT_SLOW_CONSUMER_BURST_GAP,
+    ConnectionEvents,
+)
 from fastiot.core.data_models import Msg, MsgPub, MsgReq, MsgResp, ReplySubject, Subject
 from fastiot.core.logger import setup_logger
-from fastiot.core.permissions import Refusal, RefusalWatch, parse_refusal, same_subject
 from fastiot.core.serialization import serialize_from_bin, serialize_to_bin
 from fastiot.core.subject_helper import check_subject
 from fastiot.core.subscription import (
@@ -76,10 +78,8 @@ from fastiot.core.subscription import (
 )
 from fastiot.env import env_broker, redact_url
 from fastiot.exceptions import (
-    BadMessageError,
     BrokerUnavailableError,
     PayloadTooLargeError,
-    PermissionDeniedError,
     PublishBufferFullError,
     ReplyHandlerError,
     RequestTimeoutError,
@@ -124,13 +124,9 @@ __all__ = [
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # How long closing a client whose first connect failed may take before it is given up.
 DEFAULT_ABANDON_TIMEOUT = 1.0
-# Seconds between two reconnect attempts to the same server (nats-py adds jitter); others are tried at once.
-DEFAULT_RECONNECT_TIME_WAIT = 1.0
 # While reconnecting, publishes are buffered up to this many bytes (nats-py's ``pending_size``) and sent
 # once connected again; beyond it publish() raises PublishBufferFullError.
 DEFAULT_RECONNECT_BUFFER_SIZE = NATS_DEFAULT_PENDING_SIZE
-# Slow-consumer events on one subscription closer together than this (seconds) are one burst, logged once.
-DEFAULT_SLOW_CONSUMER_BURST_GAP = 1.0
 # nats-server closes a connection whose protocol line exceeds max_control_line (4096 bytes by default),
 # and nats-py then closes the connection for good. A subject plus the rest of a PUB/HPUB line (command,
 # reply inbox, sizes) must fit, so longer subjects are refused before they are sent.
@@ -182,7 +178,7 @@ class _InitialConnectAbort(Exception):
         super().__init__(str(err))
 
 
-class NatsBrokerConnection(BrokerConnection):
+class NatsBrokerConnection(ConnectionEvents, BrokerConnection):
     """A :class:`BrokerConnection` over nats-py. Create it with :meth:`connect`.
 
     Settings come from ``FASTIOT_NATS_*`` (servers, credentials, TLS). After the first connect it
@@ -318,31 +314,15 @@ class NatsBrokerConnection(BrokerConnection):
         """Backlog limit (bytes) of each subscription made from now on."""
         self.reconnect_buffer_size: int = DEFAULT_RECONNECT_BUFFER_SIZE
         """Bytes of publishes buffered while reconnecting (``connect(pending_size=...)``)."""
-        self.reconnects: int = 0
-        self.slow_consumer_events: int = 0
         self.publish_buffer_overflows: int = 0
         """Publishes refused with PublishBufferFullError because the reconnect buffer was full."""
-        self.last_error: Exception | None = None
-        self.bad_messages: int = 0
-        """Malformed messages from the wire (e.g. a subject that is not UTF-8), dropped and reported."""
         # Error reports started from nats-py's read loop, which cannot wait for them; cancelled on close.
         self._report_tasks: BackgroundTasks = BackgroundTasks()
         self._closing: bool = False
-        self._disconnected_at: float | None = None
-        self.failed_reconnect_attempts: int = 0
-        """Reconnect attempts that failed during the current (or the last) outage."""
-        self.last_outage_seconds: float | None = None
-        """How long the last outage lasted, from losing the connection to reconnecting."""
-        self._overflows_this_outage: int = 0
-        self._auth_rejected_this_outage: bool = False
-        self._slow_consumer_last: dict[int, float] = {}
-        self._reconnect_choice: ReconnectServerChoice = ReconnectServerChoice(DEFAULT_RECONNECT_TIME_WAIT)
-        self.refusals: RefusalWatch = RefusalWatch()
-        """The server's permission refusals on this connection (see :mod:`fastiot.core.permissions`)."""
+        self._init_events()
         if isinstance(client, _nats_compat.TolerantClient):
             # Every request of the client (JetStream's and key-value's too) ends at once when refused.
             client.request_guard = self.refusals.request
-        self._refusals_at_disconnect: int = 0
 
     @property
     def client(self) -> NatsClient:
@@ -359,125 +339,6 @@ class NatsBrokerConnection(BrokerConnection):
         # The server being tried while reconnecting (connected_url is None then).
         uri = _nats_compat.current_server_uri(self._client)
         return None if uri is None else f"{uri.scheme}://{uri.hostname}:{uri.port}"
-
-    async def _on_error(self, err: Exception) -> None:
-        self.last_error = err
-        refusal = parse_refusal(err)
-        if refusal is not None:
-            self._on_refusal(refusal)
-        if isinstance(err, nats.errors.SlowConsumerError):
-            sub = self._subscriptions_by_sid.get(err.sid)
-            if isinstance(sub, RawSubscription) and sub.on_dropped is not None:
-                sub.on_dropped(err.subject)  # observers sharing the subscription count their losses
-        if self._error_handler is not None:
-            await self._error_handler(err)
-            return
-        if isinstance(err, nats.errors.SlowConsumerError):
-            self._on_slow_consumer(err)
-            return
-        if self._state == ConnectionState.RECONNECTING:
-            # Every failed attempt lands here; the outage was already logged once, and the end will be.
-            self.failed_reconnect_attempts += 1
-            if is_authorization_error(err) and not self._auth_rejected_this_outage:
-                # Unlike a server that is down, this will not go away by waiting: say so once.
-                self._auth_rejected_this_outage = True
-                _logger.error(
-                    "the NATS server at %s rejected the credentials while reconnecting (%s: %s); still "
-                    "retrying. Check FASTIOT_NATS_USER / FASTIOT_NATS_PASSWORD, FASTIOT_NATS_TOKEN or "
-                    "FASTIOT_NATS_CREDS",
-                    self._current_server_url(),
-                    type(err).__name__,
-                    redact_url(str(err)),
-                )
-            else:
-                _logger.debug("reconnect attempt failed: %s: %s", type(err).__name__, redact_url(str(err)))
-            return
-        _logger.warning("NATS: %s: %s", type(err).__name__, redact_url(str(err)))
-
-    def _on_refusal(self, refusal: Refusal) -> None:
-        # In nats-py's read loop, in order with PONGs: a subscribe or flush waiting for its PONG sees it.
-        self.refusals.inbox_prefix = _nats_compat.inbox_prefix(self._client)
-        self.refusals.record(refusal)
-        if refusal.operation != "subscribe":
-            return
-        for sub in list(self._subscriptions_by_sid.values()):
-            name = sub.subject_name
-            if name is not None and same_subject(refusal.subject, name):
-                sub.refused(PermissionDeniedError(name, "subscribe", queue=refusal.queue))
-
-    def _on_bad_message(self, err: BadMessageError) -> None:
-        # Called from nats-py's read loop (TolerantClient), which goes on with the next message.
-        self.bad_messages += 1
-        self.last_error = err
-        sub = self._subscriptions_by_sid.get(err.sid)
-        if sub is not None:  # reported like a handler error of the subscription it was for
-            self._report_tasks.spawn(sub.report_error(err), what="reporting a malformed message")
-        elif self.bad_messages <= 10 or self.bad_messages % 1000 == 0:  # e.g. a JetStream subscription
-            _logger.error("%s (%d on this connection)", err, self.bad_messages)
-
-    def _on_slow_consumer(self, err: nats.errors.SlowConsumerError) -> None:
-        self.slow_consumer_events += 1
-        sub = self._subscriptions_by_sid.get(err.sid)
-        if sub is not None:
-            sub.slow_consumer_events += 1
-        # A firehose reports every dropped message; one line per burst (per subscription) is enough.
-        now = time.monotonic()
-        last = self._slow_consumer_last.get(err.sid)
-        self._slow_consumer_last[err.sid] = now
-        if last is None or now - last >= DEFAULT_SLOW_CONSUMER_BURST_GAP:
-            dropped = sub.slow_consumer_events if sub is not None else None
-            _logger.warning(
-                "slow consumer on subject %s: its handler is slower than the message rate, the client's "
-                "backlog for it is full (%s messages) and new messages are dropped%s (%d on this connection "
-                "so far); count them with slow_consumer_events, make the handler faster, or raise "
-                "pending_msgs_limit",
-                err.subject,
-                sub.pending_msgs_limit if sub is not None else "its limit of",
-                f" ({dropped} on this subscription so far)" if dropped is not None else "",
-                self.slow_consumer_events,
-            )
-
-    async def _on_disconnected(self) -> None:
-        if self._state == ConnectionState.CONNECTED and not self._client.is_closed and not self._closing:
-            self._disconnected_at = time.monotonic()
-            self.failed_reconnect_attempts = 0
-            self._overflows_this_outage = 0
-            self._auth_rejected_this_outage = False
-            lost = _nats_compat.current_server_uri(self._client)
-            self._reconnect_choice.start_outage(None if lost is None else lost.netloc)
-            _logger.warning(
-                "lost the connection to NATS; reconnecting (publishes are buffered up to %d bytes meanwhile)",
-                self.reconnect_buffer_size,
-            )
-            self._refusals_at_disconnect = self.refusals.mark()
-            self._set_state(ConnectionState.RECONNECTING)
-
-    def _choose_reconnect_server(self, servers: list[Any], server_info: dict[str, Any]) -> tuple[Any, float]:
-        # nats-py's reconnect_to_server_handler; see ReconnectServerChoice for why not nats-py's own.
-        return self._reconnect_choice.choose(servers)
-
-    async def _on_reconnected(self) -> None:
-        self.reconnects += 1
-        # nats-py subscribed the reply inbox again: a refusal from before the outage no longer stands.
-        self.refusals.forget_inbox_refusal(self._refusals_at_disconnect)
-        outage = time.monotonic() - self._disconnected_at if self._disconnected_at is not None else 0.0
-        _logger.info(
-            "reconnected to NATS at %s after %.1f s (%d failed attempts)%s",
-            self.connected_url,
-            outage,
-            self.failed_reconnect_attempts,
-            f"; {self._overflows_this_outage} publishes were refused with PublishBufferFullError"
-            if self._overflows_this_outage
-            else "",
-        )
-        self._disconnected_at = None
-        self.last_outage_seconds = outage
-        self._set_state(ConnectionState.CONNECTED)
-
-    async def _on_closed(self) -> None:
-        self._set_state(ConnectionState.CLOSED)
-        if self._closed_cb is not None:
-            await self._closed_cb()
 
     async def _abandon(self) -> None:
         self._closed_cb = None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from fastiot.core import FastIoTPublish, FastIoTService, subscribe
+from fastiot.core import FastIoTPublish, FastIoTService, connection_events, subscribe
 from fastiot.core import broker_connection as broker_module
 from fastiot.core.broker_connection import NatsBrokerConnection, NatsBrokerSubscription
 from fastiot.nats_server import NatsServer
@@ -209,7 +209,7 @@ async def test_backlog_is_bounded_and_dropped_counts_are_exact(
 async def test_each_burst_of_drops_is_logged_once(
     server: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(broker_module, "DEFAULT_SLOW_CONSUMER_BURST_GAP", 0.2)
+    monkeypatch.setattr(connection_events, "DEFAULT_SLOW_CONSUMER_BURST_GAP", 0.2)  # where it is read
     connection = await NatsBrokerConnection.connect(servers=server.url)
     gate = asyncio.Event()
 
