@@ -14,6 +14,7 @@ from fastiot.env import NATS_CONNECTION_SETTINGS
 from fastiot.history.cli import STORE_ENV
 from fastiot.nats_server import NatsServer
 from fastiot.shared_broker import IDLE_ENV, RUNTIME_DIR_ENV
+from tests.kernel_util import Kernel, running_kernel
 from tests.lockdown import connect_as, locked_down_server
 
 
@@ -63,6 +64,13 @@ async def nojs(locked_down: NatsServer) -> AsyncIterator[NatsBrokerConnection]:
     """... as ``nojs`` (anything but JetStream)."""
     async for connection in _as(locked_down, "nojs"):
         yield connection
+
+
+@pytest.fixture
+def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
+    """A real IPython kernel (a process of its own) whose FASTIOT_NATS_* point at the session's server."""
+    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
+        yield kernel
 
 
 @pytest.fixture(scope="session", autouse=True)

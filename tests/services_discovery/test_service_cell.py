@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import nbformat
-import pytest
 from nats.micro.service import ServiceInfo, ServiceStats
 
 from fastiot.core.broker_connection import NatsBrokerConnection
 from fastiot.nats_server import NatsServer
 from fastiot.services import discover
-from tests.kernel_util import Kernel, running_kernel
-
-
-@pytest.fixture
-def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
-    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
-        yield kernel
-
+from tests.kernel_util import Kernel
 
 MODELS = """
 from fastiot import workbench

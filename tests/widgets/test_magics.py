@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import nbformat
-import pytest
 
-from fastiot.nats_server import NatsServer
-from tests.kernel_util import Kernel, running_kernel
-
-
-@pytest.fixture
-def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
-    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
-        yield kernel
-
+from tests.kernel_util import Kernel
 
 MODELS = """
 from fastiot import workbench

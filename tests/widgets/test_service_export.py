@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fastiot.nats_server import NatsServer
 from fastiot_widgets import ServiceControl
 from fastiot_widgets.errors import ServiceCellError
-from tests.kernel_util import CellResult, Kernel, running_kernel
+from tests.kernel_util import CellResult, Kernel
 from tests.services import FirstMessage
 from tests.services_export.generated import run_generated_test
-
-
-@pytest.fixture
-def kernel(nats_server: NatsServer, tmp_path: Path) -> Iterator[Kernel]:
-    with running_kernel(tmp_path, {"FASTIOT_NATS_SERVERS": nats_server.url}) as kernel:
-        yield kernel
-
 
 MODELS = """
 from fastiot import workbench
